@@ -1,0 +1,210 @@
+"""The command line: ``python bot.py COMMAND`` (see ``python bot.py --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from . import __version__
+from .config import Config, load_config
+from .deliver import deliver_pending, drain_outbox
+from .deliver.console import format_text
+from .deliver.sinks import build_sinks
+from .errors import ConfigError, StoreError
+from .fetch import make_client
+from .logs import event, setup_logging
+from .match import Matcher, compile_matcher
+from .pipeline import CycleReport, poll_feed, run_cycle
+from .scheduler import Scheduler
+from .store import Store, open_store, utcnow
+
+log = logging.getLogger("chipwatch")
+
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python bot.py",
+                                description="chipwatch: real-time alerts for AI-chip trade news.")
+    p.add_argument("--version", action="version", version=f"chipwatch {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.add_argument("--config", type=Path, default=Path("config.yaml"),
+                        help="config file (default: ./config.yaml)")
+        return sp
+
+    cmd("run", "poll every feed on its schedule and deliver alerts until SIGINT/SIGTERM")
+    once = cmd("once", "poll every feed once, deliver everything pending, print a summary")
+    once.add_argument("--dry-run", action="store_true",
+                      help="print the alerts that would be sent; record and send nothing")
+    cmd("demo", "run the whole pipeline on bundled sample feeds served on loopback")
+    match = cmd("match", "explain how a headline matches the watchlists and rules")
+    match.add_argument("text", nargs="*", help="the headline")
+    match.add_argument("--summary", default="", help="an optional summary to match as well")
+    match.add_argument("--jsonl", action="store_true",
+                       help='read {"title": ..., "summary": ...} lines on stdin, write JSON lines')
+    cmd("check-config", "validate the config and print a short summary")
+    return p
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
+         stdin: TextIO | None = None) -> int:
+    args = _parser().parse_args(argv)
+    stdout = stdout or sys.stdout
+    stdin = stdin or sys.stdin
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            if not args.verbose:  # the demo is for reading: alerts on stdout, only problems on stderr
+                setup_logging(logging.WARNING)
+            return run_demo(args.config, stdout=stdout)
+        config = load_config(args.config)
+        if args.command == "check-config":
+            print(config.summary(), file=stdout)
+            return EXIT_OK
+        if args.command == "match":
+            return _match(config, args, stdout=stdout, stdin=stdin)
+        if args.command == "once":
+            return asyncio.run(run_once(config, dry_run=args.dry_run, stdout=stdout))
+        if args.command == "run":
+            return asyncio.run(run_forever(config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except StoreError as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_FAILURE  # unreachable: argparse requires a known command
+
+
+# --- match --------------------------------------------------------------------------------
+
+
+def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: TextIO) -> int:
+    matcher = compile_matcher(config.watchlists, config.rules)
+    if not args.jsonl:
+        if not args.text:
+            print("match: give a headline, or --jsonl to read JSON lines from stdin",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        print(matcher.match(" ".join(args.text), args.summary).explain(), file=stdout)
+        return EXIT_OK
+    for line in stdin:
+        print(json.dumps(match_json_line(matcher, line), ensure_ascii=False), file=stdout,
+              flush=True)
+    return EXIT_OK
+
+
+def match_json_line(matcher: Matcher, line: str) -> dict:
+    """One ``match --jsonl`` answer; bad input gives ``{"error": ...}``, never an exception."""
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        return {"error": f"invalid JSON: {exc}"}
+    if not isinstance(obj, dict):
+        return {"error": "expected a JSON object"}
+    title, summary = obj.get("title"), obj.get("summary", "")
+    if not isinstance(title, str):
+        return {"error": "'title' must be a string"}
+    if summary is None:
+        summary = ""
+    if not isinstance(summary, str):
+        return {"error": "'summary' must be a string when given"}
+    return matcher.match(title, summary).to_json()
+
+
+# --- once ---------------------------------------------------------------------------------
+
+
+def summary_line(report: CycleReport, *, sent: int, pending: int, dry_run: bool = False) -> str:
+    failed = report.failed
+    parts = [f"feeds ok={report.ok} failed={len(failed)}", f"new_items={report.new_items}",
+             f"alerts={report.alerts}"]
+    parts.append("dry_run=yes (nothing recorded or sent)" if dry_run
+                 else f"sent={sent} pending={pending}")
+    line = "summary: " + " ".join(parts)
+    if failed:
+        line += " | failed: " + "; ".join(f"{o.feed} ({o.error})" for o in failed)
+    return line
+
+
+async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
+                   sinks: Sequence | None = None, drain_wait: float = 120.0) -> int:
+    """One cycle of every feed, then deliver everything pending; prints a summary line."""
+    sinks = list(sinks) if sinks is not None else build_sinks(config)
+    store = open_store(config.database)
+    try:
+        matcher = compile_matcher(config.watchlists, config.rules)
+        async with make_client(config.poll) as client:
+            report = await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
+                                     client=client, now=utcnow(), dry_run=dry_run)
+        sent = 0
+        if dry_run:
+            previews = [a for o in report.outcomes for a in o.previews]
+            waiting = [a for name in config.destinations.names()
+                       for a in store.pending(name, now=utcnow())]
+            for alert in [*waiting, *previews]:
+                print(format_text(alert) + "\n", file=stdout)
+        else:
+            sent = (await drain_outbox(store, sinks, max_wait=drain_wait)).sent
+        print(summary_line(report, sent=sent, pending=store.count_pending(), dry_run=dry_run),
+              file=stdout)
+        return EXIT_OK
+    finally:
+        for sink in sinks:
+            await sink.aclose()
+        store.close()
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> int:
+    """Poll on schedule and deliver until SIGINT/SIGTERM (or ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no support
+            pass
+    store: Store = open_store(config.database)
+    sinks = build_sinks(config)
+    matcher = compile_matcher(config.watchlists, config.rules)
+    client = make_client(config.poll)
+
+    async def poll(feed) -> None:  # noqa: ANN001
+        await poll_feed(feed, config=config, store=store, matcher=matcher, client=client,
+                        now=utcnow())
+
+    async def deliver() -> None:
+        await deliver_pending(store, sinks)
+
+    scheduler = Scheduler(poll=poll, deliver=deliver)
+    scheduler.start(config.feeds)
+    event(log, "bot_running", feeds=len(config.feeds),
+          destinations=",".join(config.destinations.names()), database=config.database)
+    try:
+        await stop.wait()
+        event(log, "shutdown_requested")
+        await scheduler.stop()
+        await drain_outbox(store, sinks, max_wait=0)
+    finally:
+        await client.aclose()
+        for sink in sinks:
+            await sink.aclose()
+        store.close()
+    event(log, "bot_stopped", pending=None)
+    return EXIT_OK

@@ -1,0 +1,445 @@
+"""Load and validate ``config.yaml`` into frozen dataclasses.
+
+Every error names the file, the 1-based line and the dotted key (``feeds[2].url``), so that
+``check-config`` and the bot itself can point at the exact place to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from .errors import ConfigError
+
+DEFAULT_CATEGORIES = ("chips", "companies", "export_terms")
+DEFAULT_RULE = {"name": "chip-trade", "all_of": ["export_terms"], "any_of": ["chips", "companies"]}
+TELEGRAM_API_BASE = "https://api.telegram.org/bot"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Term:
+    """One watchlist entry: a canonical name plus everything that may stand for it."""
+
+    name: str
+    category: str
+    aliases: tuple[str, ...] = ()
+    case_sensitive: bool = False
+    context: tuple[str, ...] = ()  # at least one of these words must also appear
+    exclude: tuple[str, ...] = ()  # none of these words may appear
+    fuzzy: bool | None = None  # None: decided by the term's shape (long names only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """A named combination of categories; a headline alerts when any rule holds."""
+
+    name: str
+    all_of: tuple[str, ...] = ()
+    any_of: tuple[str, ...] = ()
+    none_of: tuple[str, ...] = ()
+    terms: tuple[str, ...] = ()  # canonical term names; at least one must match
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedConfig:
+    name: str
+    url: str
+    interval_seconds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollConfig:
+    interval_seconds: int = 300
+    timeout_seconds: float = 20.0
+    max_age_hours: float = 24.0
+    concurrency: int = 16
+    max_bytes: int = 5_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelegramConfig:
+    chat_id: str
+    api_base_url: str = TELEGRAM_API_BASE
+    admins: tuple[int, ...] = ()
+    link_preview: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlackConfig:
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Destinations:
+    telegram: TelegramConfig | None = None
+    slack: SlackConfig | None = None
+
+    def names(self) -> tuple[str, ...]:
+        """Destination names in delivery order; ``console`` when nothing else is on."""
+        names = tuple(n for n in ("telegram", "slack") if getattr(self, n) is not None)
+        return names or ("console",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    path: Path
+    database: Path
+    poll: PollConfig
+    feeds: tuple[FeedConfig, ...]
+    watchlists: dict[str, tuple[Term, ...]] = field(hash=False)
+    rules: tuple[Rule, ...]
+    destinations: Destinations
+
+    def summary(self) -> str:
+        """A few human lines: what this config polls, watches and where it sends."""
+        terms = ", ".join(f"{cat}={len(terms)}" for cat, terms in self.watchlists.items())
+        lines = [
+            f"config {self.path}: OK",
+            f"  database: {self.database}",
+            f"  feeds: {len(self.feeds)} (default interval {self.poll.interval_seconds}s)",
+            f"  watchlists: {terms}",
+            f"  rules: {', '.join(r.name for r in self.rules)}",
+            f"  destinations: {', '.join(self.destinations.names())}",
+        ]
+        return "\n".join(lines)
+
+
+# --- validation helpers -------------------------------------------------------------------
+
+
+class _Checker:
+    """Carries the file name so every helper can raise a precise ConfigError."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def fail(self, message: str, key: str | None, line: int | None) -> ConfigError:
+        return ConfigError(message, file=self.file, line=line, key=key)
+
+    @staticmethod
+    def key_line(node: Any, key: Any, fallback: int | None) -> int | None:
+        try:
+            return node.lc.key(key)[0] + 1
+        except (AttributeError, KeyError, TypeError):
+            return fallback
+
+    @staticmethod
+    def item_line(node: Any, index: int, fallback: int | None) -> int | None:
+        try:
+            return node.lc.item(index)[0] + 1
+        except (AttributeError, KeyError, TypeError, IndexError):
+            return fallback
+
+    def mapping(self, node: Any, key: str, line: int | None, allowed: set[str]) -> CommentedMap:
+        if not isinstance(node, dict):
+            raise self.fail(f"must be a mapping, got {_type_name(node)}", key, line)
+        for k in node:
+            if k not in allowed:
+                sub = f"{key}.{k}" if key else str(k)
+                hint = f" (known keys: {', '.join(sorted(allowed))})"
+                raise self.fail(f"unknown key{hint}", sub, self.key_line(node, k, line))
+        return node
+
+    def seq(self, node: Any, key: str, line: int | None) -> CommentedSeq:
+        if not isinstance(node, list):
+            raise self.fail(f"must be a list, got {_type_name(node)}", key, line)
+        return node
+
+    def string(self, node: Any, key: str, line: int | None, *, empty_ok: bool = False) -> str:
+        if isinstance(node, bool) or not isinstance(node, (str, int, float)):
+            raise self.fail(f"must be a string, got {_type_name(node)}", key, line)
+        value = str(node).strip()
+        if not value and not empty_ok:
+            raise self.fail("must not be empty", key, line)
+        return value
+
+    def number(self, node: Any, key: str, line: int | None, *, lo: float, hi: float,
+               integer: bool = False) -> float:
+        if isinstance(node, bool) or not isinstance(node, (int, float)):
+            raise self.fail(f"must be a number, got {_type_name(node)}", key, line)
+        if integer and not isinstance(node, int):
+            raise self.fail(f"must be a whole number, got {node!r}", key, line)
+        if not lo <= node <= hi:
+            raise self.fail(f"must be between {lo:g} and {hi:g}, got {node!r}", key, line)
+        return node
+
+    def boolean(self, node: Any, key: str, line: int | None) -> bool:
+        if not isinstance(node, bool):
+            raise self.fail(f"must be true or false, got {_type_name(node)}", key, line)
+        return node
+
+    def strings(self, node: Any, key: str, line: int | None) -> tuple[str, ...]:
+        if isinstance(node, str):
+            node = [node]
+        seq = self.seq(node, key, line)
+        return tuple(self.string(v, f"{key}[{i}]", self.item_line(seq, i, line))
+                     for i, v in enumerate(seq))
+
+
+_TYPE_NAMES = ((bool, "a boolean"), (dict, "a mapping"), (list, "a list"), (str, "a string"),
+               (int, "a number"), (float, "a number"))
+
+
+def _type_name(node: Any) -> str:
+    if node is None:
+        return "nothing (null)"
+    return next((name for t, name in _TYPE_NAMES if isinstance(node, t)), type(node).__name__)
+
+
+_CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
+    url = c.string(value, key, line)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise c.fail(f"must be an http:// or https:// URL, got {url!r}", key, line)
+    return url
+
+
+# --- sections -------------------------------------------------------------------------------
+
+_TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations"}
+_POLL_KEYS = {"interval_seconds", "timeout_seconds", "max_age_hours", "concurrency", "max_bytes"}
+_FEED_KEYS = {"name", "url", "interval_seconds"}
+_TERM_KEYS = {"term", "aliases", "case_sensitive", "context", "exclude", "fuzzy"}
+_RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms"}
+_TELEGRAM_KEYS = {"chat_id", "api_base_url", "admins", "link_preview"}
+
+
+def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
+    if node is None:
+        return PollConfig()
+    m = c.mapping(node, "poll", line, _POLL_KEYS)
+    values: dict[str, Any] = {}
+    limits = {
+        "interval_seconds": (10, 7 * 86400, True),
+        "timeout_seconds": (1, 600, False),
+        "max_age_hours": (0.1, 24 * 365, False),
+        "concurrency": (1, 1000, True),
+        "max_bytes": (10_000, 200_000_000, True),
+    }
+    for k, v in m.items():
+        lo, hi, integer = limits[k]
+        values[k] = c.number(v, f"poll.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer)
+    return PollConfig(**values)
+
+
+def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
+    if node is None:
+        return ()
+    seq = c.seq(node, "feeds", line)
+    feeds: list[FeedConfig] = []
+    names: set[str] = set()
+    for i, raw in enumerate(seq):
+        key, ln = f"feeds[{i}]", c.item_line(seq, i, line)
+        m = c.mapping(raw, key, ln, _FEED_KEYS)
+        for required in ("name", "url"):
+            if required not in m:
+                raise c.fail(f"missing required key '{required}'", key, ln)
+        name = c.string(m["name"], f"{key}.name", c.key_line(m, "name", ln))
+        if name in names:
+            raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
+        names.add(name)
+        url = _http_url(c, m["url"], f"{key}.url", c.key_line(m, "url", ln))
+        interval = poll.interval_seconds
+        if "interval_seconds" in m:
+            interval = int(c.number(m["interval_seconds"], f"{key}.interval_seconds",
+                                    c.key_line(m, "interval_seconds", ln),
+                                    lo=10, hi=7 * 86400, integer=True))
+        feeds.append(FeedConfig(name=name, url=url, interval_seconds=interval))
+    return tuple(feeds)
+
+
+def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> Term:
+    if not isinstance(raw, dict):
+        return Term(name=c.string(raw, key, line), category=category)
+    m = c.mapping(raw, key, line, _TERM_KEYS)
+    if "term" not in m:
+        raise c.fail("missing required key 'term'", key, line)
+
+    def kl(k: str) -> int | None:
+        return c.key_line(m, k, line)
+
+    opts: dict[str, Any] = {}
+    for k in ("aliases", "context", "exclude"):
+        if k in m:
+            opts[k] = c.strings(m[k], f"{key}.{k}", kl(k))
+    for k in ("case_sensitive", "fuzzy"):
+        if k in m:
+            opts[k] = c.boolean(m[k], f"{key}.{k}", kl(k))
+    return Term(name=c.string(m["term"], f"{key}.term", kl("term")), category=category, **opts)
+
+
+def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Term, ...]]:
+    if node is None:
+        raise c.fail("missing required section (categories of terms to watch)", "watchlists", line)
+    if not isinstance(node, dict):
+        raise c.fail(f"must be a mapping, got {_type_name(node)}", "watchlists", line)
+    lists: dict[str, tuple[Term, ...]] = {}
+    for cat, raw in node.items():
+        key, ln = f"watchlists.{cat}", c.key_line(node, cat, line)
+        if not isinstance(cat, str) or not _CATEGORY_RE.match(cat):
+            raise c.fail("category names are lowercase letters, digits and _", key, ln)
+        seq = c.seq(raw, key, ln)
+        if not seq:
+            raise c.fail("must list at least one term", key, ln)
+        terms = [_term(c, t, cat, f"{key}[{i}]", c.item_line(seq, i, ln)) for i, t in enumerate(seq)]
+        seen: dict[str, int] = {}
+        for i, t in enumerate(terms):
+            folded = t.name.casefold()
+            if folded in seen:
+                raise c.fail(f"duplicate term {t.name!r} (also at index {seen[folded]})",
+                             f"{key}[{i}]", c.item_line(seq, i, ln))
+            seen[folded] = i
+        lists[cat] = tuple(terms)
+    if not lists:
+        raise c.fail("must define at least one category", "watchlists", line)
+    return lists
+
+
+def _rules(c: _Checker, node: Any, line: int | None,
+           watchlists: dict[str, tuple[Term, ...]]) -> tuple[Rule, ...]:
+    if node is None:
+        missing = [cat for cat in DEFAULT_CATEGORIES if cat not in watchlists]
+        if missing:
+            raise c.fail(f"no 'rules' given, and the default rule needs the missing "
+                         f"watchlist(s) {', '.join(missing)}", "watchlists", line)
+        return (Rule(name=DEFAULT_RULE["name"], all_of=tuple(DEFAULT_RULE["all_of"]),
+                     any_of=tuple(DEFAULT_RULE["any_of"])),)
+    seq = c.seq(node, "rules", line)
+    if not seq:
+        raise c.fail("must list at least one rule", "rules", line)
+    term_names = {t.name.casefold(): t.name for terms in watchlists.values() for t in terms}
+    rules: list[Rule] = []
+    for i, raw in enumerate(seq):
+        key, ln = f"rules[{i}]", c.item_line(seq, i, line)
+        m = c.mapping(raw, key, ln, _RULE_KEYS)
+        if "name" not in m:
+            raise c.fail("missing required key 'name'", key, ln)
+        name = c.string(m["name"], f"{key}.name", c.key_line(m, "name", ln))
+        parts: dict[str, tuple[str, ...]] = {}
+        for k in ("all_of", "any_of", "none_of"):
+            if k in m:
+                kln = c.key_line(m, k, ln)
+                cats = c.strings(m[k], f"{key}.{k}", kln)
+                for cat in cats:
+                    if cat not in watchlists:
+                        raise c.fail(f"refers to missing watchlist {cat!r} "
+                                     f"(defined: {', '.join(watchlists)})", f"{key}.{k}", kln)
+                parts[k] = cats
+        if "terms" in m:
+            kln = c.key_line(m, "terms", ln)
+            names = c.strings(m["terms"], f"{key}.terms", kln)
+            for t in names:
+                if t.casefold() not in term_names:
+                    raise c.fail(f"refers to unknown term {t!r}; add it to a watchlist first",
+                                 f"{key}.terms", kln)
+            parts["terms"] = tuple(term_names[t.casefold()] for t in names)
+        if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms")):
+            raise c.fail("needs at least one of all_of, any_of or terms", key, ln)
+        rules.append(Rule(name=name, **parts))
+    return tuple(rules)
+
+
+def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
+    if node is None:
+        return Destinations()
+    m = c.mapping(node, "destinations", line, {"telegram", "slack", "console"})
+    telegram = slack = None
+    if m.get("telegram") is not None:
+        tln = c.key_line(m, "telegram", line)
+        t = c.mapping(m["telegram"], "destinations.telegram", tln, _TELEGRAM_KEYS)
+        if "chat_id" in t:
+
+            def kl(k: str) -> int | None:
+                return c.key_line(t, k, tln)
+
+            chat_id = c.string(t["chat_id"], "destinations.telegram.chat_id", kl("chat_id"))
+            if not (chat_id.startswith("@") or re.fullmatch(r"-?\d+", chat_id)):
+                raise c.fail("must be @channelname or a numeric chat id",
+                             "destinations.telegram.chat_id", kl("chat_id"))
+            opts: dict[str, Any] = {}
+            if "api_base_url" in t:
+                opts["api_base_url"] = _http_url(c, t["api_base_url"],
+                                                 "destinations.telegram.api_base_url",
+                                                 kl("api_base_url"))
+            if "admins" in t:
+                admins = c.seq(t["admins"], "destinations.telegram.admins", kl("admins"))
+                ids = []
+                for i, a in enumerate(admins):
+                    if isinstance(a, bool) or not isinstance(a, int):
+                        raise c.fail(f"must be a numeric Telegram user id, got {a!r}",
+                                     f"destinations.telegram.admins[{i}]",
+                                     c.item_line(admins, i, kl("admins")))
+                    ids.append(a)
+                opts["admins"] = tuple(ids)
+            if "link_preview" in t:
+                opts["link_preview"] = c.boolean(t["link_preview"],
+                                                 "destinations.telegram.link_preview",
+                                                 kl("link_preview"))
+            telegram = TelegramConfig(chat_id=chat_id, **opts)
+    if "slack" in m:
+        sln = c.key_line(m, "slack", line)
+        c.mapping(m["slack"] if m["slack"] is not None else {}, "destinations.slack", sln, set())
+        slack = SlackConfig()
+    return Destinations(telegram=telegram, slack=slack)
+
+
+def parse_config(text: str, *, path: Path | str) -> Config:
+    """Validate config text; ``path`` names the file in errors and anchors relative paths."""
+    path = Path(path)
+    c = _Checker(str(path))
+    try:
+        doc = YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context_mark is not None and exc.problem:
+            problem += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        raise ConfigError(f"invalid YAML: {problem}", file=str(path), line=line) from None
+    except YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file=str(path)) from None
+    if doc is None:
+        raise ConfigError("the file is empty", file=str(path), line=1)
+    top = c.mapping(doc, "", 1, _TOP_KEYS)
+
+    def kl(k: str) -> int | None:
+        return c.key_line(top, k, 1)
+
+    db_env = os.environ.get("CHIPWATCH_DATABASE")
+    if db_env:
+        database = Path(db_env)
+    else:
+        raw_db = c.string(top.get("database", "chipwatch.db"), "database", kl("database"))
+        database = Path(raw_db).expanduser()
+        if not database.is_absolute():
+            database = path.parent / database
+    poll = _poll(c, top.get("poll"), kl("poll"))
+    feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
+    watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
+    rules = _rules(c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists)
+    destinations = _destinations(c, top.get("destinations"), kl("destinations"))
+    return Config(path=path, database=database, poll=poll, feeds=feeds, watchlists=watchlists,
+                  rules=rules, destinations=destinations)
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
+    return parse_config(text, path=path)

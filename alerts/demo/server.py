@@ -1,0 +1,100 @@
+"""A small HTTP server on loopback that serves routes you register: the demo's feed host, and the
+tests' too. Each route answers with a status, headers and a body, optionally after a delay or
+dripping the body slowly."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Route:
+    body: bytes | Callable[[], bytes] = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/xml"})
+    delay: float = 0.0  # seconds before answering
+    drip: float = 0.0  # seconds between body bytes (a slow-loris server)
+
+
+class FeedServer:
+    """``with FeedServer() as srv: srv.route("/a.xml", Route(...)); srv.url("/a.xml")``."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:  # keep test and demo output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                with server._lock:
+                    server.requests.append((self.path, dict(self.headers)))
+                    route = server.routes.get(self.path)
+                if route is None:
+                    self._answer(404, {"Content-Type": "text/plain"}, b"not found")
+                    return
+                if route.delay:
+                    time.sleep(route.delay)
+                body = route.body() if callable(route.body) else route.body
+                self._answer(route.status, route.headers, body, drip=route.drip)
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes,
+                        drip: float = 0.0) -> None:
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if drip:
+                        for i in range(len(body)):
+                            self.wfile.write(body[i:i + 1])
+                            self.wfile.flush()
+                            time.sleep(drip)
+                    else:
+                        self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up, as a timeout test wants it to
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def route(self, path: str, route: Route) -> str:
+        with self._lock:
+            self.routes[path] = route
+        return self.url(path)
+
+    def hits(self, path: str) -> int:
+        with self._lock:
+            return sum(1 for p, _ in self.requests if p == path)
+
+    def start(self) -> FeedServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FeedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

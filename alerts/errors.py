@@ -1,0 +1,73 @@
+"""The one exception tree of chipwatch.
+
+ChipwatchError
+├── ConfigError        invalid config file: names file, line and key (exit status 2)
+├── FetchError         one feed could not be fetched (recorded against that feed)
+├── ParseError         one feed body could not be parsed (recorded against that feed)
+├── StoreError         the database is unusable (wrong schema version, corrupt file)
+└── DeliveryError      a destination did not accept an alert
+    ├── RetryLater     transient: rate limit, network, 5xx; ``retry_after`` seconds if known
+    ├── Rejected       permanent for this message (malformed, 400): recorded, not retried
+    └── Unavailable    the destination itself is unusable (401/403, chat gone): pause it
+"""
+
+from __future__ import annotations
+
+
+class ChipwatchError(Exception):
+    """Base of every error chipwatch raises on purpose."""
+
+
+class ConfigError(ChipwatchError):
+    """A config file is invalid; ``str()`` reads ``file:line: key: message``."""
+
+    def __init__(self, message: str, *, file: str, line: int | None = None, key: str | None = None):
+        self.message = message
+        self.file = file
+        self.line = line
+        self.key = key
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class FetchError(ChipwatchError):
+    """A feed could not be fetched; ``reason`` is a short machine-readable word."""
+
+    def __init__(self, reason: str, detail: str = "", *, http_status: int | None = None,
+                 retry_after: float | None = None):
+        self.reason = reason
+        self.detail = detail
+        self.http_status = http_status
+        self.retry_after = retry_after
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class ParseError(ChipwatchError):
+    """A feed body yielded no feed at all."""
+
+
+class StoreError(ChipwatchError):
+    """The database cannot be used."""
+
+
+class DeliveryError(ChipwatchError):
+    """A destination did not accept an alert."""
+
+
+class RetryLater(DeliveryError):
+    """Transient failure; try again after ``retry_after`` seconds (None: use backoff)."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None):
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class Rejected(DeliveryError):
+    """The destination refused this message for good (e.g. HTTP 400)."""
+
+
+class Unavailable(DeliveryError):
+    """The destination cannot take any message now (401/403/chat not found): pause it."""

@@ -1,0 +1,111 @@
+"""The matcher: whole tokens, normalisation, guards, rules, and the ``match`` command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alerts.config import load_config
+from alerts.match import compile_matcher, tokenize
+from tests.conftest import ROOT, run_bot
+
+CONFIG = load_config(ROOT / "config.yaml")
+MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
+
+# (id, title, category, term) — the term must be found
+FINDS = [
+    ("possessive", "Nvidia's new chip", "companies", "Nvidia"),
+    ("curly_possessive", "NVIDIA’s H20 plan for chips", "companies", "Nvidia"),
+    ("plural_possessive_less", "Nvidias GPU sales", "companies", "Nvidia"),
+    ("hyphen_model", "H-200 AI accelerator", "chips", "H200"),
+    ("hyphen_mi308", "AMD MI-308 shipments", "chips", "MI308"),
+    ("plural_model", "Nvidia H20s GPUs", "chips", "H20"),
+    ("hyphen_phrase", "new entity-list additions", "export_terms", "entity list"),
+    ("compound_phrase", "export-control rules tightened", "export_terms", "export controls"),
+    ("typo_long_name", "Nvida chips to China", "companies", "Nvidia"),
+    ("transposition", "Huwaei chips", "companies", "Huawei"),
+    ("chinese_inside_text", "美国对英伟达芯片实施出口管制", "companies", "Nvidia"),
+    ("chinese_policy", "美国对英伟达芯片实施出口管制", "export_terms", "export controls"),
+    ("fullwidth", "ＮＶＩＤＩＡ chips", "companies", "Nvidia"),
+]
+
+# (id, title, category, term) — the term must NOT be found
+TRAPS = [
+    ("arm_in_farm", "Farm exports surge", "companies", "Arm"),
+    ("arm_in_armenia", "Armenia signs AI chip pact", "companies", "Arm"),
+    ("arm_in_armed", "Armed groups seize chip shipment", "companies", "Arm"),
+    ("intel_in_intelligence", "Intelligence agencies warn of chip smuggling", "companies", "Intel"),
+    ("smic_in_seismic", "Seismic export controls", "companies", "SMIC"),
+    ("smic_in_endoplasmic", "Endoplasmic reticulum study", "companies", "SMIC"),
+    ("micron_in_micronesia", "Micronesia tariffs on fish", "companies", "Micron"),
+    ("ascend_in_ascendis", "Ascendis Pharma licence deal", "chips", "Ascend"),
+    ("h20_is_not_h200", "Nvidia H200 chip export", "chips", "H20"),
+    ("h200_is_not_h20", "Nvidia H20 chip export", "chips", "H200"),
+    ("h2o_is_not_h20", "H2O water export ban on AI chip plant", "chips", "H20"),
+    ("hyundai_h200", "Hyundai H200 minivan recalled", "chips", "H200"),
+    ("short_token_no_typo", "AMB chips export", "companies", "AMD"),
+]
+
+
+@pytest.mark.parametrize("title,category,term", [c[1:] for c in FINDS], ids=[c[0] for c in FINDS])
+def test_finds_term(title, category, term):
+    found = {(m.category, m.term) for m in MATCHER.match(title).matches}
+    assert (category, term) in found
+
+
+@pytest.mark.parametrize("title,category,term", [c[1:] for c in TRAPS], ids=[c[0] for c in TRAPS])
+def test_never_falls_for_trap(title, category, term):
+    found = {(m.category, m.term) for m in MATCHER.match(title).matches}
+    assert (category, term) not in found
+
+
+def test_rule_needs_policy_and_chip_or_company():
+    assert MATCHER.match("China approves first imports of Nvidia H200 AI chips").rules == ("chip-trade",)
+    assert not MATCHER.match("Nvidia unveils Blackwell Ultra AI chip").alert
+    assert not MATCHER.match("Steel tariffs rise again").alert
+
+
+def test_match_explains_text_kind_and_score():
+    result = MATCHER.match("NVIDIA’s H-200 hit by export-control rules")
+    by_term = {m.term: m for m in result.matches}
+    assert by_term["H200"].text == "H-200" and by_term["H200"].kind == "exact"
+    assert by_term["Nvidia"].text == "NVIDIA’s"
+    assert by_term["export controls"].text == "export-control"
+    assert all(0 < m.score <= 100 for m in result.matches)
+    assert "ALERT" in result.explain() and "'H-200'" in result.explain()
+
+
+def test_title_outweighs_summary():
+    result = MATCHER.match("Nvidia export controls", "Nvidia said")
+    assert {m.term: m.field for m in result.matches}["Nvidia"] == "title"
+    summary_only = MATCHER.match("New rules announced", "Nvidia faces export controls")
+    assert summary_only.alert
+    assert all(m.field == "summary" and m.score < 100 for m in summary_only.matches)
+
+
+def test_tokens_keep_offsets_into_original_text():
+    text = "Ｈ２００ and 华为 chips"
+    assert [text[t.start:t.end] for t in tokenize(text)] == ["Ｈ２００", "and", "华为", "chips"]
+
+
+def test_match_cli_human_and_jsonl():
+    human = run_bot("match", "China approves first imports of Nvidia H200 AI chips")
+    assert human.returncode == 0
+    assert "ALERT" in human.stdout and "H200" in human.stdout
+
+    lines = "\n".join([
+        json.dumps({"title": "Huawei hit by export controls"}),
+        "not json",
+        json.dumps({"title": "Farm exports surge", "summary": None}),
+        json.dumps({"summary": "no title"}),
+        json.dumps(["a list"]),
+    ]) + "\n"
+    result = run_bot("match", "--jsonl", stdin=lines)
+    assert result.returncode == 0
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(out) == 5
+    assert out[0]["alert"] is True and out[0]["rules"] == ["chip-trade"]
+    assert {"category", "term", "text", "kind", "score"} <= set(out[0]["matches"][0])
+    assert "error" in out[1] and "error" in out[3] and "error" in out[4]
+    assert out[2] == {"alert": False, "rules": [], "matches": []}

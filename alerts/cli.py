@@ -14,7 +14,7 @@ from typing import TextIO
 
 from . import __version__
 from .config import Config, load_config
-from .deliver import deliver_pending, drain_outbox
+from .deliver import Deliverer
 from .deliver.console import format_text
 from .deliver.sinks import build_sinks
 from .errors import ConfigError, StoreError
@@ -158,7 +158,11 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
             for alert in [*waiting, *previews]:
                 print(format_text(alert) + "\n", file=stdout)
         else:
-            sent = (await drain_outbox(store, sinks, max_wait=drain_wait)).sent
+            delivery = await Deliverer(store, sinks).drain(max_wait=drain_wait)
+            sent = delivery.sent
+            for name in delivery.paused:
+                print(f"destination {name} is unavailable: its alerts stay pending (see log)",
+                      file=stdout)
         print(summary_line(report, sent=sent, pending=store.count_pending(), dry_run=dry_run),
               file=stdout)
         return EXIT_OK
@@ -189,8 +193,10 @@ async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> i
         await poll_feed(feed, config=config, store=store, matcher=matcher, client=client,
                         now=utcnow())
 
+    deliverer = Deliverer(store, sinks)
+
     async def deliver() -> None:
-        await deliver_pending(store, sinks)
+        await deliverer.deliver_due()
 
     scheduler = Scheduler(poll=poll, deliver=deliver)
     scheduler.start(config.feeds)
@@ -200,7 +206,7 @@ async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> i
         await stop.wait()
         event(log, "shutdown_requested")
         await scheduler.stop()
-        await drain_outbox(store, sinks, max_wait=0)
+        await deliverer.drain(max_wait=0)
     finally:
         await client.aclose()
         for sink in sinks:

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from alerts.config import load_config
-from alerts.deliver import deliver_pending, drain_outbox
+from alerts.deliver import Deliverer
 from alerts.errors import Rejected, RetryLater, Unavailable
 from alerts.fetch import make_client
 from alerts.match import compile_matcher
@@ -75,10 +75,20 @@ async def test_feed_state_records_failures_and_recovers(tmp_path, feed_server, s
 class FlakySink:
     """A hand-written sink that fails in scripted ways before it accepts."""
 
-    def __init__(self, script):
+    def __init__(self, script, allowance=1000):
         self.name = "console"
         self.script = list(script)
         self.delivered = []
+        self._allowance = allowance
+
+    def allowance(self, within):
+        return self._allowance
+
+    async def send_digest(self, alerts):
+        if self.script:
+            raise self.script.pop(0)
+        self.delivered.append([a.title for a in alerts[:2]])
+        return "digest", alerts[:2]
 
     async def send(self, alert):
         if self.script:
@@ -104,13 +114,17 @@ async def test_retry_later_keeps_alert_pending_until_its_time(tmp_path, serve):
     sink = FlakySink([RetryLater("429", retry_after=30)])
     now = datetime.now(timezone.utc)
 
-    report = await deliver_pending(store, [sink], now=lambda: now)
+    clock = [now]
+    deliverer = Deliverer(store, [sink], now=lambda: clock[0])
+    report = await deliverer.deliver_due()
     assert (report.sent, report.retrying) == (0, 1)
     assert store.count_pending() == 1
     assert store.pending("console", now=now + timedelta(seconds=29)) == []
+    clock[0] = now + timedelta(seconds=29)
+    assert (await deliverer.deliver_due()).sent == 0, "the destination holds as it was told"
 
-    later = now + timedelta(seconds=31)
-    report = await deliver_pending(store, [sink], now=lambda: later)
+    clock[0] = now + timedelta(seconds=31)
+    report = await deliverer.deliver_due()
     assert report.sent == 1 and sink.delivered == [H200]
     assert store.count_pending() == 0
     [row] = store.deliveries(1)
@@ -120,10 +134,10 @@ async def test_retry_later_keeps_alert_pending_until_its_time(tmp_path, serve):
 
 async def test_rejected_alert_is_recorded_not_retried_and_unavailable_pauses(tmp_path, serve):
     store = await _one_pending_alert(tmp_path, serve)
-    paused = await deliver_pending(store, [FlakySink([Unavailable("403 kicked")])])
+    paused = await Deliverer(store, [FlakySink([Unavailable("403 kicked")])]).deliver_due()
     assert paused.paused == ["console"] and store.count_pending() == 1
 
-    report = await deliver_pending(store, [FlakySink([Rejected("400 bad entity")])])
+    report = await Deliverer(store, [FlakySink([Rejected("400 bad entity")])]).deliver_due()
     assert report.rejected == 1
     assert store.count_pending() == 0
     [row] = store.deliveries(1)
@@ -141,7 +155,8 @@ async def test_drain_outbox_waits_for_short_retries(tmp_path, serve):
         slept.append(seconds)
         clock[0] += timedelta(seconds=seconds)
 
-    report = await drain_outbox(store, [sink], max_wait=60, now=lambda: clock[0], sleep=fake_sleep)
+    deliverer = Deliverer(store, [sink], now=lambda: clock[0], sleep=fake_sleep)
+    report = await deliverer.drain(max_wait=60)
     assert report.sent == 1 and sink.delivered == [H200]
     assert slept == pytest.approx([5, 1], abs=0.01)  # backoff for the first, Retry-After for the second
     store.close()

@@ -1,12 +1,22 @@
-"""Delivery: sinks that send one alert each, and ``deliver_pending`` that drains the outbox.
+"""Delivery: sinks that send alerts, and a ``Deliverer`` that drains the outbox into them.
 
-A sink raises ``RetryLater``, ``Rejected`` or ``Unavailable`` (see ``alerts.errors``) when a
-destination does not accept an alert; ``deliver_pending`` turns each into outbox state, so an
-alert is marked sent only after its destination took it.
+A sink raises ``RetryLater``, ``Rejected`` or ``Unavailable`` (see ``alerts.errors``) when its
+destination does not take a message; the deliverer turns each into outbox state, so an alert is
+marked sent only after its destination accepted it:
+
+- ``RetryLater``: the alert stays pending; the whole destination holds for ``retry_after`` (as
+  told) or an exponential backoff, so alerts keep their order.
+- ``Rejected``: recorded with the API's reason, not retried.
+- ``Unavailable`` (401/403, chat gone): the destination is paused, loudly; its alerts stay pending
+  and a probe retries it later (1 min, doubling to 15 min) until it works again.
+
+When more alerts wait for a destination than its rate allows in the next ten seconds, they go
+out as digests: one message listing several headlines.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,15 +31,24 @@ log = logging.getLogger("chipwatch.deliver")
 
 BACKOFF_BASE_SECONDS = 5.0
 BACKOFF_MAX_SECONDS = 3600.0
+PAUSE_FIRST_SECONDS = 60.0
+PAUSE_MAX_SECONDS = 900.0
+DIGEST_WINDOW_SECONDS = 10.0
 
 
 class Sink(Protocol):
-    """Something that can show an alert to people."""
+    """Something that can show alerts to people."""
 
     name: str
 
+    def allowance(self, within: float) -> int:
+        """How many messages it may send in the next ``within`` seconds without waiting."""
+
     async def send(self, alert: Alert) -> str | None:
         """Deliver one alert; return the destination's message id if it has one."""
+
+    async def send_digest(self, alerts: list[Alert]) -> tuple[str | None, list[Alert]]:
+        """Deliver several alerts in one message; return its id and the alerts it included."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -38,15 +57,17 @@ class Sink(Protocol):
 @dataclass(slots=True)
 class DeliveryReport:
     sent: int = 0
+    messages: int = 0
     retrying: int = 0
     rejected: int = 0
     paused: list[str] = field(default_factory=list)
 
     def add(self, other: DeliveryReport) -> None:
         self.sent += other.sent
+        self.messages += other.messages
         self.retrying += other.retrying
         self.rejected += other.rejected
-        self.paused += other.paused
+        self.paused += [p for p in other.paused if p not in self.paused]
 
 
 def backoff(attempts: int) -> float:
@@ -54,59 +75,110 @@ def backoff(attempts: int) -> float:
     return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
 
 
-async def deliver_pending(store: Store, sinks: Sequence[Sink], *,
-                          now: Callable[[], datetime] = utcnow) -> DeliveryReport:
-    """Send every alert that is due, per sink, oldest first."""
-    report = DeliveryReport()
-    for sink in sinks:
-        for alert in store.pending(sink.name, now=now()):
-            try:
-                message_id = await sink.send(alert)
-            except RetryLater as exc:
-                attempts = store.attempts(alert.id, sink.name) + 1
-                wait = exc.retry_after if exc.retry_after is not None else backoff(attempts)
-                store.mark_retry(alert.id, sink.name, error=str(exc),
-                                 at=now() + timedelta(seconds=wait))
-                event(log, "alert_retry", logging.WARNING, destination=sink.name, alert=alert.id,
-                      wait=f"{wait:g}s", error=str(exc))
-                report.retrying += 1
+class Deliverer:
+    """Drains the outbox into sinks, remembering per destination when it may send again."""
+
+    def __init__(self, store: Store, sinks: Sequence[Sink], *,
+                 now: Callable[[], datetime] = utcnow,
+                 sleep: Callable[[float], object] = asyncio.sleep):
+        self.store = store
+        self.sinks = list(sinks)
+        self._now = now
+        self._sleep = sleep
+        self._hold: dict[str, datetime] = {}  # no sends before this time (rate limit, backoff)
+        self._paused: dict[str, float] = {}  # name -> current probe interval, while paused
+        self.held_back: set[str] = set()  # destinations an operator paused (/pause)
+
+    def is_paused(self, name: str) -> bool:
+        return name in self._paused
+
+    def due_at(self, sink: Sink) -> datetime | None:
+        """When this sink next has something to do, or None when nothing is pending."""
+        if sink.name in self.held_back or not self.store.count_pending(sink.name):
+            return None
+        at = self.store.next_attempt_at(sink.name) or self._now()
+        hold = self._hold.get(sink.name)
+        return max(at, hold) if hold else at
+
+    async def deliver_due(self) -> DeliveryReport:
+        """Send every alert whose time has come, per sink, oldest first."""
+        report = DeliveryReport()
+        for sink in self.sinks:
+            if sink.name in self.held_back:
                 continue
+            hold = self._hold.get(sink.name)
+            if hold and hold > self._now():
+                continue
+            await self._deliver_sink(sink, report)
+        return report
+
+    async def _deliver_sink(self, sink: Sink, report: DeliveryReport) -> None:
+        pending = self.store.pending(sink.name, now=self._now())
+        i = 0
+        while i < len(pending):
+            backlog = pending[i:]
+            digest = len(backlog) > 1 and len(backlog) > sink.allowance(DIGEST_WINDOW_SECONDS)
+            try:
+                if digest:
+                    message_id, included = await sink.send_digest(backlog)
+                    if not included:
+                        raise Rejected("digest included no alert")
+                else:
+                    message_id, included = await sink.send(backlog[0]), [backlog[0]]
+            except RetryLater as exc:
+                self._retry_later(sink, backlog[0], exc)
+                report.retrying += 1
+                return
             except Rejected as exc:
-                store.mark_rejected(alert.id, sink.name, error=str(exc))
-                event(log, "alert_rejected", logging.ERROR, destination=sink.name, alert=alert.id,
-                      error=str(exc))
+                self.store.mark_rejected(backlog[0].id, sink.name, error=str(exc))
+                event(log, "alert_rejected", logging.ERROR, destination=sink.name,
+                      alert=backlog[0].id, error=str(exc))
                 report.rejected += 1
+                i += 1
                 continue
             except Unavailable as exc:
-                event(log, "destination_paused", logging.ERROR, destination=sink.name,
-                      alert=alert.id, error=str(exc))
+                self._pause(sink, exc)
                 report.paused.append(sink.name)
-                break
-            store.mark_sent(alert.id, sink.name, message_id=message_id, now=now())
-            event(log, "alert_sent", destination=sink.name, alert=alert.id, message_id=message_id)
-            report.sent += 1
-    return report
+                return
+            now = self._now()
+            for alert in included:
+                self.store.mark_sent(alert.id, sink.name, message_id=message_id, now=now)
+            self._hold.pop(sink.name, None)
+            if self._paused.pop(sink.name, None) is not None:
+                event(log, "destination_resumed", logging.WARNING, destination=sink.name)
+            event(log, "digest_sent" if digest else "alert_sent", destination=sink.name,
+                  alerts=",".join(str(a.id) for a in included), message_id=message_id)
+            report.sent += len(included)
+            report.messages += 1
+            i += len(included)
 
+    def _retry_later(self, sink: Sink, alert: Alert, exc: RetryLater) -> None:
+        attempts = self.store.attempts(alert.id, sink.name) + 1
+        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts)
+        at = self._now() + timedelta(seconds=wait)
+        self.store.mark_retry(alert.id, sink.name, error=str(exc), at=at)
+        self._hold[sink.name] = at
+        event(log, "alert_retry", logging.WARNING, destination=sink.name, alert=alert.id,
+              attempt=attempts, wait=f"{wait:g}s", error=str(exc))
 
-async def drain_outbox(store: Store, sinks: Sequence[Sink], *, max_wait: float = 120.0,
-                       now: Callable[[], datetime] = utcnow,
-                       sleep: Callable[[float], object] | None = None) -> DeliveryReport:
-    """Deliver until nothing is pending, or the next retry is further than ``max_wait`` away,
-    or every destination with pending alerts is paused. Used by ``once`` and at shutdown."""
-    import asyncio
+    def _pause(self, sink: Sink, exc: Unavailable) -> None:
+        interval = self._paused.get(sink.name)
+        interval = PAUSE_FIRST_SECONDS if interval is None else min(PAUSE_MAX_SECONDS, interval * 2)
+        self._paused[sink.name] = interval
+        self._hold[sink.name] = self._now() + timedelta(seconds=interval)
+        event(log, "destination_paused", logging.ERROR, destination=sink.name,
+              pending=self.store.count_pending(sink.name), retry_in=f"{interval:g}s",
+              error=str(exc))
 
-    sleep = sleep or asyncio.sleep
-    deadline = now() + timedelta(seconds=max_wait)
-    total = DeliveryReport()
-    active = list(sinks)
-    while active:
-        report = await deliver_pending(store, active, now=now)
-        total.add(report)
-        active = [s for s in active if s.name not in report.paused and store.count_pending(s.name)]
-        if not active:
-            break
-        due = min((store.next_attempt_at(s.name) or now()) for s in active)
-        if due > deadline:
-            break
-        await sleep(max(0.0, (due - now()).total_seconds()))
-    return total
+    async def drain(self, *, max_wait: float = 120.0) -> DeliveryReport:
+        """Deliver until nothing is pending, or every destination with pending alerts is paused
+        or next due further than ``max_wait`` seconds away. Used by ``once`` and at shutdown."""
+        deadline = self._now() + timedelta(seconds=max_wait)
+        total = DeliveryReport()
+        while True:
+            total.add(await self.deliver_due())
+            active = [s for s in self.sinks if not self.is_paused(s.name)]
+            due = [d for d in (self.due_at(s) for s in active) if d is not None]
+            if not due or min(due) > deadline:
+                return total
+            await self._sleep(max(0.0, (min(due) - self._now()).total_seconds()))

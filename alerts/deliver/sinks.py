@@ -1,18 +1,41 @@
-"""Build the sinks a config asks for."""
+"""Build the sinks a config asks for, with secrets from the environment."""
 
 from __future__ import annotations
 
+import os
+
 from ..config import Config
-from .console import ConsoleSink
+from ..errors import ConfigError
 from . import Sink
+from .console import ConsoleSink
+
+
+def _secret(name: str, config: Config, key: str) -> str:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{key} is configured, but the environment variable {name} is not set",
+                          file=str(config.path), key=key)
+    return value
 
 
 def build_sinks(config: Config) -> list[Sink]:
-    """One sink per destination name in ``config.destinations.names()``."""
+    """One sink per destination in ``config.destinations.names()``."""
     sinks: list[Sink] = []
-    for name in config.destinations.names():
+    dest = config.destinations
+    for name in dest.names():
         if name == "console":
             sinks.append(ConsoleSink())
-        else:
-            raise NotImplementedError(f"destination {name!r} is not available yet")
+        elif name == "telegram":
+            from .telegram import TelegramSink
+
+            assert dest.telegram is not None
+            sinks.append(TelegramSink(
+                token=_secret("TELEGRAM_BOT_TOKEN", config, "destinations.telegram"),
+                chat_id=dest.telegram.chat_id, base_url=dest.telegram.api_base_url,
+                link_preview=dest.telegram.link_preview))
+        elif name == "slack":
+            from .slack import SlackSink
+
+            sinks.append(SlackSink(
+                webhook_url=_secret("SLACK_WEBHOOK_URL", config, "destinations.slack")))
     return sinks

@@ -1,0 +1,129 @@
+"""Telegram delivery through python-telegram-bot, in HTML parse mode.
+
+Pacing follows Telegram's limits before the server has to enforce them: about one message a
+second per chat, 20 a minute per group or channel, 30 a second overall. Errors map onto the
+delivery error tree; their text is redacted, because PTB puts the token into some messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import warnings
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.constants import ParseMode
+from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError,
+                            RetryAfter, TelegramError, TimedOut)
+from telegram.request import HTTPXRequest
+
+from ..errors import Rejected, RetryLater, Unavailable
+from ..logs import redact
+from ..store import Alert
+from .format import TELEGRAM_LIMIT, telegram_digest, telegram_html
+from .pacing import RateLimiter
+
+log = logging.getLogger("chipwatch.telegram")
+
+# Telegram's limits, each with a little slack so that network jitter cannot push two messages
+# closer together on the server's clock than they were on ours.
+PER_CHAT = (1, 1.05)
+PER_GROUP_MINUTE = (20, 61.0)
+GLOBAL = (30, 1.05)
+# Errors that say the chat itself is unusable, not this message.
+_CHAT_GONE = ("chat not found", "bot was kicked", "not enough rights", "have no rights",
+              "need administrator rights", "bot is not a member", "chat_write_forbidden",
+              "user is deactivated", "bot was blocked")
+
+
+def is_group_chat(chat_id: str | int) -> bool:
+    """Channels and groups (``@name`` or ids below zero) have the 20-a-minute limit."""
+    text = str(chat_id)
+    return text.startswith("@") or text.startswith("-")
+
+
+def _seconds(value: int | dt.timedelta) -> float:
+    return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
+
+
+class TelegramSink:
+    """Sends alerts to one chat (the channel)."""
+
+    def __init__(self, *, token: str, chat_id: str | int, name: str = "telegram",
+                 base_url: str = "https://api.telegram.org/bot", link_preview: bool = False,
+                 per_chat: tuple[int, float] = PER_CHAT,
+                 per_group_minute: tuple[int, float] = PER_GROUP_MINUTE,
+                 overall: tuple[int, float] = GLOBAL, timeout: float = 15.0):
+        self.name = name
+        self.chat_id = chat_id
+        self._token = token
+        self._preview = LinkPreviewOptions(is_disabled=not link_preview)
+        request = HTTPXRequest(connection_pool_size=8, read_timeout=timeout,
+                               write_timeout=timeout, connect_timeout=timeout, pool_timeout=timeout)
+        self.bot = Bot(token, base_url=base_url, request=request)
+        windows = [per_chat, overall]
+        if is_group_chat(chat_id):
+            windows.append(per_group_minute)
+        self.limiter = RateLimiter(windows)
+
+    def allowance(self, within: float) -> int:
+        return self.limiter.allowance(within)
+
+    def _error(self, exc: TelegramError) -> Exception:
+        """Map a PTB error onto RetryLater / Rejected / Unavailable (specific ones first)."""
+        text = redact(f"{type(exc).__name__}: {exc.message}", [self._token])
+        if isinstance(exc, RetryAfter):
+            with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta
+                warnings.simplefilter("ignore")
+                wait = _seconds(exc.retry_after)
+            return RetryLater(text, retry_after=wait)
+        if isinstance(exc, (InvalidToken, Forbidden)):
+            return Unavailable(text)
+        if isinstance(exc, ChatMigrated):
+            return Unavailable(f"{text}: the group moved to chat id {exc.new_chat_id}; "
+                               f"update destinations.telegram.chat_id")
+        if isinstance(exc, BadRequest):
+            lowered = exc.message.lower()
+            if any(marker in lowered for marker in _CHAT_GONE):
+                return Unavailable(text)
+            return Rejected(text)
+        if isinstance(exc, (TimedOut, NetworkError)):
+            return RetryLater(text)
+        return RetryLater(text)
+
+    async def _send_html(self, html_text: str) -> str:
+        await self.limiter.acquire()
+        try:
+            message = await self.bot.send_message(chat_id=self.chat_id, text=html_text,
+                                                  parse_mode=ParseMode.HTML,
+                                                  link_preview_options=self._preview)
+        except TelegramError as exc:
+            raise self._error(exc) from None
+        return str(message.message_id)
+
+    async def send(self, alert: Alert) -> str | None:
+        return await self._send_html(telegram_html(alert, limit=TELEGRAM_LIMIT))
+
+    async def send_digest(self, alerts: list[Alert]) -> tuple[str | None, list[Alert]]:
+        text, included = telegram_digest(alerts, limit=TELEGRAM_LIMIT)
+        return await self._send_html(text), included
+
+    async def edit(self, message_id: str, html_text: str) -> None:
+        """Replace a message's text; "message is not modified" counts as done."""
+        await self.limiter.acquire()
+        try:
+            await self.bot.edit_message_text(chat_id=self.chat_id, message_id=int(message_id),
+                                             text=html_text, parse_mode=ParseMode.HTML,
+                                             link_preview_options=self._preview)
+        except BadRequest as exc:
+            if "message is not modified" in exc.message.lower():
+                return
+            raise self._error(exc) from None
+        except TelegramError as exc:
+            raise self._error(exc) from None
+
+    async def aclose(self) -> None:
+        try:
+            await self.bot.shutdown()
+        except Exception:  # closing must never fail a shutdown
+            log.debug("telegram_close_failed", exc_info=True)

@@ -1,0 +1,108 @@
+"""Message formats: escaped by construction, within Telegram's limit as Telegram counts it."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import datetime, timezone
+
+import pytest
+
+from alerts.deliver.format import (TELEGRAM_LIMIT, slack_digest, slack_payload, telegram_digest,
+                                   telegram_html, utf16_len, visible_len)
+from alerts.match import Match
+from alerts.store import Alert
+
+HOSTILE = [
+    ("angle_brackets", "Nvidia <H20> chips & the <b>export</b> ban"),
+    ("ampersand_entities", "AT&T &amp; Intel: &lt;not a tag&gt; &#x3C;script&#x3E;"),
+    ("quotes", 'Huawei "Ascend" chips\' \'licence\' row'),
+    ("emoji", "🚨🇨🇳 Nvidia H200 export approved 🎉👩‍💻"),
+    ("rtl", "مصر تحظر تصدير رقائق Nvidia H20 ‏(عاجل)‏"),
+    ("chinese", "中国批准首批英伟达H200芯片进口，出口管制松动"),
+    ("control_chars", "Nvidia\u200b H20\u202e export ban"),
+]
+
+
+def _alert(title, *, summary="", link="https://news.example/a?x=1&y=\"2\"", feed="Wire <&>"):
+    return Alert(id=1, feed=feed, title=title, link=link, summary=summary,
+                 published=datetime(2026, 11, 28, 14, 5, tzinfo=timezone.utc),
+                 created_at=datetime(2026, 11, 28, 14, 6, tzinfo=timezone.utc),
+                 matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),
+                          Match("export_terms", "export controls", "export <ban>", "alias", 100.0)),
+                 rules=("chip-trade",))
+
+
+ALLOWED_TAG = re.compile(r"</?(b|i|a)( href=\"[^\"<>]*\")?>")
+
+
+def _assert_valid_telegram_html(text: str) -> None:
+    """Every '<' starts an allowed tag and every '&' an entity, as Telegram's parser requires."""
+    for m in re.finditer("<", text):
+        assert ALLOWED_TAG.match(text, m.start()), text[m.start():m.start() + 30]
+    for m in re.finditer("&", text):
+        assert re.match(r"&(lt|gt|amp|quot|#\d+);", text[m.start():]), text[m.start():m.start() + 10]
+
+
+@pytest.mark.parametrize("title", [h[1] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_telegram_html_escapes_hostile_headlines(title):
+    alert = _alert(title, summary=title)
+    message = telegram_html(alert)
+    _assert_valid_telegram_html(message)
+    plain = html.unescape(re.sub(r"<[^>]+>", "", message))
+    assert title in plain, "the headline survives escaping unchanged"
+    assert 'href="https://news.example/a?x=1&amp;y=%222%22"' in message
+
+
+@pytest.mark.parametrize("summary_len", [5000, 4096, 100_000])
+def test_telegram_message_fits_4096_utf16_units_with_long_summaries(summary_len):
+    summary = ("😀" * (summary_len // 2)) + "x" * (summary_len % 2)
+    message = telegram_html(_alert("中国批准 " * 40, summary=summary))
+    assert visible_len(message) <= TELEGRAM_LIMIT
+    assert "…" in message
+
+
+def test_telegram_message_lists_link_source_time_and_matches():
+    message = telegram_html(_alert("China approves H200 imports"))
+    lines = message.split("\n")
+    assert lines[0].startswith('<b><a href="https://news.example/a')
+    assert lines[1] == "Wire &lt;&amp;&gt; · 28 Nov 2026 14:05 UTC"
+    assert "Nvidia (companies)" in lines[2]
+    assert 'export controls (export_terms, alias, "export &lt;ban&gt;")' in lines[2]
+    assert lines[2].endswith("rule chip-trade")
+
+
+def test_non_web_links_are_not_linked():
+    message = telegram_html(_alert("x", link="javascript:alert(1)"))
+    assert "href" not in message and "javascript" not in message
+
+
+def test_telegram_digest_fits_limit_and_reports_what_it_included():
+    alerts = [_alert(f"Headline {i} " + "Ü" * 300) for i in range(40)]
+    message, included = telegram_digest(alerts)
+    _assert_valid_telegram_html(message)
+    assert visible_len(message) <= TELEGRAM_LIMIT
+    assert 1 < len(included) < 40
+    assert included == alerts[: len(included)]
+    assert f"{len(included)} alerts" in message
+
+
+@pytest.mark.parametrize("title", [h[1] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_slack_mrkdwn_escapes_control_characters(title):
+    payload = slack_payload(_alert(title, summary=title))
+    text = payload["blocks"][0]["text"]["text"]
+    # Outside the one <url|label> link, no raw < or > and no & except entities.
+    body = re.sub(r"<https://[^|>]+\|", "", text, count=1).replace(">*", "*", 1)
+    assert "<" not in body
+    assert not re.search(r"&(?!(amp|lt|gt);)", body)
+    assert payload["text"] and "<" not in payload["text"]
+
+
+def test_slack_digest_lists_alerts():
+    payload, included = slack_digest([_alert(f"H{i} & co") for i in range(20)])
+    assert len(included) == 15
+    assert "H0 &amp; co" in payload["blocks"][0]["text"]["text"]
+
+
+def test_utf16_len_counts_astral_characters_twice():
+    assert utf16_len("a😀中") == 4

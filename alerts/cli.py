@@ -125,6 +125,16 @@ def match_json_line(matcher: Matcher, line: str) -> dict:
     return matcher.match(title, summary).to_json()
 
 
+def _on_termination(callback) -> None:  # noqa: ANN001
+    """Call ``callback`` on SIGINT/SIGTERM instead of dying mid-send."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            pass
+
+
 # --- once ---------------------------------------------------------------------------------
 
 
@@ -151,6 +161,8 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
             report = await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
                                      client=client, now=utcnow(), dry_run=dry_run)
         sent = 0
+        deliverer = Deliverer(store, sinks)
+        _on_termination(deliverer.stop.set)
         if dry_run:
             previews = [a for o in report.outcomes for a in o.previews]
             waiting = [a for name in config.destinations.names()
@@ -158,7 +170,7 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
             for alert in [*waiting, *previews]:
                 print(format_text(alert) + "\n", file=stdout)
         else:
-            delivery = await Deliverer(store, sinks).drain(max_wait=drain_wait)
+            delivery = await deliverer.drain(max_wait=drain_wait)
             sent = delivery.sent
             for name in delivery.paused:
                 print(f"destination {name} is unavailable: its alerts stay pending (see log)",
@@ -178,12 +190,7 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
 async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> int:
     """Poll on schedule and deliver until SIGINT/SIGTERM (or ``stop`` is set)."""
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread (tests) or no support
-            pass
+    _on_termination(stop.set)
     store: Store = open_store(config.database)
     sinks = build_sinks(config)
     matcher = compile_matcher(config.watchlists, config.rules)
@@ -205,12 +212,12 @@ async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> i
     try:
         await stop.wait()
         event(log, "shutdown_requested")
-        await scheduler.stop()
-        await deliverer.drain(max_wait=0)
+        deliverer.stop.set()
+        await scheduler.stop()  # waits for the poll or send in flight
     finally:
         await client.aclose()
         for sink in sinks:
             await sink.aclose()
         store.close()
-    event(log, "bot_stopped", pending=None)
+    event(log, "bot_stopped")
     return EXIT_OK

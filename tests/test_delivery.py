@@ -294,3 +294,27 @@ def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat
     repeats = len(first_lines) - len(set(first_lines))
     assert repeats <= 1, "at most the single in-flight message repeats"
     assert "pending=0" in again.stdout
+
+
+def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(tmp_path, serve, telegram):
+    titles = [f"Nvidia export controls batch {i}" for i in range(6)]
+    url = serve(rss([{"title": t, "guid": f"s{i}", "link": f"https://n.example/s{i}",
+                      "date": ago(minutes=5)} for i, t in enumerate(titles)]))
+    config = _telegram_config(tmp_path, url, telegram)
+    env = _env(TELEGRAM_BOT_TOKEN=telegram.token)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "once", "--config", str(config)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while len(telegram.sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    delivered = len(telegram.sent)
+    assert 2 <= delivered < len(titles)
+    with sqlite3.connect(tmp_path / "cw.db") as db:
+        sent = db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'").fetchone()[0]
+        pending = db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
+    assert sent == delivered, "every message Telegram accepted is recorded as sent"
+    assert pending == len(titles) - delivered
+    assert f"pending={pending}" in out

@@ -88,6 +88,7 @@ class Deliverer:
         self._hold: dict[str, datetime] = {}  # no sends before this time (rate limit, backoff)
         self._paused: dict[str, float] = {}  # name -> current probe interval, while paused
         self.held_back: set[str] = set()  # destinations an operator paused (/pause)
+        self.stop = asyncio.Event()  # set on SIGTERM: finish the send in flight, start no other
 
     def is_paused(self, name: str) -> bool:
         return name in self._paused
@@ -104,7 +105,7 @@ class Deliverer:
         """Send every alert whose time has come, per sink, oldest first."""
         report = DeliveryReport()
         for sink in self.sinks:
-            if sink.name in self.held_back:
+            if sink.name in self.held_back or self.stop.is_set():
                 continue
             hold = self._hold.get(sink.name)
             if hold and hold > self._now():
@@ -115,7 +116,7 @@ class Deliverer:
     async def _deliver_sink(self, sink: Sink, report: DeliveryReport) -> None:
         pending = self.store.pending(sink.name, now=self._now())
         i = 0
-        while i < len(pending):
+        while i < len(pending) and not self.stop.is_set():
             backlog = pending[i:]
             digest = len(backlog) > 1 and len(backlog) > sink.allowance(DIGEST_WINDOW_SECONDS)
             try:
@@ -179,6 +180,6 @@ class Deliverer:
             total.add(await self.deliver_due())
             active = [s for s in self.sinks if not self.is_paused(s.name)]
             due = [d for d in (self.due_at(s) for s in active) if d is not None]
-            if not due or min(due) > deadline:
+            if not due or min(due) > deadline or self.stop.is_set():
                 return total
             await self._sleep(max(0.0, (min(due) - self._now()).total_seconds()))

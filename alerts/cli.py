@@ -18,7 +18,7 @@ from .deliver import Deliverer
 from .deliver.console import format_text
 from .deliver.sinks import build_sinks
 from .errors import ConfigError, StoreError
-from .fetch import make_client
+from .fetch import Fetcher
 from .logs import event, setup_logging
 from .match import Matcher, compile_matcher
 from .pipeline import CycleReport, poll_feed, run_cycle
@@ -140,13 +140,19 @@ def _on_termination(callback) -> None:  # noqa: ANN001
 
 def summary_line(report: CycleReport, *, sent: int, pending: int, dry_run: bool = False) -> str:
     failed = report.failed
-    parts = [f"feeds ok={report.ok} failed={len(failed)}", f"new_items={report.new_items}",
-             f"alerts={report.alerts}"]
+    parts = [f"feeds ok={report.ok} failed={len(failed)}"]
+    if report.disabled:
+        parts.append(f"disabled={len(report.disabled)}")
+    parts += [f"new_items={report.new_items}", f"alerts={report.alerts}"]
     parts.append("dry_run=yes (nothing recorded or sent)" if dry_run
                  else f"sent={sent} pending={pending}")
     line = "summary: " + " ".join(parts)
     if failed:
-        line += " | failed: " + "; ".join(f"{o.feed} ({o.error})" for o in failed)
+        line += " | failed: " + "; ".join(
+            f"{o.feed} ({o.error}{', FAILING SINCE ' + o.failing_since.strftime('%Y-%m-%d %H:%M') if o.flagged and o.failing_since else ''})"
+            for o in failed)
+    if report.disabled:
+        line += " | disabled: " + "; ".join(f"{o.feed} ({o.error})" for o in report.disabled)
     return line
 
 
@@ -157,9 +163,9 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
     store = open_store(config.database)
     try:
         matcher = compile_matcher(config.watchlists, config.rules)
-        async with make_client(config.poll) as client:
+        async with Fetcher(config.poll) as fetcher:
             report = await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
-                                     client=client, now=utcnow(), dry_run=dry_run)
+                                     fetcher=fetcher, now=utcnow(), dry_run=dry_run)
         sent = 0
         deliverer = Deliverer(store, sinks)
         _on_termination(deliverer.stop.set)
@@ -194,11 +200,11 @@ async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> i
     store: Store = open_store(config.database)
     sinks = build_sinks(config)
     matcher = compile_matcher(config.watchlists, config.rules)
-    client = make_client(config.poll)
+    fetcher = Fetcher(config.poll)
 
     async def poll(feed) -> None:  # noqa: ANN001
-        await poll_feed(feed, config=config, store=store, matcher=matcher, client=client,
-                        now=utcnow())
+        await poll_feed(feed, config=config, store=store, matcher=matcher, fetcher=fetcher,
+                        now=utcnow(), respect_schedule=True)
 
     deliverer = Deliverer(store, sinks)
 
@@ -215,7 +221,7 @@ async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> i
         deliverer.stop.set()
         await scheduler.stop()  # waits for the poll or send in flight
     finally:
-        await client.aclose()
+        await fetcher.aclose()
         for sink in sinks:
             await sink.aclose()
         store.close()

@@ -52,16 +52,22 @@ class Rule:
 class FeedConfig:
     name: str
     url: str
-    interval_seconds: int
+    interval_seconds: int  # the shortest interval: busy feeds are polled this often
+    max_interval_seconds: int = 3600  # quiet feeds slow down to at most this
 
 
 @dataclass(frozen=True, kw_only=True)
 class PollConfig:
     interval_seconds: int = 300
+    max_interval_seconds: int = 3600
+    adaptive: bool = True
     timeout_seconds: float = 20.0
     max_age_hours: float = 24.0
     concurrency: int = 16
+    per_host_concurrency: int = 2
     max_bytes: int = 5_000_000
+    max_backoff_seconds: int = 6 * 3600
+    failing_after_hours: float = 24.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,8 +214,10 @@ def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
 # --- sections -------------------------------------------------------------------------------
 
 _TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations"}
-_POLL_KEYS = {"interval_seconds", "timeout_seconds", "max_age_hours", "concurrency", "max_bytes"}
-_FEED_KEYS = {"name", "url", "interval_seconds"}
+_POLL_KEYS = {"interval_seconds", "max_interval_seconds", "adaptive", "timeout_seconds",
+              "max_age_hours", "concurrency", "per_host_concurrency", "max_bytes",
+              "max_backoff_seconds", "failing_after_hours"}
+_FEED_KEYS = {"name", "url", "interval_seconds", "max_interval_seconds"}
 _TERM_KEYS = {"term", "aliases", "case_sensitive", "context", "exclude", "fuzzy"}
 _RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms"}
 _TELEGRAM_KEYS = {"chat_id", "api_base_url", "admins", "link_preview"}
@@ -222,15 +230,28 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     values: dict[str, Any] = {}
     limits = {
         "interval_seconds": (10, 7 * 86400, True),
+        "max_interval_seconds": (10, 7 * 86400, True),
         "timeout_seconds": (1, 600, False),
         "max_age_hours": (0.1, 24 * 365, False),
         "concurrency": (1, 1000, True),
+        "per_host_concurrency": (1, 100, True),
         "max_bytes": (10_000, 200_000_000, True),
+        "max_backoff_seconds": (60, 7 * 86400, True),
+        "failing_after_hours": (0.1, 24 * 365, False),
     }
     for k, v in m.items():
+        if k == "adaptive":
+            values[k] = c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
+            continue
         lo, hi, integer = limits[k]
         values[k] = c.number(v, f"poll.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer)
-    return PollConfig(**values)
+    poll = PollConfig(**values)
+    if "max_interval_seconds" not in values and poll.interval_seconds > poll.max_interval_seconds:
+        poll = PollConfig(**{**values, "max_interval_seconds": poll.interval_seconds})
+    if poll.max_interval_seconds < poll.interval_seconds:
+        raise c.fail(f"must be at least interval_seconds ({poll.interval_seconds})",
+                     "poll.max_interval_seconds", c.key_line(m, "max_interval_seconds", line))
+    return poll
 
 
 def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -250,12 +271,19 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
             raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
         names.add(name)
         url = _http_url(c, m["url"], f"{key}.url", c.key_line(m, "url", ln))
-        interval = poll.interval_seconds
-        if "interval_seconds" in m:
-            interval = int(c.number(m["interval_seconds"], f"{key}.interval_seconds",
-                                    c.key_line(m, "interval_seconds", ln),
-                                    lo=10, hi=7 * 86400, integer=True))
-        feeds.append(FeedConfig(name=name, url=url, interval_seconds=interval))
+        interval, ceiling = poll.interval_seconds, poll.max_interval_seconds
+        for k in ("interval_seconds", "max_interval_seconds"):
+            if k in m:
+                value = int(c.number(m[k], f"{key}.{k}", c.key_line(m, k, ln),
+                                     lo=10, hi=7 * 86400, integer=True))
+                interval, ceiling = (value, ceiling) if k == "interval_seconds" else (interval, value)
+        if "max_interval_seconds" not in m:
+            ceiling = max(ceiling, interval)
+        if ceiling < interval:
+            raise c.fail(f"must be at least interval_seconds ({interval})",
+                         f"{key}.max_interval_seconds", c.key_line(m, "max_interval_seconds", ln))
+        feeds.append(FeedConfig(name=name, url=url, interval_seconds=interval,
+                                max_interval_seconds=ceiling))
     return tuple(feeds)
 
 

@@ -1,24 +1,49 @@
-"""Fetch feeds over HTTP: bounded concurrency, a hard time limit and a size cap per request.
+"""Fetch feeds over HTTP, politely and within hard limits.
 
-``fetch_feed`` never raises for a feed's own failure: it returns a ``FetchResult`` whose
+- Conditional requests (``If-None-Match``/``If-Modified-Since``); a ``304`` costs no parsing, and
+  a body byte-identical to the last one (servers that ignore validators) is reported as
+  ``unchanged`` so it is not parsed either.
+- gzip, deflate and brotli, decoded here with a bounded output buffer, so a decompression bomb
+  stops at ``max_bytes`` of output instead of filling memory.
+- A total deadline per request (``timeout_seconds``): a server that drips bytes slowly cannot
+  hold a worker.
+- A global and a per-host concurrency limit.
+- What the server says about timing (``Retry-After``, ``Cache-Control: max-age``) and about the
+  feed's address (301/308 moved, 410 gone) is returned for the pipeline to act on.
+
+``Fetcher.fetch`` never raises for a feed's own failure: it returns a ``FetchResult`` whose
 ``status`` is ``"error"`` and whose ``error`` says why, so that one bad feed stays data.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import time
-from collections.abc import Iterable
+import zlib
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 
 from . import USER_AGENT
-from .config import FeedConfig, PollConfig
+from .config import PollConfig
 
-Status = Literal["ok", "not_modified", "error"]
-ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+try:  # brotli is optional: offered only when it can be decoded
+    import brotli
+except ImportError:  # pragma: no cover - the pinned requirements include it
+    brotli = None
+
+Status = Literal["ok", "not_modified", "unchanged", "gone", "error"]
+ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, "
+          "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
+ACCEPT_ENCODING = "gzip, deflate, br" if brotli else "gzip, deflate"
+_MAX_AGE_RE = re.compile(r"max-age\s*=\s*(\d+)", re.IGNORECASE)
+_PERMANENT = (301, 308)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,98 +57,233 @@ class Validators:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchResult:
     feed: str
-    url: str  # the URL finally fetched, after redirects
+    url: str  # the URL requested
     status: Status
     body: bytes = b""
+    body_hash: str | None = None
     http_status: int | None = None
+    final_url: str = ""  # after redirects; relative links resolve against it
+    moved_to: str | None = None  # set when every redirect was permanent (301/308)
     validators: Validators = Validators()
     content_type: str = ""
+    retry_after: float | None = None  # seconds, from Retry-After on 429/503
+    max_age: float | None = None  # seconds, from Cache-Control
     error: str | None = None  # "reason: detail" when status is "error"
     elapsed: float = 0.0
-
-
-def make_client(poll: PollConfig) -> httpx.AsyncClient:
-    """The shared HTTP client; each request still gets its own total deadline in ``fetch_feed``."""
-    return httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT, "Accept": ACCEPT},
-        follow_redirects=True,
-        timeout=httpx.Timeout(poll.timeout_seconds),
-        limits=httpx.Limits(max_connections=poll.concurrency,
-                            max_keepalive_connections=poll.concurrency),
-    )
 
 
 class _TooLarge(Exception):
     pass
 
 
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _TooLarge(f"body exceeds {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+class _Decoder:
+    """Content-Encoding decoding with a bounded output: raises _TooLarge past ``limit`` bytes."""
+
+    def __init__(self, encoding: str, limit: int):
+        self.limit = limit
+        self.size = 0
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1:
+            raise ValueError(f"stacked content encodings are not supported: {encoding}")
+        self.coding = codings[0] if codings else ""
+        if self.coding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.coding == "deflate":
+            self._z = zlib.decompressobj()
+            self._raw_deflate_tried = False
+        elif self.coding == "br" and brotli is not None:
+            self._br = brotli.Decompressor()
+        elif self.coding:
+            raise ValueError(f"unsupported content encoding: {encoding}")
+
+    def _count(self, data: bytes) -> bytes:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise _TooLarge(f"body exceeds {self.limit} bytes (decoded)")
+        return data
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if not self.coding:
+            return [self._count(chunk)]
+        out = []
+        if self.coding == "br":
+            data = chunk
+            while True:
+                piece = self._br.process(data, output_buffer_limit=65536)
+                out.append(self._count(piece))
+                data = b""
+                if self._br.can_accept_more_data() or not piece:
+                    break
+            return out
+        data = chunk
+        while True:
+            try:
+                piece = self._z.decompress(data, 65536)
+            except zlib.error:
+                if self.coding == "deflate" and not self._raw_deflate_tried and self.size == 0:
+                    # Some servers send raw deflate without the zlib header.
+                    self._raw_deflate_tried = True
+                    self._z = zlib.decompressobj(-zlib.MAX_WBITS)
+                    piece = self._z.decompress(data, 65536)
+                else:
+                    raise
+            out.append(self._count(piece))
+            data = self._z.unconsumed_tail
+            if not data:
+                break
+        return out
+
+    def flush(self) -> bytes:
+        if self.coding in ("gzip", "x-gzip", "deflate"):
+            return self._count(self._z.flush())
+        return b""
 
 
-async def fetch_feed(client: httpx.AsyncClient, feed: FeedConfig, *, poll: PollConfig,
-                     validators: Validators = Validators()) -> FetchResult:
-    """GET one feed within ``poll.timeout_seconds`` in total, however slowly the server drips."""
-    headers = {}
-    if validators.etag:
-        headers["If-None-Match"] = validators.etag
-    if validators.last_modified:
-        headers["If-Modified-Since"] = validators.last_modified
-    started = time.monotonic()
-
-    def failed(reason: str, http_status: int | None = None) -> FetchResult:
-        return FetchResult(feed=feed.name, url=feed.url, status="error", http_status=http_status,
-                           error=reason, validators=validators,
-                           elapsed=time.monotonic() - started)
-
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
     try:
-        async with asyncio.timeout(poll.timeout_seconds):
-            async with client.stream("GET", feed.url, headers=headers) as response:
-                if response.status_code == 304:
-                    return FetchResult(feed=feed.name, url=str(response.url), status="not_modified",
-                                       http_status=304, validators=validators,
-                                       elapsed=time.monotonic() - started)
-                if response.status_code >= 400:
-                    return failed(f"http_{response.status_code}", response.status_code)
-                body = await _read_capped(response, poll.max_bytes)
-                return FetchResult(
-                    feed=feed.name, url=str(response.url), status="ok", body=body,
-                    http_status=response.status_code,
-                    content_type=response.headers.get("content-type", ""),
-                    validators=Validators(etag=response.headers.get("etag"),
-                                          last_modified=response.headers.get("last-modified")),
-                    elapsed=time.monotonic() - started)
-    except TimeoutError:
-        return failed(f"timeout: no complete response within {poll.timeout_seconds:g}s")
-    except httpx.TimeoutException:
-        return failed(f"timeout: no complete response within {poll.timeout_seconds:g}s")
-    except _TooLarge as exc:
-        return failed(f"too_large: {exc}")
-    except httpx.TooManyRedirects:
-        return failed("redirects: too many redirects")
-    except httpx.ConnectError as exc:
-        return failed(f"connect: {exc or 'connection failed'}")
-    except httpx.HTTPError as exc:
-        return failed(f"http_error: {type(exc).__name__}: {exc}")
-    except (OSError, ValueError) as exc:  # bad URL, DNS, socket errors outside httpx's wrappers
-        return failed(f"network: {type(exc).__name__}: {exc}")
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - now).total_seconds())
 
 
-async def fetch_feeds(client: httpx.AsyncClient, feeds: Iterable[FeedConfig], *, poll: PollConfig,
-                      validators: dict[str, Validators] | None = None) -> list[FetchResult]:
-    """Fetch many feeds, at most ``poll.concurrency`` at a time; results in input order."""
-    validators = validators or {}
-    gate = asyncio.Semaphore(poll.concurrency)
+def _max_age(cache_control: str | None) -> float | None:
+    if not cache_control or "no-store" in cache_control.lower():
+        return None
+    m = _MAX_AGE_RE.search(cache_control)
+    return float(m.group(1)) if m else None
 
-    async def one(feed: FeedConfig) -> FetchResult:
-        async with gate:
-            return await fetch_feed(client, feed, poll=poll,
-                                    validators=validators.get(feed.name, Validators()))
 
-    return list(await asyncio.gather(*(one(f) for f in feeds)))
+def host_of(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+class Fetcher:
+    """Fetches feeds with one shared client, a global and a per-host concurrency limit."""
+
+    def __init__(self, poll: PollConfig, *, client: httpx.AsyncClient | None = None):
+        self.poll = poll
+        self._own_client = client is None
+        self.client = client or httpx.AsyncClient(
+            headers={"User-Agent": USER_AGENT, "Accept": ACCEPT,
+                     "Accept-Encoding": ACCEPT_ENCODING},
+            follow_redirects=True,
+            max_redirects=5,
+            timeout=httpx.Timeout(poll.timeout_seconds),
+            limits=httpx.Limits(max_connections=poll.concurrency,
+                                max_keepalive_connections=poll.concurrency),
+        )
+        self._global = asyncio.Semaphore(poll.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> Fetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _host_gate(self, url: str) -> asyncio.Semaphore:
+        host = host_of(url)
+        gate = self._hosts.get(host)
+        if gate is None:
+            gate = self._hosts[host] = asyncio.Semaphore(self.poll.per_host_concurrency)
+        return gate
+
+    async def fetch(self, feed: str, url: str, *, validators: Validators = Validators(),
+                    previous_hash: str | None = None) -> FetchResult:
+        """GET one feed within ``timeout_seconds`` in total, however slowly the server drips."""
+        async with self._host_gate(url), self._global:
+            return await self._fetch(feed, url, validators=validators, previous_hash=previous_hash)
+
+    async def _fetch(self, feed: str, url: str, *, validators: Validators,
+                     previous_hash: str | None) -> FetchResult:
+        headers = {}
+        if validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+        started = time.monotonic()
+        poll = self.poll
+
+        def result(status: Status, **kw: object) -> FetchResult:
+            kw.setdefault("validators", validators)
+            return FetchResult(feed=feed, url=url, status=status,
+                               elapsed=time.monotonic() - started, **kw)
+
+        try:
+            async with asyncio.timeout(poll.timeout_seconds):
+                async with self.client.stream("GET", url, headers=headers) as response:
+                    final_url = str(response.url)
+                    moved_to = None
+                    if response.history and all(r.status_code in _PERMANENT
+                                                for r in response.history):
+                        moved_to = final_url
+                    common = dict(http_status=response.status_code, final_url=final_url,
+                                  moved_to=moved_to,
+                                  max_age=_max_age(response.headers.get("cache-control")))
+                    if response.status_code == 304:
+                        return result("not_modified", **common)
+                    if response.status_code == 410:
+                        return result("gone", error="http_410: the feed is gone", **common)
+                    if response.status_code >= 400:
+                        wait = None
+                        if response.status_code in (429, 503):
+                            wait = _retry_after(response.headers.get("retry-after"),
+                                                datetime.now(timezone.utc))
+                        return result("error", error=f"http_{response.status_code}",
+                                      retry_after=wait, **common)
+                    body = await self._read(response)
+                    digest = hashlib.sha1(body).hexdigest()
+                    new_validators = Validators(etag=response.headers.get("etag"),
+                                                last_modified=response.headers.get("last-modified"))
+                    status: Status = "unchanged" if digest == previous_hash else "ok"
+                    return result(status, body=b"" if status == "unchanged" else body,
+                                  body_hash=digest, validators=new_validators,
+                                  content_type=response.headers.get("content-type", ""), **common)
+        except (TimeoutError, httpx.TimeoutException):
+            return result("error", error=f"timeout: no complete response within "
+                                         f"{poll.timeout_seconds:g}s")
+        except _TooLarge as exc:
+            return result("error", error=f"too_large: {exc}")
+        except httpx.TooManyRedirects:
+            return result("error", error="redirects: too many redirects")
+        except httpx.ConnectError as exc:
+            return result("error", error=f"connect: {exc or 'connection failed'}")
+        except (zlib.error, ValueError) as exc:
+            return result("error", error=f"decoding: {exc}")
+        except httpx.HTTPError as exc:
+            return result("error", error=f"http_error: {type(exc).__name__}: {exc}")
+        except OSError as exc:  # DNS and socket errors outside httpx's wrappers
+            return result("error", error=f"network: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - e.g. brotli.error; still this feed's problem
+            return result("error", error=f"fetch: {type(exc).__name__}: {exc}")
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        limit = self.poll.max_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _TooLarge(f"body of {declared} bytes exceeds {limit} bytes")
+        decoder = _Decoder(response.headers.get("content-encoding", ""), limit)
+        chunks, raw = [], 0
+        async for chunk in response.aiter_raw():
+            raw += len(chunk)
+            if raw > limit:
+                raise _TooLarge(f"body exceeds {limit} bytes")
+            chunks.extend(decoder.feed(chunk))
+        chunks.append(decoder.flush())
+        return b"".join(chunks)

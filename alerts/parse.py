@@ -1,24 +1,43 @@
 """Turn a fetched feed body into normalised ``FeedItem``s.
 
-``parse_feed`` accepts RSS 0.9x/1.0/2.0 and Atom, in any encoding feedparser can detect. Titles and
-summaries come out as plain text: entities decoded, tags removed, whitespace collapsed.
+``parse_feed`` accepts RSS 0.9x/1.0/2.0, RDF and Atom (0.3 and 1.0), in any encoding, well-formed
+or not. Titles and summaries come out as plain text: entities decoded, tags removed, whitespace
+collapsed; links are resolved against xml:base and the feed's URL; dates are UTC.
+
+Two paths share one extraction routine over an ``lxml`` tree:
+
+* fast: the body is decoded (``parse_decode``), its prolog tidied (junk before the XML
+  declaration, control characters) and parsed by lxml's strict XML parser, configured so that it
+  loads no DTD, fetches nothing and substitutes no entity (libxml2 also refuses entity
+  amplification). A strict parse that succeeds is trusted.
+* salvage: when the strict parse fails, ``parse_salvage`` builds the tree with a forgiving
+  tokenizer (unquoted attributes, undeclared prefixes, missing end tags, truncation...). The
+  result carries a ``warning``.
+
+A body with no RSS/RDF/Atom root at all raises ``ParseError``.
 """
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import html
 import re
+import threading
+import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from html.parser import HTMLParser
+from urllib.parse import urljoin
 
-import feedparser
+from lxml import etree
 
 from .errors import ParseError
+from .parse_dates import parse_date
+from .parse_decode import decode_body
+from .parse_salvage import XML_NS, salvage_tree
 
 SUMMARY_MAX_CHARS = 2000
+MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024  # a gzip body that inflates past this is refused
 _WS_RE = re.compile(r"\s+")
 
 
@@ -38,6 +57,9 @@ class FeedItem:
 class ParsedFeed:
     items: tuple[FeedItem, ...]
     warning: str | None = None  # set when the document was not well-formed but still yielded items
+    ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says the feed may be cached
+    format: str = ""  # "rss", "rdf" or "atom"
+    salvaged: bool = False  # True when the strict XML parse failed and the forgiving one was used
 
 
 class _TextExtractor(HTMLParser):
@@ -68,18 +90,33 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
+def _markup_to_text(value: str) -> str:
+    extractor = _TextExtractor()
+    try:
+        extractor.feed(value)
+        extractor.close()
+        return "".join(extractor.parts)
+    except Exception:  # HTMLParser can choke on pathological markup; fall back to a regex
+        return html.unescape(re.sub(r"<[^>]*>", " ", value))
+
+
 def html_to_text(value: str, *, limit: int | None = None) -> str:
     """Plain text from an HTML fragment, with whitespace collapsed and an optional length cap."""
     if not value:
         return ""
     if "<" in value or "&" in value:
-        extractor = _TextExtractor()
-        try:
-            extractor.feed(value)
-            extractor.close()
-            value = "".join(extractor.parts)
-        except Exception:  # HTMLParser can choke on pathological markup; fall back to a regex
-            value = html.unescape(re.sub(r"<[^>]*>", " ", value))
+        if limit is not None and len(value) > 8 * limit:
+            # Long content (full articles): convert a prefix that ends before a tag, and only
+            # go on if that prefix did not already yield more text than the cap keeps.
+            size = 8 * limit
+            while size < len(value):
+                cut = value.rfind("<", 0, size)
+                if cut > 0:
+                    text = _WS_RE.sub(" ", _markup_to_text(value[:cut])).strip()
+                    if len(text) > limit:
+                        return text[: limit - 1].rstrip() + "…"
+                size *= 4
+        value = _markup_to_text(value)
     text = _WS_RE.sub(" ", value).strip()
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
@@ -92,43 +129,353 @@ def stable_guid(*, link: str, title: str) -> str:
     return "sha1:" + hashlib.sha1(basis.encode("utf-8")).hexdigest()
 
 
-def _published(entry: dict) -> datetime | None:
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
-        if value:
-            try:
-                return datetime.fromtimestamp(calendar.timegm(value), tz=timezone.utc)
-            except (OverflowError, ValueError, OSError):
-                continue
+# --------------------------------------------------------------------------------------------
+# Namespaces
+
+ATOM10 = "http://www.w3.org/2005/Atom"
+ATOM03 = "http://purl.org/atom/ns#"
+RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+XHTML = "http://www.w3.org/1999/xhtml"
+_EXTENSIONS = {  # namespace → the key prefix its children are filed under
+    "http://purl.org/dc/elements/1.1/": "dc",
+    "http://purl.org/dc/terms/": "dcterms",
+    "http://purl.org/rss/1.0/modules/content/": "content",
+    "http://search.yahoo.com/mrss/": "media",
+    "http://search.yahoo.com/mrss": "media",
+    "http://www.itunes.com/dtds/podcast-1.0.dtd": "itunes",
+    "http://www.itunes.com/DTDs/Podcast-1.0.dtd": "itunes",
+    "http://rssnamespace.org/feedburner/ext/1.0": "feedburner",
+    RDF: "rdf",
+    XHTML: "xhtml",
+}
+_XML_BASE = f"{{{XML_NS}}}base"
+_FEED_ROOTS = {"rss", "rdf", "feed"}
+_FEED_HINT = re.compile(rb"<(?:[\w.-]+:)?(?:rss|rdf|feed|channel)[\s>/]", re.I)
+_C1 = re.compile("[\x80-\x9f]")
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
+_PROLOG = re.compile(rb"<\?xml(?=[\s?]).*?\?>", re.S)
+_ENTITY_REFUSALS = ("amplification", "entity loop", "detected an entity reference loop")
+
+
+class _Local(threading.local):
+    parser: etree.XMLParser | None = None
+
+
+_local = _Local()
+
+
+def _strict_parser() -> etree.XMLParser:
+    parser = _local.parser
+    if parser is None:
+        parser = _local.parser = etree.XMLParser(
+            encoding="utf-8", resolve_entities=False, no_network=True, load_dtd=False,
+            dtd_validation=False, huge_tree=False, remove_comments=True, remove_pis=True,
+            collect_ids=False)
+    return parser
+
+
+def _split(tag: str) -> tuple[str | None, str]:
+    if tag[0] == "{":
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return None, tag
+
+
+def _local_name(el: etree._Element) -> str:
+    tag = el.tag
+    if not isinstance(tag, str):
+        return ""
+    return tag.rpartition("}")[2].rpartition(":")[2].lower()
+
+
+def _fields(el: etree._Element, core: frozenset[str | None]) -> dict[str, list[etree._Element]]:
+    """An item's children filed by key: ``title`` for the core namespace(s), ``dc:date`` for a
+    known extension, ``?title`` for an unknown namespace."""
+    out: dict[str, list[etree._Element]] = {}
+    for child in el:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        ns, local = _split(tag)
+        local = local.lower()
+        if ns in core:
+            key = local
+        else:
+            prefix = "atom" if ns in (ATOM10, ATOM03) else _EXTENSIONS.get(ns) if ns else None
+            key = f"{prefix}:{local}" if prefix else "?" + local
+        out.setdefault(key, []).append(child)
+    return out
+
+
+def _first(f: dict[str, list[etree._Element]], *keys: str) -> etree._Element | None:
+    for key in keys:
+        els = f.get(key)
+        if els:
+            return els[0]
     return None
+
+
+def _raw(el: etree._Element | None) -> str:
+    """The content of ``el`` as markup: its text, with child elements serialised."""
+    if el is None:
+        return ""
+    if not len(el):
+        return el.text or ""
+    parts = [el.text or ""]
+    for child in el:
+        parts.append(etree.tostring(child, encoding="unicode", with_tail=True))
+    return "".join(parts)
+
+
+def _fix_c1(value: str) -> str:
+    """C1 control characters never belong in text: they are UTF-8 read as Latin-1 (undo it) or
+    windows-1252 read as Latin-1 (map them)."""
+    if not _C1.search(value):
+        return value
+    if max(value) <= "\xff":
+        try:
+            return value.encode("latin-1").decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return _C1.sub(lambda m: m.group().encode("latin-1").decode("cp1252", "replace"), value)
+
+
+def _text(el: etree._Element | None, *, limit: int | None = None) -> str:
+    return html_to_text(_fix_c1(_raw(el)), limit=limit) if el is not None else ""
+
+
+def _base(el: etree._Element, url: str) -> str:
+    bases = []
+    node = el
+    while node is not None:
+        b = node.get(_XML_BASE)
+        if b:
+            bases.append(b.strip())
+        node = node.getparent()
+    base = url
+    for b in reversed(bases):
+        base = urljoin(base, b) if base else b
+    return base
+
+
+def _resolve(value: str, el: etree._Element, url: str) -> str:
+    value = _WS_RE.sub("", value) if value else ""
+    if not value or value.startswith(("http://", "https://")):
+        return value
+    base = _base(el, url)
+    if not base:
+        return value
+    try:
+        return urljoin(base, value)
+    except ValueError:
+        return value
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def _date(f: dict[str, list[etree._Element]], keys: tuple[str, ...]) -> datetime | None:
+    for key in keys:
+        for el in f.get(key, ()):
+            dt = parse_date(el.text if not len(el) else "".join(el.itertext()))
+            if dt is not None:
+                return dt
+    return None
+
+
+_RSS_DATES = ("pubdate", "published", "dcterms:issued", "atom:published", "dc:date", "updated",
+              "dcterms:modified", "atom:updated", "dcterms:created", "created", "?pubdate",
+              "?date")
+_ATOM_DATES = ("published", "issued", "updated", "modified", "created", "dc:date",
+               "dcterms:issued", "dcterms:modified")
+
+
+def _rss_entry(item, core, url):  # noqa: ANN001, ANN202
+    f = _fields(item, core)
+    title = _text(_first(f, "title", "dc:title", "?title"))
+    link_el = _first(f, "link", "?link")
+    link = ""
+    if link_el is not None:
+        link = "".join(link_el.itertext()) if len(link_el) else (link_el.text or "")
+        link = link.strip() or (link_el.get("href") or "").strip()
+        link = _resolve(link, link_el, url) if link else ""
+    if not link:
+        for el in f.get("atom:link", ()):
+            if (el.get("rel") or "alternate").strip().lower() == "alternate" and el.get("href"):
+                link = _resolve(el.get("href").strip(), el, url)
+                break
+    guid_el = _first(f, "guid", "?guid")
+    guid = (guid_el.text or "").strip() if guid_el is not None else ""
+    if not guid:
+        guid = (item.get(f"{{{RDF}}}about") or item.get("about") or "").strip()
+    if not link and guid_el is not None and guid and _is_url(guid) \
+            and (guid_el.get("isPermaLink") or "true").strip().lower() != "false":
+        link = guid
+    summary_el = _first(f, "description", "dc:description", "itunes:summary", "atom:summary",
+                        "summary", "content:encoded", "encoded", "atom:content",
+                        "media:description", "?description")
+    summary = _text(summary_el, limit=SUMMARY_MAX_CHARS)
+    return title, link, guid, summary, _date(f, _RSS_DATES)
+
+
+def _atom_entry(entry, core, url):  # noqa: ANN001, ANN202
+    f = _fields(entry, core)
+    title = _text(_first(f, "title", "dc:title"))
+    link = ""
+    first_href = None
+    for el in f.get("link", ()):
+        href = (el.get("href") or "").strip() or (el.text or "").strip()
+        if not href:
+            continue
+        rel = (el.get("rel") or "alternate").strip().lower()
+        if rel == "alternate":
+            link = _resolve(href, el, url)
+            break
+        if first_href is None and rel not in ("self", "edit", "replies", "enclosure", "hub"):
+            first_href = (href, el)
+    if not link and first_href is not None:
+        link = _resolve(*first_href, url)
+    id_el = _first(f, "id", "guid")
+    guid = (id_el.text or "").strip() if id_el is not None else ""
+    if not link and _is_url(guid):
+        link = guid
+    summary_el = _first(f, "summary", "dc:description")
+    if summary_el is None or not _raw(summary_el).strip():
+        for el in f.get("content", ()):
+            kind = (el.get("type") or "text").strip().lower()
+            if el.get("src") is None and (kind in ("text", "html", "xhtml") or "xml" in kind
+                                          or kind.startswith("text/")):
+                summary_el = el
+                break
+    if summary_el is None:
+        summary_el = _first(f, "media:description")
+        if summary_el is None:
+            group = _first(f, "media:group")
+            if group is not None:
+                summary_el = next((c for c in group if isinstance(c.tag, str)
+                                   and _local_name(c) == "description"), None)
+    summary = _text(summary_el, limit=SUMMARY_MAX_CHARS)
+    return title, link, guid, summary, _date(f, _ATOM_DATES)
+
+
+def _find_feed_root(root: etree._Element) -> etree._Element | None:
+    if _local_name(root) in _FEED_ROOTS:
+        return root
+    channel = None
+    for el in root.iter(etree.Element):
+        name = _local_name(el)
+        if name in _FEED_ROOTS:
+            return el
+        if name == "channel" and channel is None:
+            channel = el
+    return channel
+
+
+def _ttl(root: etree._Element) -> int | None:
+    for el in root.iter("{*}ttl", "ttl"):
+        text = (el.text or "").strip()
+        if text.isdigit() and 0 < int(text) <= 525_600:
+            return int(text)
+        return None
+    return None
+
+
+def _extract(root: etree._Element, *, feed: str, url: str) -> tuple[str, list[FeedItem], int | None]:
+    name = _local_name(root)
+    ns, _ = _split(root.tag)
+    if name == "feed":
+        kind = "atom"
+        core = frozenset({None, ATOM10, ATOM03, ns})
+        entries = root.iter("{*}entry")
+        read = _atom_entry
+        ttl = None
+    else:
+        kind = "rdf" if name == "rdf" else "rss"
+        # the root's own namespace (RSS 1.0, 0.90, userland) is core; so are unknown ones that
+        # items use as their default namespace
+        core = frozenset({None, ns, "http://purl.org/rss/1.0/",
+                          "http://my.netscape.com/rdf/simple/0.9/",
+                          "http://channel.netscape.com/rdf/simple/0.9/",
+                          "http://backend.userland.com/rss2", "http://backend.userland.com/rss"})
+        entries = root.iter("{*}item")
+        read = _rss_entry
+        ttl = _ttl(root)
+    items: list[FeedItem] = []
+    for entry in entries:
+        if kind == "rss" or kind == "rdf":
+            ens, _ = _split(entry.tag)
+            if ens is not None and ens not in core and ens in _EXTENSIONS:
+                continue  # e.g. a <media:item>, not a feed item
+            if ens is not None and ens not in core:
+                core = core | {ens}
+        title, link, guid, summary, published = read(entry, core, url)
+        if not title and not link:
+            if not summary:
+                continue  # nothing to show or match: an empty or broken entry
+            title = summary if len(summary) <= 120 else summary[:119].rstrip() + "…"
+            guid = guid or stable_guid(link="", title=title)
+        guid = guid or stable_guid(link=link, title=title)
+        items.append(FeedItem(feed=feed, guid=guid, link=link, title=title or link,
+                              summary=summary, published=published))
+    return kind, items, ttl
+
+
+def _gunzip(body: bytes) -> bytes:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, MAX_GUNZIPPED_BYTES)
+    except zlib.error as exc:
+        raise ParseError(f"not a feed: broken gzip body: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise ParseError(f"not a feed: gzip body inflates past {MAX_GUNZIPPED_BYTES} bytes")
+    return out
+
+
+def _tidy_prolog(data: bytes) -> bytes:
+    """Drop what a strict parser rejects before the root: whitespace, comments or junk before
+    the XML declaration, a malformed declaration, control characters anywhere."""
+    m = _PROLOG.search(data, 0, 4096)
+    if m is not None:
+        data = data[m.end():]
+    return data.translate(None, _CONTROL_BYTES)
 
 
 def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "") -> ParsedFeed:
     """Parse one feed document; ``url`` resolves relative links, ``content_type`` (the HTTP
     header) may name the charset. Raises ParseError if the body is no feed at all."""
-    headers = {"content-location": url} if url else {}
-    if content_type:
-        headers["content-type"] = content_type
+    if body[:2] == b"\x1f\x8b":  # gzip without Content-Encoding (a .xml.gz served as is)
+        body = _gunzip(body)
+    if not body.strip():
+        raise ParseError("not a feed: empty body")
+    decoded = decode_body(body, content_type)
+    notes = list(decoded.notes)
+    data = _tidy_prolog(decoded.data)
+
+    root = None
+    strict_error = None
     try:
-        doc = feedparser.parse(body, response_headers=headers, sanitize_html=False,
-                               resolve_relative_uris=True)
-    except Exception as exc:  # feedparser is defensive, but a parser bug must stay this feed's problem
-        raise ParseError(f"parser failed: {type(exc).__name__}: {exc}") from exc
-    if not doc.entries and not doc.get("version"):
-        reason = doc.get("bozo_exception") or "no RSS/Atom/RDF feed found"
-        raise ParseError(f"not a feed: {reason}")
-    items = []
-    for entry in doc.entries:
-        title = html_to_text(entry.get("title", ""))
-        link = (entry.get("link") or "").strip()
-        summary = html_to_text(entry.get("summary", "") or entry.get("description", ""),
-                               limit=SUMMARY_MAX_CHARS)
-        if not title and not link:
-            continue
-        guid = (entry.get("id") or "").strip() or stable_guid(link=link, title=title)
-        items.append(FeedItem(feed=feed, guid=guid, link=link, title=title or link,
-                              summary=summary, published=_published(entry)))
-    warning = None
-    if doc.get("bozo") and doc.get("bozo_exception") is not None:
-        warning = f"{type(doc.bozo_exception).__name__}: {doc.bozo_exception}"
-    return ParsedFeed(items=tuple(items), warning=warning)
+        root = etree.fromstring(data, _strict_parser())
+    except etree.XMLSyntaxError as exc:
+        strict_error = str(exc) or type(exc).__name__
+    except (ValueError, MemoryError) as exc:  # lxml refuses some inputs outright
+        strict_error = f"{type(exc).__name__}: {exc}"
+    if strict_error is not None:
+        if any(word in strict_error.lower() for word in _ENTITY_REFUSALS):
+            raise ParseError(f"refused: XML entity expansion ({strict_error})")
+        if not _FEED_HINT.search(data):
+            raise ParseError(f"not a feed: no RSS/Atom/RDF element ({strict_error})")
+        text = data.decode("utf-8", "replace")
+        root = salvage_tree(text)
+
+    feed_root = _find_feed_root(root) if root is not None else None
+    if feed_root is None:
+        what = f"<{_local_name(root)}>" if root is not None and strict_error is None else "none"
+        raise ParseError(f"not a feed: no RSS/Atom/RDF root element (root: {what})")
+    kind, items, ttl = _extract(feed_root, feed=feed, url=url)
+
+    if strict_error is not None:
+        notes.insert(0, f"not well-formed XML, salvaged {len(items)} item(s): {strict_error}")
+    warning = "; ".join(notes) or None
+    return ParsedFeed(items=tuple(items), warning=warning, ttl_minutes=ttl, format=kind,
+                      salvaged=strict_error is not None)

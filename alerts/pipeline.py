@@ -10,12 +10,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-import httpx
-
-from .config import Config, FeedConfig
+from .config import Config, FeedConfig, PollConfig
 from .dedupe import find_new
 from .errors import ParseError
-from .fetch import Validators, fetch_feed
+from .fetch import Fetcher, Validators
 from .logs import event
 from .match import Matcher
 from .parse import FeedItem, parse_feed
@@ -29,12 +27,15 @@ class FeedOutcome:
     """What one poll of one feed did."""
 
     feed: str
-    status: Literal["ok", "not_modified", "error"]
+    status: Literal["ok", "not_modified", "unchanged", "error", "disabled", "skipped"]
     items: int = 0
     new_items: int = 0
     alerts: int = 0
     error: str | None = None
     consecutive_failures: int = 0
+    failing_since: datetime | None = None
+    flagged: bool = False  # failing for longer than poll.failing_after_hours
+    next_poll_at: datetime | None = None
     previews: tuple[Alert, ...] = ()  # dry-run only: the alerts that would have been queued
 
 
@@ -44,11 +45,19 @@ class CycleReport:
 
     @property
     def ok(self) -> int:
-        return sum(o.status != "error" for o in self.outcomes)
+        return sum(o.status in ("ok", "not_modified", "unchanged") for o in self.outcomes)
 
     @property
     def failed(self) -> tuple[FeedOutcome, ...]:
         return tuple(o for o in self.outcomes if o.status == "error")
+
+    @property
+    def disabled(self) -> tuple[FeedOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.status == "disabled")
+
+    @property
+    def flagged(self) -> tuple[FeedOutcome, ...]:
+        return tuple(o for o in self.outcomes if o.flagged)
 
     @property
     def new_items(self) -> int:
@@ -66,12 +75,42 @@ def _eligible(item: FeedItem, *, first_poll: bool, cutoff: datetime) -> bool:
     return item.published >= cutoff
 
 
+def next_interval(feed: FeedConfig, poll: PollConfig, *, previous: float | None, had_new: bool,
+                  hint: float | None = None) -> float:
+    """Seconds until the next poll after a success. Busy feeds stay at ``interval_seconds``; each
+    quiet poll stretches the interval by half, up to ``max_interval_seconds``. ``hint`` (from
+    Cache-Control max-age or RSS <ttl>) is a lower bound, capped by the same maximum."""
+    low, high = feed.interval_seconds, feed.max_interval_seconds
+    if not poll.adaptive or had_new or previous is None:
+        seconds = float(low)
+    else:
+        seconds = min(float(high), max(float(low), previous * 1.5))
+    if hint:
+        seconds = max(seconds, min(hint, float(high)))
+    return seconds
+
+
+def backoff_seconds(feed: FeedConfig, poll: PollConfig, *, failures: int,
+                    retry_after: float | None = None) -> float:
+    """Seconds until the next try after ``failures`` failures in a row: the interval doubled per
+    failure, at least what ``Retry-After`` asked for, capped by ``max_backoff_seconds``."""
+    seconds = feed.interval_seconds * 2.0 ** max(0, failures - 1)
+    if retry_after:
+        seconds = max(seconds, retry_after)
+    return min(seconds, float(poll.max_backoff_seconds))
+
+
 async def poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
-                    client: httpx.AsyncClient, now: datetime, dry_run: bool = False) -> FeedOutcome:
-    """Poll one feed and queue its alerts. Never raises for the feed's own failures."""
+                    fetcher: Fetcher, now: datetime, dry_run: bool = False,
+                    respect_schedule: bool = False) -> FeedOutcome:
+    """Poll one feed and queue its alerts. Never raises for the feed's own failures.
+
+    ``respect_schedule`` skips a feed whose backoff, Retry-After or adaptive interval says it is
+    not due yet (the scheduler ticks at the shortest interval and relies on this)."""
     try:
-        return await _poll_feed(feed, config=config, store=store, matcher=matcher, client=client,
-                                now=now, dry_run=dry_run)
+        return await _poll_feed(feed, config=config, store=store, matcher=matcher,
+                                fetcher=fetcher, now=now, dry_run=dry_run,
+                                respect_schedule=respect_schedule)
     except Exception as exc:  # a bug on one feed's data must not stop the others
         log.exception("feed_poll_crashed feed=%s", feed.name)
         error = f"internal: {type(exc).__name__}: {exc}"
@@ -80,37 +119,84 @@ async def poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: 
         return FeedOutcome(feed=feed.name, status="error", error=error)
 
 
-def _failed(feed: FeedConfig, error: str, *, store: Store, now: datetime,
-            dry_run: bool) -> FeedOutcome:
-    failures = 1
-    if not dry_run:
-        store.record_failure(feed.name, feed.url, error, now=now)
-        state = store.feed_state(feed.name)
-        failures = state.consecutive_failures if state else 1
+def _failed(feed: FeedConfig, error: str, *, config: Config, store: Store, now: datetime,
+            dry_run: bool, retry_after: float | None = None) -> FeedOutcome:
+    if dry_run:
+        event(log, "feed_polled", logging.WARNING, status="error", feed=feed.name, error=error)
+        return FeedOutcome(feed=feed.name, status="error", error=error, consecutive_failures=1)
+    previous = store.feed_state(feed.name)
+    failures = (previous.consecutive_failures if previous and previous.url == feed.url else 0) + 1
+    wait = backoff_seconds(feed, config.poll, failures=failures, retry_after=retry_after)
+    state = store.record_failure(feed.name, feed.url, error, now=now,
+                                 next_poll_at=now + timedelta(seconds=wait))
+    since = state.failing_since or now
+    flagged = now - since >= timedelta(hours=config.poll.failing_after_hours)
     event(log, "feed_polled", logging.WARNING, status="error", feed=feed.name, error=error,
-          failures=failures)
-    return FeedOutcome(feed=feed.name, status="error", error=error, consecutive_failures=failures)
+          failures=state.consecutive_failures, retry_in=f"{wait:g}s")
+    if flagged:
+        event(log, "feed_failing_long", logging.ERROR, feed=feed.name,
+              since=since.isoformat(timespec="minutes"), error=error)
+    return FeedOutcome(feed=feed.name, status="error", error=error,
+                       consecutive_failures=state.consecutive_failures, failing_since=since,
+                       flagged=flagged, next_poll_at=state.next_poll_at)
 
 
 async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
-                     client: httpx.AsyncClient, now: datetime, dry_run: bool) -> FeedOutcome:
+                     fetcher: Fetcher, now: datetime, dry_run: bool,
+                     respect_schedule: bool) -> FeedOutcome:
     state = store.feed_state(feed.name)
+    if state is not None and state.url != feed.url:
+        state = None  # the config points somewhere new: start afresh
+    if state is not None and state.disabled_reason:
+        return FeedOutcome(feed=feed.name, status="disabled", error=state.disabled_reason)
+    if (respect_schedule and state is not None and state.next_poll_at is not None
+            and state.next_poll_at > now):
+        return FeedOutcome(feed=feed.name, status="skipped", next_poll_at=state.next_poll_at)
+
+    url = state.fetch_url if state else feed.url
     validators = Validators()
-    if state is not None and state.url == feed.url and state.last_status != "error":
+    if state is not None and state.last_status != "error":
         validators = Validators(etag=state.etag, last_modified=state.last_modified)
-    result = await fetch_feed(client, feed, poll=config.poll, validators=validators)
-    if result.status == "error":
-        return _failed(feed, result.error or "unknown", store=store, now=now, dry_run=dry_run)
-    if result.status == "not_modified":
+    result = await fetcher.fetch(feed.name, url, validators=validators,
+                                 previous_hash=state.body_hash if state else None)
+    moved: dict[str, object] = {}
+    if result.moved_to and result.moved_to != url:
+        moved["effective_url"] = result.moved_to
+        event(log, "feed_moved", logging.WARNING, feed=feed.name, old=url, new=result.moved_to)
+
+    if result.status == "gone":
+        reason = f"410 Gone at {url} ({now:%Y-%m-%d}); fix or remove the feed in the config"
         if not dry_run:
-            store.record_not_modified(feed.name, feed.url, now=now)
-        event(log, "feed_polled", status="not_modified", feed=feed.name)
-        return FeedOutcome(feed=feed.name, status="not_modified")
+            store.update_feed(feed.name, feed.url, disabled_reason=reason, last_status="gone",
+                              last_polled_at=now, last_error="http_410", **moved)
+        event(log, "feed_disabled", logging.ERROR, feed=feed.name, reason=reason)
+        return FeedOutcome(feed=feed.name, status="disabled", error=reason)
+    if result.status == "error":
+        if moved and not dry_run:
+            store.update_feed(feed.name, feed.url, **moved)
+        return _failed(feed, result.error or "unknown", config=config, store=store, now=now,
+                       dry_run=dry_run, retry_after=result.retry_after)
+
+    previous = state.interval_seconds if state else None
+    if result.status in ("not_modified", "unchanged"):
+        interval = next_interval(feed, config.poll, previous=previous, had_new=False,
+                                 hint=result.max_age)
+        if not dry_run:
+            store.record_unchanged(feed.name, feed.url, result.status, now=now,
+                                   next_poll_at=now + timedelta(seconds=interval),
+                                   interval_seconds=interval, **moved)
+        event(log, "feed_polled", status=result.status, feed=feed.name,
+              next_in=f"{interval:g}s")
+        return FeedOutcome(feed=feed.name, status=result.status)
+
     try:
-        parsed = parse_feed(result.body, feed=feed.name, url=result.url,
+        parsed = parse_feed(result.body, feed=feed.name, url=result.final_url or url,
                             content_type=result.content_type)
     except ParseError as exc:
-        return _failed(feed, f"parse: {exc}", store=store, now=now, dry_run=dry_run)
+        if moved and not dry_run:
+            store.update_feed(feed.name, feed.url, **moved)
+        return _failed(feed, f"parse: {exc}", config=config, store=store, now=now,
+                       dry_run=dry_run)
 
     first_poll = state is None or state.first_polled_at is None
     cutoff = now - timedelta(hours=config.poll.max_age_hours)
@@ -120,16 +206,25 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
                    if _eligible(item, first_poll=first_poll, cutoff=cutoff) else None)
         new.append(NewItem(item=item, canonical_link=link, result=result_))
     alerting = [n for n in new if n.result is not None and n.result.alert]
+    ttl = getattr(parsed, "ttl_minutes", None)
+    hints = [h for h in (result.max_age, ttl * 60.0 if ttl else None) if h]
+    interval = next_interval(feed, config.poll, previous=previous, had_new=bool(new),
+                             hint=max(hints) if hints else None)
     previews: tuple[Alert, ...] = ()
     if dry_run:
         previews = tuple(_preview(n, now) for n in alerting)
     else:
+        fields: dict[str, object] = dict(
+            etag=result.validators.etag, last_modified=result.validators.last_modified,
+            body_hash=result.body_hash, next_poll_at=now + timedelta(seconds=interval),
+            interval_seconds=interval, **moved)
+        if new:
+            fields["last_new_at"] = now
         store.record_poll(feed.name, feed.url, new, destinations=config.destinations.names(),
-                          etag=result.validators.etag,
-                          last_modified=result.validators.last_modified, now=now)
+                          now=now, **fields)
     event(log, "feed_polled", status="ok", feed=feed.name, items=len(parsed.items),
           new=len(new), alerts=len(alerting), first_poll=first_poll or None,
-          warning=parsed.warning)
+          next_in=f"{interval:g}s", warning=parsed.warning)
     return FeedOutcome(feed=feed.name, status="ok", items=len(parsed.items), new_items=len(new),
                        alerts=len(alerting), previews=previews)
 
@@ -143,14 +238,10 @@ def _preview(new: NewItem, now: datetime) -> Alert:
 
 
 async def run_cycle(feeds: Sequence[FeedConfig], *, config: Config, store: Store,
-                    matcher: Matcher, client: httpx.AsyncClient, now: datetime,
-                    dry_run: bool = False) -> CycleReport:
-    """Poll the given feeds concurrently (bounded by ``poll.concurrency``)."""
-    gate = asyncio.Semaphore(config.poll.concurrency)
-
-    async def one(feed: FeedConfig) -> FeedOutcome:
-        async with gate:
-            return await poll_feed(feed, config=config, store=store, matcher=matcher,
-                                   client=client, now=now, dry_run=dry_run)
-
-    return CycleReport(tuple(await asyncio.gather(*(one(f) for f in feeds))))
+                    matcher: Matcher, fetcher: Fetcher, now: datetime,
+                    dry_run: bool = False, respect_schedule: bool = False) -> CycleReport:
+    """Poll the given feeds concurrently (the fetcher bounds concurrency, globally and per host)."""
+    outcomes = await asyncio.gather(*(
+        poll_feed(f, config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
+                  dry_run=dry_run, respect_schedule=respect_schedule) for f in feeds))
+    return CycleReport(tuple(outcomes))

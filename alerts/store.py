@@ -8,6 +8,7 @@ Every write that must be all-or-nothing runs inside ``db.atomic()``.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,8 @@ def _dt(value: str | None) -> datetime | None:
 
 def _run_script(db: sqlite_utils.Database, script: str) -> None:
     """Run statements one by one: ``executescript`` would COMMIT the migration's transaction."""
-    for statement in script.split(";"):
+    without_comments = re.sub(r"--[^\n]*", "", script)
+    for statement in without_comments.split(";"):
         if statement.strip():
             db.execute(statement)
 
@@ -94,22 +96,50 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1]
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """Polling state: adaptive interval, backoff, moved and gone feeds, body-identical skip."""
+    _run_script(db, """
+    ALTER TABLE feeds ADD COLUMN effective_url TEXT;      -- after a permanent redirect
+    ALTER TABLE feeds ADD COLUMN body_hash TEXT;          -- sha1 of the last body parsed
+    ALTER TABLE feeds ADD COLUMN next_poll_at TEXT;       -- not before this (backoff, Retry-After)
+    ALTER TABLE feeds ADD COLUMN interval_seconds REAL;   -- the current adaptive interval
+    ALTER TABLE feeds ADD COLUMN failing_since TEXT;
+    ALTER TABLE feeds ADD COLUMN disabled_reason TEXT;    -- e.g. 410 Gone, cleared by a new URL
+    ALTER TABLE feeds ADD COLUMN last_new_at TEXT         -- when the feed last had a new item
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FeedState:
     name: str
-    url: str
+    url: str  # as configured
+    effective_url: str | None
     etag: str | None
     last_modified: str | None
+    body_hash: str | None
     first_polled_at: datetime | None
     last_polled_at: datetime | None
     last_ok_at: datetime | None
+    last_new_at: datetime | None
     last_status: str | None
     last_error: str | None
     consecutive_failures: int
+    failing_since: datetime | None
+    next_poll_at: datetime | None
+    interval_seconds: float | None
+    disabled_reason: str | None
+
+    @property
+    def fetch_url(self) -> str:
+        return self.effective_url or self.url
+
+
+_FEED_DATES = ("first_polled_at", "last_polled_at", "last_ok_at", "last_new_at",
+               "failing_since", "next_poll_at")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,38 +188,60 @@ class Store:
         if not rows:
             return None
         r = rows[0]
-        return FeedState(name=r["name"], url=r["url"], etag=r["etag"],
-                         last_modified=r["last_modified"],
-                         first_polled_at=_dt(r["first_polled_at"]),
-                         last_polled_at=_dt(r["last_polled_at"]), last_ok_at=_dt(r["last_ok_at"]),
-                         last_status=r["last_status"], last_error=r["last_error"],
-                         consecutive_failures=r["consecutive_failures"])
+        fields = {k: r[k] for k in FeedState.__slots__}
+        fields.update({k: _dt(r[k]) for k in _FEED_DATES})
+        return FeedState(**fields)
 
     def feed_states(self) -> list[FeedState]:
         names = [r["name"] for r in self.db.query("SELECT name FROM feeds ORDER BY name")]
         return [s for s in map(self.feed_state, names) if s is not None]
 
     def _upsert_feed(self, name: str, url: str) -> None:
-        self.db.execute("INSERT INTO feeds (name, url) VALUES (?, ?) "
-                        "ON CONFLICT (name) DO UPDATE SET url = excluded.url", [name, url])
+        """Create the feed's row; a changed URL starts its fetch state afresh."""
+        self.db.execute(
+            "INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+            "url = excluded.url, effective_url = NULL, etag = NULL, last_modified = NULL, "
+            "body_hash = NULL, disabled_reason = NULL, next_poll_at = NULL, "
+            "consecutive_failures = 0, failing_since = NULL WHERE feeds.url != excluded.url",
+            [name, url])
 
-    def record_failure(self, name: str, url: str, error: str, *, now: datetime) -> None:
+    def update_feed(self, name: str, url: str, **fields: object) -> None:
+        """Set fetch-state columns of a feed (datetimes are stored as ISO text)."""
+        with self.db.atomic():
+            self._upsert_feed(name, url)
+            self._set_feed(name, fields)
+
+    def _set_feed(self, name: str, fields: dict[str, object]) -> None:
+        if not fields:
+            return
+        values = [_iso(v) if isinstance(v, datetime) else v for v in fields.values()]
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        self.db.execute(f"UPDATE feeds SET {assignments} WHERE name = ?", [*values, name])
+
+    def record_failure(self, name: str, url: str, error: str, *, now: datetime,
+                       next_poll_at: datetime | None = None) -> FeedState:
         with self.db.atomic():
             self._upsert_feed(name, url)
             self.db.execute(
                 "UPDATE feeds SET last_polled_at = ?, last_status = 'error', last_error = ?, "
-                "consecutive_failures = consecutive_failures + 1 WHERE name = ?",
-                [_iso(now), error, name])
+                "consecutive_failures = consecutive_failures + 1, "
+                "failing_since = COALESCE(failing_since, ?), next_poll_at = ? WHERE name = ?",
+                [_iso(now), error, _iso(now), _iso(next_poll_at), name])
+        state = self.feed_state(name)
+        assert state is not None
+        return state
 
-    def record_not_modified(self, name: str, url: str, *, now: datetime) -> None:
+    def _mark_ok(self, name: str, status: str, now: datetime, fields: dict[str, object]) -> None:
+        self._set_feed(name, {"last_polled_at": now, "last_ok_at": now, "last_status": status,
+                              "last_error": None, "consecutive_failures": 0,
+                              "failing_since": None, **fields})
+
+    def record_unchanged(self, name: str, url: str, status: str, *, now: datetime,
+                         **fields: object) -> None:
+        """A 304, or a body identical to the last one: nothing to parse."""
         with self.db.atomic():
             self._upsert_feed(name, url)
-            self.db.execute(
-                "UPDATE feeds SET last_polled_at = ?, last_ok_at = ?, last_status = 'not_modified', "
-                "last_error = NULL, consecutive_failures = 0 WHERE name = ?",
-                [_iso(now), _iso(now), name])
-
-    # --- items and alerts ----------------------------------------------------------------
+            self._mark_ok(name, status, now, fields)
 
     def known_items(self, feed: str, items: Sequence[tuple[str, str]]) -> set[int]:
         """Indexes of (guid, canonical_link) pairs already seen: same guid in this feed, or the
@@ -204,18 +256,16 @@ class Store:
         return known
 
     def record_poll(self, name: str, url: str, new_items: Iterable[NewItem], *,
-                    destinations: Sequence[str], etag: str | None, last_modified: str | None,
-                    now: datetime) -> list[int]:
-        """In one transaction: mark the poll successful, record new items as seen, and queue an
-        alert per destination for those that match. Returns the new alert ids."""
+                    destinations: Sequence[str], now: datetime, **fields: object) -> list[int]:
+        """In one transaction: mark the poll successful (with ``fields`` such as validators and
+        the next poll time), record new items as seen, and queue an alert per destination for
+        those that match. Returns the new alert ids."""
         alert_ids = []
         with self.db.atomic():
             self._upsert_feed(name, url)
-            self.db.execute(
-                "UPDATE feeds SET etag = ?, last_modified = ?, last_polled_at = ?, last_ok_at = ?, "
-                "first_polled_at = COALESCE(first_polled_at, ?), last_status = 'ok', "
-                "last_error = NULL, consecutive_failures = 0 WHERE name = ?",
-                [etag, last_modified, _iso(now), _iso(now), _iso(now), name])
+            self.db.execute("UPDATE feeds SET first_polled_at = COALESCE(first_polled_at, ?) "
+                            "WHERE name = ?", [_iso(now), name])
+            self._mark_ok(name, "ok", now, fields)
             for new in new_items:
                 item, alert_id = new.item, None
                 if new.result is not None and new.result.alert:

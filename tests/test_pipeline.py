@@ -9,7 +9,7 @@ import pytest
 from alerts.config import load_config
 from alerts.deliver import Deliverer
 from alerts.errors import Rejected, RetryLater, Unavailable
-from alerts.fetch import make_client
+from alerts.fetch import Fetcher
 from alerts.match import compile_matcher
 from alerts.pipeline import run_cycle
 from alerts.store import open_store
@@ -20,9 +20,9 @@ H200 = "China approves first imports of Nvidia H200 AI chips"
 
 async def _cycle(config, store, now=None):
     matcher = compile_matcher(config.watchlists, config.rules)
-    async with make_client(config.poll) as client:
+    async with Fetcher(config.poll) as fetcher:
         return await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
-                               client=client, now=now or datetime.now(timezone.utc))
+                               fetcher=fetcher, now=now or datetime.now(timezone.utc))
 
 
 async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(tmp_path, feed_server, serve):

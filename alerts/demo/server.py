@@ -18,6 +18,17 @@ class Route:
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/xml"})
     delay: float = 0.0  # seconds before answering
     drip: float = 0.0  # seconds between body bytes (a slow-loris server)
+    # Dynamic answers: called with the request headers, returns (status, headers, body).
+    respond: Callable[[dict[str, str]], tuple[int, dict[str, str], bytes]] | None = None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):  # noqa: ANN001
+        """A client that hangs up early (timeouts, size caps) is expected, not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class FeedServer:
@@ -26,6 +37,8 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._lock = threading.Lock()
         server = self
 
@@ -39,13 +52,23 @@ class FeedServer:
                 with server._lock:
                     server.requests.append((self.path, dict(self.headers)))
                     route = server.routes.get(self.path)
-                if route is None:
-                    self._answer(404, {"Content-Type": "text/plain"}, b"not found")
-                    return
-                if route.delay:
-                    time.sleep(route.delay)
-                body = route.body() if callable(route.body) else route.body
-                self._answer(route.status, route.headers, body, drip=route.drip)
+                    server.in_flight += 1
+                    server.peak_in_flight = max(server.peak_in_flight, server.in_flight)
+                try:
+                    if route is None:
+                        self._answer(404, {"Content-Type": "text/plain"}, b"not found")
+                        return
+                    if route.delay:
+                        time.sleep(route.delay)
+                    if route.respond is not None:
+                        status, headers, body = route.respond(dict(self.headers))
+                    else:
+                        status, headers = route.status, route.headers
+                        body = route.body() if callable(route.body) else route.body
+                    self._answer(status, headers, body, drip=route.drip)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
 
             def _answer(self, status: int, headers: dict[str, str], body: bytes,
                         drip: float = 0.0) -> None:
@@ -65,7 +88,7 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up, as a timeout test wants it to
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

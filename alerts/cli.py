@@ -9,10 +9,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
 from . import __version__
+from .cluster import Clusterer, Story, StoryIndex, headline_features
 from .config import Config, load_config
 from .deliver import Deliverer
 from .deliver.console import format_text
@@ -54,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("--jsonl", action="store_true",
                        help='read {"title": ..., "summary": ...} lines on stdin, write JSON lines')
     cmd("check-config", "validate the config and print a short summary")
+    story = cmd("cluster", "explain how headlines would group into stories")
+    story.add_argument("headlines", nargs="+", metavar="HEADLINE",
+                       help="headlines in the order they arrive, each from its own source")
+    story.add_argument("--minutes-apart", type=float, default=5.0,
+                       help="time between consecutive headlines (default 5)")
     return p
 
 
@@ -76,6 +83,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return EXIT_OK
         if args.command == "match":
             return _match(config, args, stdout=stdout, stdin=stdin)
+        if args.command == "cluster":
+            return _cluster(config, args, stdout=stdout)
         if args.command == "once":
             return asyncio.run(run_once(config, dry_run=args.dry_run, stdout=stdout))
         if args.command == "run":
@@ -107,6 +116,28 @@ def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: T
     return EXIT_OK
 
 
+def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int:
+    """Run the story clustering on the given headlines and explain every decision."""
+    matcher = compile_matcher(config.watchlists, config.rules)
+    index = StoryIndex(window=timedelta(hours=config.stories.window_hours),
+                       threshold=config.stories.threshold)
+    at = utcnow()
+    for n, title in enumerate(args.headlines, start=1):
+        result = matcher.match(title)
+        features = headline_features(title, result.matches)
+        decision = index.decide(features, at)
+        if decision.story is not None:
+            index.absorb(decision.story, features, source=f"source {n}", at=at)
+        else:
+            story = Story(id=n, first_seen=at, last_seen=at, title=title)
+            story.absorb(features, source=f"source {n}", at=at)
+            index.add(story)
+        verdict = "alerts" if result.alert else "would not alert (no rule holds)"
+        print(f"{n}. {title}\n   {verdict}; {decision.explain()}", file=stdout)
+        at += timedelta(minutes=args.minutes_apart)
+    return EXIT_OK
+
+
 def match_json_line(matcher: Matcher, line: str) -> dict:
     """One ``match --jsonl`` answer; bad input gives ``{"error": ...}``, never an exception."""
     try:
@@ -123,6 +154,16 @@ def match_json_line(matcher: Matcher, line: str) -> dict:
     if not isinstance(summary, str):
         return {"error": "'summary' must be a string when given"}
     return matcher.match(title, summary).to_json()
+
+
+PRUNE_EVERY_SECONDS = 6 * 3600
+
+
+def prune(store: Store, config: Config) -> None:
+    """Retention: forget what is older than ``stories.retention_days``."""
+    removed = store.prune(older_than=timedelta(days=config.stories.retention_days), now=utcnow())
+    if any(removed.values()):
+        event(log, "pruned", **removed)
 
 
 def _on_termination(callback) -> None:  # noqa: ANN001
@@ -161,11 +202,15 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
     """One cycle of every feed, then deliver everything pending; prints a summary line."""
     sinks = list(sinks) if sinks is not None else build_sinks(config)
     store = open_store(config.database)
+    store.edit_delay = timedelta(0)  # one cycle: every story update is in before delivery
     try:
         matcher = compile_matcher(config.watchlists, config.rules)
+        now = utcnow()
+        clusterer = Clusterer(store, config.stories, now=now)
         async with Fetcher(config.poll) as fetcher:
             report = await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
-                                     fetcher=fetcher, now=utcnow(), dry_run=dry_run)
+                                     fetcher=fetcher, now=now, dry_run=dry_run,
+                                     clusterer=clusterer)
         sent = 0
         deliverer = Deliverer(store, sinks)
         _on_termination(deliverer.stop.set)
@@ -181,6 +226,8 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
             for name in delivery.paused:
                 print(f"destination {name} is unavailable: its alerts stay pending (see log)",
                       file=stdout)
+        if not dry_run:
+            prune(store, config)
         print(summary_line(report, sent=sent, pending=store.count_pending(), dry_run=dry_run),
               file=stdout)
         return EXIT_OK
@@ -197,22 +244,28 @@ async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> i
     """Poll on schedule and deliver until SIGINT/SIGTERM (or ``stop`` is set)."""
     stop = stop or asyncio.Event()
     _on_termination(stop.set)
-    store: Store = open_store(config.database)
     sinks = build_sinks(config)
+    store: Store = open_store(config.database)
+    store.edit_delay = timedelta(seconds=config.stories.edit_delay_seconds)
     matcher = compile_matcher(config.watchlists, config.rules)
+    clusterer = Clusterer(store, config.stories, now=utcnow())
     fetcher = Fetcher(config.poll)
 
     async def poll(feed) -> None:  # noqa: ANN001
         await poll_feed(feed, config=config, store=store, matcher=matcher, fetcher=fetcher,
-                        now=utcnow(), respect_schedule=True)
+                        now=utcnow(), respect_schedule=True, clusterer=clusterer)
 
     deliverer = Deliverer(store, sinks)
 
     async def deliver() -> None:
         await deliverer.deliver_due()
 
+    async def maintain() -> None:
+        prune(store, config)
+
     scheduler = Scheduler(poll=poll, deliver=deliver)
     scheduler.start(config.feeds)
+    scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
     event(log, "bot_running", feeds=len(config.feeds),
           destinations=",".join(config.destinations.names()), database=config.database)
     try:

@@ -71,6 +71,18 @@ class PollConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class StoriesConfig:
+    """Story clustering, momentum and retention."""
+
+    window_hours: float = 48.0
+    threshold: float = 0.4
+    momentum_sources: int = 3
+    momentum_minutes: float = 60.0
+    edit_delay_seconds: float = 30.0
+    retention_days: float = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
 class TelegramConfig:
     chat_id: str
     api_base_url: str = TELEGRAM_API_BASE
@@ -103,6 +115,7 @@ class Config:
     watchlists: dict[str, tuple[Term, ...]] = field(hash=False)
     rules: tuple[Rule, ...]
     destinations: Destinations
+    stories: StoriesConfig = StoriesConfig()
 
     def summary(self) -> str:
         """A few human lines: what this config polls, watches and where it sends."""
@@ -213,7 +226,15 @@ def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
 
 # --- sections -------------------------------------------------------------------------------
 
-_TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations"}
+_TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations", "stories"}
+_STORY_LIMITS = {
+    "window_hours": (1, 24 * 30, False),
+    "threshold": (0.05, 1.0, False),
+    "momentum_sources": (2, 1000, True),
+    "momentum_minutes": (1, 24 * 60, False),
+    "edit_delay_seconds": (0, 3600, False),
+    "retention_days": (1, 3650, False),
+}
 _POLL_KEYS = {"interval_seconds", "max_interval_seconds", "adaptive", "timeout_seconds",
               "max_age_hours", "concurrency", "per_host_concurrency", "max_bytes",
               "max_backoff_seconds", "failing_after_hours"}
@@ -252,6 +273,18 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
         raise c.fail(f"must be at least interval_seconds ({poll.interval_seconds})",
                      "poll.max_interval_seconds", c.key_line(m, "max_interval_seconds", line))
     return poll
+
+
+def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
+    if node is None:
+        return StoriesConfig()
+    m = c.mapping(node, "stories", line, set(_STORY_LIMITS))
+    values = {}
+    for k, v in m.items():
+        lo, hi, integer = _STORY_LIMITS[k]
+        values[k] = c.number(v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi,
+                             integer=integer)
+    return StoriesConfig(**values)
 
 
 def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -457,8 +490,9 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
     rules = _rules(c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists)
     destinations = _destinations(c, top.get("destinations"), kl("destinations"))
+    stories = _stories(c, top.get("stories"), kl("stories"))
     return Config(path=path, database=database, poll=poll, feeds=feeds, watchlists=watchlists,
-                  rules=rules, destinations=destinations)
+                  rules=rules, destinations=destinations, stories=stories)
 
 
 def load_config(path: Path | str) -> Config:

@@ -7,8 +7,19 @@ import re
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from rapidfuzz import fuzz, process
+
+from .cluster import headline_features
+from .match import normalise
 from .parse import FeedItem
 from .store import Store
+
+# A title this similar to one the same feed published recently is that item, edited.
+EDIT_SIMILARITY = 92.0
+_EDIT_MARKERS_RE = re.compile(
+    r"^\s*(?:\W*\s*)?(?:update[sd]?|breaking|exclusive|corrected|correction|live|watch|"
+    r"developing|just in)\b\s*[:\-–—|]*\s*|\s*[\(\[](?:update[sd]?|corrected|correction)"
+    r"[^\)\]]*[\)\]]\s*$", re.IGNORECASE)
 
 # Query parameters that identify a campaign or a click, never the article.
 _TRACKING_EXACT = {
@@ -73,3 +84,35 @@ def find_new(store: Store, items: Sequence[FeedItem]) -> list[tuple[FeedItem, st
             links.add(link)
         fresh.append((item, link))
     return fresh
+
+
+def title_key(title: str) -> str:
+    """The title without edit markers ("UPDATE:", "(Updated)"…), normalised for comparison."""
+    previous = None
+    while previous != title:
+        previous, title = title, _EDIT_MARKERS_RE.sub("", title)
+    return normalise(title).strip()
+
+
+def edited_titles(keys: list[str], recent: list[str]) -> set[int]:
+    """Indexes of ``keys`` that are light edits of one of the feed's ``recent`` title keys: a
+    typo fixed, an "UPDATE:" added. A change of action ("bans" → "allows") or of a number or
+    model ("H200" → "B200") is never an edit."""
+    if not recent:
+        return set()
+    edited = set()
+    for i, key in enumerate(keys):
+        hit = process.extractOne(key, recent, scorer=fuzz.ratio, score_cutoff=EDIT_SIMILARITY)
+        if hit is None:
+            continue
+        mine, theirs = headline_features(key).actions, headline_features(hit[0]).actions
+        if mine and theirs and not mine & theirs:
+            continue  # "bans" became "allows": news, not an edit
+        if _numbers(key) != _numbers(hit[0]):
+            continue  # "H200" became "B200", "10%" became "25%": news, not an edit
+        edited.add(i)
+    return edited
+
+
+def _numbers(key: str) -> set[str]:
+    return {w for w in key.split() if any(c.isdigit() for c in w)}

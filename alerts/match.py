@@ -1,20 +1,32 @@
 """Match headlines against watchlists and rules.
 
-``compile_matcher(watchlists, rules)`` builds a ``Matcher`` once per config load; ``Matcher.match``
-then works on whole tokens, never on substrings, which is what keeps "Arm" out of "farm" and
-"SMIC" out of "seismic". Text is normalised per token (Unicode width, case, quotes, possessives,
-plurals), hyphen/space variants of a term are indexed as alternative token sequences, and
-Chinese terms are found inside runs of CJK characters, which have no spaces.
+``compile_matcher(watchlists, rules)`` builds a ``Matcher`` once per config load. Matching is on
+whole words, never substrings, which keeps "Arm" out of "farm" and "SMIC" out of "seismic":
+
+1. The text is normalised with a few C-speed string operations: Unicode width (NFKC), case,
+   curly quotes and dashes, possessives ("Nvidia's" → "nvidia"), and every run of punctuation or
+   space becomes one space, with CJK runs set apart: " nvidia h 200 ai chips ".
+2. One Aho-Corasick automaton (pyahocorasick) holds every term, alias and guard word as a
+   space-padded key, in all the variants that should match it: hyphen/space/joined forms of model
+   numbers ("h200", "h 200"), plurals ("h200s", "chips"), singular last words of phrases
+   ("export control"). Chinese keys are unpadded, so they match inside CJK text.
+3. Typo tolerance (one edit, transpositions included) applies only to long capitalised names
+   and only to words of 5+ letters without digits, found through a symmetric-delete index and
+   cached per word, so short tokens and model numbers never fuzz: H20, H200 and H2O stay apart.
+4. Context and exclude words guard ambiguous terms; a context word is also met by a matched
+   term's canonical name or, written ``@category``, by any match in that category.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
+import ahocorasick
 from rapidfuzz.distance import OSA
 
 from .config import Rule, Term
@@ -24,9 +36,9 @@ Field = Literal["title", "summary"]
 
 # A summary mention is weaker evidence than a title mention; scores are quality × field weight.
 FIELD_WEIGHT = {"title": 1.0, "summary": 0.8}
-KIND_QUALITY = {"exact": 100.0, "alias": 100.0}
 FUZZY_MIN_TERM_LEN = 6
 FUZZY_MIN_TOKEN_LEN = 5
+_FUZZY_CACHE_MAX = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,127 +90,123 @@ class MatchResult:
         return "\n".join(lines)
 
 
-# --- tokenising ---------------------------------------------------------------------------
+# --- normalising and tokenising -----------------------------------------------------------
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
-_TOKEN_RE = re.compile(rf"[{_CJK}]+|(?:(?![{_CJK}])[^\W_])+(?:['’ʼ`´](?:(?![{_CJK}])[^\W_])+)*")
-_CJK_RE = re.compile(rf"[{_CJK}]")
-_APOSTROPHES = str.maketrans("", "", "'’ʼ`´")
-_SPLIT_ALNUM_RE = re.compile(r"\d+|[^\d]+")
+_CJK_RUN_RE = re.compile(f"[{_CJK}]+")
+_CJK_CHAR_RE = re.compile(f"[{_CJK}]")
+_WORD_RE = re.compile(r"[^\W_]+")
+_POSSESSIVE_RE = re.compile(r"(?<=[^\W_])'s?(?![^\W_])|(?<=s)'(?![^\W_])")
+_QUOTES = str.maketrans({c: "'" for c in "’‘ʼ`´′"})
+# The original text's tokens, in the same order as the normalised ones: a word may contain
+# apostrophes ("Nvidia's" is one token), and CJK runs stand apart.
+_TOKEN_RE = re.compile(rf"[{_CJK}]+|(?:(?![{_CJK}])[^\W_])+(?:['’ʼ`´′](?:(?![{_CJK}])[^\W_])+)*")
+_ASCII_TOKEN_RE = re.compile(r"[^\W_]+(?:['`][^\W_]+)*", re.ASCII)
+_DIGIT_BOUNDARY_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d)")
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Span(NamedTuple):
     start: int
     end: int
-    norm: str  # casefolded, width-normalised, possessive removed
-    forms: tuple[str, ...]  # norm plus a singular form where one applies
-    cjk: bool
 
 
-def _normalise_word(raw: str) -> str:
-    word = raw if raw.isascii() else unicodedata.normalize("NFKC", raw)
-    word = word.casefold()
-    for suffix in ("'s", "’s", "ʼs"):
-        if word.endswith(suffix):
-            word = word[: -len(suffix)]
-            break
-    return word.translate(_APOSTROPHES)
+def normalise(text: str) -> str:
+    """Space-padded, space-separated lowercase tokens: ``" nvidia h200 ai chips "``."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
+        if _CJK_CHAR_RE.search(text):
+            text = _CJK_RUN_RE.sub(r" \g<0> ", text)
+        text = text.casefold()
+    else:
+        text = text.lower()
+    if "'" in text:
+        text = _POSSESSIVE_RE.sub("", text).replace("'", "")
+    return " " + " ".join(_WORD_RE.findall(text)) + " "
 
 
-def _singular(word: str) -> str | None:
-    """A cautious singular: 'chips'→'chip', 'H20s'→'h20', but 'arms' and 'bans' stay as they are."""
-    if len(word) < 3 or word[-1] != "s" or word[-2] == "s":
-        return None
-    if word[-2].isdigit():
-        return word[:-1]
-    if len(word) >= 5 and word.isalpha():
-        if word.endswith("ies") and len(word) >= 6:
-            return word[:-3] + "y"
-        return word[:-1]
-    return None
+def token_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) in the original text, one per token of ``normalise(text)`` (usually)."""
+    pattern = _ASCII_TOKEN_RE if text.isascii() else _TOKEN_RE
+    return [m.span() for m in pattern.finditer(text)]
 
 
-def tokenize(text: str) -> list[Token]:
-    """Split text into word tokens and CJK runs, keeping offsets into the original text."""
-    tokens = []
-    for m in _TOKEN_RE.finditer(text):
-        raw = m.group()
-        if _CJK_RE.match(raw):
-            tokens.append(Token(m.start(), m.end(), raw, (raw,), True))
-            continue
-        norm = _normalise_word(raw)
-        single = _singular(norm)
-        forms = (norm, single) if single else (norm,)
-        tokens.append(Token(m.start(), m.end(), norm, forms, False))
-    return tokens
+def tokenize(text: str) -> list[Span]:
+    """Like ``token_spans``, as named tuples."""
+    return [Span(*span) for span in token_spans(text)]
 
 
-def _phrase_variants(phrase: str) -> set[tuple[str, ...]]:
-    """Token sequences that stand for a phrase: as written, split at letter/digit boundaries
-    ("h200" → "h 200", so "H-200" matches), and joined ("Ascend 910C" → "ascend910c")."""
-    words = [t.forms[-1] for t in tokenize(phrase) if not t.cjk]  # singular where one applies
-    if not words:
+def _plural(word: str) -> list[str]:
+    if word.endswith("s") or not (len(word) >= 4 or any(c.isdigit() for c in word)):
+        return []
+    if word.endswith("y") and len(word) > 4 and word[-2] not in "aeiou":
+        return [word + "s", word[:-1] + "ies"]
+    if word.endswith(("x", "ch", "sh")):
+        return [word + "es"]
+    return [word + "s"]
+
+
+def _singular(word: str) -> list[str]:
+    if len(word) < 5 or not word.endswith("s") or word.endswith("ss") or not word.isalpha():
+        return []
+    if word.endswith("ies"):
+        return [word[:-3] + "y"]
+    return [word[:-1]]
+
+
+def _split_options(word: str) -> list[str]:
+    """Each letter/digit boundary either joined or split: "mi308x" → mi308x, mi 308x, …"""
+    parts = _DIGIT_BOUNDARY_RE.split(word)
+    if len(parts) == 1 or len(parts) > 5:
+        return [word]
+    options = []
+    for joins in itertools.product(("", " "), repeat=len(parts) - 1):
+        options.append(parts[0] + "".join(j + p for j, p in zip(joins, parts[1:])))
+    return options
+
+
+def phrase_keys(phrase: str) -> set[str]:
+    """Automaton keys for a phrase: padded token sequences in every variant that should match,
+    or, for a phrase written only in CJK, the bare characters (matched inside CJK runs)."""
+    norm = normalise(phrase).strip()
+    if not norm:
         return set()
-    split = tuple(p for w in words for p in _SPLIT_ALNUM_RE.findall(w))
-    variants = {tuple(words), split}
-    if len(words) > 1 and any(ch.isdigit() for ch in "".join(words)):
-        variants.add(("".join(words),))
-    return variants
+    if _CJK_CHAR_RE.search(norm) and " " not in norm:
+        return {norm}
+    words = norm.split(" ")
+    last_forms = [words[-1], *_plural(words[-1])]
+    if len(words) > 1:  # "export controls" also matches "export-control rules"
+        last_forms += _singular(words[-1])
+    sequences = {" ".join([*words[:-1], last]) for last in last_forms}
+    if len(words) > 1 and any(c.isdigit() for c in norm):
+        sequences.add("".join(words))  # "Ascend 910C" → "ascend910c"
+    keys = set()
+    for seq in sequences:
+        for variant in itertools.product(*(_split_options(w) for w in seq.split(" "))):
+            keys.add(" " + " ".join(variant) + " ")
+    return keys
 
 
-def _is_cjk(phrase: str) -> bool:
-    return bool(_CJK_RE.search(phrase))
+def _squash(text: str) -> str:
+    return re.sub(r"[\W_]+", "", re.sub(r"['’ʼ]s\b", "", text))
+
+
+def _deletions(word: str) -> set[str]:
+    """The word and every form of it with one character deleted (a symmetric-delete index)."""
+    return {word, *(word[:i] + word[i + 1:] for i in range(len(word)))}
+
+
+# --- the matcher ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
-    seq: tuple[str, ...]
+class _TermInfo:
     term: Term
-    kind: Kind
-    written: str  # the phrase as written in the config (case-sensitive checks)
-
-
-class _PhraseIndex:
-    """Token-sequence lookup keyed by first token; CJK phrases kept apart for substring search."""
-
-    def __init__(self) -> None:
-        self.by_first: dict[str, list[_Entry]] = {}
-        self.cjk: list[tuple[str, _Entry]] = []
-
-    def add(self, phrase: str, entry_term: Term, kind: Kind) -> None:
-        if _is_cjk(phrase):
-            self.cjk.append((phrase, _Entry((phrase,), entry_term, kind, phrase)))
-            return
-        for seq in _phrase_variants(phrase):
-            self.by_first.setdefault(seq[0], []).append(_Entry(seq, entry_term, kind, phrase))
-
-    def find(self, text: str, tokens: Sequence[Token]) -> Iterable[tuple[_Entry, int, int]]:
-        """Yield (entry, start, end) for every occurrence in the text."""
-        n = len(tokens)
-        for i, tok in enumerate(tokens):
-            if tok.cjk:
-                for phrase, entry in self.cjk:
-                    at = tok.norm.find(phrase)
-                    if at >= 0:
-                        yield entry, tok.start + at, tok.start + at + len(phrase)
-                continue
-            for form in tok.forms:
-                for entry in self.by_first.get(form, ()):
-                    seq = entry.seq
-                    last = i + len(seq) - 1
-                    if last >= n:
-                        continue
-                    if all(seq[k] in tokens[i + k].forms for k in range(1, len(seq))):
-                        yield entry, tok.start, tokens[last].end
-
-
-def _case_ok(entry: _Entry, text: str) -> bool:
-    """Case-sensitive terms must appear with the case they were written in."""
-    if not entry.term.case_sensitive:
-        return True
-    squash = re.sub(r"[\W_]+", "", text)
-    return squash.startswith(re.sub(r"[\W_]+", "", entry.written))
+    norm_name: str
+    squashed_written: frozenset[str]  # case-sensitive forms as written (name and aliases)
+    context_words: frozenset[str]  # normalised plain context words
+    context_terms: frozenset[str]  # context entries that may be met by a matched term's name
+    context_categories: frozenset[str]  # "@category" entries
+    exclude_words: frozenset[str]
 
 
 class Matcher:
@@ -207,92 +215,162 @@ class Matcher:
     def __init__(self, watchlists: Mapping[str, Sequence[Term]], rules: Sequence[Rule]):
         self.watchlists = {cat: tuple(terms) for cat, terms in watchlists.items()}
         self.rules = tuple(rules)
-        self._terms = _PhraseIndex()
-        self._guards = _PhraseIndex()  # context and exclude words, keyed by the words themselves
-        self._fuzzy: dict[str, list[Term]] = {}
-        self._fuzzy_cache: dict[str, list[tuple[Term, float]]] = {}
-        known_tokens: set[str] = set()
+        self._terms: list[_TermInfo] = []
+        entries: dict[str, list[tuple[int, Kind, int]]] = {}  # key -> (term index, kind, tokens)
+        guards: set[str] = set()
+        self._fuzzy: dict[str, list[int]] = {}
+        self._typos: dict[str, tuple[tuple[int, float], ...]] = {}  # word -> typo matches
+        self._no_typo: set[str] = set()  # words seen that are no typo of any watched name
+        vocabulary: set[str] = set()
+
         for terms in self.watchlists.values():
             for term in terms:
-                self._terms.add(term.name, term, "exact")
-                for alias in term.aliases:
-                    self._terms.add(alias, term, "alias")
+                index = len(self._terms)
+                self._terms.append(self._info(term))
+                for phrase, kind in ((term.name, "exact"), *((a, "alias") for a in term.aliases)):
+                    for key in phrase_keys(phrase):
+                        entries.setdefault(key, []).append((index, kind, key.count(" ") - 1))
+                        vocabulary.update(key.split())
                 for word in (*term.context, *term.exclude):
-                    self._guards.add(word, Term(name=word, category=""), "exact")
-                for phrase in (term.name, *term.aliases):
-                    for seq in _phrase_variants(phrase):
-                        known_tokens.update(seq)
+                    if not word.startswith("@"):
+                        guards.update(phrase_keys(word))
                 if self._fuzzy_ok(term):
-                    for key in _deletions(_normalise_word(term.name)):
-                        self._fuzzy.setdefault(key, []).append(term)
-        self._known_tokens = frozenset(known_tokens)
+                    for key in _deletions(normalise(term.name).strip()):
+                        self._fuzzy.setdefault(key, []).append(index)
+
+        self._automaton = ahocorasick.Automaton()
+        for key in entries.keys() | guards:
+            self._automaton.add_word(key, (key, tuple(entries.get(key, ())), key in guards))
+        if len(self._automaton):
+            self._automaton.make_automaton()
+        self._vocabulary = frozenset(vocabulary)
+
+    @staticmethod
+    def _info(term: Term) -> _TermInfo:
+        def norm_words(words: Sequence[str]) -> frozenset[str]:
+            return frozenset(normalise(w).strip() for w in words if not w.startswith("@"))
+
+        written = {_squash(p) for p in (term.name, *term.aliases)} if term.case_sensitive else set()
+        return _TermInfo(
+            term=term, norm_name=normalise(term.name).strip(),
+            squashed_written=frozenset(written),
+            context_words=norm_words(term.context),
+            context_terms=frozenset(w.casefold() for w in term.context if not w.startswith("@")),
+            context_categories=frozenset(w[1:] for w in term.context if w.startswith("@")),
+            exclude_words=norm_words(term.exclude))
 
     @staticmethod
     def _fuzzy_ok(term: Term) -> bool:
-        if term.fuzzy is not None:
-            return term.fuzzy and len(term.name) >= FUZZY_MIN_TERM_LEN and term.name.isalpha()
-        # Auto: only single-word proper names of 6+ letters ("Nvidia", "Huawei"); ordinary words
-        # ("export") and model numbers ("H200") never tolerate typos.
-        return len(term.name) >= FUZZY_MIN_TERM_LEN and term.name.isalpha() and term.name[0].isupper()
+        name = term.name
+        if term.fuzzy is False or not name.isalpha() or len(name) < FUZZY_MIN_TERM_LEN:
+            return False
+        # Auto: only capitalised single names ("Nvidia", "Huawei"); ordinary words ("export")
+        # and model numbers ("H200") never tolerate typos.
+        return bool(term.fuzzy) or name[0].isupper()
 
-    def _fuzzy_candidates(self, word: str) -> list[tuple[Term, float]]:
-        hit = self._fuzzy_cache.get(word)
-        if hit is not None:
-            return hit
-        found: dict[str, tuple[Term, float]] = {}
-        if len(word) >= FUZZY_MIN_TOKEN_LEN and word.isalpha() and word not in self._known_tokens:
-            for key in _deletions(word):
-                for term in self._fuzzy.get(key, ()):
-                    target = _normalise_word(term.name)
-                    if OSA.distance(word, target, score_cutoff=1) <= 1:
-                        score = 100.0 * OSA.normalized_similarity(word, target)
-                        found[term.name] = (term, score)
-        result = list(found.values())
-        if len(self._fuzzy_cache) > 200_000:
-            self._fuzzy_cache.clear()
-        self._fuzzy_cache[word] = result
-        return result
+    def _fuzzy_candidates(self, word: str) -> tuple[tuple[int, float], ...]:
+        found: dict[int, float] = {}
+        for key in _deletions(word):
+            for index in self._fuzzy.get(key, ()):
+                target = self._terms[index].norm_name
+                if OSA.distance(word, target, score_cutoff=1) <= 1:
+                    found[index] = 100.0 * OSA.normalized_similarity(word, target)
+        return tuple(found.items())
 
-    def _scan(self, text: str, field: Field) -> tuple[list[Match], set[str]]:
-        """Matches of watchlist terms in one field, plus the guard words present."""
-        tokens = tokenize(text)
-        weight = FIELD_WEIGHT[field]
-        spans: list[tuple[int, int, Match]] = []
-        for entry, start, end in self._terms.find(text, tokens):
-            snippet = text[start:end]
-            if _case_ok(entry, snippet):
-                spans.append((start, end, Match(entry.term.category, entry.term.name, snippet,
-                                                entry.kind, KIND_QUALITY[entry.kind] * weight,
-                                                field)))
+    def _scan(self, text: str, field: Field) -> tuple[list[tuple[int, int, int, Match]], set[str]]:
+        """Raw matches in one field as (term index, first token, last token, Match), and the
+        guard words present."""
+        norm = normalise(text)
+        # (term index, first token, token count, kind, CJK offset or -1, CJK key length)
+        hits: list[tuple[int, int, int, Kind, int, int]] = []
+        guards: set[str] = set()
+        for end, (key, payload, is_guard) in self._automaton.iter(norm):
+            start = end - len(key) + 1
+            if key[0] == " ":
+                token = norm.count(" ", 0, start + 1) - 1
+                offset = -1
+            else:  # a CJK key inside a CJK run
+                token = norm.count(" ", 0, start) - 1
+                offset = start - norm.rfind(" ", 0, start) - 1
+            if is_guard:
+                guards.add(key.strip())
+            for index, kind, ntokens in payload:
+                hits.append((index, token, ntokens, kind, offset, len(key)))
+
+        words = None
         if self._fuzzy:
-            for tok in tokens:
-                if tok.cjk:
-                    continue
-                for term, score in self._fuzzy_candidates(tok.norm):
-                    spans.append((tok.start, tok.end, Match(term.category, term.name,
-                                                            text[tok.start:tok.end], "fuzzy",
-                                                            score * weight, field)))
-        guards = {entry.term.name for entry, _, _ in self._guards.find(text, tokens)}
-        return _outermost(spans), guards
+            words = norm.split()
+            # Set arithmetic in C drops every word already known to be no typo of a watched
+            # name; only new words reach the Python loop, once each.
+            unknown = set(words).difference(self._vocabulary, self._no_typo)
+            for word in unknown:
+                found = self._typos.get(word)
+                if found is None:
+                    found = (self._fuzzy_candidates(word)
+                             if len(word) >= FUZZY_MIN_TOKEN_LEN and word.isalpha() else ())
+                    if len(self._typos) + len(self._no_typo) >= _FUZZY_CACHE_MAX:
+                        self._typos.clear()
+                        self._no_typo.clear()
+                    if not found:
+                        self._no_typo.add(word)
+                        continue
+                    self._typos[word] = found
+                for position, other in enumerate(words):
+                    if other == word:
+                        for index, _ in found:
+                            hits.append((index, position, 1, "fuzzy", -1, 0))
+        if not hits:
+            return [], guards
+
+        spans = token_spans(text)
+        if words is None:
+            words = norm.split()
+        aligned = len(spans) == len(words)
+        weight = FIELD_WEIGHT[field]
+        results = []
+        for index, token, ntokens, kind, offset, key_len in hits:
+            info = self._terms[index]
+            last = token + ntokens - 1
+            if aligned:
+                if offset >= 0:
+                    start = spans[token][0] + offset
+                    snippet = text[start:start + key_len]
+                else:
+                    snippet = text[spans[token][0]:spans[last][1]]
+            else:  # normalisation changed the token count (rare): show the normalised words
+                snippet = " ".join(words[token:last + 1])
+            if info.squashed_written and _squash(snippet) not in info.squashed_written:
+                continue
+            score = 100.0 if kind != "fuzzy" else 100.0 * OSA.normalized_similarity(
+                words[token], info.norm_name)
+            results.append((index, token, last, Match(info.term.category, info.term.name,
+                                                      snippet, kind, score * weight, field)))
+        return results, guards
 
     def match(self, title: str, summary: str = "") -> MatchResult:
         """Match one item's title and summary; the result names the rules that held."""
-        found, guards = self._scan(title, "title")
+        raw, guards = self._scan(title, "title")
         if summary:
             more, more_guards = self._scan(summary, "summary")
-            found += more
+            raw += more
             guards |= more_guards
-        best: dict[tuple[str, str], Match] = {}
-        terms = {t.name: t for ts in self.watchlists.values() for t in ts} if found else {}
-        for m in found:
-            term = terms[m.term]
-            if term.exclude and guards.intersection(term.exclude):
+        if not raw:
+            return MatchResult(matches=(), rules=self._rules_that_hold(()))
+        raw = _outermost(raw)
+        names = {self._terms[i].term.name.casefold() for i, _, _, _ in raw}
+        categories = {self._terms[i].term.category for i, _, _, _ in raw}
+        best: dict[int, Match] = {}
+        for index, _, _, m in raw:
+            info = self._terms[index]
+            if info.exclude_words and not guards.isdisjoint(info.exclude_words):
                 continue
-            if term.context and not guards.intersection(term.context):
+            if (info.context_words or info.context_terms or info.context_categories) and not (
+                    not guards.isdisjoint(info.context_words)
+                    or not (names - {info.term.name.casefold()}).isdisjoint(info.context_terms)
+                    or not categories.isdisjoint(info.context_categories)):
                 continue
-            key = (m.category, m.term)
-            if key not in best or m.score > best[key].score:
-                best[key] = m
+            if index not in best or m.score > best[index].score:
+                best[index] = m
         matches = tuple(sorted(best.values(), key=lambda m: (-m.score, m.category, m.term)))
         return MatchResult(matches=matches, rules=self._rules_that_hold(matches))
 
@@ -303,27 +381,24 @@ class Matcher:
         for rule in self.rules:
             if rule.all_of and not all(c in cats for c in rule.all_of):
                 continue
-            if rule.any_of and not cats.intersection(rule.any_of):
+            if rule.any_of and cats.isdisjoint(rule.any_of):
                 continue
-            if rule.none_of and cats.intersection(rule.none_of):
+            if rule.none_of and not cats.isdisjoint(rule.none_of):
                 continue
-            if rule.terms and not names.intersection(rule.terms):
+            if rule.terms and names.isdisjoint(rule.terms):
                 continue
             held.append(rule.name)
         return tuple(held)
 
 
-def _outermost(spans: list[tuple[int, int, Match]]) -> list[Match]:
-    """Drop matches inside a longer one: "Ascend 910C" explains itself better than "Ascend"."""
-    if len(spans) < 2:
-        return [m for _, _, m in spans]
-    return [m for s, e, m in spans
-            if not any(s2 <= s and e <= e2 and e2 - s2 > e - s for s2, e2, _ in spans)]
-
-
-def _deletions(word: str) -> set[str]:
-    """The word and every form of it with one character deleted (a symmetric-delete index)."""
-    return {word, *(word[:i] + word[i + 1:] for i in range(len(word)))}
+def _outermost(raw: list[tuple[int, int, int, Match]]) -> list[tuple[int, int, int, Match]]:
+    """Within one category and field, drop a match inside a longer one: "Ascend 910C" explains
+    itself better than "Ascend". Other categories keep theirs ("chip war" does not hide "chip")."""
+    if len(raw) < 2:
+        return raw
+    return [r for r in raw if not any(
+        o[3].category == r[3].category and o[3].field == r[3].field
+        and o[1] <= r[1] and r[2] <= o[2] and (o[2] - o[1]) > (r[2] - r[1]) for o in raw)]
 
 
 def compile_matcher(watchlists: Mapping[str, Sequence[Term]], rules: Sequence[Rule]) -> Matcher:

@@ -26,7 +26,6 @@ import threading
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from html.parser import HTMLParser
 from urllib.parse import urljoin
 
 from lxml import etree
@@ -37,8 +36,8 @@ from .parse_decode import decode_body
 from .parse_salvage import XML_NS, salvage_tree
 
 SUMMARY_MAX_CHARS = 2000
+TITLE_MAX_CHARS = 1000  # a "title" longer than this is broken markup; keep its start
 MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024  # a gzip body that inflates past this is refused
-_WS_RE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,42 +61,31 @@ class ParsedFeed:
     salvaged: bool = False  # True when the strict XML parse failed and the forgiving one was used
 
 
-class _TextExtractor(HTMLParser):
-    """Collects text content, dropping tags, scripts and styles."""
-
-    _SKIP = {"script", "style", "noscript"}
-    _BREAK = {"p", "br", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skipping = 0
-
-    def handle_starttag(self, tag, attrs):  # noqa: ANN001 (HTMLParser's signature)
-        if tag in self._SKIP:
-            self._skipping += 1
-        elif tag in self._BREAK:
-            self.parts.append(" ")
-
-    def handle_endtag(self, tag):  # noqa: ANN001
-        if tag in self._SKIP and self._skipping:
-            self._skipping -= 1
-        elif tag in self._BREAK:
-            self.parts.append(" ")
-
-    def handle_data(self, data):  # noqa: ANN001
-        if not self._skipping:
-            self.parts.append(data)
+_ATTRS = r"""(?:[^>"']+|"[^"]*"|'[^']*'|["'])*+"""  # possessive: no backtracking blow-up
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_SKIPPED = re.compile(r"<(script|style|noscript)(?=[\s/>])" + _ATTRS + r">.*?(?:</\1\s*>|\Z)",
+                      re.S | re.I)
+_BLOCK_TAG = re.compile(r"</?(?:p|br|div|li|tr|h[1-6]|blockquote)(?=[\s/>])" + _ATTRS + ">", re.I)
+_TAG = re.compile(r"</?[a-zA-Z][^\s/>]*" + _ATTRS + r">|<![^>]*>|<\?[^>]*>|</>")
 
 
 def _markup_to_text(value: str) -> str:
-    extractor = _TextExtractor()
-    try:
-        extractor.feed(value)
-        extractor.close()
-        return "".join(extractor.parts)
-    except Exception:  # HTMLParser can choke on pathological markup; fall back to a regex
-        return html.unescape(re.sub(r"<[^>]*>", " ", value))
+    """Text of an HTML fragment: comments, scripts, styles and tags dropped (block-level tags
+    leave a space), character references decoded. A ``<`` that starts no tag is text."""
+    if "<" in value:
+        if "<!--" in value:
+            value = _COMMENT.sub("", value)
+        if "<s" in value or "<n" in value or "<S" in value or "<N" in value:
+            value = _SKIPPED.sub("", value)
+        value = _BLOCK_TAG.sub(" ", value)
+        value = _TAG.sub("", value)
+    if "&" in value:
+        value = html.unescape(value)
+    return value
+
+
+def _collapse(value: str) -> str:
+    return " ".join(value.split())
 
 
 def html_to_text(value: str, *, limit: int | None = None) -> str:
@@ -112,12 +100,12 @@ def html_to_text(value: str, *, limit: int | None = None) -> str:
             while size < len(value):
                 cut = value.rfind("<", 0, size)
                 if cut > 0:
-                    text = _WS_RE.sub(" ", _markup_to_text(value[:cut])).strip()
+                    text = _collapse(_markup_to_text(value[:cut]))
                     if len(text) > limit:
                         return text[: limit - 1].rstrip() + "…"
                 size *= 4
         value = _markup_to_text(value)
-    text = _WS_RE.sub(" ", value).strip()
+    text = _collapse(value)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
@@ -150,10 +138,11 @@ _EXTENSIONS = {  # namespace → the key prefix its children are filed under
 }
 _XML_BASE = f"{{{XML_NS}}}base"
 _FEED_ROOTS = {"rss", "rdf", "feed"}
-_FEED_HINT = re.compile(rb"<(?:[\w.-]+:)?(?:rss|rdf|feed|channel)[\s>/]", re.I)
+_FEED_HINT = re.compile(rb"<(?:[\w.-]+:)?(?:rss|rdf|feed|channel|item|entry)[\s>/]", re.I)
 _C1 = re.compile("[\x80-\x9f]")
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
-_PROLOG = re.compile(rb"<\?xml(?=[\s?]).*?\?>", re.S)
+_PROLOG = re.compile(rb"<\?xml(?=[\s?])[^>]*>")
+_ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 _ENTITY_REFUSALS = ("amplification", "entity loop", "detected an entity reference loop")
 
 
@@ -188,22 +177,29 @@ def _local_name(el: etree._Element) -> str:
     return tag.rpartition("}")[2].rpartition(":")[2].lower()
 
 
-def _fields(el: etree._Element, core: frozenset[str | None]) -> dict[str, list[etree._Element]]:
+def _fields(el: etree._Element, core: frozenset[str | None],
+            keys: dict[str, str]) -> dict[str, list[etree._Element]]:
     """An item's children filed by key: ``title`` for the core namespace(s), ``dc:date`` for a
-    known extension, ``?title`` for an unknown namespace."""
+    known extension, ``?title`` for an unknown namespace. ``keys`` caches tag → key."""
     out: dict[str, list[etree._Element]] = {}
     for child in el:
         tag = child.tag
-        if not isinstance(tag, str):
-            continue
-        ns, local = _split(tag)
-        local = local.lower()
-        if ns in core:
-            key = local
+        key = keys.get(tag)
+        if key is None:
+            if not isinstance(tag, str):
+                continue
+            ns, local = _split(tag)
+            local = local.lower()
+            if ns in core:
+                key = local
+            else:
+                prefix = "atom" if ns in (ATOM10, ATOM03) else _EXTENSIONS.get(ns) if ns else None
+                key = f"{prefix}:{local}" if prefix else "?" + local
+            keys[tag] = key
+        if key in out:
+            out[key].append(child)
         else:
-            prefix = "atom" if ns in (ATOM10, ATOM03) else _EXTENSIONS.get(ns) if ns else None
-            key = f"{prefix}:{local}" if prefix else "?" + local
-        out.setdefault(key, []).append(child)
+            out[key] = [child]
     return out
 
 
@@ -230,7 +226,7 @@ def _raw(el: etree._Element | None) -> str:
 def _fix_c1(value: str) -> str:
     """C1 control characters never belong in text: they are UTF-8 read as Latin-1 (undo it) or
     windows-1252 read as Latin-1 (map them)."""
-    if not _C1.search(value):
+    if value.isascii() or not _C1.search(value):
         return value
     if max(value) <= "\xff":
         try:
@@ -259,7 +255,7 @@ def _base(el: etree._Element, url: str) -> str:
 
 
 def _resolve(value: str, el: etree._Element, url: str) -> str:
-    value = _WS_RE.sub("", value) if value else ""
+    value = "".join(value.split()) if value else ""
     if not value or value.startswith(("http://", "https://")):
         return value
     base = _base(el, url)
@@ -291,9 +287,9 @@ _ATOM_DATES = ("published", "issued", "updated", "modified", "created", "dc:date
                "dcterms:issued", "dcterms:modified")
 
 
-def _rss_entry(item, core, url):  # noqa: ANN001, ANN202
-    f = _fields(item, core)
-    title = _text(_first(f, "title", "dc:title", "?title"))
+def _rss_entry(item, core, keys, url):  # noqa: ANN001, ANN202
+    f = _fields(item, core, keys)
+    title = _text(_first(f, "title", "dc:title", "?title"), limit=TITLE_MAX_CHARS)
     link_el = _first(f, "link", "?link")
     link = ""
     if link_el is not None:
@@ -319,9 +315,9 @@ def _rss_entry(item, core, url):  # noqa: ANN001, ANN202
     return title, link, guid, summary, _date(f, _RSS_DATES)
 
 
-def _atom_entry(entry, core, url):  # noqa: ANN001, ANN202
-    f = _fields(entry, core)
-    title = _text(_first(f, "title", "dc:title"))
+def _atom_entry(entry, core, keys, url):  # noqa: ANN001, ANN202
+    f = _fields(entry, core, keys)
+    title = _text(_first(f, "title", "dc:title"), limit=TITLE_MAX_CHARS)
     link = ""
     first_href = None
     for el in f.get("link", ()):
@@ -359,17 +355,25 @@ def _atom_entry(entry, core, url):  # noqa: ANN001, ANN202
     return title, link, guid, summary, _date(f, _ATOM_DATES)
 
 
-def _find_feed_root(root: etree._Element) -> etree._Element | None:
-    if _local_name(root) in _FEED_ROOTS:
-        return root
+def _find_feed_root(root: etree._Element, *, salvaged: bool) -> tuple[etree._Element, str] | None:
+    """The feed element and its kind ("rss", "rdf" or "atom"); None when there is none."""
+    kinds = {"rss": "rss", "rdf": "rdf", "feed": "atom", "channel": "rss"}
+    name = _local_name(root)
+    if name in _FEED_ROOTS:
+        return root, kinds[name]
     channel = None
     for el in root.iter(etree.Element):
         name = _local_name(el)
         if name in _FEED_ROOTS:
-            return el
+            return el, kinds[name]
         if name == "channel" and channel is None:
             channel = el
-    return channel
+    if channel is not None:
+        return channel, "rss"
+    if salvaged:  # the root's start tag was lost (truncated, mangled): go by the entries
+        for el in root.iter("{*}item", "{*}entry"):
+            return root, "atom" if _local_name(el) == "entry" else "rss"
+    return None
 
 
 def _ttl(root: etree._Element) -> int | None:
@@ -381,17 +385,15 @@ def _ttl(root: etree._Element) -> int | None:
     return None
 
 
-def _extract(root: etree._Element, *, feed: str, url: str) -> tuple[str, list[FeedItem], int | None]:
-    name = _local_name(root)
+def _extract(root: etree._Element, kind: str, *, feed: str,
+             url: str) -> tuple[list[FeedItem], int | None]:
     ns, _ = _split(root.tag)
-    if name == "feed":
-        kind = "atom"
+    if kind == "atom":
         core = frozenset({None, ATOM10, ATOM03, ns})
         entries = root.iter("{*}entry")
         read = _atom_entry
         ttl = None
     else:
-        kind = "rdf" if name == "rdf" else "rss"
         # the root's own namespace (RSS 1.0, 0.90, userland) is core; so are unknown ones that
         # items use as their default namespace
         core = frozenset({None, ns, "http://purl.org/rss/1.0/",
@@ -402,6 +404,7 @@ def _extract(root: etree._Element, *, feed: str, url: str) -> tuple[str, list[Fe
         read = _rss_entry
         ttl = _ttl(root)
     items: list[FeedItem] = []
+    keys: dict[str, str] = {}
     for entry in entries:
         if kind == "rss" or kind == "rdf":
             ens, _ = _split(entry.tag)
@@ -409,7 +412,8 @@ def _extract(root: etree._Element, *, feed: str, url: str) -> tuple[str, list[Fe
                 continue  # e.g. a <media:item>, not a feed item
             if ens is not None and ens not in core:
                 core = core | {ens}
-        title, link, guid, summary, published = read(entry, core, url)
+                keys.clear()
+        title, link, guid, summary, published = read(entry, core, keys, url)
         if not title and not link:
             if not summary:
                 continue  # nothing to show or match: an empty or broken entry
@@ -418,7 +422,7 @@ def _extract(root: etree._Element, *, feed: str, url: str) -> tuple[str, list[Fe
         guid = guid or stable_guid(link=link, title=title)
         items.append(FeedItem(feed=feed, guid=guid, link=link, title=title or link,
                               summary=summary, published=published))
-    return kind, items, ttl
+    return items, ttl
 
 
 def _gunzip(body: bytes) -> bytes:
@@ -436,9 +440,19 @@ def _tidy_prolog(data: bytes) -> bytes:
     """Drop what a strict parser rejects before the root: whitespace, comments or junk before
     the XML declaration, a malformed declaration, control characters anywhere."""
     m = _PROLOG.search(data, 0, 4096)
-    if m is not None:
+    if m is not None and _ELEMENT_START.search(data, 0, m.start()) is None:
         data = data[m.end():]
     return data.translate(None, _CONTROL_BYTES)
+
+
+def _strict_parse(data: bytes) -> tuple[etree._Element | None, str | None]:
+    """(root, None) for a well-formed document, else (None, the parser's complaint)."""
+    try:
+        return etree.fromstring(data, _strict_parser()), None
+    except etree.XMLSyntaxError as exc:
+        return None, str(exc) or type(exc).__name__
+    except (ValueError, MemoryError) as exc:  # lxml refuses some inputs outright
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "") -> ParsedFeed:
@@ -452,27 +466,22 @@ def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "")
     notes = list(decoded.notes)
     data = _tidy_prolog(decoded.data)
 
-    root = None
-    strict_error = None
-    try:
-        root = etree.fromstring(data, _strict_parser())
-    except etree.XMLSyntaxError as exc:
-        strict_error = str(exc) or type(exc).__name__
-    except (ValueError, MemoryError) as exc:  # lxml refuses some inputs outright
-        strict_error = f"{type(exc).__name__}: {exc}"
+    root, strict_error = _strict_parse(data)
     if strict_error is not None:
         if any(word in strict_error.lower() for word in _ENTITY_REFUSALS):
             raise ParseError(f"refused: XML entity expansion ({strict_error})")
         if not _FEED_HINT.search(data):
             raise ParseError(f"not a feed: no RSS/Atom/RDF element ({strict_error})")
-        text = data.decode("utf-8", "replace")
-        root = salvage_tree(text)
+        root, complete = salvage_tree(data.decode("utf-8", "replace"))
+        if not complete:
+            notes.append("salvage stopped at its time budget; the rest of the document was skipped")
 
-    feed_root = _find_feed_root(root) if root is not None else None
-    if feed_root is None:
-        what = f"<{_local_name(root)}>" if root is not None and strict_error is None else "none"
+    found = _find_feed_root(root, salvaged=strict_error is not None)
+    if found is None:
+        what = f"<{_local_name(root)}>" if strict_error is None else "none"
         raise ParseError(f"not a feed: no RSS/Atom/RDF root element (root: {what})")
-    kind, items, ttl = _extract(feed_root, feed=feed, url=url)
+    feed_root, kind = found
+    items, ttl = _extract(feed_root, kind, feed=feed, url=url)
 
     if strict_error is not None:
         notes.insert(0, f"not well-formed XML, salvaged {len(items)} item(s): {strict_error}")

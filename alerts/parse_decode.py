@@ -27,6 +27,8 @@ _DECL_ENCODING = re.compile(
     re.I)
 _HTTP_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9._:+-]{1,40})""", re.I)
 _HIGH_RUN = re.compile(rb"[\x80-\xff]+")
+_TAGS = re.compile(rb"<[^<>]*>")
+_ASCII_LETTERS = re.compile(rb"[A-Za-z]")
 _SUPERSETS = {"iso8859-1": "cp1252", "ascii": "cp1252", "gb2312": "gb18030", "gbk": "gb18030",
               "euc_kr": "cp949", "iso8859-9": "cp1254", "iso8859-11": "cp874", "tis-620": "cp874"}
 _WIDE = ("utf-16", "utf-32")
@@ -92,27 +94,26 @@ def _script_share(text: str, lo: int, hi: int, *extra: tuple[int, int]) -> float
 
 
 def guess_legacy(body: bytes) -> str:
-    """A guess for bytes that are not UTF-8 and name no encoding: Chinese (GB18030) when the
-    high bytes pair up into CJK characters, Cyrillic (windows-1251) when they read as Cyrillic
-    words, else Western (windows-1252). Good enough for alerts; not a general detector."""
-    runs = [len(m) for m in _HIGH_RUN.findall(body[:200_000])]
-    if not runs:
-        return "utf-8"
-    if sum(runs) / len(runs) >= 1.6:
-        sample = body[:200_000]
-        for enc, lo, hi, extra in (
-            ("gb18030", 0x4E00, 0x9FFF, ((0x3000, 0x303F), (0xFF00, 0xFFEF))),
-            ("cp1251", 0x0400, 0x04FF, ((0x2010, 0x2040), (0xAB, 0xBB))),
-        ):
-            try:
-                text = sample.decode(enc)
-            except UnicodeDecodeError:
-                # the sample may end inside a character; judge what decodes
-                text = sample.decode(enc, "replace")
-                if text.count("\ufffd") > 3:
-                    continue
-            if _script_share(text, lo, hi, *extra) >= 0.8:
-                return enc
+    """A guess for bytes that are not UTF-8 and name no encoding, from the text between tags:
+    Western (windows-1252) when non-ASCII bytes are the odd accented letter among ASCII words;
+    Chinese (GB18030) when they pair up into CJK characters; Cyrillic (windows-1251) when they
+    read as Cyrillic words. Good enough for alerts; not a general detector."""
+    text = _TAGS.sub(b" ", body[:100_000])
+    runs = [len(m) for m in _HIGH_RUN.findall(text)]
+    high = sum(runs)
+    if not high:
+        return "cp1252"
+    letters = len(_ASCII_LETTERS.findall(text))
+    if high / (high + letters) < 0.3:
+        return "cp1252"
+    even = sum(1 for n in runs if n % 2 == 0) / len(runs)
+    candidates = [("cp1251", 0x0400, 0x04FF, ((0x2010, 0x2040), (0xAB, 0xBB)))]
+    if even >= 0.9:
+        candidates.insert(0, ("gb18030", 0x4E00, 0x9FFF, ((0x3000, 0x303F), (0xFF00, 0xFFEF))))
+    for enc, lo, hi, extra in candidates:
+        decoded = text.decode(enc, "replace")
+        if decoded.count("\ufffd") <= 3 and _script_share(decoded, lo, hi, *extra) >= 0.8:
+            return enc
     return "cp1252"
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import html
 import re
+import time
+from itertools import islice
 
 from lxml import etree
 
@@ -34,7 +36,9 @@ WELL_KNOWN_PREFIXES = {
     "georss": "http://www.georss.org/georss",
     "xml": XML_NS,
 }
-MAX_DEPTH = 256
+MAX_DEPTH = 256  # deeper elements are dropped (their text is kept)
+MAX_ATTRIBUTES = 64  # per element; the rest are dropped
+SALVAGE_SECONDS = 2.0  # time budget for one document; what was read by then is kept
 
 # Elements whose content is text: a start tag of one of these (or of an item) closes an open one,
 # so a missing </title> does not swallow the rest of the item.
@@ -48,10 +52,11 @@ _MARKUP = re.compile(r"""
   | <!\[CDATA\[(?P<cdata>.*?)(?:\]\]>|\Z)
   | <!DOCTYPE(?:[^\[>]*)(?:\[.*?\]\s*)?(?:>|\Z)
   | <!(?!--|\[CDATA\[)[^>]*(?:>|\Z)
-  | <\?.*?(?:\?>|\Z)
+  | <\?[^>]*(?:>|\Z)
   | </(?P<end>[^\s<>/!?]+)\s*(?:>|(?=<)|\Z)
   | <(?P<start>[A-Za-z_][^\s<>/"'=]*)(?P<attrs>(?:[^<>"']|"[^"<>]*"|'[^'<>]*'|["'])*+)(?:>|(?=<)|\Z)
 """, re.S | re.X | re.I)
+_MARKUP_START = re.compile(r"<[A-Za-z_/!?]")
 _ATTR = re.compile(r"""([^\s=/"'<>]+)(?:\s*=\s*("[^"]*"|'[^']*'|[^\s"'>]+))?""")
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _NAME_OK = re.compile(r"[A-Za-z_][\w.-]*\Z")
@@ -62,8 +67,20 @@ def clean_text(value: str) -> str:
     return _BAD_CHARS.sub("", value) if _BAD_CHARS.search(value) else value
 
 
+_C1_REF = re.compile(r"&#(?:[xX]0*([89][0-9a-fA-F])|0*(1[2-5][0-9]));")
+
+
+def _c1_ref(m: re.Match) -> str:
+    n = int(m.group(1), 16) if m.group(1) else int(m.group(2))
+    return chr(n) if 0x80 <= n <= 0x9F else m.group()
+
+
 def _unescape(value: str) -> str:
+    """Character references decoded as XML would, plus HTML's named entities; a reference to a
+    C1 control stays that character (as in XML) so the caller can spot double-encoded text."""
     if "&" in value:
+        if "&#" in value:
+            value = _C1_REF.sub(_c1_ref, value)
         value = html.unescape(value)
     return clean_text(value)
 
@@ -105,7 +122,7 @@ class _Builder:
             return  # ignored: its text stays with the enclosing element
         scope = self.stack[-1][3]
         attrs: list[tuple[str, str]] = []
-        for m in _ATTR.finditer(attr_text):
+        for m in islice(_ATTR.finditer(attr_text), MAX_ATTRIBUTES):
             key, value = m.group(1), m.group(2) or ""
             if value[:1] in "\"'" and value[-1:] == value[:1] and len(value) >= 2:
                 value = value[1:-1]
@@ -175,24 +192,34 @@ class _Builder:
         return f"{{{ns}}}{local}" if ns else local
 
 
-def salvage_tree(text: str) -> etree._Element:
+def salvage_tree(text: str, *, budget_seconds: float = SALVAGE_SECONDS) -> tuple[etree._Element, bool]:
     """A tree from anything: a synthetic ``salvaged-document`` element holding whatever elements
-    could be read, in document order."""
+    could be read, in document order, and whether the whole text was read (False when the time
+    budget ran out first: pathological input keeps what was read until then)."""
     builder = _Builder()
     pos, n = 0, len(text)
-    find, match = text.find, _MARKUP.match
+    search, match = _MARKUP_START.search, _MARKUP.match
+    deadline = time.monotonic() + budget_seconds
+    steps = 0
     while pos < n:
-        lt = find("<", pos)
-        if lt < 0:
+        steps += 1
+        if not steps & 1023 and time.monotonic() > deadline:
+            builder.flush()
+            return builder.root, False
+        found = search(text, pos)
+        if found is None:
             builder.text(_unescape(text[pos:]))
             break
+        lt = found.start()
+        m = match(text, lt)
+        if m is None:  # "</" that starts no end tag: text, up to the next candidate
+            nxt = search(text, lt + 1)
+            end = nxt.start() if nxt else n
+            builder.text(_unescape(text[pos:end]))
+            pos = end
+            continue
         if lt > pos:
             builder.text(_unescape(text[pos:lt]))
-        m = match(text, lt)
-        if m is None:  # a lone "<" is text
-            builder.text("<")
-            pos = lt + 1
-            continue
         pos = m.end()
         if m.group("start"):
             attrs = m.group("attrs") or ""
@@ -205,4 +232,4 @@ def salvage_tree(text: str) -> etree._Element:
             builder.text(clean_text(m.group("cdata")))
         # comments, declarations, DOCTYPE and processing instructions are dropped
     builder.flush()
-    return builder.root
+    return builder.root, True

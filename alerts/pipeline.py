@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
 from .config import Config, FeedConfig, PollConfig
-from .dedupe import find_new
+from .cluster import Clusterer
+from .dedupe import edited_titles, find_new, title_key
 from .errors import ParseError
 from .fetch import Fetcher, Validators
 from .logs import event
@@ -102,7 +103,8 @@ def backoff_seconds(feed: FeedConfig, poll: PollConfig, *, failures: int,
 
 async def poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
                     fetcher: Fetcher, now: datetime, dry_run: bool = False,
-                    respect_schedule: bool = False) -> FeedOutcome:
+                    respect_schedule: bool = False,
+                    clusterer: Clusterer | None = None) -> FeedOutcome:
     """Poll one feed and queue its alerts. Never raises for the feed's own failures.
 
     ``respect_schedule`` skips a feed whose backoff, Retry-After or adaptive interval says it is
@@ -110,7 +112,7 @@ async def poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: 
     try:
         return await _poll_feed(feed, config=config, store=store, matcher=matcher,
                                 fetcher=fetcher, now=now, dry_run=dry_run,
-                                respect_schedule=respect_schedule)
+                                respect_schedule=respect_schedule, clusterer=clusterer)
     except Exception as exc:  # a bug on one feed's data must not stop the others
         log.exception("feed_poll_crashed feed=%s", feed.name)
         error = f"internal: {type(exc).__name__}: {exc}"
@@ -142,8 +144,8 @@ def _failed(feed: FeedConfig, error: str, *, config: Config, store: Store, now: 
 
 
 async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
-                     fetcher: Fetcher, now: datetime, dry_run: bool,
-                     respect_schedule: bool) -> FeedOutcome:
+                     fetcher: Fetcher, now: datetime, dry_run: bool, respect_schedule: bool,
+                     clusterer: Clusterer | None) -> FeedOutcome:
     state = store.feed_state(feed.name)
     if state is not None and state.url != feed.url:
         state = None  # the config points somewhere new: start afresh
@@ -200,12 +202,21 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
 
     first_poll = state is None or state.first_polled_at is None
     cutoff = now - timedelta(hours=config.poll.max_age_hours)
+    fresh = find_new(store, parsed.items)
+    keys = [title_key(item.title) for item, _ in fresh]
+    edits = edited_titles(keys, store.recent_title_keys(feed.name, since=now - EDIT_LOOKBACK))
     new = []
-    for item, link in find_new(store, parsed.items):
-        result_ = (matcher.match(item.title, item.summary)
-                   if _eligible(item, first_poll=first_poll, cutoff=cutoff) else None)
-        new.append(NewItem(item=item, canonical_link=link, result=result_))
-    alerting = [n for n in new if n.result is not None and n.result.alert]
+    for i, (item, link) in enumerate(fresh):
+        result_ = None
+        if i in edits:
+            event(log, "item_edited", feed=feed.name, title=item.title)
+        elif _eligible(item, first_poll=first_poll, cutoff=cutoff):
+            result_ = matcher.match(item.title, item.summary)
+        new.append(_placed(NewItem(item=item, canonical_link=link, result=result_,
+                                   title_key=keys[i]), clusterer, now=now))
+    # Items that joined an existing story add a source to its alert instead of alerting.
+    alerting = [n for n in new if n.result is not None and n.result.alert
+                and (n.story_id is None or n.new_story)]
     ttl = getattr(parsed, "ttl_minutes", None)
     hints = [h for h in (result.max_age, ttl * 60.0 if ttl else None) if h]
     interval = next_interval(feed, config.poll, previous=previous, had_new=bool(new),
@@ -222,11 +233,32 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
             fields["last_new_at"] = now
         store.record_poll(feed.name, feed.url, new, destinations=config.destinations.names(),
                           now=now, **fields)
+        for n in new:
+            if n.story_id is not None and not n.new_story and store.mark_major(
+                    n.story_id, momentum_sources=config.stories.momentum_sources,
+                    within=timedelta(minutes=config.stories.momentum_minutes), now=now):
+                event(log, "story_major", story=n.story_id, title=n.item.title)
     event(log, "feed_polled", status="ok", feed=feed.name, items=len(parsed.items),
           new=len(new), alerts=len(alerting), first_poll=first_poll or None,
           next_in=f"{interval:g}s", warning=parsed.warning)
     return FeedOutcome(feed=feed.name, status="ok", items=len(parsed.items), new_items=len(new),
                        alerts=len(alerting), previews=previews)
+
+
+EDIT_LOOKBACK = timedelta(days=7)
+
+
+def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewItem:
+    """Cluster an alerting item: it starts a story, or joins one instead of alerting."""
+    if clusterer is None or new.result is None or not new.result.alert:
+        return new
+    decision, features, story_id, is_new = clusterer.place(
+        new.item.title, new.result.matches, source=new.item.feed, at=now)
+    event(log, "story_new" if is_new else "story_joined", story=story_id, feed=new.item.feed,
+          title=new.item.title, decision=decision.explain())
+    return replace(new, story_id=story_id, new_story=is_new,
+                   features=(tuple(features.words), tuple(features.entities),
+                             tuple(features.actions)))
 
 
 def _preview(new: NewItem, now: datetime) -> Alert:
@@ -239,9 +271,11 @@ def _preview(new: NewItem, now: datetime) -> Alert:
 
 async def run_cycle(feeds: Sequence[FeedConfig], *, config: Config, store: Store,
                     matcher: Matcher, fetcher: Fetcher, now: datetime,
-                    dry_run: bool = False, respect_schedule: bool = False) -> CycleReport:
+                    dry_run: bool = False, respect_schedule: bool = False,
+                    clusterer: Clusterer | None = None) -> CycleReport:
     """Poll the given feeds concurrently (the fetcher bounds concurrency, globally and per host)."""
     outcomes = await asyncio.gather(*(
         poll_feed(f, config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
-                  dry_run=dry_run, respect_schedule=respect_schedule) for f in feeds))
+                  dry_run=dry_run, respect_schedule=respect_schedule, clusterer=clusterer)
+        for f in feeds))
     return CycleReport(tuple(outcomes))

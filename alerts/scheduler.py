@@ -80,6 +80,11 @@ class Scheduler:
         self.set_feeds(feeds)
         event(log, "scheduler_started", feeds=len(self._feeds))
 
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
+        """A housekeeping job (e.g. pruning) every ``seconds``, first run after one period."""
+        self._scheduler.add_job(self._tracked(job), "interval", seconds=seconds, id=name,
+                                max_instances=1, coalesce=True)
+
     async def stop(self, *, grace_seconds: float = 30.0) -> None:
         """Stop ticking, then wait (up to the grace period) for running jobs to finish."""
         # Pause first: shutting down APScheduler's asyncio executor cancels running jobs.

@@ -109,7 +109,36 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2]
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """Stories: clustering across sources, edits of sent messages, title-edit detection."""
+    _run_script(db, """
+    CREATE TABLE stories (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER REFERENCES alerts (id) ON DELETE SET NULL,
+        title TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        words TEXT NOT NULL,             -- JSON lists: the clustering features
+        entities TEXT NOT NULL,
+        actions TEXT NOT NULL,
+        sources TEXT NOT NULL,           -- JSON list of feed names, in order of arrival
+        major INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX stories_last_seen ON stories (last_seen);
+    ALTER TABLE items ADD COLUMN story_id INTEGER;
+    ALTER TABLE items ADD COLUMN title_key TEXT;
+    CREATE INDEX items_feed_seen ON items (feed, seen_at);
+    CREATE INDEX items_story ON items (story_id);
+    ALTER TABLE alerts ADD COLUMN story_id INTEGER;
+    ALTER TABLE deliveries ADD COLUMN edit_pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deliveries ADD COLUMN edit_after TEXT;
+    ALTER TABLE deliveries ADD COLUMN via_digest INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX deliveries_edits ON deliveries (destination, edit_pending, edit_after);
+    CREATE INDEX alerts_created ON alerts (created_at)
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -155,6 +184,25 @@ class Alert:
     created_at: datetime
     matches: tuple[Match, ...]
     rules: tuple[str, ...]
+    story_id: int | None = None
+    sources: tuple[str, ...] = ()  # every feed that carried the story, first one first
+    major: bool = False  # many sources within a short time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoryRecord:
+    """A story's persistent state (see ``alerts.cluster``)."""
+
+    id: int
+    alert_id: int | None
+    title: str
+    first_seen: datetime
+    last_seen: datetime
+    words: tuple[str, ...]
+    entities: tuple[str, ...]
+    actions: tuple[str, ...]
+    sources: tuple[str, ...]
+    major: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -164,6 +212,11 @@ class NewItem:
     item: FeedItem
     canonical_link: str
     result: MatchResult | None  # None: record as seen without alerting
+    title_key: str = ""
+    # Clustering: the story this item starts (new_story) or joins instead of alerting.
+    story_id: int | None = None
+    new_story: bool = False
+    features: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
 
 
 def _match_from_json(d: dict) -> Match:
@@ -177,6 +230,7 @@ class Store:
     def __init__(self, db: sqlite_utils.Database, path: Path | None):
         self.db = db
         self.path = path
+        self.edit_delay = timedelta(seconds=30)  # set from stories.edit_delay_seconds
 
     def close(self) -> None:
         self.db.close()
@@ -267,8 +321,10 @@ class Store:
                             "WHERE name = ?", [_iso(now), name])
             self._mark_ok(name, "ok", now, fields)
             for new in new_items:
-                item, alert_id = new.item, None
-                if new.result is not None and new.result.alert:
+                item, alert_id, story_id = new.item, None, new.story_id
+                if story_id is not None and not new.new_story:
+                    self._join_story(story_id, item, new, now=now)
+                elif new.result is not None and new.result.alert:
                     cur = self.db.execute(
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "
                         "matches, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -280,31 +336,139 @@ class Store:
                     for dest in destinations:
                         self.db.execute("INSERT INTO deliveries (alert_id, destination) VALUES (?, ?)",
                                         [alert_id, dest])
+                    if story_id is not None:
+                        self._new_story(story_id, alert_id, item, new.features or ((), (), ()),
+                                        now=now)
                 # OR IGNORE: two entries of one feed may share a guid; the first one wins.
                 self.db.execute(
                     "INSERT OR IGNORE INTO items (feed, guid, link, canonical_link, title, published, "
-                    "seen_at, alert_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "seen_at, alert_id, story_id, title_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [item.feed, item.guid, item.link, new.canonical_link or None, item.title,
-                     _iso(item.published), _iso(now), alert_id])
+                     _iso(item.published), _iso(now), alert_id, story_id, new.title_key or None])
         return alert_ids
+
+    # --- stories ---------------------------------------------------------------------------
+
+    def _new_story(self, story_id: int, alert_id: int, item: FeedItem, features: tuple, *,
+                   now: datetime) -> None:
+        words, entities, actions = features
+        self.db.execute(
+            "INSERT INTO stories (id, alert_id, title, first_seen, last_seen, words, entities, "
+            "actions, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [story_id, alert_id, item.title, _iso(now), _iso(now), json.dumps(sorted(words)),
+             json.dumps(sorted(entities)), json.dumps(sorted(actions)), json.dumps([item.feed])])
+        self.db.execute("UPDATE alerts SET story_id = ? WHERE id = ?", [story_id, alert_id])
+
+    def max_story_id(self) -> int:
+        return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM stories").fetchone()[0]
+
+    def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime) -> None:
+        row = self.db.execute("SELECT words, entities, actions, sources FROM stories WHERE id = ?",
+                              [story_id]).fetchone()
+        if row is None:
+            return
+        words, entities, actions = (set(json.loads(v)) for v in row[:3])
+        sources = json.loads(row[3])
+        if new.features is not None:
+            words |= set(new.features[0])
+            entities |= set(new.features[1])
+            actions |= set(new.features[2])
+        changed = item.feed not in sources
+        if changed:
+            sources.append(item.feed)
+        self.db.execute(
+            "UPDATE stories SET last_seen = ?, words = ?, entities = ?, actions = ?, sources = ? "
+            "WHERE id = ?", [_iso(now), json.dumps(sorted(words)), json.dumps(sorted(entities)),
+                             json.dumps(sorted(actions)), json.dumps(sources), story_id])
+        if changed:
+            self._want_edit(story_id, now=now)
+
+    def _want_edit(self, story_id: int, *, now: datetime) -> None:
+        """Ask for an edit of the story's sent messages. Quick successive updates merge into one
+        edit: its time is set by the first of them, ``edit_delay`` later."""
+        self.db.execute(
+            "UPDATE deliveries SET edit_pending = 1, edit_after = COALESCE(edit_after, ?) "
+            "WHERE status = 'sent' AND via_digest = 0 AND alert_id = "
+            "(SELECT alert_id FROM stories WHERE id = ?)",
+            [_iso(now + self.edit_delay), story_id])
+
+    def mark_major(self, story_id: int, *, momentum_sources: int, within: timedelta,
+                   now: datetime) -> bool:
+        """Mark a story major when enough distinct sources carried it within ``within``; returns
+        True when it became major just now."""
+        row = self.db.execute("SELECT major FROM stories WHERE id = ?", [story_id]).fetchone()
+        if row is None or row[0]:
+            return False
+        count = self.db.execute(
+            "SELECT COUNT(DISTINCT feed) FROM items WHERE story_id = ? AND seen_at >= ?",
+            [story_id, _iso(now - within)]).fetchone()[0]
+        if count < momentum_sources:
+            return False
+        with self.db.atomic():
+            self.db.execute("UPDATE stories SET major = 1 WHERE id = ?", [story_id])
+            self._want_edit(story_id, now=now)
+        return True
+
+    def recent_stories(self, *, since: datetime) -> list[StoryRecord]:
+        rows = self.db.query("SELECT * FROM stories WHERE last_seen >= ? ORDER BY id",
+                             [_iso(since)])
+        return [StoryRecord(id=r["id"], alert_id=r["alert_id"], title=r["title"],
+                            first_seen=_dt(r["first_seen"]), last_seen=_dt(r["last_seen"]),
+                            words=tuple(json.loads(r["words"])),
+                            entities=tuple(json.loads(r["entities"])),
+                            actions=tuple(json.loads(r["actions"])),
+                            sources=tuple(json.loads(r["sources"])), major=bool(r["major"]))
+                for r in rows]
+
+    def recent_title_keys(self, feed: str, *, since: datetime) -> list[str]:
+        return [r[0] for r in self.db.execute(
+            "SELECT title_key FROM items WHERE feed = ? AND seen_at >= ? AND title_key IS NOT NULL",
+            [feed, _iso(since)])]
 
     # --- outbox --------------------------------------------------------------------------
 
+    _ALERT_COLUMNS = ("a.*, s.sources AS story_sources, s.major AS story_major")
+    _ALERT_JOIN = "LEFT JOIN stories s ON s.id = a.story_id"
+
     def _alert_from_row(self, r: dict) -> Alert:
+        sources = tuple(json.loads(r["story_sources"])) if r.get("story_sources") else ()
         return Alert(id=r["id"], feed=r["feed"], title=r["title"], link=r["link"],
                      summary=r["summary"], published=_dt(r["published"]),
                      created_at=_dt(r["created_at"]),
                      matches=tuple(_match_from_json(m) for m in json.loads(r["matches"])),
-                     rules=tuple(json.loads(r["rules"])))
+                     rules=tuple(json.loads(r["rules"])), story_id=r.get("story_id"),
+                     sources=sources, major=bool(r.get("story_major")))
 
     def pending(self, destination: str, *, now: datetime, limit: int = 1000) -> list[Alert]:
         """Alerts waiting for a destination whose retry time has come, oldest first."""
         rows = self.db.query(
-            "SELECT a.* FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
-            "WHERE d.destination = ? AND d.status = 'pending' "
+            f"SELECT {self._ALERT_COLUMNS} FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+            f"{self._ALERT_JOIN} WHERE d.destination = ? AND d.status = 'pending' "
             "AND (d.next_attempt_at IS NULL OR d.next_attempt_at <= ?) ORDER BY a.id LIMIT ?",
             [destination, _iso(now), limit])
         return [self._alert_from_row(r) for r in rows]
+
+    def edits_due(self, destination: str, *, now: datetime) -> list[tuple[Alert, str]]:
+        """Sent alerts whose story changed and whose edit time has come, with their message id."""
+        rows = self.db.query(
+            f"SELECT {self._ALERT_COLUMNS}, d.message_id AS message_id FROM deliveries d "
+            f"JOIN alerts a ON a.id = d.alert_id {self._ALERT_JOIN} "
+            "WHERE d.destination = ? AND d.edit_pending = 1 AND d.edit_after <= ? ORDER BY a.id",
+            [destination, _iso(now)])
+        return [(self._alert_from_row(r), r["message_id"]) for r in rows]
+
+    def next_edit_at(self, destination: str) -> datetime | None:
+        row = self.db.execute("SELECT MIN(edit_after) FROM deliveries WHERE destination = ? "
+                              "AND edit_pending = 1", [destination]).fetchone()
+        return _dt(row[0]) if row else None
+
+    def edit_done(self, alert_id: int, destination: str) -> None:
+        self.db.execute("UPDATE deliveries SET edit_pending = 0, edit_after = NULL "
+                        "WHERE alert_id = ? AND destination = ?", [alert_id, destination])
+
+    def edit_later(self, alert_id: int, destination: str, *, at: datetime) -> None:
+        self.db.execute("UPDATE deliveries SET edit_after = ? WHERE alert_id = ? "
+                        "AND destination = ?", [_iso(at), alert_id, destination])
 
     def count_pending(self, destination: str | None = None) -> int:
         sql = "SELECT COUNT(*) FROM deliveries WHERE status = 'pending'"
@@ -321,11 +485,12 @@ class Store:
         return _dt(row[0]) if row else None
 
     def mark_sent(self, alert_id: int, destination: str, *, message_id: str | None,
-                  now: datetime) -> None:
+                  now: datetime, via_digest: bool = False) -> None:
         self.db.execute(
             "UPDATE deliveries SET status = 'sent', message_id = ?, sent_at = ?, "
-            "attempts = attempts + 1, last_error = NULL WHERE alert_id = ? AND destination = ?",
-            [message_id, _iso(now), alert_id, destination])
+            "attempts = attempts + 1, last_error = NULL, via_digest = ?, edit_pending = 0, "
+            "edit_after = NULL WHERE alert_id = ? AND destination = ?",
+            [message_id, _iso(now), int(via_digest), alert_id, destination])
 
     def attempts(self, alert_id: int, destination: str) -> int:
         row = self.db.execute("SELECT attempts FROM deliveries WHERE alert_id = ? AND destination = ?",
@@ -348,15 +513,28 @@ class Store:
                                   [alert_id]))
 
     def recent_alerts(self, n: int = 10) -> list[Alert]:
-        rows = self.db.query("SELECT * FROM alerts ORDER BY id DESC LIMIT ?", [n])
+        rows = self.db.query(f"SELECT {self._ALERT_COLUMNS} FROM alerts a {self._ALERT_JOIN} "
+                             "ORDER BY a.id DESC LIMIT ?", [n])
         return [self._alert_from_row(r) for r in rows]
 
-    def prune(self, *, older_than: timedelta, now: datetime) -> int:
-        """Forget items seen before ``now - older_than``; returns how many rows went."""
+    def prune(self, *, older_than: timedelta, now: datetime) -> dict[str, int]:
+        """Forget items, stories and fully delivered alerts older than ``now - older_than``,
+        then give the space back (WAL checkpoint; VACUUM when much of the file is free)."""
         cutoff = _iso(now - older_than)
         with self.db.atomic():
-            cur = self.db.execute("DELETE FROM items WHERE seen_at < ?", [cutoff])
-            return cur.rowcount
+            items = self.db.execute("DELETE FROM items WHERE seen_at < ?", [cutoff]).rowcount
+            stories = self.db.execute("DELETE FROM stories WHERE last_seen < ?", [cutoff]).rowcount
+            alerts = self.db.execute(
+                "DELETE FROM alerts WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM "
+                "deliveries d WHERE d.alert_id = alerts.id AND d.status = 'pending')",
+                [cutoff]).rowcount
+        if self.path is not None:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+            if pages and free / pages > 0.25:
+                self.db.execute("VACUUM")
+        return {"items": items, "stories": stories, "alerts": alerts}
 
 
 def _match_json(m: Match) -> dict:

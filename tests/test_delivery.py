@@ -272,8 +272,17 @@ def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
     assert slack.path not in result.stderr and "XXXXXXXXXXXX" not in result.stderr
 
 
+# Different events: story clustering must keep them apart, one message each.
+DISTINCT = [
+    "Huawei added to entity list over chip sales", "SMIC faces new export controls on tools",
+    "China grants Nvidia H20 imports", "Blackwell servers need licences under export controls",
+    "Huawei imports of HBM halted", "SMIC shares fall after entity list move",
+    "Nvidia lobbies against export controls", "Blackwell smuggling case tests entity list",
+]
+
+
 def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat(tmp_path, serve, telegram):
-    titles = [f"Nvidia export controls wave {i}" for i in range(8)]
+    titles = DISTINCT
     url = serve(rss([{"title": t, "guid": f"k{i}", "link": f"https://n.example/k{i}",
                       "date": ago(minutes=5)} for i, t in enumerate(titles)]))
     config = _telegram_config(tmp_path, url, telegram)
@@ -297,7 +306,7 @@ def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat
 
 
 def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(tmp_path, serve, telegram):
-    titles = [f"Nvidia export controls batch {i}" for i in range(6)]
+    titles = DISTINCT[:6]
     url = serve(rss([{"title": t, "guid": f"s{i}", "link": f"https://n.example/s{i}",
                       "date": ago(minutes=5)} for i, t in enumerate(titles)]))
     config = _telegram_config(tmp_path, url, telegram)

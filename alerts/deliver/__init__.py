@@ -50,6 +50,9 @@ class Sink(Protocol):
     async def send_digest(self, alerts: list[Alert]) -> tuple[str | None, list[Alert]]:
         """Deliver several alerts in one message; return its id and the alerts it included."""
 
+    # Optional: ``async def edit(self, message_id: str, alert: Alert) -> None`` re-renders a
+    # sent alert whose story grew. Sinks without it (Slack webhooks) get no updates.
+
     async def aclose(self) -> None:
         """Release connections."""
 
@@ -58,6 +61,7 @@ class Sink(Protocol):
 class DeliveryReport:
     sent: int = 0
     messages: int = 0
+    edits: int = 0
     retrying: int = 0
     rejected: int = 0
     paused: list[str] = field(default_factory=list)
@@ -65,6 +69,7 @@ class DeliveryReport:
     def add(self, other: DeliveryReport) -> None:
         self.sent += other.sent
         self.messages += other.messages
+        self.edits += other.edits
         self.retrying += other.retrying
         self.rejected += other.rejected
         self.paused += [p for p in other.paused if p not in self.paused]
@@ -95,11 +100,18 @@ class Deliverer:
 
     def due_at(self, sink: Sink) -> datetime | None:
         """When this sink next has something to do, or None when nothing is pending."""
-        if sink.name in self.held_back or not self.store.count_pending(sink.name):
+        if sink.name in self.held_back:
             return None
-        at = self.store.next_attempt_at(sink.name) or self._now()
+        times = []
+        if self.store.count_pending(sink.name):
+            times.append(self.store.next_attempt_at(sink.name) or self._now())
+        edit_at = self.store.next_edit_at(sink.name)
+        if edit_at is not None:
+            times.append(edit_at)
+        if not times:
+            return None
         hold = self._hold.get(sink.name)
-        return max(at, hold) if hold else at
+        return max(min(times), hold) if hold else min(times)
 
     async def deliver_due(self) -> DeliveryReport:
         """Send every alert whose time has come, per sink, oldest first."""
@@ -111,7 +123,42 @@ class Deliverer:
             if hold and hold > self._now():
                 continue
             await self._deliver_sink(sink, report)
+            if sink.name not in report.paused and not self.stop.is_set():
+                await self._edit_sink(sink, report)
         return report
+
+    async def _edit_sink(self, sink: Sink, report: DeliveryReport) -> None:
+        """Re-render sent alerts whose story gained sources or became major."""
+        edit = getattr(sink, "edit", None)
+        for alert, message_id in self.store.edits_due(sink.name, now=self._now()):
+            if edit is None or not message_id:
+                self.store.edit_done(alert.id, sink.name)  # e.g. a webhook: nothing to edit
+                continue
+            try:
+                await edit(message_id, alert)
+            except RetryLater as exc:
+                wait = exc.retry_after if exc.retry_after is not None else BACKOFF_BASE_SECONDS
+                at = self._now() + timedelta(seconds=wait)
+                self.store.edit_later(alert.id, sink.name, at=at)
+                self._hold[sink.name] = at
+                event(log, "edit_retry", logging.WARNING, destination=sink.name, alert=alert.id,
+                      wait=f"{wait:g}s", error=str(exc))
+                return
+            except Rejected as exc:  # e.g. the message was deleted: there is nothing to edit
+                self.store.edit_done(alert.id, sink.name)
+                event(log, "edit_rejected", logging.WARNING, destination=sink.name,
+                      alert=alert.id, error=str(exc))
+                continue
+            except Unavailable as exc:
+                self._pause(sink, exc)
+                report.paused.append(sink.name)
+                return
+            self.store.edit_done(alert.id, sink.name)
+            event(log, "alert_edited", destination=sink.name, alert=alert.id,
+                  sources=len(alert.sources), major=alert.major or None)
+            report.edits += 1
+            if self.stop.is_set():
+                return
 
     async def _deliver_sink(self, sink: Sink, report: DeliveryReport) -> None:
         pending = self.store.pending(sink.name, now=self._now())
@@ -143,7 +190,8 @@ class Deliverer:
                 return
             now = self._now()
             for alert in included:
-                self.store.mark_sent(alert.id, sink.name, message_id=message_id, now=now)
+                self.store.mark_sent(alert.id, sink.name, message_id=message_id, now=now,
+                                     via_digest=digest)
             self._hold.pop(sink.name, None)
             if self._paused.pop(sink.name, None) is not None:
                 event(log, "destination_resumed", logging.WARNING, destination=sink.name)

@@ -60,6 +60,20 @@ def matched_items(alert: Alert) -> list[str]:
     return parts
 
 
+def story_line(alert: Alert, *, names: int = 2) -> str:
+    """"also reported by Reuters, Bloomberg, +3" for a story with more than one source."""
+    others = [s for s in alert.sources if s != alert.feed]
+    if not others:
+        return ""
+    shown = ", ".join(others[:names])
+    more = f", +{len(others) - names}" if len(others) > names else ""
+    return f"also reported by {shown}{more}"
+
+
+def major_line(alert: Alert) -> str:
+    return f"🔥 MAJOR STORY · {len(alert.sources)} sources" if alert.major else ""
+
+
 def matched_line(alert: Alert) -> str:
     rules = f"rule {', '.join(alert.rules)}" if alert.rules else "no rule"
     return " · ".join([*matched_items(alert), rules])
@@ -95,6 +109,13 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
     matched = "🎯 " + _cut(matched_line(alert), 800)
     plain = [title, meta, matched]
     html_parts = [head_html, _esc(meta), _esc(matched)]
+    if story_line(alert):
+        also = "📣 " + _cut(story_line(alert, names=4), 400)
+        plain.append(also)
+        html_parts.append(_esc(also))
+    if alert.major:
+        plain.insert(0, major_line(alert))
+        html_parts.insert(0, f"<b>{_esc(major_line(alert))}</b>")
     used = sum(utf16_len(p) for p in plain) + len(plain) - 1  # newlines between parts
     room = min(SUMMARY_MAX, limit - used - 2)
     if alert.summary and room > 20:
@@ -152,6 +173,8 @@ def slack_payload(alert: Alert) -> dict:
     meta = slack_escape(f"{alert.feed} · {when_text(alert)}")
     matched = slack_escape("🎯 " + _cut(matched_line(alert), 800))
     body = "\n".join([head, meta, matched])
+    if story_line(alert):
+        body += "\n" + slack_escape("📣 " + story_line(alert, names=4))
     if alert.summary:
         body += "\n" + slack_escape(_cut(alert.summary, SUMMARY_MAX))
     return {

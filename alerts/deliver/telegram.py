@@ -65,6 +65,8 @@ class TelegramSink:
         if is_group_chat(chat_id):
             windows.append(per_group_minute)
         self.limiter = RateLimiter(windows)
+        # Edits count against flood limits too; keep them to one every few seconds per chat.
+        self.edit_limiter = RateLimiter([(1, 3.0), (20, 61.0)])
 
     def allowance(self, within: float) -> int:
         return self.limiter.allowance(within)
@@ -108,12 +110,12 @@ class TelegramSink:
         text, included = telegram_digest(alerts, limit=TELEGRAM_LIMIT)
         return await self._send_html(text), included
 
-    async def edit(self, message_id: str, html_text: str) -> None:
-        """Replace a message's text; "message is not modified" counts as done."""
-        await self.limiter.acquire()
+    async def edit(self, message_id: str, alert: Alert) -> None:
+        """Re-render a sent alert; "message is not modified" counts as done."""
+        await self.edit_limiter.acquire()
         try:
             await self.bot.edit_message_text(chat_id=self.chat_id, message_id=int(message_id),
-                                             text=html_text, parse_mode=ParseMode.HTML,
+                                             text=telegram_html(alert), parse_mode=ParseMode.HTML,
                                              link_preview_options=self._preview)
         except BadRequest as exc:
             if "message is not modified" in exc.message.lower():

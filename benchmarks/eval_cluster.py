@@ -1,0 +1,126 @@
+"""Evaluate story clustering on the real multi-outlet stories in ../shared/eval.
+
+Feeds every dated headline of ``headlines_real.tsv`` through the clustering in time order (the
+default config's matcher supplies the watchlist entities) and reports, over the headlines that
+carry a ``story`` id:
+
+- pairwise precision and recall of the grouping (a pair is "together" when both headlines got
+  the same story);
+- alerts that would have been sent (clusters) against the number of distinct true stories.
+
+Headlines without a story id take part too, as distractors: a wrong merge with one of them costs
+precision.
+
+    python benchmarks/eval_cluster.py [--threshold 0.5] [--window-hours 48] [--show]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from itertools import combinations
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alerts.cluster import cluster_offline  # noqa: E402
+from alerts.config import load_config  # noqa: E402
+from alerts.match import compile_matcher  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
+
+
+def parse_date(value: str) -> datetime | None:
+    value = value.strip()
+    if not value:
+        return None
+    for parse in (lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")), parsedate_to_datetime):
+        try:
+            d = parse(value)
+        except (ValueError, TypeError, IndexError):
+            continue
+        return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return None
+
+
+def evaluate(threshold: float, window_hours: float, show: bool = False,
+             everything: bool = False) -> dict:
+    config = load_config(ROOT / "config.yaml")
+    matcher = compile_matcher(config.watchlists, config.rules)
+    rows = []
+    with REAL.open(encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            when = parse_date(r["date"])
+            if when is None:
+                continue
+            result = matcher.match(r["headline"])
+            # As in the pipeline, only alerting headlines are clustered (unless --all).
+            if everything or result.alert:
+                rows.append(r | {"when": when, "matches": result.matches})
+    items = [(r["headline"], r["when"], r["outlet"] or "unknown", r["matches"]) for r in rows]
+    assigned = cluster_offline(items, window=timedelta(hours=window_hours), threshold=threshold)
+
+    labelled = [i for i, r in enumerate(rows) if r["story"]]
+    tp = fp = fn = 0
+    for a, b in combinations(range(len(rows)), 2):
+        same_truth = bool(rows[a]["story"]) and rows[a]["story"] == rows[b]["story"]
+        same_pred = assigned[a] == assigned[b]
+        if not (rows[a]["story"] or rows[b]["story"]):
+            continue
+        tp += same_truth and same_pred
+        fp += same_pred and not same_truth
+        fn += same_truth and not same_pred
+    stories = {rows[i]["story"] for i in labelled}
+    clusters = {assigned[i] for i in labelled}
+    result = {
+        "headlines": len(rows), "story_headlines": len(labelled), "true_stories": len(stories),
+        "alerts": len(clusters), "alerts_per_story": len(clusters) / len(stories),
+        "pair_precision": tp / (tp + fp) if tp + fp else 1.0,
+        "pair_recall": tp / (tp + fn) if tp + fn else 1.0,
+    }
+    if show:
+        by_cluster = defaultdict(list)
+        for i in range(len(rows)):
+            by_cluster[assigned[i]].append(i)
+        for cid, members in sorted(by_cluster.items()):
+            if not any(rows[i]["story"] for i in members):
+                continue
+            print(f"cluster {cid}:")
+            for i in members:
+                print(f"  [{rows[i]['story'] or '-'}] {rows[i]['when']:%Y-%m-%d %H:%M} "
+                      f"{rows[i]['headline']}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threshold", type=float, default=None)
+    ap.add_argument("--window-hours", type=float, default=None)
+    ap.add_argument("--show", action="store_true", help="list each cluster's headlines")
+    ap.add_argument("--sweep", action="store_true", help="try several thresholds")
+    ap.add_argument("--all", action="store_true",
+                    help="cluster every dated headline, not only those the matcher alerts on")
+    args = ap.parse_args(argv)
+    config = load_config(ROOT / "config.yaml")
+    threshold = args.threshold if args.threshold is not None else config.stories.threshold
+    window = args.window_hours if args.window_hours is not None else config.stories.window_hours
+    thresholds = [0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7] if args.sweep else [threshold]
+    print(f"{'threshold':>9} {'window_h':>8} {'pair_P':>7} {'pair_R':>7} {'alerts':>6} "
+          f"{'stories':>7} {'alerts/story':>12}")
+    for t in thresholds:
+        r = evaluate(t, window, show=args.show and not args.sweep, everything=args.all)
+        print(f"{t:9.2f} {window:8.0f} {r['pair_precision']:7.3f} {r['pair_recall']:7.3f} "
+              f"{r['alerts']:6d} {r['true_stories']:7d} {r['alerts_per_story']:12.2f}")
+    scope = "every dated headline" if args.all else "the headlines the matcher alerts on"
+    print(f"(clustered {scope}: {r['headlines']}, of which {r['story_headlines']} belong to "
+          f"{r['true_stories']} multi-outlet stories)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

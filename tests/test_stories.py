@@ -1,0 +1,272 @@
+"""One alert per story: clustering across sources, republish and edit detection, alerts that
+grow by edits, momentum, and retention."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from alerts.cluster import StoryIndex, Story, cluster_offline, headline_features
+from alerts.config import load_config
+from alerts.dedupe import edited_titles, title_key
+from alerts.deliver import Deliverer
+from alerts.deliver.telegram import TelegramSink
+from alerts.match import compile_matcher
+from alerts.parse import FeedItem
+from alerts.store import NewItem, open_store
+from tests.conftest import ROOT, ago, rss, run_bot, write_config
+from tests.fakes.slack_webhook import FakeSlack
+from tests.fakes.telegram_api import FakeTelegram
+
+CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890
+CONFIG = load_config(ROOT / "config.yaml")
+MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
+OUTLETS = [
+    ("Reuters", "China approves first imports of Nvidia H200 AI chips"),
+    ("Bloomberg", "Beijing approves Nvidia H200 imports for Chinese tech giants"),
+    ("SCMP", "China clears first batch of Nvidia H200 chip imports"),
+    ("CNBC", "Nvidia H200 imports approved by China, sources say"),
+    ("The Verge", "China lets Nvidia's H200 AI chips in after import approval"),
+]
+
+
+@pytest.fixture
+def telegram():
+    with FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}) as fake:
+        yield fake
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE")}
+    return env | extra
+
+
+def _config(tmp_path, feeds, *, destinations):
+    return write_config(tmp_path, feeds, watchlists=(ROOT / "config.yaml").read_text()
+                        .split("\nwatchlists:", 1)[1].split("\ndestinations:", 1)[0]
+                        .join(["\nwatchlists:", "\n"]) + destinations)
+
+
+def test_five_outlets_one_story_one_message_edited_to_list_the_others(tmp_path, serve, telegram,
+                                                                     feed_server):
+    feeds, bodies = [], []
+    for i, (outlet, title) in enumerate(OUTLETS):
+        link = f"https://{outlet.lower().replace(' ', '')}.example/h200-{i}?utm_source=rss&fbclid=x{i}"
+        bodies.append(rss([{"title": title, "link": link, "guid": f"{outlet}-1",
+                            "date": ago(minutes=30 - i)}]).encode())
+        # Only the first outlet has the story at the first poll; the others follow.
+        feeds.append((outlet, serve(bodies[0] if i == 0 else rss([]))))
+    config = _config(tmp_path, feeds, destinations=(
+        f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
+        f"    api_base_url: {telegram.base_url}\n"))
+    env = _env(TELEGRAM_BOT_TOKEN=telegram.token)
+    first = run_bot("once", "--config", str(config), env=env)
+    assert first.returncode == 0, first.stderr
+    assert len(telegram.sent) == 1 and "alerts=1" in first.stdout
+
+    for (outlet, url), body in zip(feeds[1:], bodies[1:]):
+        feed_server.routes[url.split(str(feed_server.port))[1]].body = body
+    second = run_bot("once", "--config", str(config), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "alerts=0" in second.stdout and len(telegram.sent) == 1, "no second message"
+    assert len(telegram.edits) == 1, "the four updates of one cycle merge into one edit"
+    final = telegram.messages[(CHANNEL_ID, telegram.sent[0]["message_id"])]
+    also = final.split("also reported by ", 1)[1].split("\n")[0]
+    assert sorted(also.split(", ")) == sorted(o for o, _ in OUTLETS[1:])
+    assert "MAJOR STORY · 5 sources" in final, "5 sources within the hour make it major"
+    assert "story_joined" in second.stderr and "similarity" in second.stderr
+
+
+def test_different_events_with_the_same_entities_stay_apart(tmp_path, serve, telegram):
+    url_a = serve(rss([{"title": "US bans Nvidia H20 exports to China", "guid": "a",
+                        "link": "https://a.example/ban", "date": ago(minutes=20)}]))
+    url_b = serve(rss([{"title": "US allows Nvidia H20 exports to China", "guid": "b",
+                        "link": "https://b.example/allow", "date": ago(minutes=10)}]))
+    config = _config(tmp_path, [("A", url_a), ("B", url_b)], destinations=(
+        f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
+        f"    api_base_url: {telegram.base_url}\n"))
+    result = run_bot("once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token))
+    assert result.returncode == 0, result.stderr
+    assert len(telegram.sent) == 2 and telegram.edits == []
+
+
+def test_republished_and_edited_items_alert_nothing_new(tmp_path, serve, feed_server):
+    items = [{"title": "Huawei hit by new US export controls on Ascend chips", "guid": "orig",
+              "link": "https://n.example/huawei?utm_source=rss", "date": ago(minutes=30)}]
+    url = serve(rss(items))
+    config = _config(tmp_path, [("Wire", url)], destinations="")
+    first = run_bot("once", "--config", str(config))
+    assert "alerts=1" in first.stdout
+    # New guid, same article behind a different tracking URL; and a lightly edited title.
+    items += [
+        {"title": "Huawei hit by new US export controls on Ascend chips", "guid": "republished",
+         "link": "https://www.n.example/huawei/?utm_campaign=x#top", "date": ago(minutes=5)},
+        {"title": "UPDATE: Huawei hit by new U.S. export controls on Ascend chips", "guid": "edit",
+         "link": "https://n.example/huawei-updated", "date": ago(minutes=4)},
+        {"title": "Huawei hit by new US export contrls on Ascend chips", "guid": "typo",
+         "link": "https://n.example/huawei-typo", "date": ago(minutes=3)},
+    ]
+    feed_server.routes[url.split(str(feed_server.port))[1]].body = rss(items).encode()
+    second = run_bot("once", "--config", str(config))
+    assert second.returncode == 0, second.stderr
+    assert "alerts=0" in second.stdout and "🔔" not in second.stdout
+    assert second.stderr.count("item_edited") == 2
+
+
+def test_slack_records_sources_but_posts_once(tmp_path, serve):
+    with FakeSlack(interval=0) as slack:
+        feeds = [(o, serve(rss([{"title": t, "guid": o, "link": f"https://{i}.example/s",
+                                  "date": ago(minutes=10 - i)}]))) for i, (o, t) in enumerate(OUTLETS[:3])]
+        config = _config(tmp_path, feeds, destinations="destinations:\n  slack: {}\n")
+        result = run_bot("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
+        assert result.returncode == 0, result.stderr
+        assert len(slack.received) == 1
+    store = open_store(tmp_path / "cw.db")
+    [story] = store.recent_stories(since=datetime.now(timezone.utc) - timedelta(days=1))
+    assert sorted(story.sources) == sorted(o for o, _ in OUTLETS[:3])
+    store.close()
+
+
+# --- deliverer: edits are merged, paced, and "not modified" is fine -------------------------
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime.now(timezone.utc)
+
+    def __call__(self):
+        return self.now
+
+    async def sleep(self, seconds):
+        self.now += timedelta(seconds=seconds)
+
+
+def _item(feed, title, i):
+    return FeedItem(feed=feed, guid=f"{feed}-{i}", link=f"https://{feed}.example/{i}",
+                    title=title, summary="", published=None)
+
+
+def _poll(store, feed, title, *, story_id, new_story, clock, i=0):
+    result = MATCHER.match(title)
+    assert result.alert, title
+    h = headline_features(title, result.matches)
+    store.record_poll(feed, f"http://127.0.0.1:9/{feed}", [NewItem(
+        item=_item(feed, title, i), canonical_link=f"https://{feed}.example/{i}", result=result,
+        story_id=story_id, new_story=new_story,
+        features=(tuple(h.words), tuple(h.entities), tuple(h.actions)))],
+        destinations=("telegram",), now=clock())
+
+
+async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(tmp_path, telegram):
+    store = open_store(tmp_path / "cw.db")
+    store.edit_delay = timedelta(seconds=30)
+    clock = Clock()
+    sink = TelegramSink(token=telegram.token, chat_id=CHANNEL, base_url=telegram.base_url)
+    deliverer = Deliverer(store, [sink], now=clock, sleep=clock.sleep)
+    _poll(store, "Reuters", OUTLETS[0][1], story_id=1, new_story=True, clock=clock)
+    assert (await deliverer.deliver_due()).sent == 1
+    for i, (outlet, title) in enumerate(OUTLETS[1:3], start=1):
+        clock.now += timedelta(seconds=5)
+        _poll(store, outlet, title, story_id=1, new_story=False, clock=clock, i=i)
+    assert (await deliverer.deliver_due()).edits == 0, "waits for more updates first"
+    clock.now += timedelta(seconds=31)
+    report = await deliverer.deliver_due()
+    assert report.edits == 1 and len(telegram.edits) == 1
+    assert "Bloomberg, SCMP" in telegram.edits[0]["shown_text"]
+
+    # Asked to edit again with nothing new: Telegram says "not modified", which is done.
+    store.db.execute("UPDATE deliveries SET edit_pending = 1, edit_after = ?",
+                     [(clock.now - timedelta(seconds=1)).isoformat(timespec="milliseconds")])
+    report = await deliverer.deliver_due()
+    assert report.edits == 1 and not store.edits_due("telegram", now=clock.now + timedelta(hours=1))
+    assert len(telegram.edits) == 1, "the fake refused the identical edit"
+    await sink.aclose()
+    store.close()
+
+
+# --- clustering decisions ----------------------------------------------------------------------
+
+
+def _cluster(titles_times):
+    items = [(t, at, f"src{i}", MATCHER.match(t).matches) for i, (t, at) in enumerate(titles_times)]
+    return cluster_offline(items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+
+
+NOW = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
+SAME = [
+    ("outlets_rephrase", [OUTLETS[0][1], OUTLETS[1][1], OUTLETS[2][1]]),
+    ("ban_reworded", ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"]),
+]
+APART = [
+    ("ban_vs_allow", ["US bans H20 exports to China", "US allows H20 exports to China"]),
+    ("same_company_other_event", ["Huawei added to entity list over chip sales",
+                                  "Huawei imports of HBM halted"]),
+    ("shared_policy_term_only", ["SMIC faces new export controls on tools",
+                                 "Nvidia lobbies against export controls"]),
+]
+
+
+@pytest.mark.parametrize("titles", [c[1] for c in SAME], ids=[c[0] for c in SAME])
+def test_same_event_is_one_story(titles):
+    assert len(set(_cluster([(t, NOW + timedelta(minutes=i)) for i, t in enumerate(titles)]))) == 1
+
+
+@pytest.mark.parametrize("titles", [c[1] for c in APART], ids=[c[0] for c in APART])
+def test_different_events_are_different_stories(titles):
+    assert len(set(_cluster([(t, NOW + timedelta(minutes=i)) for i, t in enumerate(titles)]))) == len(titles)
+
+
+def test_same_headline_months_apart_is_two_stories():
+    title = "Nvidia to sell H200 in China after export licence"
+    assert len(set(_cluster([(title, NOW), (title, NOW + timedelta(days=90))]))) == 2
+
+
+def test_decision_explains_itself():
+    index = StoryIndex(window=timedelta(hours=48), threshold=0.4)
+    first = headline_features(OUTLETS[0][1], MATCHER.match(OUTLETS[0][1]).matches)
+    story = Story(id=7, first_seen=NOW, last_seen=NOW, title=OUTLETS[0][1])
+    story.absorb(first, source="Reuters", at=NOW)
+    index.add(story)
+    second = headline_features(OUTLETS[2][1], MATCHER.match(OUTLETS[2][1]).matches)
+    decision = index.decide(second, NOW + timedelta(minutes=5))
+    assert decision.story is story
+    assert "joins story 7" in decision.explain() and "h200" in decision.explain()
+    other = headline_features("US bans H200 imports", MATCHER.match("US bans H200 imports").matches)
+    assert "new story" in index.decide(other, NOW).explain()
+
+
+@pytest.mark.parametrize("old,new,edited", [
+    ("China approves H200 imports", "UPDATE: China approves H200 imports", True),
+    ("China approves H200 imports", "China aproves H200 imports", True),
+    ("China approves H200 imports (Updated)", "China approves H200 imports", True),
+    ("US bans H20 exports", "US allows H20 exports", False),
+    ("China approves H200 imports", "China approves B200 imports", False),
+], ids=["update_prefix", "typo_fix", "updated_suffix", "opposite_action", "other_model"])
+def test_title_edit_detection(old, new, edited):
+    assert (edited_titles([title_key(new)], [title_key(old)]) == {0}) is edited
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+def test_retention_keeps_the_database_bounded(tmp_path):
+    store = open_store(tmp_path / "cw.db")
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rows_after_prune = []
+    for day in range(60):
+        now = start + timedelta(days=day)
+        new = [NewItem(item=FeedItem(feed="Wire", guid=f"{day}-{i}", link=f"https://n.example/{day}/{i}",
+                                     title=f"Headline {day} {i}", summary="x" * 200, published=now),
+                       canonical_link=f"https://n.example/{day}/{i}", result=None)
+               for i in range(200)]
+        store.record_poll("Wire", "http://127.0.0.1:9/w", new, destinations=("console",), now=now)
+        store.prune(older_than=timedelta(days=30), now=now)
+        rows_after_prune.append(store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
+    assert max(rows_after_prune) <= 31 * 200
+    assert rows_after_prune[-1] == rows_after_prune[40], "steady state: the row count stops growing"
+    size_day_40 = os.path.getsize(tmp_path / "cw.db")
+    assert size_day_40 < 5_000_000
+    store.close()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -23,7 +24,9 @@ from .errors import ConfigError, StoreError
 from .fetch import Fetcher
 from .logs import event, setup_logging
 from .match import Matcher, compile_matcher
-from .pipeline import CycleReport, poll_feed, run_cycle
+from .pipeline import CycleReport, run_cycle
+from .commands import Commands
+from .runtime import Runtime
 from .scheduler import Scheduler
 from .store import Store, open_store, utcnow
 
@@ -157,6 +160,7 @@ def match_json_line(matcher: Matcher, line: str) -> dict:
 
 
 PRUNE_EVERY_SECONDS = 6 * 3600
+RELOAD_CHECK_SECONDS = 2.0
 
 
 def prune(store: Store, config: Config) -> None:
@@ -240,43 +244,58 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
 # --- run ----------------------------------------------------------------------------------
 
 
-async def run_forever(config: Config, *, stop: asyncio.Event | None = None) -> int:
-    """Poll on schedule and deliver until SIGINT/SIGTERM (or ``stop`` is set)."""
+async def run_forever(config: Config, *, stop: asyncio.Event | None = None,
+                      reload_every: float = RELOAD_CHECK_SECONDS) -> int:
+    """Poll on schedule, deliver, answer bot commands and follow config edits, until
+    SIGINT/SIGTERM (or ``stop`` is set)."""
     stop = stop or asyncio.Event()
     _on_termination(stop.set)
-    sinks = build_sinks(config)
     store: Store = open_store(config.database)
-    store.edit_delay = timedelta(seconds=config.stories.edit_delay_seconds)
-    matcher = compile_matcher(config.watchlists, config.rules)
-    clusterer = Clusterer(store, config.stories, now=utcnow())
-    fetcher = Fetcher(config.poll)
-
-    async def poll(feed) -> None:  # noqa: ANN001
-        await poll_feed(feed, config=config, store=store, matcher=matcher, fetcher=fetcher,
-                        now=utcnow(), respect_schedule=True, clusterer=clusterer)
-
-    deliverer = Deliverer(store, sinks)
-
-    async def deliver() -> None:
-        await deliverer.deliver_due()
+    try:
+        runtime = Runtime(config, store)
+    except BaseException:
+        store.close()
+        raise
+    scheduler = Scheduler(poll=runtime.poll, deliver=runtime.deliver)
+    runtime.on_feeds_changed = scheduler.set_feeds
+    commands = await _start_commands(runtime)
 
     async def maintain() -> None:
-        prune(store, config)
+        prune(store, runtime.config)
 
-    scheduler = Scheduler(poll=poll, deliver=deliver)
     scheduler.start(config.feeds)
     scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
+    scheduler.every(reload_every, runtime.reload_if_changed, name="config-watch")
     event(log, "bot_running", feeds=len(config.feeds),
-          destinations=",".join(config.destinations.names()), database=config.database)
+          destinations=",".join(config.destinations.names()), database=config.database,
+          commands="on" if commands else "off")
     try:
         await stop.wait()
         event(log, "shutdown_requested")
-        deliverer.stop.set()
+        runtime.deliverer.stop.set()
         await scheduler.stop()  # waits for the poll or send in flight
     finally:
-        await fetcher.aclose()
-        for sink in sinks:
-            await sink.aclose()
+        if commands is not None:
+            await commands.stop()
+        await runtime.aclose()
         store.close()
     event(log, "bot_stopped")
     return EXIT_OK
+
+
+async def _start_commands(runtime: Runtime) -> Commands | None:
+    """Bot commands run when Telegram is configured; a failure to start them is logged and the
+    bot goes on delivering (commands are retried at the next start)."""
+    telegram = runtime.config.destinations.telegram
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if telegram is None or not token:
+        return None
+    commands = Commands(runtime, token=token, base_url=telegram.api_base_url)
+    try:
+        await commands.start()
+    except Exception as exc:  # noqa: BLE001 - delivery must go on without commands
+        event(log, "commands_unavailable", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        await commands.stop()
+        return None
+    runtime.notify_admins = commands.notify_admins
+    return commands

@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -373,6 +373,14 @@ class Matcher:
                 best[index] = m
         matches = tuple(sorted(best.values(), key=lambda m: (-m.score, m.category, m.term)))
         return MatchResult(matches=matches, rules=self._rules_that_hold(matches))
+
+    def without(self, result: MatchResult, terms: Collection[str]) -> MatchResult:
+        """The result with the given (casefolded) terms' matches removed, rules re-judged:
+        how a muted term is silenced without editing it out of the watchlist."""
+        kept = tuple(m for m in result.matches if m.term.casefold() not in terms)
+        if len(kept) == len(result.matches):
+            return result
+        return MatchResult(matches=kept, rules=self._rules_that_hold(kept))
 
     def _rules_that_hold(self, matches: Sequence[Match]) -> tuple[str, ...]:
         cats = {m.category for m in matches}

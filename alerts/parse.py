@@ -14,7 +14,11 @@ Two paths share one extraction routine over an ``lxml`` tree:
   tokenizer (unquoted attributes, undeclared prefixes, missing end tags, truncation...). The
   result carries a ``warning``.
 
-A body with no RSS/RDF/Atom root at all raises ``ParseError``.
+An entry is kept when it has a title, a link or a summary (an RSS 0.92 item may have only a
+description: its title is then taken from the summary). Entities a document declares itself are
+never expanded (``&name;`` stays, HTML's named entities are decoded); a document whose entities
+would blow up (billion laughs, quadratic blow-up) raises ``ParseError("refused: ...")``, as does
+a body with no RSS/RDF/Atom root at all (``"not a feed: ..."``). A gzip body is inflated first.
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ class FeedItem:
 @dataclass(frozen=True, slots=True)
 class ParsedFeed:
     items: tuple[FeedItem, ...]
-    warning: str | None = None  # set when the document was not well-formed but still yielded items
+    # set when the document was not well-formed (salvaged) or its encoding was mislabelled or
+    # guessed; the items are still good
+    warning: str | None = None
     ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says the feed may be cached
     format: str = ""  # "rss", "rdf" or "atom"
     salvaged: bool = False  # True when the strict XML parse failed and the forgiving one was used
@@ -93,15 +99,16 @@ def html_to_text(value: str, *, limit: int | None = None) -> str:
     if not value:
         return ""
     if "<" in value or "&" in value:
-        if limit is not None and len(value) > 8 * limit:
+        if limit is not None and len(value) > 4 * limit:
             # Long content (full articles): convert a prefix that ends before a tag, and only
-            # go on if that prefix did not already yield more text than the cap keeps.
-            size = 8 * limit
+            # go on if that prefix did not already yield more text than the cap keeps (with a
+            # margin, in case the cut fell inside an odd attribute value).
+            size = 3 * limit
             while size < len(value):
                 cut = value.rfind("<", 0, size)
                 if cut > 0:
                     text = _collapse(_markup_to_text(value[:cut]))
-                    if len(text) > limit:
+                    if len(text) > limit + 200:
                         return text[: limit - 1].rstrip() + "…"
                 size *= 4
         value = _markup_to_text(value)

@@ -192,7 +192,8 @@ class _Builder:
         return f"{{{ns}}}{local}" if ns else local
 
 
-def salvage_tree(text: str, *, budget_seconds: float = SALVAGE_SECONDS) -> tuple[etree._Element, bool]:
+def salvage_tree(text: str, *,
+                 budget_seconds: float = SALVAGE_SECONDS) -> tuple[etree._Element, bool]:
     """A tree from anything: a synthetic ``salvaged-document`` element holding whatever elements
     could be read, in document order, and whether the whole text was read (False when the time
     budget ran out first: pathological input keeps what was read until then)."""

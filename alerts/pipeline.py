@@ -16,7 +16,7 @@ from .dedupe import edited_titles, find_new, title_key
 from .errors import ParseError
 from .fetch import Fetcher, Validators
 from .logs import event
-from .match import Matcher
+from .match import Matcher, MatchResult
 from .parse import FeedItem, parse_feed
 from .store import Alert, NewItem, Store
 
@@ -192,8 +192,11 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
         return FeedOutcome(feed=feed.name, status=result.status)
 
     try:
-        parsed = parse_feed(result.body, feed=feed.name, url=result.final_url or url,
-                            content_type=result.content_type)
+        # In a worker thread: a broken multi-megabyte body may take the salvage parser a
+        # while, and the event loop must keep fetching and delivering meanwhile.
+        parsed = await asyncio.to_thread(parse_feed, result.body, feed=feed.name,
+                                         url=result.final_url or url,
+                                         content_type=result.content_type)
     except ParseError as exc:
         if moved and not dry_run:
             store.update_feed(feed.name, feed.url, **moved)
@@ -205,15 +208,21 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
     fresh = find_new(store, parsed.items)
     keys = [title_key(item.title) for item, _ in fresh]
     edits = edited_titles(keys, store.recent_title_keys(feed.name, since=now - EDIT_LOOKBACK))
+    muted = store.active_mutes(now=now) if fresh else {}
+    subscriptions = store.subscriptions() if fresh and config.destinations.telegram else []
     new = []
     for i, (item, link) in enumerate(fresh):
-        result_ = None
+        result_, extra = None, ()
         if i in edits:
             event(log, "item_edited", feed=feed.name, title=item.title)
         elif _eligible(item, first_poll=first_poll, cutoff=cutoff):
             result_ = matcher.match(item.title, item.summary)
+            if muted:
+                result_ = matcher.without(result_, muted)
+            extra = subscribers(result_, subscriptions)
         new.append(_placed(NewItem(item=item, canonical_link=link, result=result_,
-                                   title_key=keys[i]), clusterer, now=now))
+                                   title_key=keys[i], extra_destinations=extra),
+                           clusterer, now=now))
     # Items that joined an existing story add a source to its alert instead of alerting.
     alerting = [n for n in new if n.result is not None and n.result.alert
                 and (n.story_id is None or n.new_story)]
@@ -246,6 +255,17 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
 
 
 EDIT_LOOKBACK = timedelta(days=7)
+
+
+def subscribers(result: MatchResult, subscriptions: Sequence[tuple[int, str, str]]) -> tuple[str, ...]:
+    """Personal destinations (``telegram:<chat id>``) for an item: subscribed to a term it
+    matched (with or without a rule holding), or to a rule that held."""
+    if not subscriptions or not result.matches:
+        return ()
+    terms = {m.term.casefold() for m in result.matches}
+    return tuple(dict.fromkeys(
+        f"telegram:{chat}" for chat, kind, value in subscriptions
+        if (kind == "term" and value.casefold() in terms) or (kind == "rule" and value in result.rules)))
 
 
 def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewItem:

@@ -138,7 +138,27 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migrate_1, _migrate_2, _migrate_3]
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """Living with the bot: mutes, operator settings (pause), personal subscriptions."""
+    _run_script(db, """
+    CREATE TABLE mutes (
+        term TEXT PRIMARY KEY,           -- casefolded canonical term
+        until TEXT NOT NULL,
+        by_user INTEGER
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE subscriptions (
+        chat_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,              -- term | rule
+        value TEXT NOT NULL,             -- canonical term or rule name
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (chat_id, kind, value)
+    )
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1, _migrate_2, _migrate_3, _migrate_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -217,6 +237,7 @@ class NewItem:
     story_id: int | None = None
     new_story: bool = False
     features: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
+    extra_destinations: tuple[str, ...] = ()  # e.g. "telegram:12345" for a personal subscriber
 
 
 def _match_from_json(d: dict) -> Match:
@@ -324,7 +345,7 @@ class Store:
                 item, alert_id, story_id = new.item, None, new.story_id
                 if story_id is not None and not new.new_story:
                     self._join_story(story_id, item, new, now=now)
-                elif new.result is not None and new.result.alert:
+                elif new.result is not None and (new.result.alert or new.extra_destinations):
                     cur = self.db.execute(
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "
                         "matches, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -333,9 +354,10 @@ class Store:
                          json.dumps(list(new.result.rules))])
                     alert_id = cur.lastrowid
                     alert_ids.append(alert_id)
-                    for dest in destinations:
-                        self.db.execute("INSERT INTO deliveries (alert_id, destination) VALUES (?, ?)",
-                                        [alert_id, dest])
+                    channel = destinations if new.result.alert else ()
+                    for dest in (*channel, *new.extra_destinations):
+                        self.db.execute("INSERT OR IGNORE INTO deliveries (alert_id, destination) "
+                                        "VALUES (?, ?)", [alert_id, dest])
                     if story_id is not None:
                         self._new_story(story_id, alert_id, item, new.features or ((), (), ()),
                                         now=now)
@@ -424,6 +446,50 @@ class Store:
         return [r[0] for r in self.db.execute(
             "SELECT title_key FROM items WHERE feed = ? AND seen_at >= ? AND title_key IS NOT NULL",
             [feed, _iso(since)])]
+
+    # --- operator state: mutes, settings, subscriptions -------------------------------------
+
+    def mute(self, term: str, *, until: datetime, by_user: int | None = None) -> None:
+        self.db.execute("INSERT INTO mutes (term, until, by_user) VALUES (?, ?, ?) "
+                        "ON CONFLICT (term) DO UPDATE SET until = excluded.until, "
+                        "by_user = excluded.by_user", [term.casefold(), _iso(until), by_user])
+
+    def unmute(self, term: str) -> bool:
+        return self.db.execute("DELETE FROM mutes WHERE term = ?", [term.casefold()]).rowcount > 0
+
+    def active_mutes(self, *, now: datetime) -> dict[str, datetime]:
+        return {r[0]: _dt(r[1]) for r in self.db.execute(
+            "SELECT term, until FROM mutes WHERE until > ?", [_iso(now)])}
+
+    def get_setting(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM settings WHERE key = ?", [key])
+        else:
+            self.db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                            "DO UPDATE SET value = excluded.value", [key, value])
+
+    def subscribe(self, chat_id: int, kind: str, value: str, *, now: datetime) -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO subscriptions (chat_id, kind, value, "
+                              "created_at) VALUES (?, ?, ?, ?)", [chat_id, kind, value, _iso(now)])
+        return cur.rowcount > 0
+
+    def unsubscribe(self, chat_id: int, value: str) -> bool:
+        return self.db.execute("DELETE FROM subscriptions WHERE chat_id = ? AND lower(value) = ?",
+                               [chat_id, value.casefold()]).rowcount > 0
+
+    def subscriptions(self, chat_id: int | None = None) -> list[tuple[int, str, str]]:
+        sql, args = "SELECT chat_id, kind, value FROM subscriptions", []
+        if chat_id is not None:
+            sql, args = sql + " WHERE chat_id = ?", [chat_id]
+        return [tuple(r) for r in self.db.execute(sql + " ORDER BY chat_id, kind, value", args)]
+
+    def alerts_since(self, since: datetime) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM alerts WHERE created_at >= ?",
+                               [_iso(since)]).fetchone()[0]
 
     # --- outbox --------------------------------------------------------------------------
 

@@ -53,23 +53,38 @@ class TelegramSink:
                  base_url: str = "https://api.telegram.org/bot", link_preview: bool = False,
                  per_chat: tuple[int, float] = PER_CHAT,
                  per_group_minute: tuple[int, float] = PER_GROUP_MINUTE,
-                 overall: tuple[int, float] = GLOBAL, timeout: float = 15.0):
+                 overall: tuple[int, float] = GLOBAL, timeout: float = 15.0,
+                 bot: Bot | None = None, overall_limiter: RateLimiter | None = None):
         self.name = name
         self.chat_id = chat_id
         self._token = token
+        self._base_url = base_url
+        self._link_preview = link_preview
         self._preview = LinkPreviewOptions(is_disabled=not link_preview)
-        request = HTTPXRequest(connection_pool_size=8, read_timeout=timeout,
-                               write_timeout=timeout, connect_timeout=timeout, pool_timeout=timeout)
-        self.bot = Bot(token, base_url=base_url, request=request)
-        windows = [per_chat, overall]
+        self._owns_bot = bot is None
+        if bot is None:
+            request = HTTPXRequest(connection_pool_size=8, read_timeout=timeout,
+                                   write_timeout=timeout, connect_timeout=timeout,
+                                   pool_timeout=timeout)
+            bot = Bot(token, base_url=base_url, request=request)
+        self.bot = bot
+        # The 30-a-second limit is for the whole bot: chats of one bot share one limiter.
+        self.overall = overall_limiter or RateLimiter([overall])
+        windows = [per_chat]
         if is_group_chat(chat_id):
             windows.append(per_group_minute)
         self.limiter = RateLimiter(windows)
         # Edits count against flood limits too; keep them to one every few seconds per chat.
         self.edit_limiter = RateLimiter([(1, 3.0), (20, 61.0)])
 
+    def for_chat(self, chat_id: int) -> TelegramSink:
+        """A sink for a personal chat sharing this bot and its overall rate limit."""
+        return TelegramSink(token=self._token, chat_id=chat_id, name=f"telegram:{chat_id}",
+                            base_url=self._base_url, link_preview=self._link_preview,
+                            bot=self.bot, overall_limiter=self.overall)
+
     def allowance(self, within: float) -> int:
-        return self.limiter.allowance(within)
+        return min(self.limiter.allowance(within), self.overall.allowance(within))
 
     def _error(self, exc: TelegramError) -> Exception:
         """Map a PTB error onto RetryLater / Rejected / Unavailable (specific ones first)."""
@@ -95,6 +110,7 @@ class TelegramSink:
 
     async def _send_html(self, html_text: str) -> str:
         await self.limiter.acquire()
+        await self.overall.acquire()
         try:
             message = await self.bot.send_message(chat_id=self.chat_id, text=html_text,
                                                   parse_mode=ParseMode.HTML,
@@ -125,6 +141,8 @@ class TelegramSink:
             raise self._error(exc) from None
 
     async def aclose(self) -> None:
+        if not self._owns_bot:
+            return
         try:
             await self.bot.shutdown()
         except Exception:  # closing must never fail a shutdown

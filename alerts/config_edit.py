@@ -1,0 +1,121 @@
+"""Edit ``config.yaml`` from bot commands without losing its comments, order or formatting.
+
+Changes go through ruamel.yaml's round-trip objects (never string templating, so an argument
+can never inject keys), are validated as a whole config before anything is written, and are
+written atomically (temp file, then rename), which the hot reload then picks up.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import tempfile
+import unicodedata
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from .config import parse_config
+from .errors import ConfigError
+
+MAX_TERM_CHARS = 60
+# Letters and digits of any script, spaces and the punctuation real names use.
+_TERM_OK = re.compile(r"^[\w][\w .\-'’&+/()]*$")
+
+
+class EditRefused(ValueError):
+    """The edit cannot be made; the message says why, for the person who asked."""
+
+
+def clean_term(raw: str) -> str:
+    """A watchlist term from untrusted input, or EditRefused with a clear reason."""
+    term = " ".join(raw.split())
+    if not term:
+        raise EditRefused("give a term, e.g. /watch chips B300")
+    if len(term) > MAX_TERM_CHARS:
+        raise EditRefused(f"a term is at most {MAX_TERM_CHARS} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co") for c in raw):
+        raise EditRefused("control characters are not allowed in a term")
+    if not _TERM_OK.match(term):
+        raise EditRefused("a term is letters, digits, spaces and . - ' & + / ( ) only")
+    return term
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def _term_name(entry: object) -> str:
+    if isinstance(entry, dict):
+        return str(entry.get("term", ""))
+    return str(entry)
+
+
+def _load(path: Path):  # noqa: ANN202 - ruamel's CommentedMap
+    return _yaml().load(path.read_text(encoding="utf-8"))
+
+
+def _save(path: Path, doc: object) -> str:
+    buffer = io.StringIO()
+    _yaml().dump(doc, buffer)
+    text = buffer.getvalue()
+    parse_config(text, path=path)  # the whole result must be valid before it replaces the file
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        except OSError:
+            pass
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return text
+
+
+def _category(doc: dict, category: str):  # noqa: ANN202
+    lists = doc.get("watchlists") or {}
+    if category not in lists:
+        known = ", ".join(lists) or "none"
+        raise EditRefused(f"there is no watchlist '{category}' (there are: {known})")
+    return lists[category]
+
+
+def add_term(path: Path, category: str, raw_term: str) -> str:
+    """Append a term to a watchlist; returns the canonical term added."""
+    term = clean_term(raw_term)
+    doc = _load(path)
+    entries = _category(doc, category)
+    if any(_term_name(e).casefold() == term.casefold() for e in entries):
+        raise EditRefused(f"'{term}' is already on the {category} watchlist")
+    entries.append(term)
+    try:
+        _save(path, doc)
+    except ConfigError as exc:
+        raise EditRefused(f"the config would not be valid: {exc.message}") from None
+    return term
+
+
+def remove_term(path: Path, category: str, raw_term: str) -> str:
+    """Remove a term from a watchlist; returns the term as it was written."""
+    term = clean_term(raw_term)
+    doc = _load(path)
+    entries = _category(doc, category)
+    for i, entry in enumerate(entries):
+        if _term_name(entry).casefold() == term.casefold():
+            name = _term_name(entry)
+            del entries[i]
+            try:
+                _save(path, doc)
+            except ConfigError as exc:
+                raise EditRefused(f"the config would not be valid: {exc.message}") from None
+            return name
+    raise EditRefused(f"'{term}' is not on the {category} watchlist")

@@ -1,0 +1,162 @@
+"""The live state of ``run``: config, matcher, sinks, deliverer and clusterer, and the hot
+reload that swaps them when ``config.yaml`` changes.
+
+A changed file is validated first; an invalid edit never replaces the running config. The bot
+keeps running on the last good one, logs the error (file, line, key) and tells the admins.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from .cluster import Clusterer
+from .config import Config, FeedConfig, load_config
+from .deliver import Deliverer, Sink
+from .deliver.sinks import build_sinks
+from .deliver.telegram import TelegramSink
+from .errors import ConfigError
+from .fetch import Fetcher
+from .logs import event
+from .match import Matcher, compile_matcher
+from .pipeline import poll_feed
+from .store import Store, utcnow
+
+log = logging.getLogger("chipwatch.runtime")
+
+PAUSED_KEY = "paused:{}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileStamp:
+    """Enough of a file's stat to notice edits, including atomic saves (write, then rename)."""
+
+    mtime_ns: int
+    size: int
+    inode: int
+
+    @staticmethod
+    def of(path: Path) -> FileStamp | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return FileStamp(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+class Runtime:
+    """Owns what a config determines; ``reload_if_changed`` swaps it safely."""
+
+    def __init__(self, config: Config, store: Store, *,
+                 sink_factory: Callable[[Config], list[Sink]] = build_sinks):
+        self.store = store
+        self._sink_factory = sink_factory
+        self.config = config
+        self.matcher: Matcher = compile_matcher(config.watchlists, config.rules)
+        self.fetcher = Fetcher(config.poll)
+        self.clusterer = Clusterer(store, config.stories, now=utcnow())
+        self.deliverer = Deliverer(store, sink_factory(config))
+        self._add_private_sinks()
+        self.store.edit_delay = timedelta(seconds=config.stories.edit_delay_seconds)
+        self._stamp = FileStamp.of(config.path)
+        self._last_error: str | None = None
+        self.on_feeds_changed: Callable[[tuple[FeedConfig, ...]], None] = lambda feeds: None
+        self.notify_admins: Callable[[str], Awaitable[None]] | None = None
+        self._load_paused()
+
+    # --- the work the scheduler ticks -----------------------------------------------------
+
+    async def poll(self, feed: FeedConfig) -> None:
+        await poll_feed(feed, config=self.config, store=self.store, matcher=self.matcher,
+                        fetcher=self.fetcher, now=utcnow(), respect_schedule=True,
+                        clusterer=self.clusterer)
+
+    async def deliver(self) -> None:
+        await self.deliverer.deliver_due()
+
+    # --- personal subscriptions ---------------------------------------------------------------
+
+    def channel_sink(self) -> TelegramSink | None:
+        return next((s for s in self.deliverer.sinks
+                     if isinstance(s, TelegramSink) and s.name == "telegram"), None)
+
+    def ensure_private_sink(self, chat_id: int) -> None:
+        """A sink for a subscriber's private chat, so its outbox rows can be delivered."""
+        channel = self.channel_sink()
+        name = f"telegram:{chat_id}"
+        if channel is not None and all(s.name != name for s in self.deliverer.sinks):
+            self.deliverer.sinks.append(channel.for_chat(chat_id))
+
+    def _add_private_sinks(self) -> None:
+        for chat_id in {chat for chat, _, _ in self.store.subscriptions()}:
+            self.ensure_private_sink(chat_id)
+
+    # --- pause and resume (operator state, kept in SQLite) --------------------------------
+
+    def _load_paused(self) -> None:
+        for sink in self.deliverer.sinks:
+            if self.store.get_setting(PAUSED_KEY.format(sink.name)):
+                self.deliverer.held_back.add(sink.name)
+
+    def set_paused(self, destination: str, paused: bool) -> None:
+        self.store.set_setting(PAUSED_KEY.format(destination), "1" if paused else None)
+        (self.deliverer.held_back.add if paused else self.deliverer.held_back.discard)(destination)
+
+    # --- hot reload ---------------------------------------------------------------------------
+
+    async def reload_if_changed(self) -> bool:
+        """Apply the config file if it changed and is valid; returns True when applied."""
+        stamp = FileStamp.of(self.config.path)
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            new = load_config(self.config.path)
+            sinks = self._sink_factory(new) if new.destinations != self.config.destinations else None
+        except ConfigError as exc:
+            message = str(exc)
+            event(log, "config_invalid", logging.ERROR, error=message,
+                  keeping="the last good config")
+            if message != self._last_error and self.notify_admins is not None:
+                await self.notify_admins(f"⚠️ config not applied: {message}\n"
+                                         f"chipwatch keeps running on the last good config.")
+            self._last_error = message
+            return False
+        await self.apply(new, sinks=sinks)
+        return True
+
+    async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
+        old = self.config
+        if new.database != old.database:
+            event(log, "config_database_ignored", logging.WARNING,
+                  reason="a new database path needs a restart", database=new.database)
+        self.matcher = compile_matcher(new.watchlists, new.rules)
+        if new.poll != old.poll:
+            old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)
+            await old_fetcher.aclose()
+        if new.stories != old.stories:
+            self.clusterer = Clusterer(self.store, new.stories, now=utcnow())
+            self.store.edit_delay = timedelta(seconds=new.stories.edit_delay_seconds)
+        if sinks is not None:
+            old_sinks = self.deliverer.sinks
+            held = self.deliverer.held_back
+            self.deliverer = Deliverer(self.store, sinks)
+            self.deliverer.held_back |= held
+            self._add_private_sinks()
+            for sink in old_sinks:
+                await sink.aclose()
+        self.config = new
+        self._last_error = None
+        self.on_feeds_changed(new.feeds)
+        terms = sum(len(t) for t in new.watchlists.values())
+        event(log, "config_reloaded", feeds=len(new.feeds), terms=terms,
+              rules=",".join(r.name for r in new.rules))
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()
+        for sink in self.deliverer.sinks:
+            await sink.aclose()

@@ -12,7 +12,7 @@ import pytest
 from alerts.cli import run_forever
 from alerts.config import load_config
 from alerts.demo.server import Route
-from tests.conftest import ROOT, ago, rss
+from tests.conftest import ago, rss
 from tests.fakes.telegram_api import FakeTelegram
 
 CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import io
 import os
 import signal
 import sqlite3
@@ -17,7 +16,6 @@ import pytest
 from alerts.deliver import Deliverer
 from alerts.deliver.slack import SlackSink
 from alerts.deliver.telegram import TelegramSink
-from alerts.logs import setup_logging
 from alerts.match import Match, MatchResult
 from alerts.parse import FeedItem
 from alerts.store import NewItem, open_store

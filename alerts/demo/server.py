@@ -31,7 +31,39 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class FeedServer:
+class LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 (random port) with its lifecycle: ``with`` it, or
+    ``start()``/``close()``. Subclasses call ``_serve(handler_class, name)`` in ``__init__``."""
+
+    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
+        handler.disable_nagle_algorithm = True  # else keep-alive + delayed ACK costs ~40 ms
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
+                                        daemon=True, name=name)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def start(self):  # noqa: ANN201 - returns the subclass
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    stop = close
+
+    def __enter__(self):  # noqa: ANN204
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FeedServer(LoopbackServer):
     """``with FeedServer() as srv: srv.route("/a.xml", Route(...)); srv.url("/a.xml")``."""
 
     def __init__(self) -> None:
@@ -88,13 +120,7 @@ class FeedServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up, as a timeout test wants it to
 
-        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
+        self._serve(Handler, "FeedServer")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -108,16 +134,3 @@ class FeedServer:
         with self._lock:
             return sum(1 for p, _ in self.requests if p == path)
 
-    def start(self) -> FeedServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FeedServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -20,7 +20,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from alerts.demo.server import LoopbackServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -85,7 +87,7 @@ def _block_error(blocks: Any) -> bool:
     return False
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     """A loopback Slack incoming webhook. Constructor arguments (all optional):
 
     path: the webhook path (default ``/services/T00000000/B00000000/XXXX…``).
@@ -110,7 +112,6 @@ class FakeSlack:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # else keep-alive + delayed ACK adds ~40 ms a call
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -123,30 +124,9 @@ class FakeSlack:
 
             do_PUT = do_POST
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True,
-                                        name="FakeSlack")
+        self._serve(Handler, "FakeSlack")
 
     # ---- lifecycle ----
-
-    def start(self) -> FakeSlack:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-
-    def __enter__(self) -> FakeSlack:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
 
     @property
     def url(self) -> str:

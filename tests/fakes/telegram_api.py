@@ -39,7 +39,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from email import policy as email_policy
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from alerts.demo.server import LoopbackServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -389,7 +391,7 @@ def _as_bool(value: Any) -> bool | None:
     return str(value).strip().lower() in ("true", "1", "yes", "on")
 
 
-class FakeTelegram:
+class FakeTelegram(LoopbackServer):
     """A loopback Bot API. Constructor arguments (all optional):
 
     tokens: tokens accepted (iterable, or mapping token -> getMe overrides). Default
@@ -469,7 +471,6 @@ class FakeTelegram:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # else keep-alive + delayed ACK adds ~40 ms a call
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -480,33 +481,17 @@ class FakeTelegram:
             def do_POST(self) -> None:  # noqa: N802
                 fake._handle(self)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True,
-                                        name="FakeTelegram")
+        self._serve(Handler, "FakeTelegram")
 
     # ---- lifecycle --------------------------------------------------------------------------
 
-    def start(self) -> FakeTelegram:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self._cond:
+    def close(self) -> None:
+        with self._cond:  # end long polls first, so the server can shut down at once
             self._closed = True
             self._cond.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().close()
 
-    def __enter__(self) -> FakeTelegram:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
+    stop = close
 
     @property
     def base_url(self) -> str:

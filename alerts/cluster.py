@@ -6,7 +6,8 @@ they share. Similarity is the share of the item's (weighted) words that the stor
 
 - watchlist entities (matched canonical terms) weigh most, and at least one must be shared;
 - everyday domain words ("US", "China", "chip", "AI", "export") weigh least;
-- opposite actions veto a join: a story about a ban never absorbs an item about an approval
+- an action opposite to the one the story's first headline reports vetoes a join: a story about
+  a ban never absorbs an item about an approval
   ("US bans H20 exports" vs "US allows H20 exports").
 
 Candidates come from an inverted index of the entities of stories inside the window, so a new
@@ -114,6 +115,8 @@ class Story:
     last_seen: datetime
     words: set[str] = field(default_factory=set)
     entities: set[str] = field(default_factory=set)
+    # The kind of action the story's first headline (the alert people saw) reports; later
+    # members do not redefine the event ("… to clear US export hurdles" is no approval story).
     actions: set[str] = field(default_factory=set)
     sources: list[str] = field(default_factory=list)
     alert_id: int | None = None
@@ -122,7 +125,8 @@ class Story:
     def absorb(self, h: Headline, *, source: str, at: datetime) -> None:
         self.words |= h.words
         self.entities |= h.entities
-        self.actions |= h.actions
+        if not self.sources:
+            self.actions = set(h.actions)
         if source not in self.sources:
             self.sources.append(source)
         self.last_seen = max(self.last_seen, at)

@@ -217,7 +217,7 @@ class Matcher:
         self.rules = tuple(rules)
         self._terms: list[_TermInfo] = []
         entries: dict[str, list[tuple[int, Kind, int]]] = {}  # key -> (term index, kind, tokens)
-        guards: set[str] = set()
+        guards: dict[str, set[str]] = {}  # automaton key -> the guard words it stands for
         self._fuzzy: dict[str, list[int]] = {}
         self._typos: dict[str, tuple[tuple[int, float], ...]] = {}  # word -> typo matches
         self._no_typo: set[str] = set()  # words seen that are no typo of any watched name
@@ -233,14 +233,16 @@ class Matcher:
                         vocabulary.update(key.split())
                 for word in (*term.context, *term.exclude):
                     if not word.startswith("@"):
-                        guards.update(phrase_keys(word))
+                        for key in phrase_keys(word):  # " chips " also stands for "chip"
+                            guards.setdefault(key, set()).add(normalise(word).strip())
                 if self._fuzzy_ok(term):
                     for key in _deletions(normalise(term.name).strip()):
                         self._fuzzy.setdefault(key, []).append(index)
 
         self._automaton = ahocorasick.Automaton()
-        for key in entries.keys() | guards:
-            self._automaton.add_word(key, (key, tuple(entries.get(key, ())), key in guards))
+        for key in entries.keys() | guards.keys():
+            self._automaton.add_word(key, (key, tuple(entries.get(key, ())),
+                                           frozenset(guards.get(key, ()))))
         if len(self._automaton):
             self._automaton.make_automaton()
         self._vocabulary = frozenset(vocabulary)
@@ -284,7 +286,7 @@ class Matcher:
         # (term index, first token, token count, kind, CJK offset or -1, CJK key length)
         hits: list[tuple[int, int, int, Kind, int, int]] = []
         guards: set[str] = set()
-        for end, (key, payload, is_guard) in self._automaton.iter(norm):
+        for end, (key, payload, guard_words) in self._automaton.iter(norm):
             start = end - len(key) + 1
             if key[0] == " ":
                 token = norm.count(" ", 0, start + 1) - 1
@@ -292,8 +294,8 @@ class Matcher:
             else:  # a CJK key inside a CJK run
                 token = norm.count(" ", 0, start) - 1
                 offset = start - norm.rfind(" ", 0, start) - 1
-            if is_guard:
-                guards.add(key.strip())
+            if guard_words:
+                guards |= guard_words
             for index, kind, ntokens in payload:
                 hits.append((index, token, ntokens, kind, offset, len(key)))
 
@@ -357,22 +359,37 @@ class Matcher:
         if not raw:
             return MatchResult(matches=(), rules=self._rules_that_hold(()))
         raw = _outermost(raw)
-        names = {self._terms[i].term.name.casefold() for i, _, _, _ in raw}
-        categories = {self._terms[i].term.category for i, _, _, _ in raw}
+        # Settle the guards: a match its own context or exclude rules out must not vouch for
+        # another term ("Blackwell" the surname is no chip context), so repeat until stable.
+        alive = raw
+        while True:
+            names = {self._terms[i].term.name.casefold() for i, _, _, _ in alive}
+            categories = {self._terms[i].term.category for i, _, _, _ in alive}
+            kept = [r for r in alive if self._guards_pass(self._terms[r[0]], guards, names,
+                                                          categories)]
+            if len(kept) == len(alive):
+                break
+            alive = kept
         best: dict[int, Match] = {}
-        for index, _, _, m in raw:
-            info = self._terms[index]
-            if info.exclude_words and not guards.isdisjoint(info.exclude_words):
-                continue
-            if (info.context_words or info.context_terms or info.context_categories) and not (
-                    not guards.isdisjoint(info.context_words)
-                    or not (names - {info.term.name.casefold()}).isdisjoint(info.context_terms)
-                    or not categories.isdisjoint(info.context_categories)):
-                continue
+        for index, _, _, m in alive:
             if index not in best or m.score > best[index].score:
                 best[index] = m
         matches = tuple(sorted(best.values(), key=lambda m: (-m.score, m.category, m.term)))
         return MatchResult(matches=matches, rules=self._rules_that_hold(matches))
+
+    @staticmethod
+    def _guards_pass(info: _TermInfo, guards: set[str], names: set[str],
+                     categories: set[str]) -> bool:
+        if info.exclude_words and not guards.isdisjoint(info.exclude_words):
+            return False
+        if not (info.context_words or info.context_terms or info.context_categories):
+            return True
+        others = names - {info.term.name.casefold()}
+        # A context category is met by another term of it, not by the term itself.
+        other_categories = categories if len(others) else set()
+        return (not guards.isdisjoint(info.context_words)
+                or not others.isdisjoint(info.context_terms)
+                or not other_categories.isdisjoint(info.context_categories))
 
     def without(self, result: MatchResult, terms: Collection[str]) -> MatchResult:
         """The result with the given (casefolded) terms' matches removed, rules re-judged:

@@ -120,7 +120,7 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
         last_seen TEXT NOT NULL,
         words TEXT NOT NULL,             -- JSON lists: the clustering features
         entities TEXT NOT NULL,
-        actions TEXT NOT NULL,
+        actions TEXT NOT NULL,           -- of the first headline: they define the event
         sources TEXT NOT NULL,           -- JSON list of feed names, in order of arrival
         major INTEGER NOT NULL DEFAULT 0
     );
@@ -391,10 +391,9 @@ class Store:
             return
         words, entities, actions = (set(json.loads(v)) for v in row[:3])
         sources = json.loads(row[3])
-        if new.features is not None:
+        if new.features is not None:  # actions stay those of the story's first headline
             words |= set(new.features[0])
             entities |= set(new.features[1])
-            actions |= set(new.features[2])
         changed = item.feed not in sources
         if changed:
             sources.append(item.feed)

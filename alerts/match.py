@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from bisect import bisect_right
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def normalise(text: str) -> str:
 def token_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) in the original text, one per token of ``normalise(text)`` (usually)."""
     pattern = _ASCII_TOKEN_RE if text.isascii() else _TOKEN_RE
-    return [m.span() for m in pattern.finditer(text)]
+    return list(map(re.Match.span, pattern.finditer(text)))
 
 
 def tokenize(text: str) -> list[Span]:
@@ -186,6 +187,35 @@ def phrase_keys(phrase: str) -> set[str]:
     return keys
 
 
+_ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
+_POSSESSIVE_ASCII_RE = re.compile(r"(?<=[a-z0-9])'s\b")
+
+
+class _TokenMap:
+    """Maps character ranges of ``normalise(text)`` back to ranges of the original text,
+    token by token (normalising non-ASCII text can change lengths)."""
+
+    def __init__(self, text: str, norm: str):
+        self.spans = token_spans(text)
+        self.starts = [i + 1 for i, c in enumerate(norm[:-1]) if c == " "]  # token starts
+        self.aligned = len(self.spans) == len(self.starts)
+        self.text, self.norm = text, norm
+
+    def locate(self, a: int, b: int) -> tuple[int, int, str]:
+        """(start, end, text) in the original for ``norm[a:b]``."""
+        if not self.aligned:  # rare: show the normalised words rather than a wrong slice
+            return a, b, self.norm[a:b]
+        first = bisect_right(self.starts, a) - 1
+        last = bisect_right(self.starts, b - 1) - 1
+        offset = a - self.starts[first]  # inside a CJK run
+        start = self.spans[first][0] + offset
+        if offset or self.norm[b] != " ":
+            end = start + (b - a)  # a CJK key: characters map one to one
+        else:
+            end = self.spans[last][1]
+        return start, end, self.text[start:end]
+
+
 def _squash(text: str) -> str:
     return re.sub(r"[\W_]+", "", re.sub(r"['’ʼ]s\b", "", text))
 
@@ -207,6 +237,8 @@ class _TermInfo:
     context_terms: frozenset[str]  # context entries that may be met by a matched term's name
     context_categories: frozenset[str]  # "@category" entries
     exclude_words: frozenset[str]
+    folded_name: str
+    guarded: bool  # has context or exclude words
 
 
 class Matcher:
@@ -259,7 +291,8 @@ class Matcher:
             context_words=norm_words(term.context),
             context_terms=frozenset(w.casefold() for w in term.context if not w.startswith("@")),
             context_categories=frozenset(w[1:] for w in term.context if w.startswith("@")),
-            exclude_words=norm_words(term.exclude))
+            exclude_words=norm_words(term.exclude), folded_name=term.name.casefold(),
+            guarded=bool(term.context or term.exclude))
 
     @staticmethod
     def _fuzzy_ok(term: Term) -> bool:
@@ -279,74 +312,80 @@ class Matcher:
                     found[index] = 100.0 * OSA.normalized_similarity(word, target)
         return tuple(found.items())
 
-    def _scan(self, text: str, field: Field) -> tuple[list[tuple[int, int, int, Match]], set[str]]:
-        """Raw matches in one field as (term index, first token, last token, Match), and the
-        guard words present."""
-        norm = normalise(text)
-        # (term index, first token, token count, kind, CJK offset or -1, CJK key length)
-        hits: list[tuple[int, int, int, Kind, int, int]] = []
+    def _typo_matches(self, words: list[str]) -> dict[str, tuple[tuple[int, float], ...]]:
+        """Words that are typos of watched names, with the terms they stand for."""
+        # Set arithmetic in C drops every word already known to be no typo of a watched
+        # name; only new words reach the Python loop, once each.
+        found_words = {}
+        for word in set(words).difference(self._vocabulary, self._no_typo):
+            found = self._typos.get(word)
+            if found is None:
+                found = (self._fuzzy_candidates(word)
+                         if len(word) >= FUZZY_MIN_TOKEN_LEN and word.isalpha() else ())
+                if len(self._typos) + len(self._no_typo) >= _FUZZY_CACHE_MAX:
+                    self._typos.clear()
+                    self._no_typo.clear()
+                if not found:
+                    self._no_typo.add(word)
+                    continue
+                self._typos[word] = found
+            found_words[word] = found
+        return found_words
+
+    def _scan(self, text: str, field: Field) -> tuple[list[_Hit], set[str]]:
+        """Raw matches in one field, with offsets into the text, and the guard words present."""
+        # ASCII text (most headlines) is normalised in place, length for length, so offsets
+        # in it are offsets in the text; anything else goes the general, token-mapping way.
+        fast = text.isascii()
+        if fast:
+            low = text.lower()
+            if "'" in low:
+                low = _POSSESSIVE_ASCII_RE.sub("  ", low)
+            norm = " " + low.translate(_ASCII_SEPARATORS) + " "
+        else:
+            norm = normalise(text)
+        # (term index, kind, start, end) in ``norm``; CJK keys are unpadded
+        hits: list[tuple[int, Kind, int, int]] = []
         guards: set[str] = set()
         for end, (key, payload, guard_words) in self._automaton.iter(norm):
-            start = end - len(key) + 1
-            if key[0] == " ":
-                token = norm.count(" ", 0, start + 1) - 1
-                offset = -1
-            else:  # a CJK key inside a CJK run
-                token = norm.count(" ", 0, start) - 1
-                offset = start - norm.rfind(" ", 0, start) - 1
             if guard_words:
                 guards |= guard_words
-            for index, kind, ntokens in payload:
-                hits.append((index, token, ntokens, kind, offset, len(key)))
-
-        words = None
+            if payload:
+                start = end - len(key) + 1
+                # [start, end) of the key's characters; a padded key without its spaces
+                if key[0] == " ":
+                    start += 1
+                else:
+                    end += 1
+                for index, kind, _ in payload:
+                    hits.append((index, kind, start, end))
         if self._fuzzy:
-            words = norm.split()
-            # Set arithmetic in C drops every word already known to be no typo of a watched
-            # name; only new words reach the Python loop, once each.
-            unknown = set(words).difference(self._vocabulary, self._no_typo)
-            for word in unknown:
-                found = self._typos.get(word)
-                if found is None:
-                    found = (self._fuzzy_candidates(word)
-                             if len(word) >= FUZZY_MIN_TOKEN_LEN and word.isalpha() else ())
-                    if len(self._typos) + len(self._no_typo) >= _FUZZY_CACHE_MAX:
-                        self._typos.clear()
-                        self._no_typo.clear()
-                    if not found:
-                        self._no_typo.add(word)
-                        continue
-                    self._typos[word] = found
-                for position, other in enumerate(words):
-                    if other == word:
-                        for index, _ in found:
-                            hits.append((index, position, 1, "fuzzy", -1, 0))
+            typos = self._typo_matches(norm.split())
+            for word, found in typos.items():
+                for m in re.finditer(f" {re.escape(word)}(?= )", norm):
+                    for index, _ in found:
+                        hits.append((index, "fuzzy", m.start() + 1, m.end()))
         if not hits:
             return [], guards
 
-        spans = token_spans(text)
-        if words is None:
-            words = norm.split()
-        aligned = len(spans) == len(words)
+        tokens = None if fast else _TokenMap(text, norm)
         weight = FIELD_WEIGHT[field]
+        terms = self._terms
         results = []
-        for index, token, ntokens, kind, offset, key_len in hits:
-            info = self._terms[index]
-            last = token + ntokens - 1
-            if aligned:
-                if offset >= 0:
-                    start = spans[token][0] + offset
-                    snippet = text[start:start + key_len]
-                else:
-                    snippet = text[spans[token][0]:spans[last][1]]
-            else:  # normalisation changed the token count (rare): show the normalised words
-                snippet = " ".join(words[token:last + 1])
-            if info.squashed_written and _squash(snippet) not in info.squashed_written:
+        for index, kind, a, b in hits:
+            info = terms[index]
+            if tokens is None:
+                start, end = a - 1, b - 1
+                snippet = text[start:end]
+            else:
+                start, end, snippet = tokens.locate(a, b)
+            if info.squashed_written and (snippet if snippet.isalnum() else _squash(snippet)) \
+                    not in info.squashed_written:
                 continue
             score = 100.0 if kind != "fuzzy" else 100.0 * OSA.normalized_similarity(
-                words[token], info.norm_name)
-            results.append((index, token, last, Match(info.term.category, info.term.name,
-                                                      snippet, kind, score * weight, field)))
+                norm[a:b], info.norm_name)
+            results.append(_Hit(index, start, end, info.term.category, kind, snippet,
+                                score * weight, field))
         return results, guards
 
     def match(self, title: str, summary: str = "") -> MatchResult:
@@ -358,23 +397,24 @@ class Matcher:
             guards |= more_guards
         if not raw:
             return MatchResult(matches=(), rules=self._rules_that_hold(()))
-        raw = _outermost(raw)
+        alive = _outermost(raw)
+        terms = self._terms
         # Settle the guards: a match its own context or exclude rules out must not vouch for
         # another term ("Blackwell" the surname is no chip context), so repeat until stable.
-        alive = raw
-        while True:
-            names = {self._terms[i].term.name.casefold() for i, _, _, _ in alive}
-            categories = {self._terms[i].term.category for i, _, _, _ in alive}
-            kept = [r for r in alive if self._guards_pass(self._terms[r[0]], guards, names,
-                                                          categories)]
+        while any(terms[h.index].guarded for h in alive):
+            names = {terms[h.index].folded_name for h in alive}
+            categories = {h.category for h in alive}
+            kept = [h for h in alive if self._guards_pass(terms[h.index], guards, names, categories)]
             if len(kept) == len(alive):
                 break
             alive = kept
-        best: dict[int, Match] = {}
-        for index, _, _, m in alive:
-            if index not in best or m.score > best[index].score:
-                best[index] = m
-        matches = tuple(sorted(best.values(), key=lambda m: (-m.score, m.category, m.term)))
+        best: dict[int, _Hit] = {}
+        for h in alive:
+            if h.index not in best or h.score > best[h.index].score:
+                best[h.index] = h
+        matches = tuple(sorted(
+            (Match(h.category, terms[h.index].term.name, h.text, h.kind, h.score, h.field)
+             for h in best.values()), key=lambda m: (-m.score, m.category, m.term)))
         return MatchResult(matches=matches, rules=self._rules_that_hold(matches))
 
     @staticmethod
@@ -384,7 +424,7 @@ class Matcher:
             return False
         if not (info.context_words or info.context_terms or info.context_categories):
             return True
-        others = names - {info.term.name.casefold()}
+        others = names - {info.folded_name}
         # A context category is met by another term of it, not by the term itself.
         other_categories = categories if len(others) else set()
         return (not guards.isdisjoint(info.context_words)
@@ -416,14 +456,35 @@ class Matcher:
         return tuple(held)
 
 
-def _outermost(raw: list[tuple[int, int, int, Match]]) -> list[tuple[int, int, int, Match]]:
+class _Hit(NamedTuple):
+    """A match before its guards are settled (cheap to make; most become a ``Match``)."""
+
+    index: int  # term index
+    start: int
+    end: int
+    category: str
+    kind: Kind
+    text: str
+    score: float
+    field: Field
+
+
+def _outermost(raw: list[_Hit]) -> list[_Hit]:
     """Within one category and field, drop a match inside a longer one: "Ascend 910C" explains
     itself better than "Ascend". Other categories keep theirs ("chip war" does not hide "chip")."""
-    if len(raw) < 2:
+    if len(raw) < 2 or len({(r.category, r.field) for r in raw}) == len(raw):
         return raw
-    return [r for r in raw if not any(
-        o[3].category == r[3].category and o[3].field == r[3].field
-        and o[1] <= r[1] and r[2] <= o[2] and (o[2] - o[1]) > (r[2] - r[1]) for o in raw)]
+    groups: dict[tuple[str, str], list[_Hit]] = {}
+    for r in raw:
+        groups.setdefault((r.category, r.field), []).append(r)
+    kept = []
+    for group in groups.values():
+        if len(group) == 1 or len({r[2] - r[1] for r in group}) == 1:
+            kept += group  # nothing in it can be strictly inside another
+            continue
+        kept += [r for r in group if not any(
+            o[1] <= r[1] and r[2] <= o[2] and o[2] - o[1] > r[2] - r[1] for o in group)]
+    return kept
 
 
 def compile_matcher(watchlists: Mapping[str, Sequence[Term]], rules: Sequence[Rule]) -> Matcher:

@@ -145,7 +145,7 @@ async def test_rejected_alert_is_recorded_not_retried_and_unavailable_pauses(tmp
     store.close()
 
 
-async def test_drain_outbox_waits_for_short_retries(tmp_path, serve):
+async def test_drain_waits_for_short_retries(tmp_path, serve):
     store = await _one_pending_alert(tmp_path, serve)
     sink = FlakySink([RetryLater("network down"), RetryLater("still down", retry_after=1)])
     clock = [datetime.now(timezone.utc)]

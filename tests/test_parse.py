@@ -1,6 +1,7 @@
 """Feed parsing: the real-feed corpus, encodings, formats, messy markup, hostile input, speed.
 
-The corpus is ``shared/feeds`` beside the repository (``CHIPWATCH_FEED_CORPUS`` overrides it).
+The corpus is ``tests/data/feeds``, a copy of ``shared/feeds`` (see its PROVENANCE.md);
+``CHIPWATCH_FEED_CORPUS`` points the tests at another copy.
 Its expected counts were established independently of the parser: every <item>/<entry> start tag
 outside comments and CDATA counted by regex, then the odd files read by eye (see ``_NOTES``).
 """
@@ -37,7 +38,7 @@ from alerts.parse import (
 from tests.conftest import atom, rss
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path(os.environ.get("CHIPWATCH_FEED_CORPUS", ROOT.parent / "shared" / "feeds"))
+CORPUS = Path(os.environ.get("CHIPWATCH_FEED_CORPUS", ROOT / "tests" / "data" / "feeds"))
 UTC = timezone.utc
 
 # file, <item>/<entry> elements in the document, items parse_feed must yield (those with a title,
@@ -143,7 +144,10 @@ _UNDATED = {"heise_rss090_rdf.xml", "feedparser_double_encoded_html.xml",
             "feedparser_illformed_chardet_gb2312.xml",
             "feedparser_illformed_corrupted_ampersands.xml"}
 
-needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason=f"no feed corpus at {CORPUS}")
+def test_the_corpus_is_there():
+    """The corpus ships with the tests: a missing one is a failure, never a silent skip."""
+    assert len(list(CORPUS.glob("*.xml*"))) == 79, CORPUS
+
 
 
 def corpus_body(name: str) -> bytes:
@@ -182,14 +186,12 @@ def rss_doc(item_xml: str, *, decl: str = '<?xml version="1.0" encoding="UTF-8"?
 # The corpus
 
 
-@needs_corpus
 def test_corpus_table_lists_every_file():
     on_disk = {p.name for p in CORPUS.iterdir() if p.name.endswith((".xml", ".xml.gz"))}
     assert on_disk == {name for name, _, _ in CORPUS_TABLE}
     assert len(CORPUS_TABLE) == 79
 
 
-@needs_corpus
 @pytest.mark.parametrize(("name", "entries", "expected"), CORPUS_TABLE,
                          ids=[row[0] for row in CORPUS_TABLE])
 def test_corpus_file_yields_its_true_entries(name, entries, expected):
@@ -210,7 +212,6 @@ def test_corpus_file_yields_its_true_entries(name, entries, expected):
     assert all(item.published.tzinfo is UTC for item in parsed.items if item.published)
 
 
-@needs_corpus
 def test_corpus_beats_feedparser_and_fastfeedparser_on_their_misses():
     dylan = parse_feed(corpus_body("dylanharris_malformed_rss.xml"), feed="d")
     assert len(dylan.items) == 35 and dylan.salvaged and dylan.warning
@@ -231,7 +232,6 @@ def test_corpus_beats_feedparser_and_fastfeedparser_on_their_misses():
         "My Professional Armchair Analysis of CES", "Did We Learn Nothing From the Dot-Com Bust?"]
 
 
-@needs_corpus
 @pytest.mark.parametrize(("name", "title"), [
     ("eliotjones_blog_declared_utf16_rss.xml", "So you want to parse a PDF?"),
     ("ibash_windows1251_rss.xml", "Цитата #17703"),
@@ -251,7 +251,6 @@ def test_corpus_encodings_decode_to_the_right_text(name, title):
     assert parse_feed(corpus_body(name), feed=name).items[0].title == title
 
 
-@needs_corpus
 def test_corpus_relative_links_resolve_against_xml_base_and_feed_url():
     tpm = parse_feed(corpus_body("talkingpointsmemo_atom.xml"), feed="t",
                      url="https://talkingpointsmemo.com/feed/all")
@@ -263,7 +262,6 @@ def test_corpus_relative_links_resolve_against_xml_base_and_feed_url():
     assert hugo.items[0].link == "https://insanity.industries/post/pareto-optimal-compression/"
 
 
-@needs_corpus
 def test_gzip_file_served_with_content_encoding_parses(serve):
     raw = (CORPUS / "nshipster_invalid_chars_rss.xml.gz").read_bytes()
     url = serve(Route(body=raw, headers={"Content-Type": "application/rss+xml",
@@ -277,7 +275,6 @@ def test_gzip_file_served_with_content_encoding_parses(serve):
     assert len(parse_feed(raw, feed="n").items) == 25
 
 
-@needs_corpus
 def test_salvage_path_agrees_with_strict_path_on_every_well_formed_file(monkeypatch):
     """The forgiving tree builder must read a well-formed feed exactly as lxml does."""
     strict = {}

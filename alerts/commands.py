@@ -20,7 +20,7 @@ from telegram.ext import (AIORateLimiter, Application, CommandHandler, ContextTy
                           MessageHandler, filters)
 
 from .config_edit import EditRefused, add_term, remove_term
-from .deliver.format import TELEGRAM_LIMIT, _cut, visible_len, when_text
+from .deliver.format import TELEGRAM_LIMIT, cut_text, visible_len, when_text
 from .logs import event, redact
 from .runtime import Runtime
 from .store import utcnow
@@ -199,7 +199,7 @@ class Commands:
         for category, terms in config.watchlists.items():
             names = ", ".join(t.name for t in terms)
             lines.append(f"<b>{html.escape(category)}</b> ({len(terms)}): "
-                         f"{html.escape(_cut(names, 900))}")
+                         f"{html.escape(cut_text(names, 900))}")
         lines.append("")
         lines.append("<b>Rules</b> (an alert needs one to hold)")
         for rule in config.rules:
@@ -247,7 +247,7 @@ class Commands:
             return
         lines = []
         for a in alerts:
-            title = html.escape(_cut(a.title, 200))
+            title = html.escape(cut_text(a.title, 200))
             link = html.escape(a.link, quote=True) if a.link.startswith(("http://", "https://")) else ""
             head = f'<a href="{link}">{title}</a>' if link else title
             lines.append(f"• {head} — {html.escape(a.feed)} · {when_text(a)}")

@@ -6,7 +6,7 @@ import sys
 from typing import TextIO
 
 from ..store import Alert
-from .format import SUMMARY_MAX, _cut, major_line, matched_line, story_line, when_text
+from .format import SUMMARY_MAX, cut_text, major_line, matched_line, story_line, when_text
 
 
 def format_text(alert: Alert) -> str:
@@ -20,7 +20,7 @@ def format_text(alert: Alert) -> str:
     if story_line(alert):
         lines.append(f"   {story_line(alert, names=4)}")
     if alert.summary:
-        lines.append(f"   {_cut(alert.summary, SUMMARY_MAX // 2)}")
+        lines.append(f"   {cut_text(alert.summary, SUMMARY_MAX // 2)}")
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _cut(text: str, max_units: int) -> str:
+def cut_text(text: str, max_units: int) -> str:
     """Shorten plain text to at most ``max_units`` UTF-16 units, ending with an ellipsis."""
     if utf16_len(text) <= max_units:
         return text
@@ -101,16 +101,16 @@ def _esc(text: str) -> str:
 
 def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
     """Headline as a link, source and time, what matched, then as much summary as fits."""
-    title = _cut(alert.title, TITLE_MAX)
+    title = cut_text(alert.title, TITLE_MAX)
     link = _web_link(alert.link)
     head_html = (f'<b><a href="{html.escape(link, quote=True)}">{_esc(title)}</a></b>' if link
                  else f"<b>{_esc(title)}</b>")
     meta = f"{alert.feed} · {when_text(alert)}"
-    matched = "🎯 " + _cut(matched_line(alert), 800)
+    matched = "🎯 " + cut_text(matched_line(alert), 800)
     plain = [title, meta, matched]
     html_parts = [head_html, _esc(meta), _esc(matched)]
     if story_line(alert):
-        also = "📣 " + _cut(story_line(alert, names=4), 400)
+        also = "📣 " + cut_text(story_line(alert, names=4), 400)
         plain.append(also)
         html_parts.append(_esc(also))
     if alert.major:
@@ -119,7 +119,7 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
     used = sum(utf16_len(p) for p in plain) + len(plain) - 1  # newlines between parts
     room = min(SUMMARY_MAX, limit - used - 2)
     if alert.summary and room > 20:
-        summary = _cut(alert.summary, room)
+        summary = cut_text(alert.summary, room)
         html_parts.append(f"<i>{_esc(summary)}</i>")
     return "\n".join(html_parts)
 
@@ -131,9 +131,9 @@ def telegram_digest(alerts: Sequence[Alert], *, limit: int = TELEGRAM_LIMIT,
     lines_html, included = [], []
     used = utf16_len(header_plain.format(n=99)) + 1
     for i, alert in enumerate(alerts[:max_alerts], start=1):
-        title = _cut(alert.title, 300)
+        title = cut_text(alert.title, 300)
         terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-        tail = f" — {alert.feed} · {_cut(terms, 120)}"
+        tail = f" — {alert.feed} · {cut_text(terms, 120)}"
         plain = f"{i}. {title}{tail}"
         cost = utf16_len(plain) + 1
         if included and used + cost > limit:
@@ -168,19 +168,19 @@ def _slack_link(alert: Alert, label: str) -> str:
 
 
 def slack_payload(alert: Alert) -> dict:
-    title = _cut(alert.title, TITLE_MAX)
+    title = cut_text(alert.title, TITLE_MAX)
     head = f"*{_slack_link(alert, title)}*"
     meta = slack_escape(f"{alert.feed} · {when_text(alert)}")
-    matched = slack_escape("🎯 " + _cut(matched_line(alert), 800))
+    matched = slack_escape("🎯 " + cut_text(matched_line(alert), 800))
     body = "\n".join([head, meta, matched])
     if story_line(alert):
         body += "\n" + slack_escape("📣 " + story_line(alert, names=4))
     if alert.summary:
-        body += "\n" + slack_escape(_cut(alert.summary, SUMMARY_MAX))
+        body += "\n" + slack_escape(cut_text(alert.summary, SUMMARY_MAX))
     return {
         "text": slack_escape(f"{title} — {alert.feed}"),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn",
-                                                "text": _cut(body, SLACK_SECTION_MAX)}}],
+                                                "text": cut_text(body, SLACK_SECTION_MAX)}}],
         "unfurl_links": False,
     }
 
@@ -189,7 +189,7 @@ def slack_digest(alerts: Sequence[Alert], *, max_alerts: int = DIGEST_MAX_ALERTS
     lines, included, used = [], [], 0
     for i, alert in enumerate(alerts[:max_alerts], start=1):
         terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-        line = f"{i}. {_slack_link(alert, _cut(alert.title, 200))} — {slack_escape(alert.feed)} · {slack_escape(_cut(terms, 100))}"
+        line = f"{i}. {_slack_link(alert, cut_text(alert.title, 200))} — {slack_escape(alert.feed)} · {slack_escape(cut_text(terms, 100))}"
         if included and used + len(line) + 1 > SLACK_SECTION_MAX - 100:
             break
         lines.append(line)

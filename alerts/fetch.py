@@ -237,6 +237,7 @@ class Fetcher:
                                   moved_to=moved_to,
                                   max_age=_max_age(response.headers.get("cache-control")))
                     if response.status_code == 304:
+                        await response.aread()  # empty: reading it lets the connection be reused
                         return result("not_modified", **common)
                     if response.status_code == 410:
                         return result("gone", error="http_410: the feed is gone", **common)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from .config import StoriesConfig
 from .match import Match, normalise
-from .store import Store
+from .store import MAX_MEMBERS, Store
 
 STOPWORDS = frozenset("""
 a an the and or but of to in on at for from by with as is are was were be been being it its
@@ -108,13 +108,17 @@ def _weight(word: str) -> float:
 
 @dataclass(slots=True)
 class Story:
-    """A cluster of items about one event; ``alert_id`` is the alert it was posted as."""
+    """A cluster of items about one event; ``alert_id`` is the alert it was posted as.
+
+    An item is compared with the story's member headlines one by one (the best counts), never
+    with the union of all their words: a union grows with every member until it resembles
+    everything, and the story would swallow unrelated news. Only the first ``MAX_MEMBERS``
+    headlines are kept as members, which bounds both that work and the index."""
 
     id: int
     first_seen: datetime
     last_seen: datetime
-    words: set[str] = field(default_factory=set)
-    entities: set[str] = field(default_factory=set)
+    members: list[tuple[frozenset[str], frozenset[str]]] = field(default_factory=list)
     # The kind of action the story's first headline (the alert people saw) reports; later
     # members do not redefine the event ("… to clear US export hurdles" is no approval story).
     actions: set[str] = field(default_factory=set)
@@ -122,14 +126,25 @@ class Story:
     alert_id: int | None = None
     title: str = ""
 
-    def absorb(self, h: Headline, *, source: str, at: datetime) -> None:
-        self.words |= h.words
-        self.entities |= h.entities
+    @property
+    def words(self) -> set[str]:
+        return set().union(*(w for w, _ in self.members))
+
+    @property
+    def entities(self) -> set[str]:
+        return set().union(*(e for _, e in self.members))
+
+    def absorb(self, h: Headline, *, source: str, at: datetime) -> bool:
+        """Count the item in; returns True when its headline became a member."""
         if not self.sources:
             self.actions = set(h.actions)
         if source not in self.sources:
             self.sources.append(source)
         self.last_seen = max(self.last_seen, at)
+        if len(self.members) < MAX_MEMBERS:
+            self.members.append((h.words, h.entities))
+            return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,16 +163,20 @@ class Decision:
                 f"{self.score:.2f}, shared: {', '.join(self.shared_entities)})")
 
 
-def similarity(item: Headline, story: Story) -> float:
-    """Weighted share of the item's words and entities that the story already has, plus a
-    bonus when the item's action (ban, approval…) is one the story reports."""
+def _containment(item: Headline, words: frozenset[str], entities: frozenset[str]) -> float:
     total = sum(_weight(w) for w in item.words) + ENTITY_WEIGHT * len(item.entities)
     if not total:
         return 0.0
-    shared = sum(_weight(w) for w in item.words & story.words)
-    shared += ENTITY_WEIGHT * len(item.entities & story.entities)
+    shared = sum(_weight(w) for w in item.words & words)
+    return (shared + ENTITY_WEIGHT * len(item.entities & entities)) / total
+
+
+def similarity(item: Headline, story: Story) -> float:
+    """The weighted share of the item's words and entities found in the story's closest
+    member headline, plus a bonus when the item reports the story's kind of action."""
+    best = max((_containment(item, w, e) for w, e in story.members), default=0.0)
     bonus = ACTION_BONUS if item.actions and item.actions <= story.actions else 0.0
-    return shared / total + bonus
+    return best + bonus
 
 
 class StoryIndex:
@@ -179,13 +198,11 @@ class StoryIndex:
             self._by_word[word].add(story.id)
 
     def absorb(self, story: Story, item: Headline, *, source: str, at: datetime) -> None:
-        new_entities = item.entities - story.entities
-        new_words = item.words - story.words - GENERIC
-        story.absorb(item, source=source, at=at)
-        for entity in new_entities:
-            self._by_entity[entity].add(story.id)
-        for word in new_words:
-            self._by_word[word].add(story.id)
+        if story.absorb(item, source=source, at=at):
+            for entity in item.entities:
+                self._by_entity[entity].add(story.id)
+            for word in item.words - GENERIC:
+                self._by_word[word].add(story.id)
 
     def _candidates(self, item: Headline) -> set[int]:
         """Stories sharing a subject with the item. A subject with many stories in the window
@@ -243,7 +260,8 @@ class StoryIndex:
                 continue
             # A shared chip or company alone is not an event: something else must match too
             # (a policy term, a non-generic word, or the same kind of action).
-            if not ((item.words & story.words) - GENERIC or item.actions & story.actions):
+            if not (item.actions & story.actions
+                    or any((item.words & w) - GENERIC for w, _ in story.members)):
                 continue
             score = similarity(item, story)
             if best is None or score > best.score:
@@ -271,7 +289,7 @@ class Clusterer:
                                 threshold=config.threshold)
         for r in store.recent_stories(since=now - self.index.window):
             self.index.add(Story(id=r.id, first_seen=r.first_seen, last_seen=r.last_seen,
-                                 words=set(r.words), entities=set(r.entities),
+                                 members=[(frozenset(w), frozenset(e)) for w, e in r.members],
                                  actions=set(r.actions), sources=list(r.sources),
                                  alert_id=r.alert_id, title=r.title))
         self._next_id = store.max_story_id() + 1

@@ -75,7 +75,7 @@ class StoriesConfig:
     """Story clustering, momentum and retention."""
 
     window_hours: float = 48.0
-    threshold: float = 0.5
+    threshold: float = 0.4
     momentum_sources: int = 3
     momentum_minutes: float = 60.0
     edit_delay_seconds: float = 30.0

@@ -118,8 +118,8 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
         title TEXT NOT NULL,
         first_seen TEXT NOT NULL,
         last_seen TEXT NOT NULL,
-        words TEXT NOT NULL,             -- JSON lists: the clustering features
-        entities TEXT NOT NULL,
+        words TEXT NOT NULL,             -- JSON: per member headline, its clustering words
+        entities TEXT NOT NULL,          -- JSON: per member headline, its chips and companies
         actions TEXT NOT NULL,           -- of the first headline: they define the event
         sources TEXT NOT NULL,           -- JSON list of feed names, in order of arrival
         major INTEGER NOT NULL DEFAULT 0
@@ -160,6 +160,7 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _migrate_1, _migrate_2, _migrate_3, _migrate_4]
 SCHEMA_VERSION = len(MIGRATIONS)
+MAX_MEMBERS = 8  # the member headlines a story keeps (alerts.cluster compares by them)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -218,8 +219,7 @@ class StoryRecord:
     title: str
     first_seen: datetime
     last_seen: datetime
-    words: tuple[str, ...]
-    entities: tuple[str, ...]
+    members: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # (words, entities) each
     actions: tuple[str, ...]
     sources: tuple[str, ...]
     major: bool
@@ -394,30 +394,30 @@ class Store:
         self.db.execute(
             "INSERT INTO stories (id, alert_id, title, first_seen, last_seen, words, entities, "
             "actions, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [story_id, alert_id, item.title, _iso(now), _iso(now), json.dumps(sorted(words)),
-             json.dumps(sorted(entities)), json.dumps(sorted(actions)), json.dumps([item.feed])])
+            [story_id, alert_id, item.title, _iso(now), _iso(now), json.dumps([sorted(words)]),
+             json.dumps([sorted(entities)]), json.dumps(sorted(actions)), json.dumps([item.feed])])
         self.db.execute("UPDATE alerts SET story_id = ? WHERE id = ?", [story_id, alert_id])
 
     def max_story_id(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM stories").fetchone()[0]
 
     def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime) -> None:
-        row = self.db.execute("SELECT words, entities, actions, sources FROM stories WHERE id = ?",
+        row = self.db.execute("SELECT words, entities, sources FROM stories WHERE id = ?",
                               [story_id]).fetchone()
         if row is None:
             return
-        words, entities, actions = (set(json.loads(v)) for v in row[:3])
-        sources = json.loads(row[3])
-        if new.features is not None:  # actions stay those of the story's first headline
-            words |= set(new.features[0])
-            entities |= set(new.features[1])
+        words, entities, sources = (json.loads(v) for v in row)
+        # Members as in alerts.cluster.Story: the first MAX_MEMBERS headlines; actions stay
+        # those of the story's first headline.
+        if new.features is not None and len(words) < MAX_MEMBERS:
+            words.append(sorted(new.features[0]))
+            entities.append(sorted(new.features[1]))
         changed = item.feed not in sources
         if changed:
             sources.append(item.feed)
         self.db.execute(
-            "UPDATE stories SET last_seen = ?, words = ?, entities = ?, actions = ?, sources = ? "
-            "WHERE id = ?", [_iso(now), json.dumps(sorted(words)), json.dumps(sorted(entities)),
-                             json.dumps(sorted(actions)), json.dumps(sources), story_id])
+            "UPDATE stories SET last_seen = ?, words = ?, entities = ?, sources = ? WHERE id = ?",
+            [_iso(now), json.dumps(words), json.dumps(entities), json.dumps(sources), story_id])
         if changed:
             self._want_edit(story_id, now=now)
 
@@ -452,8 +452,8 @@ class Store:
                              [_iso(since)])
         return [StoryRecord(id=r["id"], alert_id=r["alert_id"], title=r["title"],
                             first_seen=_dt(r["first_seen"]), last_seen=_dt(r["last_seen"]),
-                            words=tuple(json.loads(r["words"])),
-                            entities=tuple(json.loads(r["entities"])),
+                            members=tuple(zip(map(tuple, json.loads(r["words"])),
+                                              map(tuple, json.loads(r["entities"])))),
                             actions=tuple(json.loads(r["actions"])),
                             sources=tuple(json.loads(r["sources"])), major=bool(r["major"]))
                 for r in rows]

@@ -321,19 +321,18 @@ class Commands:
         return category, term
 
     async def watch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        category, term = self._category_and_term(update, context)
-        added = add_term(self.runtime.config.path, category, term)
-        event(log, "watchlist_edited", action="watch", category=category, term=added,
-              user=update.effective_user.id)
-        await self._reply(update, f"✅ added <b>{html.escape(added)}</b> to {html.escape(category)}."
-                          " It applies within seconds.")
+        await self._edit_watchlist(update, context, add_term, "watch", "added", "to")
 
     async def unwatch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._edit_watchlist(update, context, remove_term, "unwatch", "removed", "from")
+
+    async def _edit_watchlist(self, update: Update, context: ContextTypes.DEFAULT_TYPE,
+                              edit, action: str, done: str, preposition: str) -> None:  # noqa: ANN001
         category, term = self._category_and_term(update, context)
-        removed = remove_term(self.runtime.config.path, category, term)
-        event(log, "watchlist_edited", action="unwatch", category=category, term=removed,
+        changed = edit(self.runtime.config.path, category, term)
+        event(log, "watchlist_edited", action=action, category=category, term=changed,
               user=update.effective_user.id)
-        await self._reply(update, f"✅ removed <b>{html.escape(removed)}</b> from "
+        await self._reply(update, f"✅ {done} <b>{html.escape(changed)}</b> {preposition} "
                           f"{html.escape(category)}. It applies within seconds.")
 
     async def mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -31,7 +31,7 @@ items in the window, then 10,000 new items clustered. Report items/s and memory.
 5. Quality of the new items' decisions against the generator's true events, and blocking recall:
    how often an item's own event's story is among the index's candidates at all.
 
-Everything runs offline in one process; ``--quick`` takes seconds, the default one to three
+Everything runs offline in one process; ``--quick`` takes well under a minute, the default one to three
 minutes on two cores: history (a) stops after ``--history-budget`` seconds and the baseline takes
 fewer samples if they would exceed ``--baseline-budget`` (the table says so when either happens).
 
@@ -389,6 +389,34 @@ class Probe:
         return False
 
 
+class GcWatch:
+    """Collections of the cyclic garbage collector while active: (generation, seconds) each."""
+
+    def __init__(self):
+        self.pauses: list[tuple[int, float]] = []
+        self._started = 0.0
+
+    def _callback(self, phase, info):
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def __enter__(self):
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc):
+        gc.callbacks.remove(self._callback)
+        return False
+
+    def total(self) -> float:
+        return sum(d for _, d in self.pauses)
+
+    def full(self) -> list[float]:
+        return [d for g, d in self.pauses if g == 2]
+
+
 def _iso(value: datetime) -> str:
     # The store's format (alerts.store._iso): recent_stories compares these as text.
     return value.astimezone(UTC).isoformat(timespec="milliseconds")
@@ -478,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                          "per event) or the stories the clusterer itself made of the stored items")
     ap.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     args = ap.parse_args(argv)
+    if (args.new is not None and args.new < 1) or (args.stored is not None and args.stored < 0):
+        ap.error("--new must be at least 1 and --stored at least 0")
     n_stored = args.stored if args.stored is not None else (10_000 if args.quick else 100_000)
     n_new = args.new if args.new is not None else (1_000 if args.quick else 10_000)
     t_all = time.perf_counter()
@@ -577,13 +607,15 @@ def main(argv: list[str] | None = None) -> int:
     del records
     gc.collect()
     rss_before = rss_mb()[0]
-    t = time.perf_counter()
-    clusterer = Clusterer(store, config.stories, now=now0)
-    startup_s = time.perf_counter() - t
+    with GcWatch() as gc_startup:
+        t = time.perf_counter()
+        clusterer = Clusterer(store, config.stories, now=now0)
+        startup_s = time.perf_counter() - t
     rss_after = rss_mb()[0]
     row("startup: Clusterer(store) loads the window",
-        f"{startup_s:.2f} s for {n_records:,} stories (of which store.recent_stories "
-        f"{read_s:.2f} s), RSS +{rss_after - rss_before:.0f} MiB")
+        f"{startup_s:.2f} s for {n_records:,} stories (store.recent_stories alone "
+        f"{read_s:.2f} s; garbage collector {gc_startup.total():.2f} s), "
+        f"RSS +{rss_after - rss_before:.0f} MiB")
 
     # 4. the new items, timed; the naive baseline on a sample, timed apart
     n_samples = min(args.baseline_sample, len(new))
@@ -600,17 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     decisions: list[tuple[int, bool]] = []
     latencies: list[float] = []
     profiler = cProfile.Profile() if args.profile else None
-    gc_pauses: list[tuple[int, float]] = []
-    gc_started = [0.0]
-
-    def on_gc(phase, info):
-        if phase == "start":
-            gc_started[0] = time.perf_counter()
-        else:
-            gc_pauses.append((info["generation"], time.perf_counter() - gc_started[0]))
-
-    gc.callbacks.append(on_gc)
-    with Probe(count=False) as probe_t:
+    with GcWatch() as gc_loop, Probe(count=False) as probe_t:
         cluster_s = 0.0
         for i, it in enumerate(new):
             if sample_every and i % sample_every == 0 and naive_n < n_samples:
@@ -650,7 +672,6 @@ def main(argv: list[str] | None = None) -> int:
                     agree["other story, same score (tie)"] += 1
                 else:
                     agree["index picked a lower-scoring story"] += 1
-    gc.callbacks.remove(on_gc)
     rss_now, rss_peak = rss_mb()
     n_stories = len(clusterer.index.stories)
     new_stories = sum(is_new for _, is_new in decisions)
@@ -667,9 +688,9 @@ def main(argv: list[str] | None = None) -> int:
         feat_s = time.perf_counter() - t
         row("new items: of which headline_features (timed apart)",
             f"{feat_s / len(new) * 1e6:,.0f} µs/item ({feat_s / cluster_s:.0%} of the time)")
-    full = [d for g, d in gc_pauses if g == 2]
+    full = gc_loop.full()
     row("new items: garbage collections in that loop",
-        f"{len(gc_pauses)} collections, {sum(d for _, d in gc_pauses) * 1e3:,.0f} ms; full (gen 2): "
+        f"{len(gc_loop.pauses)} collections, {gc_loop.total() * 1e3:,.0f} ms; full (gen 2): "
         f"{len(full)}, longest {max(full, default=0) * 1e3:,.0f} ms")
     row("new items: outcome", f"{len(new) - new_stories:,} joined a story, {new_stories:,} new "
         f"stories; {n_stories:,} stories in the index after")
@@ -677,7 +698,8 @@ def main(argv: list[str] | None = None) -> int:
         naive_per = naive_s / naive_n
         row("NAIVE: similarity() vs every story in window",
             f"{1 / naive_per:,.0f} items/s, {naive_per * 1e3:,.1f} ms/item (timed on {naive_n} "
-            f"items, {naive_stories / naive_n:,.0f} stories each); {len(new)} items would take "
+            f"items{' to fit --baseline-budget' if naive_n < args.baseline_sample else ''}, "
+            f"{naive_stories / naive_n:,.0f} stories each); {len(new):,} items would take "
             f"~{naive_per * len(new):,.0f} s")
         row("SPEED-UP over naive", f"{naive_per / per_item:,.0f}x")
         row("index vs exhaustive decision (sample)",

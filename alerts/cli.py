@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
-from .cluster import Clusterer, Story, StoryIndex, headline_features
+from .cluster import Clusterer, StoryIndex, headline_features
 from .config import Config, load_config
 from .deliver import Deliverer
 from .deliver.console import format_text
@@ -128,13 +128,7 @@ def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int
     for n, title in enumerate(args.headlines, start=1):
         result = matcher.match(title)
         features = headline_features(title, result.matches)
-        decision = index.decide(features, at)
-        if decision.story is not None:
-            index.absorb(decision.story, features, source=f"source {n}", at=at)
-        else:
-            story = Story(id=n, first_seen=at, last_seen=at, title=title)
-            story.absorb(features, source=f"source {n}", at=at)
-            index.add(story)
+        decision, _ = index.assign(features, at=at, source=f"source {n}", title=title, new_id=n)
         verdict = "alerts" if result.alert else "would not alert (no rule holds)"
         print(f"{n}. {title}\n   {verdict}; {decision.explain()}", file=stdout)
         at += timedelta(minutes=args.minutes_apart)
@@ -210,7 +204,7 @@ async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
     try:
         matcher = compile_matcher(config.watchlists, config.rules)
         now = utcnow()
-        clusterer = Clusterer(store, config.stories, now=now)
+        clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
         async with Fetcher(config.poll) as fetcher:
             report = await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
                                      fetcher=fetcher, now=now, dry_run=dry_run,

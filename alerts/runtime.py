@@ -58,7 +58,8 @@ class Runtime:
         self.config = config
         self.matcher: Matcher = compile_matcher(config.watchlists, config.rules)
         self.fetcher = Fetcher(config.poll)
-        self.clusterer = Clusterer(store, config.stories, now=utcnow())
+        self.clusterer = Clusterer(store, config.stories, now=utcnow(),
+                                   watchlists=config.watchlists)
         self.deliverer = Deliverer(store, sink_factory(config))
         self._add_private_sinks()
         self.store.edit_delay = timedelta(seconds=config.stories.edit_delay_seconds)
@@ -139,7 +140,8 @@ class Runtime:
             old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)
             await old_fetcher.aclose()
         if new.stories != old.stories:
-            self.clusterer = Clusterer(self.store, new.stories, now=utcnow())
+            self.clusterer = Clusterer(self.store, new.stories, now=utcnow(),
+                                       watchlists=new.watchlists)
             self.store.edit_delay = timedelta(seconds=new.stories.edit_delay_seconds)
         if sinks is not None:
             old_sinks = self.deliverer.sinks

@@ -26,8 +26,8 @@ items in the window, then 10,000 new items clustered. Report items/s and memory.
    story in the window; the sample also compares the indexed decision with an exhaustive one
    (same rules, every story). A second, identical pass under tracemalloc gives peak memory and,
    through wrappers this script installs on ``StoryIndex._candidates`` and
-   ``alerts.cluster.similarity`` (nothing in alerts/ is edited), the candidate stories examined
-   per item.
+   ``alerts.cluster._compare`` (nothing in alerts/ is edited), the candidate stories examined
+   and scored per item.
 5. Quality of the new items' decisions against the generator's true events, and blocking recall:
    how often an item's own event's story is among the index's candidates at all.
 
@@ -358,8 +358,8 @@ class Probe:
         self.expire_calls = 0
 
     def __enter__(self):
-        self._orig = (StoryIndex._candidates, StoryIndex.expire, cluster_mod.similarity)
-        orig_candidates, orig_expire, orig_similarity = self._orig
+        self._orig = (StoryIndex._candidates, StoryIndex.expire, cluster_mod._compare)
+        orig_candidates, orig_expire, orig_compare = self._orig
         probe = self
 
         def expire(index, now):
@@ -376,16 +376,16 @@ class Probe:
                 probe.last = found
                 return found
 
-            def similarity(item, story):
+            def compare(item, story):
                 probe.similarity_calls += 1
-                return orig_similarity(item, story)
+                return orig_compare(item, story)
 
             StoryIndex._candidates = candidates
-            cluster_mod.similarity = similarity
+            cluster_mod._compare = compare
         return self
 
     def __exit__(self, *exc):
-        StoryIndex._candidates, StoryIndex.expire, cluster_mod.similarity = self._orig
+        StoryIndex._candidates, StoryIndex.expire, cluster_mod._compare = self._orig
         return False
 
 
@@ -457,7 +457,7 @@ def exhaustive_decision(index: StoryIndex, item, at: datetime):
     def every(_item) -> set[int]:
         ids: set[int] = set()
         for entity in item.entities:
-            ids |= index._by_entity.get(entity, set())
+            ids.update(index._by_entity.get(entity, ()))
         return ids
 
     index._candidates = every  # on this instance only, for this one call
@@ -541,7 +541,8 @@ def main(argv: list[str] | None = None) -> int:
     # the real Clusterer.place: its items/s and what the window then holds. (b) the stories the
     # stored items' true events make, each absorbing its members' features: the window as a
     # correct clusterer would leave it. One of them (--history) is written to a real SQLite file.
-    history = Clusterer(open_store(None), config.stories, now=START)
+    history = Clusterer(open_store(None), config.stories, now=START,
+                        watchlists=config.watchlists)
     assigned: list[int] = []
     budget = float("inf") if args.history == "clustered" else args.history_budget
     with Probe(count=True) as probe_h:
@@ -609,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_before = rss_mb()[0]
     with GcWatch() as gc_startup:
         t = time.perf_counter()
-        clusterer = Clusterer(store, config.stories, now=now0)
+        clusterer = Clusterer(store, config.stories, now=now0, watchlists=config.watchlists)
         startup_s = time.perf_counter() - t
     rss_after = rss_mb()[0]
     row("startup: Clusterer(store) loads the window",
@@ -629,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     sample_every = max(1, len(new) // n_samples) if n_samples else 0
     naive_s, naive_n, naive_stories = 0.0, 0, 0
     agree = Counter()
+    sampled_want: dict[int, int | None] = {}  # new item's index -> exhaustive decision's story
     decisions: list[tuple[int, bool]] = []
     latencies: list[float] = []
     profiler = cProfile.Profile() if args.profile else None
@@ -647,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
                 want_decision = exhaustive_decision(clusterer.index, h, it.at)
                 want = want_decision.story.id if want_decision.story is not None else None
                 want_score = want_decision.score
+                sampled_want[i] = want
             else:
                 want = ...
             if profiler:
@@ -712,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    again = Clusterer(store, config.stories, now=now0)
+    again = Clusterer(store, config.stories, now=now0, watchlists=config.watchlists)
     index_mem, startup_peak = tracemalloc.get_traced_memory()
     tracemalloc.reset_peak()
     with Probe(count=True) as probe_c:
@@ -740,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
     if cands:
         row("candidates examined per new item",
             f"mean {statistics.fmean(cands):.1f}, p50 {pct(cands, .5)}, p99 {pct(cands, .99)}, "
-            f"max {max(cands)} (of {n_records:,}+ stories); similarity() calls/item "
+            f"max {max(cands)} (of {n_records:,}+ stories); stories scored/item "
             f"{probe_c.similarity_calls / len(new):.1f}")
     if again_decisions != decisions:
         row("WARNING", "the tracemalloc pass decided differently from the timed pass")
@@ -749,8 +752,13 @@ def main(argv: list[str] | None = None) -> int:
     outcome = Counter()
     blocked = sum(o is not None for o in offered)
     offered_ok = sum(o is True for o in offered)
-    for it, (sid, is_new) in zip(new, decisions):
+    sample_right = Counter()  # on the baseline sample: decisions that follow the true event
+    for i, (it, (sid, is_new)) in enumerate(zip(new, decisions)):
         known = event_story.setdefault(it.event, set())
+        if i in sampled_want:
+            want = sampled_want[i]
+            sample_right["exhaustive"] += (want in known) if want is not None else not known
+            sample_right["index"] += (sid in known) if not is_new else not known
         if is_new:
             outcome["missed a join" if known else "new, correctly"] += 1
         elif sid in known:
@@ -760,6 +768,10 @@ def main(argv: list[str] | None = None) -> int:
                     "joined a story, event was new"] += 1
         known.add(sid)
     row("new items vs true events", ", ".join(f"{k} {v:,}" for k, v in outcome.most_common()))
+    if sampled_want:
+        row("sample: decisions that follow the true event",
+            f"index {sample_right['index']} of {len(sampled_want)}, exhaustive (same rules, "
+            f"every story sharing a subject) {sample_right['exhaustive']}")
     if blocked:
         row("blocking recall", f"{offered_ok / blocked:.1%} of new items whose event already has "
             f"a story get that story among their candidates ({blocked - offered_ok:,} do not)")

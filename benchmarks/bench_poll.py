@@ -129,7 +129,8 @@ async def chipwatch_cycles(urls: list[str], mode, poll: PollConfig) -> list[dict
                 mode.value = server_mode
                 measured = []
                 for _ in range(runs):
-                    clusterer = Clusterer(store, config.stories, now=datetime.now(timezone.utc))
+                    clusterer = Clusterer(store, config.stories, now=datetime.now(timezone.utc),
+                                          watchlists=config.watchlists)
                     wall, cpu = time.perf_counter(), time.process_time()
                     report = await run_cycle(feeds, config=config, store=store, matcher=matcher,
                                              fetcher=fetcher, now=datetime.now(timezone.utc),

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from alerts.cluster import StoryIndex, Story, cluster_offline, headline_features
+from alerts.cluster import CANDIDATES, Story, StoryIndex, cluster_offline, headline_features
 from alerts.config import load_config
 from alerts.dedupe import edited_titles, title_key
 from alerts.deliver import Deliverer
@@ -199,6 +199,7 @@ NOW = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
 SAME = [
     ("outlets_rephrase", [OUTLETS[0][1], OUTLETS[1][1], OUTLETS[2][1]]),
     ("ban_reworded", ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"]),
+    ("family_and_model", ["US curbs Huawei Ascend 910C chip exports", "Huawei Ascend chip exports curbed by US"]),
 ]
 APART = [
     ("ban_vs_allow", ["US bans H20 exports to China", "US allows H20 exports to China"]),
@@ -206,6 +207,10 @@ APART = [
                                   "Huawei imports of HBM halted"]),
     ("shared_policy_term_only", ["SMIC faces new export controls on tools",
                                  "Nvidia lobbies against export controls"]),
+    ("other_company_same_chip", ["US halts Micron HBM exports to China",
+                                 "US halts Samsung HBM exports to China"]),
+    ("other_model_same_company", ["US bans Nvidia H20 sales to China",
+                                  "US bans Nvidia H200 sales to China"]),
 ]
 
 
@@ -236,6 +241,64 @@ def test_decision_explains_itself():
     assert "joins story 7" in decision.explain() and "h200" in decision.explain()
     other = headline_features("US bans H200 imports", MATCHER.match("US bans H200 imports").matches)
     assert "new story" in index.decide(other, NOW).explain()
+
+
+def _features(title):
+    return headline_features(title, MATCHER.match(title).matches)
+
+
+def _name(n):
+    """A made-up word per number (letters only: normalisation keeps them whole)."""
+    letters = ""
+    while True:
+        n, r = divmod(n, 26)
+        letters += "bcdfghjklmnpqrstvwxz"[r % 20] + "aeiou"[r % 5]
+        if not n:
+            return letters.capitalize()
+
+
+def test_a_busy_subject_still_finds_the_items_story_and_compares_few():
+    index = StoryIndex(window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+    first = "Nvidia H20 shipments to Penang probed over smuggling by Kovalenko Trading"
+    index.assign(_features(first), at=NOW, source="Reuters", title=first, new_id=1)
+    # Then a thousand other Nvidia H20 stories, each kept apart, all more recent than story 1.
+    for n in range(2, 1002):
+        title = f"Nvidia H20 {_name(n)} and {_name(n + 5000)} sign {_name(n + 9000)} accord"
+        story = Story(id=n, first_seen=NOW + timedelta(seconds=n),
+                      last_seen=NOW + timedelta(seconds=n), title=title)
+        story.absorb(_features(title), source=f"outlet {n}", at=story.last_seen)
+        index.add(story)
+    item = _features("Kovalenko Trading smuggled Nvidia H20 chips through Penang, probe finds")
+    assert len(index._candidates(item)) <= CANDIDATES
+    decision = index.decide(item, NOW + timedelta(hours=3))
+    assert decision.story is not None and decision.story.id == 1, decision.explain()
+
+
+def test_stories_leave_the_index_when_the_window_passes_them():
+    index = StoryIndex(window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+    for n, (title, hours) in enumerate([("US bans Nvidia H20 sales to China", 0),
+                                        ("Huawei Ascend 910C output doubles at SMIC", 1),
+                                        ("Washington blocks Nvidia H20 chip sales to China", 30)]):
+        index.assign(_features(title), at=NOW + timedelta(hours=hours), source=f"s{n}",
+                     title=title, new_id=n + 1)
+    assert sorted(index.stories) == [1, 2], "the third headline joins story 1"
+    index.expire(NOW + timedelta(hours=60))
+    # Story 1 was reported again at +30 h, so it stays; story 2 (+1 h) is gone.
+    assert sorted(index.stories) == [1]
+    decision = index.decide(_features("Huawei Ascend 910C output doubles at SMIC"),
+                            NOW + timedelta(hours=60))
+    assert decision.story is None and "no recent story" in decision.reason
+    again = index.decide(_features("US blocks Nvidia H20 chip sales to China"),
+                         NOW + timedelta(hours=60))
+    assert again.story is not None and again.story.id == 1
+
+
+def test_a_shared_subject_alone_is_no_story_and_says_so():
+    index = StoryIndex(window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+    index.assign(_features("US bans Nvidia H20 exports"), at=NOW, source="a", title="t", new_id=1)
+    decision = index.decide(_features("Nvidia H20 review: fast, quiet, costly"), NOW)
+    assert decision.story is None
+    assert "share the chip or company but nothing else" in decision.reason
 
 
 @pytest.mark.parametrize("old,new,edited", [

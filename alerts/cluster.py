@@ -424,7 +424,11 @@ class Clusterer:
         enabled = gc.isenabled()
         gc.disable()
         try:
-            for r in store.recent_stories(since=now - self.index.window):
+            # Oldest activity first, the order the index keeps (expiry stops at the first
+            # story still in the window).
+            records = sorted(store.recent_stories(since=now - self.index.window),
+                             key=lambda r: r.last_seen)
+            for r in records:
                 members = [(frozenset(map(intern, w)), frozenset(map(intern, e)))
                            for w, e in r.members]
                 self.index.add(Story(id=r.id, first_seen=r.first_seen, last_seen=r.last_seen,

@@ -3,12 +3,13 @@ grow by edits, momentum, and retention."""
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from alerts.cluster import CANDIDATES, Story, StoryIndex, cluster_offline, headline_features
+from alerts.cluster import CANDIDATES, Clusterer, Story, StoryIndex, cluster_offline, headline_features
 from alerts.config import load_config
 from alerts.dedupe import edited_titles, title_key
 from alerts.deliver import Deliverer
@@ -291,6 +292,31 @@ def test_stories_leave_the_index_when_the_window_passes_them():
     again = index.decide(_features("US blocks Nvidia H20 chip sales to China"),
                          NOW + timedelta(hours=60))
     assert again.story is not None and again.story.id == 1
+
+
+def test_loaded_stories_leave_memory_by_last_report_not_by_id(tmp_path):
+    store = open_store(tmp_path / "cw.db")
+    for sid, title, first, last in [(1, "US bans Nvidia H20 sales to China", 40, 1),
+                                    (2, "Huawei Ascend 910C output doubles at SMIC", 30, 30)]:
+        f = _features(title)
+        store.db["stories"].insert({
+            "id": sid, "title": title, "actions": json.dumps(sorted(f.actions)),
+            "first_seen": (NOW - timedelta(hours=first)).isoformat(timespec="milliseconds"),
+            "last_seen": (NOW - timedelta(hours=last)).isoformat(timespec="milliseconds"),
+            "words": json.dumps([sorted(f.words)]), "entities": json.dumps([sorted(f.entities)]),
+            "sources": json.dumps(["Reuters"])})
+    clusterer = Clusterer(store, CONFIG.stories, now=NOW, watchlists=CONFIG.watchlists)
+    assert sorted(clusterer.index.stories) == [1, 2]
+    clusterer.index.expire(NOW + timedelta(hours=20))  # story 2 was last reported 50 h before
+    assert sorted(clusterer.index.stories) == [1]
+    store.close()
+
+
+def test_steady_coverage_does_not_keep_a_story_open_for_ever():
+    variants = ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"]
+    ids = _cluster([(variants[n % 2], NOW + timedelta(hours=20 * n)) for n in range(6)])
+    # Each report is within 48 h of the one before; the sixth comes 100 h after the first.
+    assert ids[:5] == [ids[0]] * 5 and ids[5] != ids[0]
 
 
 def test_a_shared_subject_alone_is_no_story_and_says_so():

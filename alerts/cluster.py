@@ -198,8 +198,8 @@ class Story:
     def entities(self) -> set[str]:
         return set().union(*(e for _, e in self.members))
 
-    def absorb(self, h: Headline, *, source: str, at: datetime) -> bool:
-        """Count the item in; returns True when its headline became a member."""
+    def absorb(self, h: Headline, *, source: str, at: datetime) -> None:
+        """Count the item in (its headline as a member while there is room)."""
         if not self.sources:
             self.actions = set(h.actions)
         if source not in self.sources:
@@ -207,8 +207,6 @@ class Story:
         self.last_seen = max(self.last_seen, at)
         if len(self.members) < MAX_MEMBERS:
             self.members.append((h.words, h.entities))
-            return True
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +226,7 @@ class Decision:
 
 
 def _compare(item: Headline, story: Story) -> tuple[float, bool]:
-    """(similarity, whether the closest-sharing member has a non-generic word in common).
+    """(similarity, whether some member headline shares a non-generic word with the item).
 
     Similarity is the weighted share of the item's words and entities found in the story's
     closest member headline, plus a bonus when the item reports the story's kind of action."""

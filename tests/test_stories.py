@@ -252,8 +252,8 @@ def _name(n):
     """A made-up word per number (letters only: normalisation keeps them whole)."""
     letters = ""
     while True:
-        n, r = divmod(n, 26)
-        letters += "bcdfghjklmnpqrstvwxz"[r % 20] + "aeiou"[r % 5]
+        n, r = divmod(n, 20)
+        letters += "bcdfghjklmnpqrstvwxz"[r] + "a"
         if not n:
             return letters.capitalize()
 

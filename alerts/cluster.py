@@ -159,7 +159,7 @@ def headline_features(title: str, matches: Iterable[Match] = (),
     words |= extra
     # Interned: the same few thousand words recur in every story the index holds.
     words = frozenset(map(sys.intern, words))
-    entities = frozenset(map(sys.intern, entities))
+    entities = frozenset(entities)
     weight = sum(_weight(w) for w in words) + ENTITY_WEIGHT * len(entities)
     return Headline(words=words, entities=entities, actions=frozenset(actions), weight=weight,
                     specific=frozenset(specific))
@@ -273,16 +273,20 @@ class StoryIndex:
         self._by_word: dict[str, Posting] = {}
         self._expired_at: datetime | None = None
 
+    def _keys(self, story: Story) -> tuple[tuple[dict[str, Posting], set[str]], ...]:
+        """Each index with the keys the story is filed under in it."""
+        return ((self._by_entity, story.entities), (self._by_word, story.words - GENERIC))
+
     def _post(self, story: Story) -> None:
         """(Re)file the story under all its keys, as the most recently active."""
         sid = story.id
         self.stories.pop(sid, None)
         self.stories[sid] = story
+        keys_by_index = self._keys(story)
         category = self._category
-        story.specific = _by_kind((category[e], e) for e in story.entities
+        story.specific = _by_kind((category[e], e) for e in keys_by_index[0][1]
                                   if e in category and not _generic_subject(e))
-        for index, keys in ((self._by_entity, story.entities),
-                            (self._by_word, story.words - GENERIC)):
+        for index, keys in keys_by_index:
             for key in keys:
                 posting = index.get(key)
                 if posting is None:
@@ -348,7 +352,7 @@ class StoryIndex:
         gone = list(takewhile(lambda story: story.last_seen < cutoff, self.stories.values()))
         for story in gone:
             del self.stories[story.id]
-            for index, keys in ((self._by_entity, story.entities), (self._by_word, story.words)):
+            for index, keys in self._keys(story):
                 for key in keys:
                     posting = index.get(key)
                     if posting is not None:

@@ -353,7 +353,7 @@ class Probe:
         self.count = count
         self.candidates: list[int] = []
         self.last: set[int] = set()  # the candidates of the latest item
-        self.similarity_calls = 0
+        self.scored = 0
         self.expire_seconds = 0.0
         self.expire_calls = 0
 
@@ -377,7 +377,7 @@ class Probe:
                 return found
 
             def compare(item, story):
-                probe.similarity_calls += 1
+                probe.scored += 1
                 return orig_compare(item, story)
 
             StoryIndex._candidates = candidates
@@ -744,7 +744,7 @@ def main(argv: list[str] | None = None) -> int:
         row("candidates examined per new item",
             f"mean {statistics.fmean(cands):.1f}, p50 {pct(cands, .5)}, p99 {pct(cands, .99)}, "
             f"max {max(cands)} (of {n_records:,}+ stories); stories scored/item "
-            f"{probe_c.similarity_calls / len(new):.1f}")
+            f"{probe_c.scored / len(new):.1f}")
     if again_decisions != decisions:
         row("WARNING", "the tracemalloc pass decided differently from the timed pass")
 

@@ -1,29 +1,33 @@
-"""Story clustering: one alert per event, however many outlets carry it.
+"""Story clustering: one alert per event, however many outlets carry it; never one alert for
+two events.
 
-A new alerting item joins a recent story (last reported within ``window``) when its headline is
-similar enough to the story's headlines after normalisation, weighted by the watchlist entities
-they share. Similarity is the share of the item's (weighted) words that the story already has:
+A wrong join hides news (the story's message is edited, and edits do not notify), a missed join
+costs one extra message, so joining needs agreement on the *event*, not on the subject:
 
-- watchlist entities (matched canonical terms) weigh most, and at least one must be shared;
-- everyday domain words ("US", "China", "chip", "AI", "export") weigh least;
-- an action opposite to the one the story's first headline reports vetoes a join: a story about
-  a ban never absorbs an item about an approval
-  ("US bans H20 exports" vs "US allows H20 exports");
-- naming other companies, or other chips, than the story does vetoes a join too ("US halts
-  Micron HBM exports" vs "US halts Samsung HBM exports"); everyday chip words ("AI chips",
-  "semiconductors") are shared subjects but never specific ones;
-- a story takes new items while it was reported within the window, and for at most two windows
-  after its first report, so steady coverage cannot keep one story open for months.
-
-Candidates come from inverted indexes (subjects, words) over the stories inside the window, read
-from their most recently active end and ranked by overlap, so a new item never scans all
-history.
+- **Event overlap.** Each headline is reduced to the tokens that say what happened: its
+  distinctive words, the kind of action (``!restrict``, ``!allow``, ``!legal``…, so "bans" and
+  "blocks" agree), the policy terms it matched (``§entity list``), third countries and agencies
+  (``@japan``, ``@justice``) and numbers (``#23``). Watchlist subjects (Nvidia, H20), the US and
+  China and everyday words are left out: they say who, not what. Tokens are weighted by how rare
+  they are among the stored items (IDF, learned as items arrive), and the measure is symmetric
+  (weighted Dice over both headlines).
+- **Vetoes.** No join between items of the same outlet (it does not report one event twice; its
+  updates are edits, caught earlier); between opposite directions (a ban and an approval) or
+  different kinds of action; between different third countries, agencies, leading actors
+  ("China bans…" against "Dutch government…") or numbers ("23 types" against "140 entities");
+  between other companies or other models of the same company.
+- **Subject.** Candidates share a chip or company with the item (inverted indexes over the
+  stories in the window, read from their most recently active end, so a new item never scans
+  all history).
+- **Lifetime.** A story takes new items while reported within the window, and for at most two
+  windows after its first report.
 """
 
 from __future__ import annotations
 
 import gc
 import heapq
+import math
 import re
 import sys
 from collections import Counter
@@ -32,75 +36,237 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import islice, takewhile
+from urllib.parse import urlsplit
 
 from .config import StoriesConfig, Term
 from .match import Match, normalise
-from .store import MAX_MEMBERS, Store
+
+MAX_MEMBERS = 8  # member headlines a story keeps to compare with (the first ones)
 
 STOPWORDS = frozenset("""
 a an the and or but of to in on at for from by with as is are was were be been being it its
 this that these those into over after before amid about than then so not no yes will would can
 could may might must should has have had do does did says said say report reports reported
 reportedly sources source new news how why what who when where which while just also more most
-up down out off via per vs amid under between against again still yet all any some other such
-i we you he she they them his her their our your my me us_ if week today year years
+up down out off via per vs under between against again still yet all any some other such
+i we you he she they them his her their our your my me if week today year years first
+order orders ordered
 """.split())
-# Words nearly every headline in this domain has: they count, but for little.
+# Words nearly every headline in this domain has: they say who or what about, not what happened.
 GENERIC = frozenset("""
-us china chinese america american beijing washington chip semiconductor ai export import
-nvidia sale sell trade rule government official company firm market stock share tech
+chip semiconductor ai export import nvidia sale sell trade rule government official company
+firm market stock share tech gpu processor technology industry maker product deal business
 """.split())
+# Direction and kind of action. A headline's verbs are folded into these classes, so "bans",
+# "blocks" and "curbs" agree, and "bans" and "allows" are opposite directions.
 ACTIONS = {
-    "restrict": """ban bans banned banning bar bars barred block blocks blocked curb curbs curbed
-        restrict restricts restricted restriction restrictions halt halts halted stop stops
-        stopped tighten tightens tightened tightening limit limits limited prohibit prohibits
-        prohibited blacklist blacklists blacklisted sanction sanctions sanctioned crackdown
-        revoke revokes revoked suspend suspends suspended deny denies denied reject rejects
-        rejected""",
-    "allow": """allow allows allowed approve approves approved approval clear clears cleared
+    # A product made to fit the rules ("offers A800 for China to meet US rules").
+    "product": """launch launches launched unveil unveils unveiled offer offers offered
+        designed developing develops readies readying introduce introduces debut debuts release
+        releases tweak tweaks tweaked create creates created comply complies complying
+        compliant meet meets sidestep sidesteps skirt skirts circumvent circumvents override
+        around workaround tailored nerfed replacement alternative downgraded variant""",
+    # Not done yet: weighed, planned, threatened ("US weighs curbs" is not "US imposes curbs").
+    "plan": """weigh weighs weighing mull mulls mulling consider considers considering
+        considered plan plans planning mulled eye eyes eyeing mulls propose proposes proposed
+        draft drafts drafting threaten threatens threatened prepare prepares preparing
+        could may might""",
+    "writedown": "writedown writedowns loss losses",
+    "legal": """charge charges charged indict indicts indicted indictment plead pleads pleaded
+        guilty smuggle smuggles smuggled smuggling smuggler smugglers arrest arrests arrested
+        fraud prosecute prosecutes prosecuted penalty penalties fine fines fined settle settles
+        settlement convict convicted sentence sentenced seize seizes seized seizure lawsuit
+        sue sues sued""",
+    "probe": """probe probes probed probing investigate investigates investigated
+        investigating investigation inquiry summon summons summoned scrutiny review reviews
+        reviewing audit subpoena subpoenas subpoenaed""",
+    "tariff": "tariff tariffs duty duties levy levies",
+    "deal": """agree agrees agreed deal deals pact accord agreement""",
+    "allow": """granted allow allows allowed approve approves approved approval clear clears cleared
         lift lifts lifted ease eases eased easing grant grants granted resume resumes resumed
         permit permits permitted waive waives waived waiver exempt exempts exemption relax
-        relaxes relaxed greenlight greenlights""",
+        relaxes relaxed greenlight greenlights rescind rescinds rescinded repeal repeals
+        repealed scrap scraps scrapped reverse reverses reversed reversal relent relents
+        loosen loosens loosened unblock unblocks""",
+    "restrict": """ban bans banned banning bar bars barred barring block blocks blocked blocking
+        curb curbs curbed curbing restrict restricts restricted restricting restriction
+        restrictions halt halts halted halting stop stops stopped tighten tightens tightened
+        tightening limit limits limited prohibit prohibits prohibited blacklist blacklists
+        blacklisted sanction sanctions sanctioned crackdown revoke revokes revoked suspend
+        suspends suspended deny denies denied reject rejects rejected""",
+    "control": "takeover seize seizes seized control nationalise nationalize",
+    "trade": """buy buys bought buying purchase purchases purchased ship ships shipped
+        shipping shipment shipments supply supplies supplied""",
 }
-_ACTION_OF = {w: group for group, words in ACTIONS.items() for w in words.split()}
+# Announcing is not making a product when what is announced is a rule ("US unveils sweeping
+# export controls").
+_ANNOUNCING = frozenset("launch launches launched unveil unveils unveiled introduce introduces "
+                        "release releases debut debuts".split())
+_POLICY_KINDS = frozenset({"restrict", "allow", "tariff"})
+# When a headline has several kinds, the first in this order is the event it reports: the
+# others are usually context ("… to comply with US curbs", "… after US ban").
+PRIORITY = tuple(ACTIONS)
+_ACTION_OF = {w: kind for kind, words in ACTIONS.items() for w in words.split()}
+OPPOSITE = {"restrict": "allow", "allow": "restrict"}
+# Who acts. US and China are in nearly every headline (as actor or target): they only count as
+# a headline's leading actor. Third countries and agencies are event tokens, and vetoes.
+_ACTORS = {
+    "us": "us", "washington": "us", "biden": "us", "trump": "us", "america": "us",
+    "american": "us", "usa": "us", "white house": "us", "lutnick": "us", "raimondo": "us",
+    "china": "china", "chinese": "china", "beijing": "china", "prc": "china",
+    "japan": "japan", "japanese": "japan", "tokyo": "japan", "meti": "japan",
+    "dutch": "netherlands", "netherlands": "netherlands", "hague": "netherlands",
+    "taiwan": "taiwan", "taiwanese": "taiwan", "taipei": "taiwan",
+    "korea": "korea", "korean": "korea", "seoul": "korea",
+    "eu": "eu", "european": "eu", "europe": "eu", "brussels": "eu",
+    "uk": "uk", "britain": "uk", "british": "uk",
+    "germany": "germany", "german": "germany", "berlin": "germany",
+    "france": "france", "french": "france", "india": "india", "indian": "india",
+    "malaysia": "malaysia", "malaysian": "malaysia", "singapore": "singapore",
+    "singaporean": "singapore", "vietnam": "vietnam", "thailand": "thailand",
+    "indonesia": "indonesia", "uae": "uae", "emirates": "uae", "emirati": "uae",
+    "abu dhabi": "uae", "saudi": "saudi", "riyadh": "saudi", "qatar": "qatar",
+    "russia": "russia", "russian": "russia", "moscow": "russia", "iran": "iran",
+    "iranian": "iran", "israel": "israel", "israeli": "israel", "hong kong": "hongkong",
+    "canada": "canada", "canadian": "canada", "mexico": "mexico", "australia": "australia",
+}
+_AGENCIES = {
+    "commerce": "commerce", "bis": "commerce", "commerce department": "commerce",
+    "justice": "justice", "doj": "justice", "prosecutors": "justice", "prosecutor": "justice",
+    "fbi": "justice", "court": "justice", "judge": "justice", "jury": "justice",
+    "congress": "congress", "lawmakers": "congress", "senate": "congress",
+    "senators": "congress", "senator": "congress", "house panel": "congress",
+    "treasury": "treasury", "ofac": "treasury", "pentagon": "defense",
+    "customs": "customs", "cyberspace": "cyberspace", "cac": "cyberspace",
+    "samr": "antitrust", "antitrust": "antitrust", "competition": "antitrust",
+    "mofcom": "mofcom", "commerce ministry": "mofcom", "ministry of commerce": "mofcom",
+    "miit": "miit", "ndrc": "ndrc", "sec": "sec",
+}
+_AGENCY_NAMES = frozenset(_AGENCIES.values())
+_COUNTRY_NAMES = frozenset(_ACTORS.values())
+_LEADERS = {**_ACTORS, "commerce": "us", "bis": "us", "commerce department": "us",
+            "justice": "us", "doj": "us", "fbi": "us", "congress": "us", "lawmakers": "us",
+            "senate": "us", "treasury": "us", "pentagon": "us", "cac": "china",
+            "cyberspace": "china", "samr": "china", "mofcom": "china", "miit": "china",
+            "ndrc": "china", "commerce ministry": "china"}
+_NOT_ACTING = (GENERIC - {"government", "official"}) | {"stock", "shares", "internet", "sector", "giant", "giants", "buyer",
+                        "customer", "carmaker", "startup", "startups", "market", "ambition"}
+_SKIP_LEAD = STOPWORDS | {"exclusive", "update", "breaking", "analysis", "new"}
+# Phrases whose words mislead one by one.
+_PHRASES = (
+    (re.compile(r"\bdeep[- ]ultraviolet\b", re.I), " DUV "),
+    (re.compile(r"\bextreme[- ]ultraviolet\b", re.I), " EUV "),
+    # "to take a $5.5 billion charge" is an accounting loss, not a criminal charge.
+    (re.compile(r"\b(?:take|takes|taking|took|book|books|booked|record|records|recorded)\s+"
+                r"(?:an?\s+)?(?:\$?[\d.,]+\s*(?:bn|billion|million|mn|m)?\s+)?"
+                r"(?:charge|charges|writedown|write-down)\b", re.I), " writedown "),
+    (re.compile(r"\b(?:take|takes|took|taking)\s+(?:over|control)\b", re.I), " takeover "),
+    (re.compile(r"\b(?:issue|issues|issued|issuing|grant|grants|granting|win|wins|won|get|"
+                r"gets|got|receive|receives|received|secure|secures|secured)\s+"
+                r"(?:\w+\s+){0,3}?(?:licen[cs]es?|approvals?|permits?|waivers?)\b", re.I),
+     " granted licence "),
+)
 _US_RE = re.compile(r"\bU\.\s?S\.(?:\s?A\.)?|\bUnited States\b", re.IGNORECASE)
+# Amounts and counts; not model numbers (H20, 910C, 7nm) and not years.
+_NUMBER_RE = re.compile(
+    r"(?<![\w.-])\$?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(%|bn|mn|m|k|b|tn|billion|million|"
+    r"thousand|trillion|percent|per cent)?(?![\w-])", re.IGNORECASE)
+_SCALE = {"k": 3, "thousand": 3, "m": 6, "mn": 6, "million": 6, "b": 9, "bn": 9, "billion": 9,
+          "tn": 12, "trillion": 12}
 _SYNONYMS = {"chinese": "china", "semiconductors": "semiconductor", "chips": "chip",
              "chipmaker": "chip", "chipmakers": "chip", "exports": "export", "imports": "import",
-             "sales": "sale", "selling": "sell", "sells": "sell", "gpus": "gpu", "rules": "rule",
-             "american": "us", "america": "us", "usa": "us", "prc": "china"}
+             "sales": "sale", "selling": "sell", "sells": "sell", "sold": "sell", "gpus": "gpu",
+             "rules": "rule", "tools": "equipment", "tool": "equipment", "machines": "equipment",
+             "machine": "equipment", "toolmaker": "equipment", "toolmakers": "equipment",
+             "regulations": "rule", "regulation": "rule", "measures": "rule",
+             "subsidiaries": "affiliate", "subsidiary": "affiliate", "affiliates": "affiliate",
+             "units": "affiliate", "unit": "affiliate", "datacenter": "datacentre",
+             "datacenters": "datacentre", "processors": "processor", "accelerators": "gpu",
+             "accelerator": "gpu", "companies": "company", "firms": "firm"}
 
-ENTITY_WEIGHT = 2.0
-GENERIC_WEIGHT = 0.4
-WORD_WEIGHT = 1.0
-ACTION_BONUS = 0.15  # the item reports the same kind of action the story does
+# Policy terms that say what happened. The rest ("export controls", "ban", "curbs") are the
+# domain itself, or actions, which the action classes already fold together.
+POLICY_TOKENS = {"entity list": "entity list", "export licence": "licence", "licence": "licence",
+                 "import approval": "import", "imports": "import",
+                 "security review": "security review",
+                 "smuggling": "smuggling", "diversion": "smuggling",
+                 "export violations": "violations", "seizure": "seizure", "waiver": "waiver",
+                 "exemption": "waiver", "discourage": "discourage", "tariffs": "tariff",
+                 "duties": "tariff", "customs": "customs"}
+ACTION_WEIGHT = 2.5  # a kind of action agreeing counts like a fairly rare word (it is a class)
+IDF_FLOOR = 1.0  # the weight of a token every stored item has
 EXPIRE_EVERY = timedelta(minutes=10)
 POSTING_READ = 256  # most recently active stories read from each posting for one item
 CANDIDATES = 32     # stories compared in full with one item, the best ranked by blocking
+IDF_ITEMS = 20000   # stored titles read at startup to learn token rarity
 
 
 @dataclass(frozen=True, slots=True)
 class Headline:
-    """The clustering features of one headline: its words, the watchlist terms it matched
-    (subjects: the chips and companies it is about; other terms, e.g. policy words, count
-    as plain words) and the kinds of action it reports. ``weight`` is the weighted size of
-    words and entities, the denominator of every similarity the item takes part in."""
+    """The clustering features of one headline.
 
-    words: frozenset[str]
-    entities: frozenset[str]
-    actions: frozenset[str]
-    weight: float = 0.0
-    # (category, term) of the specific subjects among the entities: "nvidia", "h20", not
-    # "ai chip".
+    ``tokens`` say what happened (see the module docstring); ``entities`` are the chips and
+    companies it is about, ``specific`` those of them that are not everyday words ((category,
+    term) pairs); ``actions`` the kinds of action; ``actors`` its third countries and agencies;
+    ``numbers`` its amounts; ``lead`` the actor it opens with ("china" in "China bans…")."""
+
+    tokens: frozenset[str]
+    entities: frozenset[str] = frozenset()
+    actions: frozenset[str] = frozenset()
     specific: frozenset[tuple[str, str]] = frozenset()
+    actors: frozenset[str] = frozenset()
+    numbers: frozenset[str] = frozenset()
+    lead: str = ""
+    words: frozenset[str] = frozenset()  # plain distinctive words, for blocking and "says more"
+    primary: str = ""  # the kind of action it reports (see ``PRIORITY``)
+
+    def encode(self) -> list[str]:
+        """Tokens for storage (``Story`` members are saved as these lists)."""
+        extra = [f"^{self.lead}"] if self.lead else []
+        extra += [f"&{a}" for a in sorted(self.actions)]
+        return sorted(self.tokens | {f"%{w}" for w in self.words - self.tokens}) + extra
+
+    @staticmethod
+    def decode(stored: Iterable[str], entities: Iterable[str]) -> Headline:
+        tokens, words, lead = set(), set(), ""
+        for t in stored:
+            if t.startswith("^"):
+                lead = t[1:]
+            elif t.startswith("%"):
+                words.add(sys.intern(t[1:]))
+            else:
+                tokens.add(sys.intern(t))
+        words |= {t for t in tokens if t[0].isalnum() or t[0] == "§"}
+        actions = frozenset(t[1:] for t in stored if t.startswith("&"))
+        tokens = {t for t in tokens if not t.startswith("&")}
+        return Headline(
+            tokens=frozenset(tokens), entities=frozenset(map(sys.intern, entities)),
+            actions=actions,
+            primary=next((t[1:] for t in tokens if t.startswith("!") and t != "!plan"), ""),
+            actors=frozenset(t[1:] for t in tokens if t.startswith("@")),
+            numbers=frozenset(t[1:] for t in tokens if t.startswith("#")),
+            lead=lead, words=frozenset(words))
 
 
 SUBJECT_CATEGORIES = frozenset({"chips", "companies"})
+# Matched terms of these say who acts or the domain, not what happened (actors are read from
+# the words themselves).
+_NOT_EVENT_CATEGORIES = frozenset({"export_terms", "governments", "jurisdictions"})
 
 
 def _word(word: str) -> str:
     word = _SYNONYMS.get(word, word)
-    if len(word) > 4 and word.endswith("s") and not word.endswith("ss") and word.isalpha():
-        word = word[:-1]
+    if len(word) > 4 and word.isalpha():  # a light stemmer: outlets differ in tense and number
+        if word.endswith("ies"):
+            word = word[:-3] + "y"
+        elif word.endswith("s") and not word.endswith("ss"):
+            word = word[:-1]
+        if len(word) > 5 and word.endswith("ing"):
+            word = word[:-3]
+        elif len(word) > 4 and word.endswith("ed"):
+            word = word[:-2]
+        elif len(word) > 4 and word.endswith("e"):
+            word = word[:-1]
     return word
 
 
@@ -134,39 +300,145 @@ def _conflict(mine: dict[str, frozenset[str]], theirs: dict[str, frozenset[str]]
     return False
 
 
+def _numbers(title: str) -> set[str]:
+    out = set()
+    for m in _NUMBER_RE.finditer(title):
+        digits, unit = m.group(1).replace(",", ""), (m.group(2) or "").lower()
+        if not unit and len(digits) == 4 and digits[:2] in ("19", "20"):
+            continue  # a year
+        if unit in ("%", "percent", "per cent"):
+            out.add(digits + "%")
+            continue
+        try:
+            value = float(digits) * 10 ** _SCALE.get(unit, 0)
+        except ValueError:
+            continue
+        out.add(f"{value:g}")
+    return out
+
+
 def headline_features(title: str, matches: Iterable[Match] = (),
                       subjects: frozenset[str] = SUBJECT_CATEGORIES) -> Headline:
     text = _US_RE.sub(" us ", title)
-    words, actions = set(), set()
-    for word in normalise(text).split():
-        if word in _ACTION_OF:
-            actions.add(_ACTION_OF[word])
-        word = _word(word)
-        if word not in STOPWORDS and len(word) > 1:
-            words.add(word)
+    for pattern, replacement in _PHRASES:
+        text = pattern.sub(replacement, text)
+    tokens_list = normalise(text).split()
     matches = list(matches)
-    entities, extra, specific = set(), set(), set()
+    covered: set[str] = set()
+    entities, specific, tokens = set(), set(), set()
     for m in matches:
-        # A matched phrase counts once, as its entity or as one word, not again word by word.
-        words.difference_update(_word(w) for w in normalise(m.text).split())
+        # A matched phrase counts once, as its entity or policy term, not again word by word.
+        covered.update(_word(w) for w in normalise(m.text).split())
         term = sys.intern(m.term.casefold())
         if m.category in subjects:
             entities.add(term)
             if not _generic_subject(term):
                 specific.add((m.category, term))
+        elif term in POLICY_TOKENS:
+            tokens.add("§" + POLICY_TOKENS[term])
+        elif m.category not in _NOT_EVENT_CATEGORIES:
+            tokens.add(sys.intern(_word(term.replace(" ", ""))))
+    words, actions, actors = set(), set(), set()
+    kinds: list[tuple[str, str]] = []
+    lead = ""
+    n = len(tokens_list)
+    i = 0
+    while i < n:
+        w = tokens_list[i]
+        pair = f"{w} {tokens_list[i + 1]}" if i + 1 < n else ""
+        if pair in _AGENCIES or pair in _ACTORS:
+            key, i = pair, i + 2
         else:
-            extra.add("§" + term)
-    words |= extra
-    # Interned: the same few thousand words recur in every story the index holds.
-    words = frozenset(map(sys.intern, words))
-    entities = frozenset(entities)
-    weight = sum(_weight(w) for w in words) + ENTITY_WEIGHT * len(entities)
-    return Headline(words=words, entities=entities, actions=frozenset(actions), weight=weight,
-                    specific=frozenset(specific))
+            key, i = w, i + 1
+        if not lead and key not in _SKIP_LEAD:
+            # "China bans…" leads with an actor; "China AI chip curbs…", "Chinese stocks…" do not.
+            after = tokens_list[i] if i < n else ""
+            if after in ("says", "said", "say", "warns", "confirms") and key not in _LEADERS:
+                pass  # "Nvidia says US…": the actor is what follows
+            else:
+                lead = _LEADERS.get(key, "-") if _word(after) not in _NOT_ACTING else "-"
+        if key in _AGENCIES:
+            actors.add(_AGENCIES[key])
+            continue
+        if key in _ACTORS:
+            if _ACTORS[key] not in ("us", "china"):
+                actors.add(_ACTORS[key])
+            continue
+        if w in _ACTION_OF:
+            kind = _ACTION_OF[w]
+            actions.add(kind)
+            kinds.append((kind, w))
+            continue
+        w = _word(w)
+        if w in STOPWORDS or w in GENERIC or len(w) < 2 or w in covered or w.isdigit():
+            continue
+        words.add(w)
+    # A ban lifted is an approval: when both directions appear, the verbs of easing win over
+    # the nouns they act on ("eases curbs", "lifts ban").
+    if "allow" in actions and "restrict" in actions:
+        actions.discard("restrict")
+    numbers = _numbers(title)
+    if "product" in actions and actions & _POLICY_KINDS and all(
+            w in _ANNOUNCING for kind, w in kinds if kind == "product"):
+        actions.discard("product")
+    # "Plan" marks an action not taken yet; the event is the action planned.
+    primary = next((a for a in PRIORITY if a in actions and a != "plan"), "")
+    words |= {t for t in tokens if t[0] == "§"}
+    tokens |= words
+    if primary:
+        tokens.add("!" + primary)
+    if "plan" in actions:
+        tokens.add("!plan")
+    tokens |= {"@" + a for a in actors}
+    tokens |= {"#" + x for x in numbers}
+    return Headline(tokens=frozenset(map(sys.intern, tokens)), entities=frozenset(entities),
+                    actions=frozenset(actions), specific=frozenset(specific),
+                    actors=frozenset(actors), numbers=frozenset(numbers),
+                    lead="" if lead == "-" else lead, words=frozenset(map(sys.intern, words)),
+                    primary=primary)
 
 
-def _weight(word: str) -> float:
-    return GENERIC_WEIGHT if word in GENERIC else WORD_WEIGHT
+def outlet_of(*, source: str, link: str, feed: str) -> str:
+    """Who published an item: the aggregator's ``<source>``, else the link's host, else the
+    feed. Redirecting hosts (Google News, FeedBurner) say nothing about the outlet."""
+    if source.strip():
+        return source.strip()
+    try:
+        host = (urlsplit(link).hostname or "").lower()
+    except ValueError:
+        host = ""
+    host = host.removeprefix("www.")
+    if host and host not in _REDIRECTORS:
+        return host
+    return feed
+
+
+_REDIRECTORS = frozenset({"news.google.com", "feedproxy.google.com", "feeds.feedburner.com",
+                          "t.co", "bit.ly", "ow.ly", "l.facebook.com", "lnkd.in"})
+
+
+class Rarity:
+    """How rare each token is among the items seen (document frequency), for IDF weights."""
+
+    __slots__ = ("df", "docs")
+
+    def __init__(self) -> None:
+        self.df: Counter[str] = Counter()
+        self.docs = 0
+
+    def observe(self, tokens: Iterable[str]) -> None:
+        self.docs += 1
+        self.df.update(set(tokens))
+
+    def weight(self, token: str) -> float:
+        if token[0] == "!":
+            return ACTION_WEIGHT
+        return IDF_FLOOR + math.log((self.docs + 1) / (self.df.get(token, 0) + 1))
+
+    def total(self, tokens: Iterable[str]) -> float:
+        docs, df = self.docs + 1, self.df
+        return sum(ACTION_WEIGHT if t[0] == "!" else IDF_FLOOR + math.log(docs / (df.get(t, 0) + 1))
+                   for t in tokens)
 
 
 @dataclass(slots=True)
@@ -175,83 +447,82 @@ class Story:
 
     An item is compared with the story's member headlines one by one (the best counts), never
     with the union of all their words: a union grows with every member until it resembles
-    everything, and the story would swallow unrelated news. Only the first ``MAX_MEMBERS``
-    headlines are kept as members, which bounds both that work and the index."""
+    everything. Only the first ``MAX_MEMBERS`` headlines are kept as members."""
 
     id: int
     first_seen: datetime
     last_seen: datetime
-    members: list[tuple[frozenset[str], frozenset[str]]] = field(default_factory=list)
+    members: list[Headline] = field(default_factory=list)
     # The kind of action the story's first headline (the alert people saw) reports; later
-    # members do not redefine the event ("… to clear US export hurdles" is no approval story).
-    actions: set[str] = field(default_factory=set)
-    sources: list[str] = field(default_factory=list)
+    # members do not redefine the event.
+    actions: frozenset[str] = frozenset()
+    sources: list[str] = field(default_factory=list)  # outlets, first one first
     alert_id: int | None = None
     title: str = ""
     specific: dict[str, frozenset[str]] = field(default_factory=dict)  # kept by StoryIndex
 
     @property
-    def words(self) -> set[str]:
-        return set().union(*(w for w, _ in self.members))
+    def entities(self) -> set[str]:
+        return set().union(*(m.entities for m in self.members))
 
     @property
-    def entities(self) -> set[str]:
-        return set().union(*(e for _, e in self.members))
+    def words(self) -> set[str]:
+        return set().union(*(m.words for m in self.members))
 
-    def absorb(self, h: Headline, *, source: str, at: datetime) -> None:
-        """Count the item in (its headline as a member while there is room)."""
-        if not self.sources:
-            self.actions = set(h.actions)
+    def absorb(self, h: Headline, *, source: str, at: datetime) -> bool:
+        """Count the item in; returns whether its headline became a member."""
+        if not self.sources and not self.members:
+            self.actions = h.actions
         if source not in self.sources:
             self.sources.append(source)
         self.last_seen = max(self.last_seen, at)
         if len(self.members) < MAX_MEMBERS:
-            self.members.append((h.words, h.entities))
+            self.members.append(h)
+            return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """Why an item joined a story or started one; logged and shown by ``match``-style output."""
+    """Why an item joined a story or started one; logged and shown by ``cluster``."""
 
     story: Story | None
     score: float
-    shared_entities: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
     reason: str = ""
 
     def explain(self) -> str:
         if self.story is None:
             return f"new story ({self.reason})"
         return (f"joins story {self.story.id} \"{self.story.title}\" (similarity "
-                f"{self.score:.2f}, shared: {', '.join(self.shared_entities)})")
+                f"{self.score:.2f}, shared: {', '.join(self.shared)})")
 
 
-def _compare(item: Headline, story: Story) -> tuple[float, bool]:
-    """(similarity, whether some member headline shares a non-generic word with the item).
-
-    Similarity is the weighted share of the item's words and entities found in the story's
-    closest member headline, plus a bonus when the item reports the story's kind of action."""
-    best, distinct = 0.0, False
-    if item.weight:
-        for words, entities in story.members:
-            shared = item.words & words
-            if shared and not shared <= GENERIC:
-                distinct = True
-            # Words weigh 1 and generic ones GENERIC_WEIGHT: count by set sizes, in C.
-            weight = (len(shared) - (1.0 - GENERIC_WEIGHT) * len(shared & GENERIC)
-                      + ENTITY_WEIGHT * len(item.entities & entities))
-            best = max(best, weight / item.weight)
-    if item.actions and item.actions <= story.actions:
-        best += ACTION_BONUS
-    return best, distinct
-
-
-def similarity(item: Headline, story: Story) -> float:
-    """The weighted share of the item's words and entities found in the story's closest
-    member headline, plus a bonus when the item reports the story's kind of action."""
-    return _compare(item, story)[0]
+def _veto(item: Headline, member: Headline) -> str:
+    """Why two headlines cannot report one event, or ""."""
+    if item.primary and member.primary and item.primary != member.primary:
+        if OPPOSITE.get(item.primary) == member.primary:
+            return "the opposite action"
+        return "another kind of action"
+    if (item.primary == member.primary and ("plan" in item.actions) != ("plan" in member.actions)
+            and not item.numbers & member.numbers):
+        return "a plan, not the action"
+    for a, b in ((item, member), (member, item)):
+        if a.primary in OPPOSITE and OPPOSITE[a.primary] in b.actions and a.primary not in b.actions:
+            return "the opposite action"
+    for kinds in (_AGENCY_NAMES, _COUNTRY_NAMES):
+        mine, theirs = item.actors & kinds, member.actors & kinds
+        if mine and theirs and not mine & theirs:
+            return "other countries or agencies"
+    if item.lead and member.lead and item.lead != member.lead:
+        return "another actor"
+    if item.numbers and member.numbers and not item.numbers & member.numbers:
+        return "other numbers"
+    return ""
 
 
-Posting = dict[int, None]  # story ids, least recently active first
+def _display(token: str) -> str:
+    return token.lstrip("!§@#%")
 
 
 class StoryIndex:
@@ -262,20 +533,21 @@ class StoryIndex:
     reads at most ``POSTING_READ`` ids per key and compares at most ``CANDIDATES`` stories."""
 
     def __init__(self, *, window: timedelta, threshold: float,
-                 categories: Mapping[str, str] | None = None):
+                 categories: Mapping[str, str] | None = None, rarity: Rarity | None = None):
         self.window = window
         self.threshold = threshold
         # Subject term -> its watchlist category, to know which of a stored story's subjects
         # are companies and which are chips; learnt from each item too.
         self._category: dict[str, str] = dict(categories or {})
+        self.rarity = rarity or Rarity()
         self.stories: dict[int, Story] = {}
-        self._by_entity: dict[str, Posting] = {}
-        self._by_word: dict[str, Posting] = {}
+        self._by_entity: dict[str, dict[int, None]] = {}
+        self._by_word: dict[str, dict[int, None]] = {}
         self._expired_at: datetime | None = None
 
-    def _keys(self, story: Story) -> tuple[tuple[dict[str, Posting], set[str]], ...]:
+    def _keys(self, story: Story) -> tuple[tuple[dict[str, dict[int, None]], set[str]], ...]:
         """Each index with the keys the story is filed under in it."""
-        return ((self._by_entity, story.entities), (self._by_word, story.words - GENERIC))
+        return ((self._by_entity, story.entities), (self._by_word, story.words))
 
     def _post(self, story: Story) -> None:
         """(Re)file the story under all its keys, as the most recently active."""
@@ -298,14 +570,15 @@ class StoryIndex:
     def add(self, story: Story) -> None:
         self._post(story)
 
-    def absorb(self, story: Story, item: Headline, *, source: str, at: datetime) -> None:
-        story.absorb(item, source=source, at=at)
+    def absorb(self, story: Story, item: Headline, *, source: str, at: datetime) -> bool:
+        member = story.absorb(item, source=source, at=at)
         self._post(story)
+        return member
 
     def assign(self, item: Headline, *, at: datetime, source: str, title: str,
                new_id: int) -> tuple[Decision, Story]:
         """Decide, then record: the item joins the story chosen, or starts story ``new_id``."""
-        decision = self.decide(item, at)
+        decision = self.decide(item, at, source=source)
         if decision.story is not None:
             self.absorb(decision.story, item, source=source, at=at)
             return decision, decision.story
@@ -331,10 +604,13 @@ class StoryIndex:
                     hits.update(recent)
         if not subjects:
             return set()
-        for word in item.words - GENERIC:
+        for word in item.words:
             posting = self._by_word.get(word)
             if posting:
-                hits.update(islice(reversed(posting), POSTING_READ))
+                # A shared distinctive word says more than a shared subject: it counts double.
+                recent = list(islice(reversed(posting), POSTING_READ))
+                hits.update(recent)
+                hits.update(recent)
         found: set[int] = set()
         for posting in subjects:
             found |= hits.keys() & posting.keys()
@@ -360,7 +636,15 @@ class StoryIndex:
                         if not posting:
                             del index[key]
 
-    def decide(self, item: Headline, at: datetime) -> Decision:
+    def similarity(self, item: Headline, member: Headline) -> float:
+        """Weighted Dice of the two headlines' event tokens (each weighted by its rarity)."""
+        shared = item.tokens & member.tokens
+        if not shared:
+            return 0.0
+        total = self.rarity.total
+        return 2 * total(shared) / (total(item.tokens) + total(member.tokens))
+
+    def decide(self, item: Headline, at: datetime, *, source: str = "") -> Decision:
         """The story this item belongs to, or why it starts a new one."""
         if not item.entities:
             return Decision(None, 0.0, reason="it names no chip or company to match on")
@@ -370,40 +654,65 @@ class StoryIndex:
         self._category.update((term, kind) for kind, term in item.specific)
         mine = _by_kind(item.specific)
         best: Decision | None = None
-        vetoed = subject_only = other_subject = 0
+        vetoes: Counter[str] = Counter()
         for sid in self._candidates(item):
             story = self.stories[sid]
             if story.last_seen < earliest or not born <= story.first_seen <= latest:
                 continue
+            if source and source in story.sources:
+                vetoes["the same outlet"] += 1
+                continue
             if _conflict(mine, story.specific):
-                other_subject += 1
+                vetoes["other companies or chips"] += 1
                 continue
-            if item.actions and story.actions and not (item.actions & story.actions):
-                vetoed += 1
+            first = story.members[0] if story.members else None
+            reason = _veto(item, first) if first is not None else ""
+            if reason:
+                vetoes[reason] += 1
                 continue
-            score, distinct = _compare(item, story)
-            # A shared chip or company alone is not an event: something else must match too
-            # (a policy term, a non-generic word, or the same kind of action).
-            if not (distinct or item.actions & story.actions):
-                subject_only += 1
+            score, closest = 0.0, None
+            # Sharing only an everyday subject ("AI chips") and a kind of action is no event,
+            # unless the same actor leads both ("US weighs…", "US considers…").
+            specific_shared = any(_same_subject(t, e) for _, t in item.specific
+                                  for e in story.entities)
+            for member in story.members:
+                if member is not first and _veto(item, member):
+                    continue
+                if (not specific_shared and not (item.lead and item.lead == member.lead)
+                        and all(t[0] == "!" for t in item.tokens & member.tokens)):
+                    continue
+                s = self.similarity(item, member)
+                if s > score:
+                    score, closest = s, member
+            if closest is None:
+                vetoes["nothing but the subject"] += 1
                 continue
+            mine_s = {t for _, t in item.specific}
+            theirs_s = {t for t in story.entities if (self._category.get(t), t) in item.specific
+                        or t in mine_s or not _generic_subject(t)}
             if best is None or score > best.score:
-                best = Decision(story, score, tuple(sorted(item.entities & story.entities)))
+                shared = sorted(item.entities & story.entities) + sorted(
+                    _display(t) for t in item.tokens & closest.tokens)
+                best = Decision(story, score, tuple(shared))
         if best is not None and best.score >= self.threshold:
             return best
         if best is not None:
             return Decision(None, best.score,
                             reason=f"best similarity {best.score:.2f} to story {best.story.id} "
                                    f"is below {self.threshold:.2f}")
-        if vetoed:
-            return Decision(None, 0.0, reason="related stories report the opposite action")
-        if other_subject:
-            return Decision(None, 0.0, reason="related stories are about other companies or "
-                                              "chips")
-        if subject_only:
-            return Decision(None, 0.0, reason="recent stories share the chip or company but "
-                                              "nothing else")
+        if vetoes:
+            reason, _ = vetoes.most_common(1)[0]
+            return Decision(None, 0.0, reason=_REASONS.get(reason, f"related stories report "
+                                                                   f"{reason}"))
         return Decision(None, 0.0, reason="no recent story names the same chip or company")
+
+
+_REASONS = {
+    "the same outlet": "related stories are from the same outlet, which reports an event once",
+    "other companies or chips": "related stories are about other companies or chips",
+    "nothing but the subject": "recent stories share the chip or company but nothing else",
+    "the opposite action": "related stories report the opposite action",
+}
 
 
 class Clusterer:
@@ -412,60 +721,96 @@ class Clusterer:
     Story ids are handed out here, before the poll's transaction, so items of one batch can
     join a story another item of the same batch started."""
 
-    def __init__(self, store: Store, config: StoriesConfig, *, now: datetime,
+    def __init__(self, store, config: StoriesConfig, *, now: datetime,  # noqa: ANN001
                  watchlists: Mapping[str, Sequence[Term]] | None = None):
         self.config = config
         categories = {term.name.casefold(): term.category
                       for terms in (watchlists or {}).values() for term in terms}
         self.index = StoryIndex(window=timedelta(hours=config.window_hours),
                                 threshold=config.threshold, categories=categories)
-        intern = sys.intern
         # Tens of thousands of stories are tens of thousands of new containers: left on, the
         # cyclic collector traverses them over and over while they load (most of the startup
         # time, measured). They hold no cycles, so nothing is left for it to find.
         enabled = gc.isenabled()
         gc.disable()
         try:
+            for title in store.recent_titles(limit=IDF_ITEMS):
+                self.observe(title)
             # Oldest activity first, the order the index keeps (expiry stops at the first
             # story still in the window).
             records = sorted(store.recent_stories(since=now - self.index.window),
                              key=lambda r: r.last_seen)
             for r in records:
-                members = [(frozenset(map(intern, w)), frozenset(map(intern, e)))
-                           for w, e in r.members]
+                members = [Headline.decode(w, e) for w, e in r.members]
                 self.index.add(Story(id=r.id, first_seen=r.first_seen, last_seen=r.last_seen,
-                                     members=members, actions=set(r.actions),
-                                     sources=list(r.sources), alert_id=r.alert_id,
+                                     members=members,
+                                     actions=members[0].actions if members else frozenset(),
+                                     sources=list(r.outlets or r.sources), alert_id=r.alert_id,
                                      title=r.title))
         finally:
             if enabled:
                 gc.enable()
         self._next_id = store.max_story_id() + 1
 
+    def observe(self, title: str) -> None:
+        """Count a stored item's title towards token rarity."""
+        self.index.rarity.observe(headline_features(title).tokens)
+
     def place(self, title: str, matches: Sequence[Match], *, source: str,
-              at: datetime) -> tuple[Decision, Headline, int, bool]:
-        """Decide and record in memory: returns (decision, features, story id, is new)."""
+              at: datetime) -> Placement:
+        """Decide and record in memory where an alerting item goes."""
         self.index.expire(at)
         features = headline_features(title, matches)
+        self.index.rarity.observe(features.tokens)
         decision, story = self.index.assign(features, at=at, source=source, title=title,
                                             new_id=self._next_id)
         is_new = decision.story is None
         if is_new:
             self._next_id += 1
-        return decision, features, story.id, is_new
+        member = story.members[-1] is features if story.members else False
+        first = story.members[0] if story.members else features
+        return Placement(decision=decision, story_id=story.id, new_story=is_new,
+                         member=features.encode() if member else None,
+                         entities=tuple(sorted(features.entities)),
+                         actions=tuple(sorted(first.actions)),
+                         says_more=not is_new and says_more(features, first))
+
+
+def says_more(item: Headline, story_title: Headline) -> bool:
+    """Whether a joining headline says something the story's title does not (a word, a
+    number, a country or an agency): the alert then shows it, so even a wrong join hides
+    nothing that was said."""
+    extra = (item.words - story_title.words) | (item.numbers - story_title.numbers) | (
+        item.actors - story_title.actors)
+    return bool(extra)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the clusterer put an alerting item, and what the store must remember of it."""
+
+    decision: Decision
+    story_id: int
+    new_story: bool
+    member: list[str] | None  # the headline's stored features when it became a member
+    entities: tuple[str, ...]
+    actions: tuple[str, ...]  # of the story's first headline
+    says_more: bool = False
 
 
 def cluster_offline(items: Sequence[tuple[str, datetime, str, Sequence[Match]]], *,
                     window: timedelta, threshold: float) -> list[int]:
     """Cluster (title, time, source, matches) in time order; returns a story id per item.
-    Used by the evaluation and the benchmark; the pipeline uses ``StoryIndex`` with the store."""
+    Used by the evaluation and the tests; the pipeline uses ``Clusterer`` with the store."""
     index = StoryIndex(window=window, threshold=threshold)
     assigned = [0] * len(items)
     next_id = 1
     for i in sorted(range(len(items)), key=lambda i: items[i][1]):
         title, at, source, matches = items[i]
-        decision, story = index.assign(headline_features(title, matches), at=at, source=source,
-                                       title=title, new_id=next_id)
+        features = headline_features(title, matches)
+        index.rarity.observe(features.tokens)
+        decision, story = index.assign(features, at=at, source=source, title=title,
+                                       new_id=next_id)
         next_id += decision.story is None
         assigned[i] = story.id
     return assigned

@@ -54,6 +54,7 @@ class FeedItem:
     title: str
     summary: str
     published: datetime | None  # UTC; None when the feed gave no usable date
+    source: str = ""  # the outlet an aggregator took it from (RSS/Atom <source>), if named
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +320,8 @@ def _rss_entry(item, core, keys, url):  # noqa: ANN001, ANN202
                         "summary", "content:encoded", "encoded", "atom:content",
                         "media:description", "?description")
     summary = _text(summary_el, limit=SUMMARY_MAX_CHARS)
-    return title, link, guid, summary, _date(f, _RSS_DATES)
+    source = _text(_first(f, "source"), limit=200)
+    return title, link, guid, summary, _date(f, _RSS_DATES), source
 
 
 def _atom_entry(entry, core, keys, url):  # noqa: ANN001, ANN202
@@ -359,7 +361,12 @@ def _atom_entry(entry, core, keys, url):  # noqa: ANN001, ANN202
                 summary_el = next((c for c in group if isinstance(c.tag, str)
                                    and _local_name(c) == "description"), None)
     summary = _text(summary_el, limit=SUMMARY_MAX_CHARS)
-    return title, link, guid, summary, _date(f, _ATOM_DATES)
+    source_el = _first(f, "source")
+    source = ""
+    if source_el is not None:  # Atom's <source> is the original feed: its title names it
+        name = next((c for c in source_el if _local_name(c) == "title"), None)
+        source = _text(name, limit=200)
+    return title, link, guid, summary, _date(f, _ATOM_DATES), source
 
 
 def _find_feed_root(root: etree._Element, *, salvaged: bool) -> tuple[etree._Element, str] | None:
@@ -420,7 +427,7 @@ def _extract(root: etree._Element, kind: str, *, feed: str,
             if ens is not None and ens not in core:
                 core = core | {ens}
                 keys.clear()
-        title, link, guid, summary, published = read(entry, core, keys, url)
+        title, link, guid, summary, published, source = read(entry, core, keys, url)
         if not title and not link:
             if not summary:
                 continue  # nothing to show or match: an empty or broken entry
@@ -428,7 +435,7 @@ def _extract(root: etree._Element, kind: str, *, feed: str,
             guid = guid or stable_guid(link="", title=title)
         guid = guid or stable_guid(link=link, title=title)
         items.append(FeedItem(feed=feed, guid=guid, link=link, title=title or link,
-                              summary=summary, published=published))
+                              summary=summary, published=published, source=source))
     return items, ttl
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from .config import Config, FeedConfig, PollConfig
-from .cluster import Clusterer
+from .cluster import Clusterer, outlet_of
 from .dedupe import edited_titles, find_new, title_key
 from .errors import ParseError
 from .fetch import Fetcher, Validators
@@ -270,15 +270,33 @@ def subscribers(result: MatchResult, subscriptions: Sequence[tuple[int, str, str
 
 def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewItem:
     """Cluster an alerting item: it starts a story, or joins one instead of alerting."""
-    if clusterer is None or new.result is None or not new.result.alert:
+    item = new.item
+    outlet = outlet_of(source=item.source, link=item.link, feed=item.feed)
+    name = item.source.strip() or item.feed
+    new = replace(new, outlet=outlet, source_name=name)
+    if clusterer is None:
         return new
-    decision, features, story_id, is_new = clusterer.place(
-        new.item.title, new.result.matches, source=new.item.feed, at=now)
-    event(log, "story_new" if is_new else "story_joined", story=story_id, feed=new.item.feed,
-          title=new.item.title, decision=decision.explain())
-    return replace(new, story_id=story_id, new_story=is_new,
-                   features=(tuple(features.words), tuple(features.entities),
-                             tuple(features.actions)))
+    title = strip_source_suffix(item.title, item.source)
+    if new.result is None or not new.result.alert:
+        clusterer.observe(title)
+        return new
+    placed = clusterer.place(title, new.result.matches, source=outlet, at=now)
+    event(log, "story_new" if placed.new_story else "story_joined", story=placed.story_id,
+          feed=item.feed, outlet=outlet if outlet != item.feed else None, title=item.title,
+          decision=placed.decision.explain())
+    return replace(new, story_id=placed.story_id, new_story=placed.new_story,
+                   member=tuple(placed.member) if placed.member is not None else None,
+                   entities=placed.entities, story_actions=placed.actions,
+                   report=placed.says_more)
+
+
+def strip_source_suffix(title: str, source: str) -> str:
+    """"Headline - Reuters" → "Headline", as aggregators such as Google News title items."""
+    source = source.strip()
+    for sep in (" - ", " | ", " — ", " – "):
+        if source and title.endswith(sep + source):
+            return title[: -len(sep + source)].rstrip()
+    return title
 
 
 def _preview(new: NewItem, now: datetime) -> Alert:

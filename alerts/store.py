@@ -157,10 +157,19 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """Stories by outlet: an item's own source (an aggregator carries many), and the
+    headlines of joining outlets that say more than the story's title."""
+    _run_script(db, """
+    ALTER TABLE items ADD COLUMN source TEXT;            -- the outlet, when not the feed
+    ALTER TABLE stories ADD COLUMN reports TEXT NOT NULL DEFAULT '[]';  -- JSON [[name, headline]]
+    ALTER TABLE stories ADD COLUMN outlets TEXT NOT NULL DEFAULT '[]'   -- JSON: who reported it
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migrate_1, _migrate_2, _migrate_3, _migrate_4]
+    _migrate_1, _migrate_2, _migrate_3, _migrate_4, _migrate_5]
 SCHEMA_VERSION = len(MIGRATIONS)
-MAX_MEMBERS = 8  # the member headlines a story keeps (alerts.cluster compares by them)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -206,8 +215,10 @@ class Alert:
     matches: tuple[Match, ...]
     rules: tuple[str, ...]
     story_id: int | None = None
-    sources: tuple[str, ...] = ()  # every feed that carried the story, first one first
+    sources: tuple[str, ...] = ()  # every outlet that carried the story, first one first
     major: bool = False  # many sources within a short time
+    # (outlet, headline) of joining outlets whose headline says more than the alert's title
+    reports: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -219,10 +230,11 @@ class StoryRecord:
     title: str
     first_seen: datetime
     last_seen: datetime
-    members: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # (words, entities) each
+    members: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # (tokens, entities) each
     actions: tuple[str, ...]
     sources: tuple[str, ...]
     major: bool
+    outlets: tuple[str, ...] = ()  # who reported it (the same-outlet rule)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -233,10 +245,16 @@ class NewItem:
     canonical_link: str
     result: MatchResult | None  # None: record as seen without alerting
     title_key: str = ""
-    # Clustering: the story this item starts (new_story) or joins instead of alerting.
+    # Clustering (decided by alerts.cluster): the story this item starts (new_story) or joins
+    # instead of alerting, and what the story keeps of it.
     story_id: int | None = None
     new_story: bool = False
-    features: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = None
+    outlet: str = ""  # who published it: <source>, else the link's host, else the feed
+    source_name: str = ""  # how alerts name that outlet: <source>, else the feed's name
+    member: tuple[str, ...] | None = None  # its clustering tokens, when it became a member
+    entities: tuple[str, ...] = ()
+    story_actions: tuple[str, ...] = ()  # of the story's first headline
+    report: bool = False  # its headline says more than the story's title: show it
     extra_destinations: tuple[str, ...] = ()  # e.g. "telegram:12345" for a personal subscriber
 
 
@@ -376,48 +394,59 @@ class Store:
                         self.db.execute("INSERT OR IGNORE INTO deliveries (alert_id, destination) "
                                         "VALUES (?, ?)", [alert_id, dest])
                     if story_id is not None:
-                        self._new_story(story_id, alert_id, item, new.features or ((), (), ()),
-                                        now=now)
+                        self._new_story(story_id, alert_id, item, new, now=now)
                 # OR IGNORE: two entries of one feed may share a guid; the first one wins.
                 self.db.execute(
                     "INSERT OR IGNORE INTO items (feed, guid, link, canonical_link, title, published, "
-                    "seen_at, alert_id, story_id, title_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "seen_at, alert_id, story_id, title_key, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [item.feed, item.guid, item.link, new.canonical_link or None, item.title,
-                     _iso(item.published), _iso(now), alert_id, story_id, new.title_key or None])
+                     _iso(item.published), _iso(now), alert_id, story_id, new.title_key or None,
+                     new.outlet if new.outlet and new.outlet != item.feed else None])
         return alert_ids
 
     # --- stories ---------------------------------------------------------------------------
 
-    def _new_story(self, story_id: int, alert_id: int, item: FeedItem, features: tuple, *,
+    def _new_story(self, story_id: int, alert_id: int, item: FeedItem, new: NewItem, *,
                    now: datetime) -> None:
-        words, entities, actions = features
+        members = [list(new.member)] if new.member is not None else []
         self.db.execute(
             "INSERT INTO stories (id, alert_id, title, first_seen, last_seen, words, entities, "
-            "actions, sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [story_id, alert_id, item.title, _iso(now), _iso(now), json.dumps([sorted(words)]),
-             json.dumps([sorted(entities)]), json.dumps(sorted(actions)), json.dumps([item.feed])])
+            "actions, sources, outlets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [story_id, alert_id, item.title, _iso(now), _iso(now), json.dumps(members),
+             json.dumps([list(new.entities)] if members else []),
+             json.dumps(list(new.story_actions)), json.dumps([new.source_name or item.feed]),
+             json.dumps([new.outlet or item.feed])])
         self.db.execute("UPDATE alerts SET story_id = ? WHERE id = ?", [story_id, alert_id])
 
     def max_story_id(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM stories").fetchone()[0]
 
     def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime) -> None:
-        row = self.db.execute("SELECT words, entities, sources FROM stories WHERE id = ?",
-                              [story_id]).fetchone()
+        """Record what the clusterer decided: the story gains an outlet (and a member headline,
+        and a headline to show, when the clusterer says so)."""
+        row = self.db.execute("SELECT words, entities, sources, reports, outlets FROM stories "
+                              "WHERE id = ?", [story_id]).fetchone()
         if row is None:
             return
-        words, entities, sources = (json.loads(v) for v in row)
-        # Members as in alerts.cluster.Story: the first MAX_MEMBERS headlines; actions stay
-        # those of the story's first headline.
-        if new.features is not None and len(words) < MAX_MEMBERS:
-            words.append(sorted(new.features[0]))
-            entities.append(sorted(new.features[1]))
-        changed = item.feed not in sources
+        words, entities, sources, reports, outlets = (json.loads(v) for v in row)
+        if new.member is not None:
+            words.append(list(new.member))
+            entities.append(list(new.entities))
+        name = new.source_name or item.feed
+        if (new.outlet or item.feed) not in outlets:
+            outlets.append(new.outlet or item.feed)
+        changed = name not in sources
         if changed:
-            sources.append(item.feed)
+            sources.append(name)
+        if new.report and [name, item.title] not in reports:
+            reports.append([name, item.title])
+            changed = True
         self.db.execute(
-            "UPDATE stories SET last_seen = ?, words = ?, entities = ?, sources = ? WHERE id = ?",
-            [_iso(now), json.dumps(words), json.dumps(entities), json.dumps(sources), story_id])
+            "UPDATE stories SET last_seen = ?, words = ?, entities = ?, sources = ?, "
+            "reports = ?, outlets = ? WHERE id = ?",
+            [_iso(now), json.dumps(words), json.dumps(entities), json.dumps(sources),
+             json.dumps(reports), json.dumps(outlets), story_id])
         if changed:
             self._want_edit(story_id, now=now)
 
@@ -438,7 +467,8 @@ class Store:
         if row is None or row[0]:
             return False
         count = self.db.execute(
-            "SELECT COUNT(DISTINCT feed) FROM items WHERE story_id = ? AND seen_at >= ?",
+            "SELECT COUNT(DISTINCT COALESCE(source, feed)) FROM items WHERE story_id = ? "
+            "AND seen_at >= ?",
             [story_id, _iso(now - within)]).fetchone()[0]
         if count < momentum_sources:
             return False
@@ -455,8 +485,15 @@ class Store:
                             members=tuple(zip(map(tuple, json.loads(r["words"])),
                                               map(tuple, json.loads(r["entities"])))),
                             actions=tuple(json.loads(r["actions"])),
-                            sources=tuple(json.loads(r["sources"])), major=bool(r["major"]))
+                            sources=tuple(json.loads(r["sources"])), major=bool(r["major"]),
+                            outlets=tuple(json.loads(r.get("outlets") or "[]")))
                 for r in rows]
+
+    def recent_titles(self, *, limit: int) -> list[str]:
+        """The titles of the most recently seen items, newest first."""
+        return [r[0] for r in self.db.execute(
+            "SELECT title FROM items WHERE title IS NOT NULL ORDER BY seen_at DESC LIMIT ?",
+            [limit])]
 
     def recent_title_keys(self, feed: str, *, since: datetime) -> list[str]:
         return [r[0] for r in self.db.execute(
@@ -509,7 +546,8 @@ class Store:
 
     # --- outbox --------------------------------------------------------------------------
 
-    _ALERT_COLUMNS = ("a.*, s.sources AS story_sources, s.major AS story_major")
+    _ALERT_COLUMNS = ("a.*, s.sources AS story_sources, s.major AS story_major, "
+                      "s.reports AS story_reports")
     _ALERT_JOIN = "LEFT JOIN stories s ON s.id = a.story_id"
 
     def _alert_from_row(self, r: dict) -> Alert:
@@ -519,7 +557,8 @@ class Store:
                      created_at=_dt(r["created_at"]),
                      matches=tuple(_match_from_json(m) for m in json.loads(r["matches"])),
                      rules=tuple(json.loads(r["rules"])), story_id=r.get("story_id"),
-                     sources=sources, major=bool(r.get("story_major")))
+                     sources=sources, major=bool(r.get("story_major")),
+                     reports=tuple(tuple(x) for x in json.loads(r.get("story_reports") or "[]")))
 
     def pending(self, destination: str, *, now: datetime, limit: int = 1000) -> list[Alert]:
         """Alerts waiting for a destination whose retry time has come, oldest first."""

@@ -17,17 +17,22 @@ items in the window, then 10,000 new items clustered. Report items/s and memory.
    window as a correct clusterer would leave it. On this dense stream the clusterer's own
    history (a) collapses into a few huge stories, which would leave nothing to index, so (b) is
    what the store holds by default (``--history clustered`` stores (a) instead). The stories are
-   written to a real SQLite file in the store's schema.
+   written to a real SQLite file in the store's schema (members as ``Headline.encode()`` lists,
+   outlets too), and the stored items' titles to its ``items`` table.
 3. Startup: ``Clusterer(store, config.stories, now=…)`` loads the stories of the window from
-   that file (timed; memory with tracemalloc in a separate pass).
+   that file, and learns token rarity from the newest ``IDF_ITEMS`` stored titles
+   (``store.recent_titles``), as the bot does (timed; memory with tracemalloc in a separate
+   pass). The benchmark then counts the older stored titles too (``Clusterer.observe``, untimed),
+   so that every stored item has been observed before the new ones are clustered; clustering
+   itself does not change rarity.
 4. The next ``--new`` items (later timestamps, same window) are clustered with
    ``Clusterer.place``: items/s and per-item latency. Interleaved but timed apart, the naive
-   baseline on a sample of them: features, then ``alerts.cluster.similarity`` against every
-   story in the window; the sample also compares the indexed decision with an exhaustive one
-   (same rules, every story). A second, identical pass under tracemalloc gives peak memory and,
-   through wrappers this script installs on ``StoryIndex._candidates`` and
-   ``alerts.cluster._compare`` (nothing in alerts/ is edited), the candidate stories examined
-   and scored per item.
+   baseline on a sample of them: features, then ``StoryIndex.similarity`` against every member
+   of every story in the window (the best member per story); the sample also compares the
+   indexed decision with an exhaustive one (same rules, every story). A second, identical pass
+   under tracemalloc gives peak memory and, through wrappers this script installs on
+   ``StoryIndex._candidates`` and ``StoryIndex.similarity`` (nothing in alerts/ is edited), the
+   candidate stories examined and the member headlines scored per item.
 5. Quality of the new items' decisions against the generator's true events, and blocking recall:
    how often an item's own event's story is among the index's candidates at all.
 
@@ -64,11 +69,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import alerts.cluster as cluster_mod
-from alerts.cluster import Clusterer, Story, StoryIndex, headline_features
+from alerts.cluster import IDF_ITEMS, Clusterer, Story, StoryIndex, headline_features
 from alerts.config import load_config
 from alerts.match import Match, compile_matcher
-from alerts.store import StoryRecord, open_store
+from alerts.store import open_store
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
 SPAN_HOURS = 44.0       # events start within this; follow-ups come up to FOLLOW_UP_MAX_H later
@@ -346,8 +350,9 @@ def rss_mb() -> tuple[float, float]:
 
 
 class Probe:
-    """Wrappers installed on ``StoryIndex`` / ``alerts.cluster`` by this benchmark only: count
-    candidate stories per item, similarity calls, and time spent in ``expire``."""
+    """Wrappers installed on ``StoryIndex`` by this benchmark only: count candidate stories per
+    item, ``StoryIndex.similarity`` calls (one per member headline scored), and time spent in
+    ``expire``."""
 
     def __init__(self, *, count: bool):
         self.count = count
@@ -358,8 +363,8 @@ class Probe:
         self.expire_calls = 0
 
     def __enter__(self):
-        self._orig = (StoryIndex._candidates, StoryIndex.expire, cluster_mod._compare)
-        orig_candidates, orig_expire, orig_compare = self._orig
+        self._orig = (StoryIndex._candidates, StoryIndex.expire, StoryIndex.similarity)
+        orig_candidates, orig_expire, orig_similarity = self._orig
         probe = self
 
         def expire(index, now):
@@ -376,16 +381,16 @@ class Probe:
                 probe.last = found
                 return found
 
-            def compare(item, story):
+            def similarity(index, item, member):
                 probe.scored += 1
-                return orig_compare(item, story)
+                return orig_similarity(index, item, member)
 
             StoryIndex._candidates = candidates
-            cluster_mod._compare = compare
+            StoryIndex.similarity = similarity
         return self
 
     def __exit__(self, *exc):
-        StoryIndex._candidates, StoryIndex.expire, cluster_mod._compare = self._orig
+        StoryIndex._candidates, StoryIndex.expire, StoryIndex.similarity = self._orig
         return False
 
 
@@ -422,38 +427,35 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def persist_stories(path: Path, stories) -> None:
-    """Write the stories as the store keeps them (``stories`` table, JSON features): one list
-    per member headline when the store keeps members (``StoryRecord.members``), else one flat
-    list of the story's words and entities."""
-    per_member = "members" in getattr(StoryRecord, "__dataclass_fields__", {})
-
-    def features(story) -> tuple[str, str]:
-        members = getattr(story, "members", None)
-        if members is None:
-            members = [(story.words, story.entities)]
-        if per_member:
-            return (json.dumps([sorted(w) for w, _ in members]),
-                    json.dumps([sorted(e) for _, e in members]))
-        return (json.dumps(sorted(set().union(*(w for w, _ in members)))),
-                json.dumps(sorted(set().union(*(e for _, e in members)))))
-
+def persist_stories(path: Path, stories, items) -> None:
+    """Write the stories as the store keeps them (``stories`` table: per member headline its
+    ``Headline.encode()`` tokens and its entities; the outlets that reported it), and the
+    stored items to the ``items`` table (``store.recent_titles`` reads their titles)."""
     store = open_store(path)
     try:
         conn = store.db.conn
         conn.executemany(
             "INSERT INTO stories (id, alert_id, title, first_seen, last_seen, words, entities, "
-            "actions, sources) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?)",
-            [(s.id, s.title, _iso(s.first_seen), _iso(s.last_seen), *features(s),
-              json.dumps(sorted(s.actions)), json.dumps(s.sources)) for s in stories])
+            "actions, sources, outlets) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(s.id, s.title, _iso(s.first_seen), _iso(s.last_seen),
+              json.dumps([m.encode() for m in s.members]),
+              json.dumps([sorted(m.entities) for m in s.members]),
+              json.dumps(sorted(s.actions)), json.dumps(s.sources), json.dumps(s.sources))
+             for s in stories])
+        conn.executemany(
+            "INSERT INTO items (feed, guid, link, title, seen_at, story_id, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            [(it.source, f"bench-{i}", f"https://example.com/{i}", it.title, _iso(it.at), sid)
+             for i, (it, sid) in enumerate(items)])
         conn.commit()
     finally:
         store.close()
 
 
-def exhaustive_decision(index: StoryIndex, item, at: datetime):
+def exhaustive_decision(index: StoryIndex, item, at: datetime, source: str):
     """``index.decide`` with the blocking taken out: every story in the window that shares a
-    chip or company with the item is a candidate (the same rules otherwise, whatever they are)."""
+    chip or company with the item is a candidate (the same rules otherwise, whatever they are,
+    the same-outlet rule included)."""
     def every(_item) -> set[int]:
         ids: set[int] = set()
         for entity in item.entities:
@@ -462,9 +464,17 @@ def exhaustive_decision(index: StoryIndex, item, at: datetime):
 
     index._candidates = every  # on this instance only, for this one call
     try:
-        return index.decide(item, at)
+        return index.decide(item, at, source=source)
     finally:
         del index._candidates
+
+
+def naive_scores(index: StoryIndex, item, cutoff: datetime) -> list[float]:
+    """The naive baseline: ``index.similarity`` against every member of every story reported
+    since ``cutoff`` (no blocking, no vetoes); the best member's score per story."""
+    similarity = index.similarity
+    return [max((similarity(item, m) for m in s.members), default=0.0)
+            for s in index.stories.values() if s.last_seen >= cutoff]
 
 
 def pair_quality(truth: list[int], assigned: list[int]) -> tuple[float, float]:
@@ -538,21 +548,26 @@ def main(argv: list[str] | None = None) -> int:
     rss_data = rss_mb()[0]
 
     # 2. history. (a) the stored items clustered by the clusterer itself, in time order, through
-    # the real Clusterer.place: its items/s and what the window then holds. (b) the stories the
-    # stored items' true events make, each absorbing its members' features: the window as a
-    # correct clusterer would leave it. One of them (--history) is written to a real SQLite file.
+    # the real Clusterer.place: its items/s and what the window then holds. Rarity is learnt as
+    # the items arrive (each item's tokens are observed before it is placed, as
+    # cluster_offline does; only place is timed). (b) the stories the stored items' true events
+    # make, each absorbing its members' features: the window as a correct clusterer would leave
+    # it. One of them (--history) is written to a real SQLite file.
     history = Clusterer(open_store(None), config.stories, now=START,
                         watchlists=config.watchlists)
     assigned: list[int] = []
     budget = float("inf") if args.history == "clustered" else args.history_budget
     with Probe(count=True) as probe_h:
-        t = time.perf_counter()
+        hist_s = 0.0
+        t0 = time.perf_counter()
         for i, it in enumerate(stored):
-            if i % 1000 == 0 and time.perf_counter() - t > budget:
+            if i % 1000 == 0 and time.perf_counter() - t0 > budget:
                 break
-            _, _, sid, _ = history.place(it.title, it.matches, source=it.source, at=it.at)
-            assigned.append(sid)
-        hist_s = time.perf_counter() - t
+            history.index.rarity.observe(headline_features(it.title, it.matches).tokens)
+            t = time.perf_counter()
+            placed = history.place(it.title, it.matches, source=it.source, at=it.at)
+            hist_s += time.perf_counter() - t
+            assigned.append(placed.story_id)
     done = stored[:len(assigned)]
     hist_stories = list(history.index.stories.values())
     sizes = Counter(assigned)
@@ -585,15 +600,17 @@ def main(argv: list[str] | None = None) -> int:
         keep, event_story = hist_stories, {}
         for it, sid in zip(stored, assigned):
             event_story.setdefault(it.event, set()).add(sid)
+        item_story = assigned
     else:
         keep = event_stories
         event_story = {e: {s.id} for e, s in by_event.items()}
+        item_story = [by_event[it.event].id for it in stored]
     tmp = tempfile.TemporaryDirectory(prefix="bench_cluster_")
     db_path = Path(tmp.name) / "chipwatch.db"
     t = time.perf_counter()
-    persist_stories(db_path, keep)
+    persist_stories(db_path, keep, zip(stored, item_story))
     row(f"history ({'a' if args.history == 'clustered' else 'b'}) written to SQLite",
-        f"{len(keep):,} stories, {time.perf_counter() - t:.2f} s "
+        f"{len(keep):,} stories and {len(stored):,} items, {time.perf_counter() - t:.2f} s "
         f"({db_path.stat().st_size / 2**20:.1f} MiB file)")
     del history, hist_stories, event_stories, by_event, keep
     gc.collect()
@@ -608,23 +625,50 @@ def main(argv: list[str] | None = None) -> int:
     del records
     gc.collect()
     rss_before = rss_mb()[0]
-    with GcWatch() as gc_startup:
+    t = time.perf_counter()
+    n_titles = len(store.recent_titles(limit=IDF_ITEMS))
+    titles_s = time.perf_counter() - t
+    # The stored items older than the newest IDF_ITEMS, which startup does not read: counted
+    # towards rarity after startup, so that every stored item is observed.
+    older = [it.title for it in stored[:max(0, len(stored) - IDF_ITEMS)]]
+    observe_s = 0.0
+    orig_observe = Clusterer.observe
+
+    def timed_observe(self, title: str) -> None:  # startup's rarity learning, timed apart
+        nonlocal observe_s
         t = time.perf_counter()
-        clusterer = Clusterer(store, config.stories, now=now0, watchlists=config.watchlists)
-        startup_s = time.perf_counter() - t
+        orig_observe(self, title)
+        observe_s += time.perf_counter() - t
+
+    Clusterer.observe = timed_observe
+    try:
+        with GcWatch() as gc_startup:
+            t = time.perf_counter()
+            clusterer = Clusterer(store, config.stories, now=now0, watchlists=config.watchlists)
+            startup_s = time.perf_counter() - t
+    finally:
+        Clusterer.observe = orig_observe
     rss_after = rss_mb()[0]
     row("startup: Clusterer(store) loads the window",
-        f"{startup_s:.2f} s for {n_records:,} stories (store.recent_stories alone "
-        f"{read_s:.2f} s; garbage collector {gc_startup.total():.2f} s), "
+        f"{startup_s:.2f} s for {n_records:,} stories and {n_titles:,} titles for rarity "
+        f"(observing the titles {observe_s:.2f} s; store.recent_stories alone {read_s:.2f} s, "
+        f"store.recent_titles {titles_s:.2f} s; garbage collector {gc_startup.total():.2f} s), "
         f"RSS +{rss_after - rss_before:.0f} MiB")
+    t = time.perf_counter()
+    for title in older:
+        clusterer.observe(title)
+    row("rarity: older stored titles observed after startup",
+        f"{len(older):,} titles, {time.perf_counter() - t:.2f} s (untimed in startup); rarity "
+        f"over {clusterer.index.rarity.docs:,} titles, {len(clusterer.index.rarity.df):,} "
+        f"distinct tokens")
 
     # 4. the new items, timed; the naive baseline on a sample, timed apart
     n_samples = min(args.baseline_sample, len(new))
     if n_samples and new:  # one untimed trial to fit the sample into --baseline-budget
         t = time.perf_counter()
         h = headline_features(new[0].title, new[0].matches)
-        [cluster_mod.similarity(h, s) for s in clusterer.index.stories.values()]
-        exhaustive_decision(clusterer.index, h, new[0].at)
+        naive_scores(clusterer.index, h, new[0].at - window)
+        exhaustive_decision(clusterer.index, h, new[0].at, new[0].source)
         trial = time.perf_counter() - t
         n_samples = max(1, min(n_samples, int(args.baseline_budget / max(trial, 1e-9))))
     sample_every = max(1, len(new) // n_samples) if n_samples else 0
@@ -638,15 +682,13 @@ def main(argv: list[str] | None = None) -> int:
         cluster_s = 0.0
         for i, it in enumerate(new):
             if sample_every and i % sample_every == 0 and naive_n < n_samples:
-                stories = clusterer.index.stories.values()
                 t = time.perf_counter()
                 h = headline_features(it.title, it.matches)
-                cutoff = it.at - window
-                scores = [cluster_mod.similarity(h, s) for s in stories if s.last_seen >= cutoff]
+                scores = naive_scores(clusterer.index, h, it.at - window)
                 naive_s += time.perf_counter() - t
                 naive_n += 1
                 naive_stories += len(scores)
-                want_decision = exhaustive_decision(clusterer.index, h, it.at)
+                want_decision = exhaustive_decision(clusterer.index, h, it.at, it.source)
                 want = want_decision.story.id if want_decision.story is not None else None
                 want_score = want_decision.score
                 sampled_want[i] = want
@@ -655,8 +697,8 @@ def main(argv: list[str] | None = None) -> int:
             if profiler:
                 profiler.enable()
             t = time.perf_counter()
-            decision, _, sid, is_new = clusterer.place(it.title, it.matches, source=it.source,
-                                                       at=it.at)
+            placed = clusterer.place(it.title, it.matches, source=it.source, at=it.at)
+            decision, sid, is_new = placed.decision, placed.story_id, placed.new_story
             took = time.perf_counter() - t
             cluster_s += took
             latencies.append(took)
@@ -699,7 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         f"stories; {n_stories:,} stories in the index after")
     if naive_n:
         naive_per = naive_s / naive_n
-        row("NAIVE: similarity() vs every story in window",
+        row("NAIVE: similarity() vs every story's members in window",
             f"{1 / naive_per:,.0f} items/s, {naive_per * 1e3:,.1f} ms/item (timed on {naive_n} "
             f"items{' to fit --baseline-budget' if naive_n < args.baseline_sample else ''}, "
             f"{naive_stories / naive_n:,.0f} stories each); {len(new):,} items would take "
@@ -717,12 +759,17 @@ def main(argv: list[str] | None = None) -> int:
     base = tracemalloc.get_traced_memory()[0]
     again = Clusterer(store, config.stories, now=now0, watchlists=config.watchlists)
     index_mem, startup_peak = tracemalloc.get_traced_memory()
+    rarity_mem = sys.getsizeof(again.index.rarity.df)  # its hash table (tokens are interned)
+    for title in older:
+        again.observe(title)
+    observed_mem = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
     with Probe(count=True) as probe_c:
         again_decisions, offered = [], []
         for it in new:
             before = len(probe_c.candidates)
-            _, _, sid, is_new = again.place(it.title, it.matches, source=it.source, at=it.at)
+            placed = again.place(it.title, it.matches, source=it.source, at=it.at)
+            sid, is_new = placed.story_id, placed.new_story
             again_decisions.append((sid, is_new))
             known = ev_stories.setdefault(it.event, set())
             offered.append(None if not known else
@@ -733,18 +780,21 @@ def main(argv: list[str] | None = None) -> int:
     store.close()
     row("memory: index after startup (tracemalloc)",
         f"{(index_mem - base) / 2**20:,.1f} MiB retained, peak {(startup_peak - base) / 2**20:,.1f}"
-        f" MiB while loading ({(index_mem - base) / max(1, n_records) / 1024:.1f} KiB/story)")
+        f" MiB while loading ({(index_mem - base) / max(1, n_records) / 1024:.1f} KiB/story; of "
+        f"it the rarity counts' table {rarity_mem / 1024:,.0f} KiB, {n_titles:,} titles)")
+    row("memory: observing the older stored titles",
+        f"{(observed_mem - index_mem) / 2**20:+.1f} MiB ({len(older):,} titles)")
     row("memory: clustering the new items",
         f"peak {(place_peak - base) / 2**20:,.1f} MiB, grew "
-        f"{(after_mem - index_mem) / 2**20:+.1f} MiB")
+        f"{(after_mem - observed_mem) / 2**20:+.1f} MiB")
     row("memory: process RSS", f"{rss_now:,.0f} MiB now, {rss_peak:,.0f} MiB peak (the stream "
         f"itself: {rss_data:,.0f} MiB)")
     cands = probe_c.candidates
     if cands:
         row("candidates examined per new item",
             f"mean {statistics.fmean(cands):.1f}, p50 {pct(cands, .5)}, p99 {pct(cands, .99)}, "
-            f"max {max(cands)} (of {n_records:,}+ stories); stories scored/item "
-            f"{probe_c.scored / len(new):.1f}")
+            f"max {max(cands)} (of {n_records:,}+ stories); member headlines scored/item "
+            f"(StoryIndex.similarity calls) {probe_c.scored / len(new):.1f}")
     if again_decisions != decisions:
         row("WARNING", "the tracemalloc pass decided differently from the timed pass")
 

@@ -60,7 +60,8 @@ def ago(**kw) -> datetime:
 
 
 def rss(items: list[dict], *, title: str = "Test feed") -> str:
-    """An RSS 2.0 document; each item may have title, link, guid, date (datetime), summary."""
+    """An RSS 2.0 document; each item may have title, link, guid, date (datetime), summary,
+    source (an aggregator's outlet)."""
     parts = [f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
              f"<title>{escape(title)}</title><link>http://127.0.0.1/</link>"
              f"<description>test</description>"]
@@ -76,6 +77,8 @@ def rss(items: list[dict], *, title: str = "Test feed") -> str:
             parts.append(f"<pubDate>{format_datetime(it['date'])}</pubDate>")
         if "summary" in it:
             parts.append(f"<description>{escape(it['summary'])}</description>")
+        if "source" in it:  # as aggregators (Google News) name the outlet
+            parts.append(f'<source url="https://outlet.example">{escape(it["source"])}</source>')
         parts.append("</item>")
     parts.append("</channel></rss>")
     return "".join(parts)

@@ -78,6 +78,9 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(tmp_path, 
     also = final.split("also reported by ", 1)[1].split("\n")[0]
     assert sorted(also.split(", ")) == sorted(o for o, _ in OUTLETS[1:])
     assert "MAJOR STORY · 5 sources" in final, "5 sources within the hour make it major"
+    # The safety net: each joining outlet's own headline is shown, so a join hides nothing.
+    for outlet, title in OUTLETS[1:]:
+        assert f"• {outlet}: {title}" in final
     assert "story_joined" in second.stderr and "similarity" in second.stderr
 
 
@@ -157,7 +160,8 @@ def _poll(store, feed, title, *, story_id, new_story, clock, i=0):
     store.record_poll(feed, f"http://127.0.0.1:9/{feed}", [NewItem(
         item=_item(feed, title, i), canonical_link=f"https://{feed}.example/{i}", result=result,
         story_id=story_id, new_story=new_story,
-        features=(tuple(h.words), tuple(h.entities), tuple(h.actions)))],
+        member=tuple(h.encode()), entities=tuple(sorted(h.entities)),
+        story_actions=tuple(sorted(h.actions)), report=True)],
         destinations=("telegram",), now=clock())
 
 
@@ -212,6 +216,21 @@ APART = [
                                  "US halts Samsung HBM exports to China"]),
     ("other_model_same_company", ["US bans Nvidia H20 sales to China",
                                   "US bans Nvidia H200 sales to China"]),
+    # Distinct events of one busy day that share their subject.
+    ("other_country", ["Japan to restrict exports of 23 types of chipmaking equipment",
+                       "Netherlands announces new export rules for ASML's DUV machines"]),
+    ("other_numbers", ["US adds 140 Chinese chip firms to entity list",
+                       "US adds 36 Chinese chip firms to entity list"]),
+    ("rescind_vs_tighten", ["Commerce tightens export controls on Nvidia H20 chips",
+                            "Trump administration rescinds Nvidia H20 export curbs"]),
+    ("other_agency", ["Justice Department charges Nvidia chip smugglers in Singapore case",
+                      "Commerce Department charges Nvidia chip smugglers in Singapore case"]),
+    ("other_actor", ["Dutch government takes control of Chinese-owned chipmaker Nexperia",
+                     "China bans exports of Nexperia chips after Dutch takeover"]),
+    ("other_kind_of_action", ["Prosecutors charge smuggling ring with exporting Nvidia GPUs to China",
+                              "Nvidia's China-specific B30A chip awaits Washington's export approval"]),
+    ("weighs_vs_imposes", ["US weighs new curbs on Nvidia AI chip sales to China",
+                           "US imposes new curbs on Nvidia AI chip sales to China"]),
 ]
 
 
@@ -223,6 +242,16 @@ def test_same_event_is_one_story(titles):
 @pytest.mark.parametrize("titles", [c[1] for c in APART], ids=[c[0] for c in APART])
 def test_different_events_are_different_stories(titles):
     assert len(set(_cluster([(t, NOW + timedelta(minutes=i)) for i, t in enumerate(titles)]))) == len(titles)
+
+
+def test_one_outlet_never_makes_one_story_twice():
+    first, second = "US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"
+    items = [(first, NOW, "Reuters", MATCHER.match(first).matches),
+             (second, NOW + timedelta(minutes=5), "Reuters", MATCHER.match(second).matches),
+             (second, NOW + timedelta(minutes=6), "Bloomberg", MATCHER.match(second).matches)]
+    ids = cluster_offline(items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+    assert ids[0] != ids[1], "one outlet's second headline is another event (its edits are caught earlier)"
+    assert ids[2] == ids[0], "another outlet's same headline joins"
 
 
 def test_same_headline_months_apart_is_two_stories():
@@ -322,7 +351,7 @@ def test_steady_coverage_does_not_keep_a_story_open_for_ever():
 def test_a_shared_subject_alone_is_no_story_and_says_so():
     index = StoryIndex(window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
     index.assign(_features("US bans Nvidia H20 exports"), at=NOW, source="a", title="t", new_id=1)
-    decision = index.decide(_features("Nvidia H20 review: fast, quiet, costly"), NOW)
+    decision = index.decide(_features("Nvidia H20 benchmarked: fast, quiet, costly"), NOW)
     assert decision.story is None
     assert "share the chip or company but nothing else" in decision.reason
 

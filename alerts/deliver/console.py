@@ -6,12 +6,13 @@ import sys
 from typing import TextIO
 
 from ..store import Alert
-from .format import SUMMARY_MAX, cut_text, major_line, matched_line, story_line, when_text
+from .format import (SUMMARY_MAX, cut_text, major_line, matched_line, outlet_name, report_lines,
+                     story_line, when_text)
 
 
 def format_text(alert: Alert) -> str:
     """The alert for a person reading plain text: the same content as the chat messages."""
-    lines = [f"🔔 {alert.title}", f"   {alert.feed} · {when_text(alert)}"]
+    lines = [f"🔔 {alert.title}", f"   {outlet_name(alert)} · {when_text(alert)}"]
     if alert.major:
         lines.insert(0, major_line(alert))
     if alert.link:
@@ -19,6 +20,7 @@ def format_text(alert: Alert) -> str:
     lines.append(f"   matched: {matched_line(alert)}")
     if story_line(alert):
         lines.append(f"   {story_line(alert, names=4)}")
+        lines.extend(f"     {line}" for line in report_lines(alert))
     if alert.summary:
         lines.append(f"   {cut_text(alert.summary, SUMMARY_MAX // 2)}")
     return "\n".join(lines)

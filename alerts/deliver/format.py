@@ -60,14 +60,30 @@ def matched_items(alert: Alert) -> list[str]:
     return parts
 
 
+def outlet_name(alert: Alert) -> str:
+    """Who published it: "Reuters via Google News" for an aggregator's item, else the feed."""
+    first = alert.sources[0] if alert.sources else alert.feed
+    return alert.feed if first == alert.feed else f"{first} via {alert.feed}"
+
+
 def story_line(alert: Alert, *, names: int = 2) -> str:
     """"also reported by Reuters, Bloomberg, +3" for a story with more than one source."""
-    others = [s for s in alert.sources if s != alert.feed]
+    others = [s for s in alert.sources[1:] if s != alert.feed]
     if not others:
         return ""
     shown = ", ".join(others[:names])
     more = f", +{len(others) - names}" if len(others) > names else ""
     return f"also reported by {shown}{more}"
+
+
+REPORTS_MAX = 10  # headlines of joining outlets shown in one alert
+
+
+def report_lines(alert: Alert, *, width: int = 300) -> list[str]:
+    """"• Bloomberg: <its headline>" for each joining outlet whose headline says more than the
+    alert's title: even a story that wrongly took in another event's item hides nothing."""
+    return [f"• {name}: {cut_text(headline, width)}"
+            for name, headline in alert.reports[:REPORTS_MAX] if headline != alert.title]
 
 
 def major_line(alert: Alert) -> str:
@@ -105,7 +121,7 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
     link = _web_link(alert.link)
     head_html = (f'<b><a href="{html.escape(link, quote=True)}">{_esc(title)}</a></b>' if link
                  else f"<b>{_esc(title)}</b>")
-    meta = f"{alert.feed} · {when_text(alert)}"
+    meta = f"{outlet_name(alert)} · {when_text(alert)}"
     matched = "🎯 " + cut_text(matched_line(alert), 800)
     plain = [title, meta, matched]
     html_parts = [head_html, _esc(meta), _esc(matched)]
@@ -117,6 +133,13 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
         plain.insert(0, major_line(alert))
         html_parts.insert(0, f"<b>{_esc(major_line(alert))}</b>")
     used = sum(utf16_len(p) for p in plain) + len(plain) - 1  # newlines between parts
+    for line in report_lines(alert):
+        cost = utf16_len(line) + 1
+        if used + cost > limit - 2:
+            break
+        plain.append(line)
+        html_parts.append(_esc(line))
+        used += cost
     room = min(SUMMARY_MAX, limit - used - 2)
     if alert.summary and room > 20:
         summary = cut_text(alert.summary, room)
@@ -133,7 +156,7 @@ def telegram_digest(alerts: Sequence[Alert], *, limit: int = TELEGRAM_LIMIT,
     for i, alert in enumerate(alerts[:max_alerts], start=1):
         title = cut_text(alert.title, 300)
         terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-        tail = f" — {alert.feed} · {cut_text(terms, 120)}"
+        tail = f" — {outlet_name(alert)} · {cut_text(terms, 120)}"
         plain = f"{i}. {title}{tail}"
         cost = utf16_len(plain) + 1
         if included and used + cost > limit:
@@ -170,11 +193,13 @@ def _slack_link(alert: Alert, label: str) -> str:
 def slack_payload(alert: Alert) -> dict:
     title = cut_text(alert.title, TITLE_MAX)
     head = f"*{_slack_link(alert, title)}*"
-    meta = slack_escape(f"{alert.feed} · {when_text(alert)}")
+    meta = slack_escape(f"{outlet_name(alert)} · {when_text(alert)}")
     matched = slack_escape("🎯 " + cut_text(matched_line(alert), 800))
     body = "\n".join([head, meta, matched])
     if story_line(alert):
         body += "\n" + slack_escape("📣 " + story_line(alert, names=4))
+    for line in report_lines(alert, width=200):
+        body += "\n" + slack_escape(line)
     if alert.summary:
         body += "\n" + slack_escape(cut_text(alert.summary, SUMMARY_MAX))
     return {

@@ -217,35 +217,47 @@ class Headline:
     actors: frozenset[str] = frozenset()
     numbers: frozenset[str] = frozenset()
     lead: str = ""
-    words: frozenset[str] = frozenset()  # plain distinctive words, for blocking and "says more"
     primary: str = ""  # the kind of action it reports (see ``PRIORITY``)
+
+    @property
+    def words(self) -> frozenset[str]:
+        """Its distinctive words and policy terms: what blocking and "says more" look at."""
+        return frozenset(t for t in self.tokens if t[0].isalnum() or t[0] == "§")
 
     def encode(self) -> list[str]:
         """Tokens for storage (``Story`` members are saved as these lists)."""
         extra = [f"^{self.lead}"] if self.lead else []
         extra += [f"&{a}" for a in sorted(self.actions)]
-        return sorted(self.tokens | {f"%{w}" for w in self.words - self.tokens}) + extra
+        return sorted(self.tokens) + extra
 
     @staticmethod
     def decode(stored: Iterable[str], entities: Iterable[str]) -> Headline:
-        tokens, words, lead = set(), set(), ""
+        tokens, actions, lead = set(), set(), ""
         for t in stored:
             if t.startswith("^"):
                 lead = t[1:]
-            elif t.startswith("%"):
-                words.add(sys.intern(t[1:]))
-            else:
-                tokens.add(sys.intern(t))
-        words |= {t for t in tokens if t[0].isalnum() or t[0] == "§"}
-        actions = frozenset(t[1:] for t in stored if t.startswith("&"))
-        tokens = {t for t in tokens if not t.startswith("&")}
+            elif t.startswith("&"):
+                actions.add(t[1:])
+            else:  # "%word" was a plain word in an earlier format
+                tokens.add(sys.intern(t[1:] if t.startswith("%") else t))
         return Headline(
-            tokens=frozenset(tokens), entities=frozenset(map(sys.intern, entities)),
-            actions=actions,
+            tokens=frozenset(tokens), entities=_shared(frozenset(map(sys.intern, entities))),
+            actions=_shared(frozenset(actions)),
             primary=next((t[1:] for t in tokens if t.startswith("!") and t != "!plan"), ""),
-            actors=frozenset(t[1:] for t in tokens if t.startswith("@")),
-            numbers=frozenset(t[1:] for t in tokens if t.startswith("#")),
-            lead=lead, words=frozenset(words))
+            actors=_shared(frozenset(t[1:] for t in tokens if t.startswith("@"))),
+            numbers=_shared(frozenset(t[1:] for t in tokens if t.startswith("#"))),
+            lead=sys.intern(lead))
+
+
+_SHARED: dict[frozenset, frozenset] = {}
+
+
+def _shared(value: frozenset) -> frozenset:
+    """One instance per distinct small set: tens of thousands of stories repeat a few hundred
+    combinations of subjects and kinds of action."""
+    if len(value) > 4 or len(_SHARED) > 50_000:
+        return value
+    return _SHARED.setdefault(value, value)
 
 
 SUBJECT_CATEGORIES = frozenset({"chips", "companies"})
@@ -391,10 +403,10 @@ def headline_features(title: str, matches: Iterable[Match] = (),
         tokens.add("!plan")
     tokens |= {"@" + a for a in actors}
     tokens |= {"#" + x for x in numbers}
-    return Headline(tokens=frozenset(map(sys.intern, tokens)), entities=frozenset(entities),
-                    actions=frozenset(actions), specific=frozenset(specific),
-                    actors=frozenset(actors), numbers=frozenset(numbers),
-                    lead="" if lead == "-" else lead, words=frozenset(map(sys.intern, words)),
+    return Headline(tokens=frozenset(map(sys.intern, tokens)),
+                    entities=_shared(frozenset(entities)), actions=_shared(frozenset(actions)),
+                    specific=_shared(frozenset(specific)), actors=_shared(frozenset(actors)),
+                    numbers=_shared(frozenset(numbers)), lead="" if lead == "-" else lead,
                     primary=primary)
 
 

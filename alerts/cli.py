@@ -111,7 +111,7 @@ def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: T
             print("match: give a headline, or --jsonl to read JSON lines from stdin",
                   file=sys.stderr)
             return EXIT_FAILURE
-        print(matcher.match(" ".join(args.text), args.summary).explain(), file=stdout)
+        print(matcher.explain(matcher.match(" ".join(args.text), args.summary)), file=stdout)
         return EXIT_OK
     for line in stdin:
         print(json.dumps(match_json_line(matcher, line), ensure_ascii=False), file=stdout,

@@ -261,9 +261,9 @@ def _shared(value: frozenset) -> frozenset:
 
 
 SUBJECT_CATEGORIES = frozenset({"chips", "companies"})
-# Matched terms of these say who acts or the domain, not what happened (actors are read from
-# the words themselves).
-_NOT_EVENT_CATEGORIES = frozenset({"export_terms", "governments", "jurisdictions"})
+# Matched terms of these categories tell events apart ("ByteDance" orders, not "Alibaba" ones);
+# the others say who acts, or are the domain itself, or are read from the words themselves.
+EVENT_CATEGORIES = frozenset({"chip_buyers"})
 
 
 def _word(word: str) -> str:
@@ -339,16 +339,17 @@ def headline_features(title: str, matches: Iterable[Match] = (),
     covered: set[str] = set()
     entities, specific, tokens = set(), set(), set()
     for m in matches:
-        # A matched phrase counts once, as its entity or policy term, not again word by word.
-        covered.update(_word(w) for w in normalise(m.text).split())
         term = sys.intern(m.term.casefold())
+        if m.category in subjects or m.category in EVENT_CATEGORIES or term in POLICY_TOKENS:
+            # A matched phrase counts once, as its entity or policy term, not word by word.
+            covered.update(_word(w) for w in normalise(m.text).split())
         if m.category in subjects:
             entities.add(term)
             if not _generic_subject(term):
                 specific.add((m.category, term))
         elif term in POLICY_TOKENS:
             tokens.add("§" + POLICY_TOKENS[term])
-        elif m.category not in _NOT_EVENT_CATEGORIES:
+        elif m.category in EVENT_CATEGORIES:
             tokens.add(sys.intern(_word(term.replace(" ", ""))))
     words, actions, actors = set(), set(), set()
     kinds: list[tuple[str, str]] = []

@@ -46,6 +46,10 @@ class Rule:
     any_of: tuple[str, ...] = ()
     none_of: tuple[str, ...] = ()
     terms: tuple[str, ...] = ()  # canonical term names; at least one must match
+    # A relation: one match from each role (a role is one or more categories), all in the same
+    # field and within ``within`` words of each other ("Nvidia can sell H200 to China").
+    relation: tuple[tuple[str, ...], ...] = ()
+    within: int = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -240,7 +244,7 @@ _POLL_KEYS = {"interval_seconds", "max_interval_seconds", "adaptive", "timeout_s
               "max_backoff_seconds", "failing_after_hours"}
 _FEED_KEYS = {"name", "url", "interval_seconds", "max_interval_seconds"}
 _TERM_KEYS = {"term", "aliases", "case_sensitive", "context", "exclude", "fuzzy"}
-_RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms"}
+_RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms", "relation", "within"}
 _TELEGRAM_KEYS = {"chat_id", "api_base_url", "admins", "link_preview"}
 
 
@@ -405,9 +409,31 @@ def _rules(c: _Checker, node: Any, line: int | None,
                     raise c.fail(f"refers to unknown term {t!r}; add it to a watchlist first",
                                  f"{key}.terms", kln)
             parts["terms"] = tuple(term_names[t.casefold()] for t in names)
-        if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms")):
-            raise c.fail("needs at least one of all_of, any_of or terms", key, ln)
-        rules.append(Rule(name=name, **parts))
+        relation: list[tuple[str, ...]] = []
+        if "relation" in m:
+            kln = c.key_line(m, "relation", ln)
+            roles = c.seq(m["relation"], f"{key}.relation", kln)
+            if len(roles) < 2:
+                raise c.fail("must list at least two roles (a category, or a list of "
+                             "categories)", f"{key}.relation", kln)
+            for j, role in enumerate(roles):
+                rkey = f"{key}.relation[{j}]"
+                cats = c.strings(role, rkey, c.item_line(roles, j, kln))
+                for cat in cats:
+                    if cat not in watchlists:
+                        raise c.fail(f"refers to missing watchlist {cat!r} "
+                                     f"(defined: {', '.join(watchlists)})", rkey, kln)
+                relation.append(cats)
+        within = 8
+        if "within" in m:
+            if not relation:
+                raise c.fail("only means something with 'relation'", f"{key}.within",
+                             c.key_line(m, "within", ln))
+            within = int(c.number(m["within"], f"{key}.within", c.key_line(m, "within", ln),
+                                  lo=1, hi=100, integer=True))
+        if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
+            raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
+        rules.append(Rule(name=name, **parts, relation=tuple(relation), within=within))
     return tuple(rules)
 
 

@@ -52,6 +52,7 @@ class Match:
     kind: Kind
     score: float
     field: Field = "title"
+    at: int = -1  # word index in its field (relation rules); -1 when unknown
 
     def to_json(self) -> dict:
         return {"category": self.category, "term": self.term, "text": self.text,
@@ -247,6 +248,7 @@ class Matcher:
     def __init__(self, watchlists: Mapping[str, Sequence[Term]], rules: Sequence[Rule]):
         self.watchlists = {cat: tuple(terms) for cat, terms in watchlists.items()}
         self.rules = tuple(rules)
+        self._relations = any(r.relation for r in self.rules)
         self._terms: list[_TermInfo] = []
         entries: dict[str, list[tuple[int, Kind, int]]] = {}  # key -> (term index, kind, tokens)
         guards: dict[str, set[str]] = {}  # automaton key -> the guard words it stands for
@@ -412,8 +414,12 @@ class Matcher:
         for h in alive:
             if h.index not in best or h.score > best[h.index].score:
                 best[h.index] = h
+        starts = {}
+        if self._relations:  # word positions, for relation rules
+            starts = {"title": _word_starts(title), "summary": _word_starts(summary)}
         matches = tuple(sorted(
-            (Match(h.category, terms[h.index].term.name, h.text, h.kind, h.score, h.field)
+            (Match(h.category, terms[h.index].term.name, h.text, h.kind, h.score, h.field,
+                   bisect_right(starts[h.field], h.start) - 1 if starts else -1)
              for h in best.values()), key=lambda m: (-m.score, m.category, m.term)))
         return MatchResult(matches=matches, rules=self._rules_that_hold(matches))
 
@@ -431,6 +437,16 @@ class Matcher:
                 or not others.isdisjoint(info.context_terms)
                 or not other_categories.isdisjoint(info.context_categories))
 
+    def explain(self, result: MatchResult) -> str:
+        """``result.explain()``, plus how each relation rule that held was met."""
+        lines = [result.explain()]
+        for rule in self.rules:
+            if rule.name in result.rules and rule.relation:
+                span = relation_span(rule, result.matches) or ()
+                lines.append(f"  relation {rule.name}: " + " … ".join(
+                    f"{m.text} ({m.category})" for m in span))
+        return "\n".join(lines)
+
     def without(self, result: MatchResult, terms: Collection[str]) -> MatchResult:
         """The result with the given (casefolded) terms' matches removed, rules re-judged:
         how a muted term is silenced without editing it out of the watchlist."""
@@ -444,6 +460,8 @@ class Matcher:
         names = {m.term for m in matches}
         held = []
         for rule in self.rules:
+            if rule.relation and relation_span(rule, matches) is None:
+                continue
             if rule.all_of and not all(c in cats for c in rule.all_of):
                 continue
             if rule.any_of and cats.isdisjoint(rule.any_of):
@@ -454,6 +472,28 @@ class Matcher:
                 continue
             held.append(rule.name)
         return tuple(held)
+
+
+_WORDISH_RE = re.compile(r"[^\W_]+")
+
+
+def _word_starts(text: str) -> list[int]:
+    return [m.start() for m in _WORDISH_RE.finditer(text)] if text else []
+
+
+def relation_span(rule: Rule, matches: Sequence[Match]) -> tuple[Match, ...] | None:
+    """One match per role of a relation rule, all in one field and spanning at most
+    ``rule.within`` words, in reading order; None when there is no such combination."""
+    for field in ("title", "summary"):
+        candidates = [[m for m in matches if m.field == field and m.at >= 0
+                       and m.category in role] for role in rule.relation]
+        if not all(candidates):
+            continue
+        for combo in itertools.product(*candidates):
+            at = [m.at for m in combo]
+            if max(at) - min(at) <= rule.within:
+                return tuple(sorted(combo, key=lambda m: m.at))
+    return None
 
 
 class _Hit(NamedTuple):

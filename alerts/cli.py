@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
+from .backtest import backtest, parse_duration
 from .cluster import Clusterer, StoryIndex, headline_features
 from .config import Config, load_config
 from .deliver import Deliverer
@@ -59,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     match.add_argument("--jsonl", action="store_true",
                        help='read {"title": ..., "summary": ...} lines on stdin, write JSON lines')
     cmd("check-config", "validate the config and print a short summary")
+    back = cmd("backtest", "replay stored items through a (candidate) config: what would newly "
+                           "alert, what would stop; sends and records nothing")
+    back.add_argument("--since", default="7d", help="how far back: 30m, 48h, 7d, 2w (default 7d)")
     story = cmd("cluster", "explain how headlines would group into stories")
     story.add_argument("headlines", nargs="+", metavar="HEADLINE",
                        help="headlines in the order they arrive, each from its own source")
@@ -88,6 +92,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return _match(config, args, stdout=stdout, stdin=stdin)
         if args.command == "cluster":
             return _cluster(config, args, stdout=stdout)
+        if args.command == "backtest":
+            return _backtest(config, args, stdout=stdout)
         if args.command == "once":
             return asyncio.run(run_once(config, dry_run=args.dry_run, stdout=stdout))
         if args.command == "run":
@@ -116,6 +122,29 @@ def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: T
     for line in stdin:
         print(json.dumps(match_json_line(matcher, line), ensure_ascii=False), file=stdout,
               flush=True)
+    return EXIT_OK
+
+
+def _backtest(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int:
+    """Print what the config would change over the stored items of the window."""
+    try:
+        window = parse_duration(args.since)
+    except ValueError as exc:
+        print(f"backtest: --since: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    matcher = compile_matcher(config.watchlists, config.rules)
+    report = backtest(config, since=utcnow() - window)
+    for label, changes in (("WOULD NEWLY ALERT", report.newly),
+                           ("WOULD STOP ALERTING", report.stopped)):
+        if changes:
+            print(f"--- {label} ({len(changes)}) ---", file=stdout)
+        for change in changes:
+            item = change.item
+            print(f"{item.seen_at:%Y-%m-%d %H:%M} [{item.feed}] {item.title}", file=stdout)
+            print("   " + matcher.explain(change.result).replace("\n", "\n   "), file=stdout)
+    print(f"backtest: {report.items} items since {report.since:%Y-%m-%d %H:%M} UTC: "
+          f"{len(report.newly)} would newly alert, {len(report.stopped)} would stop alerting, "
+          f"{report.kept} alert either way", file=stdout)
     return EXIT_OK
 
 

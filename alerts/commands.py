@@ -19,7 +19,10 @@ from telegram.error import TelegramError
 from telegram.ext import (AIORateLimiter, Application, CommandHandler, ContextTypes,
                           MessageHandler, filters)
 
+from .backtest import term_preview
+from .config import load_config
 from .config_edit import EditRefused, add_term, remove_term
+from .errors import ConfigError, StoreError
 from .deliver.format import TELEGRAM_LIMIT, cut_text, visible_len, when_text
 from .logs import event, redact
 from .runtime import Runtime
@@ -30,6 +33,7 @@ log = logging.getLogger("chipwatch.commands")
 MAX_ARG_CHARS = 300
 MAX_SUBSCRIPTIONS = 50
 MAX_RECENT = 20
+PREVIEW_DAYS = 7  # /watch shows what the new term would have matched in this many days
 _DURATION_RE = re.compile(r"^(\d{1,4})\s*(m|min|h|d|w)$", re.IGNORECASE)
 _UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_MUTE = timedelta(days=30)
@@ -259,7 +263,7 @@ class Commands:
             raise Refused("give a headline, e.g. /why China approves Nvidia H200 imports")
         result = self.runtime.matcher.match(text)
         muted = self.runtime.store.active_mutes(now=utcnow())
-        reply = html.escape(f"“{text}”\n{result.explain()}")
+        reply = html.escape(f"“{text}”\n{self.runtime.matcher.explain(result)}")
         if muted and any(m.term.casefold() in muted for m in result.matches):
             after = self.runtime.matcher.without(result, muted)
             reply += "\n\n" + html.escape(f"muted terms drop out: {'ALERT' if after.alert else 'no alert'}")
@@ -332,8 +336,24 @@ class Commands:
         changed = edit(self.runtime.config.path, category, term)
         event(log, "watchlist_edited", action=action, category=category, term=changed,
               user=update.effective_user.id)
-        await self._reply(update, f"✅ {done} <b>{html.escape(changed)}</b> {preposition} "
-                          f"{html.escape(category)}. It applies within seconds.")
+        reply = (f"✅ {done} <b>{html.escape(changed)}</b> {preposition} "
+                 f"{html.escape(category)}. It applies within seconds.")
+        if action == "watch":
+            reply += "\n" + self._preview(category, changed)
+        await self._reply(update, reply)
+
+    def _preview(self, category: str, term: str) -> str:
+        """What the new term would have matched among the last 7 days' items."""
+        try:
+            config = load_config(self.runtime.config.path)  # the file as just edited
+            count, first = term_preview(config, category, term,
+                                        since=utcnow() - timedelta(days=PREVIEW_DAYS))
+        except (ConfigError, StoreError) as exc:
+            return html.escape(f"(no preview: {exc})")
+        lines = [f"In the last {PREVIEW_DAYS} days it would have matched {count} item"
+                 f"{'' if count == 1 else 's'}" + (":" if first else ".")]
+        lines += [f"• {html.escape(cut_text(i.title, 200))} — {html.escape(i.feed)}" for i in first]
+        return "\n".join(lines)
 
     async def mute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         parts = self._args(context, update).rsplit(maxsplit=1)

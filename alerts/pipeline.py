@@ -14,10 +14,10 @@ from .config import Config, FeedConfig, PollConfig
 from .cluster import Clusterer, outlet_of
 from .dedupe import edited_titles, find_new, title_key
 from .errors import ParseError
-from .fetch import Fetcher, Validators
+from .fetch import FetchResult, Fetcher, Validators
 from .logs import event
 from .match import Matcher, MatchResult
-from .parse import FeedItem, parse_feed
+from .parse import FeedItem, ParsedFeed, parse_feed
 from .store import Alert, NewItem, Store
 
 log = logging.getLogger("chipwatch.pipeline")
@@ -109,11 +109,21 @@ async def poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: 
 
     ``respect_schedule`` skips a feed whose backoff, Retry-After or adaptive interval says it is
     not due yet (the scheduler ticks at the shortest interval and relies on this)."""
+    prepared = await _guarded(feed, store=store, now=now, dry_run=dry_run, work=_prepare(
+        feed, config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
+        dry_run=dry_run, respect_schedule=respect_schedule))
+    if isinstance(prepared, FeedOutcome):
+        return prepared
+    placed = [_placed(n, clusterer, now=now) for n in prepared.items]
+    return await _guarded(feed, store=store, now=now, dry_run=dry_run, work=_finish(
+        prepared, placed, config=config, store=store, now=now, dry_run=dry_run))
+
+
+async def _guarded(feed: FeedConfig, *, store: Store, now: datetime, dry_run: bool, work):  # noqa: ANN001, ANN202
+    """Run one feed's step; a bug on one feed's data must not stop the others."""
     try:
-        return await _poll_feed(feed, config=config, store=store, matcher=matcher,
-                                fetcher=fetcher, now=now, dry_run=dry_run,
-                                respect_schedule=respect_schedule, clusterer=clusterer)
-    except Exception as exc:  # a bug on one feed's data must not stop the others
+        return await work
+    except Exception as exc:
         log.exception("feed_poll_crashed feed=%s", feed.name)
         error = f"internal: {type(exc).__name__}: {exc}"
         if not dry_run:
@@ -143,9 +153,22 @@ def _failed(feed: FeedConfig, error: str, *, config: Config, store: Store, now: 
                        flagged=flagged, next_poll_at=state.next_poll_at)
 
 
-async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
-                     fetcher: Fetcher, now: datetime, dry_run: bool, respect_schedule: bool,
-                     clusterer: Clusterer | None) -> FeedOutcome:
+@dataclass(slots=True, kw_only=True)
+class _Prepared:
+    """A feed fetched and parsed, its new items matched, nothing placed or recorded yet."""
+
+    feed: FeedConfig
+    result: FetchResult
+    parsed: ParsedFeed
+    moved: dict[str, object]
+    first_poll: bool
+    previous: float | None  # the adaptive interval before this poll
+    items: list[NewItem]
+
+
+async def _prepare(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
+                   fetcher: Fetcher, now: datetime, dry_run: bool,
+                   respect_schedule: bool) -> FeedOutcome | _Prepared:
     state = store.feed_state(feed.name)
     if state is not None and state.url != feed.url:
         state = None  # the config points somewhere new: start afresh
@@ -220,9 +243,18 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
             if muted:
                 result_ = matcher.without(result_, muted)
             extra = subscribers(result_, subscriptions)
-        new.append(_placed(NewItem(item=item, canonical_link=link, result=result_,
-                                   title_key=keys[i], extra_destinations=extra),
-                           clusterer, now=now))
+        new.append(NewItem(item=item, canonical_link=link, result=result_,
+                           title_key=keys[i], extra_destinations=extra))
+    return _Prepared(feed=feed, result=result, parsed=parsed, moved=moved,
+                     first_poll=first_poll, previous=previous, items=new)
+
+
+async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: Store,
+                  now: datetime, dry_run: bool,
+                  deferred: list[NewItem] | None = None) -> FeedOutcome:
+    """Record a prepared poll with its placed items (or, in a dry run, only preview it)."""
+    feed, result, parsed, moved, first_poll = p.feed, p.result, p.parsed, p.moved, p.first_poll
+    previous = p.previous
     # Items that joined an existing story add a source to its alert instead of alerting.
     alerting = [n for n in new if n.result is not None and n.result.alert
                 and (n.story_id is None or n.new_story)]
@@ -241,17 +273,21 @@ async def _poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher:
         if new:
             fields["last_new_at"] = now
         store.record_poll(feed.name, feed.url, new, destinations=config.destinations.names(),
-                          now=now, **fields)
-        for n in new:
-            if n.story_id is not None and not n.new_story and store.mark_major(
-                    n.story_id, momentum_sources=config.stories.momentum_sources,
-                    within=timedelta(minutes=config.stories.momentum_minutes), now=now):
-                event(log, "story_major", story=n.story_id, title=n.item.title)
+                          now=now, deferred=deferred, **fields)
+        _momentum(new, config=config, store=store, now=now)
     event(log, "feed_polled", status="ok", feed=feed.name, items=len(parsed.items),
           new=len(new), alerts=len(alerting), first_poll=first_poll or None,
           next_in=f"{interval:g}s", warning=parsed.warning)
     return FeedOutcome(feed=feed.name, status="ok", items=len(parsed.items), new_items=len(new),
                        alerts=len(alerting), previews=previews)
+
+
+def _momentum(new: Sequence[NewItem], *, config: Config, store: Store, now: datetime) -> None:
+    for n in new:
+        if n.story_id is not None and not n.new_story and store.mark_major(
+                n.story_id, momentum_sources=config.stories.momentum_sources,
+                within=timedelta(minutes=config.stories.momentum_minutes), now=now):
+            event(log, "story_major", story=n.story_id, title=n.item.title)
 
 
 EDIT_LOOKBACK = timedelta(days=7)
@@ -311,9 +347,41 @@ async def run_cycle(feeds: Sequence[FeedConfig], *, config: Config, store: Store
                     matcher: Matcher, fetcher: Fetcher, now: datetime,
                     dry_run: bool = False, respect_schedule: bool = False,
                     clusterer: Clusterer | None = None) -> CycleReport:
-    """Poll the given feeds concurrently (the fetcher bounds concurrency, globally and per host)."""
-    outcomes = await asyncio.gather(*(
-        poll_feed(f, config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
-                  dry_run=dry_run, respect_schedule=respect_schedule, clusterer=clusterer)
-        for f in feeds))
+    """Poll the given feeds concurrently (the fetcher bounds concurrency, globally and per
+    host), then place every feed's new items in order of publication, across feeds, so a
+    story's first report starts it whichever feed carried it; then record each feed."""
+    prepared = await asyncio.gather(*(
+        _guarded(f, store=store, now=now, dry_run=dry_run, work=_prepare(
+            f, config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
+            dry_run=dry_run, respect_schedule=respect_schedule)) for f in feeds))
+    ready = [p for p in prepared if isinstance(p, _Prepared)]
+    placed = _place_in_order(ready, clusterer, now=now)
+    outcomes, deferred = [], []
+    for p in prepared:
+        if isinstance(p, _Prepared):
+            p = await _guarded(p.feed, store=store, now=now, dry_run=dry_run, work=_finish(
+                p, placed[id(p)], config=config, store=store, now=now, dry_run=dry_run,
+                deferred=deferred))
+        outcomes.append(p)
+    if deferred:
+        store.apply_joins(deferred, now=now)
+        _momentum(deferred, config=config, store=store, now=now)
     return CycleReport(tuple(outcomes))
+
+
+def _place_in_order(ready: Sequence[_Prepared], clusterer: Clusterer | None, *,
+                    now: datetime) -> dict[int, list[NewItem]]:
+    """Each prepared feed's items, placed in story order: by publication time across feeds
+    (undated ones last). One article reached through two feeds in this cycle alerts once."""
+    order = sorted(((n.item.published or now, k, j) for k, p in enumerate(ready)
+                    for j, n in enumerate(p.items)), key=lambda t: (t[0], t[1], t[2]))
+    done: dict[tuple[int, int], NewItem] = {}
+    links: set[str] = set()
+    for _, k, j in order:
+        n = ready[k].items[j]
+        if n.result is not None and n.canonical_link:
+            if n.canonical_link in links:
+                n = replace(n, result=None)  # the same article from another feed: seen, silent
+            links.add(n.canonical_link)
+        done[(k, j)] = _placed(n, clusterer, now=now)
+    return {id(p): [done[(k, j)] for j in range(len(p.items))] for k, p in enumerate(ready)}

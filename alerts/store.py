@@ -167,8 +167,15 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     """)
 
 
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    """Summaries of seen items, so a backtest can replay them through a candidate config."""
+    _run_script(db, """
+    ALTER TABLE items ADD COLUMN summary TEXT
+    """)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _migrate_1, _migrate_2, _migrate_3, _migrate_4, _migrate_5]
+    _migrate_1, _migrate_2, _migrate_3, _migrate_4, _migrate_5, _migrate_6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -366,10 +373,12 @@ class Store:
                 if guid in known_guids or (link and link in known_links)}
 
     def record_poll(self, name: str, url: str, new_items: Iterable[NewItem], *,
-                    destinations: Sequence[str], now: datetime, **fields: object) -> list[int]:
+                    destinations: Sequence[str], now: datetime,
+                    deferred: list[NewItem] | None = None, **fields: object) -> list[int]:
         """In one transaction: mark the poll successful (with ``fields`` such as validators and
         the next poll time), record new items as seen, and queue an alert per destination for
-        those that match. Returns the new alert ids."""
+        those that match. Returns the new alert ids. An item joining a story that another
+        feed of the same cycle has not recorded yet goes to ``deferred`` (see ``apply_joins``)."""
         alert_ids = []
         with self.db.atomic():
             self._upsert_feed(name, url)
@@ -379,7 +388,8 @@ class Store:
             for new in new_items:
                 item, alert_id, story_id = new.item, None, new.story_id
                 if story_id is not None and not new.new_story:
-                    self._join_story(story_id, item, new, now=now)
+                    if not self._join_story(story_id, item, new, now=now) and deferred is not None:
+                        deferred.append(new)
                 elif new.result is not None and (new.result.alert or new.extra_destinations):
                     cur = self.db.execute(
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "
@@ -398,11 +408,12 @@ class Store:
                 # OR IGNORE: two entries of one feed may share a guid; the first one wins.
                 self.db.execute(
                     "INSERT OR IGNORE INTO items (feed, guid, link, canonical_link, title, published, "
-                    "seen_at, alert_id, story_id, title_key, source) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "seen_at, alert_id, story_id, title_key, source, summary) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [item.feed, item.guid, item.link, new.canonical_link or None, item.title,
                      _iso(item.published), _iso(now), alert_id, story_id, new.title_key or None,
-                     new.outlet if new.outlet and new.outlet != item.feed else None])
+                     new.outlet if new.outlet and new.outlet != item.feed else None,
+                     item.summary or None])
         return alert_ids
 
     # --- stories ---------------------------------------------------------------------------
@@ -422,13 +433,20 @@ class Store:
     def max_story_id(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM stories").fetchone()[0]
 
-    def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime) -> None:
+    def apply_joins(self, joins: Sequence[NewItem], *, now: datetime) -> None:
+        """Story joins deferred by ``record_poll`` until the story's own feed was recorded."""
+        with self.db.atomic():
+            for new in joins:
+                if new.story_id is not None:
+                    self._join_story(new.story_id, new.item, new, now=now)
+
+    def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime) -> bool:
         """Record what the clusterer decided: the story gains an outlet (and a member headline,
-        and a headline to show, when the clusterer says so)."""
+        and a headline to show, when the clusterer says so). False: no such story (yet)."""
         row = self.db.execute("SELECT words, entities, sources, reports, outlets FROM stories "
                               "WHERE id = ?", [story_id]).fetchone()
         if row is None:
-            return
+            return False
         words, entities, sources, reports, outlets = (json.loads(v) for v in row)
         if new.member is not None:
             words.append(list(new.member))
@@ -449,6 +467,7 @@ class Store:
              json.dumps(reports), json.dumps(outlets), story_id])
         if changed:
             self._want_edit(story_id, now=now)
+        return True
 
     def _want_edit(self, story_id: int, *, now: datetime) -> None:
         """Ask for an edit of the story's sent messages. Quick successive updates merge into one
@@ -656,6 +675,42 @@ class Store:
             if pages and free / pages > 0.25:
                 self.db.execute("VACUUM")
         return {"items": items, "stories": stories, "alerts": alerts}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredItem:
+    """A seen item as the database keeps it, for replaying (``backtest``, ``/watch``)."""
+
+    feed: str
+    title: str
+    summary: str
+    link: str
+    seen_at: datetime
+    alerted: bool  # a rule held for it when it was seen (it alerted or joined a story)
+
+
+def stored_items(path: Path | str, *, since: datetime) -> list[StoredItem]:
+    """Items seen since ``since``, oldest first, read through a read-only connection: this
+    never writes, migrates or locks the database a running bot is using."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no database yet (run the bot first)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
+            summary = "i.summary" if "summary" in columns else "NULL"
+            rows = db.execute(
+                f"SELECT i.feed, i.title, {summary}, i.link, i.seen_at, "
+                "(i.story_id IS NOT NULL OR (a.id IS NOT NULL AND a.rules != '[]')) "
+                "FROM items i LEFT JOIN alerts a ON a.id = i.alert_id "
+                "WHERE i.seen_at >= ? ORDER BY i.seen_at, i.id", [_iso(since)]).fetchall()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read database: {exc}") from exc
+    return [StoredItem(feed=f, title=t, summary=s or "", link=link or "", seen_at=_dt(at),
+                       alerted=bool(alerted)) for f, t, s, link, at, alerted in rows]
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:

@@ -1,0 +1,71 @@
+"""Replay the items stored in a window through a (candidate) config: what would newly alert,
+what would stop alerting. Reads the database read-only; sends and records nothing."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .config import Config
+from .errors import ConfigError
+from .match import MatchResult, compile_matcher
+from .store import StoredItem, stored_items
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """"30m", "48h", "7d", "2w"."""
+    m = _DURATION_RE.match(text)
+    if not m:
+        raise ValueError(f"expected a duration such as 30m, 48h, 7d or 2w, got {text!r}")
+    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    item: StoredItem
+    result: MatchResult  # under the candidate config
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestReport:
+    since: datetime
+    items: int
+    newly: tuple[Change, ...]  # would alert now, did not then
+    stopped: tuple[Change, ...]  # alerted then, would not now
+    kept: int  # alerted then and would still
+
+
+def backtest(config: Config, *, since: datetime) -> BacktestReport:
+    """The stored items seen since ``since`` through ``config``'s watchlists and rules."""
+    matcher = compile_matcher(config.watchlists, config.rules)
+    items = stored_items(config.database, since=since)
+    newly, stopped, kept = [], [], 0
+    for item in items:
+        result = matcher.match(item.title, item.summary)
+        if result.alert and not item.alerted:
+            newly.append(Change(item, result))
+        elif item.alerted and not result.alert:
+            stopped.append(Change(item, result))
+        elif result.alert:
+            kept += 1
+    return BacktestReport(since=since, items=len(items), newly=tuple(newly),
+                          stopped=tuple(stopped), kept=kept)
+
+
+def term_preview(config: Config, category: str, name: str, *, since: datetime,
+                 limit: int = 3) -> tuple[int, list[StoredItem]]:
+    """How many stored items since ``since`` the term would match (it, as configured in
+    ``category``), and the first ``limit`` of them."""
+    term = next((t for t in config.watchlists.get(category, ())
+                 if t.name.casefold() == name.casefold()), None)
+    if term is None:
+        raise ConfigError(f"no term {name!r} in watchlist {category!r}")
+    # The whole watchlist, so the term's guards ("@governments") are judged as in the bot.
+    matcher = compile_matcher(config.watchlists, ())
+    hits = [i for i in stored_items(config.database, since=since)
+            if any(m.term == term.name for m in matcher.match(i.title, i.summary).matches)]
+    return len(hits), hits[:limit]

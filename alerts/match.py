@@ -249,6 +249,7 @@ class Matcher:
         self.watchlists = {cat: tuple(terms) for cat, terms in watchlists.items()}
         self.rules = tuple(rules)
         self._relations = any(r.relation for r in self.rules)
+        self._category_rules: dict[frozenset[str], tuple[Rule, ...]] = {}
         self._terms: list[_TermInfo] = []
         entries: dict[str, list[tuple[int, Kind, int]]] = {}  # key -> (term index, kind, tokens)
         guards: dict[str, set[str]] = {}  # automaton key -> the guard words it stands for
@@ -273,6 +274,7 @@ class Matcher:
                     for key in _deletions(normalise(term.name).strip()):
                         self._fuzzy.setdefault(key, []).append(index)
 
+        self._guarded = frozenset(i for i, info in enumerate(self._terms) if info.guarded)
         self._automaton = ahocorasick.Automaton()
         for key in entries.keys() | guards.keys():
             self._automaton.add_word(key, (key, tuple(entries.get(key, ())),
@@ -403,7 +405,8 @@ class Matcher:
         terms = self._terms
         # Settle the guards: a match its own context or exclude rules out must not vouch for
         # another term ("Blackwell" the surname is no chip context), so repeat until stable.
-        while any(terms[h.index].guarded for h in alive):
+        guarded = self._guarded
+        while guarded and not guarded.isdisjoint([h.index for h in alive]):
             names = {terms[h.index].folded_name for h in alive}
             categories = {h.category for h in alive}
             kept = [h for h in alive if self._guards_pass(terms[h.index], guards, names, categories)]
@@ -414,14 +417,16 @@ class Matcher:
         for h in alive:
             if h.index not in best or h.score > best[h.index].score:
                 best[h.index] = h
+        candidates = self._by_categories(frozenset(h.category for h in best.values()))
         starts = {}
-        if self._relations:  # word positions, for relation rules
+        if self._relations and any(rule.relation for rule in candidates):
+            # Word positions, only when a relation rule could hold.
             starts = {"title": _word_starts(title), "summary": _word_starts(summary)}
         matches = tuple(sorted(
             (Match(h.category, terms[h.index].term.name, h.text, h.kind, h.score, h.field,
                    bisect_right(starts[h.field], h.start) - 1 if starts else -1)
              for h in best.values()), key=lambda m: (-m.score, m.category, m.term)))
-        return MatchResult(matches=matches, rules=self._rules_that_hold(matches))
+        return MatchResult(matches=matches, rules=_judge(candidates, matches))
 
     @staticmethod
     def _guards_pass(info: _TermInfo, guards: set[str], names: set[str],
@@ -455,23 +460,34 @@ class Matcher:
             return result
         return MatchResult(matches=kept, rules=self._rules_that_hold(kept))
 
+    def _by_categories(self, cats: frozenset[str]) -> tuple[Rule, ...]:
+        """The rules whose category conditions these matched categories meet (cached: a few
+        hundred combinations of categories cover almost every headline)."""
+        found = self._category_rules.get(cats)
+        if found is None:
+            found = tuple(
+                rule for rule in self.rules
+                if all(c in cats for c in rule.all_of)
+                and not (rule.any_of and cats.isdisjoint(rule.any_of))
+                and not (rule.none_of and not cats.isdisjoint(rule.none_of))
+                and not any(cats.isdisjoint(role) for role in rule.relation))
+            if len(self._category_rules) >= 4096:
+                self._category_rules.clear()
+            self._category_rules[cats] = found
+        return found
+
     def _rules_that_hold(self, matches: Sequence[Match]) -> tuple[str, ...]:
-        cats = {m.category for m in matches}
-        names = {m.term for m in matches}
-        held = []
-        for rule in self.rules:
-            if rule.relation and relation_span(rule, matches) is None:
-                continue
-            if rule.all_of and not all(c in cats for c in rule.all_of):
-                continue
-            if rule.any_of and cats.isdisjoint(rule.any_of):
-                continue
-            if rule.none_of and not cats.isdisjoint(rule.none_of):
-                continue
-            if rule.terms and names.isdisjoint(rule.terms):
-                continue
-            held.append(rule.name)
-        return tuple(held)
+        return _judge(self._by_categories(frozenset(m.category for m in matches)), matches)
+
+
+def _judge(candidates: Sequence[Rule], matches: Sequence[Match]) -> tuple[str, ...]:
+    """Of the rules whose categories are met, those whose terms and relations hold too."""
+    if not candidates:
+        return ()
+    names = {m.term for m in matches}
+    return tuple(rule.name for rule in candidates
+                 if not (rule.terms and names.isdisjoint(rule.terms))
+                 and not (rule.relation and relation_span(rule, matches) is None))
 
 
 _WORDISH_RE = re.compile(r"[^\W_]+")

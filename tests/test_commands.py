@@ -267,3 +267,23 @@ async def test_hostile_arguments_are_refused_and_replies_escaped(tmp_path, serve
         echoed = await bot.ask(USER, "/why <b>Nvidia</b> & <script>H20</script> export controls")
         assert "<script>H20</script>" in echoed, "shown literally: escaped, not parsed"
     assert path.read_text() == before, "no hostile input reached the config file"
+
+
+async def test_watch_previews_what_the_term_would_have_matched(tmp_path, serve, telegram, caplog):
+    items = [{"title": "Nvidia B300 shipments to China face new export controls", "guid": "b1",
+              "link": "https://n.example/b1", "date": ago(minutes=3)},
+             {"title": "B300 racks arrive at Oracle", "guid": "b2",
+              "link": "https://n.example/b2", "date": ago(minutes=2)},
+             {"title": "Huawei phone sales rise", "guid": "h1", "link": "https://n.example/h1",
+              "date": ago(minutes=1)}]
+    path, _ = _setup(tmp_path, serve, telegram, items)
+    with caplog.at_level(logging.INFO, logger="chipwatch"):
+        async with Bot(path, telegram) as bot:
+            await bot.wait_for(lambda: "feed_polled status=ok feed=Wire" in caplog.text,
+                               "the first poll")
+            reply = await bot.ask(ADMIN, "/watch chips B300")
+    assert "added B300 to chips" in reply
+    assert "In the last 7 days it would have matched 2 items:" in reply
+    assert "• Nvidia B300 shipments to China face new export controls — Wire" in reply
+    assert "• B300 racks arrive at Oracle — Wire" in reply
+    assert "Huawei" not in reply.split("matched", 1)[1]

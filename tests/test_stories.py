@@ -388,3 +388,19 @@ def test_retention_keeps_the_database_bounded(tmp_path):
     size_day_40 = os.path.getsize(tmp_path / "cw.db")
     assert size_day_40 < 5_000_000
     store.close()
+
+
+def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serve):
+    """The feed listed (and polled) first has the later report; the story starts with the
+    earlier one all the same, and the later one joins it."""
+    later, earlier = OUTLETS[1], OUTLETS[0]
+    feeds = [(later[0], serve(rss([{"title": later[1], "guid": "l", "date": ago(minutes=5),
+                                    "link": "https://bloomberg.example/l"}]))),
+             (earlier[0], serve(rss([{"title": earlier[1], "guid": "e", "date": ago(minutes=30),
+                                      "link": "https://reuters.example/e"}])))]
+    config = _config(tmp_path, feeds, destinations="")
+    out = run_bot("once", "--config", str(config))
+    assert out.returncode == 0, out.stderr
+    assert "alerts=1" in out.stdout
+    alert = out.stdout.split("🔔 ", 1)[1]
+    assert alert.startswith(earlier[1]) and f"also reported by {later[0]}" in alert

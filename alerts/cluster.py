@@ -51,6 +51,10 @@ reportedly sources source new news how why what who when where which while just 
 up down out off via per vs under between against again still yet all any some other such
 i we you he she they them his her their our your my me if week today year years first
 order orders ordered
+face faces facing hit hits take takes taking took make makes making made get gets getting got
+see sees seen show shows showing showed find finds found tell tells told give gives giving gave
+go goes going went come comes coming came put puts keep keeps seek seeks seeking use uses using
+used open opens opened set sets look looks looking want wants need needs needed help helps
 """.split())
 # Words nearly every headline in this domain has: they say who or what about, not what happened.
 GENERIC = frozenset("""
@@ -81,7 +85,7 @@ ACTIONS = {
         investigating investigation inquiry summon summons summoned scrutiny review reviews
         reviewing audit subpoena subpoenas subpoenaed""",
     "tariff": "tariff tariffs duty duties levy levies",
-    "deal": """agree agrees agreed deal deals pact accord agreement""",
+    "deal": """agree agrees agreed pact accord agreement""",
     "allow": """granted allow allows allowed approve approves approved approval clear clears cleared
         lift lifts lifted ease eases eased easing grant grants granted resume resumes resumed
         permit permits permitted waive waives waived waiver exempt exempts exemption relax
@@ -297,6 +301,19 @@ def _by_kind(pairs: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
     return {kind: frozenset(terms) for kind, terms in kinds.items()}
 
 
+def _specific_of(entities: Iterable[str]) -> frozenset[str]:
+    return frozenset(e for e in entities if not _generic_subject(e))
+
+
+def _nested(a: frozenset[str], b: frozenset[str]) -> bool:
+    """Both name specific subjects, and one names nothing the other does not (a family and
+    its model count as one)."""
+    if not a or not b:
+        return False
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return all(any(_same_subject(x, y) for y in large) for x in small)
+
+
 def _same_subject(a: str, b: str) -> bool:
     # A family and its model are one subject ("ascend" / "ascend 910c"); "h20" / "h200" are not.
     return a == b or a.startswith(b + " ") or b.startswith(a + " ")
@@ -381,6 +398,8 @@ def headline_features(title: str, matches: Iterable[Match] = (),
             kind = _ACTION_OF[w]
             actions.add(kind)
             kinds.append((kind, w))
+            continue
+        if w in STOPWORDS:
             continue
         w = _word(w)
         if w in STOPWORDS or w in GENERIC or len(w) < 2 or w in covered or w.isdigit():
@@ -684,16 +703,20 @@ class StoryIndex:
                 vetoes[reason] += 1
                 continue
             score, closest = 0.0, None
-            # Sharing only an everyday subject ("AI chips") and a kind of action is no event,
-            # unless the same actor leads both ("US weighs…", "US considers…").
-            specific_shared = any(_same_subject(t, e) for _, t in item.specific
-                                  for e in story.entities)
+            mine_specific = _specific_of(item.entities)
             for member in story.members:
                 if member is not first and _veto(item, member):
                     continue
-                if (not specific_shared and not (item.lead and item.lead == member.lead)
-                        and all(t[0] == "!" for t in item.tokens & member.tokens)):
-                    continue
+                # Sharing only the kind of action is an event only about the same subjects,
+                # one side naming no other ("US bans Nvidia H20 sales" / "Washington blocks
+                # Nvidia H20 sales"), or, for everyday subjects ("AI chips"), led by the same
+                # actor.
+                if all(t[0] == "!" for t in item.tokens & member.tokens):
+                    theirs = _specific_of(member.entities)
+                    if not _nested(mine_specific, theirs) and not (
+                            not mine_specific and not theirs and item.lead
+                            and item.lead == member.lead):
+                        continue
                 s = self.similarity(item, member)
                 if s > score:
                     score, closest = s, member

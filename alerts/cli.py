@@ -23,6 +23,7 @@ from .deliver.console import format_text
 from .deliver.sinks import build_sinks
 from .errors import ConfigError, StoreError
 from .fetch import Fetcher
+from .lock import DatabaseLock
 from .logs import event, setup_logging
 from .match import Matcher, compile_matcher
 from .pipeline import CycleReport, run_cycle
@@ -228,6 +229,17 @@ def summary_line(report: CycleReport, *, sent: int, pending: int, dry_run: bool 
 async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
                    sinks: Sequence | None = None, drain_wait: float = 120.0) -> int:
     """One cycle of every feed, then deliver everything pending; prints a summary line."""
+    lock = DatabaseLock(config.database, command="once")
+    lock.acquire()  # before anything else: a refusal must not leave half-built sinks behind
+    try:
+        return await _run_once(config, dry_run=dry_run, stdout=stdout, sinks=sinks,
+                               drain_wait=drain_wait)
+    finally:
+        lock.release()
+
+
+async def _run_once(config: Config, *, dry_run: bool, stdout: TextIO, sinks: Sequence | None,
+                    drain_wait: float) -> int:
     sinks = list(sinks) if sinks is not None else build_sinks(config)
     store = open_store(config.database)
     store.edit_delay = timedelta(0)  # one cycle: every story update is in before delivery
@@ -273,6 +285,11 @@ async def run_forever(config: Config, *, stop: asyncio.Event | None = None,
     """Poll on schedule, deliver, answer bot commands and follow config edits, until
     SIGINT/SIGTERM (or ``stop`` is set)."""
     stop = stop or asyncio.Event()
+    with DatabaseLock(config.database, command="run"):
+        return await _run_forever(config, stop=stop, reload_every=reload_every)
+
+
+async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: float) -> int:
     _on_termination(stop.set)
     store: Store = open_store(config.database)
     try:

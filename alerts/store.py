@@ -726,6 +726,28 @@ def _match_json(m: Match) -> dict:
     return {**m.to_json(), "score": m.score, "field": m.field}
 
 
+def _migrate(db: sqlite_utils.Database, path: Path | str | None) -> None:
+    """Bring the schema up to date inside one exclusive transaction: two processes opening a
+    new file at once cannot both migrate (the second waits, then finds nothing to do)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version < SCHEMA_VERSION:
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # as of the lock
+            for target in range(version, SCHEMA_VERSION):
+                MIGRATIONS[target](db)
+            db.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {version} is newer than this chipwatch "
+                         f"understands ({SCHEMA_VERSION}); upgrade chipwatch")
+
+
 def open_store(path: Path | str | None) -> Store:
     """Open (creating and migrating as needed) the database; ``None`` means in memory."""
     try:
@@ -735,20 +757,14 @@ def open_store(path: Path | str | None) -> Store:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite_utils.Database(path)
+            db.execute("PRAGMA busy_timeout = 10000")  # before WAL: openers may race there too
             db.enable_wal()
             # In WAL mode NORMAL is crash-safe (a killed process loses nothing committed);
             # only a power cut may lose the last transactions. FULL would fsync every commit.
             db.execute("PRAGMA synchronous = NORMAL")
         db.execute("PRAGMA busy_timeout = 10000")
         db.execute("PRAGMA foreign_keys = ON")
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"{path}: schema version {version} is newer than this chipwatch "
-                             f"understands ({SCHEMA_VERSION}); upgrade chipwatch")
-        for target in range(version, SCHEMA_VERSION):
-            with db.atomic():
-                MIGRATIONS[target](db)
-                db.execute(f"PRAGMA user_version = {target + 1}")
+        _migrate(db, path)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open database: {exc}") from exc
     return Store(db, Path(path) if path else None)

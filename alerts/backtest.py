@@ -9,8 +9,9 @@ from datetime import datetime, timedelta
 
 from .config import Config
 from .errors import ConfigError
-from .match import MatchResult, compile_matcher
-from .store import StoredItem, stored_items
+from .match import compile_matcher
+from .store import stored_items
+from .types import MatchResult, StoredItem
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}

@@ -39,7 +39,8 @@ from itertools import islice, takewhile
 from urllib.parse import urlsplit
 
 from .config import StoriesConfig, Term
-from .match import Match, normalise
+from .match import normalise
+from .types import Match
 
 MAX_MEMBERS = 8  # member headlines a story keeps to compare with (the first ones)
 
@@ -723,9 +724,6 @@ class StoryIndex:
             if closest is None:
                 vetoes["nothing but the subject"] += 1
                 continue
-            mine_s = {t for _, t in item.specific}
-            theirs_s = {t for t in story.entities if (self._category.get(t), t) in item.specific
-                        or t in mine_s or not _generic_subject(t)}
             if best is None or score > best.score:
                 shared = sorted(item.entities & story.entities) + sorted(
                     _display(t) for t in item.tokens & closest.tokens)

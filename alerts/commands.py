@@ -26,7 +26,7 @@ from .errors import ConfigError, StoreError
 from .deliver.format import TELEGRAM_LIMIT, cut_text, visible_len, when_text
 from .logs import event, redact
 from .runtime import Runtime
-from .store import utcnow
+from .types import utcnow
 
 log = logging.getLogger("chipwatch.commands")
 

@@ -11,7 +11,7 @@ from rapidfuzz import fuzz, process
 
 from .cluster import headline_features
 from .match import normalise
-from .parse import FeedItem
+from .types import FeedItem
 from .store import Store
 
 # A title this similar to one the same feed published recently is that item, edited.

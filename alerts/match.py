@@ -25,72 +25,19 @@ from bisect import bisect_right
 import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import ahocorasick
 from rapidfuzz.distance import OSA
 
 from .config import Rule, Term
-
-Kind = Literal["exact", "alias", "fuzzy"]
-Field = Literal["title", "summary"]
+from .types import Field, Kind, Match, MatchResult
 
 # A summary mention is weaker evidence than a title mention; scores are quality × field weight.
 FIELD_WEIGHT = {"title": 1.0, "summary": 0.8}
 FUZZY_MIN_TERM_LEN = 6
 FUZZY_MIN_TOKEN_LEN = 5
 _FUZZY_CACHE_MAX = 200_000
-
-
-@dataclass(frozen=True, slots=True)
-class Match:
-    """One watchlist term found in an item: what, where, how and how sure."""
-
-    category: str
-    term: str  # canonical name from the watchlist
-    text: str  # the exact text in the headline or summary
-    kind: Kind
-    score: float
-    field: Field = "title"
-    at: int = -1  # word index in its field (relation rules); -1 when unknown
-
-    def to_json(self) -> dict:
-        return {"category": self.category, "term": self.term, "text": self.text,
-                "kind": self.kind, "score": round(self.score, 1)}
-
-
-@dataclass(frozen=True, slots=True)
-class MatchResult:
-    """Everything the matcher found in one item, and the rules that held."""
-
-    matches: tuple[Match, ...]
-    rules: tuple[str, ...]
-
-    @property
-    def alert(self) -> bool:
-        return bool(self.rules)
-
-    def categories(self) -> frozenset[str]:
-        return frozenset(m.category for m in self.matches)
-
-    def to_json(self) -> dict:
-        return {"alert": self.alert, "rules": list(self.rules),
-                "matches": [m.to_json() for m in self.matches]}
-
-    def explain(self) -> str:
-        """A few lines for a person: verdict, then each match."""
-        if self.alert:
-            head = f"ALERT: rule(s) {', '.join(self.rules)} held"
-        elif self.matches:
-            head = "no alert: matches found, but no rule holds"
-        else:
-            head = "no alert: nothing on the watchlists matched"
-        lines = [head]
-        for m in self.matches:
-            lines.append(f"  {m.category}: {m.term} ← {m.text!r} "
-                         f"({m.kind}, {m.field}, score {m.score:.0f})")
-        return "\n".join(lines)
-
 
 # --- normalising and tokenising -----------------------------------------------------------
 

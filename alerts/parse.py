@@ -28,13 +28,13 @@ import html
 import re
 import threading
 import zlib
-from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urljoin
 
 from lxml import etree
 
 from .errors import ParseError
+from .types import FeedItem, ParsedFeed
 from .parse_dates import parse_date
 from .parse_decode import decode_body
 from .parse_salvage import XML_NS, salvage_tree
@@ -42,30 +42,6 @@ from .parse_salvage import XML_NS, salvage_tree
 SUMMARY_MAX_CHARS = 2000
 TITLE_MAX_CHARS = 1000  # a "title" longer than this is broken markup; keep its start
 MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024  # a gzip body that inflates past this is refused
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeedItem:
-    """One entry of one feed, as plain text."""
-
-    feed: str
-    guid: str  # the feed's own id, or a stable one derived from link/title
-    link: str
-    title: str
-    summary: str
-    published: datetime | None  # UTC; None when the feed gave no usable date
-    source: str = ""  # the outlet an aggregator took it from (RSS/Atom <source>), if named
-
-
-@dataclass(frozen=True, slots=True)
-class ParsedFeed:
-    items: tuple[FeedItem, ...]
-    # set when the document was not well-formed (salvaged) or its encoding was mislabelled or
-    # guessed; the items are still good
-    warning: str | None = None
-    ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says the feed may be cached
-    format: str = ""  # "rss", "rdf" or "atom"
-    salvaged: bool = False  # True when the strict XML parse failed and the forgiving one was used
 
 
 _ATTRS = r"""(?:[^>"']+|"[^"]*"|'[^']*'|["'])*+"""  # possessive: no backtracking blow-up

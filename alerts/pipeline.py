@@ -16,9 +16,10 @@ from .dedupe import edited_titles, find_new, title_key
 from .errors import ParseError
 from .fetch import FetchResult, Fetcher, Validators
 from .logs import event
-from .match import Matcher, MatchResult
-from .parse import FeedItem, ParsedFeed, parse_feed
-from .store import Alert, NewItem, Store
+from .match import Matcher
+from .parse import parse_feed
+from .store import Store
+from .types import Alert, FeedItem, MatchResult, NewItem, ParsedFeed
 
 log = logging.getLogger("chipwatch.pipeline")
 

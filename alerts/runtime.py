@@ -24,7 +24,8 @@ from .fetch import Fetcher
 from .logs import event
 from .match import Matcher, compile_matcher
 from .pipeline import poll_feed
-from .store import Store, utcnow
+from .store import Store
+from .types import utcnow
 
 log = logging.getLogger("chipwatch.runtime")
 

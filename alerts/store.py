@@ -18,12 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from .errors import StoreError
-from .match import Match, MatchResult
-from .parse import FeedItem
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+from .types import Alert, FeedItem, Match, NewItem, StoredItem, StoryRecord
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -206,63 +201,6 @@ class FeedState:
 
 _FEED_DATES = ("first_polled_at", "last_polled_at", "last_ok_at", "last_new_at",
                "failing_since", "next_poll_at")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Alert:
-    """A matched item that must reach its destinations; ``id`` is its outbox key."""
-
-    id: int
-    feed: str
-    title: str
-    link: str
-    summary: str
-    published: datetime | None
-    created_at: datetime
-    matches: tuple[Match, ...]
-    rules: tuple[str, ...]
-    story_id: int | None = None
-    sources: tuple[str, ...] = ()  # every outlet that carried the story, first one first
-    major: bool = False  # many sources within a short time
-    # (outlet, headline) of joining outlets whose headline says more than the alert's title
-    reports: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoryRecord:
-    """A story's persistent state (see ``alerts.cluster``)."""
-
-    id: int
-    alert_id: int | None
-    title: str
-    first_seen: datetime
-    last_seen: datetime
-    members: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # (tokens, entities) each
-    actions: tuple[str, ...]
-    sources: tuple[str, ...]
-    major: bool
-    outlets: tuple[str, ...] = ()  # who reported it (the same-outlet rule)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NewItem:
-    """An item seen for the first time, with its match result when it should alert."""
-
-    item: FeedItem
-    canonical_link: str
-    result: MatchResult | None  # None: record as seen without alerting
-    title_key: str = ""
-    # Clustering (decided by alerts.cluster): the story this item starts (new_story) or joins
-    # instead of alerting, and what the story keeps of it.
-    story_id: int | None = None
-    new_story: bool = False
-    outlet: str = ""  # who published it: <source>, else the link's host, else the feed
-    source_name: str = ""  # how alerts name that outlet: <source>, else the feed's name
-    member: tuple[str, ...] | None = None  # its clustering tokens, when it became a member
-    entities: tuple[str, ...] = ()
-    story_actions: tuple[str, ...] = ()  # of the story's first headline
-    report: bool = False  # its headline says more than the story's title: show it
-    extra_destinations: tuple[str, ...] = ()  # e.g. "telegram:12345" for a personal subscriber
 
 
 def _match_from_json(d: dict) -> Match:
@@ -675,18 +613,6 @@ class Store:
             if pages and free / pages > 0.25:
                 self.db.execute("VACUUM")
         return {"items": items, "stories": stories, "alerts": alerts}
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StoredItem:
-    """A seen item as the database keeps it, for replaying (``backtest``, ``/watch``)."""
-
-    feed: str
-    title: str
-    summary: str
-    link: str
-    seen_at: datetime
-    alerted: bool  # a rule held for it when it was seen (it alerted or joined a story)
 
 
 def stored_items(path: Path | str, *, since: datetime) -> list[StoredItem]:

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from alerts.cluster import Clusterer  # noqa: E402
 from alerts.config import Destinations, FeedConfig, Rule, load_config  # noqa: E402
-from alerts.demo.server import FeedServer, Route  # noqa: E402
+from alerts.loopback import FeedServer, Route  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 from alerts.pipeline import run_cycle  # noqa: E402

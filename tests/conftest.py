@@ -13,7 +13,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from alerts.demo.server import FeedServer, Route
+from alerts.loopback import FeedServer, Route
 
 ROOT = Path(__file__).resolve().parent.parent
 _paths = itertools.count()

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from alerts.cli import run_forever
+from alerts.app import run_forever
 from alerts.config import load_config
-from alerts.demo.server import Route
+from alerts.loopback import Route
 from tests.conftest import ago, rss
 from tests.fakes.telegram_api import FakeTelegram
 

@@ -16,9 +16,9 @@ import pytest
 from alerts.deliver import Deliverer
 from alerts.deliver.slack import SlackSink
 from alerts.deliver.telegram import TelegramSink
-from alerts.match import Match, MatchResult
-from alerts.parse import FeedItem
-from alerts.store import NewItem, open_store
+from alerts.types import FeedItem, Match, MatchResult, NewItem
+
+from alerts.store import open_store
 from tests.conftest import ROOT, ago, rss, run_bot, write_config
 from tests.fakes.slack_webhook import FakeSlack, unescaped_specials
 from tests.fakes.telegram_api import FakeTelegram

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from alerts.demo.server import Route
+from alerts.loopback import Route
 from tests.conftest import ago, atom, rss, run_bot, write_config
 
 H200 = "China approves first imports of Nvidia H200 AI chips"

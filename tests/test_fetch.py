@@ -14,7 +14,7 @@ import brotli
 import pytest
 
 from alerts.config import FeedConfig, PollConfig, load_config
-from alerts.demo.server import FeedServer, Route
+from alerts.loopback import FeedServer, Route
 from alerts.fetch import Fetcher
 from alerts.match import compile_matcher
 from alerts.pipeline import backoff_seconds, next_interval, run_cycle

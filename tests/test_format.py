@@ -10,8 +10,8 @@ import pytest
 
 from alerts.deliver.format import (TELEGRAM_LIMIT, slack_digest, slack_payload, telegram_digest,
                                    telegram_html, utf16_len, visible_len)
-from alerts.match import Match
-from alerts.store import Alert
+from alerts.types import Match
+from alerts.types import Alert
 
 HOSTILE = [
     ("angle_brackets", "Nvidia <H20> chips & the <b>export</b> ban"),

@@ -8,7 +8,7 @@ import logging
 import httpx
 
 from alerts.logs import REDACTED, event, setup_logging
-from alerts.demo.server import FeedServer, Route
+from alerts.loopback import FeedServer, Route
 
 TOKEN = "123456789:AAExampleExampleExampleExampleExample1"
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/abcdefSECRET"

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 import alerts.parse as parse_mod
-from alerts.demo.server import Route
+from alerts.loopback import Route
 from alerts.errors import ParseError
 from alerts.parse import (
     SUMMARY_MAX_CHARS,

@@ -53,7 +53,7 @@ async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(tmp
 
 
 async def test_feed_state_records_failures_and_recovers(tmp_path, feed_server, serve):
-    from alerts.demo.server import Route
+    from alerts.loopback import Route
 
     url = serve(Route(body=b"oops", status=500))
     config = load_config(write_config(tmp_path, [("Flaky", url)]))

@@ -15,8 +15,8 @@ from alerts.dedupe import edited_titles, title_key
 from alerts.deliver import Deliverer
 from alerts.deliver.telegram import TelegramSink
 from alerts.match import compile_matcher
-from alerts.parse import FeedItem
-from alerts.store import NewItem, open_store
+from alerts.types import FeedItem, NewItem
+from alerts.store import open_store
 from tests.conftest import ROOT, ago, rss, run_bot, write_config
 from tests.fakes.slack_webhook import FakeSlack
 from tests.fakes.telegram_api import FakeTelegram

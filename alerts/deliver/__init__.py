@@ -25,7 +25,8 @@ from typing import Protocol
 
 from ..errors import Rejected, RetryLater, Unavailable
 from ..logs import event
-from ..store import Alert, Store, utcnow
+from ..store import Store
+from ..types import Alert, utcnow
 
 log = logging.getLogger("chipwatch.deliver")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from ..store import Alert
+from ..types import Alert
 from .format import (SUMMARY_MAX, cut_text, major_line, matched_line, outlet_name, report_lines,
                      story_line, when_text)
 

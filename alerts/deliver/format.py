@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
-from ..store import Alert
+from ..types import Alert
 
 TELEGRAM_LIMIT = 4096
 TITLE_MAX = 600

@@ -11,7 +11,7 @@ import httpx
 from .. import USER_AGENT
 from ..errors import Rejected, RetryLater, Unavailable
 from ..logs import redact
-from ..store import Alert
+from ..types import Alert
 from .format import slack_digest, slack_payload
 from .pacing import RateLimiter
 

@@ -19,7 +19,7 @@ from telegram.request import HTTPXRequest
 
 from ..errors import Rejected, RetryLater, Unavailable
 from ..logs import redact
-from ..store import Alert
+from ..types import Alert
 from .format import TELEGRAM_LIMIT, telegram_digest, telegram_html
 from .pacing import RateLimiter
 

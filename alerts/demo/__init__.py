@@ -16,9 +16,10 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import TextIO
 
+from ..app import run_once
 from ..config import Destinations, FeedConfig, load_config
 from ..deliver.console import ConsoleSink
-from .server import FeedServer, Route
+from ..loopback import FeedServer, Route
 
 HERE = Path(__file__).parent
 SHIPPED_CONFIG = HERE.parent.parent / "config.yaml"
@@ -43,8 +44,6 @@ def render_sample(name: str, *, now: datetime | None = None) -> bytes:
 
 
 def run_demo(config_path: Path, *, stdout: TextIO) -> int:
-    from ..cli import run_once  # late: cli imports this module
-
     config = load_config(config_path if config_path.exists() else SHIPPED_CONFIG)
     with FeedServer() as server, tempfile.TemporaryDirectory(prefix="chipwatch-demo-") as tmp:
         feeds = []

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
-from alerts.demo.server import LoopbackServer
+from alerts.loopback import LoopbackServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 

@@ -41,7 +41,7 @@ from email import policy as email_policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler
 
-from alerts.demo.server import LoopbackServer
+from alerts.loopback import LoopbackServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 

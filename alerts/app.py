@@ -1,0 +1,190 @@
+"""The services behind the command line: one poll cycle (`once`), the long-running bot (`run`)
+and retention. ``cli`` only parses arguments and calls these."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TextIO
+
+from .cluster import Clusterer
+from .commands import Commands
+from .config import Config
+from .deliver import Deliverer
+from .deliver.console import format_text
+from .deliver.sinks import build_sinks
+from .fetch import Fetcher
+from .lock import DatabaseLock
+from .logs import event
+from .match import compile_matcher
+from .pipeline import CycleReport, run_cycle
+from .runtime import Runtime
+from .scheduler import Scheduler
+from .store import Store, open_store
+from .types import utcnow
+
+log = logging.getLogger("chipwatch")
+
+EXIT_OK = 0
+
+
+PRUNE_EVERY_SECONDS = 6 * 3600
+RELOAD_CHECK_SECONDS = 2.0
+
+
+def prune(store: Store, config: Config) -> None:
+    """Retention: forget what is older than ``stories.retention_days``."""
+    removed = store.prune(older_than=timedelta(days=config.stories.retention_days), now=utcnow())
+    if any(removed.values()):
+        event(log, "pruned", **removed)
+
+
+def _on_termination(callback) -> None:  # noqa: ANN001
+    """Call ``callback`` on SIGINT/SIGTERM instead of dying mid-send."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, callback)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            pass
+
+
+# --- once ---------------------------------------------------------------------------------
+
+
+def summary_line(report: CycleReport, *, sent: int, pending: int, dry_run: bool = False) -> str:
+    failed = report.failed
+    parts = [f"feeds ok={report.ok} failed={len(failed)}"]
+    if report.disabled:
+        parts.append(f"disabled={len(report.disabled)}")
+    parts += [f"new_items={report.new_items}", f"alerts={report.alerts}"]
+    parts.append("dry_run=yes (nothing recorded or sent)" if dry_run
+                 else f"sent={sent} pending={pending}")
+    line = "summary: " + " ".join(parts)
+    if failed:
+        line += " | failed: " + "; ".join(
+            f"{o.feed} ({o.error}{', FAILING SINCE ' + o.failing_since.strftime('%Y-%m-%d %H:%M') if o.flagged and o.failing_since else ''})"
+            for o in failed)
+    if report.disabled:
+        line += " | disabled: " + "; ".join(f"{o.feed} ({o.error})" for o in report.disabled)
+    return line
+
+
+async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
+                   sinks: Sequence | None = None, drain_wait: float = 120.0) -> int:
+    """One cycle of every feed, then deliver everything pending; prints a summary line."""
+    lock = DatabaseLock(config.database, command="once")
+    lock.acquire()  # before anything else: a refusal must not leave half-built sinks behind
+    try:
+        return await _run_once(config, dry_run=dry_run, stdout=stdout, sinks=sinks,
+                               drain_wait=drain_wait)
+    finally:
+        lock.release()
+
+
+async def _run_once(config: Config, *, dry_run: bool, stdout: TextIO, sinks: Sequence | None,
+                    drain_wait: float) -> int:
+    sinks = list(sinks) if sinks is not None else build_sinks(config)
+    store = open_store(config.database)
+    store.edit_delay = timedelta(0)  # one cycle: every story update is in before delivery
+    try:
+        matcher = compile_matcher(config.watchlists, config.rules)
+        now = utcnow()
+        clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
+        async with Fetcher(config.poll) as fetcher:
+            report = await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
+                                     fetcher=fetcher, now=now, dry_run=dry_run,
+                                     clusterer=clusterer)
+        sent = 0
+        deliverer = Deliverer(store, sinks)
+        _on_termination(deliverer.stop.set)
+        if dry_run:
+            previews = [a for o in report.outcomes for a in o.previews]
+            waiting = [a for name in config.destinations.names()
+                       for a in store.pending(name, now=utcnow())]
+            for alert in [*waiting, *previews]:
+                print(format_text(alert) + "\n", file=stdout)
+        else:
+            delivery = await deliverer.drain(max_wait=drain_wait)
+            sent = delivery.sent
+            for name in delivery.paused:
+                print(f"destination {name} is unavailable: its alerts stay pending (see log)",
+                      file=stdout)
+        if not dry_run:
+            prune(store, config)
+        print(summary_line(report, sent=sent, pending=store.count_pending(), dry_run=dry_run),
+              file=stdout)
+        return EXIT_OK
+    finally:
+        for sink in sinks:
+            await sink.aclose()
+        store.close()
+
+
+# --- run ----------------------------------------------------------------------------------
+
+
+async def run_forever(config: Config, *, stop: asyncio.Event | None = None,
+                      reload_every: float = RELOAD_CHECK_SECONDS) -> int:
+    """Poll on schedule, deliver, answer bot commands and follow config edits, until
+    SIGINT/SIGTERM (or ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    with DatabaseLock(config.database, command="run"):
+        return await _run_forever(config, stop=stop, reload_every=reload_every)
+
+
+async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: float) -> int:
+    _on_termination(stop.set)
+    store: Store = open_store(config.database)
+    try:
+        runtime = Runtime(config, store)
+    except BaseException:
+        store.close()
+        raise
+    scheduler = Scheduler(poll=runtime.poll, deliver=runtime.deliver)
+    runtime.on_feeds_changed = scheduler.set_feeds
+    commands = await _start_commands(runtime)
+
+    async def maintain() -> None:
+        prune(store, runtime.config)
+
+    scheduler.start(config.feeds)
+    scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
+    scheduler.every(reload_every, runtime.reload_if_changed, name="config-watch")
+    event(log, "bot_running", feeds=len(config.feeds),
+          destinations=",".join(config.destinations.names()), database=config.database,
+          commands="on" if commands else "off")
+    try:
+        await stop.wait()
+        event(log, "shutdown_requested")
+        runtime.deliverer.stop.set()
+        await scheduler.stop()  # waits for the poll or send in flight
+    finally:
+        if commands is not None:
+            await commands.stop()
+        await runtime.aclose()
+        store.close()
+    event(log, "bot_stopped")
+    return EXIT_OK
+
+
+async def _start_commands(runtime: Runtime) -> Commands | None:
+    """Bot commands run when Telegram is configured; a failure to start them is logged and the
+    bot goes on delivering (commands are retried at the next start)."""
+    telegram = runtime.config.destinations.telegram
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if telegram is None or not token:
+        return None
+    commands = Commands(runtime, token=token, base_url=telegram.api_base_url)
+    try:
+        await commands.start()
+    except Exception as exc:  # noqa: BLE001 - delivery must go on without commands
+        event(log, "commands_unavailable", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
+        await commands.stop()
+        return None
+    runtime.notify_admins = commands.notify_admins
+    return commands

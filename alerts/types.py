@@ -1,0 +1,169 @@
+"""The records that cross stages: what parsing, matching, clustering, storage and delivery
+hand each other. Frozen dataclasses; no stage defines another's types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedItem:
+    """One entry of one feed, as plain text."""
+
+    feed: str
+    guid: str  # the feed's own id, or a stable one derived from link/title
+    link: str
+    title: str
+    summary: str
+    published: datetime | None  # UTC; None when the feed gave no usable date
+    source: str = ""  # the outlet an aggregator took it from (RSS/Atom <source>), if named
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    items: tuple[FeedItem, ...]
+    # set when the document was not well-formed (salvaged) or its encoding was mislabelled or
+    # guessed; the items are still good
+    warning: str | None = None
+    ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says the feed may be cached
+    format: str = ""  # "rss", "rdf" or "atom"
+    salvaged: bool = False  # True when the strict XML parse failed and the forgiving one was used
+
+
+# --- matching --------------------------------------------------------------------------------
+
+Kind = Literal["exact", "alias", "fuzzy"]
+Field = Literal["title", "summary"]
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One watchlist term found in an item: what, where, how and how sure."""
+
+    category: str
+    term: str  # canonical name from the watchlist
+    text: str  # the exact text in the headline or summary
+    kind: Kind
+    score: float
+    field: Field = "title"
+    at: int = -1  # word index in its field (relation rules); -1 when unknown
+
+    def to_json(self) -> dict:
+        return {"category": self.category, "term": self.term, "text": self.text,
+                "kind": self.kind, "score": round(self.score, 1)}
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """Everything the matcher found in one item, and the rules that held."""
+
+    matches: tuple[Match, ...]
+    rules: tuple[str, ...]
+
+    @property
+    def alert(self) -> bool:
+        return bool(self.rules)
+
+    def categories(self) -> frozenset[str]:
+        return frozenset(m.category for m in self.matches)
+
+    def to_json(self) -> dict:
+        return {"alert": self.alert, "rules": list(self.rules),
+                "matches": [m.to_json() for m in self.matches]}
+
+    def explain(self) -> str:
+        """A few lines for a person: verdict, then each match."""
+        if self.alert:
+            head = f"ALERT: rule(s) {', '.join(self.rules)} held"
+        elif self.matches:
+            head = "no alert: matches found, but no rule holds"
+        else:
+            head = "no alert: nothing on the watchlists matched"
+        lines = [head]
+        for m in self.matches:
+            lines.append(f"  {m.category}: {m.term} ← {m.text!r} "
+                         f"({m.kind}, {m.field}, score {m.score:.0f})")
+        return "\n".join(lines)
+
+
+# --- storage and delivery ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Alert:
+    """A matched item that must reach its destinations; ``id`` is its outbox key."""
+
+    id: int
+    feed: str
+    title: str
+    link: str
+    summary: str
+    published: datetime | None
+    created_at: datetime
+    matches: tuple[Match, ...]
+    rules: tuple[str, ...]
+    story_id: int | None = None
+    sources: tuple[str, ...] = ()  # every outlet that carried the story, first one first
+    major: bool = False  # many sources within a short time
+    # (outlet, headline) of joining outlets whose headline says more than the alert's title
+    reports: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoryRecord:
+    """A story's persistent state (see ``alerts.cluster``)."""
+
+    id: int
+    alert_id: int | None
+    title: str
+    first_seen: datetime
+    last_seen: datetime
+    members: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]  # (tokens, entities) each
+    actions: tuple[str, ...]
+    sources: tuple[str, ...]
+    major: bool
+    outlets: tuple[str, ...] = ()  # who reported it (the same-outlet rule)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewItem:
+    """An item seen for the first time, with its match result when it should alert."""
+
+    item: FeedItem
+    canonical_link: str
+    result: MatchResult | None  # None: record as seen without alerting
+    title_key: str = ""
+    # Clustering (decided by alerts.cluster): the story this item starts (new_story) or joins
+    # instead of alerting, and what the story keeps of it.
+    story_id: int | None = None
+    new_story: bool = False
+    outlet: str = ""  # who published it: <source>, else the link's host, else the feed
+    source_name: str = ""  # how alerts name that outlet: <source>, else the feed's name
+    member: tuple[str, ...] | None = None  # its clustering tokens, when it became a member
+    entities: tuple[str, ...] = ()
+    story_actions: tuple[str, ...] = ()  # of the story's first headline
+    report: bool = False  # its headline says more than the story's title: show it
+    extra_destinations: tuple[str, ...] = ()  # e.g. "telegram:12345" for a personal subscriber
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredItem:
+    """A seen item as the database keeps it, for replaying (``backtest``, ``/watch``)."""
+
+    feed: str
+    title: str
+    summary: str
+    link: str
+    seen_at: datetime
+    alerted: bool  # a rule held for it when it was seen (it alerted or joined a story)
+
+

@@ -50,6 +50,16 @@ _SKIPPED = re.compile(r"<(script|style|noscript)(?=[\s/>])" + _ATTRS + r">.*?(?:
                       re.S | re.I)
 _BLOCK_TAG = re.compile(r"</?(?:p|br|div|li|tr|h[1-6]|blockquote)(?=[\s/>])" + _ATTRS + ">", re.I)
 _TAG = re.compile(r"</?[a-zA-Z][^\s/>]*" + _ATTRS + r">|<![^>]*>|<\?[^>]*>|</>")
+# In titles only tags HTML knows are markup: "Nvidia <H200> approved by <Commerce>" (escaped in
+# the feed) is text, as feedparser keeps it.
+_HTML_TAGS = ("a|abbr|acronym|address|article|aside|audio|b|bdi|bdo|big|blink|blockquote|body|br|"
+              "button|center|cite|code|col|colgroup|dd|del|details|dfn|div|dl|dt|em|embed|"
+              "figcaption|figure|font|footer|form|h[1-6]|head|header|hr|html|i|iframe|img|input|"
+              "ins|kbd|label|li|link|main|mark|meta|nav|nobr|noscript|object|ol|p|param|picture|"
+              "pre|q|rp|rt|ruby|s|samp|script|section|small|source|span|strike|strong|style|sub|"
+              "summary|sup|svg|table|tbody|td|tfoot|th|thead|time|title|tr|tt|u|ul|var|video|wbr")
+_KNOWN_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?=[\s/>])" + _ATTRS + r">|<!--.*?-->|</>",
+                        re.I | re.S)
 
 
 def _markup_to_text(value: str) -> str:
@@ -71,10 +81,15 @@ def _collapse(value: str) -> str:
     return " ".join(value.split())
 
 
-def html_to_text(value: str, *, limit: int | None = None) -> str:
-    """Plain text from an HTML fragment, with whitespace collapsed and an optional length cap."""
+def html_to_text(value: str, *, limit: int | None = None, title: bool = False) -> str:
+    """Plain text from an HTML fragment, with whitespace collapsed and an optional length cap.
+    ``title``: only tags HTML knows are markup; anything else in angle brackets is text."""
     if not value:
         return ""
+    if title and "<" in value:
+        value = _collapse(html.unescape(_KNOWN_TAG.sub(" ", value)) if "&" in value
+                          else _KNOWN_TAG.sub(" ", value))
+        return value if limit is None or len(value) <= limit else value[: limit - 1].rstrip() + "…"
     if "<" in value or "&" in value:
         if limit is not None and len(value) > 4 * limit:
             # Long content (full articles): convert a prefix that ends before a tag, and only
@@ -220,8 +235,8 @@ def _fix_c1(value: str) -> str:
     return _C1.sub(lambda m: m.group().encode("latin-1").decode("cp1252", "replace"), value)
 
 
-def _text(el: etree._Element | None, *, limit: int | None = None) -> str:
-    return html_to_text(_fix_c1(_raw(el)), limit=limit) if el is not None else ""
+def _text(el: etree._Element | None, *, limit: int | None = None, title: bool = False) -> str:
+    return html_to_text(_fix_c1(_raw(el)), limit=limit, title=title) if el is not None else ""
 
 
 def _base(el: etree._Element, url: str) -> str:
@@ -273,7 +288,7 @@ _ATOM_DATES = ("published", "issued", "updated", "modified", "created", "dc:date
 
 def _rss_entry(item, core, keys, url):  # noqa: ANN001, ANN202
     f = _fields(item, core, keys)
-    title = _text(_first(f, "title", "dc:title", "?title"), limit=TITLE_MAX_CHARS)
+    title = _text(_first(f, "title", "dc:title", "?title"), limit=TITLE_MAX_CHARS, title=True)
     link_el = _first(f, "link", "?link")
     link = ""
     if link_el is not None:
@@ -302,7 +317,7 @@ def _rss_entry(item, core, keys, url):  # noqa: ANN001, ANN202
 
 def _atom_entry(entry, core, keys, url):  # noqa: ANN001, ANN202
     f = _fields(entry, core, keys)
-    title = _text(_first(f, "title", "dc:title"), limit=TITLE_MAX_CHARS)
+    title = _text(_first(f, "title", "dc:title"), limit=TITLE_MAX_CHARS, title=True)
     link = ""
     first_href = None
     for el in f.get("link", ()):

@@ -863,3 +863,20 @@ def test_fast_path_is_much_faster_than_feedparser():
     theirs = best(lambda: feedparser.parse(body))
     assert ours * 5 < theirs, (ours, theirs)
     assert ours < 0.05
+
+
+@pytest.mark.parametrize("escaped,expected", [
+    ("Nvidia &lt;H200&gt; &amp; AMD \"MI308\" export licences approved by &lt;Commerce&gt;",
+     'Nvidia <H200> & AMD "MI308" export licences approved by <Commerce>'),
+    ("&lt;b&gt;Bold&lt;/b&gt; move on &lt;i&gt;H20&lt;/i&gt; exports", "Bold move on H20 exports"),
+    ("<![CDATA[<em>Curbs</em> & <H20> chips]]>", "Curbs & <H20> chips"),
+], ids=["unknown_tags_are_text", "html_tags_are_markup", "cdata"])
+def test_title_text_that_only_looks_like_markup_arrives_whole(escaped, expected):
+    from alerts.parse import parse_feed
+    for doc in (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+                f"<title>{escaped}</title><link>http://x.example/1</link></item></channel></rss>",
+                f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+                f'<entry><title type="html">{escaped}</title><id>urn:1</id>'
+                f'<link href="http://x.example/1"/></entry></feed>'):
+        (item,) = parse_feed(doc.encode(), feed="f", url="http://x.example/").items
+        assert item.title == expected

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import TextIO
 
@@ -90,7 +91,8 @@ async def _run_once(config: Config, *, dry_run: bool, stdout: TextIO, sinks: Seq
                     drain_wait: float) -> int:
     sinks = list(sinks) if sinks is not None else build_sinks(config)
     store = open_store(config.database)
-    store.edit_delay = timedelta(0)  # one cycle: every story update is in before delivery
+    # One cycle: every story update is in before delivery, so edits need not wait.
+    config = replace(config, stories=replace(config.stories, edit_delay_seconds=0))
     try:
         matcher = compile_matcher(config.watchlists, config.rules)
         now = utcnow()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -503,14 +504,10 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     def kl(k: str) -> int | None:
         return c.key_line(top, k, 1)
 
-    db_env = os.environ.get("CHIPWATCH_DATABASE")
-    if db_env:
-        database = Path(db_env)
-    else:
-        raw_db = c.string(top.get("database", "chipwatch.db"), "database", kl("database"))
-        database = Path(raw_db).expanduser()
-        if not database.is_absolute():
-            database = path.parent / database
+    raw_db = c.string(top.get("database", "chipwatch.db"), "database", kl("database"))
+    database = Path(raw_db).expanduser()
+    if not database.is_absolute():
+        database = path.parent / database
     poll = _poll(c, top.get("poll"), kl("poll"))
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
     watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
@@ -521,8 +518,9 @@ def parse_config(text: str, *, path: Path | str) -> Config:
                   rules=rules, destinations=destinations, stories=stories)
 
 
-def load_config(path: Path | str) -> Config:
-    """Read and validate a config file."""
+def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file, then apply the environment's overrides
+    (``CHIPWATCH_DATABASE``; ``environ`` defaults to ``os.environ``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -530,4 +528,6 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError("file not found", file=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
-    return parse_config(text, path=path)
+    config = parse_config(text, path=path)
+    database = (os.environ if environ is None else environ).get("CHIPWATCH_DATABASE")
+    return replace(config, database=Path(database)) if database else config

@@ -274,7 +274,8 @@ async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: St
         if new:
             fields["last_new_at"] = now
         store.record_poll(feed.name, feed.url, new, destinations=config.destinations.names(),
-                          now=now, deferred=deferred, **fields)
+                          now=now, edit_delay=_edit_delay(config), deferred=deferred,
+                          **fields)
         _momentum(new, config=config, store=store, now=now)
     event(log, "feed_polled", status="ok", feed=feed.name, items=len(parsed.items),
           new=len(new), alerts=len(alerting), first_poll=first_poll or None,
@@ -283,11 +284,17 @@ async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: St
                        alerts=len(alerting), previews=previews)
 
 
+def _edit_delay(config: Config) -> timedelta:
+    """Story updates within this delay merge into one edit of the sent alert."""
+    return timedelta(seconds=config.stories.edit_delay_seconds)
+
+
 def _momentum(new: Sequence[NewItem], *, config: Config, store: Store, now: datetime) -> None:
     for n in new:
         if n.story_id is not None and not n.new_story and store.mark_major(
                 n.story_id, momentum_sources=config.stories.momentum_sources,
-                within=timedelta(minutes=config.stories.momentum_minutes), now=now):
+                within=timedelta(minutes=config.stories.momentum_minutes), now=now,
+                edit_delay=_edit_delay(config)):
             event(log, "story_major", story=n.story_id, title=n.item.title)
 
 
@@ -365,7 +372,7 @@ async def run_cycle(feeds: Sequence[FeedConfig], *, config: Config, store: Store
                 deferred=deferred))
         outcomes.append(p)
     if deferred:
-        store.apply_joins(deferred, now=now)
+        store.apply_joins(deferred, now=now, edit_delay=_edit_delay(config))
         _momentum(deferred, config=config, store=store, now=now)
     return CycleReport(tuple(outcomes))
 

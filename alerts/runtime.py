@@ -11,7 +11,6 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from .cluster import Clusterer
@@ -63,7 +62,6 @@ class Runtime:
                                    watchlists=config.watchlists)
         self.deliverer = Deliverer(store, sink_factory(config))
         self._add_private_sinks()
-        self.store.edit_delay = timedelta(seconds=config.stories.edit_delay_seconds)
         self._stamp = FileStamp.of(config.path)
         self._last_error: str | None = None
         self.on_feeds_changed: Callable[[tuple[FeedConfig, ...]], None] = lambda feeds: None
@@ -143,7 +141,6 @@ class Runtime:
         if new.stories != old.stories:
             self.clusterer = Clusterer(self.store, new.stories, now=utcnow(),
                                        watchlists=new.watchlists)
-            self.store.edit_delay = timedelta(seconds=new.stories.edit_delay_seconds)
         if sinks is not None:
             old_sinks = self.deliverer.sinks
             held = self.deliverer.held_back

@@ -214,7 +214,6 @@ class Store:
     def __init__(self, db: sqlite_utils.Database, path: Path | None):
         self.db = db
         self.path = path
-        self.edit_delay = timedelta(seconds=30)  # set from stories.edit_delay_seconds
 
     def close(self) -> None:
         self.db.close()
@@ -312,6 +311,7 @@ class Store:
 
     def record_poll(self, name: str, url: str, new_items: Iterable[NewItem], *,
                     destinations: Sequence[str], now: datetime,
+                    edit_delay: timedelta = timedelta(0),
                     deferred: list[NewItem] | None = None, **fields: object) -> list[int]:
         """In one transaction: mark the poll successful (with ``fields`` such as validators and
         the next poll time), record new items as seen, and queue an alert per destination for
@@ -326,7 +326,8 @@ class Store:
             for new in new_items:
                 item, alert_id, story_id = new.item, None, new.story_id
                 if story_id is not None and not new.new_story:
-                    if not self._join_story(story_id, item, new, now=now) and deferred is not None:
+                    if (not self._join_story(story_id, item, new, now=now, edit_delay=edit_delay)
+                            and deferred is not None):
                         deferred.append(new)
                 elif new.result is not None and (new.result.alert or new.extra_destinations):
                     cur = self.db.execute(
@@ -371,14 +372,16 @@ class Store:
     def max_story_id(self) -> int:
         return self.db.execute("SELECT COALESCE(MAX(id), 0) FROM stories").fetchone()[0]
 
-    def apply_joins(self, joins: Sequence[NewItem], *, now: datetime) -> None:
+    def apply_joins(self, joins: Sequence[NewItem], *, now: datetime,
+                    edit_delay: timedelta = timedelta(0)) -> None:
         """Story joins deferred by ``record_poll`` until the story's own feed was recorded."""
         with self.db.atomic():
             for new in joins:
                 if new.story_id is not None:
-                    self._join_story(new.story_id, new.item, new, now=now)
+                    self._join_story(new.story_id, new.item, new, now=now, edit_delay=edit_delay)
 
-    def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime) -> bool:
+    def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime,
+                    edit_delay: timedelta) -> bool:
         """Record what the clusterer decided: the story gains an outlet (and a member headline,
         and a headline to show, when the clusterer says so). False: no such story (yet)."""
         row = self.db.execute("SELECT words, entities, sources, reports, outlets FROM stories "
@@ -404,20 +407,20 @@ class Store:
             [_iso(now), json.dumps(words), json.dumps(entities), json.dumps(sources),
              json.dumps(reports), json.dumps(outlets), story_id])
         if changed:
-            self._want_edit(story_id, now=now)
+            self._want_edit(story_id, at=now + edit_delay)
         return True
 
-    def _want_edit(self, story_id: int, *, now: datetime) -> None:
+    def _want_edit(self, story_id: int, *, at: datetime) -> None:
         """Ask for an edit of the story's sent messages. Quick successive updates merge into one
-        edit: its time is set by the first of them, ``edit_delay`` later."""
+        edit: its time ``at`` is set by the first of them (``stories.edit_delay_seconds``)."""
         self.db.execute(
             "UPDATE deliveries SET edit_pending = 1, edit_after = COALESCE(edit_after, ?) "
             "WHERE status = 'sent' AND via_digest = 0 AND alert_id = "
             "(SELECT alert_id FROM stories WHERE id = ?)",
-            [_iso(now + self.edit_delay), story_id])
+            [_iso(at), story_id])
 
     def mark_major(self, story_id: int, *, momentum_sources: int, within: timedelta,
-                   now: datetime) -> bool:
+                   now: datetime, edit_delay: timedelta = timedelta(0)) -> bool:
         """Mark a story major when enough distinct sources carried it within ``within``; returns
         True when it became major just now."""
         row = self.db.execute("SELECT major FROM stories WHERE id = ?", [story_id]).fetchone()
@@ -431,7 +434,7 @@ class Store:
             return False
         with self.db.atomic():
             self.db.execute("UPDATE stories SET major = 1 WHERE id = ?", [story_id])
-            self._want_edit(story_id, now=now)
+            self._want_edit(story_id, at=now + edit_delay)
         return True
 
     def recent_stories(self, *, since: datetime) -> list[StoryRecord]:

@@ -163,12 +163,11 @@ def _poll(store, feed, title, *, story_id, new_story, clock, i=0):
         story_id=story_id, new_story=new_story,
         member=tuple(h.encode()), entities=tuple(sorted(h.entities)),
         story_actions=tuple(sorted(h.actions)), report=True)],
-        destinations=("telegram",), now=clock())
+        destinations=("telegram",), now=clock(), edit_delay=timedelta(seconds=30))
 
 
 async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(tmp_path, telegram):
     store = open_store(tmp_path / "cw.db")
-    store.edit_delay = timedelta(seconds=30)
     clock = Clock()
     sink = TelegramSink(token=telegram.token, chat_id=CHANNEL, base_url=telegram.base_url)
     deliverer = Deliverer(store, [sink], now=clock, sleep=clock.sleep)

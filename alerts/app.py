@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Sequence
 from dataclasses import replace
@@ -177,11 +176,9 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
 async def _start_commands(runtime: Runtime) -> Commands | None:
     """Bot commands run when Telegram is configured; a failure to start them is logged and the
     bot goes on delivering (commands are retried at the next start)."""
-    telegram = runtime.config.destinations.telegram
-    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
-    if telegram is None or not token:
+    if runtime.telegram is None:
         return None
-    commands = Commands(runtime, token=token, base_url=telegram.api_base_url)
+    commands = Commands(runtime, client=runtime.telegram)
     try:
         await commands.start()
     except Exception as exc:  # noqa: BLE001 - delivery must go on without commands

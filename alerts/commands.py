@@ -7,16 +7,18 @@ and escaped in replies; config edits go through ``alerts.config_edit``.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
 import unicodedata
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from telegram import LinkPreviewOptions, Update
 from telegram.constants import ChatType, ParseMode
-from telegram.error import TelegramError
-from telegram.ext import (AIORateLimiter, Application, CommandHandler, ContextTypes,
+from telegram.error import RetryAfter, TelegramError
+from telegram.ext import (Application, CommandHandler, ContextTypes,
                           MessageHandler, filters)
 
 from .backtest import term_preview
@@ -24,6 +26,7 @@ from .config import load_config
 from .config_edit import EditRefused, add_term, remove_term
 from .errors import ConfigError, StoreError
 from .deliver.format import TELEGRAM_LIMIT, cut_text, visible_len, when_text
+from .deliver.telegram import TelegramClient, retry_seconds
 from .logs import event, redact
 from .runtime import Runtime
 from .types import utcnow
@@ -88,14 +91,14 @@ def _fit(text: str) -> str:
 class Commands:
     """The command handlers, bound to the running bot's ``Runtime``."""
 
-    def __init__(self, runtime: Runtime, *, token: str, base_url: str):
+    def __init__(self, runtime: Runtime, *, client: TelegramClient):
         self.runtime = runtime
-        self._token = token
-        # AIORateLimiter paces replies (30/s overall, 20/min per group) and retries a 429 after
-        # the time Telegram asks for.
-        self.app = (Application.builder().token(token).base_url(base_url)
-                    .get_updates_read_timeout(30)
-                    .rate_limiter(AIORateLimiter(max_retries=3)).build())
+        self._token = client.token
+        # The bot's one client: replies and notices draw from the same 30-a-second budget as
+        # delivery, and go through the same Bot (its getUpdates has a connection of its own).
+        self._client = client
+        self._budget = client.budget
+        self.app = Application.builder().bot(client.bot).build()
         public = {"start": self.help, "help": self.help, "watchlist": self.watchlist,
                   "status": self.status, "recent": self.recent, "why": self.why,
                   "subscribe": self.subscribe, "unsubscribe": self.unsubscribe,
@@ -132,7 +135,8 @@ class Commands:
         telegram = self.runtime.config.destinations.telegram
         for admin in telegram.admins if telegram else ():
             try:
-                await self.app.bot.send_message(admin, html.escape(text), parse_mode=ParseMode.HTML)
+                await self._paced(admin, lambda admin=admin: self.app.bot.send_message(
+                    admin, html.escape(text), parse_mode=ParseMode.HTML))
             except TelegramError as exc:
                 event(log, "admin_notify_failed", logging.WARNING, admin=admin,
                       error=redact(str(exc), [self._token]))
@@ -166,13 +170,30 @@ class Commands:
         return run
 
     async def _reply(self, update: Update, text: str) -> None:
-        await update.effective_message.reply_text(
+        await self._paced(update.effective_chat.id, lambda: update.effective_message.reply_text(
             _fit(text), parse_mode=ParseMode.HTML,
-            link_preview_options=LinkPreviewOptions(is_disabled=True))
+            link_preview_options=LinkPreviewOptions(is_disabled=True)))
+
+    async def _paced(self, chat_id: int, send: Callable[[], Awaitable[object]]) -> None:
+        """Send within the chat's pace and the bot's budget; a 429 waits as told, twice."""
+        limiter = self._client.chat_pace(chat_id)
+        for attempt in range(3):
+            await limiter.acquire()
+            await self._budget.acquire()
+            try:
+                await send()
+                return
+            except RetryAfter as exc:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(retry_seconds(exc))
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        event(log, "command_failed", logging.ERROR,
-              error=redact(f"{type(context.error).__name__}: {context.error}", [self._token]))
+        error = context.error
+        # The traceback goes to the log too; the redacting filter cleans it of the token.
+        log.error("command_failed error=%s",
+                  redact(f"{type(error).__name__}: {error}", [self._token]),
+                  exc_info=(type(error), error, error.__traceback__) if error else None)
 
     @staticmethod
     def _args(context: ContextTypes.DEFAULT_TYPE, update: Update) -> str:

@@ -17,7 +17,7 @@ from .cluster import Clusterer
 from .config import Config, FeedConfig, load_config
 from .deliver import Deliverer, Sink
 from .deliver.sinks import build_sinks
-from .deliver.telegram import TelegramSink
+from .deliver.telegram import TelegramClient, TelegramSink
 from .errors import ConfigError
 from .fetch import Fetcher
 from .logs import event
@@ -52,15 +52,18 @@ class Runtime:
     """Owns what a config determines; ``reload_if_changed`` swaps it safely."""
 
     def __init__(self, config: Config, store: Store, *,
-                 sink_factory: Callable[[Config], list[Sink]] = build_sinks):
+                 sink_factory: Callable[..., list[Sink]] = build_sinks):
         self.store = store
         self._sink_factory = sink_factory
+        # One Bot and one pacing budget for the token, kept across reloads: the channel sink,
+        # personal chats, command replies and admin notices all go through it.
+        self.telegram = _telegram_client(config)
         self.config = config
         self.matcher: Matcher = compile_matcher(config.watchlists, config.rules)
         self.fetcher = Fetcher(config.poll)
         self.clusterer = Clusterer(store, config.stories, now=utcnow(),
                                    watchlists=config.watchlists)
-        self.deliverer = Deliverer(store, sink_factory(config))
+        self.deliverer = Deliverer(store, sink_factory(config, telegram=self.telegram))
         self._add_private_sinks()
         self._stamp = FileStamp.of(config.path)
         self._last_error: str | None = None
@@ -116,7 +119,8 @@ class Runtime:
         self._stamp = stamp
         try:
             new = load_config(self.config.path)
-            sinks = self._sink_factory(new) if new.destinations != self.config.destinations else None
+            sinks = (self._sink_factory(new, telegram=self.telegram)
+                     if new.destinations != self.config.destinations else None)
         except ConfigError as exc:
             message = str(exc)
             event(log, "config_invalid", logging.ERROR, error=message,
@@ -160,3 +164,13 @@ class Runtime:
         await self.fetcher.aclose()
         for sink in self.deliverer.sinks:
             await sink.aclose()
+        if self.telegram is not None:
+            await self.telegram.aclose()
+
+
+def _telegram_client(config: Config) -> TelegramClient | None:
+    telegram = config.destinations.telegram
+    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if telegram is None or not token:
+        return None
+    return TelegramClient(token=token, base_url=telegram.api_base_url)

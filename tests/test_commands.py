@@ -287,3 +287,43 @@ async def test_watch_previews_what_the_term_would_have_matched(tmp_path, serve, 
     assert "• Nvidia B300 shipments to China face new export controls — Wire" in reply
     assert "• B300 racks arrive at Oracle — Wire" in reply
     assert "Huawei" not in reply.split("matched", 1)[1]
+
+
+async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
+    """The channel sink, personal chats, command replies and admin notices share one Bot and
+    one 30-a-second budget: every sendMessage the fake saw was counted in that budget."""
+    from alerts.commands import Commands
+    from alerts.runtime import Runtime
+    from alerts.store import open_store
+    from alerts.types import Alert, utcnow
+
+    path, _ = _setup(tmp_path, serve, telegram)
+    config = load_config(path)
+    store = open_store(config.database)
+    runtime = Runtime(config, store)
+    try:
+        client = runtime.telegram
+        commands = Commands(runtime, client=client)
+        channel = runtime.channel_sink()
+        telegram.add_chat(ADMIN, "private", first_name="Admin")  # the admin has said /start
+        runtime.ensure_private_sink(ADMIN)
+        personal = next(s for s in runtime.deliverer.sinks if s.name == f"telegram:{ADMIN}")
+        assert commands.app.bot is client.bot is channel.bot is personal.bot
+        assert channel.overall is personal.overall is client.budget
+        assert personal.limiter is client.chat_pace(ADMIN), "one pace per chat, whoever writes"
+        counted = []
+        record = client.budget.record
+        client.budget.record = lambda: (counted.append(1), record())
+        alert = Alert(id=1, feed="Wire", title="US widens export controls on Nvidia H20",
+                      link="https://n.example/1", summary="", published=None,
+                      created_at=utcnow(), matches=(), rules=("chip-trade",))
+        await channel.send(alert)
+        await personal.send(alert)
+        await commands.notify_admins("config not applied")
+        sent = telegram.calls_to("sendMessage")
+        assert len(sent) == 3, [(c.get("chat_id"), c.get("status")) for c in sent]
+        assert len(counted) == 3, "one budget counted every send"
+        assert all(c["status"] == 200 for c in sent), "no 429: the admin's chat was paced once"
+    finally:
+        await runtime.aclose()
+        store.close()

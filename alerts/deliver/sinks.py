@@ -7,6 +7,7 @@ import os
 from ..config import Config
 from ..errors import ConfigError
 from . import Sink
+from .telegram import TelegramClient
 from .console import ConsoleSink
 
 
@@ -18,8 +19,9 @@ def _secret(name: str, config: Config, key: str) -> str:
     return value
 
 
-def build_sinks(config: Config) -> list[Sink]:
-    """One sink per destination in ``config.destinations.names()``."""
+def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> list[Sink]:
+    """One sink per destination in ``config.destinations.names()``; Telegram's goes through
+    ``telegram`` when given (the bot's one client), else through a client of its own."""
     sinks: list[Sink] = []
     dest = config.destinations
     for name in dest.names():
@@ -32,7 +34,9 @@ def build_sinks(config: Config) -> list[Sink]:
             sinks.append(TelegramSink(
                 token=_secret("TELEGRAM_BOT_TOKEN", config, "destinations.telegram"),
                 chat_id=dest.telegram.chat_id, base_url=dest.telegram.api_base_url,
-                link_preview=dest.telegram.link_preview))
+                link_preview=dest.telegram.link_preview,
+                client=telegram if telegram and telegram.base_url == dest.telegram.api_base_url
+                else None))
         elif name == "slack":
             from .slack import SlackSink
 

@@ -36,6 +36,45 @@ _CHAT_GONE = ("chat not found", "bot was kicked", "not enough rights", "have no 
               "user is deactivated", "bot was blocked")
 
 
+class TelegramClient:
+    """The one ``Bot`` and the one 30-a-second budget for everything sent with a token: the
+    channel, personal chats, command replies and admin notices. Long polling for commands has
+    its own connection, so a pending ``getUpdates`` never holds up a send."""
+
+    def __init__(self, *, token: str, base_url: str, timeout: float = 15.0,
+                 overall: tuple[int, float] = GLOBAL):
+        self.token = token
+        self.base_url = base_url
+        request = HTTPXRequest(connection_pool_size=8, read_timeout=timeout,
+                               write_timeout=timeout, connect_timeout=timeout,
+                               pool_timeout=timeout)
+        updates = HTTPXRequest(connection_pool_size=1, read_timeout=timeout + 30,
+                               write_timeout=timeout, connect_timeout=timeout,
+                               pool_timeout=timeout)
+        self.bot = Bot(token, base_url=base_url, request=request, get_updates_request=updates)
+        self.budget = RateLimiter([overall])
+        self._chats: dict[str, RateLimiter] = {}
+
+    def chat_pace(self, chat_id: str | int) -> RateLimiter:
+        """The one pace of a chat, whoever writes to it (a sink, a reply, a notice)."""
+        key = str(chat_id)
+        limiter = self._chats.get(key)
+        if limiter is None:
+            limiter = self._chats[key] = RateLimiter(chat_windows(chat_id))
+        return limiter
+
+    async def aclose(self) -> None:
+        try:
+            await self.bot.shutdown()
+        except Exception:  # closing must never fail a shutdown
+            log.debug("telegram_close_failed", exc_info=True)
+
+
+def chat_windows(chat_id: str | int) -> list[tuple[int, float]]:
+    """One message a second per chat; channels and groups also 20 a minute."""
+    return [PER_CHAT, PER_GROUP_MINUTE] if is_group_chat(chat_id) else [PER_CHAT]
+
+
 def is_group_chat(chat_id: str | int) -> bool:
     """Channels and groups (``@name`` or ids below zero) have the 20-a-minute limit."""
     text = str(chat_id)
@@ -46,6 +85,13 @@ def _seconds(value: int | dt.timedelta) -> float:
     return value.total_seconds() if isinstance(value, dt.timedelta) else float(value)
 
 
+def retry_seconds(exc: RetryAfter) -> float:
+    """How long a 429 asks to wait."""
+    with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta
+        warnings.simplefilter("ignore")
+        return _seconds(exc.retry_after)
+
+
 class TelegramSink:
     """Sends alerts to one chat (the channel)."""
 
@@ -54,13 +100,16 @@ class TelegramSink:
                  per_chat: tuple[int, float] = PER_CHAT,
                  per_group_minute: tuple[int, float] = PER_GROUP_MINUTE,
                  overall: tuple[int, float] = GLOBAL, timeout: float = 15.0,
-                 bot: Bot | None = None, overall_limiter: RateLimiter | None = None):
+                 bot: Bot | None = None, overall_limiter: RateLimiter | None = None,
+                 client: TelegramClient | None = None):
         self.name = name
         self.chat_id = chat_id
         self._token = token
         self._base_url = base_url
         self._link_preview = link_preview
         self._preview = LinkPreviewOptions(is_disabled=not link_preview)
+        if client is not None:  # the bot's one client: it owns the bot and the budgets
+            bot, overall_limiter = client.bot, client.budget
         self._owns_bot = bot is None
         if bot is None:
             request = HTTPXRequest(connection_pool_size=8, read_timeout=timeout,
@@ -73,12 +122,17 @@ class TelegramSink:
         windows = [per_chat]
         if is_group_chat(chat_id):
             windows.append(per_group_minute)
-        self.limiter = RateLimiter(windows)
+        self.limiter = client.chat_pace(chat_id) if client is not None else RateLimiter(windows)
+        self._client = client
         # Edits count against flood limits too; keep them to one every few seconds per chat.
         self.edit_limiter = RateLimiter([(1, 3.0), (20, 61.0)])
 
     def for_chat(self, chat_id: int) -> TelegramSink:
         """A sink for a personal chat sharing this bot and its overall rate limit."""
+        if self._client is not None:
+            return TelegramSink(token=self._token, chat_id=chat_id, name=f"telegram:{chat_id}",
+                                base_url=self._base_url, link_preview=self._link_preview,
+                                client=self._client)
         return TelegramSink(token=self._token, chat_id=chat_id, name=f"telegram:{chat_id}",
                             base_url=self._base_url, link_preview=self._link_preview,
                             bot=self.bot, overall_limiter=self.overall)
@@ -90,10 +144,7 @@ class TelegramSink:
         """Map a PTB error onto RetryLater / Rejected / Unavailable (specific ones first)."""
         text = redact(f"{type(exc).__name__}: {exc.message}", [self._token])
         if isinstance(exc, RetryAfter):
-            with warnings.catch_warnings():  # PTB 22 warns that the int will become a timedelta
-                warnings.simplefilter("ignore")
-                wait = _seconds(exc.retry_after)
-            return RetryLater(text, retry_after=wait)
+            return RetryLater(text, retry_after=retry_seconds(exc))
         if isinstance(exc, (InvalidToken, Forbidden)):
             return Unavailable(text)
         if isinstance(exc, ChatMigrated):

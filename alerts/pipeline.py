@@ -244,8 +244,9 @@ async def _prepare(feed: FeedConfig, *, config: Config, store: Store, matcher: M
             if muted:
                 result_ = matcher.without(result_, muted)
             extra = subscribers(result_, subscriptions)
+        who = (*(config.destinations.names() if result_ and result_.alert else ()), *extra)
         new.append(NewItem(item=item, canonical_link=link, result=result_,
-                           title_key=keys[i], extra_destinations=extra))
+                           title_key=keys[i], destinations=tuple(dict.fromkeys(who))))
     return _Prepared(feed=feed, result=result, parsed=parsed, moved=moved,
                      first_poll=first_poll, previous=previous, items=new)
 
@@ -273,9 +274,8 @@ async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: St
             interval_seconds=interval, **moved)
         if new:
             fields["last_new_at"] = now
-        store.record_poll(feed.name, feed.url, new, destinations=config.destinations.names(),
-                          now=now, edit_delay=_edit_delay(config), deferred=deferred,
-                          **fields)
+        store.record_poll(feed.name, feed.url, new, now=now, edit_delay=_edit_delay(config),
+                          deferred=deferred, **fields)
         _momentum(new, config=config, store=store, now=now)
     event(log, "feed_polled", status="ok", feed=feed.name, items=len(parsed.items),
           new=len(new), alerts=len(alerting), first_poll=first_poll or None,

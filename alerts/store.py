@@ -309,13 +309,12 @@ class Store:
         return {i for i, (guid, link) in enumerate(items)
                 if guid in known_guids or (link and link in known_links)}
 
-    def record_poll(self, name: str, url: str, new_items: Iterable[NewItem], *,
-                    destinations: Sequence[str], now: datetime,
+    def record_poll(self, name: str, url: str, new_items: Iterable[NewItem], *, now: datetime,
                     edit_delay: timedelta = timedelta(0),
                     deferred: list[NewItem] | None = None, **fields: object) -> list[int]:
         """In one transaction: mark the poll successful (with ``fields`` such as validators and
-        the next poll time), record new items as seen, and queue an alert per destination for
-        those that match. Returns the new alert ids. An item joining a story that another
+        the next poll time), record new items as seen, and queue each new alert for the
+        destinations the pipeline chose (``NewItem.destinations``). Returns the new alert ids. An item joining a story that another
         feed of the same cycle has not recorded yet goes to ``deferred`` (see ``apply_joins``)."""
         alert_ids = []
         with self.db.atomic():
@@ -329,7 +328,7 @@ class Store:
                     if (not self._join_story(story_id, item, new, now=now, edit_delay=edit_delay)
                             and deferred is not None):
                         deferred.append(new)
-                elif new.result is not None and (new.result.alert or new.extra_destinations):
+                elif new.result is not None and new.destinations:
                     cur = self.db.execute(
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "
                         "matches, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -338,8 +337,7 @@ class Store:
                          json.dumps(list(new.result.rules))])
                     alert_id = cur.lastrowid
                     alert_ids.append(alert_id)
-                    channel = destinations if new.result.alert else ()
-                    for dest in (*channel, *new.extra_destinations):
+                    for dest in new.destinations:
                         self.db.execute("INSERT OR IGNORE INTO deliveries (alert_id, destination) "
                                         "VALUES (?, ?)", [alert_id, dest])
                     if story_id is not None:

@@ -152,7 +152,9 @@ class NewItem:
     entities: tuple[str, ...] = ()
     story_actions: tuple[str, ...] = ()  # of the story's first headline
     report: bool = False  # its headline says more than the story's title: show it
-    extra_destinations: tuple[str, ...] = ()  # e.g. "telegram:12345" for a personal subscriber
+    # Who gets its alert (decided by the pipeline): the configured destinations when a rule
+    # held, plus personal subscribers ("telegram:12345"); empty: recorded as seen, no alert.
+    destinations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -48,10 +48,11 @@ def _queue(store, titles, *, destinations=("telegram",), feed="Wire"):
                                         "exact", 100.0)), rules=("chip-trade",))
     new = [NewItem(item=FeedItem(feed=feed, guid=f"g{i}", link=f"https://n.example/{i}?a=1&b=2",
                                  title=t, summary=f"Summary of {t}", published=now),
-                   canonical_link=f"https://n.example/{i}", result=result)
+                   canonical_link=f"https://n.example/{i}", result=result,
+                   destinations=tuple(destinations))
            for i, t in enumerate(titles)]
-    return store.record_poll(feed, "http://127.0.0.1:9/f", new, destinations=destinations,
-                             etag=None, last_modified=None, now=now)
+    return store.record_poll(feed, "http://127.0.0.1:9/f", new, etag=None, last_modified=None,
+                             now=now)
 
 
 def _sink(fake, **kw):

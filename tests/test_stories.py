@@ -162,8 +162,8 @@ def _poll(store, feed, title, *, story_id, new_story, clock, i=0):
         item=_item(feed, title, i), canonical_link=f"https://{feed}.example/{i}", result=result,
         story_id=story_id, new_story=new_story,
         member=tuple(h.encode()), entities=tuple(sorted(h.entities)),
-        story_actions=tuple(sorted(h.actions)), report=True)],
-        destinations=("telegram",), now=clock(), edit_delay=timedelta(seconds=30))
+        story_actions=tuple(sorted(h.actions)), report=True, destinations=("telegram",))],
+        now=clock(), edit_delay=timedelta(seconds=30))
 
 
 async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(tmp_path, telegram):
@@ -380,7 +380,7 @@ def test_retention_keeps_the_database_bounded(tmp_path):
                                      title=f"Headline {day} {i}", summary="x" * 200, published=now),
                        canonical_link=f"https://n.example/{day}/{i}", result=None)
                for i in range(200)]
-        store.record_poll("Wire", "http://127.0.0.1:9/w", new, destinations=("console",), now=now)
+        store.record_poll("Wire", "http://127.0.0.1:9/w", new, now=now)
         store.prune(older_than=timedelta(days=30), now=now)
         rows_after_prune.append(store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
     assert max(rows_after_prune) <= 31 * 200

@@ -1,0 +1,82 @@
+"""SQLite persistence through sqlite-utils, split by domain behind one ``Store`` facade:
+
+- ``feeds``: feeds and their fetch state;
+- ``items``: seen items, and the one transaction that records a poll;
+- ``stories``: what the clusterer decided, edits of sent alerts, momentum;
+- ``outbox``: alerts and their delivery state per destination;
+- ``operator``: mutes, settings (pause), personal subscriptions;
+- ``schema``: migrations (``PRAGMA user_version``) and shared conversions.
+
+Every write that must be all-or-nothing runs inside ``db.atomic()``. The store records
+decisions made elsewhere (who gets an alert: the pipeline; story membership: the clusterer).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import StoreError
+from .feeds import FeedState, FeedsStore
+from .items import ItemsStore, stored_items
+from .operator import OperatorStore
+from .outbox import OutboxStore
+from .schema import MIGRATIONS, SCHEMA_VERSION, _iso, migrate
+from .stories import StoriesStore
+
+__all__ = ["FeedState", "MIGRATIONS", "SCHEMA_VERSION", "Store", "open_store", "stored_items"]
+
+
+class Store(FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore):
+    """The chipwatch database. Open it with ``open_store``."""
+
+    def __init__(self, db: sqlite_utils.Database, path: Path | None):
+        self.db = db
+        self.path = path
+
+    def close(self) -> None:
+        self.db.close()
+
+    def prune(self, *, older_than: timedelta, now: datetime) -> dict[str, int]:
+        """Forget items, stories and fully delivered alerts older than ``now - older_than``,
+        then give the space back (WAL checkpoint; VACUUM when much of the file is free)."""
+        cutoff = _iso(now - older_than)
+        with self.db.atomic():
+            items = self.db.execute("DELETE FROM items WHERE seen_at < ?", [cutoff]).rowcount
+            stories = self.db.execute("DELETE FROM stories WHERE last_seen < ?", [cutoff]).rowcount
+            alerts = self.db.execute(
+                "DELETE FROM alerts WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM "
+                "deliveries d WHERE d.alert_id = alerts.id AND d.status = 'pending')",
+                [cutoff]).rowcount
+        if self.path is not None:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+            pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+            if pages and free / pages > 0.25:
+                self.db.execute("VACUUM")
+        return {"items": items, "stories": stories, "alerts": alerts}
+
+
+def open_store(path: Path | str | None) -> Store:
+    """Open (creating and migrating as needed) the database; ``None`` means in memory."""
+    try:
+        if path is None:
+            db = sqlite_utils.Database(memory=True)
+        else:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite_utils.Database(path)
+            db.execute("PRAGMA busy_timeout = 10000")  # before WAL: openers may race there too
+            db.enable_wal()
+            # In WAL mode NORMAL is crash-safe (a killed process loses nothing committed);
+            # only a power cut may lose the last transactions. FULL would fsync every commit.
+            db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA foreign_keys = ON")
+        migrate(db, path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open database: {exc}") from exc
+    return Store(db, Path(path) if path else None)

@@ -1,0 +1,53 @@
+"""Operator state: mutes, settings (pause), personal subscriptions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlite_utils
+
+from .schema import _dt, _iso
+
+
+class OperatorStore:
+    """Mutes, settings and subscriptions."""
+
+    db: sqlite_utils.Database
+
+    def mute(self, term: str, *, until: datetime, by_user: int | None = None) -> None:
+        self.db.execute("INSERT INTO mutes (term, until, by_user) VALUES (?, ?, ?) "
+                        "ON CONFLICT (term) DO UPDATE SET until = excluded.until, "
+                        "by_user = excluded.by_user", [term.casefold(), _iso(until), by_user])
+
+    def unmute(self, term: str) -> bool:
+        return self.db.execute("DELETE FROM mutes WHERE term = ?", [term.casefold()]).rowcount > 0
+
+    def active_mutes(self, *, now: datetime) -> dict[str, datetime]:
+        return {r[0]: _dt(r[1]) for r in self.db.execute(
+            "SELECT term, until FROM mutes WHERE until > ?", [_iso(now)])}
+
+    def get_setting(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.db.execute("DELETE FROM settings WHERE key = ?", [key])
+        else:
+            self.db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                            "DO UPDATE SET value = excluded.value", [key, value])
+
+    def subscribe(self, chat_id: int, kind: str, value: str, *, now: datetime) -> bool:
+        cur = self.db.execute("INSERT OR IGNORE INTO subscriptions (chat_id, kind, value, "
+                              "created_at) VALUES (?, ?, ?, ?)", [chat_id, kind, value, _iso(now)])
+        return cur.rowcount > 0
+
+    def unsubscribe(self, chat_id: int, value: str) -> bool:
+        return self.db.execute("DELETE FROM subscriptions WHERE chat_id = ? AND lower(value) = ?",
+                               [chat_id, value.casefold()]).rowcount > 0
+
+    def subscriptions(self, chat_id: int | None = None) -> list[tuple[int, str, str]]:
+        sql, args = "SELECT chat_id, kind, value FROM subscriptions", []
+        if chat_id is not None:
+            sql, args = sql + " WHERE chat_id = ?", [chat_id]
+        return [tuple(r) for r in self.db.execute(sql + " ORDER BY chat_id, kind, value", args)]

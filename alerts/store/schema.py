@@ -1,0 +1,210 @@
+"""The schema, its migrations and the small conversions every part of the store shares.
+
+The schema version lives in ``PRAGMA user_version``; ``MIGRATIONS[n]`` takes version n to n+1,
+and ``migrate`` applies what is missing inside one exclusive transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+
+from ..errors import StoreError
+from ..types import Match
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds") if value else None
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _run_script(db: sqlite_utils.Database, script: str) -> None:
+    """Run statements one by one: ``executescript`` would COMMIT the migration's transaction."""
+    without_comments = re.sub(r"--[^\n]*", "", script)
+    for statement in without_comments.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _migrate_1(db: sqlite_utils.Database) -> None:
+    _run_script(db, """
+    CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        etag TEXT,
+        last_modified TEXT,
+        first_polled_at TEXT,          -- first successful poll: before it, the backlog rule applies
+        last_polled_at TEXT,
+        last_ok_at TEXT,
+        last_status TEXT,              -- ok | not_modified | error
+        last_error TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE items (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL,
+        guid TEXT NOT NULL,
+        link TEXT NOT NULL,
+        canonical_link TEXT,
+        title TEXT NOT NULL,
+        published TEXT,
+        seen_at TEXT NOT NULL,
+        alert_id INTEGER,
+        UNIQUE (feed, guid)
+    );
+    CREATE INDEX items_canonical_link ON items (canonical_link);
+    CREATE INDEX items_seen_at ON items (seen_at);
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL,
+        title TEXT NOT NULL,
+        link TEXT NOT NULL,
+        summary TEXT NOT NULL,
+        published TEXT,
+        created_at TEXT NOT NULL,
+        matches TEXT NOT NULL,         -- JSON list of Match
+        rules TEXT NOT NULL            -- JSON list of rule names
+    );
+    CREATE TABLE deliveries (
+        alert_id INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        destination TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | rejected
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        message_id TEXT,
+        sent_at TEXT,
+        PRIMARY KEY (alert_id, destination)
+    );
+    CREATE INDEX deliveries_pending ON deliveries (destination, status, next_attempt_at);
+    """)
+
+
+def _migrate_2(db: sqlite_utils.Database) -> None:
+    """Polling state: adaptive interval, backoff, moved and gone feeds, body-identical skip."""
+    _run_script(db, """
+    ALTER TABLE feeds ADD COLUMN effective_url TEXT;      -- after a permanent redirect
+    ALTER TABLE feeds ADD COLUMN body_hash TEXT;          -- sha1 of the last body parsed
+    ALTER TABLE feeds ADD COLUMN next_poll_at TEXT;       -- not before this (backoff, Retry-After)
+    ALTER TABLE feeds ADD COLUMN interval_seconds REAL;   -- the current adaptive interval
+    ALTER TABLE feeds ADD COLUMN failing_since TEXT;
+    ALTER TABLE feeds ADD COLUMN disabled_reason TEXT;    -- e.g. 410 Gone, cleared by a new URL
+    ALTER TABLE feeds ADD COLUMN last_new_at TEXT         -- when the feed last had a new item
+    """)
+
+
+def _migrate_3(db: sqlite_utils.Database) -> None:
+    """Stories: clustering across sources, edits of sent messages, title-edit detection."""
+    _run_script(db, """
+    CREATE TABLE stories (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER REFERENCES alerts (id) ON DELETE SET NULL,
+        title TEXT NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        words TEXT NOT NULL,             -- JSON: per member headline, its clustering words
+        entities TEXT NOT NULL,          -- JSON: per member headline, its chips and companies
+        actions TEXT NOT NULL,           -- of the first headline: they define the event
+        sources TEXT NOT NULL,           -- JSON list of feed names, in order of arrival
+        major INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX stories_last_seen ON stories (last_seen);
+    ALTER TABLE items ADD COLUMN story_id INTEGER;
+    ALTER TABLE items ADD COLUMN title_key TEXT;
+    CREATE INDEX items_feed_seen ON items (feed, seen_at);
+    CREATE INDEX items_story ON items (story_id);
+    ALTER TABLE alerts ADD COLUMN story_id INTEGER;
+    ALTER TABLE deliveries ADD COLUMN edit_pending INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE deliveries ADD COLUMN edit_after TEXT;
+    ALTER TABLE deliveries ADD COLUMN via_digest INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX deliveries_edits ON deliveries (destination, edit_pending, edit_after);
+    CREATE INDEX alerts_created ON alerts (created_at)
+    """)
+
+
+def _migrate_4(db: sqlite_utils.Database) -> None:
+    """Living with the bot: mutes, operator settings (pause), personal subscriptions."""
+    _run_script(db, """
+    CREATE TABLE mutes (
+        term TEXT PRIMARY KEY,           -- casefolded canonical term
+        until TEXT NOT NULL,
+        by_user INTEGER
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE subscriptions (
+        chat_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,              -- term | rule
+        value TEXT NOT NULL,             -- canonical term or rule name
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (chat_id, kind, value)
+    )
+    """)
+
+
+def _migrate_5(db: sqlite_utils.Database) -> None:
+    """Stories by outlet: an item's own source (an aggregator carries many), and the
+    headlines of joining outlets that say more than the story's title."""
+    _run_script(db, """
+    ALTER TABLE items ADD COLUMN source TEXT;            -- the outlet, when not the feed
+    ALTER TABLE stories ADD COLUMN reports TEXT NOT NULL DEFAULT '[]';  -- JSON [[name, headline]]
+    ALTER TABLE stories ADD COLUMN outlets TEXT NOT NULL DEFAULT '[]'   -- JSON: who reported it
+    """)
+
+
+def _migrate_6(db: sqlite_utils.Database) -> None:
+    """Summaries of seen items, so a backtest can replay them through a candidate config."""
+    _run_script(db, """
+    ALTER TABLE items ADD COLUMN summary TEXT
+    """)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _migrate_1, _migrate_2, _migrate_3, _migrate_4, _migrate_5, _migrate_6]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _match_from_json(d: dict) -> Match:
+    return Match(d["category"], d["term"], d["text"], d["kind"], float(d["score"]),
+                 d.get("field", "title"))
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _match_json(m: Match) -> dict:
+    return {**m.to_json(), "score": m.score, "field": m.field}
+
+
+def migrate(db: sqlite_utils.Database, path: Path | str | None) -> None:
+    """Bring the schema up to date inside one exclusive transaction: two processes opening a
+    new file at once cannot both migrate (the second waits, then finds nothing to do)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == SCHEMA_VERSION:
+        return
+    if version < SCHEMA_VERSION:
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # as of the lock
+            for target in range(version, SCHEMA_VERSION):
+                MIGRATIONS[target](db)
+            db.execute(f"PRAGMA user_version = {max(version, SCHEMA_VERSION)}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+    if version > SCHEMA_VERSION:
+        raise StoreError(f"{path}: schema version {version} is newer than this chipwatch "
+                         f"understands ({SCHEMA_VERSION}); upgrade chipwatch")

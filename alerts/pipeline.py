@@ -160,7 +160,8 @@ class _Prepared:
 
     feed: FeedConfig
     result: FetchResult
-    parsed: ParsedFeed
+    parsed: ParsedFeed  # without its entries (``item_count`` says how many there were)
+    item_count: int
     moved: dict[str, object]
     first_poll: bool
     previous: float | None  # the adaptive interval before this poll
@@ -247,8 +248,10 @@ async def _prepare(feed: FeedConfig, *, config: Config, store: Store, matcher: M
         who = (*(config.destinations.names() if result_ and result_.alert else ()), *extra)
         new.append(NewItem(item=item, canonical_link=link, result=result_,
                            title_key=keys[i], destinations=tuple(dict.fromkeys(who))))
-    return _Prepared(feed=feed, result=result, parsed=parsed, moved=moved,
-                     first_poll=first_poll, previous=previous, items=new)
+    # Only what recording needs waits for the other feeds: not the body, not every entry.
+    return _Prepared(feed=feed, result=replace(result, body=b""), parsed=replace(parsed, items=()),
+                     item_count=len(parsed.items), moved=moved, first_poll=first_poll,
+                     previous=previous, items=new)
 
 
 async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: Store,
@@ -277,10 +280,10 @@ async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: St
         store.record_poll(feed.name, feed.url, new, now=now, edit_delay=_edit_delay(config),
                           deferred=deferred, **fields)
         _momentum(new, config=config, store=store, now=now)
-    event(log, "feed_polled", status="ok", feed=feed.name, items=len(parsed.items),
+    event(log, "feed_polled", status="ok", feed=feed.name, items=p.item_count,
           new=len(new), alerts=len(alerting), first_poll=first_poll or None,
           next_in=f"{interval:g}s", warning=parsed.warning)
-    return FeedOutcome(feed=feed.name, status="ok", items=len(parsed.items), new_items=len(new),
+    return FeedOutcome(feed=feed.name, status="ok", items=p.item_count, new_items=len(new),
                        alerts=len(alerting), previews=previews)
 
 

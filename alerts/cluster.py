@@ -13,9 +13,11 @@ costs one extra message, so joining needs agreement on the *event*, not on the s
   (weighted Dice over both headlines).
 - **Vetoes.** No join between items of the same outlet (it does not report one event twice; its
   updates are edits, caught earlier); between opposite directions (a ban and an approval) or
-  different kinds of action; between different third countries, agencies, leading actors
-  ("China bans…" against "Dutch government…") or numbers ("23 types" against "140 entities");
-  between other companies or other models of the same company.
+  different kinds of action, or a plan and the action ("weighs curbs" / "imposes curbs");
+  between different third countries, agencies, leading actors ("China bans…" against "Dutch
+  government…") or numbers ("23 types" against "140 entities"); between other companies or
+  other models of the same company. Agreeing on the kind of action alone joins only headlines
+  about the same subjects (one naming no other).
 - **Subject.** Candidates share a chip or company with the item (inverted indexes over the
   stories in the window, read from their most recently active end, so a new item never scans
   all history).

@@ -130,6 +130,7 @@ NOT_RELATIONS = [
     "Ex-Intel engineer pleads guilty to stealing trade secrets",  # no trade angle
     "EU reimposes fine on Intel over anticompetitive rebates",    # competition, not trade
     "Micron raises HBM guidance on AI demand",
+    "Huawei's smartphone market share in China jumps to 20%",      # a market, no consequence
 ]
 
 

@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
                                 description="chipwatch: real-time alerts for AI-chip trade news.")
     p.add_argument("--version", action="version", version=f"chipwatch {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("--log-format", choices=("text", "json"), default=None,
+                   help="log lines as text (default) or one JSON object a line; overrides "
+                        "the config's log_format")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
@@ -65,15 +68,18 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     args = _parser().parse_args(argv)
     stdout = stdout or sys.stdout
     stdin = stdin or sys.stdin
-    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    level = logging.DEBUG if args.verbose else logging.INFO
+    setup_logging(level, json_lines=args.log_format == "json")
     try:
         if args.command == "demo":
             from .demo import run_demo
 
             if not args.verbose:  # the demo is for reading: alerts on stdout, only problems on stderr
-                setup_logging(logging.WARNING)
+                setup_logging(logging.WARNING, json_lines=args.log_format == "json")
             return run_demo(args.config, stdout=stdout)
         config = load_config(args.config)
+        if args.log_format is None and config.log_format == "json":
+            setup_logging(level, json_lines=True)
         if args.command == "check-config":
             print(config.summary(), file=stdout)
             return EXIT_OK

@@ -121,6 +121,7 @@ class Config:
     rules: tuple[Rule, ...]
     destinations: Destinations
     stories: StoriesConfig = StoriesConfig()
+    log_format: str = "text"  # or "json": one JSON object a line (--log-format wins)
 
     def summary(self) -> str:
         """A few human lines: what this config polls, watches and where it sends."""
@@ -231,7 +232,8 @@ def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
 
 # --- sections -------------------------------------------------------------------------------
 
-_TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations", "stories"}
+_TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations", "stories",
+             "log_format"}
 _STORY_LIMITS = {
     "window_hours": (1, 24 * 30, False),
     "threshold": (0.05, 1.0, False),
@@ -514,8 +516,11 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     rules = _rules(c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists)
     destinations = _destinations(c, top.get("destinations"), kl("destinations"))
     stories = _stories(c, top.get("stories"), kl("stories"))
+    log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
+    if log_format not in ("text", "json"):
+        raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
     return Config(path=path, database=database, poll=poll, feeds=feeds, watchlists=watchlists,
-                  rules=rules, destinations=destinations, stories=stories)
+                  rules=rules, destinations=destinations, stories=stories, log_format=log_format)
 
 
 def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:

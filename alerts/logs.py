@@ -7,10 +7,12 @@ every record from every library, and replaces secret values and anything shaped 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Iterable
 
 SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL")
@@ -79,10 +81,60 @@ class _Formatter(logging.Formatter):
         super().__init__("%(asctime)sZ %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
 
 
-def setup_logging(level: int = logging.INFO, stream=None) -> logging.Handler:  # noqa: ANN001
-    """Log to stderr with redaction; quiet the HTTP libraries unless debugging."""
+_PAIR = re.compile(r'([A-Za-z_][\w.]*)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def parse_event(message: str) -> dict[str, str] | None:
+    """``name k=v k2="a b"`` back into its fields, or None when it is no event line."""
+    name, _, rest = message.partition(" ")
+    if not name or not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        return None
+    fields: dict[str, str] = {"event": name}
+    pos = 0
+    rest = rest.strip()
+    while pos < len(rest):
+        m = _PAIR.match(rest, pos)
+        if m is None:
+            return None
+        key, value = m.groups()
+        if value.startswith('"'):
+            value = (value[1:-1].replace('\\n', "\n").replace('\\"', '"')
+                     .replace("\\\\", "\\"))
+        fields[key] = value
+        pos = m.end()
+        while pos < len(rest) and rest[pos] == " ":
+            pos += 1
+    return fields
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, then the event and its fields (or the
+    plain message of a library's line), and the traceback when there is one. The record has
+    been redacted by then, message and traceback alike."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        out: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname, "logger": record.name}
+        fields = parse_event(message)
+        if fields is None:
+            out["message"] = message
+        else:
+            out.update(fields)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["traceback"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(level: int = logging.INFO, stream=None, *,  # noqa: ANN001
+                  json_lines: bool = False) -> logging.Handler:
+    """Log to stderr with redaction (as text, or one JSON object a line); quiet the HTTP
+    libraries unless debugging."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_Formatter())
+    handler.setFormatter(JsonFormatter() if json_lines else _Formatter())
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

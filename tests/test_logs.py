@@ -48,3 +48,30 @@ def test_tokens_in_httpx_debug_logs_are_redacted(monkeypatch):
     assert TOKEN not in logged and TOKEN.split(":")[1] not in logged
     assert WEBHOOK not in logged and "abcdefSECRET" not in logged
     assert logged.count(REDACTED) >= 3
+
+
+def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypatch):
+    """`--log-format json` (or `log_format: json` in the config): one JSON object a line, the
+    same event names and fields, secrets redacted in messages and tracebacks alike."""
+    import json as _json
+
+    from tests.conftest import rss, run_bot, write_config
+
+    token_url = serve(rss([]), suffix=f"-{TOKEN}.xml")
+    config = write_config(tmp_path, [("Missing", token_url.replace(".xml", "-gone.xml")),
+                                     ("Tom's Hardware", serve(rss([])))])
+    env = {"TELEGRAM_BOT_TOKEN": TOKEN, "SLACK_WEBHOOK_URL": WEBHOOK}
+    # -v: httpx then logs every request URL, and one of them carries the token.
+    for args, path in ((["-v", "--log-format", "json", "once", "--config", str(config)], config),
+                       (["-v", "once", "--config", str(config)], None)):
+        if path is None:  # the same, asked for in the config file
+            config.write_text(config.read_text() + "log_format: json\n")
+        out = run_bot(*args, env=env)
+        assert out.returncode == 0, out.stderr
+        lines = [_json.loads(line) for line in out.stderr.splitlines() if line.strip()]
+        polled = {r["feed"]: r for r in lines if r.get("event") == "feed_polled"}
+        assert polled["Missing"]["status"] == "error" and polled["Missing"]["error"] == "http_404"
+        assert polled["Tom's Hardware"]["status"] in ("ok", "unchanged", "not_modified")
+        assert all({"time", "level", "logger"} <= r.keys() for r in lines)
+        assert TOKEN not in out.stderr
+        assert any("[REDACTED]" in r.get("message", "") for r in lines), "httpx's line, redacted"

@@ -20,6 +20,7 @@ from .config import Config, load_config
 from .errors import ConfigError, StoreError
 from .logs import setup_logging
 from .match import Matcher, compile_matcher
+from .status import format_status, read_status
 from .types import utcnow
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -55,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     back = cmd("backtest", "replay stored items through a (candidate) config: what would newly "
                            "alert, what would stop; sends and records nothing")
     back.add_argument("--since", default="7d", help="how far back: 30m, 48h, 7d, 2w (default 7d)")
+    status = cmd("status", "feeds, pending deliveries, last alert and pauses, read from the "
+                           "database; exit 0 when healthy, 1 when not")
+    status.add_argument("--json", action="store_true", help="one JSON object")
     story = cmd("cluster", "explain how headlines would group into stories")
     story.add_argument("headlines", nargs="+", metavar="HEADLINE",
                        help="headlines in the order they arrive, each from its own source")
@@ -89,6 +93,11 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return _cluster(config, args, stdout=stdout)
         if args.command == "backtest":
             return _backtest(config, args, stdout=stdout)
+        if args.command == "status":
+            report = read_status(config, now=utcnow())
+            print(json.dumps(report.to_json(), ensure_ascii=False) if args.json
+                  else format_status(report), file=stdout)
+            return EXIT_OK if report.healthy else EXIT_FAILURE
         if args.command == "once":
             return asyncio.run(run_once(config, dry_run=args.dry_run, stdout=stdout))
         if args.command == "run":

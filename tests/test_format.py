@@ -10,8 +10,7 @@ import pytest
 
 from alerts.deliver.format import (TELEGRAM_LIMIT, slack_digest, slack_payload, telegram_digest,
                                    telegram_html, utf16_len, visible_len)
-from alerts.types import Match
-from alerts.types import Alert
+from alerts.types import Alert, Match
 
 HOSTILE = [
     ("angle_brackets", "Nvidia <H20> chips & the <b>export</b> ban"),
@@ -106,3 +105,18 @@ def test_slack_digest_lists_alerts():
 
 def test_utf16_len_counts_astral_characters_twice():
     assert utf16_len("a😀中") == 4
+
+
+def test_a_term_in_two_categories_is_named_once_and_aggregated_items_name_their_outlet():
+    from dataclasses import replace
+
+    from alerts.deliver.format import matched_line, outlet_name
+
+    alert = replace(_alert("China approves Nvidia H200 imports"), matches=(
+        Match("governments", "China", "China", "exact", 100.0),
+        Match("china_parties", "China", "China", "exact", 100.0),
+        Match("chips", "H200", "H200", "exact", 100.0)), feed="Google News",
+        sources=("Reuters", "Bloomberg"))
+    assert matched_line(alert) == "China (governments) · H200 (chips) · rule chip-trade"
+    assert outlet_name(alert) == "Reuters via Google News"
+    assert outlet_name(replace(alert, sources=())) == "Google News"

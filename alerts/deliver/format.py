@@ -47,9 +47,13 @@ def when_text(alert: Alert) -> str:
 
 def matched_items(alert: Alert) -> list[str]:
     """Plain ``term (category)`` pieces, with the headline's own text and the kind when they differ
-    from a plain exact match: ``Nvidia (companies, fuzzy "Nvida")``."""
-    parts = []
+    from a plain exact match: ``Nvidia (companies, fuzzy "Nvida")``. A term that several
+    categories share ("China" as a government and as a party to trade) is named once."""
+    parts, named = [], set()
     for m in alert.matches:
+        if m.term.casefold() in named:
+            continue
+        named.add(m.term.casefold())
         extra = []
         if m.kind != "exact":
             extra.append(m.kind)

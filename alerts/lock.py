@@ -43,8 +43,8 @@ class DatabaseLock:
             os.close(fd)
             raise DatabaseBusy(
                 f"{self.path.with_suffix('')}: in use by another chipwatch ({holder}); one "
-                f"process writes a database at a time. Stop it first, or use `backtest`, "
-                f"`match` or `check-config`, which only read.") from None
+                f"process writes a database at a time. Stop it first, or use `status`, "
+                f"`backtest`, `match` or `check-config`, which only read.") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({
             "pid": os.getpid(), "host": socket.gethostname(), "command": self.command,

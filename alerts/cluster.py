@@ -465,11 +465,6 @@ class Rarity:
         self.docs += 1
         self.df.update(set(tokens))
 
-    def weight(self, token: str) -> float:
-        if token[0] == "!":
-            return ACTION_WEIGHT
-        return IDF_FLOOR + math.log((self.docs + 1) / (self.df.get(token, 0) + 1))
-
     def total(self, tokens: Iterable[str]) -> float:
         docs, df = self.docs + 1, self.df
         return sum(ACTION_WEIGHT if t[0] == "!" else IDF_FLOOR + math.log(docs / (df.get(t, 0) + 1))

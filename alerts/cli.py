@@ -161,7 +161,6 @@ def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int
     for n, title in enumerate(args.headlines, start=1):
         result = matcher.match(title)
         features = headline_features(title, result.matches)
-        index.rarity.observe(features.tokens)
         decision, _ = index.assign(features, at=at, source=f"source {n}", title=title, new_id=n)
         verdict = "alerts" if result.alert else "would not alert (no rule holds)"
         print(f"{n}. {title}\n   {verdict}; {decision.explain()}", file=stdout)

@@ -607,7 +607,9 @@ class StoryIndex:
 
     def assign(self, item: Headline, *, at: datetime, source: str, title: str,
                new_id: int) -> tuple[Decision, Story]:
-        """Decide, then record: the item joins the story chosen, or starts story ``new_id``."""
+        """Count the item towards token rarity, decide, then record: the item joins the story
+        chosen, or starts story ``new_id``."""
+        self.rarity.observe(item.tokens)
         decision = self.decide(item, at, source=source)
         if decision.story is not None:
             self.absorb(decision.story, item, source=source, at=at)
@@ -792,7 +794,6 @@ class Clusterer:
         """Decide and record in memory where an alerting item goes."""
         self.index.expire(at)
         features = headline_features(title, matches)
-        self.index.rarity.observe(features.tokens)
         decision, story = self.index.assign(features, at=at, source=source, title=title,
                                             new_id=self._next_id)
         is_new = decision.story is None
@@ -839,7 +840,6 @@ def cluster_offline(items: Sequence[tuple[str, datetime, str, Sequence[Match]]],
     for i in sorted(range(len(items)), key=lambda i: items[i][1]):
         title, at, source, matches = items[i]
         features = headline_features(title, matches)
-        index.rarity.observe(features.tokens)
         decision, story = index.assign(features, at=at, source=source, title=title,
                                        new_id=next_id)
         next_id += decision.story is None

@@ -549,8 +549,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. history. (a) the stored items clustered by the clusterer itself, in time order, through
     # the real Clusterer.place: its items/s and what the window then holds. Rarity is learnt as
-    # the items arrive (each item's tokens are observed before it is placed, as
-    # cluster_offline does; only place is timed). (b) the stories the stored items' true events
+    # the items arrive (place observes each item's tokens before deciding). (b) the stories the stored items' true events
     # make, each absorbing its members' features: the window as a correct clusterer would leave
     # it. One of them (--history) is written to a real SQLite file.
     history = Clusterer(open_store(None), config.stories, now=START,
@@ -563,7 +562,6 @@ def main(argv: list[str] | None = None) -> int:
         for i, it in enumerate(stored):
             if i % 1000 == 0 and time.perf_counter() - t0 > budget:
                 break
-            history.index.rarity.observe(headline_features(it.title, it.matches).tokens)
             t = time.perf_counter()
             placed = history.place(it.title, it.matches, source=it.source, at=it.at)
             hist_s += time.perf_counter() - t

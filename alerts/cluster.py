@@ -238,19 +238,24 @@ class Headline:
         return sorted(self.tokens) + extra
 
     @staticmethod
-    def decode(stored: Iterable[str], entities: Iterable[str]) -> Headline:
-        tokens, actions, lead = set(), set(), ""
+    def decode(stored: Iterable[str], entities: Iterable[str], *,
+               actions: Iterable[str] = ()) -> Headline:
+        """A stored member back. Stories stored before schema 5 kept plain words, and the
+        first headline's kinds of action beside them (``actions``)."""
+        tokens, kinds, lead = set(), set(), ""
         for t in stored:
             if t.startswith("^"):
                 lead = t[1:]
             elif t.startswith("&"):
-                actions.add(t[1:])
-            else:  # "%word" was a plain word in an earlier format
-                tokens.add(sys.intern(t[1:] if t.startswith("%") else t))
+                kinds.add(t[1:])
+            else:
+                tokens.add(sys.intern(t))
+        kinds = kinds or set(actions)
+        primary = next((t[1:] for t in tokens if t.startswith("!") and t != "!plan"), "")
         return Headline(
             tokens=frozenset(tokens), entities=_shared(frozenset(map(sys.intern, entities))),
-            actions=_shared(frozenset(actions)),
-            primary=next((t[1:] for t in tokens if t.startswith("!") and t != "!plan"), ""),
+            actions=_shared(frozenset(kinds)),
+            primary=primary or next((a for a in PRIORITY if a in kinds and a != "plan"), ""),
             actors=_shared(frozenset(t[1:] for t in tokens if t.startswith("@"))),
             numbers=_shared(frozenset(t[1:] for t in tokens if t.startswith("#"))),
             lead=sys.intern(lead))
@@ -482,10 +487,8 @@ class Story:
     id: int
     first_seen: datetime
     last_seen: datetime
+    # The first member is the headline people saw: it defines the event (see ``decide``).
     members: list[Headline] = field(default_factory=list)
-    # The kind of action the story's first headline (the alert people saw) reports; later
-    # members do not redefine the event.
-    actions: frozenset[str] = frozenset()
     sources: list[str] = field(default_factory=list)  # outlets, first one first
     alert_id: int | None = None
     title: str = ""
@@ -501,8 +504,6 @@ class Story:
 
     def absorb(self, h: Headline, *, source: str, at: datetime) -> bool:
         """Count the item in; returns whether its headline became a member."""
-        if not self.sources and not self.members:
-            self.actions = h.actions
         if source not in self.sources:
             self.sources.append(source)
         self.last_seen = max(self.last_seen, at)
@@ -774,11 +775,10 @@ class Clusterer:
             records = sorted(store.recent_stories(since=now - self.index.window),
                              key=lambda r: r.last_seen)
             for r in records:
-                members = [Headline.decode(w, e) for w, e in r.members]
+                members = [Headline.decode(w, e, actions=r.actions if i == 0 else ())
+                           for i, (w, e) in enumerate(r.members)]
                 self.index.add(Story(id=r.id, first_seen=r.first_seen, last_seen=r.last_seen,
-                                     members=members,
-                                     actions=members[0].actions if members else frozenset(),
-                                     sources=list(r.outlets or r.sources), alert_id=r.alert_id,
+                                     members=members, sources=list(r.outlets or r.sources), alert_id=r.alert_id,
                                      title=r.title))
         finally:
             if enabled:

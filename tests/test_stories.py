@@ -404,3 +404,23 @@ def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serv
     assert "alerts=1" in out.stdout
     alert = out.stdout.split("🔔 ", 1)[1]
     assert alert.startswith(earlier[1]) and f"also reported by {later[0]}" in alert
+
+
+def test_stories_stored_before_schema_5_keep_their_kind_of_action(tmp_path):
+    """Schema 4 kept plain words per member and the first headline's actions beside them:
+    a loaded old story about a ban still refuses an approval."""
+    store = open_store(tmp_path / "cw.db")
+    ban = "US bans Nvidia H20 sales to Kovalenko Trading"
+    f = _features(ban)
+    store.db["stories"].insert({
+        "id": 1, "title": ban, "actions": json.dumps(["restrict"]),
+        "first_seen": NOW.isoformat(timespec="milliseconds"),
+        "last_seen": NOW.isoformat(timespec="milliseconds"),
+        "words": json.dumps([sorted(f.words)]), "entities": json.dumps([sorted(f.entities)]),
+        "sources": json.dumps(["Reuters"])})
+    clusterer = Clusterer(store, CONFIG.stories, now=NOW, watchlists=CONFIG.watchlists)
+    same = clusterer.index.decide(_features(ban.replace("bans", "blocks")), NOW, source="AP")
+    assert same.story is not None and same.story.id == 1, same.explain()
+    other = clusterer.index.decide(_features(ban.replace("bans", "allows")), NOW, source="AP")
+    assert other.story is None and "opposite action" in other.reason, other.explain()
+    store.close()

@@ -195,7 +195,6 @@ class Matcher:
     def __init__(self, watchlists: Mapping[str, Sequence[Term]], rules: Sequence[Rule]):
         self.watchlists = {cat: tuple(terms) for cat, terms in watchlists.items()}
         self.rules = tuple(rules)
-        self._relations = any(r.relation for r in self.rules)
         self._category_rules: dict[frozenset[str], tuple[Rule, ...]] = {}
         self._terms: list[_TermInfo] = []
         entries: dict[str, list[tuple[int, Kind, int]]] = {}  # key -> (term index, kind, tokens)
@@ -366,7 +365,7 @@ class Matcher:
                 best[h.index] = h
         candidates = self._by_categories(frozenset(h.category for h in best.values()))
         starts = {}
-        if self._relations and any(rule.relation for rule in candidates):
+        if any(rule.relation for rule in candidates):
             # Word positions, only when a relation rule could hold.
             starts = {"title": _word_starts(title), "summary": _word_starts(summary)}
         matches = tuple(sorted(
@@ -437,11 +436,9 @@ def _judge(candidates: Sequence[Rule], matches: Sequence[Match]) -> tuple[str, .
                  and not (rule.relation and relation_span(rule, matches) is None))
 
 
-_WORDISH_RE = re.compile(r"[^\W_]+")
-
-
 def _word_starts(text: str) -> list[int]:
-    return [m.start() for m in _WORDISH_RE.finditer(text)] if text else []
+    """Where each token of ``text`` starts, as ``token_spans`` splits it."""
+    return [start for start, _ in token_spans(text)] if text else []
 
 
 def relation_span(rule: Rule, matches: Sequence[Match]) -> tuple[Match, ...] | None:

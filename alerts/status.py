@@ -9,8 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .config import Config
-from .errors import StoreError
-from .store.schema import _dt
+from .store.schema import _dt, read_only
 
 PAUSED_PREFIX = "paused:"  # settings written by /pause (see alerts.runtime)
 STALE_PENDING = timedelta(hours=1)  # an alert waiting longer than this is a problem
@@ -53,27 +52,19 @@ def _when(value: str | None) -> str:
 def read_status(config: Config, *, now: datetime) -> Status:
     """What the database says about feeds, the outbox and pauses, and what is wrong."""
     path = Path(config.database)
-    if not path.exists():
-        raise StoreError(f"{path}: no database yet (run the bot first)")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    with read_only(path) as db:
         db.row_factory = sqlite3.Row
-        try:
-            feeds = {r["name"]: r for r in db.execute("SELECT * FROM feeds")}
-            pending, oldest = {}, {}
-            for r in db.execute(
-                    "SELECT d.destination, COUNT(*) AS n, MIN(a.created_at) AS oldest "
-                    "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
-                    "WHERE d.status = 'pending' GROUP BY d.destination"):
-                pending[r["destination"]], oldest[r["destination"]] = r["n"], r["oldest"]
-            paused = [r[0][len(PAUSED_PREFIX):] for r in db.execute(
-                "SELECT key FROM settings WHERE key LIKE 'paused:%'")]
-            last = db.execute("SELECT title, feed, created_at FROM alerts "
-                              "ORDER BY id DESC LIMIT 1").fetchone()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: cannot read database: {exc}") from exc
+        feeds = {r["name"]: r for r in db.execute("SELECT * FROM feeds")}
+        pending, oldest = {}, {}
+        for r in db.execute(
+                "SELECT d.destination, COUNT(*) AS n, MIN(a.created_at) AS oldest "
+                "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+                "WHERE d.status = 'pending' GROUP BY d.destination"):
+            pending[r["destination"]], oldest[r["destination"]] = r["n"], r["oldest"]
+        paused = [r[0][len(PAUSED_PREFIX):] for r in db.execute(
+            "SELECT key FROM settings WHERE key LIKE 'paused:%'")]
+        last = db.execute("SELECT title, feed, created_at FROM alerts "
+                          "ORDER BY id DESC LIMIT 1").fetchone()
 
     problems: list[str] = []
     rows: list[FeedStatus] = []

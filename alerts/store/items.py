@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
 
-from ..errors import StoreError
 from ..types import NewItem, StoredItem
-from .schema import _chunks, _dt, _iso, _marks, _match_json
+from .schema import _chunks, _dt, _iso, _marks, _match_json, read_only
 
 
 class ItemsStore:
@@ -95,24 +93,14 @@ class ItemsStore:
 
 
 def stored_items(path: Path | str, *, since: datetime) -> list[StoredItem]:
-    """Items seen since ``since``, oldest first, read through a read-only connection: this
-    never writes, migrates or locks the database a running bot is using."""
-    path = Path(path)
-    if not path.exists():
-        raise StoreError(f"{path}: no database yet (run the bot first)")
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
-            summary = "i.summary" if "summary" in columns else "NULL"
-            rows = db.execute(
-                f"SELECT i.feed, i.title, {summary}, i.link, i.seen_at, "
-                "(i.story_id IS NOT NULL OR (a.id IS NOT NULL AND a.rules != '[]')) "
-                "FROM items i LEFT JOIN alerts a ON a.id = i.alert_id "
-                "WHERE i.seen_at >= ? ORDER BY i.seen_at, i.id", [_iso(since)]).fetchall()
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: cannot read database: {exc}") from exc
+    """Items seen since ``since``, oldest first, read without disturbing a running bot."""
+    with read_only(path) as db:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
+        summary = "i.summary" if "summary" in columns else "NULL"
+        rows = db.execute(
+            f"SELECT i.feed, i.title, {summary}, i.link, i.seen_at, "
+            "(i.story_id IS NOT NULL OR (a.id IS NOT NULL AND a.rules != '[]')) "
+            "FROM items i LEFT JOIN alerts a ON a.id = i.alert_id "
+            "WHERE i.seen_at >= ? ORDER BY i.seen_at, i.id", [_iso(since)]).fetchall()
     return [StoredItem(feed=f, title=t, summary=s or "", link=link or "", seen_at=_dt(at),
                        alerted=bool(alerted)) for f, t, s, link, at, alerted in rows]

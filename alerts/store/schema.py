@@ -7,7 +7,9 @@ and ``migrate`` applies what is missing inside one exclusive transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+import sqlite3
+from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -208,3 +210,20 @@ def migrate(db: sqlite_utils.Database, path: Path | str | None) -> None:
     if version > SCHEMA_VERSION:
         raise StoreError(f"{path}: schema version {version} is newer than this chipwatch "
                          f"understands ({SCHEMA_VERSION}); upgrade chipwatch")
+
+
+@contextmanager
+def read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the database at ``path``, for readers beside a running bot:
+    it never writes, migrates or locks. Missing or unreadable files are ``StoreError``s."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no database yet (run the bot first)")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            yield db
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot read database: {exc}") from exc

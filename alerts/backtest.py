@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from .config import Config
 from .errors import ConfigError
-from .match import compile_matcher
+from .match import Matcher, compile_matcher
 from .store import stored_items
 from .types import MatchResult, StoredItem
 
@@ -40,9 +40,10 @@ class BacktestReport:
     kept: int  # alerted then and would still
 
 
-def backtest(config: Config, *, since: datetime) -> BacktestReport:
-    """The stored items seen since ``since`` through ``config``'s watchlists and rules."""
-    matcher = compile_matcher(config.watchlists, config.rules)
+def backtest(config: Config, *, since: datetime, matcher: Matcher | None = None) -> BacktestReport:
+    """The stored items seen since ``since`` through ``config``'s watchlists and rules
+    (``matcher``: that config's, when the caller has compiled it already)."""
+    matcher = matcher or compile_matcher(config.watchlists, config.rules)
     items = stored_items(config.database, since=since)
     newly, stopped, kept = [], [], 0
     for item in items:

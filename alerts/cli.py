@@ -137,7 +137,7 @@ def _backtest(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> in
         print(f"backtest: --since: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     matcher = compile_matcher(config.watchlists, config.rules)
-    report = backtest(config, since=utcnow() - window)
+    report = backtest(config, since=utcnow() - window, matcher=matcher)
     for label, changes in (("WOULD NEWLY ALERT", report.newly),
                            ("WOULD STOP ALERTING", report.stopped)):
         if changes:

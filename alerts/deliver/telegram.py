@@ -128,14 +128,11 @@ class TelegramSink:
         self.edit_limiter = RateLimiter([(1, 3.0), (20, 61.0)])
 
     def for_chat(self, chat_id: int) -> TelegramSink:
-        """A sink for a personal chat sharing this bot and its overall rate limit."""
-        if self._client is not None:
-            return TelegramSink(token=self._token, chat_id=chat_id, name=f"telegram:{chat_id}",
-                                base_url=self._base_url, link_preview=self._link_preview,
-                                client=self._client)
+        """A sink for a personal chat sharing this bot and its overall rate limit (and, with the
+        bot's one client, that client's pace for the chat)."""
         return TelegramSink(token=self._token, chat_id=chat_id, name=f"telegram:{chat_id}",
                             base_url=self._base_url, link_preview=self._link_preview,
-                            bot=self.bot, overall_limiter=self.overall)
+                            bot=self.bot, overall_limiter=self.overall, client=self._client)
 
     def allowance(self, within: float) -> int:
         return min(self.limiter.allowance(within), self.overall.allowance(within))

@@ -21,7 +21,7 @@ from .fetch import Fetcher
 from .lock import DatabaseLock
 from .logs import event
 from .match import compile_matcher
-from .pipeline import CycleReport, run_cycle
+from .pipeline import CycleReport, PollContext, run_cycle
 from .runtime import Runtime
 from .scheduler import Scheduler
 from .store import Store, open_store
@@ -97,9 +97,9 @@ async def _run_once(config: Config, *, dry_run: bool, stdout: TextIO, sinks: Seq
         now = utcnow()
         clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
         async with Fetcher(config.poll) as fetcher:
-            report = await run_cycle(config.feeds, config=config, store=store, matcher=matcher,
-                                     fetcher=fetcher, now=now, dry_run=dry_run,
-                                     clusterer=clusterer)
+            report = await run_cycle(config.feeds, PollContext(
+                config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
+                clusterer=clusterer, dry_run=dry_run))
         sent = 0
         deliverer = Deliverer(store, sinks)
         _on_termination(deliverer.stop.set)
@@ -147,15 +147,22 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
         store.close()
         raise
     scheduler = Scheduler(poll=runtime.poll, deliver=runtime.deliver)
-    runtime.on_feeds_changed = scheduler.set_feeds
     commands = await _start_commands(runtime)
 
     async def maintain() -> None:
         prune(store, runtime.config)
 
+    async def watch_config() -> None:
+        reload = await runtime.reload_if_changed()
+        if reload.status == "applied":
+            scheduler.set_feeds(runtime.config.feeds)
+        elif reload.status == "invalid" and not reload.repeated and commands is not None:
+            await commands.notify_admins(f"⚠️ config not applied: {reload.error}\n"
+                                         f"chipwatch keeps running on the last good config.")
+
     scheduler.start(config.feeds)
     scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
-    scheduler.every(reload_every, runtime.reload_if_changed, name="config-watch")
+    scheduler.every(reload_every, watch_config, name="config-watch")
     event(log, "bot_running", feeds=len(config.feeds),
           destinations=",".join(config.destinations.names()), database=config.database,
           commands="on" if commands else "off")
@@ -185,5 +192,4 @@ async def _start_commands(runtime: Runtime) -> Commands | None:
         event(log, "commands_unavailable", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
         await commands.stop()
         return None
-    runtime.notify_admins = commands.notify_admins
     return commands

@@ -1,14 +1,16 @@
-"""One poll cycle: fetch → parse → dedupe → match → store (outbox). No clocks, no sleeping:
-the caller passes ``now``, so a cycle is a plain function of its inputs and the database."""
+"""One poll cycle, in three steps per feed: ``gather`` (fetch, parse, read what the store
+knows), ``decide`` (pure: a ``FeedPlan`` of new items, alerts and the next poll), then, after
+story placement across feeds, ``apply`` (the only writes; a dry run skips them). No clocks, no
+sleeping: the caller passes ``now`` in the ``PollContext``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 from .config import Config, FeedConfig, PollConfig
 from .cluster import Clusterer, outlet_of
@@ -19,9 +21,10 @@ from .logs import event
 from .match import Matcher
 from .parse import parse_feed
 from .store import Store
-from .types import Alert, FeedItem, MatchResult, NewItem, ParsedFeed
+from .types import Alert, FeedItem, FeedState, MatchResult, NewItem, ParsedFeed
 
 log = logging.getLogger("chipwatch.pipeline")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,189 +105,294 @@ def backoff_seconds(feed: FeedConfig, poll: PollConfig, *, failures: int,
     return min(seconds, float(poll.max_backoff_seconds))
 
 
-async def poll_feed(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
-                    fetcher: Fetcher, now: datetime, dry_run: bool = False,
-                    respect_schedule: bool = False,
-                    clusterer: Clusterer | None = None) -> FeedOutcome:
-    """Poll one feed and queue its alerts. Never raises for the feed's own failures.
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PollContext:
+    """What every feed's poll in one cycle shares."""
 
-    ``respect_schedule`` skips a feed whose backoff, Retry-After or adaptive interval says it is
-    not due yet (the scheduler ticks at the shortest interval and relies on this)."""
-    prepared = await _guarded(feed, store=store, now=now, dry_run=dry_run, work=_prepare(
-        feed, config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
-        dry_run=dry_run, respect_schedule=respect_schedule))
-    if isinstance(prepared, FeedOutcome):
-        return prepared
-    placed = [_placed(n, clusterer, now=now) for n in prepared.items]
-    return await _guarded(feed, store=store, now=now, dry_run=dry_run, work=_finish(
-        prepared, placed, config=config, store=store, now=now, dry_run=dry_run))
+    config: Config
+    store: Store
+    matcher: Matcher
+    fetcher: Fetcher
+    now: datetime
+    clusterer: Clusterer | None = None
+    dry_run: bool = False  # decide and report, apply nothing
+    # skip feeds that are not due (the scheduler ticks at the shortest interval)
+    respect_schedule: bool = False
 
 
-async def _guarded(feed: FeedConfig, *, store: Store, now: datetime, dry_run: bool, work):  # noqa: ANN001, ANN202
+# --- gather: everything the decision needs, read from the store and the network -----------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Known:
+    """What the store knew about a fetched feed's items before this poll."""
+
+    fresh: tuple[tuple[FeedItem, str], ...]  # unseen items with their canonical links
+    recent_title_keys: tuple[str, ...]
+    muted: Mapping[str, object]
+    subscriptions: tuple[tuple[int, str, str], ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fetched:
+    """One feed fetched (and parsed, when there was something to parse)."""
+
+    feed: FeedConfig
+    state: FeedState | None  # None when new, or when the config points somewhere new
+    url: str  # what was fetched
+    result: FetchResult  # without its body
+    parsed: ParsedFeed | None = None
+    parse_error: str | None = None
+    known: Known | None = None
+
+
+def _state(feed: FeedConfig, store: Store) -> FeedState | None:
+    state = store.feed_state(feed.name)
+    return None if state is not None and state.url != feed.url else state
+
+
+def not_due(feed: FeedConfig, state: FeedState | None, *, now: datetime,
+            respect_schedule: bool) -> FeedOutcome | None:
+    """A feed that is not polled now: disabled, or (on schedule) not due yet."""
+    if state is not None and state.disabled_reason:
+        return FeedOutcome(feed=feed.name, status="disabled", error=state.disabled_reason)
+    if (respect_schedule and state is not None and state.next_poll_at is not None
+            and state.next_poll_at > now):
+        return FeedOutcome(feed=feed.name, status="skipped", next_poll_at=state.next_poll_at)
+    return None
+
+
+async def gather(feed: FeedConfig, ctx: PollContext) -> Fetched | FeedOutcome:
+    """Fetch and parse one feed and read what the store knows of its items. Writes nothing."""
+    state = _state(feed, ctx.store)
+    skip = not_due(feed, state, now=ctx.now, respect_schedule=ctx.respect_schedule)
+    if skip is not None:
+        return skip
+    url = state.fetch_url if state else feed.url
+    validators = Validators()
+    if state is not None and state.last_status != "error":
+        validators = Validators(etag=state.etag, last_modified=state.last_modified)
+    result = await ctx.fetcher.fetch(feed.name, url, validators=validators,
+                                     previous_hash=state.body_hash if state else None)
+    fetched = Fetched(feed=feed, state=state, url=url, result=replace(result, body=b""))
+    if result.status != "ok":
+        return fetched
+    try:
+        # In a worker thread: a broken multi-megabyte body may take the parser a while, and
+        # the event loop must keep fetching and delivering meanwhile.
+        parsed = await asyncio.to_thread(parse_feed, result.body, feed=feed.name,
+                                         url=result.final_url or url,
+                                         content_type=result.content_type)
+    except ParseError as exc:
+        return replace(fetched, parse_error=f"parse: {exc}")
+    store, now = ctx.store, ctx.now
+    fresh = tuple(find_new(store, parsed.items))
+    known = Known(
+        fresh=fresh,
+        recent_title_keys=tuple(store.recent_title_keys(feed.name, since=now - EDIT_LOOKBACK)),
+        muted=store.active_mutes(now=now) if fresh else {},
+        subscriptions=tuple(store.subscriptions())
+        if fresh and ctx.config.destinations.telegram else ())
+    return replace(fetched, parsed=parsed, known=known)
+
+
+# --- decide: pure ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedPlan:
+    """What one poll of one feed should change. Applying it is the only write."""
+
+    feed: FeedConfig
+    status: Literal["ok", "not_modified", "unchanged", "error", "gone"]
+    url: str
+    moved_to: str | None = None  # a permanent redirect to record
+    error: str | None = None
+    failures: int = 0  # in a row, this one included
+    failing_since: datetime | None = None
+    flagged: bool = False
+    interval: float | None = None  # seconds to the next poll
+    next_poll_at: datetime | None = None
+    validators: Validators = Validators()
+    body_hash: str | None = None
+    items: tuple[NewItem, ...] = ()
+    edited: tuple[str, ...] = ()  # titles recognised as edits of items already seen
+    item_count: int = 0
+    first_poll: bool = False
+    warning: str | None = None
+
+    @property
+    def alerting(self) -> tuple[NewItem, ...]:
+        return _alerting(self.items)
+
+
+def _alerting(items: Sequence[NewItem]) -> tuple[NewItem, ...]:
+    """Items that alert: matched, and not joining an existing story (which adds a source)."""
+    return tuple(n for n in items if n.result is not None and n.result.alert
+                 and (n.story_id is None or n.new_story))
+
+
+def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime) -> FeedPlan:
+    """The poll's outcome from what was fetched and what was known; no I/O."""
+    feed, state, result = fetched.feed, fetched.state, fetched.result
+    moved = result.moved_to if result.moved_to and result.moved_to != fetched.url else None
+    plan = FeedPlan(feed=feed, status="ok", url=fetched.url, moved_to=moved)
+    if result.status == "gone":
+        return replace(plan, status="gone", error=(
+            f"410 Gone at {fetched.url} ({now:%Y-%m-%d}); fix or remove the feed in the config"))
+    error = (result.error or "unknown") if result.status == "error" else fetched.parse_error
+    if error is not None:
+        return _failure(plan, state, error, config=config, now=now,
+                        retry_after=result.retry_after if result.status == "error" else None)
+    previous = state.interval_seconds if state else None
+    if result.status in ("not_modified", "unchanged"):
+        interval = next_interval(feed, config.poll, previous=previous, had_new=False,
+                                 hint=result.max_age)
+        return replace(plan, status=result.status, interval=interval,
+                       next_poll_at=now + timedelta(seconds=interval))
+    parsed, known = fetched.parsed, fetched.known
+    assert parsed is not None and known is not None
+    first_poll = state is None or state.first_polled_at is None
+    items, edited = _new_items(known, config=config, matcher=matcher, now=now,
+                               first_poll=first_poll)
+    ttl = parsed.ttl_minutes
+    hints = [h for h in (result.max_age, ttl * 60.0 if ttl else None) if h]
+    interval = next_interval(feed, config.poll, previous=previous, had_new=bool(items),
+                             hint=max(hints) if hints else None)
+    return replace(plan, interval=interval, next_poll_at=now + timedelta(seconds=interval),
+                   validators=result.validators, body_hash=result.body_hash, items=items,
+                   edited=edited, item_count=len(parsed.items), first_poll=first_poll,
+                   warning=parsed.warning)
+
+
+def _failure(plan: FeedPlan, state: FeedState | None, error: str, *, config: Config,
+             now: datetime, retry_after: float | None) -> FeedPlan:
+    failures = (state.consecutive_failures if state else 0) + 1
+    wait = backoff_seconds(plan.feed, config.poll, failures=failures, retry_after=retry_after)
+    since = (state.failing_since if state else None) or now
+    return replace(plan, status="error", error=error, failures=failures, failing_since=since,
+                   flagged=now - since >= timedelta(hours=config.poll.failing_after_hours),
+                   interval=wait, next_poll_at=now + timedelta(seconds=wait))
+
+
+def _new_items(known: Known, *, config: Config, matcher: Matcher, now: datetime,
+               first_poll: bool) -> tuple[tuple[NewItem, ...], tuple[str, ...]]:
+    """Each unseen item matched (unless it is an edit or too old), with its destinations."""
+    cutoff = now - timedelta(hours=config.poll.max_age_hours)
+    keys = [title_key(item.title) for item, _ in known.fresh]
+    edits = edited_titles(keys, list(known.recent_title_keys))
+    new, edited = [], []
+    for i, (item, link) in enumerate(known.fresh):
+        result, extra = None, ()
+        if i in edits:
+            edited.append(item.title)
+        elif _eligible(item, first_poll=first_poll, cutoff=cutoff):
+            result = matcher.match(item.title, item.summary)
+            if known.muted:
+                result = matcher.without(result, known.muted)
+            extra = subscribers(result, known.subscriptions)
+        who = (*(config.destinations.names() if result and result.alert else ()), *extra)
+        new.append(NewItem(item=item, canonical_link=link, result=result,
+                           title_key=keys[i], destinations=tuple(dict.fromkeys(who))))
+    return tuple(new), tuple(edited)
+
+
+# --- apply: the only writes -----------------------------------------------------------------
+
+
+def apply(plan: FeedPlan, ctx: PollContext, *,
+          deferred: list[NewItem] | None = None) -> FeedOutcome:
+    """Record a plan (its items already placed in stories) and log it; a dry run only logs
+    and previews."""
+    feed, store, now, dry = plan.feed, ctx.store, ctx.now, ctx.dry_run
+    moved: dict[str, object] = {"effective_url": plan.moved_to} if plan.moved_to else {}
+    if plan.moved_to:
+        event(log, "feed_moved", logging.WARNING, feed=feed.name, old=plan.url,
+              new=plan.moved_to)
+    if plan.status == "gone":
+        if not dry:
+            store.update_feed(feed.name, feed.url, disabled_reason=plan.error,
+                              last_status="gone", last_polled_at=now, last_error="http_410",
+                              **moved)
+        event(log, "feed_disabled", logging.ERROR, feed=feed.name, reason=plan.error)
+        return FeedOutcome(feed=feed.name, status="disabled", error=plan.error)
+    if plan.status == "error":
+        assert plan.error is not None
+        if not dry:
+            if moved:
+                store.update_feed(feed.name, feed.url, **moved)
+            store.record_failure(feed.name, feed.url, plan.error, now=now,
+                                 next_poll_at=plan.next_poll_at)
+        event(log, "feed_polled", logging.WARNING, status="error", feed=feed.name,
+              error=plan.error, failures=plan.failures, retry_in=f"{plan.interval:g}s")
+        if plan.flagged:
+            since = plan.failing_since or now
+            event(log, "feed_failing_long", logging.ERROR, feed=feed.name,
+                  since=since.isoformat(timespec="minutes"), error=plan.error)
+        return FeedOutcome(feed=feed.name, status="error", error=plan.error,
+                           consecutive_failures=plan.failures, failing_since=plan.failing_since,
+                           flagged=plan.flagged, next_poll_at=plan.next_poll_at)
+    if plan.status != "ok":
+        if not dry:
+            store.record_unchanged(feed.name, feed.url, plan.status, now=now,
+                                   next_poll_at=plan.next_poll_at,
+                                   interval_seconds=plan.interval, **moved)
+        event(log, "feed_polled", status=plan.status, feed=feed.name,
+              next_in=f"{plan.interval:g}s")
+        return FeedOutcome(feed=feed.name, status=plan.status)
+    for title in plan.edited:
+        event(log, "item_edited", feed=feed.name, title=title)
+    alerting = plan.alerting
+    previews: tuple[Alert, ...] = ()
+    if dry:
+        previews = tuple(_preview(n, now) for n in alerting)
+    else:
+        fields: dict[str, object] = dict(
+            etag=plan.validators.etag, last_modified=plan.validators.last_modified,
+            body_hash=plan.body_hash, next_poll_at=plan.next_poll_at,
+            interval_seconds=plan.interval, **moved)
+        if plan.items:
+            fields["last_new_at"] = now
+        store.record_poll(feed.name, feed.url, plan.items, now=now,
+                          edit_delay=_edit_delay(ctx.config), deferred=deferred, **fields)
+        _momentum(plan.items, config=ctx.config, store=store, now=now)
+    event(log, "feed_polled", status="ok", feed=feed.name, items=plan.item_count,
+          new=len(plan.items), alerts=len(alerting), first_poll=plan.first_poll or None,
+          next_in=f"{plan.interval:g}s", warning=plan.warning)
+    return FeedOutcome(feed=feed.name, status="ok", items=plan.item_count,
+                       new_items=len(plan.items), alerts=len(alerting), previews=previews)
+
+
+# --- one feed, one cycle --------------------------------------------------------------------
+
+
+async def poll_feed(feed: FeedConfig, ctx: PollContext) -> FeedOutcome:
+    """Poll one feed and queue its alerts. Never raises for the feed's own failures."""
+    report = await run_cycle([feed], ctx)
+    return report.outcomes[0]
+
+
+async def _planned(feed: FeedConfig, ctx: PollContext) -> FeedPlan | FeedOutcome:
+    fetched = await gather(feed, ctx)
+    if isinstance(fetched, FeedOutcome):
+        return fetched
+    return decide(fetched, config=ctx.config, matcher=ctx.matcher, now=ctx.now)
+
+
+async def _guarded(feed: FeedConfig, ctx: PollContext, work: Awaitable[T]) -> T | FeedOutcome:
     """Run one feed's step; a bug on one feed's data must not stop the others."""
     try:
         return await work
     except Exception as exc:
         log.exception("feed_poll_crashed feed=%s", feed.name)
         error = f"internal: {type(exc).__name__}: {exc}"
-        if not dry_run:
-            store.record_failure(feed.name, feed.url, error, now=now)
+        if not ctx.dry_run:
+            ctx.store.record_failure(feed.name, feed.url, error, now=ctx.now)
         return FeedOutcome(feed=feed.name, status="error", error=error)
 
 
-def _failed(feed: FeedConfig, error: str, *, config: Config, store: Store, now: datetime,
-            dry_run: bool, retry_after: float | None = None) -> FeedOutcome:
-    if dry_run:
-        event(log, "feed_polled", logging.WARNING, status="error", feed=feed.name, error=error)
-        return FeedOutcome(feed=feed.name, status="error", error=error, consecutive_failures=1)
-    previous = store.feed_state(feed.name)
-    failures = (previous.consecutive_failures if previous and previous.url == feed.url else 0) + 1
-    wait = backoff_seconds(feed, config.poll, failures=failures, retry_after=retry_after)
-    state = store.record_failure(feed.name, feed.url, error, now=now,
-                                 next_poll_at=now + timedelta(seconds=wait))
-    since = state.failing_since or now
-    flagged = now - since >= timedelta(hours=config.poll.failing_after_hours)
-    event(log, "feed_polled", logging.WARNING, status="error", feed=feed.name, error=error,
-          failures=state.consecutive_failures, retry_in=f"{wait:g}s")
-    if flagged:
-        event(log, "feed_failing_long", logging.ERROR, feed=feed.name,
-              since=since.isoformat(timespec="minutes"), error=error)
-    return FeedOutcome(feed=feed.name, status="error", error=error,
-                       consecutive_failures=state.consecutive_failures, failing_since=since,
-                       flagged=flagged, next_poll_at=state.next_poll_at)
-
-
-@dataclass(slots=True, kw_only=True)
-class _Prepared:
-    """A feed fetched and parsed, its new items matched, nothing placed or recorded yet."""
-
-    feed: FeedConfig
-    result: FetchResult
-    parsed: ParsedFeed  # without its entries (``item_count`` says how many there were)
-    item_count: int
-    moved: dict[str, object]
-    first_poll: bool
-    previous: float | None  # the adaptive interval before this poll
-    items: list[NewItem]
-
-
-async def _prepare(feed: FeedConfig, *, config: Config, store: Store, matcher: Matcher,
-                   fetcher: Fetcher, now: datetime, dry_run: bool,
-                   respect_schedule: bool) -> FeedOutcome | _Prepared:
-    state = store.feed_state(feed.name)
-    if state is not None and state.url != feed.url:
-        state = None  # the config points somewhere new: start afresh
-    if state is not None and state.disabled_reason:
-        return FeedOutcome(feed=feed.name, status="disabled", error=state.disabled_reason)
-    if (respect_schedule and state is not None and state.next_poll_at is not None
-            and state.next_poll_at > now):
-        return FeedOutcome(feed=feed.name, status="skipped", next_poll_at=state.next_poll_at)
-
-    url = state.fetch_url if state else feed.url
-    validators = Validators()
-    if state is not None and state.last_status != "error":
-        validators = Validators(etag=state.etag, last_modified=state.last_modified)
-    result = await fetcher.fetch(feed.name, url, validators=validators,
-                                 previous_hash=state.body_hash if state else None)
-    moved: dict[str, object] = {}
-    if result.moved_to and result.moved_to != url:
-        moved["effective_url"] = result.moved_to
-        event(log, "feed_moved", logging.WARNING, feed=feed.name, old=url, new=result.moved_to)
-
-    if result.status == "gone":
-        reason = f"410 Gone at {url} ({now:%Y-%m-%d}); fix or remove the feed in the config"
-        if not dry_run:
-            store.update_feed(feed.name, feed.url, disabled_reason=reason, last_status="gone",
-                              last_polled_at=now, last_error="http_410", **moved)
-        event(log, "feed_disabled", logging.ERROR, feed=feed.name, reason=reason)
-        return FeedOutcome(feed=feed.name, status="disabled", error=reason)
-    if result.status == "error":
-        if moved and not dry_run:
-            store.update_feed(feed.name, feed.url, **moved)
-        return _failed(feed, result.error or "unknown", config=config, store=store, now=now,
-                       dry_run=dry_run, retry_after=result.retry_after)
-
-    previous = state.interval_seconds if state else None
-    if result.status in ("not_modified", "unchanged"):
-        interval = next_interval(feed, config.poll, previous=previous, had_new=False,
-                                 hint=result.max_age)
-        if not dry_run:
-            store.record_unchanged(feed.name, feed.url, result.status, now=now,
-                                   next_poll_at=now + timedelta(seconds=interval),
-                                   interval_seconds=interval, **moved)
-        event(log, "feed_polled", status=result.status, feed=feed.name,
-              next_in=f"{interval:g}s")
-        return FeedOutcome(feed=feed.name, status=result.status)
-
-    try:
-        # In a worker thread: a broken multi-megabyte body may take the salvage parser a
-        # while, and the event loop must keep fetching and delivering meanwhile.
-        parsed = await asyncio.to_thread(parse_feed, result.body, feed=feed.name,
-                                         url=result.final_url or url,
-                                         content_type=result.content_type)
-    except ParseError as exc:
-        if moved and not dry_run:
-            store.update_feed(feed.name, feed.url, **moved)
-        return _failed(feed, f"parse: {exc}", config=config, store=store, now=now,
-                       dry_run=dry_run)
-
-    first_poll = state is None or state.first_polled_at is None
-    cutoff = now - timedelta(hours=config.poll.max_age_hours)
-    fresh = find_new(store, parsed.items)
-    keys = [title_key(item.title) for item, _ in fresh]
-    edits = edited_titles(keys, store.recent_title_keys(feed.name, since=now - EDIT_LOOKBACK))
-    muted = store.active_mutes(now=now) if fresh else {}
-    subscriptions = store.subscriptions() if fresh and config.destinations.telegram else []
-    new = []
-    for i, (item, link) in enumerate(fresh):
-        result_, extra = None, ()
-        if i in edits:
-            event(log, "item_edited", feed=feed.name, title=item.title)
-        elif _eligible(item, first_poll=first_poll, cutoff=cutoff):
-            result_ = matcher.match(item.title, item.summary)
-            if muted:
-                result_ = matcher.without(result_, muted)
-            extra = subscribers(result_, subscriptions)
-        who = (*(config.destinations.names() if result_ and result_.alert else ()), *extra)
-        new.append(NewItem(item=item, canonical_link=link, result=result_,
-                           title_key=keys[i], destinations=tuple(dict.fromkeys(who))))
-    # Only what recording needs waits for the other feeds: not the body, not every entry.
-    return _Prepared(feed=feed, result=replace(result, body=b""), parsed=replace(parsed, items=()),
-                     item_count=len(parsed.items), moved=moved, first_poll=first_poll,
-                     previous=previous, items=new)
-
-
-async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: Store,
-                  now: datetime, dry_run: bool,
-                  deferred: list[NewItem] | None = None) -> FeedOutcome:
-    """Record a prepared poll with its placed items (or, in a dry run, only preview it)."""
-    feed, result, parsed, moved, first_poll = p.feed, p.result, p.parsed, p.moved, p.first_poll
-    previous = p.previous
-    # Items that joined an existing story add a source to its alert instead of alerting.
-    alerting = [n for n in new if n.result is not None and n.result.alert
-                and (n.story_id is None or n.new_story)]
-    ttl = getattr(parsed, "ttl_minutes", None)
-    hints = [h for h in (result.max_age, ttl * 60.0 if ttl else None) if h]
-    interval = next_interval(feed, config.poll, previous=previous, had_new=bool(new),
-                             hint=max(hints) if hints else None)
-    previews: tuple[Alert, ...] = ()
-    if dry_run:
-        previews = tuple(_preview(n, now) for n in alerting)
-    else:
-        fields: dict[str, object] = dict(
-            etag=result.validators.etag, last_modified=result.validators.last_modified,
-            body_hash=result.body_hash, next_poll_at=now + timedelta(seconds=interval),
-            interval_seconds=interval, **moved)
-        if new:
-            fields["last_new_at"] = now
-        store.record_poll(feed.name, feed.url, new, now=now, edit_delay=_edit_delay(config),
-                          deferred=deferred, **fields)
-        _momentum(new, config=config, store=store, now=now)
-    event(log, "feed_polled", status="ok", feed=feed.name, items=p.item_count,
-          new=len(new), alerts=len(alerting), first_poll=first_poll or None,
-          next_in=f"{interval:g}s", warning=parsed.warning)
-    return FeedOutcome(feed=feed.name, status="ok", items=p.item_count, new_items=len(new),
-                       alerts=len(alerting), previews=previews)
+async def _applied(plan: FeedPlan, ctx: PollContext, deferred: list[NewItem]) -> FeedOutcome:
+    return apply(plan, ctx, deferred=deferred)
 
 
 def _edit_delay(config: Config) -> timedelta:
@@ -354,34 +462,28 @@ def _preview(new: NewItem, now: datetime) -> Alert:
                  rules=result.rules)
 
 
-async def run_cycle(feeds: Sequence[FeedConfig], *, config: Config, store: Store,
-                    matcher: Matcher, fetcher: Fetcher, now: datetime,
-                    dry_run: bool = False, respect_schedule: bool = False,
-                    clusterer: Clusterer | None = None) -> CycleReport:
+async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleReport:
     """Poll the given feeds concurrently (the fetcher bounds concurrency, globally and per
-    host), then place every feed's new items in order of publication, across feeds, so a
-    story's first report starts it whichever feed carried it; then record each feed."""
-    prepared = await asyncio.gather(*(
-        _guarded(f, store=store, now=now, dry_run=dry_run, work=_prepare(
-            f, config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
-            dry_run=dry_run, respect_schedule=respect_schedule)) for f in feeds))
-    ready = [p for p in prepared if isinstance(p, _Prepared)]
-    placed = _place_in_order(ready, clusterer, now=now)
+    host) and decide each; place every feed's new items in order of publication, across
+    feeds, so a story's first report starts it whichever feed carried it; then apply each
+    feed's plan."""
+    planned = await asyncio.gather(*(_guarded(f, ctx, _planned(f, ctx)) for f in feeds))
+    plans = [p for p in planned if isinstance(p, FeedPlan)]
+    placed = _place_in_order(plans, ctx.clusterer, now=ctx.now)
     outcomes, deferred = [], []
-    for p in prepared:
-        if isinstance(p, _Prepared):
-            p = await _guarded(p.feed, store=store, now=now, dry_run=dry_run, work=_finish(
-                p, placed[id(p)], config=config, store=store, now=now, dry_run=dry_run,
-                deferred=deferred))
+    for p in planned:
+        if isinstance(p, FeedPlan):
+            p = await _guarded(p.feed, ctx, _applied(replace(p, items=placed[id(p)]), ctx,
+                                                      deferred))
         outcomes.append(p)
     if deferred:
-        store.apply_joins(deferred, now=now, edit_delay=_edit_delay(config))
-        _momentum(deferred, config=config, store=store, now=now)
+        ctx.store.apply_joins(deferred, now=ctx.now, edit_delay=_edit_delay(ctx.config))
+        _momentum(deferred, config=ctx.config, store=ctx.store, now=ctx.now)
     return CycleReport(tuple(outcomes))
 
 
-def _place_in_order(ready: Sequence[_Prepared], clusterer: Clusterer | None, *,
-                    now: datetime) -> dict[int, list[NewItem]]:
+def _place_in_order(ready: Sequence[FeedPlan], clusterer: Clusterer | None, *,
+                    now: datetime) -> dict[int, tuple[NewItem, ...]]:
     """Each prepared feed's items, placed in story order: by publication time across feeds
     (undated ones last). One article reached through two feeds in this cycle alerts once."""
     order = sorted(((n.item.published or now, k, j) for k, p in enumerate(ready)
@@ -395,4 +497,4 @@ def _place_in_order(ready: Sequence[_Prepared], clusterer: Clusterer | None, *,
                 n = replace(n, result=None)  # the same article from another feed: seen, silent
             links.add(n.canonical_link)
         done[(k, j)] = _placed(n, clusterer, now=now)
-    return {id(p): [done[(k, j)] for j in range(len(p.items))] for k, p in enumerate(ready)}
+    return {id(p): tuple(done[(k, j)] for j in range(len(p.items))) for k, p in enumerate(ready)}

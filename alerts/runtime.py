@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .cluster import Clusterer
 from .config import Config, FeedConfig, load_config
@@ -22,7 +23,7 @@ from .errors import ConfigError
 from .fetch import Fetcher
 from .logs import event
 from .match import Matcher, compile_matcher
-from .pipeline import poll_feed
+from .pipeline import PollContext, poll_feed
 from .store import Store
 from .types import utcnow
 
@@ -48,6 +49,15 @@ class FileStamp:
         return FileStamp(st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+@dataclass(frozen=True, slots=True)
+class Reload:
+    """What a look at the config file did."""
+
+    status: Literal["unchanged", "applied", "invalid"]
+    error: str | None = None  # when invalid: file, line, key and why
+    repeated: bool = False  # the same error as last time (already reported)
+
+
 class Runtime:
     """Owns what a config determines; ``reload_if_changed`` swaps it safely."""
 
@@ -67,16 +77,14 @@ class Runtime:
         self._add_private_sinks()
         self._stamp = FileStamp.of(config.path)
         self._last_error: str | None = None
-        self.on_feeds_changed: Callable[[tuple[FeedConfig, ...]], None] = lambda feeds: None
-        self.notify_admins: Callable[[str], Awaitable[None]] | None = None
         self._load_paused()
 
     # --- the work the scheduler ticks -----------------------------------------------------
 
     async def poll(self, feed: FeedConfig) -> None:
-        await poll_feed(feed, config=self.config, store=self.store, matcher=self.matcher,
-                        fetcher=self.fetcher, now=utcnow(), respect_schedule=True,
-                        clusterer=self.clusterer)
+        await poll_feed(feed, PollContext(
+            config=self.config, store=self.store, matcher=self.matcher, fetcher=self.fetcher,
+            now=utcnow(), clusterer=self.clusterer, respect_schedule=True))
 
     async def deliver(self) -> None:
         await self.deliverer.deliver_due()
@@ -111,11 +119,12 @@ class Runtime:
 
     # --- hot reload ---------------------------------------------------------------------------
 
-    async def reload_if_changed(self) -> bool:
-        """Apply the config file if it changed and is valid; returns True when applied."""
+    async def reload_if_changed(self) -> Reload:
+        """Apply the config file if it changed and is valid. The caller reschedules feeds
+        after an applied reload and tells the admins about a new error."""
         stamp = FileStamp.of(self.config.path)
         if stamp is None or stamp == self._stamp:
-            return False
+            return Reload("unchanged")
         self._stamp = stamp
         try:
             new = load_config(self.config.path)
@@ -125,13 +134,10 @@ class Runtime:
             message = str(exc)
             event(log, "config_invalid", logging.ERROR, error=message,
                   keeping="the last good config")
-            if message != self._last_error and self.notify_admins is not None:
-                await self.notify_admins(f"⚠️ config not applied: {message}\n"
-                                         f"chipwatch keeps running on the last good config.")
-            self._last_error = message
-            return False
+            repeated, self._last_error = message == self._last_error, message
+            return Reload("invalid", error=message, repeated=repeated)
         await self.apply(new, sinks=sinks)
-        return True
+        return Reload("applied")
 
     async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
         old = self.config
@@ -155,7 +161,6 @@ class Runtime:
                 await sink.aclose()
         self.config = new
         self._last_error = None
-        self.on_feeds_changed(new.feeds)
         terms = sum(len(t) for t in new.watchlists.values())
         event(log, "config_reloaded", feeds=len(new.feeds), terms=terms,
               rules=",".join(r.name for r in new.rules))

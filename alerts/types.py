@@ -169,3 +169,28 @@ class StoredItem:
     alerted: bool  # a rule held for it when it was seen (it alerted or joined a story)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeedState:
+    """A feed's fetch state as stored: validators, failures, schedule."""
+
+    name: str
+    url: str  # as configured
+    effective_url: str | None
+    etag: str | None
+    last_modified: str | None
+    body_hash: str | None
+    first_polled_at: datetime | None
+    last_polled_at: datetime | None
+    last_ok_at: datetime | None
+    last_new_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    consecutive_failures: int
+    failing_since: datetime | None
+    next_poll_at: datetime | None
+    interval_seconds: float | None
+    disabled_reason: str | None
+
+    @property
+    def fetch_url(self) -> str:
+        return self.effective_url or self.url

@@ -42,7 +42,7 @@ from alerts.cluster import Clusterer  # noqa: E402
 from alerts.config import FeedConfig, PollConfig, load_config  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
-from alerts.pipeline import run_cycle  # noqa: E402
+from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
 
 TOPICS = ["Nvidia H20 export controls tightened for {p}", "China approves {p} imports of H200 chips",
@@ -132,9 +132,9 @@ async def chipwatch_cycles(urls: list[str], mode, poll: PollConfig) -> list[dict
                     clusterer = Clusterer(store, config.stories, now=datetime.now(timezone.utc),
                                           watchlists=config.watchlists)
                     wall, cpu = time.perf_counter(), time.process_time()
-                    report = await run_cycle(feeds, config=config, store=store, matcher=matcher,
-                                             fetcher=fetcher, now=datetime.now(timezone.utc),
-                                             clusterer=clusterer)
+                    report = await run_cycle(feeds, PollContext(
+                        config=config, store=store, matcher=matcher, fetcher=fetcher,
+                        now=datetime.now(timezone.utc), clusterer=clusterer))
                     statuses = {}
                     for o in report.outcomes:
                         statuses[o.status] = statuses.get(o.status, 0) + 1

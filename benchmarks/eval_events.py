@@ -40,7 +40,7 @@ from alerts.config import Destinations, FeedConfig, Rule, load_config  # noqa: E
 from alerts.loopback import FeedServer, Route  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
-from alerts.pipeline import run_cycle  # noqa: E402
+from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
 
 BUSY = ROOT.parent / "shared" / "eval" / "busy_days.tsv"
@@ -110,9 +110,9 @@ async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> 
         async with Fetcher(cfg.poll) as fetcher:
             for t in range(0, last + step, step):
                 clock["t"] = t
-                await run_cycle(cfg.feeds, config=cfg, store=store, matcher=matcher,
-                                fetcher=fetcher, now=BASE + timedelta(minutes=t),
-                                clusterer=clusterer)
+                await run_cycle(cfg.feeds, PollContext(
+                    config=cfg, store=store, matcher=matcher, fetcher=fetcher,
+                    now=BASE + timedelta(minutes=t), clusterer=clusterer))
         store.close()
         db = sqlite3.connect(cfg.database)
         out = db.execute("SELECT guid, alert_id, story_id FROM items").fetchall()

@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 import sqlite_utils
 
+from ..types import FeedState
 from .schema import _dt, _iso
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FeedState:
-    name: str
-    url: str  # as configured
-    effective_url: str | None
-    etag: str | None
-    last_modified: str | None
-    body_hash: str | None
-    first_polled_at: datetime | None
-    last_polled_at: datetime | None
-    last_ok_at: datetime | None
-    last_new_at: datetime | None
-    last_status: str | None
-    last_error: str | None
-    consecutive_failures: int
-    failing_since: datetime | None
-    next_poll_at: datetime | None
-    interval_seconds: float | None
-    disabled_reason: str | None
-
-    @property
-    def fetch_url(self) -> str:
-        return self.effective_url or self.url
-
 
 _FEED_DATES = ("first_polled_at", "last_polled_at", "last_ok_at", "last_new_at",
                "failing_since", "next_poll_at")

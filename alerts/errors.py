@@ -2,13 +2,15 @@
 
 ChipwatchError
 ├── ConfigError        invalid config file: names file, line and key (exit status 2)
-├── FetchError         one feed could not be fetched (recorded against that feed)
 ├── ParseError         one feed body could not be parsed (recorded against that feed)
 ├── StoreError         the database is unusable (wrong schema version, corrupt file)
 └── DeliveryError      a destination did not accept an alert
     ├── RetryLater     transient: rate limit, network, 5xx; ``retry_after`` seconds if known
     ├── Rejected       permanent for this message (malformed, 400): recorded, not retried
     └── Unavailable    the destination itself is unusable (401/403, chat gone): pause it
+
+A feed that cannot be fetched is not an exception: it is data (``FetchResult.status``),
+recorded against that feed.
 """
 
 from __future__ import annotations
@@ -31,18 +33,6 @@ class ConfigError(ChipwatchError):
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
-
-
-class FetchError(ChipwatchError):
-    """A feed could not be fetched; ``reason`` is a short machine-readable word."""
-
-    def __init__(self, reason: str, detail: str = "", *, http_status: int | None = None,
-                 retry_after: float | None = None):
-        self.reason = reason
-        self.detail = detail
-        self.http_status = http_status
-        self.retry_after = retry_after
-        super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 class ParseError(ChipwatchError):

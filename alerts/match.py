@@ -54,11 +54,6 @@ _ASCII_TOKEN_RE = re.compile(r"[^\W_]+(?:['`][^\W_]+)*", re.ASCII)
 _DIGIT_BOUNDARY_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d)")
 
 
-class Span(NamedTuple):
-    start: int
-    end: int
-
-
 def normalise(text: str) -> str:
     """Space-padded, space-separated lowercase tokens: ``" nvidia h200 ai chips "``."""
     if not text.isascii():
@@ -77,11 +72,6 @@ def token_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) in the original text, one per token of ``normalise(text)`` (usually)."""
     pattern = _ASCII_TOKEN_RE if text.isascii() else _TOKEN_RE
     return list(map(re.Match.span, pattern.finditer(text)))
-
-
-def tokenize(text: str) -> list[Span]:
-    """Like ``token_spans``, as named tuples."""
-    return [Span(*span) for span in token_spans(text)]
 
 
 def _plural(word: str) -> list[str]:

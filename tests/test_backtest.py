@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from alerts.backtest import parse_duration
-from tests.conftest import ago, rss, run_bot, write_config
+from tests.support import ago, rss, run_bot, write_config
 
 WATCH = """watchlists:
   chips: [H200, H20]

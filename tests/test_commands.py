@@ -12,10 +12,9 @@ import pytest
 from alerts.app import run_forever
 from alerts.config import load_config
 from alerts.loopback import Route
-from tests.conftest import ago, rss
+from tests.support import CHANNEL, CHANNEL_ID, ago, rss
 from tests.fakes.telegram_api import FakeTelegram
 
-CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890
 ADMIN, USER = 111, 222
 
 CONFIG_TEMPLATE = """# chipwatch test config — this comment must survive /watch

@@ -6,7 +6,7 @@ import pytest
 
 from alerts.config import load_config
 from alerts.errors import ConfigError
-from tests.conftest import MINIMAL_WATCHLISTS, ROOT, run_bot
+from tests.support import MINIMAL_WATCHLISTS, ROOT, run_bot
 
 GOOD_HEAD = "database: x.db\nfeeds:\n  - name: A\n    url: http://127.0.0.1:9/a.xml\n"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from alerts.loopback import Route
-from tests.conftest import ago, atom, rss, run_bot, write_config
+from tests.support import ago, atom, rss, run_bot, write_config
 
 H200 = "China approves first imports of Nvidia H200 AI chips"
 ENTITY = "US adds SMIC units to entity list"

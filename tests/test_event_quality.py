@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.eval_events import DEV, evaluate
-from tests.conftest import ROOT, ago, rss, run_bot, write_config
+from tests.support import ROOT, ago, rss, run_bot, write_config
 
 BUSY = ROOT / "tests" / "data" / "busy_days.tsv"
 

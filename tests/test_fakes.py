@@ -23,6 +23,7 @@ from telegram.error import (BadRequest, Conflict, Forbidden, InvalidToken, Netwo
 from telegram.request import HTTPXRequest
 
 from tests.fakes import FakeSlack, FakeTelegram, unescaped_specials, utf16_len
+from tests.support import CHANNEL, CHANNEL_ID
 
 # PTB 22.2+ warns inside RetryAfter.__init__ itself (int -> timedelta migration), not only when
 # a caller reads .retry_after; it's PTB's own noise, not something these tests check.
@@ -30,8 +31,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:Deprecated since version v22.2:telegram.warnings.PTBDeprecationWarning")
 
 TOKEN = "7000000001:AAH-chipwatch-test-token_0123456789"
-CHANNEL = "@chipwatch_test"
-CHANNEL_ID = -1001234567890
 GROUP_ID = -1009876543210
 USER_ID = 424242
 CHATS = {
@@ -134,28 +133,11 @@ async def test_json_and_multipart_bodies_are_understood_too(tg):
 
 
 @pytest.mark.asyncio
-async def test_get_me_get_chat_commands_and_webhook(tg, bot):
+async def test_get_me_and_delete_webhook(tg, bot):
     me = await bot.get_me()
     assert me.id == 7000000001 and me.is_bot
-
-    chat = await bot.get_chat(CHANNEL)
-    assert chat.id == CHANNEL_ID and chat.title == "chipwatch test" and chat.type == "channel"
-
-    assert await bot.set_my_commands([("status", "Show status"), ("mute", "Mute alerts")])
-    assert [c.command for c in await bot.get_my_commands()] == ["status", "mute"]
-    with pytest.raises(BadRequest, match="Bot_command_invalid"):
-        await bot.set_my_commands([("Bad-Name", "x")])
     assert await bot.delete_webhook(drop_pending_updates=True)
     assert tg.pending_updates(TOKEN) == []
-
-
-@pytest.mark.asyncio
-async def test_delete_message(tg, bot):
-    msg = await bot.send_message(USER_ID, "bye")
-    assert await bot.delete_message(USER_ID, msg.message_id)
-    assert (USER_ID, msg.message_id) not in tg.messages
-    with pytest.raises(BadRequest, match="^Message to delete not found$"):
-        await bot.delete_message(USER_ID, msg.message_id)
 
 
 # ---------------------------------------------------------------- Telegram: HTML strictness
@@ -282,7 +264,6 @@ async def test_groups_and_channels_get_20_per_minute_private_chats_do_not():
             with pytest.raises(RetryAfter) as info:
                 await bot.send_message(GROUP_ID, "g20")
             elapsed_tg = (time.monotonic() - start) / scale
-            assert elapsed_tg < 50  # the test itself was fast enough to be meaningful
             # the window frees when the first of the 20 is a minute old
             assert 60 - elapsed_tg - 1 <= retry_after_seconds(info.value) <= 60
             for i in range(25):  # the private chat has no per-minute cap
@@ -407,13 +388,12 @@ async def test_edit_message_text(tg, bot):
 async def test_get_updates_long_poll_returns_a_pushed_command(tg, bot):
     old = await bot.get_updates(timeout=0)  # the /start from the fixture
     tg.calls.clear()
-    start = time.monotonic()
-    poll = asyncio.create_task(bot.get_updates(offset=old[-1].update_id + 1, timeout=5))
+    poll = asyncio.create_task(bot.get_updates(offset=old[-1].update_id + 1, timeout=60,
+                                                read_timeout=90))
     await asyncio.sleep(0.3)
     assert not poll.done()  # it is really waiting
     pushed = tg.push_message(USER_ID, USER_ID, "/status@chipwatch_test_bot now")
-    updates = await asyncio.wait_for(poll, 3)
-    assert time.monotonic() - start < 2  # returned early, not after the 5 s timeout
+    updates = await asyncio.wait_for(poll, 30)  # the push ended the wait, not the 60 s timeout
 
     [update] = updates
     assert update.update_id == pushed["update_id"]
@@ -424,7 +404,7 @@ async def test_get_updates_long_poll_returns_a_pushed_command(tg, bot):
     assert (entity.type, entity.offset, entity.length) == (MessageEntityType.BOT_COMMAND, 0, 26)
     assert msg.parse_entities([MessageEntityType.BOT_COMMAND]) == {
         entity: "/status@chipwatch_test_bot"}
-    assert tg.calls[-1]["params"]["timeout"] == "5"
+    assert tg.calls[-1]["params"]["timeout"] == "60"
 
     # offset confirms: the update is not delivered again
     assert await bot.get_updates(offset=update.update_id + 1, timeout=0) == ()
@@ -435,8 +415,8 @@ async def test_get_updates_honours_timeout_when_nothing_arrives(tg, bot):
     await bot.get_updates(timeout=0)
     last = tg.pending_updates(TOKEN)[-1]["update_id"]
     start = time.monotonic()
-    assert await bot.get_updates(offset=last + 1, timeout=1) == ()
-    assert 0.9 <= time.monotonic() - start < 3
+    assert await asyncio.wait_for(bot.get_updates(offset=last + 1, timeout=1), 30) == ()
+    assert time.monotonic() - start >= 0.9  # it waited out the timeout before answering
 
 
 @pytest.mark.asyncio

@@ -11,16 +11,7 @@ import pytest
 from alerts.deliver.format import (TELEGRAM_LIMIT, slack_digest, slack_payload, telegram_digest,
                                    telegram_html, utf16_len, visible_len)
 from alerts.types import Alert, Match
-
-HOSTILE = [
-    ("angle_brackets", "Nvidia <H20> chips & the <b>export</b> ban"),
-    ("ampersand_entities", "AT&T &amp; Intel: &lt;not a tag&gt; &#x3C;script&#x3E;"),
-    ("quotes", 'Huawei "Ascend" chips\' \'licence\' row'),
-    ("emoji", "🚨🇨🇳 Nvidia H200 export approved 🎉👩‍💻"),
-    ("rtl", "مصر تحظر تصدير رقائق Nvidia H20 ‏(عاجل)‏"),
-    ("chinese", "中国批准首批英伟达H200芯片进口，出口管制松动"),
-    ("control_chars", "Nvidia\u200b H20\u202e export ban"),
-]
+from tests.support import HOSTILE
 
 
 def _alert(title, *, summary="", link="https://news.example/a?x=1&y=\"2\"", feed="Wire <&>"):

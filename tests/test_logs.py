@@ -55,7 +55,7 @@ def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypa
     same event names and fields, secrets redacted in messages and tracebacks alike."""
     import json as _json
 
-    from tests.conftest import rss, run_bot, write_config
+    from tests.support import rss, run_bot, write_config
 
     token_url = serve(rss([]), suffix=f"-{TOKEN}.xml")
     config = write_config(tmp_path, [("Missing", token_url.replace(".xml", "-gone.xml")),

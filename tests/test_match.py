@@ -7,8 +7,8 @@ import json
 import pytest
 
 from alerts.config import load_config
-from alerts.match import compile_matcher, tokenize
-from tests.conftest import ROOT, run_bot
+from alerts.match import compile_matcher, token_spans
+from tests.support import ROOT, run_bot
 
 CONFIG = load_config(ROOT / "config.yaml")
 MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
@@ -86,7 +86,7 @@ def test_title_outweighs_summary():
 
 def test_tokens_keep_offsets_into_original_text():
     text = "Ｈ２００ and 华为 chips"
-    assert [text[t.start:t.end] for t in tokenize(text)] == ["Ｈ２００", "and", "华为", "chips"]
+    assert [text[a:b] for a, b in token_spans(text)] == ["Ｈ２００", "and", "华为", "chips"]
 
 
 def test_match_cli_human_and_jsonl():

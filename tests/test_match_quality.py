@@ -11,7 +11,7 @@ import pytest
 
 from alerts.config import load_config
 from alerts.match import compile_matcher
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 DATA = ROOT / "tests" / "data" / "labelled_headlines.tsv"
 CONFIG = load_config(ROOT / "config.yaml")

@@ -35,7 +35,7 @@ from alerts.parse import (
     parse_feed,
     stable_guid,
 )
-from tests.conftest import atom, rss
+from tests.support import atom, rss
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("CHIPWATCH_FEED_CORPUS", ROOT / "tests" / "data" / "feeds"))

@@ -12,7 +12,7 @@ import time
 
 from alerts.config import FeedConfig
 from alerts.scheduler import Scheduler
-from tests.conftest import ROOT, ago, rss, write_config
+from tests.support import ROOT, ago, rss, write_config
 
 
 async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():

@@ -12,7 +12,7 @@ import sys
 import time
 
 from alerts.lock import DatabaseBusy, DatabaseLock
-from tests.conftest import ROOT, ago, rss, run_bot, write_config
+from tests.support import ROOT, ago, rss, run_bot, write_config
 
 WATCH = """watchlists:
   chips: [H20]

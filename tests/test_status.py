@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from alerts.store import open_store
 from alerts.types import FeedItem, Match, MatchResult, NewItem
-from tests.conftest import run_bot, write_config
+from tests.support import run_bot, write_config
 
 WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [export controls]\n"
 

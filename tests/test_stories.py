@@ -17,11 +17,9 @@ from alerts.deliver.telegram import TelegramSink
 from alerts.match import compile_matcher
 from alerts.types import FeedItem, NewItem
 from alerts.store import open_store
-from tests.conftest import ROOT, ago, rss, run_bot, write_config
+from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, rss, run_bot, write_config
 from tests.fakes.slack_webhook import FakeSlack
-from tests.fakes.telegram_api import FakeTelegram
 
-CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890
 CONFIG = load_config(ROOT / "config.yaml")
 MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
 OUTLETS = [
@@ -31,12 +29,6 @@ OUTLETS = [
     ("CNBC", "Nvidia H200 imports approved by China, sources say"),
     ("The Verge", "China lets Nvidia's H200 AI chips in after import approval"),
 ]
-
-
-@pytest.fixture
-def telegram():
-    with FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}) as fake:
-        yield fake
 
 
 def _env(**extra):

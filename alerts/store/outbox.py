@@ -105,10 +105,6 @@ class OutboxStore:
             "UPDATE deliveries SET status = 'rejected', attempts = attempts + 1, last_error = ? "
             "WHERE alert_id = ? AND destination = ?", [error, alert_id, destination])
 
-    def deliveries(self, alert_id: int) -> list[dict]:
-        return list(self.db.query("SELECT * FROM deliveries WHERE alert_id = ? ORDER BY destination",
-                                  [alert_id]))
-
     def recent_alerts(self, n: int = 10) -> list[Alert]:
         rows = self.db.query(f"SELECT {self._ALERT_COLUMNS} FROM alerts a {self._ALERT_JOIN} "
                              "ORDER BY a.id DESC LIMIT ?", [n])

@@ -439,11 +439,9 @@ class FakeTelegram(LoopbackServer):
         # records (read them under no lock: list appends are atomic)
         self.sent: list[dict] = []
         self.edits: list[dict] = []
-        self.deleted: list[dict] = []
         self.calls: list[dict] = []
         self.messages: dict[tuple[int, int], str] = {}
         self.message_json: dict[tuple[int, int], dict] = {}
-        self.my_commands: dict[tuple[str, str], list[dict]] = {}
 
         self.chats: dict[int, dict] = {}
         self._usernames: dict[str, int] = {}
@@ -595,7 +593,7 @@ class FakeTelegram(LoopbackServer):
 
     def clear_records(self) -> None:
         with self._lock:
-            for rec in (self.sent, self.edits, self.deleted, self.calls):
+            for rec in (self.sent, self.edits, self.calls):
                 rec.clear()
 
     # ---- HTTP plumbing ----------------------------------------------------------------------
@@ -725,14 +723,11 @@ class FakeTelegram(LoopbackServer):
     # ---- helpers ----------------------------------------------------------------------------
 
     def _methods(self) -> dict[str, Callable[[str, dict], Any]]:
+        # Only what chipwatch calls (through python-telegram-bot's Bot and Application);
+        # anything else is a 404, as for a method Telegram does not have.
         return {"getme": self._get_me, "sendmessage": self._send_message,
-                "editmessagetext": self._edit_message_text,
-                "deletemessage": self._delete_message, "getupdates": self._get_updates,
-                "setmycommands": self._set_my_commands, "getmycommands": self._get_my_commands,
-                "deletemycommands": self._delete_my_commands,
-                "deletewebhook": self._delete_webhook, "getwebhookinfo": self._get_webhook_info,
-                "getchat": self._get_chat, "close": lambda t, p: True,
-                "logout": lambda t, p: True}
+                "editmessagetext": self._edit_message_text, "getupdates": self._get_updates,
+                "deletewebhook": self._delete_webhook}
 
     @staticmethod
     def _chat_short(chat: dict) -> dict:
@@ -941,20 +936,6 @@ class FakeTelegram(LoopbackServer):
                 "timestamp": time.time(), "token": token})
         return message
 
-    def _delete_message(self, token: str, params: dict) -> bool:
-        chat = self._chat_param(params)
-        message_id = self._int_param(params, "message_id")
-        if message_id is None:
-            raise ApiError(400, "Bad Request: message identifier is not specified")
-        with self._lock:
-            if (chat["id"], message_id) not in self.message_json:
-                raise ApiError(400, "Bad Request: message to delete not found")
-            del self.message_json[(chat["id"], message_id)]
-            text = self.messages.pop((chat["id"], message_id), None)
-            self.deleted.append({"chat_id": chat["id"], "message_id": message_id, "text": text,
-                                 "timestamp": time.time()})
-        return True
-
     def _get_updates(self, token: str, params: dict) -> list[dict]:
         offset = self._int_param(params, "offset", 0) or 0
         limit = self._int_param(params, "limit", 100) or 100
@@ -980,55 +961,9 @@ class FakeTelegram(LoopbackServer):
                     return []
                 self._cond.wait(remaining)
 
-    def _set_my_commands(self, token: str, params: dict) -> bool:
-        commands = self._json_param(params, "commands", "commands")
-        if not isinstance(commands, list):
-            raise ApiError(400, "Bad Request: field \"commands\" must be an Array")
-        if len(commands) > 100:
-            raise ApiError(400, "Bad Request: too many commands specified")
-        for cmd in commands:
-            if not isinstance(cmd, dict):
-                raise ApiError(400, "Bad Request: BotCommand must be an Object")
-            name = str(cmd.get("command", ""))
-            if not re.fullmatch(r"[a-z0-9_]{1,32}", name):
-                raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
-            desc = str(cmd.get("description", ""))
-            if not desc.strip() or len(desc) > 256:
-                raise ApiError(400, "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID")
-        scope = self._json_param(params, "scope", "scope") or {"type": "default"}
-        key = (json.dumps(scope, sort_keys=True), str(params.get("language_code") or ""))
-        with self._lock:
-            self.my_commands[key] = [{"command": c["command"], "description": c["description"]}
-                                     for c in commands]
-        return True
-
-    def _get_my_commands(self, token: str, params: dict) -> list[dict]:
-        scope = self._json_param(params, "scope", "scope") or {"type": "default"}
-        key = (json.dumps(scope, sort_keys=True), str(params.get("language_code") or ""))
-        return list(self.my_commands.get(key, []))
-
-    def _delete_my_commands(self, token: str, params: dict) -> bool:
-        scope = self._json_param(params, "scope", "scope") or {"type": "default"}
-        key = (json.dumps(scope, sort_keys=True), str(params.get("language_code") or ""))
-        self.my_commands.pop(key, None)
-        return True
-
     def _delete_webhook(self, token: str, params: dict) -> bool:
         if _as_bool(params.get("drop_pending_updates")):
             with self._lock:
                 self._updates[token].clear()
         return True
 
-    def _get_webhook_info(self, token: str, params: dict) -> dict:
-        return {"url": "", "has_custom_certificate": False,
-                "pending_update_count": len(self._updates[token])}
-
-    def _get_chat(self, token: str, params: dict) -> dict:
-        chat = self._chat_param(params)
-        info = dict(chat)
-        info.setdefault("accent_color_id", 0)
-        info.setdefault("max_reaction_count", 11)
-        info.setdefault("accepted_gift_types", {
-            "unlimited_gifts": False, "limited_gifts": False, "unique_gifts": False,
-            "premium_subscription": False, "gifts_from_channels": False})
-        return info

@@ -1,0 +1,119 @@
+"""Builders the tests share: feed documents, temp configs, and running the CLI. Plain
+functions, imported by the tests; ``conftest.py`` holds only fixtures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parent.parent
+CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890  # the fake Bot API's test channel
+
+MINIMAL_WATCHLISTS = """
+watchlists:
+  chips:
+    - term: H200
+      context: [Nvidia, GPU, chip, chips, AI]
+    - H20
+    - Blackwell
+  companies:
+    - Nvidia
+    - Huawei
+    - SMIC
+  export_terms:
+    - export controls
+    - term: import approval
+      aliases: [approves imports, imports]
+    - entity list
+"""
+
+
+# Titles that break naive escaping, per destination.
+HOSTILE = [
+    ("angle_brackets", "Nvidia <H20> chips & the <b>export</b> ban"),
+    ("ampersand_entities", "AT&T &amp; Intel: &lt;not a tag&gt; &#x3C;script&#x3E;"),
+    ("quotes", 'Huawei "Ascend" chips\' \'licence\' row'),
+    ("emoji", "🚨🇨🇳 Nvidia H200 export approved 🎉👩‍💻"),
+    ("rtl", "مصر تحظر تصدير رقائق Nvidia H20 ‏(عاجل)‏"),
+    ("chinese", "中国批准首批英伟达H200芯片进口，出口管制松动"),
+    ("control_chars", "Nvidia\u200b H20\u202e export ban"),
+]
+
+
+def ago(**kw) -> datetime:
+    return datetime.now(timezone.utc) - timedelta(**kw)
+
+
+def rss(items: list[dict], *, title: str = "Test feed") -> str:
+    """An RSS 2.0 document; each item may have title, link, guid, date (datetime), summary,
+    source (an aggregator's outlet)."""
+    parts = [f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+             f"<title>{escape(title)}</title><link>http://127.0.0.1/</link>"
+             f"<description>test</description>"]
+    for it in items:
+        parts.append("<item>")
+        if "title" in it:
+            parts.append(f"<title>{escape(it['title'])}</title>")
+        if "link" in it:
+            parts.append(f"<link>{escape(it['link'])}</link>")
+        if "guid" in it:
+            parts.append(f'<guid isPermaLink="false">{escape(it["guid"])}</guid>')
+        if it.get("date") is not None:
+            parts.append(f"<pubDate>{format_datetime(it['date'])}</pubDate>")
+        if "summary" in it:
+            parts.append(f"<description>{escape(it['summary'])}</description>")
+        if "source" in it:  # as aggregators (Google News) name the outlet
+            parts.append(f'<source url="https://outlet.example">{escape(it["source"])}</source>')
+        parts.append("</item>")
+    parts.append("</channel></rss>")
+    return "".join(parts)
+
+
+def atom(entries: list[dict], *, title: str = "Test Atom feed") -> str:
+    parts = ['<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+             f"<title>{escape(title)}</title><id>urn:test:{escape(title)}</id>"
+             f"<updated>{datetime.now(timezone.utc).isoformat()}</updated>"]
+    for e in entries:
+        parts.append(f"<entry><title>{escape(e['title'])}</title><id>{escape(e['guid'])}</id>"
+                     f'<link href="{escape(e["link"])}"/>'
+                     f"<updated>{e['date'].isoformat()}</updated>")
+        if "summary" in e:
+            parts.append(f"<summary>{escape(e['summary'])}</summary>")
+        parts.append("</entry>")
+    parts.append("</feed>")
+    return "".join(parts)
+
+
+def write_config(tmp_path: Path, feeds: list[tuple[str, str]], *, extra: str = "",
+                 watchlists: str = MINIMAL_WATCHLISTS, timeout: float = 5) -> Path:
+    """A config file in ``tmp_path`` polling ``feeds`` [(name, url)] into ``tmp_path/cw.db``."""
+    lines = ["database: cw.db", "poll:", f"  timeout_seconds: {timeout}", "  max_age_hours: 24",
+             "feeds:"]
+    for name, url in feeds:
+        lines += [f'  - name: "{name}"', f'    url: "{url}"']
+    if not feeds:
+        lines[-1] = "feeds: []"
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(lines) + "\n" + watchlists + extra, encoding="utf-8")
+    return path
+
+
+def run_bot(*args: str, cwd: Path | None = None, env: dict | None = None,
+            stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``python bot.py ARGS`` in a new process, as a user would run it."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("CHIPWATCH_DATABASE", None)
+    return subprocess.run([sys.executable, str(ROOT / "bot.py"), *args], cwd=cwd or ROOT,
+                          env=full_env, input=stdin, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def deliveries(store, alert_id: int) -> list[dict]:
+    """An alert's outbox rows, one per destination."""
+    return list(store.db.query("SELECT * FROM deliveries WHERE alert_id = ? ORDER BY destination",
+                               [alert_id]))

@@ -149,24 +149,25 @@ async def test_admin_commands_refuse_non_admins_politely(tmp_path, serve, telegr
 async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(tmp_path, serve, telegram,
                                                                            feed_server, caplog):
     path, url = _setup(tmp_path, serve, telegram)
-    async with Bot(path, telegram) as bot:
-        reply = await bot.ask(ADMIN, "/watch chips B300")
-        assert "added B300 to chips" in reply
-        text = path.read_text()
-        assert "# chipwatch test config — this comment must survive /watch" in text
-        assert "# guard: the Hyundai van" in text
-        assert "    - H20\n    - B300\n  companies:" in text
-        with caplog.at_level(logging.INFO, logger="chipwatch"):
+    # Listening before the edit: the reload may land before the reply is read.
+    with caplog.at_level(logging.INFO, logger="chipwatch"):
+        async with Bot(path, telegram) as bot:
+            reply = await bot.ask(ADMIN, "/watch chips B300")
+            assert "added B300 to chips" in reply
+            text = path.read_text()
+            assert "# chipwatch test config — this comment must survive /watch" in text
+            assert "# guard: the Hyundai van" in text
+            assert "    - H20\n    - B300\n  companies:" in text
             await bot.wait_for(lambda: "config_reloaded" in caplog.text, "the hot reload")
-        assert "B300" in await bot.ask(USER, "/watchlist")
-        _set_feed(feed_server, url, [{"title": "US widens export controls to Nvidia B300",
-                                      "guid": "b300", "link": "https://n.example/b300",
-                                      "date": ago(minutes=1)}])
-        posts = await bot.wait_for(bot.channel_posts, "the B300 alert on the next poll")
-        assert "US widens export controls to Nvidia B300" in posts[0]
-        assert "B300 (chips)" in posts[0]
-        assert "removed B300" in await bot.ask(ADMIN, "/unwatch chips B300")
-    assert "B300" not in path.read_text()
+            assert "B300" in await bot.ask(USER, "/watchlist")
+            _set_feed(feed_server, url, [{"title": "US widens export controls to Nvidia B300",
+                                          "guid": "b300", "link": "https://n.example/b300",
+                                          "date": ago(minutes=1)}])
+            posts = await bot.wait_for(bot.channel_posts, "the B300 alert on the next poll")
+            assert "US widens export controls to Nvidia B300" in posts[0]
+            assert "B300 (chips)" in posts[0]
+            assert "removed B300" in await bot.ask(ADMIN, "/unwatch chips B300")
+        assert "B300" not in path.read_text()
 
 
 async def test_invalid_hand_edit_keeps_old_config_and_tells_admins(tmp_path, serve, telegram, caplog):

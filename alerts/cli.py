@@ -15,11 +15,11 @@ from typing import TextIO
 from . import __version__
 from .backtest import backtest, parse_duration
 from .app import run_forever, run_once
-from .cluster import StoryIndex, headline_features
 from .config import Config, load_config
 from .errors import ConfigError, StoreError
+from .explain import match_json_line, place_headlines
 from .logs import setup_logging
-from .match import Matcher, compile_matcher
+from .match import compile_matcher
 from .status import format_status, read_status
 from .types import utcnow
 
@@ -155,32 +155,9 @@ def _backtest(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> in
 def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int:
     """Run the story clustering on the given headlines and explain every decision."""
     matcher = compile_matcher(config.watchlists, config.rules)
-    index = StoryIndex(window=timedelta(hours=config.stories.window_hours),
-                       threshold=config.stories.threshold)
-    at = utcnow()
-    for n, title in enumerate(args.headlines, start=1):
-        result = matcher.match(title)
-        features = headline_features(title, result.matches)
-        decision, _ = index.assign(features, at=at, source=f"source {n}", title=title, new_id=n)
-        verdict = "alerts" if result.alert else "would not alert (no rule holds)"
-        print(f"{n}. {title}\n   {verdict}; {decision.explain()}", file=stdout)
-        at += timedelta(minutes=args.minutes_apart)
+    for n, placed in enumerate(place_headlines(
+            args.headlines, matcher=matcher, stories=config.stories, at=utcnow(),
+            apart=timedelta(minutes=args.minutes_apart)), start=1):
+        verdict = "alerts" if placed.alerts else "would not alert (no rule holds)"
+        print(f"{n}. {placed.title}\n   {verdict}; {placed.decision.explain()}", file=stdout)
     return EXIT_OK
-
-
-def match_json_line(matcher: Matcher, line: str) -> dict:
-    """One ``match --jsonl`` answer; bad input gives ``{"error": ...}``, never an exception."""
-    try:
-        obj = json.loads(line)
-    except ValueError as exc:
-        return {"error": f"invalid JSON: {exc}"}
-    if not isinstance(obj, dict):
-        return {"error": "expected a JSON object"}
-    title, summary = obj.get("title"), obj.get("summary", "")
-    if not isinstance(title, str):
-        return {"error": "'title' must be a string"}
-    if summary is None:
-        summary = ""
-    if not isinstance(summary, str):
-        return {"error": "'summary' must be a string when given"}
-    return matcher.match(title, summary).to_json()

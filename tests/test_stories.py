@@ -416,3 +416,15 @@ def test_stories_stored_before_schema_5_keep_their_kind_of_action(tmp_path):
     other = clusterer.index.decide(_features(ban.replace("bans", "allows")), NOW, source="AP")
     assert other.story is None and "opposite action" in other.reason, other.explain()
     store.close()
+
+
+def test_cluster_command_explains_each_placement(tmp_path):
+    config = write_config(tmp_path, [])
+    out = run_bot("cluster", "--config", str(config), "US bans H20 exports",
+                  "US allows H20 exports", "Commerce bans Nvidia H20 exports to China")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "1. US bans H20 exports" and "new story" in lines[1]
+    assert lines[2] == "2. US allows H20 exports" and "new story" in lines[3]
+    assert "opposite" in lines[3]
+    assert lines[4].startswith("3. Commerce bans") and 'joins story 1 "US bans H20 exports"' in lines[5]

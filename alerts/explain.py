@@ -1,0 +1,50 @@
+"""The read-only explanations behind ``match --jsonl`` and ``cluster``: what a headline matches,
+and how a list of headlines would group into stories. The CLI prints them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .cluster import Decision, StoryIndex, headline_features
+from .config import StoriesConfig
+from .match import Matcher
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlacedHeadline:
+    title: str
+    alerts: bool  # a rule holds for it
+    decision: Decision  # the story it started or joined, and why
+
+
+def place_headlines(headlines: Iterable[str], *, matcher: Matcher, stories: StoriesConfig,
+                    at: datetime, apart: timedelta) -> Iterator[PlacedHeadline]:
+    """Each headline in arrival order, ``apart`` after the previous one, from its own source."""
+    index = StoryIndex(window=timedelta(hours=stories.window_hours), threshold=stories.threshold)
+    for n, title in enumerate(headlines, start=1):
+        result = matcher.match(title)
+        features = headline_features(title, result.matches)
+        decision, _ = index.assign(features, at=at, source=f"source {n}", title=title, new_id=n)
+        yield PlacedHeadline(title=title, alerts=result.alert, decision=decision)
+        at += apart
+
+
+def match_json_line(matcher: Matcher, line: str) -> dict:
+    """One ``match --jsonl`` answer; bad input gives ``{"error": ...}``, never an exception."""
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        return {"error": f"invalid JSON: {exc}"}
+    if not isinstance(obj, dict):
+        return {"error": "expected a JSON object"}
+    title, summary = obj.get("title"), obj.get("summary", "")
+    if not isinstance(title, str):
+        return {"error": "'title' must be a string"}
+    if summary is None:
+        summary = ""
+    if not isinstance(summary, str):
+        return {"error": "'summary' must be a string when given"}
+    return matcher.match(title, summary).to_json()

@@ -33,6 +33,7 @@ class FeedOutcome:
     items: int = 0
     new_items: int = 0
     alerts: int = 0
+    story_joins: int = 0  # alerting items that joined an existing story instead of alerting
     error: str | None = None
     consecutive_failures: int = 0
     failing_since: datetime | None = None
@@ -283,8 +284,10 @@ async def _finish(p: _Prepared, new: list[NewItem], *, config: Config, store: St
     event(log, "feed_polled", status="ok", feed=feed.name, items=p.item_count,
           new=len(new), alerts=len(alerting), first_poll=first_poll or None,
           next_in=f"{interval:g}s", warning=parsed.warning)
+    joins = sum(n.result is not None and n.result.alert and n.story_id is not None
+                and not n.new_story for n in new)
     return FeedOutcome(feed=feed.name, status="ok", items=p.item_count, new_items=len(new),
-                       alerts=len(alerting), previews=previews)
+                       alerts=len(alerting), story_joins=joins, previews=previews)
 
 
 def _edit_delay(config: Config) -> timedelta:

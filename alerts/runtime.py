@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .errors import ConfigError
 from .fetch import Fetcher
 from .logs import event
 from .match import Matcher, compile_matcher
+from .metrics import Metrics
 from .pipeline import poll_feed
 from .store import Store
 from .types import utcnow
@@ -55,6 +57,7 @@ class Runtime:
                  sink_factory: Callable[..., list[Sink]] = build_sinks):
         self.store = store
         self._sink_factory = sink_factory
+        self.metrics = Metrics()
         # One Bot and one pacing budget for the token, kept across reloads: the channel sink,
         # personal chats, command replies and admin notices all go through it.
         self.telegram = _telegram_client(config)
@@ -74,12 +77,17 @@ class Runtime:
     # --- the work the scheduler ticks -----------------------------------------------------
 
     async def poll(self, feed: FeedConfig) -> None:
-        await poll_feed(feed, config=self.config, store=self.store, matcher=self.matcher,
-                        fetcher=self.fetcher, now=utcnow(), respect_schedule=True,
-                        clusterer=self.clusterer)
+        started = time.perf_counter()
+        outcome = await poll_feed(feed, config=self.config, store=self.store,
+                                  matcher=self.matcher, fetcher=self.fetcher, now=utcnow(),
+                                  respect_schedule=True, clusterer=self.clusterer)
+        seconds = time.perf_counter() - started if outcome.status != "skipped" else None
+        self.metrics.poll(status=outcome.status, seconds=seconds, new_items=outcome.new_items,
+                          alerts=outcome.alerts, story_joins=outcome.story_joins)
 
     async def deliver(self) -> None:
-        await self.deliverer.deliver_due()
+        report = await self.deliverer.deliver_due()
+        self.metrics.delivery(report.results)
 
     # --- personal subscriptions ---------------------------------------------------------------
 
@@ -129,8 +137,10 @@ class Runtime:
                 await self.notify_admins(f"⚠️ config not applied: {message}\n"
                                          f"chipwatch keeps running on the last good config.")
             self._last_error = message
+            self.metrics.reload("invalid")
             return False
         await self.apply(new, sinks=sinks)
+        self.metrics.reload("applied")
         return True
 
     async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
@@ -138,6 +148,9 @@ class Runtime:
         if new.database != old.database:
             event(log, "config_database_ignored", logging.WARNING,
                   reason="a new database path needs a restart", database=new.database)
+        if new.ops.listen != old.ops.listen:
+            event(log, "config_ops_listen_ignored", logging.WARNING,
+                  reason="a new ops.listen needs a restart", listen=new.ops.listen or '""')
         self.matcher = compile_matcher(new.watchlists, new.rules)
         if new.poll != old.poll:
             old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)

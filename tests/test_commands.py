@@ -49,6 +49,8 @@ destinations:
     admins: [{admin}]
 stories:
   edit_delay_seconds: 0
+ops:
+  listen: ""
 """
 
 

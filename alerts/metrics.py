@@ -11,8 +11,13 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
-from prometheus_client import disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 

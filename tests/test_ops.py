@@ -75,6 +75,24 @@ def _health(base: str) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
+def _until(base: str, status: int, what: str, proc: subprocess.Popen,
+           timeout: float = 40.0) -> dict:
+    """Poll /healthz until it answers ``status``; its body."""
+
+    def answered() -> dict | None:
+        code, body = _health(base)
+        return body if code == status else None
+
+    return _wait(answered, what, timeout=timeout, proc=proc)
+
+
+def _sent(base: str, n: int) -> dict | None:
+    """The metrics once ``n`` alerts were counted as sent to telegram."""
+    m = _metrics(base)
+    return m if m.get(("chipwatch_deliveries_total", (("destination", "telegram"),
+                                                      ("result", "sent")))) == n else None
+
+
 def _metrics(base: str) -> dict[tuple[str, tuple], float]:
     """Every sample as {(name, sorted labels): value}."""
     _, text = _get(base + "/metrics")
@@ -183,9 +201,9 @@ def test_healthcheck_asks_the_listen_address_on_loopback():
 
 
 def _assess(**kw):
-    base = dict(tick_age=1.0, tick_every=5.0, database="cw.db", database_error=None, feeds=[],
-                configured_feeds=0, failing_after=timedelta(hours=24), destinations={},
-                paused_after=timedelta(hours=1), now=utcnow())
+    base = {"tick_age": 1.0, "tick_every": 5.0, "database": "cw.db", "database_error": None,
+            "feeds": [], "configured_feeds": 0, "failing_after": timedelta(hours=24),
+            "destinations": {}, "paused_after": timedelta(hours=1), "now": utcnow()}
     return assess(**{**base, **kw})
 
 
@@ -247,14 +265,11 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
     try:
         base = _wait(lambda: _listening(log), "the ops endpoint", proc=proc)
         _wait(lambda: fake.sent, "the first alert", proc=proc)
-        status, health = _wait(lambda: (lambda r: r if r[0] == 200 else None)(_health(base)),
-                               "a healthy answer", proc=proc)
+        health = _until(base, 200, "a healthy answer", proc)
         assert health["status"] == "ok" and health["reasons"] == []
         assert health["destinations"] == {"telegram": {"state": "ok"}}
         assert health["database"]["writable"] is True
-        m = _wait(lambda: (lambda m: m if m[("chipwatch_deliveries_total", (
-            ("destination", "telegram"), ("result", "sent")))] == 1 else None)(_metrics(base)),
-            "the delivery counted")
+        m = _wait(lambda: _sent(base, 1), "the delivery counted", proc=proc)
         assert m[("chipwatch_polls_total", (("status", "ok"),))] >= 1
         assert m[("chipwatch_poll_duration_seconds_count", ())] >= 1
         assert m[("chipwatch_new_items_total", ())] == 1
@@ -270,8 +285,7 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
         items.append({"title": SECOND, "link": "https://n.example/2", "guid": "2",
                       "date": ago(minutes=1)})
         feed_server.route(url.split(str(feed_server.port))[1], Route(body=rss(items).encode()))
-        status, health = _wait(lambda: (lambda r: r if r[0] == 503 else None)(_health(base)),
-                               "503 while telegram cannot be reached", proc=proc)
+        health = _until(base, 503, "503 while telegram cannot be reached", proc)
         assert health["status"] == "unhealthy"
         assert health["destinations"]["telegram"]["state"] == "failing"
         assert [r for r in health["reasons"] if r.startswith("destination telegram is failing")]
@@ -283,8 +297,7 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
 
         fake = FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "ops"}},
                             per_chat_interval=0.05, port=port).start()  # it comes back
-        status, health = _wait(lambda: (lambda r: r if r[0] == 200 else None)(_health(base)),
-                               "recovery", timeout=60, proc=proc)
+        health = _until(base, 200, "recovery", proc, timeout=60)
         assert health["destinations"] == {"telegram": {"state": "ok"}}
         assert [m["shown_text"].split("\n")[0] for m in fake.sent] == [SECOND]
         assert _metrics(base)[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
@@ -328,7 +341,7 @@ def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
 
     def healthcheck() -> subprocess.CompletedProcess:
         return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=30)
+                              timeout=30, check=False)
 
     down = healthcheck()
     assert down.returncode == 1 and "Connection refused" in down.stderr, "nothing listens yet"
@@ -342,8 +355,7 @@ def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
         assert ok.returncode == 0, ok.stderr
 
         database.chmod(0o444)
-        status, health = _wait(lambda: (lambda r: r if r[0] == 503 else None)(_health(base)),
-                               "503 with a read-only database", proc=proc)
+        health = _until(base, 503, "503 with a read-only database", proc)
         assert health["database"]["writable"] is False
         assert health["reasons"] == [f"database not writable: {database} is read-only for this process"]
         bad = healthcheck()
@@ -364,7 +376,7 @@ def test_a_taken_address_is_logged_and_run_goes_on(tmp_path, serve):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
         config = _config(tmp_path, url, listen=address)
         log = tmp_path / "run.log"
         proc = _start(config, log, _env())
@@ -412,3 +424,23 @@ async def test_a_rate_limit_is_no_outage_but_a_refusal_is_until_a_send_succeeds(
         finally:
             await sink.aclose()
             store.close()
+
+
+async def test_config_reloads_are_counted_by_result(tmp_path):
+    path = write_config(tmp_path, [])
+    store = open_store(tmp_path / "cw.db")
+    runtime = Runtime(load_config(path), store)
+
+    def reloads(result: str) -> float:
+        return runtime.metrics.registry.get_sample_value("chipwatch_config_reloads_total",
+                                                         {"result": result})
+    try:
+        path.write_text(path.read_text() + "bogus_key: 1\n", encoding="utf-8")
+        assert await runtime.reload_if_changed() is False
+        path.write_text(path.read_text().replace("bogus_key: 1\n", "log_format: json\n"),
+                        encoding="utf-8")
+        assert await runtime.reload_if_changed() is True
+        assert (reloads("invalid"), reloads("applied")) == (1, 1)
+    finally:
+        await runtime.aclose()
+        store.close()

@@ -21,6 +21,7 @@ from .fetch import Fetcher
 from .lock import DatabaseLock
 from .logs import event
 from .match import compile_matcher
+from .ops import start_ops
 from .pipeline import CycleReport, PollContext, run_cycle
 from .runtime import Runtime
 from .scheduler import Scheduler
@@ -163,15 +164,21 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
     scheduler.start(config.feeds)
     scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
     scheduler.every(reload_every, watch_config, name="config-watch")
+    ops = await start_ops(runtime, scheduler)
     event(log, "bot_running", feeds=len(config.feeds),
           destinations=",".join(config.destinations.names()), database=config.database,
-          commands="on" if commands else "off")
+          commands="on" if commands else "off", ops=ops.address if ops else "off")
     try:
         await stop.wait()
         event(log, "shutdown_requested")
+        if ops is not None:
+            await ops.aclose()
+            ops = None
         runtime.deliverer.stop.set()
         await scheduler.stop()  # waits for the poll or send in flight
     finally:
+        if ops is not None:
+            await ops.aclose()
         if commands is not None:
             await commands.stop()
         await runtime.aclose()

@@ -100,6 +100,39 @@ class SlackConfig:
     pass
 
 
+OPS_LISTEN_DEFAULT = "127.0.0.1:9108"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpsConfig:
+    """The ``run`` process's /healthz and /metrics endpoint."""
+
+    listen: str = OPS_LISTEN_DEFAULT  # "host:port"; "" = off
+    paused_after_minutes: float = 60.0  # a destination down this long makes /healthz 503
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, or None when the endpoint is off."""
+        return split_listen(self.listen) if self.listen else None
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9108"``, ``"[::1]:9108"`` or ``":9108"`` (every interface) into (host,
+    port); ValueError with a reason when it is none of those."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"must be host:port (e.g. 127.0.0.1:9108), or \"\" for off; got {value!r}")
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port must be 0..65535, got {port}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets ([::1]:9108), got {value!r}")
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f"not a host name or address: {host!r}")
+    return host or "0.0.0.0", int(port)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Destinations:
     telegram: TelegramConfig | None = None
@@ -122,6 +155,7 @@ class Config:
     destinations: Destinations
     stories: StoriesConfig = StoriesConfig()
     log_format: str = "text"  # or "json": one JSON object a line (--log-format wins)
+    ops: OpsConfig = OpsConfig()
 
     def summary(self) -> str:
         """A few human lines: what this config polls, watches and where it sends."""
@@ -233,7 +267,7 @@ def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
 # --- sections -------------------------------------------------------------------------------
 
 _TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations", "stories",
-             "log_format"}
+             "log_format", "ops"}
 _STORY_LIMITS = {
     "window_hours": (1, 24 * 30, False),
     "threshold": (0.05, 1.0, False),
@@ -292,6 +326,28 @@ def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
         values[k] = c.number(v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi,
                              integer=integer)
     return StoriesConfig(**values)
+
+
+def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
+    if node is None:
+        return OpsConfig()
+    m = c.mapping(node, "ops", line, {"listen", "paused_after_minutes"})
+    values: dict[str, Any] = {}
+    if "listen" in m:
+        kln = c.key_line(m, "listen", line)
+        listen = "" if m["listen"] is None else c.string(m["listen"], "ops.listen", kln,
+                                                           empty_ok=True)
+        if listen:
+            try:
+                split_listen(listen)
+            except ValueError as exc:
+                raise c.fail(str(exc), "ops.listen", kln) from None
+        values["listen"] = listen
+    if "paused_after_minutes" in m:
+        values["paused_after_minutes"] = float(c.number(
+            m["paused_after_minutes"], "ops.paused_after_minutes",
+            c.key_line(m, "paused_after_minutes", line), lo=0, hi=7 * 24 * 60))
+    return OpsConfig(**values)
 
 
 def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -519,13 +575,15 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
     if log_format not in ("text", "json"):
         raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
+    ops = _ops(c, top.get("ops"), kl("ops"))
     return Config(path=path, database=database, poll=poll, feeds=feeds, watchlists=watchlists,
-                  rules=rules, destinations=destinations, stories=stories, log_format=log_format)
+                  rules=rules, destinations=destinations, stories=stories, log_format=log_format,
+                  ops=ops)
 
 
 def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file, then apply the environment's overrides
-    (``CHIPWATCH_DATABASE``; ``environ`` defaults to ``os.environ``)."""
+    (``CHIPWATCH_DATABASE``, ``CHIPWATCH_OPS_LISTEN``; ``environ`` defaults to ``os.environ``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -534,5 +592,18 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
     config = parse_config(text, path=path)
-    database = (os.environ if environ is None else environ).get("CHIPWATCH_DATABASE")
-    return replace(config, database=Path(database)) if database else config
+    environ = os.environ if environ is None else environ
+    database = environ.get("CHIPWATCH_DATABASE")
+    if database:
+        config = replace(config, database=Path(database))
+    listen = environ.get("CHIPWATCH_OPS_LISTEN")
+    if listen is not None:
+        listen = listen.strip()
+        if listen:
+            try:
+                split_listen(listen)
+            except ValueError as exc:
+                raise ConfigError(f"{exc} (from the environment)", file="CHIPWATCH_OPS_LISTEN",
+                                  key="ops.listen") from None
+        config = replace(config, ops=replace(config.ops, listen=listen))
+    return config

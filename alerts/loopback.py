@@ -33,11 +33,12 @@ class _QuietServer(ThreadingHTTPServer):
 
 class LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 (random port) with its lifecycle: ``with`` it, or
-    ``start()``/``close()``. Subclasses call ``_serve(handler_class, name)`` in ``__init__``."""
+    ``start()``/``close()``. Subclasses call ``_serve(handler_class, name)`` in ``__init__``;
+    ``port`` lets a test bring a server back where a client still points after ``close()``."""
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
+    def _serve(self, handler: type[BaseHTTPRequestHandler], name: str, port: int = 0) -> None:
         handler.disable_nagle_algorithm = True  # else keep-alive + delayed ACK costs ~40 ms
-        self._httpd = _QuietServer(("127.0.0.1", 0), handler)
+        self._httpd = _QuietServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
                                         daemon=True, name=name)

@@ -36,6 +36,7 @@ class FeedOutcome:
     items: int = 0
     new_items: int = 0
     alerts: int = 0
+    story_joins: int = 0  # alerting items that joined an existing story instead of alerting
     error: str | None = None
     consecutive_failures: int = 0
     failing_since: datetime | None = None
@@ -359,8 +360,11 @@ def apply(plan: FeedPlan, ctx: PollContext, *,
     event(log, "feed_polled", status="ok", feed=feed.name, items=plan.item_count,
           new=len(plan.items), alerts=len(alerting), first_poll=plan.first_poll or None,
           next_in=f"{plan.interval:g}s", warning=plan.warning)
+    joins = sum(n.result is not None and n.result.alert and n.story_id is not None
+                and not n.new_story for n in plan.items)
     return FeedOutcome(feed=feed.name, status="ok", items=plan.item_count,
-                       new_items=len(plan.items), alerts=len(alerting), previews=previews)
+                       new_items=len(plan.items), alerts=len(alerting), story_joins=joins,
+                       previews=previews)
 
 
 # --- one feed, one cycle --------------------------------------------------------------------

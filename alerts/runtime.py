@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from .errors import ConfigError
 from .fetch import Fetcher
 from .logs import event
 from .match import Matcher, compile_matcher
+from .metrics import Metrics
 from .pipeline import PollContext, poll_feed
 from .store import Store
 from .types import utcnow
@@ -65,6 +67,7 @@ class Runtime:
                  sink_factory: Callable[..., list[Sink]] = build_sinks):
         self.store = store
         self._sink_factory = sink_factory
+        self.metrics = Metrics()
         # One Bot and one pacing budget for the token, kept across reloads: the channel sink,
         # personal chats, command replies and admin notices all go through it.
         self.telegram = _telegram_client(config)
@@ -82,12 +85,17 @@ class Runtime:
     # --- the work the scheduler ticks -----------------------------------------------------
 
     async def poll(self, feed: FeedConfig) -> None:
-        await poll_feed(feed, PollContext(
+        started = time.perf_counter()
+        outcome = await poll_feed(feed, PollContext(
             config=self.config, store=self.store, matcher=self.matcher, fetcher=self.fetcher,
             now=utcnow(), clusterer=self.clusterer, respect_schedule=True))
+        seconds = time.perf_counter() - started if outcome.status != "skipped" else None
+        self.metrics.poll(status=outcome.status, seconds=seconds, new_items=outcome.new_items,
+                          alerts=outcome.alerts, story_joins=outcome.story_joins)
 
     async def deliver(self) -> None:
-        await self.deliverer.deliver_due()
+        report = await self.deliverer.deliver_due()
+        self.metrics.delivery(report.results)
 
     # --- personal subscriptions ---------------------------------------------------------------
 
@@ -135,8 +143,10 @@ class Runtime:
             event(log, "config_invalid", logging.ERROR, error=message,
                   keeping="the last good config")
             repeated, self._last_error = message == self._last_error, message
+            self.metrics.reload("invalid")
             return Reload("invalid", error=message, repeated=repeated)
         await self.apply(new, sinks=sinks)
+        self.metrics.reload("applied")
         return Reload("applied")
 
     async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
@@ -144,6 +154,9 @@ class Runtime:
         if new.database != old.database:
             event(log, "config_database_ignored", logging.WARNING,
                   reason="a new database path needs a restart", database=new.database)
+        if new.ops.listen != old.ops.listen:
+            event(log, "config_ops_listen_ignored", logging.WARNING,
+                  reason="a new ops.listen needs a restart", listen=new.ops.listen or '""')
         self.matcher = compile_matcher(new.watchlists, new.rules)
         if new.poll != old.poll:
             old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta, timezone
 
@@ -26,10 +27,14 @@ class Scheduler:
 
     def __init__(self, *, poll: Callable[[FeedConfig], Awaitable[object]],
                  deliver: Callable[[], Awaitable[object]], deliver_every: float = 2.0,
-                 first_run_spread: float = 5.0):
+                 first_run_spread: float = 5.0, tick_every: float = 5.0):
         self._poll = poll
         self._deliver = deliver
         self._deliver_every = deliver_every
+        # A job of its own proves the scheduler ticks: a long delivery or poll skips its own
+        # next tick (max_instances=1), this one returns at once and is never skipped.
+        self.tick_every = tick_every
+        self.last_tick: float | None = None  # time.monotonic() of the last tick
         self._spread = first_run_spread
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
         self._in_flight: set[asyncio.Task] = set()
@@ -72,8 +77,14 @@ class Scheduler:
                 jitter=min(30, feed.interval_seconds // 10))
             self._feeds[name] = feed
 
+    async def _tick(self) -> None:
+        self.last_tick = time.monotonic()
+
     def start(self, feeds: Iterable[FeedConfig]) -> None:
+        self.last_tick = time.monotonic()
         self._scheduler.start()
+        self._scheduler.add_job(self._tick, "interval", seconds=self.tick_every, id="tick",
+                                max_instances=1, coalesce=True, misfire_grace_time=None)
         self._scheduler.add_job(self._tracked(self._deliver), "interval",
                                 seconds=self._deliver_every, id="deliver", max_instances=1,
                                 coalesce=True, next_run_time=datetime.now(timezone.utc))

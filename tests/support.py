@@ -90,10 +90,12 @@ def atom(entries: list[dict], *, title: str = "Test Atom feed") -> str:
 
 
 def write_config(tmp_path: Path, feeds: list[tuple[str, str]], *, extra: str = "",
-                 watchlists: str = MINIMAL_WATCHLISTS, timeout: float = 5) -> Path:
-    """A config file in ``tmp_path`` polling ``feeds`` [(name, url)] into ``tmp_path/cw.db``."""
-    lines = ["database: cw.db", "poll:", f"  timeout_seconds: {timeout}", "  max_age_hours: 24",
-             "feeds:"]
+                 watchlists: str = MINIMAL_WATCHLISTS, timeout: float = 5,
+                 ops_listen: str = "") -> Path:
+    """A config file in ``tmp_path`` polling ``feeds`` [(name, url)] into ``tmp_path/cw.db``.
+    The ops endpoint is off unless ``ops_listen`` is given, so tests never fight over 9108."""
+    lines = ["database: cw.db", f'ops:\n  listen: "{ops_listen}"', "poll:",
+             f"  timeout_seconds: {timeout}", "  max_age_hours: 24", "feeds:"]
     for name, url in feeds:
         lines += [f'  - name: "{name}"', f'    url: "{url}"']
     if not feeds:

@@ -14,15 +14,15 @@ from tests.support import ROOT
 LAYERS = [
     {"alerts"},  # the package root: version and user agent
     {"types", "errors"},
-    {"logs"},
+    {"logs", "metrics", "healthcheck"},
     {"config"},
     {"config_edit"},
     {"lock", "loopback", "fetch", "parse", "match"},
     {"cluster", "store"},
     {"dedupe", "deliver"},
     {"pipeline", "backtest", "status", "explain"},
-    {"runtime", "scheduler", "ops", "healthcheck"},
-    {"commands"},
+    {"runtime", "scheduler"},
+    {"commands", "ops"},
     {"app"},
     {"demo"},
     {"cli"},

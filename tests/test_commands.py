@@ -48,6 +48,8 @@ destinations:
     admins: [{admin}]
 stories:
   edit_delay_seconds: 0
+ops:
+  listen: ""
 """
 
 

@@ -66,6 +66,12 @@ class DeliveryReport:
     retrying: int = 0
     rejected: int = 0
     paused: list[str] = field(default_factory=list)
+    # (destination, result) -> alerts: sent, retry, rejected, unavailable, edited
+    results: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def count(self, destination: str, result: str, n: int = 1) -> None:
+        key = (destination, result)
+        self.results[key] = self.results.get(key, 0) + n
 
     def add(self, other: DeliveryReport) -> None:
         self.sent += other.sent
@@ -74,6 +80,8 @@ class DeliveryReport:
         self.retrying += other.retrying
         self.rejected += other.rejected
         self.paused += [p for p in other.paused if p not in self.paused]
+        for (destination, result), n in other.results.items():
+            self.count(destination, result, n)
 
 
 def backoff(attempts: int) -> float:
@@ -94,10 +102,17 @@ class Deliverer:
         self._hold: dict[str, datetime] = {}  # no sends before this time (rate limit, backoff)
         self._paused: dict[str, float] = {}  # name -> current probe interval, while paused
         self.held_back: set[str] = set()  # destinations an operator paused (/pause)
+        # name -> first failure since its last accepted send (paused, or retrying after an
+        # error; a rate limit with a stated wait is no failure)
+        self._down_since: dict[str, datetime] = {}
         self.stop = asyncio.Event()  # set on SIGTERM: finish the send in flight, start no other
 
     def is_paused(self, name: str) -> bool:
         return name in self._paused
+
+    def down_since(self, name: str) -> datetime | None:
+        """When this destination started failing every send (None: it is working)."""
+        return self._down_since.get(name)
 
     def due_at(self, sink: Sink) -> datetime | None:
         """When this sink next has something to do, or None when nothing is pending."""
@@ -142,6 +157,7 @@ class Deliverer:
                 at = self._now() + timedelta(seconds=wait)
                 self.store.edit_later(alert.id, sink.name, at=at)
                 self._hold[sink.name] = at
+                report.count(sink.name, "retry")
                 event(log, "edit_retry", logging.WARNING, destination=sink.name, alert=alert.id,
                       wait=f"{wait:g}s", error=str(exc))
                 return
@@ -149,15 +165,18 @@ class Deliverer:
                 self.store.edit_done(alert.id, sink.name)
                 event(log, "edit_rejected", logging.WARNING, destination=sink.name,
                       alert=alert.id, error=str(exc))
+                report.count(sink.name, "rejected")
                 continue
             except Unavailable as exc:
                 self._pause(sink, exc)
                 report.paused.append(sink.name)
+                report.count(sink.name, "unavailable")
                 return
             self.store.edit_done(alert.id, sink.name)
             event(log, "alert_edited", destination=sink.name, alert=alert.id,
                   sources=len(alert.sources), major=alert.major or None)
             report.edits += 1
+            report.count(sink.name, "edited")
             if self.stop.is_set():
                 return
 
@@ -177,29 +196,34 @@ class Deliverer:
             except RetryLater as exc:
                 self._retry_later(sink, backlog[0], exc)
                 report.retrying += 1
+                report.count(sink.name, "retry")
                 return
             except Rejected as exc:
                 self.store.mark_rejected(backlog[0].id, sink.name, error=str(exc))
                 event(log, "alert_rejected", logging.ERROR, destination=sink.name,
                       alert=backlog[0].id, error=str(exc))
                 report.rejected += 1
+                report.count(sink.name, "rejected")
                 i += 1
                 continue
             except Unavailable as exc:
                 self._pause(sink, exc)
                 report.paused.append(sink.name)
+                report.count(sink.name, "unavailable")
                 return
             now = self._now()
             for alert in included:
                 self.store.mark_sent(alert.id, sink.name, message_id=message_id, now=now,
                                      via_digest=digest)
             self._hold.pop(sink.name, None)
+            self._down_since.pop(sink.name, None)
             if self._paused.pop(sink.name, None) is not None:
                 event(log, "destination_resumed", logging.WARNING, destination=sink.name)
             event(log, "digest_sent" if digest else "alert_sent", destination=sink.name,
                   alerts=",".join(str(a.id) for a in included), message_id=message_id)
             report.sent += len(included)
             report.messages += 1
+            report.count(sink.name, "sent", len(included))
             i += len(included)
 
     def _retry_later(self, sink: Sink, alert: Alert, exc: RetryLater) -> None:
@@ -208,6 +232,8 @@ class Deliverer:
         at = self._now() + timedelta(seconds=wait)
         self.store.mark_retry(alert.id, sink.name, error=str(exc), at=at)
         self._hold[sink.name] = at
+        if exc.retry_after is None:
+            self._down_since.setdefault(sink.name, self._now())
         event(log, "alert_retry", logging.WARNING, destination=sink.name, alert=alert.id,
               attempt=attempts, wait=f"{wait:g}s", error=str(exc))
 
@@ -215,6 +241,7 @@ class Deliverer:
         interval = self._paused.get(sink.name)
         interval = PAUSE_FIRST_SECONDS if interval is None else min(PAUSE_MAX_SECONDS, interval * 2)
         self._paused[sink.name] = interval
+        self._down_since.setdefault(sink.name, self._now())
         self._hold[sink.name] = self._now() + timedelta(seconds=interval)
         event(log, "destination_paused", logging.ERROR, destination=sink.name,
               pending=self.store.count_pending(sink.name), retry_in=f"{interval:g}s",

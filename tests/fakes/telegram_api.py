@@ -404,6 +404,8 @@ class FakeTelegram(LoopbackServer):
     rate_limited_methods: methods that count for flood control (default: sendMessage).
     strict_ampersand: also reject a bare ``&`` in HTML (real Telegram does not).
     clock: monotonic clock for flood control (default time.monotonic).
+    port: the loopback port (default: any free one); a restart on the old port after close()
+        is a Bot API that went away and came back.
     """
 
     def __init__(self, *, tokens: Iterable[str] | Mapping[str, dict] | None = None,
@@ -412,7 +414,7 @@ class FakeTelegram(LoopbackServer):
                  global_per_second: int | None = 30, time_scale: float = 1.0,
                  rate_limited_methods: Iterable[str] = ("sendMessage",),
                  strict_ampersand: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, port: int = 0) -> None:
         if tokens is None:
             tokens = [DEFAULT_TOKEN]
         token_info = dict(tokens) if isinstance(tokens, Mapping) else {t: {} for t in tokens}
@@ -479,7 +481,7 @@ class FakeTelegram(LoopbackServer):
             def do_POST(self) -> None:  # noqa: N802
                 fake._handle(self)
 
-        self._serve(Handler, "FakeTelegram")
+        self._serve(Handler, "FakeTelegram", port)
 
     # ---- lifecycle --------------------------------------------------------------------------
 

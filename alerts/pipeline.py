@@ -217,8 +217,8 @@ async def _prepare(feed: FeedConfig, *, config: Config, store: Store, matcher: M
         return FeedOutcome(feed=feed.name, status=result.status)
 
     try:
-        # In a worker thread: a broken multi-megabyte body may take the salvage parser a
-        # while, and the event loop must keep fetching and delivering meanwhile.
+        # In a worker thread: a multi-megabyte body takes the parser a while, and the event
+        # loop must keep fetching and delivering meanwhile.
         parsed = await asyncio.to_thread(parse_feed, result.body, feed=feed.name,
                                          url=result.final_url or url,
                                          content_type=result.content_type)

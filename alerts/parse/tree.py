@@ -43,7 +43,7 @@ WELL_KNOWN_PREFIXES = {
     "xml": XML_NS,
 }
 
-Reader = Literal["strict", "xml-recover", "html-recover"]
+Reader = Literal["xml-recover", "html-recover"]  # which recover mode read a document
 
 _BARE_AMP = re.compile(rb"&(?!#[0-9]{1,8};|#[xX][0-9a-fA-F]{1,8};|[A-Za-z][A-Za-z0-9._-]{0,40};)")
 _CDATA = re.compile(rb"<!\[CDATA\[(.*?)(?:\]\]>|\Z)", re.S)

@@ -179,8 +179,8 @@ async def gather(feed: FeedConfig, ctx: PollContext) -> Fetched | FeedOutcome:
     if result.status != "ok":
         return fetched
     try:
-        # In a worker thread: a broken multi-megabyte body may take the parser a while, and
-        # the event loop must keep fetching and delivering meanwhile.
+        # In a worker thread: a multi-megabyte body takes the parser a while, and the event
+        # loop must keep fetching and delivering meanwhile.
         parsed = await asyncio.to_thread(parse_feed, result.body, feed=feed.name,
                                          url=result.final_url or url,
                                          content_type=result.content_type)

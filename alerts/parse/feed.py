@@ -4,15 +4,10 @@
 or not. Titles and summaries come out as plain text: entities decoded, tags removed, whitespace
 collapsed; links are resolved against xml:base and the feed's URL; dates are UTC.
 
-Two paths share one extraction routine over an ``lxml`` tree:
-
-* fast: the body is decoded (``parse_decode``), its prolog tidied (junk before the XML
-  declaration, control characters) and parsed by lxml's strict XML parser, configured so that it
-  loads no DTD, fetches nothing and substitutes no entity (libxml2 also refuses entity
-  amplification). A strict parse that succeeds is trusted.
-* salvage: when the strict parse fails, ``parse_salvage`` builds the tree with a forgiving
-  tokenizer (unquoted attributes, undeclared prefixes, missing end tags, truncation...). The
-  result carries a ``warning``.
+The body is decoded (``decode``), its prolog tidied (junk before the XML declaration, control
+characters) and read into an ``lxml`` tree (``tree``): strictly when it is well-formed, else by
+libxml2's XML recover mode, else by its HTML parser when that finds more entries. One extraction
+routine reads every tree; a recovered one sets ``salvaged`` and a ``warning``.
 
 An entry is kept when it has a title, a link or a summary (an RSS 0.92 item may have only a
 description: its title is then taken from the summary). Entities a document declares itself are
@@ -24,90 +19,24 @@ a body with no RSS/RDF/Atom root at all (``"not a feed: ..."``). A gzip body is 
 from __future__ import annotations
 
 import hashlib
-import html
 import re
-import threading
 import zlib
 from datetime import datetime
 from urllib.parse import urljoin
 
 from lxml import etree
 
-from .errors import ParseError
-from .types import FeedItem, ParsedFeed
-from .parse_dates import parse_date
-from .parse_decode import decode_body
-from .parse_salvage import XML_NS, salvage_tree
+from ..errors import ParseError
+from ..types import FeedItem, ParsedFeed
+from . import tree
+from .dates import parse_date
+from .decode import decode_body
+from .text import fix_c1, html_to_text
+from .tree import XML_NS
 
 SUMMARY_MAX_CHARS = 2000
 TITLE_MAX_CHARS = 1000  # a "title" longer than this is broken markup; keep its start
 MAX_GUNZIPPED_BYTES = 64 * 1024 * 1024  # a gzip body that inflates past this is refused
-
-
-_ATTRS = r"""(?:[^>"']+|"[^"]*"|'[^']*'|["'])*+"""  # possessive: no backtracking blow-up
-_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_SKIPPED = re.compile(r"<(script|style|noscript)(?=[\s/>])" + _ATTRS + r">.*?(?:</\1\s*>|\Z)",
-                      re.S | re.I)
-_BLOCK_TAG = re.compile(r"</?(?:p|br|div|li|tr|h[1-6]|blockquote)(?=[\s/>])" + _ATTRS + ">", re.I)
-_TAG = re.compile(r"</?[a-zA-Z][^\s/>]*" + _ATTRS + r">|<![^>]*>|<\?[^>]*>|</>")
-# In titles only tags HTML knows are markup: "Nvidia <H200> approved by <Commerce>" (escaped in
-# the feed) is text, as feedparser keeps it.
-_HTML_TAGS = ("a|abbr|acronym|address|article|aside|audio|b|bdi|bdo|big|blink|blockquote|body|br|"
-              "button|center|cite|code|col|colgroup|dd|del|details|dfn|div|dl|dt|em|embed|"
-              "figcaption|figure|font|footer|form|h[1-6]|head|header|hr|html|i|iframe|img|input|"
-              "ins|kbd|label|li|link|main|mark|meta|nav|nobr|noscript|object|ol|p|param|picture|"
-              "pre|q|rp|rt|ruby|s|samp|script|section|small|source|span|strike|strong|style|sub|"
-              "summary|sup|svg|table|tbody|td|tfoot|th|thead|time|title|tr|tt|u|ul|var|video|wbr")
-_KNOWN_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?=[\s/>])" + _ATTRS + r">|<!--.*?-->|</>",
-                        re.I | re.S)
-
-
-def _markup_to_text(value: str) -> str:
-    """Text of an HTML fragment: comments, scripts, styles and tags dropped (block-level tags
-    leave a space), character references decoded. A ``<`` that starts no tag is text."""
-    if "<" in value:
-        if "<!--" in value:
-            value = _COMMENT.sub("", value)
-        if "<s" in value or "<n" in value or "<S" in value or "<N" in value:
-            value = _SKIPPED.sub("", value)
-        value = _BLOCK_TAG.sub(" ", value)
-        value = _TAG.sub("", value)
-    if "&" in value:
-        value = html.unescape(value)
-    return value
-
-
-def _collapse(value: str) -> str:
-    return " ".join(value.split())
-
-
-def html_to_text(value: str, *, limit: int | None = None, title: bool = False) -> str:
-    """Plain text from an HTML fragment, with whitespace collapsed and an optional length cap.
-    ``title``: only tags HTML knows are markup; anything else in angle brackets is text."""
-    if not value:
-        return ""
-    if title and "<" in value:
-        value = _collapse(html.unescape(_KNOWN_TAG.sub(" ", value)) if "&" in value
-                          else _KNOWN_TAG.sub(" ", value))
-        return value if limit is None or len(value) <= limit else value[: limit - 1].rstrip() + "…"
-    if "<" in value or "&" in value:
-        if limit is not None and len(value) > 4 * limit:
-            # Long content (full articles): convert a prefix that ends before a tag, and only
-            # go on if that prefix did not already yield more text than the cap keeps (with a
-            # margin, in case the cut fell inside an odd attribute value).
-            size = 3 * limit
-            while size < len(value):
-                cut = value.rfind("<", 0, size)
-                if cut > 0:
-                    text = _collapse(_markup_to_text(value[:cut]))
-                    if len(text) > limit + 200:
-                        return text[: limit - 1].rstrip() + "…"
-                size *= 4
-        value = _markup_to_text(value)
-    text = _collapse(value)
-    if limit is not None and len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
 
 
 def stable_guid(*, link: str, title: str) -> str:
@@ -138,28 +67,11 @@ _EXTENSIONS = {  # namespace → the key prefix its children are filed under
 _XML_BASE = f"{{{XML_NS}}}base"
 _FEED_ROOTS = {"rss", "rdf", "feed"}
 _FEED_HINT = re.compile(rb"<(?:[\w.-]+:)?(?:rss|rdf|feed|channel|item|entry)[\s>/]", re.I)
-_C1 = re.compile("[\x80-\x9f]")
 _CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 13))
 _PROLOG = re.compile(rb"<\?xml(?=[\s?])[^>]*>")
 _ELEMENT_START = re.compile(rb"<[A-Za-z_]")
 _ENTITY_REFUSALS = ("amplification", "entity loop", "detected an entity reference loop")
-
-
-class _Local(threading.local):
-    parser: etree.XMLParser | None = None
-
-
-_local = _Local()
-
-
-def _strict_parser() -> etree.XMLParser:
-    parser = _local.parser
-    if parser is None:
-        parser = _local.parser = etree.XMLParser(
-            encoding="utf-8", resolve_entities=False, no_network=True, load_dtd=False,
-            dtd_validation=False, huge_tree=False, remove_comments=True, remove_pis=True,
-            collect_ids=False)
-    return parser
+_ENTRY_TAG = re.compile(rb"<(?:[\w.-]+:)?(?:item|entry)[\s>]", re.I)
 
 
 def _split(tag: str) -> tuple[str | None, str]:
@@ -222,21 +134,8 @@ def _raw(el: etree._Element | None) -> str:
     return "".join(parts)
 
 
-def _fix_c1(value: str) -> str:
-    """C1 control characters never belong in text: they are UTF-8 read as Latin-1 (undo it) or
-    windows-1252 read as Latin-1 (map them)."""
-    if value.isascii() or not _C1.search(value):
-        return value
-    if max(value) <= "\xff":
-        try:
-            return value.encode("latin-1").decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    return _C1.sub(lambda m: m.group().encode("latin-1").decode("cp1252", "replace"), value)
-
-
 def _text(el: etree._Element | None, *, limit: int | None = None, title: bool = False) -> str:
-    return html_to_text(_fix_c1(_raw(el)), limit=limit, title=title) if el is not None else ""
+    return html_to_text(fix_c1(_raw(el)), limit=limit, title=title) if el is not None else ""
 
 
 def _base(el: etree._Element, url: str) -> str:
@@ -305,7 +204,8 @@ def _rss_entry(item, core, keys, url):  # noqa: ANN001, ANN202
     if not guid:
         guid = (item.get(f"{{{RDF}}}about") or item.get("about") or "").strip()
     if not link and guid_el is not None and guid and _is_url(guid) \
-            and (guid_el.get("isPermaLink") or "true").strip().lower() != "false":
+            and (guid_el.get("isPermaLink") or guid_el.get("ispermalink")  # HTML lower-cases
+                 or "true").strip().lower() != "false":
         link = guid
     summary_el = _first(f, "description", "dc:description", "itunes:summary", "atom:summary",
                         "summary", "content:encoded", "encoded", "atom:content",
@@ -450,14 +350,29 @@ def _tidy_prolog(data: bytes) -> bytes:
     return data.translate(None, _CONTROL_BYTES)
 
 
-def _strict_parse(data: bytes) -> tuple[etree._Element | None, str | None]:
-    """(root, None) for a well-formed document, else (None, the parser's complaint)."""
-    try:
-        return etree.fromstring(data, _strict_parser()), None
-    except etree.XMLSyntaxError as exc:
-        return None, str(exc) or type(exc).__name__
-    except (ValueError, MemoryError) as exc:  # lxml refuses some inputs outright
-        return None, f"{type(exc).__name__}: {exc}"
+_Read = tuple[str, list[FeedItem], int | None]  # kind, items, ttl
+
+
+def _read(root: etree._Element | None, *, salvaged: bool, feed: str, url: str) -> _Read | None:
+    """(kind, items, ttl) from a tree; None when it holds no feed."""
+    found = _find_feed_root(root, salvaged=salvaged) if root is not None else None
+    if found is None:
+        return None
+    feed_root, kind = found
+    items, ttl = _extract(feed_root, kind, feed=feed, url=url)
+    return kind, items, ttl
+
+
+def _recover(data: bytes, *, feed: str, url: str) -> tuple[tree.Reader, _Read | None]:
+    """The better of libxml2's two recover modes: XML, unless the HTML parser finds more of
+    the document's entries (it survives unquoted attributes and undeclared prefixes)."""
+    read = _read(tree.recover_xml(data), salvaged=True, feed=feed, url=url)
+    if read is not None and len(read[1]) >= len(_ENTRY_TAG.findall(data)):
+        return "xml-recover", read
+    html_read = _read(tree.recover_html(data), salvaged=True, feed=feed, url=url)
+    if html_read is not None and (read is None or len(html_read[1]) > len(read[1])):
+        return "html-recover", html_read
+    return "xml-recover", read
 
 
 def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "") -> ParsedFeed:
@@ -471,25 +386,23 @@ def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "")
     notes = list(decoded.notes)
     data = _tidy_prolog(decoded.data)
 
-    root, strict_error = _strict_parse(data)
-    if strict_error is not None:
+    root, strict_error = tree.strict_parse(data)
+    if strict_error is None:
+        read = _read(root, salvaged=False, feed=feed, url=url)
+        if read is None:
+            raise ParseError("not a feed: no RSS/Atom/RDF root element "
+                             f"(root: <{_local_name(root)}>)")
+    else:
         if any(word in strict_error.lower() for word in _ENTITY_REFUSALS):
             raise ParseError(f"refused: XML entity expansion ({strict_error})")
         if not _FEED_HINT.search(data):
             raise ParseError(f"not a feed: no RSS/Atom/RDF element ({strict_error})")
-        root, complete = salvage_tree(data.decode("utf-8", "replace"))
-        if not complete:
-            notes.append("salvage stopped at its time budget; the rest of the document was skipped")
-
-    found = _find_feed_root(root, salvaged=strict_error is not None)
-    if found is None:
-        what = f"<{_local_name(root)}>" if strict_error is None else "none"
-        raise ParseError(f"not a feed: no RSS/Atom/RDF root element (root: {what})")
-    feed_root, kind = found
-    items, ttl = _extract(feed_root, kind, feed=feed, url=url)
-
-    if strict_error is not None:
-        notes.insert(0, f"not well-formed XML, salvaged {len(items)} item(s): {strict_error}")
+        reader, read = _recover(data, feed=feed, url=url)
+        if read is None:
+            raise ParseError("not a feed: no RSS/Atom/RDF root element (root: none)")
+        notes.insert(0, f"not well-formed XML, salvaged {len(read[1])} item(s) by libxml2's "
+                        f"{reader.replace('-', ' ')}: {strict_error}")
+    kind, items, ttl = read
     warning = "; ".join(notes) or None
     return ParsedFeed(items=tuple(items), warning=warning, ttl_minutes=ttl, format=kind,
                       salvaged=strict_error is not None)

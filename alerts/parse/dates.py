@@ -1,24 +1,22 @@
 """Feed dates → aware UTC datetimes.
 
-RFC 822 (RSS) and ISO 8601 / W3C-DTF (Atom, dc:date) are parsed here directly, leniently: any
-case for month names, a wrong weekday ignored, two-digit years, US zone names, a missing zone read
-as UTC. Anything else goes to feedparser's collection of date parsers (asctime, Korean, Greek,
-Hungarian, Perforce, ...). A date that cannot be read is None, never an exception.
+RFC 822 (RSS) and ISO 8601 / W3C-DTF (Atom, dc:date, down to a bare year) are parsed leniently:
+any case for month names, localised month names, a wrong weekday ignored, two-digit years, common
+zone names, a missing zone read as UTC. ``email.utils`` reads the rest of RFC 822's forms and
+asctime; ``2020/1/10 14:16:00`` (year/month/day, seen in a Chinese feed) is read too. A date
+that cannot be read is None, never an exception.
 """
 
 from __future__ import annotations
 
-import calendar
 import re
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_tz
 
-try:  # feedparser stays installed for its date zoo; without it only RFC 822 and ISO 8601 work
-    from feedparser.datetimes import _parse_date as _feedparser_date
-except ImportError:  # pragma: no cover
-    _feedparser_date = None
-
-_ISO_START = re.compile(r"\d{4}-?\d\d")
+_ISO_START = re.compile(r"\d{4}(?:-?\d\d|\Z)")
+_W3C_REDUCED = re.compile(r"(\d{4})(?:-(\d\d))?\Z")  # W3C-DTF's "2026" and "2026-01"
+_SLASHED = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[\sT]+(\d{1,2}):(\d\d)(?::(\d\d))?)?"
+                      r"\s*(Z|[+-]\d\d:?\d\d)?\Z")
 # The usual RSS form, "Wed, 17 Jan 2018 15:50:00 +0100" (weekday optional and unchecked, month
 # in any case, seconds optional, zone numeric or named); anything else goes to email.utils.
 _RFC822 = re.compile(
@@ -42,6 +40,8 @@ _MONTHS.update({
 def _month(name: str) -> int | None:
     name = name.lower()
     return _MONTHS.get(name[:4]) or _MONTHS.get(name[:3])
+
+
 _ZONES = {"gmt": 0, "ut": 0, "utc": 0, "z": 0, "est": -5, "edt": -4, "cst": -6, "cdt": -5,
           "mst": -7, "mdt": -6, "pst": -8, "pdt": -7, "bst": 1, "cet": 1, "cest": 2, "eet": 2,
           "eest": 3, "jst": 9, "ist": 5.5, "aest": 10, "aedt": 11, "msk": 3}
@@ -63,7 +63,13 @@ def _iso(value: str) -> datetime | None:
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
-        return None
+        m = _W3C_REDUCED.match(text)
+        if m is None:
+            return None
+        try:
+            dt = datetime(int(m.group(1)), int(m.group(2) or 1), 1)
+        except ValueError:
+            return None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
@@ -85,7 +91,7 @@ def _rfc822_fast(value: str) -> datetime | None:
     elif zname:
         hours = _ZONES.get(zname.lower())
         if hours is None:
-            return None  # an unknown zone name: let email.utils / feedparser decide
+            return None  # an unknown zone name: let email.utils decide
         offset = int(hours * 60)
     else:
         offset = 0
@@ -94,6 +100,16 @@ def _rfc822_fast(value: str) -> datetime | None:
     except ValueError:
         return None
     return dt - timedelta(minutes=offset) if offset else dt
+
+
+def _slashed(value: str) -> datetime | None:
+    """``2020/1/10 14:16:00`` (zone optional): rewritten as ISO 8601 and read as such."""
+    m = _SLASHED.match(value)
+    if m is None:
+        return None
+    year, month, day, hh, mm, ss, zone = m.groups()
+    return _iso(f"{year}-{int(month):02d}-{int(day):02d}T{int(hh or 0):02d}:{mm or '00'}:"
+                f"{ss or '00'}{zone or ''}")
 
 
 def parse_date(value: str | None) -> datetime | None:
@@ -118,14 +134,6 @@ def parse_date(value: str | None) -> datetime | None:
                 dt = datetime(*parts[:6], tzinfo=timezone.utc) - timedelta(seconds=parts[9] or 0)
             except (ValueError, OverflowError):
                 dt = None
-    if dt is None and _feedparser_date is not None:
-        try:
-            parsed = _feedparser_date(text)
-        except Exception:  # noqa: BLE001 (a third-party parser must not break the feed)
-            parsed = None
-        if parsed:
-            try:
-                dt = datetime.fromtimestamp(calendar.timegm(parsed), tz=timezone.utc)
-            except (OverflowError, ValueError, OSError):
-                dt = None
+    if dt is None and text[0].isdigit():
+        dt = _slashed(text)
     return _checked(dt) if dt is not None else None

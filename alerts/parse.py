@@ -34,10 +34,10 @@ from urllib.parse import urljoin
 from lxml import etree
 
 from .errors import ParseError
-from .types import FeedItem, ParsedFeed
 from .parse_dates import parse_date
 from .parse_decode import decode_body
 from .parse_salvage import XML_NS, salvage_tree
+from .types import FeedItem, ParsedFeed
 
 SUMMARY_MAX_CHARS = 2000
 TITLE_MAX_CHARS = 1000  # a "title" longer than this is broken markup; keep its start

@@ -25,8 +25,8 @@ import httpx
 import pytest
 
 import alerts.parse as parse_mod
-from alerts.loopback import Route
 from alerts.errors import ParseError
+from alerts.loopback import Route
 from alerts.parse import (
     SUMMARY_MAX_CHARS,
     FeedItem,

@@ -1,22 +1,24 @@
 # Two commands on a fresh machine with Python 3.11:
-#   make run    set up .venv with the pinned requirements, then run the bot on ./config.yaml
-#   make test   set up .venv with the pinned dev requirements, then run the test suite
+#   make run    set up .venv from requirements.lock (hashed), then run the bot on ./config.yaml
+#   make test   set up .venv from requirements-dev.lock (hashed), run the static checks, then the tests
+# The locks are compiled from requirements.txt / requirements-dev.txt by `make lock` (uv, pinned below).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform linux --quiet
 
-.PHONY: run once demo test bench clean
+.PHONY: run once demo test check bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+$(VENV)/.runtime: requirements.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+$(VENV)/.dev: requirements.lock requirements-dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.lock
 	touch $@ $(VENV)/.runtime
 
 run: $(VENV)/.runtime
@@ -28,12 +30,27 @@ once: $(VENV)/.runtime
 demo: $(VENV)/.runtime
 	$(BIN)/python bot.py demo
 
-test: $(VENV)/.dev
+check: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_match.py
 	$(BIN)/python benchmarks/eval_match.py
 
+# Needs the package registry; uv runs from its own throw-away venv.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet uv==$(UV_VERSION)
+	.venv-lock/bin/uv pip compile requirements.txt -o requirements.lock $(LOCK_FLAGS) \
+		--custom-compile-command "make lock"
+	.venv-lock/bin/uv pip compile requirements-dev.txt -o requirements-dev.lock $(LOCK_FLAGS) \
+		--custom-compile-command "make lock"
+	rm -rf .venv-lock
+
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) .venv-lock build *.egg-info

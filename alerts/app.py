@@ -22,7 +22,7 @@ from .lock import DatabaseLock
 from .logs import event
 from .match import compile_matcher
 from .ops import start_ops
-from .pipeline import CycleReport, PollContext, run_cycle
+from .pipeline import CycleReport, FeedOutcome, PollContext, run_cycle
 from .runtime import Runtime
 from .scheduler import Scheduler
 from .store import Store, open_store
@@ -68,11 +68,16 @@ def summary_line(report: CycleReport, *, sent: int, pending: int, dry_run: bool 
     line = "summary: " + " ".join(parts)
     if failed:
         line += " | failed: " + "; ".join(
-            f"{o.feed} ({o.error}{', FAILING SINCE ' + o.failing_since.strftime('%Y-%m-%d %H:%M') if o.flagged and o.failing_since else ''})"
-            for o in failed)
+            f"{o.feed} ({o.error}{_failing_note(o)})" for o in failed)
     if report.disabled:
         line += " | disabled: " + "; ".join(f"{o.feed} ({o.error})" for o in report.disabled)
     return line
+
+
+def _failing_note(o: FeedOutcome) -> str:
+    if o.flagged and o.failing_since:
+        return ", FAILING SINCE " + o.failing_since.strftime("%Y-%m-%d %H:%M")
+    return ""
 
 
 async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,

@@ -65,7 +65,7 @@ def term_preview(config: Config, category: str, name: str, *, since: datetime,
     term = next((t for t in config.watchlists.get(category, ())
                  if t.name.casefold() == name.casefold()), None)
     if term is None:
-        raise ConfigError(f"no term {name!r} in watchlist {category!r}")
+        raise ConfigError(f"no term {name!r} in watchlist {category!r}", file=str(config.path))
     # The whole watchlist, so the term's guards ("@governments") are judged as in the bot.
     matcher = compile_matcher(config.watchlists, ())
     hits = [i for i in stored_items(config.database, since=since)

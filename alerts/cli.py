@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 from . import __version__
-from .backtest import backtest, parse_duration
 from .app import run_forever, run_once
+from .backtest import backtest, parse_duration
 from .config import Config, load_config
 from .errors import ConfigError, StoreError
 from .explain import match_json_line, place_headlines
@@ -27,7 +27,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python bot.py",
+    # The installed console script is `chipwatch`; from a checkout it is `python bot.py`.
+    prog = "chipwatch" if Path(sys.argv[0]).name == "chipwatch" else "python bot.py"
+    p = argparse.ArgumentParser(prog=prog,
                                 description="chipwatch: real-time alerts for AI-chip trade news.")
     p.add_argument("--version", action="version", version=f"chipwatch {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -156,8 +156,9 @@ _LEADERS = {**_ACTORS, "commerce": "us", "bis": "us", "commerce department": "us
             "senate": "us", "treasury": "us", "pentagon": "us", "cac": "china",
             "cyberspace": "china", "samr": "china", "mofcom": "china", "miit": "china",
             "ndrc": "china", "commerce ministry": "china"}
-_NOT_ACTING = (GENERIC - {"government", "official"}) | {"stock", "shares", "internet", "sector", "giant", "giants", "buyer",
-                        "customer", "carmaker", "startup", "startups", "market", "ambition"}
+_NOT_ACTING = (GENERIC - {"government", "official"}) | {
+    "stock", "shares", "internet", "sector", "giant", "giants", "buyer",
+    "customer", "carmaker", "startup", "startups", "market", "ambition"}
 _SKIP_LEAD = STOPWORDS | {"exclusive", "update", "breaking", "analysis", "new"}
 # Phrases whose words mislead one by one.
 _PHRASES = (
@@ -731,6 +732,7 @@ class StoryIndex:
         if best is not None and best.score >= self.threshold:
             return best
         if best is not None:
+            assert best.story is not None  # every candidate above names its story
             return Decision(None, best.score,
                             reason=f"best similarity {best.score:.2f} to story {best.story.id} "
                                    f"is below {self.threshold:.2f}")

@@ -8,6 +8,7 @@ and escaped in replies; config edits go through ``alerts.config_edit``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
 import logging
 import re
@@ -15,18 +16,17 @@ import unicodedata
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
-from telegram import LinkPreviewOptions, Update
+from telegram import LinkPreviewOptions, Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.error import RetryAfter, TelegramError
-from telegram.ext import (Application, CommandHandler, ContextTypes,
-                          MessageHandler, filters)
+from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from .backtest import term_preview
 from .config import load_config
 from .config_edit import EditRefused, add_term, remove_term
-from .errors import ConfigError, StoreError
 from .deliver.format import TELEGRAM_LIMIT, cut_text, visible_len, when_text
 from .deliver.telegram import TelegramClient, retry_seconds
+from .errors import ConfigError, StoreError
 from .logs import event, redact
 from .runtime import Runtime
 from .types import utcnow
@@ -88,6 +88,23 @@ def _fit(text: str) -> str:
     return "\n".join(lines) if len(lines) == len(text.split("\n")) else "\n".join(lines) + "\n…"
 
 
+# Handlers run only for messages (``Commands._guarded``), which have a chat; the handlers that
+# name the user are admin commands, which run only for a known user.
+def _message(update: Update) -> Message:
+    assert update.effective_message is not None
+    return update.effective_message
+
+
+def _chat_id(update: Update) -> int:
+    assert update.effective_chat is not None
+    return update.effective_chat.id
+
+
+def _user_id(update: Update) -> int:
+    assert update.effective_user is not None
+    return update.effective_user.id
+
+
 class Commands:
     """The command handlers, bound to the running bot's ``Runtime``."""
 
@@ -117,26 +134,28 @@ class Commands:
     async def start(self) -> None:
         await self.app.initialize()
         await self.app.start()
-        await self.app.updater.start_polling(timeout=10, drop_pending_updates=False,
-                                             allowed_updates=["message"])
+        updater = self.app.updater
+        assert updater is not None  # the builder makes one unless told not to
+        await updater.start_polling(timeout=10, drop_pending_updates=False,
+                                    allowed_updates=["message"])
         event(log, "commands_started", bot=self.app.bot.username)
 
     async def stop(self) -> None:
         try:
-            if self.app.updater.running:
+            if self.app.updater and self.app.updater.running:
                 await self.app.updater.stop()
             if self.app.running:
                 await self.app.stop()
             await self.app.shutdown()
-        except Exception:  # noqa: BLE001 - shutting down must not fail the bot's exit
+        except Exception:  # shutting down must not fail the bot's exit
             log.warning("commands_stop_failed", exc_info=True)
 
     async def notify_admins(self, text: str) -> None:
         telegram = self.runtime.config.destinations.telegram
         for admin in telegram.admins if telegram else ():
             try:
-                await self._paced(admin, lambda admin=admin: self.app.bot.send_message(
-                    admin, html.escape(text), parse_mode=ParseMode.HTML))
+                await self._paced(admin, functools.partial(
+                    self.app.bot.send_message, admin, html.escape(text), parse_mode=ParseMode.HTML))
             except TelegramError as exc:
                 event(log, "admin_notify_failed", logging.WARNING, admin=admin,
                       error=redact(str(exc), [self._token]))
@@ -170,7 +189,7 @@ class Commands:
         return run
 
     async def _reply(self, update: Update, text: str) -> None:
-        await self._paced(update.effective_chat.id, lambda: update.effective_message.reply_text(
+        await self._paced(_chat_id(update), lambda: _message(update).reply_text(
             _fit(text), parse_mode=ParseMode.HTML,
             link_preview_options=LinkPreviewOptions(is_disabled=True)))
 
@@ -197,7 +216,7 @@ class Commands:
 
     @staticmethod
     def _args(context: ContextTypes.DEFAULT_TYPE, update: Update) -> str:
-        text = update.effective_message.text or ""
+        text = _message(update).text or ""
         parts = text.split(maxsplit=1)
         return clean_arg(parts[1]) if len(parts) > 1 else ""
 
@@ -322,12 +341,12 @@ class Commands:
         value = self._args(context, update)
         if not value:
             raise Refused("give the term or rule to drop, see /subscriptions")
-        removed = self.runtime.store.unsubscribe(update.effective_chat.id, value)
+        removed = self.runtime.store.unsubscribe(_chat_id(update), value)
         await self._reply(update, f"Unsubscribed from {html.escape(value)}." if removed
                           else f"You were not subscribed to {html.escape(value)}.")
 
     async def subscriptions(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        subs = self.runtime.store.subscriptions(update.effective_chat.id)
+        subs = self.runtime.store.subscriptions(_chat_id(update))
         if not subs:
             await self._reply(update, "No subscriptions. Try /subscribe H200.")
             return
@@ -356,7 +375,7 @@ class Commands:
         category, term = self._category_and_term(update, context)
         changed = edit(self.runtime.config.path, category, term)
         event(log, "watchlist_edited", action=action, category=category, term=changed,
-              user=update.effective_user.id)
+              user=_user_id(update))
         reply = (f"✅ {done} <b>{html.escape(changed)}</b> {preposition} "
                  f"{html.escape(category)}. It applies within seconds.")
         if action == "watch":
@@ -384,7 +403,7 @@ class Commands:
         if term is None:
             raise Refused("that term is not on a watchlist; see /watchlist")
         until = utcnow() + parse_duration(parts[1])
-        self.runtime.store.mute(term.name, until=until, by_user=update.effective_user.id)
+        self.runtime.store.mute(term.name, until=until, by_user=_user_id(update))
         event(log, "term_muted", term=term.name, until=until.isoformat(timespec="minutes"))
         await self._reply(update, f"🔇 <b>{html.escape(term.name)}</b> muted until "
                           f"{until:%d %b %H:%M} UTC.")
@@ -399,11 +418,11 @@ class Commands:
 
     async def pause(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.runtime.set_paused("telegram", True)
-        event(log, "channel_paused", logging.WARNING, user=update.effective_user.id)
+        event(log, "channel_paused", logging.WARNING, user=_user_id(update))
         await self._reply(update, "⏸ Channel delivery paused. Alerts queue until /resume.")
 
     async def resume(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.runtime.set_paused("telegram", False)
-        event(log, "channel_resumed", user=update.effective_user.id)
+        event(log, "channel_resumed", user=_user_id(update))
         await self._reply(update, f"▶️ Channel delivery resumed; "
                           f"{self.runtime.store.count_pending('telegram')} queued alerts go out now.")

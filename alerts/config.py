@@ -15,13 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import ConfigError
 
 DEFAULT_CATEGORIES = ("chips", "companies", "export_terms")
-DEFAULT_RULE = {"name": "chip-trade", "all_of": ["export_terms"], "any_of": ["chips", "companies"]}
+DEFAULT_RULE: dict[str, Any] = {"name": "chip-trade", "all_of": ["export_terms"],
+                                "any_of": ["chips", "companies"]}
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
 
 
@@ -197,7 +197,7 @@ class _Checker:
         except (AttributeError, KeyError, TypeError, IndexError):
             return fallback
 
-    def mapping(self, node: Any, key: str, line: int | None, allowed: set[str]) -> CommentedMap:
+    def mapping(self, node: Any, key: str, line: int | None, allowed: set[str]) -> dict[Any, Any]:
         if not isinstance(node, dict):
             raise self.fail(f"must be a mapping, got {_type_name(node)}", key, line)
         for k in node:
@@ -207,7 +207,7 @@ class _Checker:
                 raise self.fail(f"unknown key{hint}", sub, self.key_line(node, k, line))
         return node
 
-    def seq(self, node: Any, key: str, line: int | None) -> CommentedSeq:
+    def seq(self, node: Any, key: str, line: int | None) -> list[Any]:
         if not isinstance(node, list):
             raise self.fail(f"must be a list, got {_type_name(node)}", key, line)
         return node
@@ -320,7 +320,7 @@ def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
     if node is None:
         return StoriesConfig()
     m = c.mapping(node, "stories", line, set(_STORY_LIMITS))
-    values = {}
+    values: dict[str, Any] = {}
     for k, v in m.items():
         lo, hi, integer = _STORY_LIMITS[k]
         values[k] = c.number(v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi,

@@ -11,8 +11,8 @@ from rapidfuzz import fuzz, process
 
 from .cluster import headline_features
 from .match import normalise
-from .types import FeedItem
 from .store import Store
+from .types import FeedItem
 
 # A title this similar to one the same feed published recently is that item, edited.
 EDIT_SIMILARITY = 92.0

@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -220,7 +220,7 @@ class Fetcher:
         started = time.monotonic()
         poll = self.poll
 
-        def result(status: Status, **kw: object) -> FetchResult:
+        def result(status: Status, **kw: Any) -> FetchResult:
             kw.setdefault("validators", validators)
             return FetchResult(feed=feed, url=url, status=status,
                                elapsed=time.monotonic() - started, **kw)

@@ -64,7 +64,7 @@ class RedactingFilter(logging.Filter):
         secrets = self.secrets()
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string must not lose the record
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the record
             message = str(record.msg)
         record.msg, record.args = redact(message, secrets), ()
         if record.exc_info and not record.exc_text:

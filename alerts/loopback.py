@@ -23,7 +23,7 @@ class Route:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address):  # noqa: ANN001
+    def handle_error(self, request, client_address) -> None:  # noqa: ANN001
         """A client that hangs up early (timeouts, size caps) is expected, not an error."""
         import sys
 
@@ -57,7 +57,7 @@ class LoopbackServer:
 
     stop = close
 
-    def __enter__(self):  # noqa: ANN204
+    def __enter__(self):
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -81,7 +81,7 @@ class FeedServer(LoopbackServer):
             def log_message(self, *args: object) -> None:  # keep test and demo output clean
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_GET(self) -> None:  # http.server's naming
                 with server._lock:
                     server.requests.append((self.path, dict(self.headers)))
                     route = server.routes.get(self.path)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import itertools
 import re
-from bisect import bisect_right
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -99,7 +99,7 @@ def _split_options(word: str) -> list[str]:
         return [word]
     options = []
     for joins in itertools.product(("", " "), repeat=len(parts) - 1):
-        options.append(parts[0] + "".join(j + p for j, p in zip(joins, parts[1:])))
+        options.append(parts[0] + "".join(j + p for j, p in zip(joins, parts[1:], strict=True)))
     return options
 
 
@@ -198,7 +198,9 @@ class Matcher:
             for term in terms:
                 index = len(self._terms)
                 self._terms.append(self._info(term))
-                for phrase, kind in ((term.name, "exact"), *((a, "alias") for a in term.aliases)):
+                phrases: list[tuple[str, Kind]] = [(term.name, "exact"),
+                                                   *((a, "alias") for a in term.aliases)]
+                for phrase, kind in phrases:
                     for key in phrase_keys(phrase):
                         entries.setdefault(key, []).append((index, kind, key.count(" ") - 1))
                         vocabulary.update(key.split())
@@ -342,24 +344,24 @@ class Matcher:
         # Settle the guards: a match its own context or exclude rules out must not vouch for
         # another term ("Blackwell" the surname is no chip context), so repeat until stable.
         guarded = self._guarded
-        while guarded and not guarded.isdisjoint([h.index for h in alive]):
-            names = {terms[h.index].folded_name for h in alive}
+        while guarded and not guarded.isdisjoint([h.term_index for h in alive]):
+            names = {terms[h.term_index].folded_name for h in alive}
             categories = {h.category for h in alive}
-            kept = [h for h in alive if self._guards_pass(terms[h.index], guards, names, categories)]
+            kept = [h for h in alive if self._guards_pass(terms[h.term_index], guards, names, categories)]
             if len(kept) == len(alive):
                 break
             alive = kept
         best: dict[int, _Hit] = {}
         for h in alive:
-            if h.index not in best or h.score > best[h.index].score:
-                best[h.index] = h
+            if h.term_index not in best or h.score > best[h.term_index].score:
+                best[h.term_index] = h
         candidates = self._by_categories(frozenset(h.category for h in best.values()))
         starts = {}
         if any(rule.relation for rule in candidates):
             # Word positions, only when a relation rule could hold.
             starts = {"title": _word_starts(title), "summary": _word_starts(summary)}
         matches = tuple(sorted(
-            (Match(h.category, terms[h.index].term.name, h.text, h.kind, h.score, h.field,
+            (Match(h.category, terms[h.term_index].term.name, h.text, h.kind, h.score, h.field,
                    bisect_right(starts[h.field], h.start) - 1 if starts else -1)
              for h in best.values()), key=lambda m: (-m.score, m.category, m.term)))
         return MatchResult(matches=matches, rules=_judge(candidates, matches))
@@ -449,7 +451,7 @@ def relation_span(rule: Rule, matches: Sequence[Match]) -> tuple[Match, ...] | N
 class _Hit(NamedTuple):
     """A match before its guards are settled (cheap to make; most become a ``Match``)."""
 
-    index: int  # term index
+    term_index: int
     start: int
     end: int
     category: str

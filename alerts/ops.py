@@ -215,7 +215,8 @@ class StateCollector:
         oldest = GaugeMetricFamily("chipwatch_outbox_oldest_pending_age_seconds",
                                    "Age of the oldest alert waiting, by destination (0: none).",
                                    labels=["destination"])
-        counts = {s.name: (0, None) for s in runtime.deliverer.sinks}
+        counts: dict[str, tuple[int, datetime | None]] = {
+            s.name: (0, None) for s in runtime.deliverer.sinks}
         for destination, n, first in runtime.store.db.execute(
                 "SELECT d.destination, COUNT(*), MIN(a.created_at) FROM deliveries d "
                 "JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' "

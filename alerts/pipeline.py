@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from .config import Config, FeedConfig, PollConfig
 from .cluster import Clusterer, outlet_of
+from .config import Config, FeedConfig, PollConfig
 from .dedupe import edited_titles, find_new, title_key
 from .errors import ParseError
-from .fetch import FetchResult, Fetcher, Validators
+from .fetch import Fetcher, FetchResult, Validators
 from .logs import event
 from .match import Matcher
 from .parse import parse_feed
@@ -284,7 +284,8 @@ def _new_items(known: Known, *, config: Config, matcher: Matcher, now: datetime,
     edits = edited_titles(keys, list(known.recent_title_keys))
     new, edited = [], []
     for i, (item, link) in enumerate(known.fresh):
-        result, extra = None, ()
+        result = None
+        extra: tuple[str, ...] = ()
         if i in edits:
             edited.append(item.title)
         elif _eligible(item, first_poll=first_poll, cutoff=cutoff):
@@ -474,7 +475,8 @@ async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleRepor
     planned = await asyncio.gather(*(_guarded(f, ctx, _planned(f, ctx)) for f in feeds))
     plans = [p for p in planned if isinstance(p, FeedPlan)]
     placed = _place_in_order(plans, ctx.clusterer, now=ctx.now)
-    outcomes, deferred = [], []
+    outcomes: list[FeedOutcome] = []
+    deferred: list[NewItem] = []
     for p in planned:
         if isinstance(p, FeedPlan):
             p = await _guarded(p.feed, ctx, _applied(replace(p, items=placed[id(p)]), ctx,

@@ -8,6 +8,7 @@ deliveries finish before it returns.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -71,7 +72,7 @@ class Scheduler:
             # Spread first polls over a few seconds so feeds do not all fire at once.
             first = now + timedelta(seconds=random.uniform(0, self._spread))
             self._scheduler.add_job(
-                self._tracked(lambda feed=feed: self._poll(feed)), "interval",
+                self._tracked(functools.partial(self._poll, feed)), "interval",
                 seconds=feed.interval_seconds, id=f"feed:{name}", name=name, max_instances=1,
                 coalesce=True, misfire_grace_time=feed.interval_seconds, next_run_time=first,
                 jitter=min(30, feed.interval_seconds // 10))

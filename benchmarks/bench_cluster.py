@@ -69,10 +69,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from alerts.cluster import IDF_ITEMS, Clusterer, Story, StoryIndex, headline_features
-from alerts.config import load_config
-from alerts.match import Match, compile_matcher
-from alerts.store import open_store
+from alerts.cluster import IDF_ITEMS, Clusterer, Story, StoryIndex, headline_features  # noqa: E402
+from alerts.config import load_config  # noqa: E402
+from alerts.match import Match, compile_matcher  # noqa: E402
+from alerts.store import open_store  # noqa: E402
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
 SPAN_HOURS = 44.0       # events start within this; follow-ups come up to FOLLOW_UP_MAX_H later
@@ -321,7 +321,7 @@ def build_stream(n: int, rng: random.Random, matcher) -> tuple[list[Item], dict]
         results = [matcher.match(title) for _, title, _, _ in batch]
         match_seconds += time.perf_counter() - t
         generated += len(batch)
-        for (h, title, outlet, eid), r in zip(batch, results):
+        for (h, title, outlet, eid), r in zip(batch, results, strict=True):
             if r.alert:
                 items.append(Item(START + timedelta(hours=h), title, outlet, r.matches, eid))
     gen_seconds = time.perf_counter() - t_gen - match_seconds
@@ -481,7 +481,7 @@ def pair_quality(truth: list[int], assigned: list[int]) -> tuple[float, float]:
     """Pairwise precision and recall of a grouping, from the contingency table (O(n))."""
     def pairs(counter):
         return sum(c * (c - 1) // 2 for c in counter.values())
-    tp = pairs(Counter(zip(truth, assigned)))
+    tp = pairs(Counter(zip(truth, assigned, strict=True)))
     pred, true = pairs(Counter(assigned)), pairs(Counter(truth))
     return (tp / pred if pred else 1.0), (tp / true if true else 1.0)
 
@@ -549,9 +549,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # 2. history. (a) the stored items clustered by the clusterer itself, in time order, through
     # the real Clusterer.place: its items/s and what the window then holds. Rarity is learnt as
-    # the items arrive (place observes each item's tokens before deciding). (b) the stories the stored items' true events
-    # make, each absorbing its members' features: the window as a correct clusterer would leave
-    # it. One of them (--history) is written to a real SQLite file.
+    # the items arrive (place observes each item's tokens before deciding). (b) the stories the
+    # stored items' true events make, each absorbing its members' features: the window as a
+    # correct clusterer would leave it. One of them (--history) is written to a real SQLite file.
     history = Clusterer(open_store(None), config.stories, now=START,
                         watchlists=config.watchlists)
     assigned: list[int] = []
@@ -596,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.history == "clustered":
         keep, event_story = hist_stories, {}
-        for it, sid in zip(stored, assigned):
+        for it, sid in zip(stored, assigned, strict=True):
             event_story.setdefault(it.event, set()).add(sid)
         item_story = assigned
     else:
@@ -606,7 +606,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(prefix="bench_cluster_")
     db_path = Path(tmp.name) / "chipwatch.db"
     t = time.perf_counter()
-    persist_stories(db_path, keep, zip(stored, item_story))
+    persist_stories(db_path, keep, zip(stored, item_story, strict=True))
     row(f"history ({'a' if args.history == 'clustered' else 'b'}) written to SQLite",
         f"{len(keep):,} stories and {len(stored):,} items, {time.perf_counter() - t:.2f} s "
         f"({db_path.stat().st_size / 2**20:.1f} MiB file)")
@@ -801,7 +801,7 @@ def main(argv: list[str] | None = None) -> int:
     blocked = sum(o is not None for o in offered)
     offered_ok = sum(o is True for o in offered)
     sample_right = Counter()  # on the baseline sample: decisions that follow the true event
-    for i, (it, (sid, is_new)) in enumerate(zip(new, decisions)):
+    for i, (it, (sid, is_new)) in enumerate(zip(new, decisions, strict=True)):
         known = event_story.setdefault(it.event, set())
         if i in sampled_want:
             want = sampled_want[i]

@@ -31,8 +31,16 @@ from rapidfuzz import fuzz, process, utils  # noqa: E402
 
 from alerts.config import Rule, Term, load_config  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
-from eval_match import (DEFAULT_CONFIG, DEFAULT_LABELLED, DEFAULT_REAL, Item,  # noqa: E402
-                        Scores, read_labelled, read_real)
+
+from eval_match import (  # noqa: E402
+    DEFAULT_CONFIG,
+    DEFAULT_LABELLED,
+    DEFAULT_REAL,
+    Item,
+    Scores,
+    read_labelled,
+    read_real,
+)
 
 BASELINE_CUTOFF = 90
 
@@ -82,7 +90,7 @@ def build_watchlist(base: Mapping[str, Sequence[Term]], size: int,
     total = sum(len(v) for v in lists.values())
     while total < size:
         r, acc = rng.random(), 0.0
-        for cat, make, share in makers:
+        for cat, make, share in makers:  # noqa: B007 (cat and make are used after the break)
             acc += share
             if r <= acc:
                 break
@@ -298,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         if not items:
             continue
         for who, s in zip(("chipwatch", "baseline"),
-                          _quality(items, default_matcher, default_baseline, cfg.rules)):
+                          _quality(items, default_matcher, default_baseline, cfg.rules),
+                          strict=True):
             print(f"{name:<26} {who:<10} {s.precision:>6.3f} {s.recall:>7.3f} {s.f1:>6.3f} "
                   f"{s.tp:>4} {s.fp:>4} {s.fn:>4} {s.tn:>4}")
     return 0

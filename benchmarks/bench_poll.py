@@ -70,7 +70,7 @@ def feed_body(n: int, items: int, now: datetime) -> bytes:
     return "".join(parts).encode()
 
 
-def serve(port_out, mode, feeds: int, items: int) -> None:  # noqa: ANN001 - multiprocessing
+def serve(port_out, mode, feeds: int, items: int) -> None:
     """The server process: bodies built once, answers until killed."""
     now = datetime.now(timezone.utc)
     bodies = [feed_body(n, items, now) for n in range(feeds)]
@@ -112,7 +112,7 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def chipwatch_cycles(urls: list[str], mode, poll: PollConfig) -> list[dict]:  # noqa: ANN001
+async def chipwatch_cycles(urls: list[str], mode, poll: PollConfig) -> list[dict]:
     config = load_config(ROOT / "config.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         feeds = tuple(FeedConfig(name=f"feed {i}", url=u, interval_seconds=300)

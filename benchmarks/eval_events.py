@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from alerts.cluster import Clusterer  # noqa: E402
 from alerts.config import Destinations, FeedConfig, Rule, load_config  # noqa: E402
-from alerts.loopback import FeedServer, Route  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
+from alerts.loopback import FeedServer, Route  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
@@ -85,10 +85,10 @@ def render(rows: list[Row], *, upto: int, aggregator: bool) -> bytes:
             f"<pubDate>{format_datetime(BASE + timedelta(minutes=r.minute))}</pubDate>"
             f"{source}</item>")
     return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-            f"<title>eval</title>{''.join(items)}</channel></rss>").encode("utf-8")
+            f"<title>eval</title>{''.join(items)}</channel></rss>").encode()
 
 
-async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> list[tuple]:  # noqa: ANN001
+async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> list[tuple]:
     clock = {"t": -1}
     with FeedServer() as server, tempfile.TemporaryDirectory(prefix="chipwatch-eval-") as tmp:
         feeds = []

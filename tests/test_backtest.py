@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime, timezone
 
 import pytest
 
-from alerts.backtest import parse_duration
+from alerts.backtest import parse_duration, term_preview
+from alerts.config import load_config
+from alerts.errors import ConfigError
 from tests.support import ago, rss, run_bot, write_config
 
 WATCH = """watchlists:
@@ -76,3 +79,10 @@ def test_backtest_without_a_database_says_so(tmp_path):
 @pytest.mark.parametrize("text,hours", [("30m", 0.5), ("48h", 48), ("7d", 168), ("2w", 336)])
 def test_durations(text, hours):
     assert parse_duration(text).total_seconds() == hours * 3600
+
+
+def test_term_preview_of_a_term_not_on_the_watchlist_is_a_config_error(tmp_path):
+    path = write_config(tmp_path, [("Wire", "http://127.0.0.1:9/feed")], watchlists=WATCH)
+    with pytest.raises(ConfigError, match="no term 'B300' in watchlist 'chips'") as err:
+        term_preview(load_config(path), "chips", "B300", since=datetime.now(timezone.utc))
+    assert err.value.file == str(path)

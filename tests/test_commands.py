@@ -12,8 +12,8 @@ import pytest
 from alerts.app import run_forever
 from alerts.config import load_config
 from alerts.loopback import Route
-from tests.support import CHANNEL, CHANNEL_ID, ago, rss
 from tests.fakes.telegram_api import FakeTelegram
+from tests.support import CHANNEL, CHANNEL_ID, ago, rss
 
 ADMIN, USER = 111, 222
 

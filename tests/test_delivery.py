@@ -16,13 +16,20 @@ import pytest
 from alerts.deliver import Deliverer
 from alerts.deliver.slack import SlackSink
 from alerts.deliver.telegram import TelegramSink
-from alerts.types import FeedItem, Match, MatchResult, NewItem
-
 from alerts.store import open_store
-from tests.support import (CHANNEL, CHANNEL_ID, HOSTILE, ROOT, ago, deliveries, rss, run_bot,
-                           write_config)
+from alerts.types import FeedItem, Match, MatchResult, NewItem
 from tests.fakes.slack_webhook import FakeSlack, unescaped_specials
-
+from tests.support import (
+    CHANNEL,
+    CHANNEL_ID,
+    HOSTILE,
+    ROOT,
+    ago,
+    deliveries,
+    rss,
+    run_bot,
+    write_config,
+)
 
 
 @pytest.fixture
@@ -95,7 +102,7 @@ async def test_a_few_alerts_go_out_one_message_each_paced_per_chat(tmp_path, tel
     await sink.aclose()
     assert [m["shown_text"].split("\n")[0] for m in telegram.sent] == [
         "Nvidia export controls A", "Nvidia export controls B", "Nvidia export controls C"]
-    gaps = [b["timestamp"] - a["timestamp"] for a, b in zip(telegram.sent, telegram.sent[1:])]
+    gaps = [b["timestamp"] - a["timestamp"] for a, b in zip(telegram.sent, telegram.sent[1:], strict=False)]
     assert all(g >= 1.0 for g in gaps)
     assert all(m["preview_disabled"] for m in telegram.sent)
     assert _429s(telegram) == []
@@ -166,7 +173,7 @@ async def test_hostile_headlines_are_accepted_by_a_strict_server(tmp_path, teleg
     await sink.aclose()
     assert report.rejected == 0 and report.sent == len(titles)
     assert len(telegram.sent) == len(titles)
-    for title, message in zip(titles, telegram.sent):
+    for title, message in zip(titles, telegram.sent, strict=True):
         assert message["shown_text"].startswith(title[:500])
     store.close()
 

@@ -18,8 +18,7 @@ import pytest
 import pytest_asyncio
 import telegram
 from telegram.constants import MessageEntityType
-from telegram.error import (BadRequest, Conflict, Forbidden, InvalidToken, NetworkError,
-                            RetryAfter)
+from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
 
 from tests.fakes import FakeSlack, FakeTelegram, unescaped_specials, utf16_len

@@ -13,8 +13,8 @@ import brotli
 import pytest
 
 from alerts.config import FeedConfig, PollConfig, load_config
-from alerts.loopback import FeedServer, Route
 from alerts.fetch import Fetcher
+from alerts.loopback import FeedServer, Route
 from alerts.match import compile_matcher
 from alerts.pipeline import PollContext, backoff_seconds, next_interval, run_cycle
 from alerts.store import open_store

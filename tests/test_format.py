@@ -8,8 +8,15 @@ from datetime import datetime, timezone
 
 import pytest
 
-from alerts.deliver.format import (TELEGRAM_LIMIT, slack_digest, slack_payload, telegram_digest,
-                                   telegram_html, utf16_len, visible_len)
+from alerts.deliver.format import (
+    TELEGRAM_LIMIT,
+    slack_digest,
+    slack_payload,
+    telegram_digest,
+    telegram_html,
+    utf16_len,
+    visible_len,
+)
 from alerts.types import Alert, Match
 from tests.support import HOSTILE
 

@@ -30,8 +30,8 @@ from alerts.scheduler import Scheduler
 from alerts.store import open_store
 from alerts.store.schema import _iso
 from alerts.types import utcnow
-from tests.support import MINIMAL_WATCHLISTS, ROOT, ago, rss, run_bot, write_config
 from tests.fakes.telegram_api import FakeTelegram
+from tests.support import MINIMAL_WATCHLISTS, ROOT, ago, rss, run_bot, write_config
 
 CHANNEL = "@chipwatch_ops"
 CHANNEL_ID = -1009876543210

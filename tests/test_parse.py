@@ -26,8 +26,8 @@ import pytest
 
 import alerts.parse.feed as parse_mod
 import alerts.parse.tree as tree_mod
-from alerts.loopback import Route
 from alerts.errors import ParseError
+from alerts.loopback import Route
 from alerts.parse import (
     SUMMARY_MAX_CHARS,
     FeedItem,

@@ -75,7 +75,7 @@ def _text(value: str) -> str:
     return " ".join(html.unescape(_TAG.sub(" ", value or "")).split())
 
 
-def _date(entry) -> datetime | None:  # noqa: ANN001
+def _date(entry) -> datetime | None:
     parsed = entry.get("published_parsed") or entry.get("updated_parsed")
     return datetime.fromtimestamp(calendar.timegm(parsed), UTC) if parsed else None
 
@@ -96,7 +96,7 @@ def _fields(name: str) -> list[tuple[dict, dict]]:
     return [({"title": item.title, "link": item.link, "guid": item.guid, "date": item.published},
              {"title": _text(e.get("title", "")), "link": e.get("link", ""),
               "guid": e.get("id") or None, "date": _date(e)})
-            for item, e in zip(ours.items, entries)]
+            for item, e in zip(ours.items, entries, strict=True)]
 
 
 def test_the_malformed_list_is_exactly_the_recovered_files():

@@ -9,7 +9,7 @@ import pytest
 from alerts.config import load_config
 from alerts.deliver import Deliverer
 from alerts.errors import Rejected, RetryLater, Unavailable
-from alerts.fetch import FetchResult, Fetcher
+from alerts.fetch import Fetcher, FetchResult
 from alerts.match import compile_matcher
 from alerts.pipeline import Fetched, Known, PollContext, decide, run_cycle
 from alerts.store import open_store

@@ -9,16 +9,23 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from alerts.cluster import CANDIDATES, Clusterer, Story, StoryIndex, cluster_offline, headline_features
+from alerts.cluster import (
+    CANDIDATES,
+    Clusterer,
+    Story,
+    StoryIndex,
+    cluster_offline,
+    headline_features,
+)
 from alerts.config import load_config
 from alerts.dedupe import edited_titles, title_key
 from alerts.deliver import Deliverer
 from alerts.deliver.telegram import TelegramSink
 from alerts.match import compile_matcher
-from alerts.types import FeedItem, NewItem
 from alerts.store import open_store
-from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, rss, run_bot, write_config
+from alerts.types import FeedItem, NewItem
 from tests.fakes.slack_webhook import FakeSlack
+from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, rss, run_bot, write_config
 
 CONFIG = load_config(ROOT / "config.yaml")
 MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
@@ -60,7 +67,7 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(tmp_path, 
     assert first.returncode == 0, first.stderr
     assert len(telegram.sent) == 1 and "alerts=1" in first.stdout
 
-    for (outlet, url), body in zip(feeds[1:], bodies[1:]):
+    for (_outlet, url), body in zip(feeds[1:], bodies[1:], strict=True):
         feed_server.routes[url.split(str(feed_server.port))[1]].body = body
     second = run_bot("once", "--config", str(config), env=env)
     assert second.returncode == 0, second.stderr

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -94,7 +94,7 @@ class Deliverer:
 
     def __init__(self, store: Store, sinks: Sequence[Sink], *,
                  now: Callable[[], datetime] = utcnow,
-                 sleep: Callable[[float], object] = asyncio.sleep):
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
         self.store = store
         self.sinks = list(sinks)
         self._now = now

@@ -6,8 +6,16 @@ import sys
 from typing import TextIO
 
 from ..types import Alert
-from .format import (SUMMARY_MAX, cut_text, major_line, matched_line, outlet_name, report_lines,
-                     story_line, when_text)
+from .format import (
+    SUMMARY_MAX,
+    cut_text,
+    major_line,
+    matched_line,
+    outlet_name,
+    report_lines,
+    story_line,
+    when_text,
+)
 
 
 def format_text(alert: Alert) -> str:

@@ -54,7 +54,7 @@ def matched_items(alert: Alert) -> list[str]:
         if m.term.casefold() in named:
             continue
         named.add(m.term.casefold())
-        extra = []
+        extra: list[str] = []
         if m.kind != "exact":
             extra.append(m.kind)
         if m.text.casefold() != m.term.casefold():
@@ -155,7 +155,8 @@ def telegram_digest(alerts: Sequence[Alert], *, limit: int = TELEGRAM_LIMIT,
                     max_alerts: int = DIGEST_MAX_ALERTS) -> tuple[str, list[Alert]]:
     """One message listing as many alerts as fit; returns it and the alerts it includes."""
     header_plain = "📰 {n} alerts (digest)"
-    lines_html, included = [], []
+    lines_html: list[str] = []
+    included: list[Alert] = []
     used = utf16_len(header_plain.format(n=99)) + 1
     for i, alert in enumerate(alerts[:max_alerts], start=1):
         title = cut_text(alert.title, 300)
@@ -215,10 +216,13 @@ def slack_payload(alert: Alert) -> dict:
 
 
 def slack_digest(alerts: Sequence[Alert], *, max_alerts: int = DIGEST_MAX_ALERTS) -> tuple[dict, list[Alert]]:
-    lines, included, used = [], [], 0
+    lines: list[str] = []
+    included: list[Alert] = []
+    used = 0
     for i, alert in enumerate(alerts[:max_alerts], start=1):
         terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-        line = f"{i}. {_slack_link(alert, cut_text(alert.title, 200))} — {slack_escape(alert.feed)} · {slack_escape(cut_text(terms, 100))}"
+        line = (f"{i}. {_slack_link(alert, cut_text(alert.title, 200))} — "
+                f"{slack_escape(alert.feed)} · {slack_escape(cut_text(terms, 100))}")
         if included and used + len(line) + 1 > SLACK_SECTION_MAX - 100:
             break
         lines.append(line)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 
 class RateLimiter:
@@ -50,7 +50,7 @@ class RateLimiter:
     def record(self) -> None:
         self._sent.append(self._clock())
 
-    async def acquire(self, sleep: Callable[[float], object] = asyncio.sleep) -> None:
+    async def acquire(self, sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         """Wait until a message is allowed, then count it."""
         while (wait := self.delay()) > 0:
             await sleep(wait)

@@ -7,8 +7,8 @@ import os
 from ..config import Config
 from ..errors import ConfigError
 from . import Sink
-from .telegram import TelegramClient
 from .console import ConsoleSink
+from .telegram import TelegramClient
 
 
 def _secret(name: str, config: Config, key: str) -> str:

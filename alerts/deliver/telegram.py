@@ -13,8 +13,16 @@ import warnings
 
 from telegram import Bot, LinkPreviewOptions
 from telegram.constants import ParseMode
-from telegram.error import (BadRequest, ChatMigrated, Forbidden, InvalidToken, NetworkError,
-                            RetryAfter, TelegramError, TimedOut)
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 from telegram.request import HTTPXRequest
 
 from ..errors import Rejected, RetryLater, Unavailable

@@ -1,13 +1,14 @@
 """``python bot.py demo``: the whole pipeline on bundled sample feeds, offline, with no tokens.
 
 The feeds in this folder are served on a loopback port; the watchlists and rules come from the
-config (``./config.yaml``, else the one shipped beside ``bot.py``); the database is a temporary
-file that is deleted afterwards.
+config (``./config.yaml``, else the shipped one: ``config.yaml`` here is a link to the repository's,
+which a wheel carries as a copy); the database is a temporary file that is deleted afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import tempfile
 from dataclasses import replace
@@ -22,7 +23,7 @@ from ..deliver.console import ConsoleSink
 from ..loopback import FeedServer, Route
 
 HERE = Path(__file__).parent
-SHIPPED_CONFIG = HERE.parent.parent / "config.yaml"
+SHIPPED_CONFIG = HERE / "config.yaml"
 SAMPLES = (
     ("Asia Tech Wire", "wire.xml", "application/rss+xml"),
     ("Trade Policy Watch", "policy.atom", "application/atom+xml"),
@@ -48,7 +49,7 @@ def run_demo(config_path: Path, *, stdout: TextIO) -> int:
     with FeedServer() as server, tempfile.TemporaryDirectory(prefix="chipwatch-demo-") as tmp:
         feeds = []
         for title, filename, ctype in SAMPLES:
-            url = server.route(f"/{filename}", Route(body=lambda f=filename: render_sample(f),
+            url = server.route(f"/{filename}", Route(body=functools.partial(render_sample, filename),
                                                      headers={"Content-Type": ctype}))
             feeds.append(FeedConfig(name=title, url=url, interval_seconds=60))
         demo = replace(config, feeds=tuple(feeds), database=Path(tmp) / "demo.db",

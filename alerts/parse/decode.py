@@ -119,10 +119,10 @@ def guess_legacy(body: bytes) -> str:
 
 def decode_body(body: bytes, content_type: str = "") -> Decoded:
     """Find the body's encoding and return it re-encoded as UTF-8 (unchanged when it was UTF-8)."""
-    for bom, enc in _BOMS:
+    for bom, bom_enc in _BOMS:
         if body.startswith(bom):
             rest = body[len(bom):]
-            return _convert(rest, enc, [], what=f"byte-order mark ({enc})")
+            return _convert(rest, bom_enc, [], what=f"byte-order mark ({bom_enc})")
     wide = _wide_without_bom(body)
     if wide:
         return _convert(body, wide, [f"no byte-order mark; bytes look like {wide}"], what=wide)
@@ -132,9 +132,9 @@ def decode_body(body: bytes, content_type: str = "") -> Decoded:
     m = _HTTP_CHARSET.search(content_type or "")
     if m:
         labels.append(("HTTP charset", m.group(1)))
-    m = _DECL_ENCODING.search(body, 0, 2048)
-    if m:
-        labels.append(("XML declaration", m.group(1).decode("ascii", "replace")))
+    decl = _DECL_ENCODING.search(body, 0, 2048)
+    if decl:
+        labels.append(("XML declaration", decl.group(1).decode("ascii", "replace")))
 
     utf8: bool | None = None
     for source, label in labels:

@@ -20,7 +20,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ..errors import StoreError
-from .feeds import FeedState, FeedsStore
+from .feeds import FeedsStore, FeedState
 from .items import ItemsStore, stored_items
 from .operator import OperatorStore
 from .outbox import OutboxStore

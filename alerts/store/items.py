@@ -6,17 +6,27 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from ..types import NewItem, StoredItem
-from .schema import _chunks, _dt, _iso, _marks, _match_json, read_only
+from ..types import FeedItem, NewItem, StoredItem
+from .schema import _chunks, _iso, _marks, _match_json, _when, read_only
 
 
 class ItemsStore:
     """Seen items and the one transaction that records a poll."""
 
     db: sqlite_utils.Database
+
+    if TYPE_CHECKING:  # the other parts of Store (FeedsStore, StoriesStore) provide these
+        def _upsert_feed(self, name: str, url: str) -> None: ...
+        def _mark_ok(self, name: str, status: str, now: datetime,
+                     fields: dict[str, object]) -> None: ...
+        def _new_story(self, story_id: int, alert_id: int, item: FeedItem, new: NewItem, *,
+                       now: datetime) -> None: ...
+        def _join_story(self, story_id: int, item: FeedItem, new: NewItem, *, now: datetime,
+                        edit_delay: timedelta) -> bool: ...
 
     def known_items(self, feed: str, items: Sequence[tuple[str, str]]) -> set[int]:
         """Indexes of (guid, canonical_link) pairs already seen: same guid in this feed, or the
@@ -41,8 +51,9 @@ class ItemsStore:
                     deferred: list[NewItem] | None = None, **fields: object) -> list[int]:
         """In one transaction: mark the poll successful (with ``fields`` such as validators and
         the next poll time), record new items as seen, and queue each new alert for the
-        destinations the pipeline chose (``NewItem.destinations``). Returns the new alert ids. An item joining a story that another
-        feed of the same cycle has not recorded yet goes to ``deferred`` (see ``apply_joins``)."""
+        destinations the pipeline chose (``NewItem.destinations``). Returns the new alert ids. An
+        item joining a story that another feed of the same cycle has not recorded yet goes to
+        ``deferred`` (see ``apply_joins``)."""
         alert_ids = []
         with self.db.atomic():
             self._upsert_feed(name, url)
@@ -63,6 +74,7 @@ class ItemsStore:
                          _iso(now), json.dumps([_match_json(m) for m in new.result.matches]),
                          json.dumps(list(new.result.rules))])
                     alert_id = cur.lastrowid
+                    assert alert_id is not None  # set by the INSERT just made
                     alert_ids.append(alert_id)
                     for dest in new.destinations:
                         self.db.execute("INSERT OR IGNORE INTO deliveries (alert_id, destination) "
@@ -102,5 +114,5 @@ def stored_items(path: Path | str, *, since: datetime) -> list[StoredItem]:
             "(i.story_id IS NOT NULL OR (a.id IS NOT NULL AND a.rules != '[]')) "
             "FROM items i LEFT JOIN alerts a ON a.id = i.alert_id "
             "WHERE i.seen_at >= ? ORDER BY i.seen_at, i.id", [_iso(since)]).fetchall()
-    return [StoredItem(feed=f, title=t, summary=s or "", link=link or "", seen_at=_dt(at),
+    return [StoredItem(feed=f, title=t, summary=s or "", link=link or "", seen_at=_when(at),
                        alerted=bool(alerted)) for f, t, s, link, at, alerted in rows]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import sqlite_utils
 
-from .schema import _dt, _iso
+from .schema import _iso, _when
 
 
 class OperatorStore:
@@ -23,7 +23,7 @@ class OperatorStore:
         return self.db.execute("DELETE FROM mutes WHERE term = ?", [term.casefold()]).rowcount > 0
 
     def active_mutes(self, *, now: datetime) -> dict[str, datetime]:
-        return {r[0]: _dt(r[1]) for r in self.db.execute(
+        return {r[0]: _when(r[1]) for r in self.db.execute(
             "SELECT term, until FROM mutes WHERE until > ?", [_iso(now)])}
 
     def get_setting(self, key: str) -> str | None:

@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlite_utils
 
 from ..types import Alert
-from .schema import _dt, _iso, _match_from_json
+from .schema import _dt, _iso, _match_from_json, _when
 
 
 class OutboxStore:
@@ -30,7 +30,7 @@ class OutboxStore:
         sources = tuple(json.loads(r["story_sources"])) if r.get("story_sources") else ()
         return Alert(id=r["id"], feed=r["feed"], title=r["title"], link=r["link"],
                      summary=r["summary"], published=_dt(r["published"]),
-                     created_at=_dt(r["created_at"]),
+                     created_at=_when(r["created_at"]),
                      matches=tuple(_match_from_json(m) for m in json.loads(r["matches"])),
                      rules=tuple(json.loads(r["rules"])), story_id=r.get("story_id"),
                      sources=sources, major=bool(r.get("story_major")),

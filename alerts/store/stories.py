@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import sqlite_utils
 
 from ..types import FeedItem, NewItem, StoryRecord
-from .schema import _dt, _iso
+from .schema import _iso, _when
 
 
 class StoriesStore:
@@ -101,9 +101,10 @@ class StoriesStore:
         rows = self.db.query("SELECT * FROM stories WHERE last_seen >= ? ORDER BY id",
                              [_iso(since)])
         return [StoryRecord(id=r["id"], alert_id=r["alert_id"], title=r["title"],
-                            first_seen=_dt(r["first_seen"]), last_seen=_dt(r["last_seen"]),
+                            first_seen=_when(r["first_seen"]), last_seen=_when(r["last_seen"]),
                             members=tuple(zip(map(tuple, json.loads(r["words"])),
-                                              map(tuple, json.loads(r["entities"])))),
+                                              map(tuple, json.loads(r["entities"])),
+                                              strict=False)),
                             actions=tuple(json.loads(r["actions"])),
                             sources=tuple(json.loads(r["sources"])), major=bool(r["major"]),
                             outlets=tuple(json.loads(r.get("outlets") or "[]")))

@@ -21,10 +21,10 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-
-from alerts.loopback import LoopbackServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from alerts.loopback import LoopbackServer
 
 DEFAULT_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
 
@@ -116,13 +116,13 @@ class FakeSlack(LoopbackServer):
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 fake._handle(self)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 fake._handle(self)
 
-            do_PUT = do_POST
+            do_PUT = do_POST  # noqa: N815 (http.server's naming)
 
         self._serve(Handler, "FakeSlack")
 

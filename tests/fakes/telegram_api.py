@@ -40,10 +40,10 @@ from collections.abc import Callable, Iterable, Mapping
 from email import policy as email_policy
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler
-
-from alerts.loopback import LoopbackServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from alerts.loopback import LoopbackServer
 
 DEFAULT_TOKEN = "1234567890:AAFakeTokenForChipwatchTests_0123456"
 
@@ -475,10 +475,10 @@ class FakeTelegram(LoopbackServer):
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 fake._handle(self)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 fake._handle(self)
 
         self._serve(Handler, "FakeTelegram", port)

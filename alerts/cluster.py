@@ -53,7 +53,7 @@ could may might must should has have had do does did says said say report report
 reportedly sources source new news how why what who when where which while just also more most
 up down out off via per vs under between against again still yet all any some other such
 i we you he she they them his her their our your my me if week today year years first
-order orders ordered
+order orders ordered fresh further latest another additional
 face faces facing hit hits take takes taking took make makes making made get gets getting got
 see sees seen show shows showing showed find finds found tell tells told give gives giving gave
 go goes going went come comes coming came put puts keep keeps seek seeks seeking use uses using
@@ -63,7 +63,8 @@ used open opens opened set sets look looks looking want wants need needs needed 
 GENERIC = frozenset("""
 chip semiconductor ai export import nvidia sale sell trade rule government official company
 firm market stock share tech gpu processor technology industry maker product deal business
-""".split())
+advanc high end top cutting edge flagship
+""".split())  # the last line: how outlets rank the chips ("advanced", "high-end", "top" AI chips)
 # Direction and kind of action. A headline's verbs are folded into these classes, so "bans",
 # "blocks" and "curbs" agree, and "bans" and "allows" are opposite directions.
 ACTIONS = {
@@ -163,6 +164,7 @@ _SKIP_LEAD = STOPWORDS | {"exclusive", "update", "breaking", "analysis", "new"}
 _PHRASES = (
     (re.compile(r"\bdeep[- ]ultraviolet\b", re.I), " DUV "),
     (re.compile(r"\bextreme[- ]ultraviolet\b", re.I), " EUV "),
+    (re.compile(r"\bgraphics[- ]processing(?:\s+units?)?\b", re.I), " GPU "),
     # "to take a $5.5 billion charge" is an accounting loss, not a criminal charge.
     (re.compile(r"\b(?:take|takes|taking|took|book|books|booked|record|records|recorded)\s+"
                 r"(?:an?\s+)?(?:\$?[\d.,]+\s*(?:bn|billion|million|mn|m)?\s+)?"
@@ -173,6 +175,18 @@ _PHRASES = (
                 r"(?:\w+\s+){0,3}?(?:licen[cs]es?|approvals?|permits?|waivers?)\b", re.I),
      " granted licence "),
 )
+# A section label before a colon ("Tech war: …", "Report: …") says nothing about the event.
+_KICKER_RE = re.compile(r"^\s*(?:[^\s:]+\s+){0,2}[^\s:]+\s*:\s+(?=\S)")
+# A market reaction wrapped around the event ("Nvidia stock tumbles as US bans…", "Chinese
+# stocks fall on report…"): the event is the clause after the connective, and the reaction's
+# own words differ from outlet to outlet.
+_MARKET = frozenset("stock stocks share shares premarket investor investors market markets "
+                    "index indexes indices".split())
+_MOVES = frozenset("""fall falls fell tumble tumbles tumbled slip slips slipped slump slumps
+    slumped drop drops dropped sink sinks sank slide slides slid plunge plunges plunged lower
+    rise rises rose jump jumps jumped surge surges surged rally rallies rallied gain gains
+    gained climb climbs climbed dip dips dipped soar soars soared selloff""".split())
+_CONNECTIVES = frozenset("as on after amid following over".split())
 _US_RE = re.compile(r"\bU\.\s?S\.(?:\s?A\.)?|\bUnited States\b", re.IGNORECASE)
 # Amounts and counts; not model numbers (H20, 910C, 7nm) and not years.
 _NUMBER_RE = re.compile(
@@ -354,12 +368,24 @@ def _numbers(title: str) -> set[str]:
     return out
 
 
+def _event_start(words: Sequence[str]) -> int:
+    """Where the event's clause starts: after a market-reaction wrapper, if there is one."""
+    market = move = False
+    for i, w in enumerate(words[:12]):
+        if w in _CONNECTIVES and market and move and i + 1 < len(words):
+            return i + 1
+        market = market or w in _MARKET
+        move = move or w in _MOVES
+    return 0
+
+
 def headline_features(title: str, matches: Iterable[Match] = (),
                       subjects: frozenset[str] = SUBJECT_CATEGORIES) -> Headline:
     text = _US_RE.sub(" us ", title)
     for pattern, replacement in _PHRASES:
         text = pattern.sub(replacement, text)
-    tokens_list = normalise(text).split()
+    tokens_list = normalise(_KICKER_RE.sub(" ", text, count=1)).split()
+    tokens_list = tokens_list[_event_start(tokens_list):]
     matches = list(matches)
     covered: set[str] = set()
     entities, specific, tokens = set(), set(), set()
@@ -427,7 +453,7 @@ def headline_features(title: str, matches: Iterable[Match] = (),
     tokens |= words
     if primary:
         tokens.add("!" + primary)
-    if "plan" in actions:
+    if "plan" in actions and primary != "product":  # a product planned is the product
         tokens.add("!plan")
     tokens |= {"@" + a for a in actors}
     tokens |= {"#" + x for x in numbers}
@@ -535,7 +561,10 @@ def _veto(item: Headline, member: Headline) -> str:
         if OPPOSITE.get(item.primary) == member.primary:
             return "the opposite action"
         return "another kind of action"
-    if (item.primary == member.primary and ("plan" in item.actions) != ("plan" in member.actions)
+    # A rule weighed is not the rule imposed; a product planned is the product offered (an
+    # outlet's "plans a chip for China" is another's "offers a chip for China").
+    if (item.primary == member.primary and item.primary != "product"
+            and ("plan" in item.actions) != ("plan" in member.actions)
             and not item.numbers & member.numbers):
         return "a plan, not the action"
     for a, b in ((item, member), (member, item)):

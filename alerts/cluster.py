@@ -78,7 +78,7 @@ ACTIONS = {
     "plan": """weigh weighs weighing mull mulls mulling consider considers considering
         considered plan plans planning mulled eye eyes eyeing mulls propose proposes proposed
         draft drafts drafting threaten threatens threatened prepare prepares preparing
-        could may might""",
+        could may might possible possibly potential potentially likely""",
     "writedown": "writedown writedowns loss losses",
     "legal": """charge charges charged indict indicts indicted indictment plead pleads pleaded
         guilty smuggle smuggles smuggled smuggling smuggler smugglers arrest arrests arrested
@@ -101,7 +101,7 @@ ACTIONS = {
         restrictions halt halts halted halting stop stops stopped tighten tightens tightened
         tightening limit limits limited prohibit prohibits prohibited blacklist blacklists
         blacklisted sanction sanctions sanctioned crackdown revoke revokes revoked suspend
-        suspends suspended deny denies denied reject rejects rejected""",
+        suspends suspended deny denies denied reject rejects rejected controls""",
     "control": "takeover seize seizes seized control nationalise nationalize",
     "trade": """buy buys bought buying purchase purchases purchased ship ships shipped
         shipping shipment shipments supply supplies supplied""",
@@ -698,6 +698,17 @@ class StoryIndex:
                         if not posting:
                             del index[key]
 
+    def _nested_by_kind(self, mine: frozenset[str], theirs: frozenset[str]) -> bool:
+        """They name a specific subject in common, and for each kind (companies, chips) one
+        side names nothing the other does not, or nothing of that kind: "Applied Materials
+        faces probe over shipments to SMIC" / "Applied Materials subpoenaed over chip
+        equipment"."""
+        if not any(_same_subject(x, y) for x in mine for y in theirs):
+            return False
+        a = _by_kind((self._category.get(e, ""), e) for e in mine)
+        b = _by_kind((self._category.get(e, ""), e) for e in theirs)
+        return all(kind not in b or _nested(terms, b[kind]) for kind, terms in a.items())
+
     def similarity(self, item: Headline, member: Headline) -> float:
         """Weighted Dice of the two headlines' event tokens (each weighted by its rarity)."""
         shared = item.tokens & member.tokens
@@ -743,7 +754,7 @@ class StoryIndex:
                 # actor.
                 if all(t[0] == "!" for t in item.tokens & member.tokens):
                     theirs = _specific_of(member.entities)
-                    if not _nested(mine_specific, theirs) and not (
+                    if not self._nested_by_kind(mine_specific, theirs) and not (
                             not mine_specific and not theirs and item.lead
                             and item.lead == member.lead):
                         continue

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from alerts.cluster import cluster_offline  # noqa: E402
 from alerts.config import load_config  # noqa: E402
 from alerts.dedupe import edited_titles, title_key  # noqa: E402
+from rapidfuzz import fuzz  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
@@ -57,23 +58,18 @@ EDIT_LOOKBACK = timedelta(days=7)
 
 
 def edits_of(rows: list[dict]) -> dict[int, int]:
-    """Row -> the earlier row of the same outlet it is a light edit of (as the pipeline's edit
-    rule decides), for the rows that are edits."""
+    """Row -> the earlier row of the same outlet it is a light edit of (the pipeline's edit
+    rule), for the rows that are edits."""
     order = sorted(range(len(rows)), key=lambda i: rows[i]["when"])
     original: dict[int, int] = {}
     for n, i in enumerate(order):
         earlier = [j for j in order[:n] if rows[j]["outlet"] == rows[i]["outlet"]
                    and rows[i]["when"] - rows[j]["when"] <= EDIT_LOOKBACK and j not in original]
+        key = title_key(rows[i]["headline"])
         keys = [title_key(rows[j]["headline"]) for j in earlier]
-        if earlier and edited_titles([title_key(rows[i]["headline"])], keys):
-            hit = max(earlier, key=lambda j: fuzz_ratio(title_key(rows[i]["headline"]), keys[earlier.index(j)]))
-            original[i] = hit
+        if earlier and edited_titles([key], keys):
+            original[i] = max(zip(earlier, keys), key=lambda jk: fuzz.ratio(key, jk[1]))[0]
     return original
-
-
-def fuzz_ratio(a: str, b: str) -> float:
-    from rapidfuzz import fuzz
-    return fuzz.ratio(a, b)
 
 
 def evaluate(threshold: float, window_hours: float, show: bool = False,

@@ -205,6 +205,15 @@ SAME = [
     ("outlets_rephrase", [OUTLETS[0][1], OUTLETS[1][1], OUTLETS[2][1]]),
     ("ban_reworded", ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"]),
     ("family_and_model", ["US curbs Huawei Ascend 910C chip exports", "Huawei Ascend chip exports curbed by US"]),
+    # A market reaction wrapped around the event: the event is what follows "as" / "on".
+    ("market_reaction_wrapper", ["US considering new restrictions on AI chip exports to China",
+                                 "Chinese stocks fall as US reportedly weighs curbs on AI chip exports"]),
+    # A product planned is the product offered.
+    ("product_planned_and_offered", ["Nvidia offers new chip for China to meet US export rules",
+                                     "Nvidia Plans New Graphics-Processing Chip for China to Meet U.S. Export Rules"]),
+    # A company in common; one side also names a chip, the other a customer.
+    ("company_in_common_other_kinds", ["Applied Materials faces US criminal probe over shipments to SMIC",
+                                       "Applied Materials Subpoenaed Over Chip Equipment Shipments to China"]),
 ]
 APART = [
     ("ban_vs_allow", ["US bans H20 exports to China", "US allows H20 exports to China"]),
@@ -231,6 +240,13 @@ APART = [
                               "Nvidia's China-specific B30A chip awaits Washington's export approval"]),
     ("weighs_vs_imposes", ["US weighs new curbs on Nvidia AI chip sales to China",
                            "US imposes new curbs on Nvidia AI chip sales to China"]),
+    ("other_company_same_customer", ["Applied Materials faces US probe over shipments to SMIC",
+                                     "Lam Research faces US probe over shipments to SMIC"]),
+    # The reaction is left out, not the event in it.
+    ("opposite_actions_in_market_wrappers", ["Nvidia shares fall as US bans H20 sales to China",
+                                             "Nvidia shares jump as US allows H20 sales to China"]),
+    ("possible_curbs_vs_curbs", ["Nvidia falls on possible US curbs on H20 sales to China",
+                                 "US curbs Nvidia H20 sales to China"]),
 ]
 
 

@@ -217,6 +217,9 @@ POLICY_TOKENS = {"entity list": "entity list", "export licence": "licence", "lic
 ACTION_WEIGHT = 2.5  # a kind of action agreeing counts like a fairly rare word (it is a class)
 IDF_FLOOR = 1.0  # the weight of a token every stored item has
 EXPIRE_EVERY = timedelta(minutes=10)
+# An outlet's second headline on a story it just reported, saying exactly what one of the
+# story's headlines says, is the same article re-titled (a new guid and URL), not a new event.
+RETITLE_WITHIN = timedelta(hours=1)
 POSTING_READ = 256  # most recently active stories read from each posting for one item
 CANDIDATES = 32     # stories compared in full with one item, the best ranked by blocking
 IDF_ITEMS = 20000   # stored titles read at startup to learn token rarity
@@ -732,7 +735,7 @@ class StoryIndex:
             story = self.stories[sid]
             if story.last_seen < earliest or not born <= story.first_seen <= latest:
                 continue
-            if source and source in story.sources:
+            if source and source in story.sources and not _retitled(item, story, at):
                 vetoes["the same outlet"] += 1
                 continue
             if _conflict(mine, story.specific):
@@ -779,6 +782,15 @@ class StoryIndex:
             return Decision(None, 0.0, reason=_REASONS.get(reason, f"related stories report "
                                                                    f"{reason}"))
         return Decision(None, 0.0, reason="no recent story names the same chip or company")
+
+
+def _retitled(item: Headline, story: Story, at: datetime) -> bool:
+    """Whether an item of an outlet already in the story is that outlet's article re-titled:
+    within ``RETITLE_WITHIN`` of the story's last report, with the very event tokens and
+    subjects of one of its headlines ("Nvidia says US order restricts sales of AI chips to
+    China" / "Nvidia says US ordered it to stop sales of AI chips to China")."""
+    return at - story.last_seen <= RETITLE_WITHIN and any(
+        m.tokens == item.tokens and m.entities == item.entities for m in story.members)
 
 
 _REASONS = {

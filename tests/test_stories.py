@@ -270,6 +270,21 @@ def test_one_outlet_never_makes_one_story_twice():
     assert ids[2] == ids[0], "another outlet's same headline joins"
 
 
+def test_an_outlets_retitled_copy_joins_only_when_it_says_exactly_the_same_soon_after():
+    first = "Nvidia Says US Order Restricts Sales of AI Chips to China"
+    copy = "Nvidia Says US Ordered It to Stop Sales of AI Chips to China"
+    other = "Nvidia Says US Order Restricts Sales of AI Chips to China and Russia"
+
+    def ids(second: str, later: timedelta) -> list[int]:
+        items = [(first, NOW, "CNET", MATCHER.match(first).matches),
+                 (second, NOW + later, "CNET", MATCHER.match(second).matches)]
+        return cluster_offline(items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+
+    assert len(set(ids(copy, timedelta(0)))) == 1, "the same article re-titled at once"
+    assert len(set(ids(copy, timedelta(hours=3)))) == 2, "hours later, the outlet reports an event again"
+    assert len(set(ids(other, timedelta(0)))) == 2, "the second headline says more: another event"
+
+
 def test_same_headline_months_apart_is_two_stories():
     title = "Nvidia to sell H200 in China after export licence"
     assert len(set(_cluster([(title, NOW), (title, NOW + timedelta(days=90))]))) == 2

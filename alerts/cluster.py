@@ -753,12 +753,13 @@ class StoryIndex:
                     continue
                 # Sharing only the kind of action is an event only about the same subjects,
                 # one side naming no other ("US bans Nvidia H20 sales" / "Washington blocks
-                # Nvidia H20 sales"), or, for everyday subjects ("AI chips"), led by the same
-                # actor.
+                # Nvidia H20 sales"), or when the item names only everyday subjects ("US
+                # blocks sales of some AI chips") and is led by the same actor. Never the
+                # other way round: a specific headline is not hidden in a vaguer story.
                 if all(t[0] == "!" for t in item.tokens & member.tokens):
                     theirs = _specific_of(member.entities)
                     if not self._nested_by_kind(mine_specific, theirs) and not (
-                            not mine_specific and not theirs and item.lead
+                            not mine_specific and item.lead
                             and item.lead == member.lead):
                         continue
                 s = self.similarity(item, member)

@@ -211,6 +211,9 @@ SAME = [
     # A product planned is the product offered.
     ("product_planned_and_offered", ["Nvidia offers new chip for China to meet US export rules",
                                      "Nvidia Plans New Graphics-Processing Chip for China to Meet U.S. Export Rules"]),
+    # A vaguer headline (everyday subjects only), same actor and kind of action.
+    ("vaguer_headline_joins", ["US orders Nvidia and AMD to stop selling AI chips to China",
+                               "US blocks sales of some AI chips to China as tech crackdown intensifies"]),
     # A company in common; one side also names a chip, the other a customer.
     ("company_in_common_other_kinds", ["Applied Materials faces US criminal probe over shipments to SMIC",
                                        "Applied Materials Subpoenaed Over Chip Equipment Shipments to China"]),
@@ -240,6 +243,8 @@ APART = [
                               "Nvidia's China-specific B30A chip awaits Washington's export approval"]),
     ("weighs_vs_imposes", ["US weighs new curbs on Nvidia AI chip sales to China",
                            "US imposes new curbs on Nvidia AI chip sales to China"]),
+    ("specific_headline_not_hidden_in_vaguer_story", ["US blocks sales of some AI chips to China",
+                                                      "US bans sales of Nvidia H20 AI chips to China"]),
     ("other_company_same_customer", ["Applied Materials faces US probe over shipments to SMIC",
                                      "Lam Research faces US probe over shipments to SMIC"]),
     # The reaction is left out, not the event in it.

@@ -63,7 +63,7 @@ used open opens opened set sets look looks looking want wants need needs needed 
 GENERIC = frozenset("""
 chip semiconductor ai export import nvidia sale sell trade rule government official company
 firm market stock share tech gpu processor technology industry maker product deal business
-advanc high end top cutting edge flagship
+advanc high end top cutting edge flagship data center centr datacentr
 """.split())  # the last line: how outlets rank the chips ("advanced", "high-end", "top" AI chips)
 # Direction and kind of action. A headline's verbs are folded into these classes, so "bans",
 # "blocks" and "curbs" agree, and "bans" and "allows" are opposite directions.

@@ -8,16 +8,21 @@ costs one extra message, so joining needs agreement on the *event*, not on the s
   distinctive words, the kind of action (``!restrict``, ``!allow``, ``!legal``…, so "bans" and
   "blocks" agree), the policy terms it matched (``§entity list``), third countries and agencies
   (``@japan``, ``@justice``) and numbers (``#23``). Watchlist subjects (Nvidia, H20), the US and
-  China and everyday words are left out: they say who, not what. Tokens are weighted by how rare
-  they are among the stored items (IDF, learned as items arrive), and the measure is symmetric
-  (weighted Dice over both headlines).
+  China and everyday words are left out: they say who, not what; so are a section label
+  ("Tech war: …") and a market reaction wrapped around the event ("Nvidia stock tumbles as US
+  bans…": the event is what follows "as"). Tokens are weighted by how rare they are among the
+  stored items (IDF, learned as items arrive), and the measure is symmetric (weighted Dice over
+  both headlines).
 - **Vetoes.** No join between items of the same outlet (it does not report one event twice; its
-  updates are edits, caught earlier); between opposite directions (a ban and an approval) or
-  different kinds of action, or a plan and the action ("weighs curbs" / "imposes curbs");
-  between different third countries, agencies, leading actors ("China bans…" against "Dutch
-  government…") or numbers ("23 types" against "140 entities"); between other companies or
-  other models of the same company. Agreeing on the kind of action alone joins only headlines
-  about the same subjects (one naming no other).
+  updates are edits, caught earlier, or the same article re-titled at once: the very event
+  tokens and subjects of a story headline within an hour); between opposite directions (a ban
+  and an approval) or different kinds of action, or a plan and the action ("weighs curbs" /
+  "imposes curbs"; a product planned is the product offered); between different third
+  countries, agencies, leading actors ("China bans…" against "Dutch government…") or numbers
+  ("23 types" against "140 entities"); between other companies or other models of the same
+  company. Agreeing on the kind of action alone joins only headlines about the same subjects
+  (kind by kind, one side naming no other), or a vaguer item (everyday subjects only) led by
+  the same actor; never a specific item into a vaguer story.
 - **Subject.** Candidates share a chip or company with the item (inverted indexes over the
   stories in the window, read from their most recently active end, so a new item never scans
   all history).

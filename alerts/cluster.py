@@ -69,7 +69,7 @@ GENERIC = frozenset("""
 chip semiconductor ai export import nvidia sale sell trade rule government official company
 firm market stock share tech gpu processor technology industry maker product deal business
 advanc high end top cutting edge flagship data center centr datacentr
-""".split())  # the last line: how outlets rank the chips ("advanced", "high-end", "top" AI chips)
+""".split())  # the last line: how outlets rank chips ("advanced", "top") and their market
 # Direction and kind of action. A headline's verbs are folded into these classes, so "bans",
 # "blocks" and "curbs" agree, and "bans" and "allows" are opposite directions.
 ACTIONS = {

@@ -8,16 +8,21 @@ costs one extra message, so joining needs agreement on the *event*, not on the s
   distinctive words, the kind of action (``!restrict``, ``!allow``, ``!legal``…, so "bans" and
   "blocks" agree), the policy terms it matched (``§entity list``), third countries and agencies
   (``@japan``, ``@justice``) and numbers (``#23``). Watchlist subjects (Nvidia, H20), the US and
-  China and everyday words are left out: they say who, not what. Tokens are weighted by how rare
-  they are among the stored items (IDF, learned as items arrive), and the measure is symmetric
-  (weighted Dice over both headlines).
+  China and everyday words are left out: they say who, not what; so are a section label
+  ("Tech war: …") and a market reaction wrapped around the event ("Nvidia stock tumbles as US
+  bans…": the event is what follows "as"). Tokens are weighted by how rare they are among the
+  stored items (IDF, learned as items arrive), and the measure is symmetric (weighted Dice over
+  both headlines).
 - **Vetoes.** No join between items of the same outlet (it does not report one event twice; its
-  updates are edits, caught earlier); between opposite directions (a ban and an approval) or
-  different kinds of action, or a plan and the action ("weighs curbs" / "imposes curbs");
-  between different third countries, agencies, leading actors ("China bans…" against "Dutch
-  government…") or numbers ("23 types" against "140 entities"); between other companies or
-  other models of the same company. Agreeing on the kind of action alone joins only headlines
-  about the same subjects (one naming no other).
+  updates are edits, caught earlier, or the same article re-titled at once: the very event
+  tokens and subjects of a story headline within an hour); between opposite directions (a ban
+  and an approval) or different kinds of action, or a plan and the action ("weighs curbs" /
+  "imposes curbs"; a product planned is the product offered); between different third
+  countries, agencies, leading actors ("China bans…" against "Dutch government…") or numbers
+  ("23 types" against "140 entities"); between other companies or other models of the same
+  company. Agreeing on the kind of action alone joins only headlines about the same subjects
+  (kind by kind, one side naming no other), or a vaguer item (everyday subjects only) led by
+  the same actor; never a specific item into a vaguer story.
 - **Subject.** Candidates share a chip or company with the item (inverted indexes over the
   stories in the window, read from their most recently active end, so a new item never scans
   all history).
@@ -53,7 +58,7 @@ could may might must should has have had do does did says said say report report
 reportedly sources source new news how why what who when where which while just also more most
 up down out off via per vs under between against again still yet all any some other such
 i we you he she they them his her their our your my me if week today year years first
-order orders ordered
+order orders ordered fresh further latest another additional
 face faces facing hit hits take takes taking took make makes making made get gets getting got
 see sees seen show shows showing showed find finds found tell tells told give gives giving gave
 go goes going went come comes coming came put puts keep keeps seek seeks seeking use uses using
@@ -63,7 +68,8 @@ used open opens opened set sets look looks looking want wants need needs needed 
 GENERIC = frozenset("""
 chip semiconductor ai export import nvidia sale sell trade rule government official company
 firm market stock share tech gpu processor technology industry maker product deal business
-""".split())
+advanc high end top cutting edge flagship data center centr datacentr
+""".split())  # the last line: how outlets rank chips ("advanced", "top") and their market
 # Direction and kind of action. A headline's verbs are folded into these classes, so "bans",
 # "blocks" and "curbs" agree, and "bans" and "allows" are opposite directions.
 ACTIONS = {
@@ -77,7 +83,7 @@ ACTIONS = {
     "plan": """weigh weighs weighing mull mulls mulling consider considers considering
         considered plan plans planning mulled eye eyes eyeing mulls propose proposes proposed
         draft drafts drafting threaten threatens threatened prepare prepares preparing
-        could may might""",
+        could may might possible possibly potential potentially likely""",
     "writedown": "writedown writedowns loss losses",
     "legal": """charge charges charged indict indicts indicted indictment plead pleads pleaded
         guilty smuggle smuggles smuggled smuggling smuggler smugglers arrest arrests arrested
@@ -100,7 +106,7 @@ ACTIONS = {
         restrictions halt halts halted halting stop stops stopped tighten tightens tightened
         tightening limit limits limited prohibit prohibits prohibited blacklist blacklists
         blacklisted sanction sanctions sanctioned crackdown revoke revokes revoked suspend
-        suspends suspended deny denies denied reject rejects rejected""",
+        suspends suspended deny denies denied reject rejects rejected controls""",
     "control": "takeover seize seizes seized control nationalise nationalize",
     "trade": """buy buys bought buying purchase purchases purchased ship ships shipped
         shipping shipment shipments supply supplies supplied""",
@@ -164,6 +170,7 @@ _SKIP_LEAD = STOPWORDS | {"exclusive", "update", "breaking", "analysis", "new"}
 _PHRASES = (
     (re.compile(r"\bdeep[- ]ultraviolet\b", re.I), " DUV "),
     (re.compile(r"\bextreme[- ]ultraviolet\b", re.I), " EUV "),
+    (re.compile(r"\bgraphics[- ]processing(?:\s+units?)?\b", re.I), " GPU "),
     # "to take a $5.5 billion charge" is an accounting loss, not a criminal charge.
     (re.compile(r"\b(?:take|takes|taking|took|book|books|booked|record|records|recorded)\s+"
                 r"(?:an?\s+)?(?:\$?[\d.,]+\s*(?:bn|billion|million|mn|m)?\s+)?"
@@ -174,6 +181,18 @@ _PHRASES = (
                 r"(?:\w+\s+){0,3}?(?:licen[cs]es?|approvals?|permits?|waivers?)\b", re.I),
      " granted licence "),
 )
+# A section label before a colon ("Tech war: …", "Report: …") says nothing about the event.
+_KICKER_RE = re.compile(r"^\s*(?:[^\s:]+\s+){0,2}[^\s:]+\s*:\s+(?=\S)")
+# A market reaction wrapped around the event ("Nvidia stock tumbles as US bans…", "Chinese
+# stocks fall on report…"): the event is the clause after the connective, and the reaction's
+# own words differ from outlet to outlet.
+_MARKET = frozenset("stock stocks share shares premarket investor investors market markets "
+                    "index indexes indices".split())
+_MOVES = frozenset("""fall falls fell tumble tumbles tumbled slip slips slipped slump slumps
+    slumped drop drops dropped sink sinks sank slide slides slid plunge plunges plunged lower
+    rise rises rose jump jumps jumped surge surges surged rally rallies rallied gain gains
+    gained climb climbs climbed dip dips dipped soar soars soared selloff""".split())
+_CONNECTIVES = frozenset("as on after amid following over".split())
 _US_RE = re.compile(r"\bU\.\s?S\.(?:\s?A\.)?|\bUnited States\b", re.IGNORECASE)
 # Amounts and counts; not model numbers (H20, 910C, 7nm) and not years.
 _NUMBER_RE = re.compile(
@@ -204,6 +223,9 @@ POLICY_TOKENS = {"entity list": "entity list", "export licence": "licence", "lic
 ACTION_WEIGHT = 2.5  # a kind of action agreeing counts like a fairly rare word (it is a class)
 IDF_FLOOR = 1.0  # the weight of a token every stored item has
 EXPIRE_EVERY = timedelta(minutes=10)
+# An outlet's second headline on a story it just reported, saying exactly what one of the
+# story's headlines says, is the same article re-titled (a new guid and URL), not a new event.
+RETITLE_WITHIN = timedelta(hours=1)
 POSTING_READ = 256  # most recently active stories read from each posting for one item
 CANDIDATES = 32     # stories compared in full with one item, the best ranked by blocking
 IDF_ITEMS = 20000   # stored titles read at startup to learn token rarity
@@ -355,12 +377,24 @@ def _numbers(title: str) -> set[str]:
     return out
 
 
+def _event_start(words: Sequence[str]) -> int:
+    """Where the event's clause starts: after a market-reaction wrapper, if there is one."""
+    market = move = False
+    for i, w in enumerate(words[:12]):
+        if w in _CONNECTIVES and market and move and i + 1 < len(words):
+            return i + 1
+        market = market or w in _MARKET
+        move = move or w in _MOVES
+    return 0
+
+
 def headline_features(title: str, matches: Iterable[Match] = (),
                       subjects: frozenset[str] = SUBJECT_CATEGORIES) -> Headline:
     text = _US_RE.sub(" us ", title)
     for pattern, replacement in _PHRASES:
         text = pattern.sub(replacement, text)
-    tokens_list = normalise(text).split()
+    tokens_list = normalise(_KICKER_RE.sub(" ", text, count=1)).split()
+    tokens_list = tokens_list[_event_start(tokens_list):]
     matches = list(matches)
     covered: set[str] = set()
     entities, specific, tokens = set(), set(), set()
@@ -428,7 +462,7 @@ def headline_features(title: str, matches: Iterable[Match] = (),
     tokens |= words
     if primary:
         tokens.add("!" + primary)
-    if "plan" in actions:
+    if "plan" in actions and primary != "product":  # a product planned is the product
         tokens.add("!plan")
     tokens |= {"@" + a for a in actors}
     tokens |= {"#" + x for x in numbers}
@@ -536,7 +570,10 @@ def _veto(item: Headline, member: Headline) -> str:
         if OPPOSITE.get(item.primary) == member.primary:
             return "the opposite action"
         return "another kind of action"
-    if (item.primary == member.primary and ("plan" in item.actions) != ("plan" in member.actions)
+    # A rule weighed is not the rule imposed; a product planned is the product offered (an
+    # outlet's "plans a chip for China" is another's "offers a chip for China").
+    if (item.primary == member.primary and item.primary != "product"
+            and ("plan" in item.actions) != ("plan" in member.actions)
             and not item.numbers & member.numbers):
         return "a plan, not the action"
     for a, b in ((item, member), (member, item)):
@@ -670,6 +707,17 @@ class StoryIndex:
                         if not posting:
                             del index[key]
 
+    def _nested_by_kind(self, mine: frozenset[str], theirs: frozenset[str]) -> bool:
+        """They name a specific subject in common, and for each kind (companies, chips) one
+        side names nothing the other does not, or nothing of that kind: "Applied Materials
+        faces probe over shipments to SMIC" / "Applied Materials subpoenaed over chip
+        equipment"."""
+        if not any(_same_subject(x, y) for x in mine for y in theirs):
+            return False
+        a = _by_kind((self._category.get(e, ""), e) for e in mine)
+        b = _by_kind((self._category.get(e, ""), e) for e in theirs)
+        return all(kind not in b or _nested(terms, b[kind]) for kind, terms in a.items())
+
     def similarity(self, item: Headline, member: Headline) -> float:
         """Weighted Dice of the two headlines' event tokens (each weighted by its rarity)."""
         shared = item.tokens & member.tokens
@@ -693,7 +741,7 @@ class StoryIndex:
             story = self.stories[sid]
             if story.last_seen < earliest or not born <= story.first_seen <= latest:
                 continue
-            if source and source in story.sources:
+            if source and source in story.sources and not _retitled(item, story, at):
                 vetoes["the same outlet"] += 1
                 continue
             if _conflict(mine, story.specific):
@@ -711,12 +759,13 @@ class StoryIndex:
                     continue
                 # Sharing only the kind of action is an event only about the same subjects,
                 # one side naming no other ("US bans Nvidia H20 sales" / "Washington blocks
-                # Nvidia H20 sales"), or, for everyday subjects ("AI chips"), led by the same
-                # actor.
+                # Nvidia H20 sales"), or when the item names only everyday subjects ("US
+                # blocks sales of some AI chips") and is led by the same actor. Never the
+                # other way round: a specific headline is not hidden in a vaguer story.
                 if all(t[0] == "!" for t in item.tokens & member.tokens):
                     theirs = _specific_of(member.entities)
-                    if not _nested(mine_specific, theirs) and not (
-                            not mine_specific and not theirs and item.lead
+                    if not self._nested_by_kind(mine_specific, theirs) and not (
+                            not mine_specific and item.lead
                             and item.lead == member.lead):
                         continue
                 s = self.similarity(item, member)
@@ -741,6 +790,15 @@ class StoryIndex:
             return Decision(None, 0.0, reason=_REASONS.get(reason, f"related stories report "
                                                                    f"{reason}"))
         return Decision(None, 0.0, reason="no recent story names the same chip or company")
+
+
+def _retitled(item: Headline, story: Story, at: datetime) -> bool:
+    """Whether an item of an outlet already in the story is that outlet's article re-titled:
+    within ``RETITLE_WITHIN`` of the story's last report, with the very event tokens and
+    subjects of one of its headlines ("Nvidia says US order restricts sales of AI chips to
+    China" / "Nvidia says US ordered it to stop sales of AI chips to China")."""
+    return at - story.last_seen <= RETITLE_WITHIN and any(
+        m.tokens == item.tokens and m.entities == item.entities for m in story.members)
 
 
 _REASONS = {

@@ -440,7 +440,9 @@ def persist_stories(path: Path, stories, items) -> None:
             [(s.id, s.title, _iso(s.first_seen), _iso(s.last_seen),
               json.dumps([m.encode() for m in s.members]),
               json.dumps([sorted(m.entities) for m in s.members]),
-              json.dumps(sorted(s.actions)), json.dumps(s.sources), json.dumps(s.sources))
+              # The stories.actions column: the first headline's kinds (Story.actions is gone).
+              json.dumps(sorted(s.members[0].actions) if s.members else []),
+              json.dumps(s.sources), json.dumps(s.sources))
              for s in stories])
         conn.executemany(
             "INSERT INTO items (feed, guid, link, title, seen_at, story_id, source) "

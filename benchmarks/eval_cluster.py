@@ -11,7 +11,11 @@ carry a ``story`` id:
 Headlines without a story id take part too, as distractors: a wrong merge with one of them costs
 precision.
 
-    python benchmarks/eval_cluster.py [--threshold 0.5] [--window-hours 48] [--show]
+As in the pipeline, a light edit of a headline the same outlet ran in the last 7 days (the edit
+rule of ``alerts.dedupe``) is the same item: it makes no alert of its own and counts as being in
+its original's cluster (``--no-edits`` clusters it like any other item).
+
+    python benchmarks/eval_cluster.py [--threshold 0.5] [--window-hours 48] [--show] [--no-edits]
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from alerts.cluster import cluster_offline  # noqa: E402
 from alerts.config import load_config  # noqa: E402
+from alerts.dedupe import edited_titles, title_key  # noqa: E402
+from rapidfuzz import fuzz  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
@@ -48,8 +54,26 @@ def parse_date(value: str) -> datetime | None:
     return None
 
 
+EDIT_LOOKBACK = timedelta(days=7)
+
+
+def edits_of(rows: list[dict]) -> dict[int, int]:
+    """Row -> the earlier row of the same outlet it is a light edit of (the pipeline's edit
+    rule), for the rows that are edits."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["when"])
+    original: dict[int, int] = {}
+    for n, i in enumerate(order):
+        earlier = [j for j in order[:n] if rows[j]["outlet"] == rows[i]["outlet"]
+                   and rows[i]["when"] - rows[j]["when"] <= EDIT_LOOKBACK and j not in original]
+        key = title_key(rows[i]["headline"])
+        keys = [title_key(rows[j]["headline"]) for j in earlier]
+        if earlier and edited_titles([key], keys):
+            original[i] = max(zip(earlier, keys), key=lambda jk: fuzz.ratio(key, jk[1]))[0]
+    return original
+
+
 def evaluate(threshold: float, window_hours: float, show: bool = False,
-             everything: bool = False) -> dict:
+             everything: bool = False, edits: bool = True) -> dict:
     config = load_config(ROOT / "config.yaml")
     matcher = compile_matcher(config.watchlists, config.rules)
     rows = []
@@ -62,8 +86,16 @@ def evaluate(threshold: float, window_hours: float, show: bool = False,
             # As in the pipeline, only alerting headlines are clustered (unless --all).
             if everything or result.alert:
                 rows.append(r | {"when": when, "matches": result.matches})
-    items = [(r["headline"], r["when"], r["outlet"] or "unknown", r["matches"]) for r in rows]
-    assigned = cluster_offline(items, window=timedelta(hours=window_hours), threshold=threshold)
+    original = edits_of(rows) if edits else {}
+    kept = [i for i in range(len(rows)) if i not in original]
+    items = [(rows[i]["headline"], rows[i]["when"], rows[i]["outlet"] or "unknown",
+              rows[i]["matches"]) for i in kept]
+    assigned = [0] * len(rows)
+    for i, story in zip(kept, cluster_offline(items, window=timedelta(hours=window_hours),
+                                              threshold=threshold)):
+        assigned[i] = story
+    for i, j in original.items():
+        assigned[i] = assigned[j]
 
     labelled = [i for i, r in enumerate(rows) if r["story"]]
     tp = fp = fn = 0
@@ -81,7 +113,7 @@ def evaluate(threshold: float, window_hours: float, show: bool = False,
         "headlines": len(rows), "story_headlines": len(labelled), "true_stories": len(stories),
         "alerts": len(clusters), "alerts_per_story": len(clusters) / len(stories),
         "pair_precision": tp / (tp + fp) if tp + fp else 1.0,
-        "pair_recall": tp / (tp + fn) if tp + fn else 1.0,
+        "pair_recall": tp / (tp + fn) if tp + fn else 1.0, "edits": len(original),
     }
     if show:
         by_cluster = defaultdict(list)
@@ -92,8 +124,9 @@ def evaluate(threshold: float, window_hours: float, show: bool = False,
                 continue
             print(f"cluster {cid}:")
             for i in members:
+                edit = " (an edit)" if i in original else ""
                 print(f"  [{rows[i]['story'] or '-'}] {rows[i]['when']:%Y-%m-%d %H:%M} "
-                      f"{rows[i]['headline']}")
+                      f"{rows[i]['outlet']}: {rows[i]['headline']}{edit}")
     return result
 
 
@@ -103,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window-hours", type=float, default=None)
     ap.add_argument("--show", action="store_true", help="list each cluster's headlines")
     ap.add_argument("--sweep", action="store_true", help="try several thresholds")
+    ap.add_argument("--no-edits", action="store_true",
+                    help="cluster an outlet's light edits like any other item")
     ap.add_argument("--all", action="store_true",
                     help="cluster every dated headline, not only those the matcher alerts on")
     args = ap.parse_args(argv)
@@ -113,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'threshold':>9} {'window_h':>8} {'pair_P':>7} {'pair_R':>7} {'alerts':>6} "
           f"{'stories':>7} {'alerts/story':>12}")
     for t in thresholds:
-        r = evaluate(t, window, show=args.show and not args.sweep, everything=args.all)
+        r = evaluate(t, window, show=args.show and not args.sweep, everything=args.all,
+                     edits=not args.no_edits)
         print(f"{t:9.2f} {window:8.0f} {r['pair_precision']:7.3f} {r['pair_recall']:7.3f} "
               f"{r['alerts']:6d} {r['true_stories']:7d} {r['alerts_per_story']:12.2f}")
     scope = "every dated headline" if args.all else "the headlines the matcher alerts on"
     print(f"(clustered {scope}: {r['headlines']}, of which {r['story_headlines']} belong to "
-          f"{r['true_stories']} multi-outlet stories)")
+          f"{r['true_stories']} multi-outlet stories; {r['edits']} light edits of an outlet's "
+          f"own headline count as their original)")
     return 0
 
 

@@ -204,6 +204,18 @@ SAME = [
     ("outlets_rephrase", [OUTLETS[0][1], OUTLETS[1][1], OUTLETS[2][1]]),
     ("ban_reworded", ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"]),
     ("family_and_model", ["US curbs Huawei Ascend 910C chip exports", "Huawei Ascend chip exports curbed by US"]),
+    # A market reaction wrapped around the event: the event is what follows "as" / "on".
+    ("market_reaction_wrapper", ["US considering new restrictions on AI chip exports to China",
+                                 "Chinese stocks fall as US reportedly weighs curbs on AI chip exports"]),
+    # A product planned is the product offered.
+    ("product_planned_and_offered", ["Nvidia offers new chip for China to meet US export rules",
+                                     "Nvidia Plans New Graphics-Processing Chip for China to Meet U.S. Export Rules"]),
+    # A vaguer headline (everyday subjects only), same actor and kind of action.
+    ("vaguer_headline_joins", ["US orders Nvidia and AMD to stop selling AI chips to China",
+                               "US blocks sales of some AI chips to China as tech crackdown intensifies"]),
+    # A company in common; one side also names a chip, the other a customer.
+    ("company_in_common_other_kinds", ["Applied Materials faces US criminal probe over shipments to SMIC",
+                                       "Applied Materials Subpoenaed Over Chip Equipment Shipments to China"]),
 ]
 APART = [
     ("ban_vs_allow", ["US bans H20 exports to China", "US allows H20 exports to China"]),
@@ -230,6 +242,15 @@ APART = [
                               "Nvidia's China-specific B30A chip awaits Washington's export approval"]),
     ("weighs_vs_imposes", ["US weighs new curbs on Nvidia AI chip sales to China",
                            "US imposes new curbs on Nvidia AI chip sales to China"]),
+    ("specific_headline_not_hidden_in_vaguer_story", ["US blocks sales of some AI chips to China",
+                                                      "US bans sales of Nvidia H20 AI chips to China"]),
+    ("other_company_same_customer", ["Applied Materials faces US probe over shipments to SMIC",
+                                     "Lam Research faces US probe over shipments to SMIC"]),
+    # The reaction is left out, not the event in it.
+    ("opposite_actions_in_market_wrappers", ["Nvidia shares fall as US bans H20 sales to China",
+                                             "Nvidia shares jump as US allows H20 sales to China"]),
+    ("possible_curbs_vs_curbs", ["Nvidia falls on possible US curbs on H20 sales to China",
+                                 "US curbs Nvidia H20 sales to China"]),
 ]
 
 
@@ -251,6 +272,21 @@ def test_one_outlet_never_makes_one_story_twice():
     ids = cluster_offline(items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
     assert ids[0] != ids[1], "one outlet's second headline is another event (its edits are caught earlier)"
     assert ids[2] == ids[0], "another outlet's same headline joins"
+
+
+def test_an_outlets_retitled_copy_joins_only_when_it_says_exactly_the_same_soon_after():
+    first = "Nvidia Says US Order Restricts Sales of AI Chips to China"
+    copy = "Nvidia Says US Ordered It to Stop Sales of AI Chips to China"
+    other = "Nvidia Says US Order Restricts Sales of AI Chips to China and Russia"
+
+    def ids(second: str, later: timedelta) -> list[int]:
+        items = [(first, NOW, "CNET", MATCHER.match(first).matches),
+                 (second, NOW + later, "CNET", MATCHER.match(second).matches)]
+        return cluster_offline(items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+
+    assert len(set(ids(copy, timedelta(0)))) == 1, "the same article re-titled at once"
+    assert len(set(ids(copy, timedelta(hours=3)))) == 2, "hours later, the outlet reports an event again"
+    assert len(set(ids(other, timedelta(0)))) == 2, "the second headline says more: another event"
 
 
 def test_same_headline_months_apart_is_two_stories():

@@ -32,10 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rapidfuzz import fuzz  # noqa: E402
+
 from alerts.cluster import cluster_offline  # noqa: E402
 from alerts.config import load_config  # noqa: E402
 from alerts.dedupe import edited_titles, title_key  # noqa: E402
-from rapidfuzz import fuzz  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
@@ -68,7 +69,7 @@ def edits_of(rows: list[dict]) -> dict[int, int]:
         key = title_key(rows[i]["headline"])
         keys = [title_key(rows[j]["headline"]) for j in earlier]
         if earlier and edited_titles([key], keys):
-            original[i] = max(zip(earlier, keys), key=lambda jk: fuzz.ratio(key, jk[1]))[0]
+            original[i] = max(zip(earlier, keys, strict=True), key=lambda jk: fuzz.ratio(key, jk[1]))[0]
     return original
 
 
@@ -91,8 +92,8 @@ def evaluate(threshold: float, window_hours: float, show: bool = False,
     items = [(rows[i]["headline"], rows[i]["when"], rows[i]["outlet"] or "unknown",
               rows[i]["matches"]) for i in kept]
     assigned = [0] * len(rows)
-    for i, story in zip(kept, cluster_offline(items, window=timedelta(hours=window_hours),
-                                              threshold=threshold)):
+    stories = cluster_offline(items, window=timedelta(hours=window_hours), threshold=threshold)
+    for i, story in zip(kept, stories, strict=True):
         assigned[i] = story
     for i, j in original.items():
         assigned[i] = assigned[j]

@@ -38,8 +38,9 @@ class OperatorStore:
                             "DO UPDATE SET value = excluded.value", [key, value])
 
     def subscribe(self, chat_id: int, kind: str, value: str, *, now: datetime) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO subscriptions (chat_id, kind, value, "
-                              "created_at) VALUES (?, ?, ?, ?)", [chat_id, kind, value, _iso(now)])
+        cur = self.db.execute("INSERT INTO subscriptions (chat_id, kind, value, created_at) "
+                              "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                              [chat_id, kind, value, _iso(now)])
         return cur.rowcount > 0
 
     def unsubscribe(self, chat_id: int, value: str) -> bool:

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from ..errors import StoreError
 from ..types import Match
+from .engine import MIGRATION_LOCK, Database, PgReader, is_postgres_url, redact_url
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -193,6 +194,9 @@ def _match_json(m: Match) -> dict:
 def migrate(db: sqlite_utils.Database, path: Path | str | None) -> None:
     """Bring the schema up to date inside one exclusive transaction: two processes opening a
     new file at once cannot both migrate (the second waits, then finds nothing to do)."""
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        _migrate_postgres(db, path)
+        return
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
@@ -212,10 +216,41 @@ def migrate(db: sqlite_utils.Database, path: Path | str | None) -> None:
                          f"understands ({SCHEMA_VERSION}); upgrade chipwatch")
 
 
+def _migrate_postgres(db: Database, url: Path | str | None) -> None:
+    """The same migrations on PostgreSQL, whose DDL is transactional: one transaction under an
+    advisory lock, so concurrent openers wait and then find nothing to do. The version lives
+    in a one-row table (PostgreSQL has no ``user_version``)."""
+    with db.atomic():
+        db.execute("SELECT pg_advisory_xact_lock(?)", [MIGRATION_LOCK])
+        db.execute("CREATE TABLE IF NOT EXISTS chipwatch_schema (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM chipwatch_schema").fetchone()
+        version = row[0] if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{redact_url(str(url))}: schema version {version} is newer than "
+                             f"this chipwatch understands ({SCHEMA_VERSION}); upgrade chipwatch")
+        for target in range(version, SCHEMA_VERSION):
+            MIGRATIONS[target](db)
+        if row is None:
+            db.execute("INSERT INTO chipwatch_schema (version) VALUES (?)", [SCHEMA_VERSION])
+        elif version < SCHEMA_VERSION:
+            db.execute("UPDATE chipwatch_schema SET version = ?", [SCHEMA_VERSION])
+
+
+def table_columns(db: sqlite3.Connection | PgReader, table: str) -> set[str]:
+    """The column names of ``table``, on either engine (readers of older files ask)."""
+    if isinstance(db, PgReader):
+        return db.table_columns(table)
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
 @contextmanager
-def read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the database at ``path``, for readers beside a running bot:
-    it never writes, migrates or locks. Missing or unreadable files are ``StoreError``s."""
+def read_only(path: Path | str) -> Iterator[sqlite3.Connection | PgReader]:
+    """A read-only connection to the database at ``path`` (or PostgreSQL URL), for readers
+    beside a running bot: it never writes, migrates or locks. Missing or unreadable files are
+    ``StoreError``s."""
+    if is_postgres_url(path):
+        yield from _read_only_postgres(str(path))
+        return
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no database yet (run the bot first)")
@@ -227,3 +262,17 @@ def read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
             db.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot read database: {exc}") from exc
+
+
+def _read_only_postgres(url: str) -> Iterator[PgReader]:
+    import psycopg
+
+    db = PgReader(url)
+    try:
+        if db.execute("SELECT to_regclass('chipwatch_schema')").fetchone()[0] is None:
+            raise StoreError(f"{redact_url(url)}: no chipwatch tables yet (run the bot first)")
+        yield db
+    except psycopg.Error as exc:
+        raise StoreError(f"{redact_url(url)}: cannot read database: {exc}") from exc
+    finally:
+        db.close()

@@ -17,7 +17,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-PG_BIN = Path(os.environ.get("CHIPWATCH_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """``CHIPWATCH_PG_BIN``, else PostgreSQL 15 where Debian puts it, else the newest there."""
+    if os.environ.get("CHIPWATCH_PG_BIN"):
+        return Path(os.environ["CHIPWATCH_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    preferred = Path("/usr/lib/postgresql/15/bin")
+    return preferred if (preferred / "initdb").exists() or not found else found[-1].parent
+
+
+PG_BIN = _pg_bin()
 SECRET_USER = "cw_secret"  # the one role that must give a password (scram) over TCP
 SECRET_PASSWORD = "s3cret-Pa55word"
 

@@ -64,11 +64,17 @@ def connect_postgres(url: str, *, read_only: bool = False, application_name: str
     The password comes from the URL, ``PGPASSWORD`` or ``PGPASSFILE``, as libpq finds it; an
     error names the database without it."""
     import psycopg  # imported here: SQLite users never pay for it
+    from psycopg.conninfo import conninfo_to_dict
 
-    options = "-c default_transaction_read_only=on" if read_only else None
+    # The tables grow from empty: a generic plan made for a prepared statement then (a
+    # sequential scan) would stay until the next ANALYZE, so every execution plans afresh.
+    options = "-c plan_cache_mode=force_custom_plan"
+    if read_only:
+        options += " -c default_transaction_read_only=on"
     try:
+        options = f"{conninfo_to_dict(url).get('options', '')} {options}".strip()  # the user's first
         return psycopg.connect(url, autocommit=True, application_name=application_name,
-                               connect_timeout=10, **({"options": options} if options else {}))
+                               connect_timeout=10, options=options)
     except psycopg.Error as exc:
         raise StoreError(f"{redact_url(url)}: cannot connect: {_first_line(exc)}") from None
 
@@ -87,11 +93,14 @@ class PgDatabase:
     def __init__(self, url: str):
         self.url = url
         self.conn = connect_postgres(url)
+        self._pipeline = None  # while in ``atomic``
 
     def execute(self, sql: str, parameters: Sequence[Any] | None = None):
         if parameters:
-            return self.conn.execute(pg_sql(sql, True), list(parameters))
-        return self.conn.execute(pg_sql(sql, False))
+            cur = self.conn.execute(pg_sql(sql, True), list(parameters))
+        else:
+            cur = self.conn.execute(pg_sql(sql, False))
+        return cur if self._pipeline is None else _Piped(cur, self._pipeline)
 
     def query(self, sql: str, params: Sequence[Any] | None = None) -> Iterator[dict]:
         from psycopg.rows import dict_row
@@ -105,11 +114,46 @@ class PgDatabase:
 
     @contextmanager
     def atomic(self) -> Iterator[PgDatabase]:
-        with self.conn.transaction():
-            yield self
+        if self._pipeline is not None:  # nested: a savepoint in the same pipeline
+            with self.conn.transaction():
+                yield self
+            return
+        # Pipeline mode: statements go out without waiting for each answer (a poll records
+        # dozens of rows); the connection waits only where a result is read.
+        with self.conn.pipeline() as pipeline:
+            self._pipeline = pipeline
+            try:
+                with self.conn.transaction():
+                    yield self
+            finally:
+                self._pipeline = None
 
     def close(self) -> None:
         self.conn.close()
+
+
+class _Piped:
+    """A cursor inside a pipeline: reading rows waits for them (psycopg does that itself);
+    ``rowcount`` needs the pipeline synced first."""
+
+    __slots__ = ("_cur", "_pipeline")
+
+    def __init__(self, cur, pipeline):  # noqa: ANN001
+        self._cur, self._pipeline = cur, pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return self._cur.rowcount
+
+    def fetchone(self):  # noqa: ANN201
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list:
+        return self._cur.fetchall()
+
+    def __iter__(self):  # noqa: ANN204
+        return iter(self._cur)
 
 
 class _Row(tuple):

@@ -10,6 +10,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ..types import NewItem, StoredItem
+from .engine import insert_id
 from .schema import _chunks, _dt, _iso, _marks, _match_json, read_only, table_columns
 
 
@@ -56,13 +57,13 @@ class ItemsStore:
                             and deferred is not None):
                         deferred.append(new)
                 elif new.result is not None and new.destinations:
-                    cur = self.db.execute(
+                    alert_id = insert_id(
+                        self.db,
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "
-                        "matches, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        "matches, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [item.feed, item.title, item.link, item.summary, _iso(item.published),
                          _iso(now), json.dumps([_match_json(m) for m in new.result.matches]),
                          json.dumps(list(new.result.rules))])
-                    alert_id = cur.fetchone()[0]
                     alert_ids.append(alert_id)
                     for dest in new.destinations:
                         self.db.execute("INSERT INTO deliveries (alert_id, destination) "

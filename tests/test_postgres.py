@@ -188,7 +188,8 @@ def test_once_status_and_backtest_end_to_end_on_postgresql(postgres, tmp_path, s
 
     status = run_bot("status", "--config", str(config), env=env)
     assert status.returncode == 0, status.stdout + status.stderr
-    assert "feeds: 1 ok" in status.stdout and "Nvidia H20 export controls tightened" in status.stdout
+    assert "feeds: 1 ok" in status.stdout
+    assert "Nvidia H20 export controls tightened" in status.stdout
     backtest = run_bot("backtest", "--config", str(config), "--since", "1d", env=env)
     assert backtest.returncode == 0, backtest.stderr
     for out in (first, again, status, backtest):

@@ -135,8 +135,10 @@ def test_a_poll_is_recorded_and_read_back_the_same_on_both_engines(database):
     assert store.known_items("Wire", [("1", ""), ("9", "https://w.example/2"), ("7", "")]) \
         == {0, 1}
     pending = store.pending("telegram:-1001234567890", now=NOW)
-    assert [a.title for a in pending] == ["US curbs Nvidia H20", "same guid again: the first one wins"]
-    assert pending[0].matches == RESULT.matches and pending[0].published == NOW - timedelta(minutes=5)
+    assert [a.title for a in pending] == ["US curbs Nvidia H20",
+                                          "same guid again: the first one wins"]
+    assert pending[0].matches == RESULT.matches
+    assert pending[0].published == NOW - timedelta(minutes=5)
     store.mark_sent(ids[0], "telegram", message_id="42", now=NOW)
     store.mark_retry(ids[1], "telegram", error="http_500", at=NOW + timedelta(seconds=10))
     assert store.count_pending("telegram") == 1 and store.count_pending() == 3

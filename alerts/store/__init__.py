@@ -1,4 +1,5 @@
-"""Persistence on SQLite (through sqlite-utils) or PostgreSQL (``engine``), split by domain behind one ``Store`` facade:
+"""Persistence on SQLite (through sqlite-utils) or PostgreSQL (``engine``), split by domain
+behind one ``Store`` facade:
 
 - ``feeds``: feeds and their fetch state;
 - ``items``: seen items, and the one transaction that records a poll;

@@ -1,9 +1,9 @@
 """The PostgreSQL side of the store's database handle, and what differs between the engines.
 
 The store speaks one dialect to both engines: ``?`` placeholders, ``INSERT … ON CONFLICT``,
-ISO-8601 text for datetimes, and ``insert_id`` for the id of a new row. SQLite gets it through ``sqlite_utils.Database``
-unchanged (no layer in between, so nothing costs more there); PostgreSQL gets ``PgDatabase``,
-which offers the same three calls (``execute``, ``query``, ``atomic``) over psycopg 3 and
+ISO-8601 text for datetimes, and ``insert_id`` for the id of a new row. SQLite gets it through
+``sqlite_utils.Database`` unchanged (no layer in between, so nothing costs more there);
+PostgreSQL gets ``PgDatabase``, which offers the same three calls (``execute``, ``query``, ``atomic``) over psycopg 3 and
 translates each statement text once: placeholders, and the column types of the schema.
 """
 
@@ -80,7 +80,8 @@ def connect_postgres(url: str, *, read_only: bool = False, application_name: str
     if read_only:
         options += " -c default_transaction_read_only=on"
     try:
-        options = f"{conninfo_to_dict(url).get('options', '')} {options}".strip()  # the user's first
+        # The URL's own ?options= first: keyword arguments would replace them.
+        options = f"{conninfo_to_dict(url).get('options', '')} {options}".strip()
         return psycopg.connect(url, autocommit=True, application_name=application_name,
                                connect_timeout=10, options=options)
     except psycopg.Error as exc:

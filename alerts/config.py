@@ -18,6 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from .errors import ConfigError
+from .logs import redact_database_url
 
 DEFAULT_CATEGORIES = ("chips", "companies", "export_terms")
 DEFAULT_RULE: dict[str, Any] = {"name": "chip-trade", "all_of": ["export_terms"],
@@ -147,7 +148,7 @@ class Destinations:
 @dataclass(frozen=True, kw_only=True)
 class Config:
     path: Path
-    database: Path
+    database: Path | str  # a SQLite file, or a PostgreSQL URL (a str, so that // survives)
     poll: PollConfig
     feeds: tuple[FeedConfig, ...]
     watchlists: dict[str, tuple[Term, ...]] = field(hash=False)
@@ -162,7 +163,7 @@ class Config:
         terms = ", ".join(f"{cat}={len(terms)}" for cat, terms in self.watchlists.items())
         lines = [
             f"config {self.path}: OK",
-            f"  database: {self.database}",
+            f"  database: {redact_database_url(str(self.database))}",
             f"  feeds: {len(self.feeds)} (default interval {self.poll.interval_seconds}s)",
             f"  watchlists: {terms}",
             f"  rules: {', '.join(r.name for r in self.rules)}",
@@ -563,9 +564,8 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         return c.key_line(top, k, 1)
 
     raw_db = c.string(top.get("database", "chipwatch.db"), "database", kl("database"))
-    database = Path(raw_db).expanduser()
-    if not database.is_absolute():
-        database = path.parent / database
+    database = _database(raw_db, base=path.parent,
+                         fail=lambda message: c.fail(message, "database", kl("database")))
     poll = _poll(c, top.get("poll"), kl("poll"))
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
     watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
@@ -595,7 +595,9 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
     environ = os.environ if environ is None else environ
     database = environ.get("CHIPWATCH_DATABASE")
     if database:
-        config = replace(config, database=Path(database))
+        config = replace(config, database=_database(
+            database.strip(), base=None, fail=lambda message: ConfigError(
+                message, file=str(path), key="CHIPWATCH_DATABASE (environment)")))
     listen = environ.get("CHIPWATCH_OPS_LISTEN")
     if listen is not None:
         listen = listen.strip()
@@ -607,3 +609,24 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
                                   key="ops.listen") from None
         config = replace(config, ops=replace(config.ops, listen=listen))
     return config
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def _database(raw: str, *, base: Path | None, fail) -> Path | str:  # noqa: ANN001
+    """A SQLite path (relative to ``base``, the config's directory, when given) or a PostgreSQL
+    URL, checked for shape only: whether the server answers is for the store to say."""
+    scheme, sep, _ = raw.partition("://")
+    if not sep:
+        database = Path(raw).expanduser()
+        return base / database if base is not None and not database.is_absolute() else database
+    if scheme.lower() not in POSTGRES_SCHEMES:
+        raise fail(f"must be a SQLite file or a postgresql:// URL, got a {scheme}:// URL")
+    try:
+        port = urlsplit(raw).port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise fail(f"bad port in {redact_database_url(raw)}")
+    return raw

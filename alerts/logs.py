@@ -15,12 +15,22 @@ import sys
 import time
 from collections.abc import Iterable
 
-SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL")
+SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "PGPASSWORD")
 _SHAPES = (
     re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token
     re.compile(r"https://hooks\.slack\.com/\S+"),  # Slack incoming webhook
 )
 REDACTED = "[REDACTED]"
+# The password of a database URL (postgresql://user:PASSWORD@host/db), wherever it appears,
+# and of a libpq keyword string (password=PASSWORD).
+_DB_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+_DB_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_database_url(text: str) -> str:
+    """``text`` with the password of any database URL in it replaced."""
+    text = _DB_URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+    return _DB_KEYWORD_PASSWORD.sub(rf"\1{REDACTED}", text)
 
 
 def _quote(value: object) -> str:
@@ -43,7 +53,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
             text = text.replace(secret, REDACTED)
     for shape in _SHAPES:
         text = shape.sub(REDACTED, text)
-    return text
+    return redact_database_url(text)
 
 
 class RedactingFilter(logging.Filter):

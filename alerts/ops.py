@@ -19,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import sqlite_utils
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from . import __version__
-from .logs import event
+from .logs import event, redact_database_url
 from .runtime import Runtime
 from .scheduler import Scheduler
 from .store import Store
@@ -85,6 +86,12 @@ def probe_write(store: Store) -> str | None:
     if path is not None and not os.access(path, os.W_OK,
                                           effective_ids=os.access in os.supports_effective_ids):
         return f"{path} is read-only for this process"
+    if not isinstance(store.db, sqlite_utils.Database):  # PostgreSQL: one committed write
+        try:
+            store.set_setting(PROBE_KEY, _iso(utcnow()))
+        except Exception as exc:  # noqa: BLE001 - whatever the failure, it is not writable
+            return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return None
     conn = store.db.conn
     if conn.in_transaction:
         return None  # cannot happen between awaits; never commit someone else's work
@@ -187,7 +194,8 @@ class HealthCheck:
         last = self.scheduler.last_tick
         return assess(
             tick_age=None if last is None else time.monotonic() - last,
-            tick_every=self.scheduler.tick_every, database=str(config.database),
+            tick_every=self.scheduler.tick_every,
+            database=redact_database_url(str(config.database)),
             database_error=error, feeds=feed_rows(runtime), configured_feeds=len(config.feeds),
             failing_after=timedelta(hours=config.poll.failing_after_hours),
             destinations=destination_states(runtime),

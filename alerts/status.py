@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from .config import Config
+from .logs import redact_database_url
 from .store.schema import _dt, read_only
 
 PAUSED_PREFIX = "paused:"  # settings written by /pause (see alerts.runtime)
@@ -51,7 +52,7 @@ def _when(value: str | None) -> str:
 
 def read_status(config: Config, *, now: datetime) -> Status:
     """What the database says about feeds, the outbox and pauses, and what is wrong."""
-    path = Path(config.database)
+    path = config.database  # a file, or a PostgreSQL URL
     with read_only(path) as db:
         db.row_factory = sqlite3.Row
         feeds = {r["name"]: r for r in db.execute("SELECT * FROM feeds")}
@@ -65,6 +66,8 @@ def read_status(config: Config, *, now: datetime) -> Status:
             "SELECT key FROM settings WHERE key LIKE 'paused:%'")]
         last = db.execute("SELECT title, feed, created_at FROM alerts "
                           "ORDER BY id DESC LIMIT 1").fetchone()
+        if isinstance(path, str):
+            size = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
     problems: list[str] = []
     rows: list[FeedStatus] = []
@@ -98,8 +101,9 @@ def read_status(config: Config, *, now: datetime) -> Status:
         queued = _dt(when)
         if queued is not None and now - queued > STALE_PENDING:
             problems.append(f"{pending[dest]} alert(s) for {dest} waiting since {_when(when)}")
-    size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
-    return Status(database=str(path), database_bytes=size, feeds=rows, pending=pending,
+    if not isinstance(path, str):
+        size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    return Status(database=redact_database_url(str(path)), database_bytes=size, feeds=rows, pending=pending,
                   oldest_pending=oldest, paused=paused,
                   last_alert=dict(last) if last is not None else None, problems=problems)
 

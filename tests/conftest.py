@@ -1,4 +1,5 @@
-"""Shared fixtures: a session-wide loopback feed server and per-test routes on it."""
+"""Shared fixtures: a session-wide loopback feed server and per-test routes on it; a
+session-wide throw-away PostgreSQL and, per test, a fresh database on either engine."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import pytest
 
 from alerts.loopback import FeedServer, Route
+from tests import pg_server
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import CHANNEL, CHANNEL_ID
 
@@ -37,3 +39,26 @@ def telegram():
     with FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel",
                                        "title": "chipwatch test"}}) as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL 15 for the session (skipped only when ``CHIPWATCH_TEST_PG=0``)."""
+    if not pg_server.enabled():
+        pytest.skip("CHIPWATCH_TEST_PG=0")
+    with pg_server.PgServer() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_database(postgres) -> str:
+    """The URL of a fresh, empty PostgreSQL database."""
+    return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    """A fresh database on each engine in turn: a SQLite path, or a PostgreSQL URL."""
+    if request.param == "sqlite":
+        return tmp_path / "cw.db"
+    return request.getfixturevalue("pg_database")

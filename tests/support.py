@@ -91,10 +91,11 @@ def atom(entries: list[dict], *, title: str = "Test Atom feed") -> str:
 
 def write_config(tmp_path: Path, feeds: list[tuple[str, str]], *, extra: str = "",
                  watchlists: str = MINIMAL_WATCHLISTS, timeout: float = 5,
-                 ops_listen: str = "") -> Path:
-    """A config file in ``tmp_path`` polling ``feeds`` [(name, url)] into ``tmp_path/cw.db``.
-    The ops endpoint is off unless ``ops_listen`` is given, so tests never fight over 9108."""
-    lines = ["database: cw.db", f'ops:\n  listen: "{ops_listen}"', "poll:",
+                 ops_listen: str = "", database: Path | str = "cw.db") -> Path:
+    """A config file in ``tmp_path`` polling ``feeds`` [(name, url)] into ``tmp_path/cw.db``
+    (or ``database``: a path or a PostgreSQL URL). The ops endpoint is off unless
+    ``ops_listen`` is given, so tests never fight over 9108."""
+    lines = [f"database: {database}", f'ops:\n  listen: "{ops_listen}"', "poll:",
              f"  timeout_seconds: {timeout}", "  max_age_hours: 24", "feeds:"]
     for name, url in feeds:
         lines += [f'  - name: "{name}"', f'    url: "{url}"']
@@ -108,8 +109,8 @@ def write_config(tmp_path: Path, feeds: list[tuple[str, str]], *, extra: str = "
 def run_bot(*args: str, cwd: Path | None = None, env: dict | None = None,
             stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     """``python bot.py ARGS`` in a new process, as a user would run it."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("CHIPWATCH_DATABASE", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
+    full_env.update(env or {})
     return subprocess.run([sys.executable, str(ROOT / "bot.py"), *args], cwd=cwd or ROOT,
                           env=full_env, input=stdin, capture_output=True, text=True,
                           timeout=timeout)

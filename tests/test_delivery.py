@@ -75,8 +75,8 @@ def _429s(fake):
     return [c for c in fake.calls if c["status"] == 429 and not c.get("injected")]
 
 
-async def test_burst_of_60_alerts_arrives_complete_without_429_using_digests(tmp_path, telegram):
-    store = open_store(tmp_path / "cw.db")
+async def test_burst_of_60_alerts_arrives_complete_without_429_using_digests(database, telegram):
+    store = open_store(database)
     titles = [f"Nvidia export controls story {i} <{i}> & more" for i in range(60)]
     _queue(store, titles)
     sink = _sink(telegram)
@@ -94,8 +94,8 @@ async def test_burst_of_60_alerts_arrives_complete_without_429_using_digests(tmp
     store.close()
 
 
-async def test_a_few_alerts_go_out_one_message_each_paced_per_chat(tmp_path, telegram):
-    store = open_store(tmp_path / "cw.db")
+async def test_a_few_alerts_go_out_one_message_each_paced_per_chat(database, telegram):
+    store = open_store(database)
     _queue(store, ["Nvidia export controls A", "Nvidia export controls B", "Nvidia export controls C"])
     sink = _sink(telegram)
     await Deliverer(store, [sink]).drain()
@@ -109,8 +109,8 @@ async def test_a_few_alerts_go_out_one_message_each_paced_per_chat(tmp_path, tel
     store.close()
 
 
-async def test_injected_429_waits_as_told_and_500_backs_off(tmp_path, telegram):
-    store = open_store(tmp_path / "cw.db")
+async def test_injected_429_waits_as_told_and_500_backs_off(database, telegram):
+    store = open_store(database)
     _queue(store, ["Nvidia export controls one"])
     clock = Clock()
     telegram.fail_next(1, 429, retry_after=7, method="sendMessage")
@@ -126,8 +126,8 @@ async def test_injected_429_waits_as_told_and_500_backs_off(tmp_path, telegram):
     store.close()
 
 
-async def test_403_pauses_destination_keeps_alerts_then_resumes(tmp_path, telegram, caplog):
-    store = open_store(tmp_path / "cw.db")
+async def test_403_pauses_destination_keeps_alerts_then_resumes(database, telegram, caplog):
+    store = open_store(database)
     _queue(store, ["Nvidia export controls kicked"])
     clock = Clock()
     sink = _sink(telegram)
@@ -149,8 +149,8 @@ async def test_403_pauses_destination_keeps_alerts_then_resumes(tmp_path, telegr
     store.close()
 
 
-async def test_400_is_recorded_with_reason_and_not_retried(tmp_path, telegram):
-    store = open_store(tmp_path / "cw.db")
+async def test_400_is_recorded_with_reason_and_not_retried(database, telegram):
+    store = open_store(database)
     _queue(store, ["Nvidia export controls bad", "Nvidia export controls good"])
     telegram.fail_next(1, 400, description="Bad Request: can't parse entities: test", method="sendMessage")
     sink = _sink(telegram)
@@ -163,8 +163,8 @@ async def test_400_is_recorded_with_reason_and_not_retried(tmp_path, telegram):
     store.close()
 
 
-async def test_hostile_headlines_are_accepted_by_a_strict_server(tmp_path, telegram):
-    store = open_store(tmp_path / "cw.db")
+async def test_hostile_headlines_are_accepted_by_a_strict_server(database, telegram):
+    store = open_store(database)
     titles = [h[1] for h in HOSTILE] + ["Nvidia H20 export <b>licence</b> row " + "长" * 5000]
     _queue(store, titles)
     sink = _sink(telegram, per_chat=(1, 0.01), overall=(30, 0.01), per_group_minute=(100, 1))
@@ -178,8 +178,8 @@ async def test_hostile_headlines_are_accepted_by_a_strict_server(tmp_path, teleg
     store.close()
 
 
-async def test_slack_webhook_gets_escaped_blocks_and_honours_retry_after(tmp_path, slack):
-    store = open_store(tmp_path / "cw.db")
+async def test_slack_webhook_gets_escaped_blocks_and_honours_retry_after(database, slack):
+    store = open_store(database)
     _queue(store, ["Nvidia <H20> & AT&T export controls", "Nvidia export controls two"],
            destinations=("slack",))
     clock = Clock()
@@ -195,8 +195,8 @@ async def test_slack_webhook_gets_escaped_blocks_and_honours_retry_after(tmp_pat
     store.close()
 
 
-async def test_slack_bad_hook_pauses_and_server_errors_retry(tmp_path, slack):
-    store = open_store(tmp_path / "cw.db")
+async def test_slack_bad_hook_pauses_and_server_errors_retry(database, slack):
+    store = open_store(database)
     _queue(store, ["Nvidia export controls"], destinations=("slack",))
     sink = SlackSink(webhook_url=slack.url.replace("XXXX", "YYYY"))  # a hook that does not exist
     report = await Deliverer(store, [sink]).deliver_due()

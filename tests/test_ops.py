@@ -436,10 +436,10 @@ async def test_config_reloads_are_counted_by_result(tmp_path):
                                                          {"result": result})
     try:
         path.write_text(path.read_text() + "bogus_key: 1\n", encoding="utf-8")
-        assert await runtime.reload_if_changed() is False
+        assert (await runtime.reload_if_changed()).status == "invalid"
         path.write_text(path.read_text().replace("bogus_key: 1\n", "log_format: json\n"),
                         encoding="utf-8")
-        assert await runtime.reload_if_changed() is True
+        assert (await runtime.reload_if_changed()).status == "applied"
         assert (reloads("invalid"), reloads("applied")) == (1, 1)
     finally:
         await runtime.aclose()

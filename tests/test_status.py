@@ -12,12 +12,12 @@ from tests.support import run_bot, write_config
 WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [export controls]\n"
 
 
-def _state(tmp_path, *, stale_alert: bool, failing_days: float):
+def _state(tmp_path, database, *, stale_alert: bool, failing_days: float):
     config = write_config(tmp_path, [("Wire", "http://127.0.0.1:9/wire.xml"),
                                      ("Missing", "http://127.0.0.1:9/missing.xml")],
-                          watchlists=WATCH)
+                          watchlists=WATCH, database=database)
     now = datetime.now(timezone.utc)
-    store = open_store(tmp_path / "cw.db")
+    store = open_store(database)
     queued = now - (timedelta(hours=2) if stale_alert else timedelta(minutes=1))
     result = MatchResult(matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),),
                          rules=("chip-trade",))
@@ -34,8 +34,8 @@ def _state(tmp_path, *, stale_alert: bool, failing_days: float):
     return config
 
 
-def test_status_names_what_is_wrong_and_exits_1(tmp_path):
-    config = _state(tmp_path, stale_alert=True, failing_days=2)
+def test_status_names_what_is_wrong_and_exits_1(tmp_path, database):
+    config = _state(tmp_path, database, stale_alert=True, failing_days=2)
     out = run_bot("status", "--config", str(config))
     assert out.returncode == 1, out.stdout + out.stderr
     assert "feeds: 1 ok, 1 failing" in out.stdout
@@ -48,16 +48,17 @@ def test_status_names_what_is_wrong_and_exits_1(tmp_path):
     assert report["healthy"] is False and report["pending"] == {"telegram": 1}
     assert {f["name"]: f["state"] for f in report["feeds"]} == {"Wire": "ok", "Missing": "failing"}
     assert report["database_bytes"] > 0
+    assert report["database"] == str(database)
 
 
-def test_a_fresh_failure_and_a_fresh_alert_are_healthy(tmp_path):
-    config = _state(tmp_path, stale_alert=False, failing_days=0)
+def test_a_fresh_failure_and_a_fresh_alert_are_healthy(tmp_path, database):
+    config = _state(tmp_path, database, stale_alert=False, failing_days=0)
     out = run_bot("status", "--config", str(config))
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.rstrip().endswith("status: healthy")
 
 
-def test_status_without_a_database(tmp_path):
-    config = write_config(tmp_path, [], watchlists=WATCH)
+def test_status_without_a_database(tmp_path, database):
+    config = write_config(tmp_path, [], watchlists=WATCH, database=database)
     out = run_bot("status", "--config", str(config))
-    assert out.returncode == 1 and "no database yet" in out.stderr
+    assert out.returncode == 1 and "(run the bot first)" in out.stderr

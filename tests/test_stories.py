@@ -165,8 +165,8 @@ def _poll(store, feed, title, *, story_id, new_story, clock, i=0):
         now=clock(), edit_delay=timedelta(seconds=30))
 
 
-async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(tmp_path, telegram):
-    store = open_store(tmp_path / "cw.db")
+async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(database, telegram):
+    store = open_store(database)
     clock = Clock()
     sink = TelegramSink(token=telegram.token, chat_id=CHANNEL, base_url=telegram.base_url)
     deliverer = Deliverer(store, [sink], now=clock, sleep=clock.sleep)

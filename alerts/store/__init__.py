@@ -1,11 +1,13 @@
-"""SQLite persistence through sqlite-utils, split by domain behind one ``Store`` facade:
+"""Persistence on SQLite (through sqlite-utils) or PostgreSQL (``engine``), split by domain
+behind one ``Store`` facade:
 
 - ``feeds``: feeds and their fetch state;
 - ``items``: seen items, and the one transaction that records a poll;
 - ``stories``: what the clusterer decided, edits of sent alerts, momentum;
 - ``outbox``: alerts and their delivery state per destination;
 - ``operator``: mutes, settings (pause), personal subscriptions;
-- ``schema``: migrations (``PRAGMA user_version``) and shared conversions.
+- ``schema``: migrations (``PRAGMA user_version``) and shared conversions;
+- ``engine``: the PostgreSQL handle and the few differences between the engines.
 
 Every write that must be all-or-nothing runs inside ``db.atomic()``. The store records
 decisions made elsewhere (who gets an alert: the pipeline; story membership: the clusterer).
@@ -20,6 +22,7 @@ from pathlib import Path
 import sqlite_utils
 
 from ..errors import StoreError
+from .engine import Database, PgDatabase, is_postgres_url, redact_url
 from .feeds import FeedsStore, FeedState
 from .items import ItemsStore, stored_items
 from .operator import OperatorStore
@@ -33,7 +36,7 @@ __all__ = ["FeedState", "MIGRATIONS", "SCHEMA_VERSION", "Store", "open_store", "
 class Store(FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore):
     """The chipwatch database. Open it with ``open_store``."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path | None):
+    def __init__(self, db: Database, path: Path | None):
         self.db = db
         self.path = path
 
@@ -61,7 +64,10 @@ class Store(FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore):
 
 
 def open_store(path: Path | str | None) -> Store:
-    """Open (creating and migrating as needed) the database; ``None`` means in memory."""
+    """Open (creating and migrating as needed) the database: a SQLite file, a PostgreSQL URL
+    (``postgresql://…``), or ``None`` for SQLite in memory."""
+    if is_postgres_url(path):
+        return _open_postgres(str(path))
     try:
         if path is None:
             db = sqlite_utils.Database(memory=True)
@@ -80,3 +86,18 @@ def open_store(path: Path | str | None) -> Store:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open database: {exc}") from exc
     return Store(db, Path(path) if path else None)
+
+
+def _open_postgres(url: str) -> Store:
+    import psycopg
+
+    db = PgDatabase(url)
+    try:
+        migrate(db, url)
+    except psycopg.Error as exc:
+        db.close()
+        raise StoreError(f"{redact_url(url)}: cannot open database: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return Store(db, None)

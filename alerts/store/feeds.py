@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlite_utils
-
 from ..types import FeedState
+from .engine import Database
 from .schema import _dt, _iso
 
 _FEED_DATES = ("first_polled_at", "last_polled_at", "last_ok_at", "last_new_at",
@@ -16,7 +15,7 @@ _FEED_DATES = ("first_polled_at", "last_polled_at", "last_ok_at", "last_new_at",
 class FeedsStore:
     """Feeds: fetch state, failures, backoff."""
 
-    db: sqlite_utils.Database
+    db: Database
 
     def feed_state(self, name: str) -> FeedState | None:
         rows = list(self.db.query("SELECT * FROM feeds WHERE name = ?", [name]))

@@ -8,16 +8,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlite_utils
-
 from ..types import FeedItem, NewItem, StoredItem
-from .schema import _chunks, _iso, _marks, _match_json, _when, read_only
+from .engine import Database, insert_id
+from .schema import _chunks, _iso, _marks, _match_json, _when, read_only, table_columns
 
 
 class ItemsStore:
     """Seen items and the one transaction that records a poll."""
 
-    db: sqlite_utils.Database
+    db: Database
 
     if TYPE_CHECKING:  # the other parts of Store (FeedsStore, StoriesStore) provide these
         def _upsert_feed(self, name: str, url: str) -> None: ...
@@ -67,25 +66,24 @@ class ItemsStore:
                             and deferred is not None):
                         deferred.append(new)
                 elif new.result is not None and new.destinations:
-                    cur = self.db.execute(
+                    alert_id = insert_id(
+                        self.db,
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "
                         "matches, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         [item.feed, item.title, item.link, item.summary, _iso(item.published),
                          _iso(now), json.dumps([_match_json(m) for m in new.result.matches]),
                          json.dumps(list(new.result.rules))])
-                    alert_id = cur.lastrowid
-                    assert alert_id is not None  # set by the INSERT just made
                     alert_ids.append(alert_id)
                     for dest in new.destinations:
-                        self.db.execute("INSERT OR IGNORE INTO deliveries (alert_id, destination) "
-                                        "VALUES (?, ?)", [alert_id, dest])
+                        self.db.execute("INSERT INTO deliveries (alert_id, destination) "
+                                        "VALUES (?, ?) ON CONFLICT DO NOTHING", [alert_id, dest])
                     if story_id is not None:
                         self._new_story(story_id, alert_id, item, new, now=now)
-                # OR IGNORE: two entries of one feed may share a guid; the first one wins.
+                # DO NOTHING: two entries of one feed may share a guid; the first one wins.
                 self.db.execute(
-                    "INSERT OR IGNORE INTO items (feed, guid, link, canonical_link, title, published, "
+                    "INSERT INTO items (feed, guid, link, canonical_link, title, published, "
                     "seen_at, alert_id, story_id, title_key, source, summary) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     [item.feed, item.guid, item.link, new.canonical_link or None, item.title,
                      _iso(item.published), _iso(now), alert_id, story_id, new.title_key or None,
                      new.outlet if new.outlet and new.outlet != item.feed else None,
@@ -107,7 +105,7 @@ class ItemsStore:
 def stored_items(path: Path | str, *, since: datetime) -> list[StoredItem]:
     """Items seen since ``since``, oldest first, read without disturbing a running bot."""
     with read_only(path) as db:
-        columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
+        columns = table_columns(db, "items")
         summary = "i.summary" if "summary" in columns else "NULL"
         rows = db.execute(
             f"SELECT i.feed, i.title, {summary}, i.link, i.seen_at, "

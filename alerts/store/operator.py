@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlite_utils
-
+from .engine import Database
 from .schema import _iso, _when
 
 
 class OperatorStore:
     """Mutes, settings and subscriptions."""
 
-    db: sqlite_utils.Database
+    db: Database
 
     def mute(self, term: str, *, until: datetime, by_user: int | None = None) -> None:
         self.db.execute("INSERT INTO mutes (term, until, by_user) VALUES (?, ?, ?) "
@@ -38,8 +37,9 @@ class OperatorStore:
                             "DO UPDATE SET value = excluded.value", [key, value])
 
     def subscribe(self, chat_id: int, kind: str, value: str, *, now: datetime) -> bool:
-        cur = self.db.execute("INSERT OR IGNORE INTO subscriptions (chat_id, kind, value, "
-                              "created_at) VALUES (?, ?, ?, ?)", [chat_id, kind, value, _iso(now)])
+        cur = self.db.execute("INSERT INTO subscriptions (chat_id, kind, value, created_at) "
+                              "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                              [chat_id, kind, value, _iso(now)])
         return cur.rowcount > 0
 
     def unsubscribe(self, chat_id: int, value: str) -> bool:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-import sqlite_utils
-
 from ..types import Alert
+from .engine import Database
 from .schema import _dt, _iso, _match_from_json, _when
 
 
 class OutboxStore:
     """Alerts waiting, sent, retried, rejected; edits due."""
 
-    db: sqlite_utils.Database
+    db: Database
 
     def alerts_since(self, since: datetime) -> int:
         return self.db.execute("SELECT COUNT(*) FROM alerts WHERE created_at >= ?",

@@ -17,6 +17,7 @@ import sqlite_utils
 
 from ..errors import StoreError
 from ..types import Match
+from .engine import MIGRATION_LOCK, Database, PgReader, is_postgres_url, redact_url
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -32,7 +33,7 @@ def _when(value: str) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def _run_script(db: sqlite_utils.Database, script: str) -> None:
+def _run_script(db: Database, script: str) -> None:
     """Run statements one by one: ``executescript`` would COMMIT the migration's transaction."""
     without_comments = re.sub(r"--[^\n]*", "", script)
     for statement in without_comments.split(";"):
@@ -40,7 +41,7 @@ def _run_script(db: sqlite_utils.Database, script: str) -> None:
             db.execute(statement)
 
 
-def _migrate_1(db: sqlite_utils.Database) -> None:
+def _migrate_1(db: Database) -> None:
     _run_script(db, """
     CREATE TABLE feeds (
         name TEXT PRIMARY KEY,
@@ -94,7 +95,7 @@ def _migrate_1(db: sqlite_utils.Database) -> None:
     """)
 
 
-def _migrate_2(db: sqlite_utils.Database) -> None:
+def _migrate_2(db: Database) -> None:
     """Polling state: adaptive interval, backoff, moved and gone feeds, body-identical skip."""
     _run_script(db, """
     ALTER TABLE feeds ADD COLUMN effective_url TEXT;      -- after a permanent redirect
@@ -107,7 +108,7 @@ def _migrate_2(db: sqlite_utils.Database) -> None:
     """)
 
 
-def _migrate_3(db: sqlite_utils.Database) -> None:
+def _migrate_3(db: Database) -> None:
     """Stories: clustering across sources, edits of sent messages, title-edit detection."""
     _run_script(db, """
     CREATE TABLE stories (
@@ -136,7 +137,7 @@ def _migrate_3(db: sqlite_utils.Database) -> None:
     """)
 
 
-def _migrate_4(db: sqlite_utils.Database) -> None:
+def _migrate_4(db: Database) -> None:
     """Living with the bot: mutes, operator settings (pause), personal subscriptions."""
     _run_script(db, """
     CREATE TABLE mutes (
@@ -155,7 +156,7 @@ def _migrate_4(db: sqlite_utils.Database) -> None:
     """)
 
 
-def _migrate_5(db: sqlite_utils.Database) -> None:
+def _migrate_5(db: Database) -> None:
     """Stories by outlet: an item's own source (an aggregator carries many), and the
     headlines of joining outlets that say more than the story's title."""
     _run_script(db, """
@@ -165,14 +166,14 @@ def _migrate_5(db: sqlite_utils.Database) -> None:
     """)
 
 
-def _migrate_6(db: sqlite_utils.Database) -> None:
+def _migrate_6(db: Database) -> None:
     """Summaries of seen items, so a backtest can replay them through a candidate config."""
     _run_script(db, """
     ALTER TABLE items ADD COLUMN summary TEXT
     """)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_1, _migrate_2, _migrate_3, _migrate_4, _migrate_5, _migrate_6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -195,9 +196,13 @@ def _match_json(m: Match) -> dict:
     return {**m.to_json(), "score": m.score, "field": m.field}
 
 
-def migrate(db: sqlite_utils.Database, path: Path | str | None) -> None:
+def migrate(db: Database, path: Path | str | None) -> None:
     """Bring the schema up to date inside one exclusive transaction: two processes opening a
     new file at once cannot both migrate (the second waits, then finds nothing to do)."""
+    if getattr(db, "dialect", "sqlite") == "postgresql":
+        _migrate_postgres(db, path)
+        return
+    assert isinstance(db, sqlite_utils.Database)  # the one other engine
     version = db.execute("PRAGMA user_version").fetchone()[0]
     if version == SCHEMA_VERSION:
         return
@@ -217,10 +222,41 @@ def migrate(db: sqlite_utils.Database, path: Path | str | None) -> None:
                          f"understands ({SCHEMA_VERSION}); upgrade chipwatch")
 
 
+def _migrate_postgres(db: Database, url: Path | str | None) -> None:
+    """The same migrations on PostgreSQL, whose DDL is transactional: one transaction under an
+    advisory lock, so concurrent openers wait and then find nothing to do. The version lives
+    in a one-row table (PostgreSQL has no ``user_version``)."""
+    with db.atomic():
+        db.execute("SELECT pg_advisory_xact_lock(?)", [MIGRATION_LOCK])
+        db.execute("CREATE TABLE IF NOT EXISTS chipwatch_schema (version INTEGER NOT NULL)")
+        row = db.execute("SELECT version FROM chipwatch_schema").fetchone()
+        version = row[0] if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{redact_url(str(url))}: schema version {version} is newer than "
+                             f"this chipwatch understands ({SCHEMA_VERSION}); upgrade chipwatch")
+        for target in range(version, SCHEMA_VERSION):
+            MIGRATIONS[target](db)
+        if row is None:
+            db.execute("INSERT INTO chipwatch_schema (version) VALUES (?)", [SCHEMA_VERSION])
+        elif version < SCHEMA_VERSION:
+            db.execute("UPDATE chipwatch_schema SET version = ?", [SCHEMA_VERSION])
+
+
+def table_columns(db: sqlite3.Connection | PgReader, table: str) -> set[str]:
+    """The column names of ``table``, on either engine (readers of older files ask)."""
+    if isinstance(db, PgReader):
+        return db.table_columns(table)
+    return {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+
+
 @contextmanager
-def read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to the database at ``path``, for readers beside a running bot:
-    it never writes, migrates or locks. Missing or unreadable files are ``StoreError``s."""
+def read_only(path: Path | str) -> Iterator[sqlite3.Connection | PgReader]:
+    """A read-only connection to the database at ``path`` (or PostgreSQL URL), for readers
+    beside a running bot: it never writes, migrates or locks. Missing or unreadable files are
+    ``StoreError``s."""
+    if is_postgres_url(path):
+        yield from _read_only_postgres(str(path))
+        return
     path = Path(path)
     if not path.exists():
         raise StoreError(f"{path}: no database yet (run the bot first)")
@@ -232,3 +268,17 @@ def read_only(path: Path | str) -> Iterator[sqlite3.Connection]:
             db.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot read database: {exc}") from exc
+
+
+def _read_only_postgres(url: str) -> Iterator[PgReader]:
+    import psycopg
+
+    db = PgReader(url)
+    try:
+        if db.execute("SELECT to_regclass('chipwatch_schema')").fetchone()[0] is None:
+            raise StoreError(f"{redact_url(url)}: no chipwatch tables yet (run the bot first)")
+        yield db
+    except psycopg.Error as exc:
+        raise StoreError(f"{redact_url(url)}: cannot read database: {exc}") from exc
+    finally:
+        db.close()

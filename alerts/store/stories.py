@@ -6,16 +6,15 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-import sqlite_utils
-
 from ..types import FeedItem, NewItem, StoryRecord
+from .engine import Database
 from .schema import _iso, _when
 
 
 class StoriesStore:
     """Stories and the edits they ask of sent alerts."""
 
-    db: sqlite_utils.Database
+    db: Database
 
     def _new_story(self, story_id: int, alert_id: int, item: FeedItem, new: NewItem, *,
                    now: datetime) -> None:

@@ -406,12 +406,16 @@ def _edit_delay(config: Config) -> timedelta:
 
 
 def _momentum(new: Sequence[NewItem], *, config: Config, store: Store, now: datetime) -> None:
+    """A story carried by ``stories.momentum_sources`` distinct sources within
+    ``stories.momentum_minutes`` becomes major: its alert is edited to say so."""
+    since = now - timedelta(minutes=config.stories.momentum_minutes)
     for n in new:
-        if n.story_id is not None and not n.new_story and store.mark_major(
-                n.story_id, momentum_sources=config.stories.momentum_sources,
-                within=timedelta(minutes=config.stories.momentum_minutes), now=now,
-                edit_delay=_edit_delay(config)):
-            event(log, "story_major", story=n.story_id, title=n.item.title)
+        if n.story_id is None or n.new_story:
+            continue
+        sources = store.story_momentum(n.story_id, since=since)
+        if sources is not None and sources >= config.stories.momentum_sources:
+            store.mark_major(n.story_id, now=now, edit_delay=_edit_delay(config))
+            event(log, "story_major", story=n.story_id, title=n.item.title, sources=sources)
 
 
 EDIT_LOOKBACK = timedelta(days=7)

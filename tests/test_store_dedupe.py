@@ -197,8 +197,10 @@ def test_stories_and_backtest_items_read_back_on_both_engines(database):
     assert story.sources == ("Wire", "Other") and story.members[1] == (("h20",), ("Nvidia",))
     assert [a.id for a, _ in store.edits_due("telegram", now=NOW + timedelta(minutes=2))] \
         == [alert_id]
-    assert store.mark_major(1, momentum_sources=2, within=timedelta(hours=1),
-                            now=NOW + timedelta(minutes=1))
+    assert store.story_momentum(1, since=NOW - timedelta(hours=1)) == 2
+    store.mark_major(1, now=NOW + timedelta(minutes=1))
+    assert store.story_momentum(1, since=NOW - timedelta(hours=1)) is None  # decided already
+    assert store.recent_stories(since=NOW - timedelta(hours=1))[0].major
     store.close()
     replay = stored_items(database, since=NOW - timedelta(hours=1))
     assert [(i.feed, i.title, i.alerted) for i in replay] == [

@@ -78,23 +78,22 @@ class StoriesStore:
             "(SELECT alert_id FROM stories WHERE id = ?)",
             [_iso(at), story_id])
 
-    def mark_major(self, story_id: int, *, momentum_sources: int, within: timedelta,
-                   now: datetime, edit_delay: timedelta = timedelta(0)) -> bool:
-        """Mark a story major when enough distinct sources carried it within ``within``; returns
-        True when it became major just now."""
+    def story_momentum(self, story_id: int, *, since: datetime) -> int | None:
+        """Distinct sources that carried a story since ``since``; None when the story is
+        unknown or already major (there is nothing left to decide)."""
         row = self.db.execute("SELECT major FROM stories WHERE id = ?", [story_id]).fetchone()
         if row is None or row[0]:
-            return False
-        count = self.db.execute(
+            return None
+        return int(self.db.execute(
             "SELECT COUNT(DISTINCT COALESCE(source, feed)) FROM items WHERE story_id = ? "
-            "AND seen_at >= ?",
-            [story_id, _iso(now - within)]).fetchone()[0]
-        if count < momentum_sources:
-            return False
+            "AND seen_at >= ?", [story_id, _iso(since)]).fetchone()[0])
+
+    def mark_major(self, story_id: int, *, now: datetime,
+                   edit_delay: timedelta = timedelta(0)) -> None:
+        """Record that a story became major, and ask for an edit of its sent messages."""
         with self.db.atomic():
             self.db.execute("UPDATE stories SET major = 1 WHERE id = ?", [story_id])
             self._want_edit(story_id, at=now + edit_delay)
-        return True
 
     def recent_stories(self, *, since: datetime) -> list[StoryRecord]:
         rows = self.db.query("SELECT * FROM stories WHERE last_seen >= ? ORDER BY id",

@@ -63,12 +63,12 @@ def summary_line(report: CycleReport, *, sent: int, pending: int, dry_run: bool 
     if report.disabled:
         parts.append(f"disabled={len(report.disabled)}")
     parts += [f"new_items={report.new_items}", f"alerts={report.alerts}"]
-    parts.append("dry_run=yes (nothing recorded or sent)" if dry_run
-                 else f"sent={sent} pending={pending}")
+    parts.append(
+        "dry_run=yes (nothing recorded or sent)" if dry_run else f"sent={sent} pending={pending}"
+    )
     line = "summary: " + " ".join(parts)
     if failed:
-        line += " | failed: " + "; ".join(
-            f"{o.feed} ({o.error}{_failing_note(o)})" for o in failed)
+        line += " | failed: " + "; ".join(f"{o.feed} ({o.error}{_failing_note(o)})" for o in failed)
     if report.disabled:
         line += " | disabled: " + "; ".join(f"{o.feed} ({o.error})" for o in report.disabled)
     return line
@@ -80,20 +80,28 @@ def _failing_note(o: FeedOutcome) -> str:
     return ""
 
 
-async def run_once(config: Config, *, dry_run: bool = False, stdout: TextIO,
-                   sinks: Sequence | None = None, drain_wait: float = 120.0) -> int:
+async def run_once(
+    config: Config,
+    *,
+    dry_run: bool = False,
+    stdout: TextIO,
+    sinks: Sequence | None = None,
+    drain_wait: float = 120.0,
+) -> int:
     """One cycle of every feed, then deliver everything pending; prints a summary line."""
     lock = DatabaseLock(config.database, command="once")
     lock.acquire()  # before anything else: a refusal must not leave half-built sinks behind
     try:
-        return await _run_once(config, dry_run=dry_run, stdout=stdout, sinks=sinks,
-                               drain_wait=drain_wait)
+        return await _run_once(
+            config, dry_run=dry_run, stdout=stdout, sinks=sinks, drain_wait=drain_wait
+        )
     finally:
         lock.release()
 
 
-async def _run_once(config: Config, *, dry_run: bool, stdout: TextIO, sinks: Sequence | None,
-                    drain_wait: float) -> int:
+async def _run_once(
+    config: Config, *, dry_run: bool, stdout: TextIO, sinks: Sequence | None, drain_wait: float
+) -> int:
     sinks = list(sinks) if sinks is not None else build_sinks(config)
     store = open_store(config.database)
     # One cycle: every story update is in before delivery, so edits need not wait.
@@ -103,28 +111,42 @@ async def _run_once(config: Config, *, dry_run: bool, stdout: TextIO, sinks: Seq
         now = utcnow()
         clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
         async with Fetcher(config.poll) as fetcher:
-            report = await run_cycle(config.feeds, PollContext(
-                config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
-                clusterer=clusterer, dry_run=dry_run))
+            report = await run_cycle(
+                config.feeds,
+                PollContext(
+                    config=config,
+                    store=store,
+                    matcher=matcher,
+                    fetcher=fetcher,
+                    now=now,
+                    clusterer=clusterer,
+                    dry_run=dry_run,
+                ),
+            )
         sent = 0
         deliverer = Deliverer(store, sinks)
         _on_termination(deliverer.stop.set)
         if dry_run:
             previews = [a for o in report.outcomes for a in o.previews]
-            waiting = [a for name in config.destinations.names()
-                       for a in store.pending(name, now=utcnow())]
+            waiting = [
+                a for name in config.destinations.names() for a in store.pending(name, now=utcnow())
+            ]
             for alert in [*waiting, *previews]:
                 print(format_text(alert) + "\n", file=stdout)
         else:
             delivery = await deliverer.drain(max_wait=drain_wait)
             sent = delivery.sent
             for name in delivery.paused:
-                print(f"destination {name} is unavailable: its alerts stay pending (see log)",
-                      file=stdout)
+                print(
+                    f"destination {name} is unavailable: its alerts stay pending (see log)",
+                    file=stdout,
+                )
         if not dry_run:
             prune(store, config)
-        print(summary_line(report, sent=sent, pending=store.count_pending(), dry_run=dry_run),
-              file=stdout)
+        print(
+            summary_line(report, sent=sent, pending=store.count_pending(), dry_run=dry_run),
+            file=stdout,
+        )
         return EXIT_OK
     finally:
         for sink in sinks:
@@ -135,8 +157,9 @@ async def _run_once(config: Config, *, dry_run: bool, stdout: TextIO, sinks: Seq
 # --- run ----------------------------------------------------------------------------------
 
 
-async def run_forever(config: Config, *, stop: asyncio.Event | None = None,
-                      reload_every: float = RELOAD_CHECK_SECONDS) -> int:
+async def run_forever(
+    config: Config, *, stop: asyncio.Event | None = None, reload_every: float = RELOAD_CHECK_SECONDS
+) -> int:
     """Poll on schedule, deliver, answer bot commands and follow config edits, until
     SIGINT/SIGTERM (or ``stop`` is set)."""
     stop = stop or asyncio.Event()
@@ -163,16 +186,24 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
         if reload.status == "applied":
             scheduler.set_feeds(runtime.config.feeds)
         elif reload.status == "invalid" and not reload.repeated and commands is not None:
-            await commands.notify_admins(f"⚠️ config not applied: {reload.error}\n"
-                                         f"chipwatch keeps running on the last good config.")
+            await commands.notify_admins(
+                f"⚠️ config not applied: {reload.error}\n"
+                f"chipwatch keeps running on the last good config."
+            )
 
     scheduler.start(config.feeds)
     scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
     scheduler.every(reload_every, watch_config, name="config-watch")
     ops = await start_ops(runtime, scheduler)
-    event(log, "bot_running", feeds=len(config.feeds),
-          destinations=",".join(config.destinations.names()), database=config.database,
-          commands="on" if commands else "off", ops=ops.address if ops else "off")
+    event(
+        log,
+        "bot_running",
+        feeds=len(config.feeds),
+        destinations=",".join(config.destinations.names()),
+        database=config.database,
+        commands="on" if commands else "off",
+        ops=ops.address if ops else "off",
+    )
     try:
         await stop.wait()
         event(log, "shutdown_requested")

@@ -18,7 +18,7 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_duration(text: str) -> timedelta:
-    """"30m", "48h", "7d", "2w"."""
+    """ "30m", "48h", "7d", "2w"."""
     m = _DURATION_RE.match(text)
     if not m:
         raise ValueError(f"expected a duration such as 30m, 48h, 7d or 2w, got {text!r}")
@@ -54,20 +54,27 @@ def backtest(config: Config, *, since: datetime, matcher: Matcher | None = None)
             stopped.append(Change(item, result))
         elif result.alert:
             kept += 1
-    return BacktestReport(since=since, items=len(items), newly=tuple(newly),
-                          stopped=tuple(stopped), kept=kept)
+    return BacktestReport(
+        since=since, items=len(items), newly=tuple(newly), stopped=tuple(stopped), kept=kept
+    )
 
 
-def term_preview(config: Config, category: str, name: str, *, since: datetime,
-                 limit: int = 3) -> tuple[int, list[StoredItem]]:
+def term_preview(
+    config: Config, category: str, name: str, *, since: datetime, limit: int = 3
+) -> tuple[int, list[StoredItem]]:
     """How many stored items since ``since`` the term would match (it, as configured in
     ``category``), and the first ``limit`` of them."""
-    term = next((t for t in config.watchlists.get(category, ())
-                 if t.name.casefold() == name.casefold()), None)
+    term = next(
+        (t for t in config.watchlists.get(category, ()) if t.name.casefold() == name.casefold()),
+        None,
+    )
     if term is None:
         raise ConfigError(f"no term {name!r} in watchlist {category!r}", file=str(config.path))
     # The whole watchlist, so the term's guards ("@governments") are judged as in the bot.
     matcher = compile_matcher(config.watchlists, ())
-    hits = [i for i in stored_items(config.database, since=since)
-            if any(m.term == term.name for m in matcher.match(i.title, i.summary).matches)]
+    hits = [
+        i
+        for i in stored_items(config.database, since=since)
+        if any(m.term == term.name for m in matcher.match(i.title, i.summary).matches)
+    ]
     return len(hits), hits[:limit]

@@ -29,48 +29,78 @@ EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
 def _parser() -> argparse.ArgumentParser:
     # The installed console script is `chipwatch`; from a checkout it is `python bot.py`.
     prog = "chipwatch" if Path(sys.argv[0]).name == "chipwatch" else "python bot.py"
-    p = argparse.ArgumentParser(prog=prog,
-                                description="chipwatch: real-time alerts for AI-chip trade news.")
+    p = argparse.ArgumentParser(
+        prog=prog, description="chipwatch: real-time alerts for AI-chip trade news."
+    )
     p.add_argument("--version", action="version", version=f"chipwatch {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    p.add_argument("--log-format", choices=("text", "json"), default=None,
-                   help="log lines as text (default) or one JSON object a line; overrides "
-                        "the config's log_format")
+    p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=None,
+        help="log lines as text (default) or one JSON object a line; overrides "
+        "the config's log_format",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_, description=help_)
-        sp.add_argument("--config", type=Path, default=Path("config.yaml"),
-                        help="config file (default: ./config.yaml)")
+        sp.add_argument(
+            "--config",
+            type=Path,
+            default=Path("config.yaml"),
+            help="config file (default: ./config.yaml)",
+        )
         return sp
 
     cmd("run", "poll every feed on its schedule and deliver alerts until SIGINT/SIGTERM")
     once = cmd("once", "poll every feed once, deliver everything pending, print a summary")
-    once.add_argument("--dry-run", action="store_true",
-                      help="print the alerts that would be sent; record and send nothing")
+    once.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the alerts that would be sent; record and send nothing",
+    )
     cmd("demo", "run the whole pipeline on bundled sample feeds served on loopback")
     match = cmd("match", "explain how a headline matches the watchlists and rules")
     match.add_argument("text", nargs="*", help="the headline")
     match.add_argument("--summary", default="", help="an optional summary to match as well")
-    match.add_argument("--jsonl", action="store_true",
-                       help='read {"title": ..., "summary": ...} lines on stdin, write JSON lines')
+    match.add_argument(
+        "--jsonl",
+        action="store_true",
+        help='read {"title": ..., "summary": ...} lines on stdin, write JSON lines',
+    )
     cmd("check-config", "validate the config and print a short summary")
-    back = cmd("backtest", "replay stored items through a (candidate) config: what would newly "
-                           "alert, what would stop; sends and records nothing")
+    back = cmd(
+        "backtest",
+        "replay stored items through a (candidate) config: what would newly "
+        "alert, what would stop; sends and records nothing",
+    )
     back.add_argument("--since", default="7d", help="how far back: 30m, 48h, 7d, 2w (default 7d)")
-    status = cmd("status", "feeds, pending deliveries, last alert and pauses, read from the "
-                           "database; exit 0 when healthy, 1 when not")
+    status = cmd(
+        "status",
+        "feeds, pending deliveries, last alert and pauses, read from the "
+        "database; exit 0 when healthy, 1 when not",
+    )
     status.add_argument("--json", action="store_true", help="one JSON object")
     story = cmd("cluster", "explain how headlines would group into stories")
-    story.add_argument("headlines", nargs="+", metavar="HEADLINE",
-                       help="headlines in the order they arrive, each from its own source")
-    story.add_argument("--minutes-apart", type=float, default=5.0,
-                       help="time between consecutive headlines (default 5)")
+    story.add_argument(
+        "headlines",
+        nargs="+",
+        metavar="HEADLINE",
+        help="headlines in the order they arrive, each from its own source",
+    )
+    story.add_argument(
+        "--minutes-apart",
+        type=float,
+        default=5.0,
+        help="time between consecutive headlines (default 5)",
+    )
     return p
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
-         stdin: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stdin: TextIO | None = None
+) -> int:
     args = _parser().parse_args(argv)
     stdout = stdout or sys.stdout
     stdin = stdin or sys.stdin
@@ -80,7 +110,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         if args.command == "demo":
             from .demo import run_demo
 
-            if not args.verbose:  # the demo is for reading: alerts on stdout, only problems on stderr
+            if (
+                not args.verbose
+            ):  # the demo is for reading: alerts on stdout, only problems on stderr
                 setup_logging(logging.WARNING, json_lines=args.log_format == "json")
             return run_demo(args.config, stdout=stdout)
         config = load_config(args.config)
@@ -97,8 +129,12 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
             return _backtest(config, args, stdout=stdout)
         if args.command == "status":
             report = read_status(config, now=utcnow())
-            print(json.dumps(report.to_json(), ensure_ascii=False) if args.json
-                  else format_status(report), file=stdout)
+            print(
+                json.dumps(report.to_json(), ensure_ascii=False)
+                if args.json
+                else format_status(report),
+                file=stdout,
+            )
             return EXIT_OK if report.healthy else EXIT_FAILURE
         if args.command == "once":
             return asyncio.run(run_once(config, dry_run=args.dry_run, stdout=stdout))
@@ -120,14 +156,16 @@ def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: T
     matcher = compile_matcher(config.watchlists, config.rules)
     if not args.jsonl:
         if not args.text:
-            print("match: give a headline, or --jsonl to read JSON lines from stdin",
-                  file=sys.stderr)
+            print(
+                "match: give a headline, or --jsonl to read JSON lines from stdin", file=sys.stderr
+            )
             return EXIT_FAILURE
         print(matcher.explain(matcher.match(" ".join(args.text), args.summary)), file=stdout)
         return EXIT_OK
     for line in stdin:
-        print(json.dumps(match_json_line(matcher, line), ensure_ascii=False), file=stdout,
-              flush=True)
+        print(
+            json.dumps(match_json_line(matcher, line), ensure_ascii=False), file=stdout, flush=True
+        )
     return EXIT_OK
 
 
@@ -140,26 +178,38 @@ def _backtest(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> in
         return EXIT_CONFIG
     matcher = compile_matcher(config.watchlists, config.rules)
     report = backtest(config, since=utcnow() - window, matcher=matcher)
-    for label, changes in (("WOULD NEWLY ALERT", report.newly),
-                           ("WOULD STOP ALERTING", report.stopped)):
+    for label, changes in (
+        ("WOULD NEWLY ALERT", report.newly),
+        ("WOULD STOP ALERTING", report.stopped),
+    ):
         if changes:
             print(f"--- {label} ({len(changes)}) ---", file=stdout)
         for change in changes:
             item = change.item
             print(f"{item.seen_at:%Y-%m-%d %H:%M} [{item.feed}] {item.title}", file=stdout)
             print("   " + matcher.explain(change.result).replace("\n", "\n   "), file=stdout)
-    print(f"backtest: {report.items} items since {report.since:%Y-%m-%d %H:%M} UTC: "
-          f"{len(report.newly)} would newly alert, {len(report.stopped)} would stop alerting, "
-          f"{report.kept} alert either way", file=stdout)
+    print(
+        f"backtest: {report.items} items since {report.since:%Y-%m-%d %H:%M} UTC: "
+        f"{len(report.newly)} would newly alert, {len(report.stopped)} would stop alerting, "
+        f"{report.kept} alert either way",
+        file=stdout,
+    )
     return EXIT_OK
 
 
 def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int:
     """Run the story clustering on the given headlines and explain every decision."""
     matcher = compile_matcher(config.watchlists, config.rules)
-    for n, placed in enumerate(place_headlines(
-            args.headlines, matcher=matcher, stories=config.stories, at=utcnow(),
-            apart=timedelta(minutes=args.minutes_apart)), start=1):
+    for n, placed in enumerate(
+        place_headlines(
+            args.headlines,
+            matcher=matcher,
+            stories=config.stories,
+            at=utcnow(),
+            apart=timedelta(minutes=args.minutes_apart),
+        ),
+        start=1,
+    ):
         verdict = "alerts" if placed.alerts else "would not alert (no rule holds)"
         print(f"{n}. {placed.title}\n   {verdict}; {placed.decision.explain()}", file=stdout)
     return EXIT_OK

@@ -51,7 +51,8 @@ from .types import Match
 
 MAX_MEMBERS = 8  # member headlines a story keeps to compare with (the first ones)
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a an the and or but of to in on at for from by with as is are was were be been being it its
 this that these those into over after before amid about than then so not no yes will would can
 could may might must should has have had do does did says said say report reports reported
@@ -63,13 +64,16 @@ face faces facing hit hits take takes taking took make makes making made get get
 see sees seen show shows showing showed find finds found tell tells told give gives giving gave
 go goes going went come comes coming came put puts keep keeps seek seeks seeking use uses using
 used open opens opened set sets look looks looking want wants need needs needed help helps
-""".split())
+""".split()
+)
 # Words nearly every headline in this domain has: they say who or what about, not what happened.
-GENERIC = frozenset("""
+GENERIC = frozenset(
+    """
 chip semiconductor ai export import nvidia sale sell trade rule government official company
 firm market stock share tech gpu processor technology industry maker product deal business
 advanc high end top cutting edge flagship data center centr datacentr
-""".split())  # the last line: how outlets rank chips ("advanced", "top") and their market
+""".split()
+)  # the last line: how outlets rank chips ("advanced", "top") and their market
 # Direction and kind of action. A headline's verbs are folded into these classes, so "bans",
 # "blocks" and "curbs" agree, and "bans" and "allows" are opposite directions.
 ACTIONS = {
@@ -113,8 +117,10 @@ ACTIONS = {
 }
 # Announcing is not making a product when what is announced is a rule ("US unveils sweeping
 # export controls").
-_ANNOUNCING = frozenset("launch launches launched unveil unveils unveiled introduce introduces "
-                        "release releases debut debuts".split())
+_ANNOUNCING = frozenset(
+    "launch launches launched unveil unveils unveiled introduce introduces "
+    "release releases debut debuts".split()
+)
 _POLICY_KINDS = frozenset({"restrict", "allow", "tariff"})
 # When a headline has several kinds, the first in this order is the event it reports: the
 # others are usually context ("… to comply with US curbs", "… after US ban").
@@ -124,47 +130,146 @@ OPPOSITE = {"restrict": "allow", "allow": "restrict"}
 # Who acts. US and China are in nearly every headline (as actor or target): they only count as
 # a headline's leading actor. Third countries and agencies are event tokens, and vetoes.
 _ACTORS = {
-    "us": "us", "washington": "us", "biden": "us", "trump": "us", "america": "us",
-    "american": "us", "usa": "us", "white house": "us", "lutnick": "us", "raimondo": "us",
-    "china": "china", "chinese": "china", "beijing": "china", "prc": "china",
-    "japan": "japan", "japanese": "japan", "tokyo": "japan", "meti": "japan",
-    "dutch": "netherlands", "netherlands": "netherlands", "hague": "netherlands",
-    "taiwan": "taiwan", "taiwanese": "taiwan", "taipei": "taiwan",
-    "korea": "korea", "korean": "korea", "seoul": "korea",
-    "eu": "eu", "european": "eu", "europe": "eu", "brussels": "eu",
-    "uk": "uk", "britain": "uk", "british": "uk",
-    "germany": "germany", "german": "germany", "berlin": "germany",
-    "france": "france", "french": "france", "india": "india", "indian": "india",
-    "malaysia": "malaysia", "malaysian": "malaysia", "singapore": "singapore",
-    "singaporean": "singapore", "vietnam": "vietnam", "thailand": "thailand",
-    "indonesia": "indonesia", "uae": "uae", "emirates": "uae", "emirati": "uae",
-    "abu dhabi": "uae", "saudi": "saudi", "riyadh": "saudi", "qatar": "qatar",
-    "russia": "russia", "russian": "russia", "moscow": "russia", "iran": "iran",
-    "iranian": "iran", "israel": "israel", "israeli": "israel", "hong kong": "hongkong",
-    "canada": "canada", "canadian": "canada", "mexico": "mexico", "australia": "australia",
+    "us": "us",
+    "washington": "us",
+    "biden": "us",
+    "trump": "us",
+    "america": "us",
+    "american": "us",
+    "usa": "us",
+    "white house": "us",
+    "lutnick": "us",
+    "raimondo": "us",
+    "china": "china",
+    "chinese": "china",
+    "beijing": "china",
+    "prc": "china",
+    "japan": "japan",
+    "japanese": "japan",
+    "tokyo": "japan",
+    "meti": "japan",
+    "dutch": "netherlands",
+    "netherlands": "netherlands",
+    "hague": "netherlands",
+    "taiwan": "taiwan",
+    "taiwanese": "taiwan",
+    "taipei": "taiwan",
+    "korea": "korea",
+    "korean": "korea",
+    "seoul": "korea",
+    "eu": "eu",
+    "european": "eu",
+    "europe": "eu",
+    "brussels": "eu",
+    "uk": "uk",
+    "britain": "uk",
+    "british": "uk",
+    "germany": "germany",
+    "german": "germany",
+    "berlin": "germany",
+    "france": "france",
+    "french": "france",
+    "india": "india",
+    "indian": "india",
+    "malaysia": "malaysia",
+    "malaysian": "malaysia",
+    "singapore": "singapore",
+    "singaporean": "singapore",
+    "vietnam": "vietnam",
+    "thailand": "thailand",
+    "indonesia": "indonesia",
+    "uae": "uae",
+    "emirates": "uae",
+    "emirati": "uae",
+    "abu dhabi": "uae",
+    "saudi": "saudi",
+    "riyadh": "saudi",
+    "qatar": "qatar",
+    "russia": "russia",
+    "russian": "russia",
+    "moscow": "russia",
+    "iran": "iran",
+    "iranian": "iran",
+    "israel": "israel",
+    "israeli": "israel",
+    "hong kong": "hongkong",
+    "canada": "canada",
+    "canadian": "canada",
+    "mexico": "mexico",
+    "australia": "australia",
 }
 _AGENCIES = {
-    "commerce": "commerce", "bis": "commerce", "commerce department": "commerce",
-    "justice": "justice", "doj": "justice", "prosecutors": "justice", "prosecutor": "justice",
-    "fbi": "justice", "court": "justice", "judge": "justice", "jury": "justice",
-    "congress": "congress", "lawmakers": "congress", "senate": "congress",
-    "senators": "congress", "senator": "congress", "house panel": "congress",
-    "treasury": "treasury", "ofac": "treasury", "pentagon": "defense",
-    "customs": "customs", "cyberspace": "cyberspace", "cac": "cyberspace",
-    "samr": "antitrust", "antitrust": "antitrust", "competition": "antitrust",
-    "mofcom": "mofcom", "commerce ministry": "mofcom", "ministry of commerce": "mofcom",
-    "miit": "miit", "ndrc": "ndrc", "sec": "sec",
+    "commerce": "commerce",
+    "bis": "commerce",
+    "commerce department": "commerce",
+    "justice": "justice",
+    "doj": "justice",
+    "prosecutors": "justice",
+    "prosecutor": "justice",
+    "fbi": "justice",
+    "court": "justice",
+    "judge": "justice",
+    "jury": "justice",
+    "congress": "congress",
+    "lawmakers": "congress",
+    "senate": "congress",
+    "senators": "congress",
+    "senator": "congress",
+    "house panel": "congress",
+    "treasury": "treasury",
+    "ofac": "treasury",
+    "pentagon": "defense",
+    "customs": "customs",
+    "cyberspace": "cyberspace",
+    "cac": "cyberspace",
+    "samr": "antitrust",
+    "antitrust": "antitrust",
+    "competition": "antitrust",
+    "mofcom": "mofcom",
+    "commerce ministry": "mofcom",
+    "ministry of commerce": "mofcom",
+    "miit": "miit",
+    "ndrc": "ndrc",
+    "sec": "sec",
 }
 _AGENCY_NAMES = frozenset(_AGENCIES.values())
 _COUNTRY_NAMES = frozenset(_ACTORS.values())
-_LEADERS = {**_ACTORS, "commerce": "us", "bis": "us", "commerce department": "us",
-            "justice": "us", "doj": "us", "fbi": "us", "congress": "us", "lawmakers": "us",
-            "senate": "us", "treasury": "us", "pentagon": "us", "cac": "china",
-            "cyberspace": "china", "samr": "china", "mofcom": "china", "miit": "china",
-            "ndrc": "china", "commerce ministry": "china"}
+_LEADERS = {
+    **_ACTORS,
+    "commerce": "us",
+    "bis": "us",
+    "commerce department": "us",
+    "justice": "us",
+    "doj": "us",
+    "fbi": "us",
+    "congress": "us",
+    "lawmakers": "us",
+    "senate": "us",
+    "treasury": "us",
+    "pentagon": "us",
+    "cac": "china",
+    "cyberspace": "china",
+    "samr": "china",
+    "mofcom": "china",
+    "miit": "china",
+    "ndrc": "china",
+    "commerce ministry": "china",
+}
 _NOT_ACTING = (GENERIC - {"government", "official"}) | {
-    "stock", "shares", "internet", "sector", "giant", "giants", "buyer",
-    "customer", "carmaker", "startup", "startups", "market", "ambition"}
+    "stock",
+    "shares",
+    "internet",
+    "sector",
+    "giant",
+    "giants",
+    "buyer",
+    "customer",
+    "carmaker",
+    "startup",
+    "startups",
+    "market",
+    "ambition",
+}
 _SKIP_LEAD = STOPWORDS | {"exclusive", "update", "breaking", "analysis", "new"}
 # Phrases whose words mislead one by one.
 _PHRASES = (
@@ -172,54 +277,118 @@ _PHRASES = (
     (re.compile(r"\bextreme[- ]ultraviolet\b", re.I), " EUV "),
     (re.compile(r"\bgraphics[- ]processing(?:\s+units?)?\b", re.I), " GPU "),
     # "to take a $5.5 billion charge" is an accounting loss, not a criminal charge.
-    (re.compile(r"\b(?:take|takes|taking|took|book|books|booked|record|records|recorded)\s+"
-                r"(?:an?\s+)?(?:\$?[\d.,]+\s*(?:bn|billion|million|mn|m)?\s+)?"
-                r"(?:charge|charges|writedown|write-down)\b", re.I), " writedown "),
+    (
+        re.compile(
+            r"\b(?:take|takes|taking|took|book|books|booked|record|records|recorded)\s+"
+            r"(?:an?\s+)?(?:\$?[\d.,]+\s*(?:bn|billion|million|mn|m)?\s+)?"
+            r"(?:charge|charges|writedown|write-down)\b",
+            re.I,
+        ),
+        " writedown ",
+    ),
     (re.compile(r"\b(?:take|takes|took|taking)\s+(?:over|control)\b", re.I), " takeover "),
-    (re.compile(r"\b(?:issue|issues|issued|issuing|grant|grants|granting|win|wins|won|get|"
-                r"gets|got|receive|receives|received|secure|secures|secured)\s+"
-                r"(?:\w+\s+){0,3}?(?:licen[cs]es?|approvals?|permits?|waivers?)\b", re.I),
-     " granted licence "),
+    (
+        re.compile(
+            r"\b(?:issue|issues|issued|issuing|grant|grants|granting|win|wins|won|get|"
+            r"gets|got|receive|receives|received|secure|secures|secured)\s+"
+            r"(?:\w+\s+){0,3}?(?:licen[cs]es?|approvals?|permits?|waivers?)\b",
+            re.I,
+        ),
+        " granted licence ",
+    ),
 )
 # A section label before a colon ("Tech war: …", "Report: …") says nothing about the event.
 _KICKER_RE = re.compile(r"^\s*(?:[^\s:]+\s+){0,2}[^\s:]+\s*:\s+(?=\S)")
 # A market reaction wrapped around the event ("Nvidia stock tumbles as US bans…", "Chinese
 # stocks fall on report…"): the event is the clause after the connective, and the reaction's
 # own words differ from outlet to outlet.
-_MARKET = frozenset("stock stocks share shares premarket investor investors market markets "
-                    "index indexes indices".split())
-_MOVES = frozenset("""fall falls fell tumble tumbles tumbled slip slips slipped slump slumps
+_MARKET = frozenset(
+    "stock stocks share shares premarket investor investors market markets "
+    "index indexes indices".split()
+)
+_MOVES = frozenset(
+    """fall falls fell tumble tumbles tumbled slip slips slipped slump slumps
     slumped drop drops dropped sink sinks sank slide slides slid plunge plunges plunged lower
     rise rises rose jump jumps jumped surge surges surged rally rallies rallied gain gains
-    gained climb climbs climbed dip dips dipped soar soars soared selloff""".split())
+    gained climb climbs climbed dip dips dipped soar soars soared selloff""".split()
+)
 _CONNECTIVES = frozenset("as on after amid following over".split())
 _US_RE = re.compile(r"\bU\.\s?S\.(?:\s?A\.)?|\bUnited States\b", re.IGNORECASE)
 # Amounts and counts; not model numbers (H20, 910C, 7nm) and not years.
 _NUMBER_RE = re.compile(
     r"(?<![\w.-])\$?(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)\s*(%|bn|mn|m|k|b|tn|billion|million|"
-    r"thousand|trillion|percent|per cent)?(?![\w-])", re.IGNORECASE)
-_SCALE = {"k": 3, "thousand": 3, "m": 6, "mn": 6, "million": 6, "b": 9, "bn": 9, "billion": 9,
-          "tn": 12, "trillion": 12}
-_SYNONYMS = {"chinese": "china", "semiconductors": "semiconductor", "chips": "chip",
-             "chipmaker": "chip", "chipmakers": "chip", "exports": "export", "imports": "import",
-             "sales": "sale", "selling": "sell", "sells": "sell", "sold": "sell", "gpus": "gpu",
-             "rules": "rule", "tools": "equipment", "tool": "equipment", "machines": "equipment",
-             "machine": "equipment", "toolmaker": "equipment", "toolmakers": "equipment",
-             "regulations": "rule", "regulation": "rule", "measures": "rule",
-             "subsidiaries": "affiliate", "subsidiary": "affiliate", "affiliates": "affiliate",
-             "units": "affiliate", "unit": "affiliate", "datacenter": "datacentre",
-             "datacenters": "datacentre", "processors": "processor", "accelerators": "gpu",
-             "accelerator": "gpu", "companies": "company", "firms": "firm"}
+    r"thousand|trillion|percent|per cent)?(?![\w-])",
+    re.IGNORECASE,
+)
+_SCALE = {
+    "k": 3,
+    "thousand": 3,
+    "m": 6,
+    "mn": 6,
+    "million": 6,
+    "b": 9,
+    "bn": 9,
+    "billion": 9,
+    "tn": 12,
+    "trillion": 12,
+}
+_SYNONYMS = {
+    "chinese": "china",
+    "semiconductors": "semiconductor",
+    "chips": "chip",
+    "chipmaker": "chip",
+    "chipmakers": "chip",
+    "exports": "export",
+    "imports": "import",
+    "sales": "sale",
+    "selling": "sell",
+    "sells": "sell",
+    "sold": "sell",
+    "gpus": "gpu",
+    "rules": "rule",
+    "tools": "equipment",
+    "tool": "equipment",
+    "machines": "equipment",
+    "machine": "equipment",
+    "toolmaker": "equipment",
+    "toolmakers": "equipment",
+    "regulations": "rule",
+    "regulation": "rule",
+    "measures": "rule",
+    "subsidiaries": "affiliate",
+    "subsidiary": "affiliate",
+    "affiliates": "affiliate",
+    "units": "affiliate",
+    "unit": "affiliate",
+    "datacenter": "datacentre",
+    "datacenters": "datacentre",
+    "processors": "processor",
+    "accelerators": "gpu",
+    "accelerator": "gpu",
+    "companies": "company",
+    "firms": "firm",
+}
 
 # Policy terms that say what happened. The rest ("export controls", "ban", "curbs") are the
 # domain itself, or actions, which the action classes already fold together.
-POLICY_TOKENS = {"entity list": "entity list", "export licence": "licence", "licence": "licence",
-                 "import approval": "import", "imports": "import",
-                 "security review": "security review",
-                 "smuggling": "smuggling", "diversion": "smuggling",
-                 "export violations": "violations", "seizure": "seizure", "waiver": "waiver",
-                 "exemption": "waiver", "discourage": "discourage", "tariffs": "tariff",
-                 "duties": "tariff", "customs": "customs"}
+POLICY_TOKENS = {
+    "entity list": "entity list",
+    "export licence": "licence",
+    "licence": "licence",
+    "import approval": "import",
+    "imports": "import",
+    "security review": "security review",
+    "smuggling": "smuggling",
+    "diversion": "smuggling",
+    "export violations": "violations",
+    "seizure": "seizure",
+    "waiver": "waiver",
+    "exemption": "waiver",
+    "discourage": "discourage",
+    "tariffs": "tariff",
+    "duties": "tariff",
+    "customs": "customs",
+}
 ACTION_WEIGHT = 2.5  # a kind of action agreeing counts like a fairly rare word (it is a class)
 IDF_FLOOR = 1.0  # the weight of a token every stored item has
 EXPIRE_EVERY = timedelta(minutes=10)
@@ -227,8 +396,8 @@ EXPIRE_EVERY = timedelta(minutes=10)
 # story's headlines says, is the same article re-titled (a new guid and URL), not a new event.
 RETITLE_WITHIN = timedelta(hours=1)
 POSTING_READ = 256  # most recently active stories read from each posting for one item
-CANDIDATES = 32     # stories compared in full with one item, the best ranked by blocking
-IDF_ITEMS = 20000   # stored titles read at startup to learn token rarity
+CANDIDATES = 32  # stories compared in full with one item, the best ranked by blocking
+IDF_ITEMS = 20000  # stored titles read at startup to learn token rarity
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,8 +430,9 @@ class Headline:
         return sorted(self.tokens) + extra
 
     @staticmethod
-    def decode(stored: Iterable[str], entities: Iterable[str], *,
-               actions: Iterable[str] = ()) -> Headline:
+    def decode(
+        stored: Iterable[str], entities: Iterable[str], *, actions: Iterable[str] = ()
+    ) -> Headline:
         """A stored member back. Stories stored before schema 5 kept plain words, and the
         first headline's kinds of action beside them (``actions``)."""
         tokens, kinds, lead = set(), set(), ""
@@ -276,12 +446,14 @@ class Headline:
         kinds = kinds or set(actions)
         primary = next((t[1:] for t in tokens if t.startswith("!") and t != "!plan"), "")
         return Headline(
-            tokens=frozenset(tokens), entities=_shared(frozenset(map(sys.intern, entities))),
+            tokens=frozenset(tokens),
+            entities=_shared(frozenset(map(sys.intern, entities))),
             actions=_shared(frozenset(kinds)),
             primary=primary or next((a for a in PRIORITY if a in kinds and a != "plan"), ""),
             actors=_shared(frozenset(t[1:] for t in tokens if t.startswith("@"))),
             numbers=_shared(frozenset(t[1:] for t in tokens if t.startswith("#"))),
-            lead=sys.intern(lead))
+            lead=sys.intern(lead),
+        )
 
 
 _SHARED: dict[frozenset, frozenset] = {}
@@ -388,13 +560,14 @@ def _event_start(words: Sequence[str]) -> int:
     return 0
 
 
-def headline_features(title: str, matches: Iterable[Match] = (),
-                      subjects: frozenset[str] = SUBJECT_CATEGORIES) -> Headline:
+def headline_features(
+    title: str, matches: Iterable[Match] = (), subjects: frozenset[str] = SUBJECT_CATEGORIES
+) -> Headline:
     text = _US_RE.sub(" us ", title)
     for pattern, replacement in _PHRASES:
         text = pattern.sub(replacement, text)
     tokens_list = normalise(_KICKER_RE.sub(" ", text, count=1)).split()
-    tokens_list = tokens_list[_event_start(tokens_list):]
+    tokens_list = tokens_list[_event_start(tokens_list) :]
     matches = list(matches)
     covered: set[str] = set()
     entities, specific, tokens = set(), set(), set()
@@ -453,8 +626,11 @@ def headline_features(title: str, matches: Iterable[Match] = (),
     if "allow" in actions and "restrict" in actions:
         actions.discard("restrict")
     numbers = _numbers(title)
-    if "product" in actions and actions & _POLICY_KINDS and all(
-            w in _ANNOUNCING for kind, w in kinds if kind == "product"):
+    if (
+        "product" in actions
+        and actions & _POLICY_KINDS
+        and all(w in _ANNOUNCING for kind, w in kinds if kind == "product")
+    ):
         actions.discard("product")
     # "Plan" marks an action not taken yet; the event is the action planned.
     primary = next((a for a in PRIORITY if a in actions and a != "plan"), "")
@@ -466,11 +642,16 @@ def headline_features(title: str, matches: Iterable[Match] = (),
         tokens.add("!plan")
     tokens |= {"@" + a for a in actors}
     tokens |= {"#" + x for x in numbers}
-    return Headline(tokens=frozenset(map(sys.intern, tokens)),
-                    entities=_shared(frozenset(entities)), actions=_shared(frozenset(actions)),
-                    specific=_shared(frozenset(specific)), actors=_shared(frozenset(actors)),
-                    numbers=_shared(frozenset(numbers)), lead="" if lead == "-" else lead,
-                    primary=primary)
+    return Headline(
+        tokens=frozenset(map(sys.intern, tokens)),
+        entities=_shared(frozenset(entities)),
+        actions=_shared(frozenset(actions)),
+        specific=_shared(frozenset(specific)),
+        actors=_shared(frozenset(actors)),
+        numbers=_shared(frozenset(numbers)),
+        lead="" if lead == "-" else lead,
+        primary=primary,
+    )
 
 
 def outlet_of(*, source: str, link: str, feed: str) -> str:
@@ -488,8 +669,18 @@ def outlet_of(*, source: str, link: str, feed: str) -> str:
     return feed
 
 
-_REDIRECTORS = frozenset({"news.google.com", "feedproxy.google.com", "feeds.feedburner.com",
-                          "t.co", "bit.ly", "ow.ly", "l.facebook.com", "lnkd.in"})
+_REDIRECTORS = frozenset(
+    {
+        "news.google.com",
+        "feedproxy.google.com",
+        "feeds.feedburner.com",
+        "t.co",
+        "bit.ly",
+        "ow.ly",
+        "l.facebook.com",
+        "lnkd.in",
+    }
+)
 
 
 class Rarity:
@@ -507,8 +698,10 @@ class Rarity:
 
     def total(self, tokens: Iterable[str]) -> float:
         docs, df = self.docs + 1, self.df
-        return sum(ACTION_WEIGHT if t[0] == "!" else IDF_FLOOR + math.log(docs / (df.get(t, 0) + 1))
-                   for t in tokens)
+        return sum(
+            ACTION_WEIGHT if t[0] == "!" else IDF_FLOOR + math.log(docs / (df.get(t, 0) + 1))
+            for t in tokens
+        )
 
 
 @dataclass(slots=True)
@@ -560,8 +753,10 @@ class Decision:
     def explain(self) -> str:
         if self.story is None:
             return f"new story ({self.reason})"
-        return (f"joins story {self.story.id} \"{self.story.title}\" (similarity "
-                f"{self.score:.2f}, shared: {', '.join(self.shared)})")
+        return (
+            f'joins story {self.story.id} "{self.story.title}" (similarity '
+            f"{self.score:.2f}, shared: {', '.join(self.shared)})"
+        )
 
 
 def _veto(item: Headline, member: Headline) -> str:
@@ -572,12 +767,19 @@ def _veto(item: Headline, member: Headline) -> str:
         return "another kind of action"
     # A rule weighed is not the rule imposed; a product planned is the product offered (an
     # outlet's "plans a chip for China" is another's "offers a chip for China").
-    if (item.primary == member.primary and item.primary != "product"
-            and ("plan" in item.actions) != ("plan" in member.actions)
-            and not item.numbers & member.numbers):
+    if (
+        item.primary == member.primary
+        and item.primary != "product"
+        and ("plan" in item.actions) != ("plan" in member.actions)
+        and not item.numbers & member.numbers
+    ):
         return "a plan, not the action"
     for a, b in ((item, member), (member, item)):
-        if a.primary in OPPOSITE and OPPOSITE[a.primary] in b.actions and a.primary not in b.actions:
+        if (
+            a.primary in OPPOSITE
+            and OPPOSITE[a.primary] in b.actions
+            and a.primary not in b.actions
+        ):
             return "the opposite action"
     for kinds in (_AGENCY_NAMES, _COUNTRY_NAMES):
         mine, theirs = item.actors & kinds, member.actors & kinds
@@ -601,8 +803,14 @@ class StoryIndex:
     end and blocking reads the recent end: however much history the window holds, a new item
     reads at most ``POSTING_READ`` ids per key and compares at most ``CANDIDATES`` stories."""
 
-    def __init__(self, *, window: timedelta, threshold: float,
-                 categories: Mapping[str, str] | None = None, rarity: Rarity | None = None):
+    def __init__(
+        self,
+        *,
+        window: timedelta,
+        threshold: float,
+        categories: Mapping[str, str] | None = None,
+        rarity: Rarity | None = None,
+    ):
         self.window = window
         self.threshold = threshold
         # Subject term -> its watchlist category, to know which of a stored story's subjects
@@ -625,8 +833,11 @@ class StoryIndex:
         self.stories[sid] = story
         keys_by_index = self._keys(story)
         category = self._category
-        story.specific = _by_kind((category[e], e) for e in keys_by_index[0][1]
-                                  if e in category and not _generic_subject(e))
+        story.specific = _by_kind(
+            (category[e], e)
+            for e in keys_by_index[0][1]
+            if e in category and not _generic_subject(e)
+        )
         for index, keys in keys_by_index:
             for key in keys:
                 posting = index.get(key)
@@ -644,8 +855,9 @@ class StoryIndex:
         self._post(story)
         return member
 
-    def assign(self, item: Headline, *, at: datetime, source: str, title: str,
-               new_id: int) -> tuple[Decision, Story]:
+    def assign(
+        self, item: Headline, *, at: datetime, source: str, title: str, new_id: int
+    ) -> tuple[Decision, Story]:
         """Count the item towards token rarity, decide, then record: the item joins the story
         chosen, or starts story ``new_id``."""
         self.rarity.observe(item.tokens)
@@ -765,8 +977,8 @@ class StoryIndex:
                 if all(t[0] == "!" for t in item.tokens & member.tokens):
                     theirs = _specific_of(member.entities)
                     if not self._nested_by_kind(mine_specific, theirs) and not (
-                            not mine_specific and item.lead
-                            and item.lead == member.lead):
+                        not mine_specific and item.lead and item.lead == member.lead
+                    ):
                         continue
                 s = self.similarity(item, member)
                 if s > score:
@@ -776,19 +988,24 @@ class StoryIndex:
                 continue
             if best is None or score > best.score:
                 shared = sorted(item.entities & story.entities) + sorted(
-                    _display(t) for t in item.tokens & closest.tokens)
+                    _display(t) for t in item.tokens & closest.tokens
+                )
                 best = Decision(story, score, tuple(shared))
         if best is not None and best.score >= self.threshold:
             return best
         if best is not None:
             assert best.story is not None  # every candidate above names its story
-            return Decision(None, best.score,
-                            reason=f"best similarity {best.score:.2f} to story {best.story.id} "
-                                   f"is below {self.threshold:.2f}")
+            return Decision(
+                None,
+                best.score,
+                reason=f"best similarity {best.score:.2f} to story {best.story.id} "
+                f"is below {self.threshold:.2f}",
+            )
         if vetoes:
             reason, _ = vetoes.most_common(1)[0]
-            return Decision(None, 0.0, reason=_REASONS.get(reason, f"related stories report "
-                                                                   f"{reason}"))
+            return Decision(
+                None, 0.0, reason=_REASONS.get(reason, f"related stories report {reason}")
+            )
         return Decision(None, 0.0, reason="no recent story names the same chip or company")
 
 
@@ -798,7 +1015,8 @@ def _retitled(item: Headline, story: Story, at: datetime) -> bool:
     subjects of one of its headlines ("Nvidia says US order restricts sales of AI chips to
     China" / "Nvidia says US ordered it to stop sales of AI chips to China")."""
     return at - story.last_seen <= RETITLE_WITHIN and any(
-        m.tokens == item.tokens and m.entities == item.entities for m in story.members)
+        m.tokens == item.tokens and m.entities == item.entities for m in story.members
+    )
 
 
 _REASONS = {
@@ -815,13 +1033,25 @@ class Clusterer:
     Story ids are handed out here, before the poll's transaction, so items of one batch can
     join a story another item of the same batch started."""
 
-    def __init__(self, store, config: StoriesConfig, *, now: datetime,  # noqa: ANN001
-                 watchlists: Mapping[str, Sequence[Term]] | None = None):
+    def __init__(
+        self,
+        store,  # noqa: ANN001 - a Store (same layer, so not imported)
+        config: StoriesConfig,
+        *,
+        now: datetime,
+        watchlists: Mapping[str, Sequence[Term]] | None = None,
+    ):
         self.config = config
-        categories = {term.name.casefold(): term.category
-                      for terms in (watchlists or {}).values() for term in terms}
-        self.index = StoryIndex(window=timedelta(hours=config.window_hours),
-                                threshold=config.threshold, categories=categories)
+        categories = {
+            term.name.casefold(): term.category
+            for terms in (watchlists or {}).values()
+            for term in terms
+        }
+        self.index = StoryIndex(
+            window=timedelta(hours=config.window_hours),
+            threshold=config.threshold,
+            categories=categories,
+        )
         # Tens of thousands of stories are tens of thousands of new containers: left on, the
         # cyclic collector traverses them over and over while they load (most of the startup
         # time, measured). They hold no cycles, so nothing is left for it to find.
@@ -832,14 +1062,25 @@ class Clusterer:
                 self.observe(title)
             # Oldest activity first, the order the index keeps (expiry stops at the first
             # story still in the window).
-            records = sorted(store.recent_stories(since=now - self.index.window),
-                             key=lambda r: r.last_seen)
+            records = sorted(
+                store.recent_stories(since=now - self.index.window), key=lambda r: r.last_seen
+            )
             for r in records:
-                members = [Headline.decode(w, e, actions=r.actions if i == 0 else ())
-                           for i, (w, e) in enumerate(r.members)]
-                self.index.add(Story(id=r.id, first_seen=r.first_seen, last_seen=r.last_seen,
-                                     members=members, sources=list(r.outlets or r.sources), alert_id=r.alert_id,
-                                     title=r.title))
+                members = [
+                    Headline.decode(w, e, actions=r.actions if i == 0 else ())
+                    for i, (w, e) in enumerate(r.members)
+                ]
+                self.index.add(
+                    Story(
+                        id=r.id,
+                        first_seen=r.first_seen,
+                        last_seen=r.last_seen,
+                        members=members,
+                        sources=list(r.outlets or r.sources),
+                        alert_id=r.alert_id,
+                        title=r.title,
+                    )
+                )
         finally:
             if enabled:
                 gc.enable()
@@ -849,31 +1090,40 @@ class Clusterer:
         """Count a stored item's title towards token rarity."""
         self.index.rarity.observe(headline_features(title).tokens)
 
-    def place(self, title: str, matches: Sequence[Match], *, source: str,
-              at: datetime) -> Placement:
+    def place(
+        self, title: str, matches: Sequence[Match], *, source: str, at: datetime
+    ) -> Placement:
         """Decide and record in memory where an alerting item goes."""
         self.index.expire(at)
         features = headline_features(title, matches)
-        decision, story = self.index.assign(features, at=at, source=source, title=title,
-                                            new_id=self._next_id)
+        decision, story = self.index.assign(
+            features, at=at, source=source, title=title, new_id=self._next_id
+        )
         is_new = decision.story is None
         if is_new:
             self._next_id += 1
         member = story.members[-1] is features if story.members else False
         first = story.members[0] if story.members else features
-        return Placement(decision=decision, story_id=story.id, new_story=is_new,
-                         member=features.encode() if member else None,
-                         entities=tuple(sorted(features.entities)),
-                         actions=tuple(sorted(first.actions)),
-                         says_more=not is_new and says_more(features, first))
+        return Placement(
+            decision=decision,
+            story_id=story.id,
+            new_story=is_new,
+            member=features.encode() if member else None,
+            entities=tuple(sorted(features.entities)),
+            actions=tuple(sorted(first.actions)),
+            says_more=not is_new and says_more(features, first),
+        )
 
 
 def says_more(item: Headline, story_title: Headline) -> bool:
     """Whether a joining headline says something the story's title does not (a word, a
     number, a country or an agency): the alert then shows it, so even a wrong join hides
     nothing that was said."""
-    extra = (item.words - story_title.words) | (item.numbers - story_title.numbers) | (
-        item.actors - story_title.actors)
+    extra = (
+        (item.words - story_title.words)
+        | (item.numbers - story_title.numbers)
+        | (item.actors - story_title.actors)
+    )
     return bool(extra)
 
 
@@ -890,8 +1140,12 @@ class Placement:
     says_more: bool = False
 
 
-def cluster_offline(items: Sequence[tuple[str, datetime, str, Sequence[Match]]], *,
-                    window: timedelta, threshold: float) -> list[int]:
+def cluster_offline(
+    items: Sequence[tuple[str, datetime, str, Sequence[Match]]],
+    *,
+    window: timedelta,
+    threshold: float,
+) -> list[int]:
     """Cluster (title, time, source, matches) in time order; returns a story id per item.
     Used by the evaluation and the tests; the pipeline uses ``Clusterer`` with the store."""
     index = StoryIndex(window=window, threshold=threshold)
@@ -900,8 +1154,7 @@ def cluster_offline(items: Sequence[tuple[str, datetime, str, Sequence[Match]]],
     for i in sorted(range(len(items)), key=lambda i: items[i][1]):
         title, at, source, matches = items[i]
         features = headline_features(title, matches)
-        decision, story = index.assign(features, at=at, source=source, title=title,
-                                       new_id=next_id)
+        decision, story = index.assign(features, at=at, source=source, title=title, new_id=next_id)
         next_id += decision.story is None
         assigned[i] = story.id
     return assigned

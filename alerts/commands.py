@@ -116,12 +116,25 @@ class Commands:
         self._client = client
         self._budget = client.budget
         self.app = Application.builder().bot(client.bot).build()
-        public = {"start": self.help, "help": self.help, "watchlist": self.watchlist,
-                  "status": self.status, "recent": self.recent, "why": self.why,
-                  "subscribe": self.subscribe, "unsubscribe": self.unsubscribe,
-                  "subscriptions": self.subscriptions}
-        admin = {"watch": self.watch, "unwatch": self.unwatch, "mute": self.mute,
-                 "unmute": self.unmute, "pause": self.pause, "resume": self.resume}
+        public = {
+            "start": self.help,
+            "help": self.help,
+            "watchlist": self.watchlist,
+            "status": self.status,
+            "recent": self.recent,
+            "why": self.why,
+            "subscribe": self.subscribe,
+            "unsubscribe": self.unsubscribe,
+            "subscriptions": self.subscriptions,
+        }
+        admin = {
+            "watch": self.watch,
+            "unwatch": self.unwatch,
+            "mute": self.mute,
+            "unmute": self.unmute,
+            "pause": self.pause,
+            "resume": self.resume,
+        }
         for name, handler in public.items():
             self.app.add_handler(CommandHandler(name, self._guarded(handler)))
         for name, handler in admin.items():
@@ -136,8 +149,9 @@ class Commands:
         await self.app.start()
         updater = self.app.updater
         assert updater is not None  # the builder makes one unless told not to
-        await updater.start_polling(timeout=10, drop_pending_updates=False,
-                                    allowed_updates=["message"])
+        await updater.start_polling(
+            timeout=10, drop_pending_updates=False, allowed_updates=["message"]
+        )
         event(log, "commands_started", bot=self.app.bot.username)
 
     async def stop(self) -> None:
@@ -154,11 +168,23 @@ class Commands:
         telegram = self.runtime.config.destinations.telegram
         for admin in telegram.admins if telegram else ():
             try:
-                await self._paced(admin, functools.partial(
-                    self.app.bot.send_message, admin, html.escape(text), parse_mode=ParseMode.HTML))
+                await self._paced(
+                    admin,
+                    functools.partial(
+                        self.app.bot.send_message,
+                        admin,
+                        html.escape(text),
+                        parse_mode=ParseMode.HTML,
+                    ),
+                )
             except TelegramError as exc:
-                event(log, "admin_notify_failed", logging.WARNING, admin=admin,
-                      error=redact(str(exc), [self._token]))
+                event(
+                    log,
+                    "admin_notify_failed",
+                    logging.WARNING,
+                    admin=admin,
+                    error=redact(str(exc), [self._token]),
+                )
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -174,8 +200,14 @@ class Commands:
             user = update.effective_user
             command = (update.effective_message.text or "").split(maxsplit=1)[0][:40]
             if admin and not self._is_admin(update):
-                event(log, "command_refused", logging.WARNING, command=command,
-                      user=user.id if user else None, reason="not an admin")
+                event(
+                    log,
+                    "command_refused",
+                    logging.WARNING,
+                    command=command,
+                    user=user.id if user else None,
+                    reason="not an admin",
+                )
                 await self._reply(update, "Sorry, only the bot's admins can do that.")
                 return
             event(log, "command", command=command, user=user.id if user else None)
@@ -189,9 +221,14 @@ class Commands:
         return run
 
     async def _reply(self, update: Update, text: str) -> None:
-        await self._paced(_chat_id(update), lambda: _message(update).reply_text(
-            _fit(text), parse_mode=ParseMode.HTML,
-            link_preview_options=LinkPreviewOptions(is_disabled=True)))
+        await self._paced(
+            _chat_id(update),
+            lambda: _message(update).reply_text(
+                _fit(text),
+                parse_mode=ParseMode.HTML,
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            ),
+        )
 
     async def _paced(self, chat_id: int, send: Callable[[], Awaitable[object]]) -> None:
         """Send within the chat's pace and the bot's budget; a 429 waits as told, twice."""
@@ -210,9 +247,11 @@ class Commands:
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         error = context.error
         # The traceback goes to the log too; the redacting filter cleans it of the token.
-        log.error("command_failed error=%s",
-                  redact(f"{type(error).__name__}: {error}", [self._token]),
-                  exc_info=(type(error), error, error.__traceback__) if error else None)
+        log.error(
+            "command_failed error=%s",
+            redact(f"{type(error).__name__}: {error}", [self._token]),
+            exc_info=(type(error), error, error.__traceback__) if error else None,
+        )
 
     @staticmethod
     def _args(context: ContextTypes.DEFAULT_TYPE, update: Update) -> str:
@@ -225,7 +264,9 @@ class Commands:
         folded = name.casefold()
         for terms in self.runtime.config.watchlists.values():
             for term in terms:
-                if term.name.casefold() == folded or any(a.casefold() == folded for a in term.aliases):
+                if term.name.casefold() == folded or any(
+                    a.casefold() == folded for a in term.aliases
+                ):
                     return term
         return None
 
@@ -242,20 +283,33 @@ class Commands:
         lines = []
         for category, terms in config.watchlists.items():
             names = ", ".join(t.name for t in terms)
-            lines.append(f"<b>{html.escape(category)}</b> ({len(terms)}): "
-                         f"{html.escape(cut_text(names, 900))}")
+            lines.append(
+                f"<b>{html.escape(category)}</b> ({len(terms)}): "
+                f"{html.escape(cut_text(names, 900))}"
+            )
         lines.append("")
         lines.append("<b>Rules</b> (an alert needs one to hold)")
         for rule in config.rules:
-            parts = [f"{label} {', '.join(values)}" for label, values in (
-                ("all of", rule.all_of), ("any of", rule.any_of), ("none of", rule.none_of),
-                ("a term of", rule.terms)) if values]
+            parts = [
+                f"{label} {', '.join(values)}"
+                for label, values in (
+                    ("all of", rule.all_of),
+                    ("any of", rule.any_of),
+                    ("none of", rule.none_of),
+                    ("a term of", rule.terms),
+                )
+                if values
+            ]
             lines.append(f"• {html.escape(rule.name)}: {html.escape('; '.join(parts))}")
         muted = self.runtime.store.active_mutes(now=utcnow())
         if muted:
             lines.append("")
-            lines.append("<b>Muted</b>: " + html.escape(", ".join(
-                f"{t} until {u:%d %b %H:%M} UTC" for t, u in sorted(muted.items()))))
+            lines.append(
+                "<b>Muted</b>: "
+                + html.escape(
+                    ", ".join(f"{t} until {u:%d %b %H:%M} UTC" for t, u in sorted(muted.items()))
+                )
+            )
         await self._reply(update, "\n".join(lines))
 
     async def status(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -266,19 +320,26 @@ class Commands:
         never = configured - {s.name for s in states}
         polls = [s.last_polled_at for s in states if s.last_polled_at]
         midnight = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-        lines = [f"<b>Feeds</b>: {len(states) - len(failing)} OK, {len(failing)} failing"
-                 + (f", {len(never)} not polled yet" if never else "")]
+        lines = [
+            f"<b>Feeds</b>: {len(states) - len(failing)} OK, {len(failing)} failing"
+            + (f", {len(never)} not polled yet" if never else "")
+        ]
         for s in failing:
             since = f" since {s.failing_since:%d %b %H:%M}" if s.failing_since else ""
             reason = s.disabled_reason or s.last_error or s.last_status
             lines.append(f"• {html.escape(s.name)}: {html.escape(str(reason))}{since}")
-        lines.append(f"<b>Last poll</b>: {max(polls):%d %b %H:%M:%S} UTC" if polls
-                     else "<b>Last poll</b>: none yet")
+        lines.append(
+            f"<b>Last poll</b>: {max(polls):%d %b %H:%M:%S} UTC"
+            if polls
+            else "<b>Last poll</b>: none yet"
+        )
         lines.append(f"<b>Alerts today</b>: {store.alerts_since(midnight)}")
         lines.append(f"<b>Pending deliveries</b>: {store.count_pending()}")
         held = self.runtime.deliverer.held_back
-        lines.append("<b>Channel</b>: " + ("paused (alerts are queued)" if "telegram" in held
-                                            else "delivering"))
+        lines.append(
+            "<b>Channel</b>: "
+            + ("paused (alerts are queued)" if "telegram" in held else "delivering")
+        )
         await self._reply(update, "\n".join(lines))
 
     async def recent(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -292,7 +353,11 @@ class Commands:
         lines = []
         for a in alerts:
             title = html.escape(cut_text(a.title, 200))
-            link = html.escape(a.link, quote=True) if a.link.startswith(("http://", "https://")) else ""
+            link = (
+                html.escape(a.link, quote=True)
+                if a.link.startswith(("http://", "https://"))
+                else ""
+            )
             head = f'<a href="{link}">{title}</a>' if link else title
             lines.append(f"• {head} — {html.escape(a.feed)} · {when_text(a)}")
         await self._reply(update, "\n".join(lines))
@@ -306,14 +371,18 @@ class Commands:
         reply = html.escape(f"“{text}”\n{self.runtime.matcher.explain(result)}")
         if muted and any(m.term.casefold() in muted for m in result.matches):
             after = self.runtime.matcher.without(result, muted)
-            reply += "\n\n" + html.escape(f"muted terms drop out: {'ALERT' if after.alert else 'no alert'}")
+            reply += "\n\n" + html.escape(
+                f"muted terms drop out: {'ALERT' if after.alert else 'no alert'}"
+            )
         await self._reply(update, f"<pre>{reply}</pre>")
 
     # --- personal subscriptions -------------------------------------------------------------
 
     def _subscription_target(self, value: str) -> tuple[str, str]:
-        rule = next((r.name for r in self.runtime.config.rules
-                     if r.name.casefold() == value.casefold()), None)
+        rule = next(
+            (r.name for r in self.runtime.config.rules if r.name.casefold() == value.casefold()),
+            None,
+        )
         if rule:
             return "rule", rule
         term = self._find_term(value)
@@ -334,28 +403,41 @@ class Commands:
             raise Refused(f"at most {MAX_SUBSCRIPTIONS} subscriptions per chat")
         added = store.subscribe(chat.id, kind, name, now=utcnow())
         self.runtime.ensure_private_sink(chat.id)
-        await self._reply(update, f"✅ subscribed to {kind} <b>{html.escape(name)}</b>" if added
-                          else f"You were already subscribed to {html.escape(name)}.")
+        await self._reply(
+            update,
+            f"✅ subscribed to {kind} <b>{html.escape(name)}</b>"
+            if added
+            else f"You were already subscribed to {html.escape(name)}.",
+        )
 
     async def unsubscribe(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         value = self._args(context, update)
         if not value:
             raise Refused("give the term or rule to drop, see /subscriptions")
         removed = self.runtime.store.unsubscribe(_chat_id(update), value)
-        await self._reply(update, f"Unsubscribed from {html.escape(value)}." if removed
-                          else f"You were not subscribed to {html.escape(value)}.")
+        await self._reply(
+            update,
+            f"Unsubscribed from {html.escape(value)}."
+            if removed
+            else f"You were not subscribed to {html.escape(value)}.",
+        )
 
     async def subscriptions(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         subs = self.runtime.store.subscriptions(_chat_id(update))
         if not subs:
             await self._reply(update, "No subscriptions. Try /subscribe H200.")
             return
-        await self._reply(update, "Your subscriptions:\n" + "\n".join(
-            f"• {kind} {html.escape(value)}" for _, kind, value in subs))
+        await self._reply(
+            update,
+            "Your subscriptions:\n"
+            + "\n".join(f"• {kind} {html.escape(value)}" for _, kind, value in subs),
+        )
 
     # --- admins -----------------------------------------------------------------------------
 
-    def _category_and_term(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> tuple[str, str]:
+    def _category_and_term(
+        self, update: Update, context: ContextTypes.DEFAULT_TYPE
+    ) -> tuple[str, str]:
         parts = self._args(context, update).split(maxsplit=1)
         if len(parts) != 2:
             raise Refused("give a category and a term, e.g. /watch chips B300")
@@ -370,14 +452,29 @@ class Commands:
     async def unwatch(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._edit_watchlist(update, context, remove_term, "unwatch", "removed", "from")
 
-    async def _edit_watchlist(self, update: Update, context: ContextTypes.DEFAULT_TYPE,
-                              edit, action: str, done: str, preposition: str) -> None:  # noqa: ANN001
+    async def _edit_watchlist(
+        self,
+        update: Update,
+        context: ContextTypes.DEFAULT_TYPE,
+        edit,  # noqa: ANN001 - add_term or remove_term
+        action: str,
+        done: str,
+        preposition: str,
+    ) -> None:
         category, term = self._category_and_term(update, context)
         changed = edit(self.runtime.config.path, category, term)
-        event(log, "watchlist_edited", action=action, category=category, term=changed,
-              user=_user_id(update))
-        reply = (f"✅ {done} <b>{html.escape(changed)}</b> {preposition} "
-                 f"{html.escape(category)}. It applies within seconds.")
+        event(
+            log,
+            "watchlist_edited",
+            action=action,
+            category=category,
+            term=changed,
+            user=_user_id(update),
+        )
+        reply = (
+            f"✅ {done} <b>{html.escape(changed)}</b> {preposition} "
+            f"{html.escape(category)}. It applies within seconds."
+        )
         if action == "watch":
             reply += "\n" + self._preview(category, changed)
         await self._reply(update, reply)
@@ -386,12 +483,15 @@ class Commands:
         """What the new term would have matched among the last 7 days' items."""
         try:
             config = load_config(self.runtime.config.path)  # the file as just edited
-            count, first = term_preview(config, category, term,
-                                        since=utcnow() - timedelta(days=PREVIEW_DAYS))
+            count, first = term_preview(
+                config, category, term, since=utcnow() - timedelta(days=PREVIEW_DAYS)
+            )
         except (ConfigError, StoreError) as exc:
             return html.escape(f"(no preview: {exc})")
-        lines = [f"In the last {PREVIEW_DAYS} days it would have matched {count} item"
-                 f"{'' if count == 1 else 's'}" + (":" if first else ".")]
+        lines = [
+            f"In the last {PREVIEW_DAYS} days it would have matched {count} item"
+            f"{'' if count == 1 else 's'}" + (":" if first else ".")
+        ]
         lines += [f"• {html.escape(cut_text(i.title, 200))} — {html.escape(i.feed)}" for i in first]
         return "\n".join(lines)
 
@@ -405,8 +505,9 @@ class Commands:
         until = utcnow() + parse_duration(parts[1])
         self.runtime.store.mute(term.name, until=until, by_user=_user_id(update))
         event(log, "term_muted", term=term.name, until=until.isoformat(timespec="minutes"))
-        await self._reply(update, f"🔇 <b>{html.escape(term.name)}</b> muted until "
-                          f"{until:%d %b %H:%M} UTC.")
+        await self._reply(
+            update, f"🔇 <b>{html.escape(term.name)}</b> muted until {until:%d %b %H:%M} UTC."
+        )
 
     async def unmute(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         value = self._args(context, update)
@@ -424,5 +525,8 @@ class Commands:
     async def resume(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self.runtime.set_paused("telegram", False)
         event(log, "channel_resumed", user=_user_id(update))
-        await self._reply(update, f"▶️ Channel delivery resumed; "
-                          f"{self.runtime.store.count_pending('telegram')} queued alerts go out now.")
+        await self._reply(
+            update,
+            f"▶️ Channel delivery resumed; "
+            f"{self.runtime.store.count_pending('telegram')} queued alerts go out now.",
+        )

@@ -21,8 +21,11 @@ from .errors import ConfigError
 from .logs import redact_database_url
 
 DEFAULT_CATEGORIES = ("chips", "companies", "export_terms")
-DEFAULT_RULE: dict[str, Any] = {"name": "chip-trade", "all_of": ["export_terms"],
-                                "any_of": ["chips", "companies"]}
+DEFAULT_RULE: dict[str, Any] = {
+    "name": "chip-trade",
+    "all_of": ["export_terms"],
+    "any_of": ["chips", "companies"],
+}
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
 
 
@@ -122,7 +125,7 @@ def split_listen(value: str) -> tuple[str, int]:
     port); ValueError with a reason when it is none of those."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
-        raise ValueError(f"must be host:port (e.g. 127.0.0.1:9108), or \"\" for off; got {value!r}")
+        raise ValueError(f'must be host:port (e.g. 127.0.0.1:9108), or "" for off; got {value!r}')
     if not 0 <= int(port) <= 65535:
         raise ValueError(f"port must be 0..65535, got {port}")
     if host.startswith("[") and host.endswith("]"):
@@ -221,8 +224,9 @@ class _Checker:
             raise self.fail("must not be empty", key, line)
         return value
 
-    def number(self, node: Any, key: str, line: int | None, *, lo: float, hi: float,
-               integer: bool = False) -> float:
+    def number(
+        self, node: Any, key: str, line: int | None, *, lo: float, hi: float, integer: bool = False
+    ) -> float:
         if isinstance(node, bool) or not isinstance(node, (int, float)):
             raise self.fail(f"must be a number, got {_type_name(node)}", key, line)
         if integer and not isinstance(node, int):
@@ -240,12 +244,19 @@ class _Checker:
         if isinstance(node, str):
             node = [node]
         seq = self.seq(node, key, line)
-        return tuple(self.string(v, f"{key}[{i}]", self.item_line(seq, i, line))
-                     for i, v in enumerate(seq))
+        return tuple(
+            self.string(v, f"{key}[{i}]", self.item_line(seq, i, line)) for i, v in enumerate(seq)
+        )
 
 
-_TYPE_NAMES = ((bool, "a boolean"), (dict, "a mapping"), (list, "a list"), (str, "a string"),
-               (int, "a number"), (float, "a number"))
+_TYPE_NAMES = (
+    (bool, "a boolean"),
+    (dict, "a mapping"),
+    (list, "a list"),
+    (str, "a string"),
+    (int, "a number"),
+    (float, "a number"),
+)
 
 
 def _type_name(node: Any) -> str:
@@ -267,8 +278,17 @@ def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
 
 # --- sections -------------------------------------------------------------------------------
 
-_TOP_KEYS = {"database", "poll", "feeds", "watchlists", "rules", "destinations", "stories",
-             "log_format", "ops"}
+_TOP_KEYS = {
+    "database",
+    "poll",
+    "feeds",
+    "watchlists",
+    "rules",
+    "destinations",
+    "stories",
+    "log_format",
+    "ops",
+}
 _STORY_LIMITS = {
     "window_hours": (1, 24 * 30, False),
     "threshold": (0.05, 1.0, False),
@@ -277,9 +297,18 @@ _STORY_LIMITS = {
     "edit_delay_seconds": (0, 3600, False),
     "retention_days": (1, 3650, False),
 }
-_POLL_KEYS = {"interval_seconds", "max_interval_seconds", "adaptive", "timeout_seconds",
-              "max_age_hours", "concurrency", "per_host_concurrency", "max_bytes",
-              "max_backoff_seconds", "failing_after_hours"}
+_POLL_KEYS = {
+    "interval_seconds",
+    "max_interval_seconds",
+    "adaptive",
+    "timeout_seconds",
+    "max_age_hours",
+    "concurrency",
+    "per_host_concurrency",
+    "max_bytes",
+    "max_backoff_seconds",
+    "failing_after_hours",
+}
 _FEED_KEYS = {"name", "url", "interval_seconds", "max_interval_seconds"}
 _TERM_KEYS = {"term", "aliases", "case_sensitive", "context", "exclude", "fuzzy"}
 _RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms", "relation", "within"}
@@ -312,8 +341,11 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     if "max_interval_seconds" not in values and poll.interval_seconds > poll.max_interval_seconds:
         poll = PollConfig(**{**values, "max_interval_seconds": poll.interval_seconds})
     if poll.max_interval_seconds < poll.interval_seconds:
-        raise c.fail(f"must be at least interval_seconds ({poll.interval_seconds})",
-                     "poll.max_interval_seconds", c.key_line(m, "max_interval_seconds", line))
+        raise c.fail(
+            f"must be at least interval_seconds ({poll.interval_seconds})",
+            "poll.max_interval_seconds",
+            c.key_line(m, "max_interval_seconds", line),
+        )
     return poll
 
 
@@ -324,8 +356,9 @@ def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
     values: dict[str, Any] = {}
     for k, v in m.items():
         lo, hi, integer = _STORY_LIMITS[k]
-        values[k] = c.number(v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi,
-                             integer=integer)
+        values[k] = c.number(
+            v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer
+        )
     return StoriesConfig(**values)
 
 
@@ -336,8 +369,9 @@ def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
     values: dict[str, Any] = {}
     if "listen" in m:
         kln = c.key_line(m, "listen", line)
-        listen = "" if m["listen"] is None else c.string(m["listen"], "ops.listen", kln,
-                                                           empty_ok=True)
+        listen = (
+            "" if m["listen"] is None else c.string(m["listen"], "ops.listen", kln, empty_ok=True)
+        )
         if listen:
             try:
                 split_listen(listen)
@@ -345,9 +379,15 @@ def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
                 raise c.fail(str(exc), "ops.listen", kln) from None
         values["listen"] = listen
     if "paused_after_minutes" in m:
-        values["paused_after_minutes"] = float(c.number(
-            m["paused_after_minutes"], "ops.paused_after_minutes",
-            c.key_line(m, "paused_after_minutes", line), lo=0, hi=7 * 24 * 60))
+        values["paused_after_minutes"] = float(
+            c.number(
+                m["paused_after_minutes"],
+                "ops.paused_after_minutes",
+                c.key_line(m, "paused_after_minutes", line),
+                lo=0,
+                hi=7 * 24 * 60,
+            )
+        )
     return OpsConfig(**values)
 
 
@@ -371,16 +411,25 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
         interval, ceiling = poll.interval_seconds, poll.max_interval_seconds
         for k in ("interval_seconds", "max_interval_seconds"):
             if k in m:
-                value = int(c.number(m[k], f"{key}.{k}", c.key_line(m, k, ln),
-                                     lo=10, hi=7 * 86400, integer=True))
-                interval, ceiling = (value, ceiling) if k == "interval_seconds" else (interval, value)
+                value = int(
+                    c.number(
+                        m[k], f"{key}.{k}", c.key_line(m, k, ln), lo=10, hi=7 * 86400, integer=True
+                    )
+                )
+                interval, ceiling = (
+                    (value, ceiling) if k == "interval_seconds" else (interval, value)
+                )
         if "max_interval_seconds" not in m:
             ceiling = max(ceiling, interval)
         if ceiling < interval:
-            raise c.fail(f"must be at least interval_seconds ({interval})",
-                         f"{key}.max_interval_seconds", c.key_line(m, "max_interval_seconds", ln))
-        feeds.append(FeedConfig(name=name, url=url, interval_seconds=interval,
-                                max_interval_seconds=ceiling))
+            raise c.fail(
+                f"must be at least interval_seconds ({interval})",
+                f"{key}.max_interval_seconds",
+                c.key_line(m, "max_interval_seconds", ln),
+            )
+        feeds.append(
+            FeedConfig(name=name, url=url, interval_seconds=interval, max_interval_seconds=ceiling)
+        )
     return tuple(feeds)
 
 
@@ -417,13 +466,18 @@ def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Ter
         seq = c.seq(raw, key, ln)
         if not seq:
             raise c.fail("must list at least one term", key, ln)
-        terms = [_term(c, t, cat, f"{key}[{i}]", c.item_line(seq, i, ln)) for i, t in enumerate(seq)]
+        terms = [
+            _term(c, t, cat, f"{key}[{i}]", c.item_line(seq, i, ln)) for i, t in enumerate(seq)
+        ]
         seen: dict[str, int] = {}
         for i, t in enumerate(terms):
             folded = t.name.casefold()
             if folded in seen:
-                raise c.fail(f"duplicate term {t.name!r} (also at index {seen[folded]})",
-                             f"{key}[{i}]", c.item_line(seq, i, ln))
+                raise c.fail(
+                    f"duplicate term {t.name!r} (also at index {seen[folded]})",
+                    f"{key}[{i}]",
+                    c.item_line(seq, i, ln),
+                )
             seen[folded] = i
         lists[cat] = tuple(terms)
     if not lists:
@@ -431,15 +485,25 @@ def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Ter
     return lists
 
 
-def _rules(c: _Checker, node: Any, line: int | None,
-           watchlists: dict[str, tuple[Term, ...]]) -> tuple[Rule, ...]:
+def _rules(
+    c: _Checker, node: Any, line: int | None, watchlists: dict[str, tuple[Term, ...]]
+) -> tuple[Rule, ...]:
     if node is None:
         missing = [cat for cat in DEFAULT_CATEGORIES if cat not in watchlists]
         if missing:
-            raise c.fail(f"no 'rules' given, and the default rule needs the missing "
-                         f"watchlist(s) {', '.join(missing)}", "watchlists", line)
-        return (Rule(name=DEFAULT_RULE["name"], all_of=tuple(DEFAULT_RULE["all_of"]),
-                     any_of=tuple(DEFAULT_RULE["any_of"])),)
+            raise c.fail(
+                f"no 'rules' given, and the default rule needs the missing "
+                f"watchlist(s) {', '.join(missing)}",
+                "watchlists",
+                line,
+            )
+        return (
+            Rule(
+                name=DEFAULT_RULE["name"],
+                all_of=tuple(DEFAULT_RULE["all_of"]),
+                any_of=tuple(DEFAULT_RULE["any_of"]),
+            ),
+        )
     seq = c.seq(node, "rules", line)
     if not seq:
         raise c.fail("must list at least one rule", "rules", line)
@@ -458,39 +522,64 @@ def _rules(c: _Checker, node: Any, line: int | None,
                 cats = c.strings(m[k], f"{key}.{k}", kln)
                 for cat in cats:
                     if cat not in watchlists:
-                        raise c.fail(f"refers to missing watchlist {cat!r} "
-                                     f"(defined: {', '.join(watchlists)})", f"{key}.{k}", kln)
+                        raise c.fail(
+                            f"refers to missing watchlist {cat!r} "
+                            f"(defined: {', '.join(watchlists)})",
+                            f"{key}.{k}",
+                            kln,
+                        )
                 parts[k] = cats
         if "terms" in m:
             kln = c.key_line(m, "terms", ln)
             names = c.strings(m["terms"], f"{key}.terms", kln)
             for t in names:
                 if t.casefold() not in term_names:
-                    raise c.fail(f"refers to unknown term {t!r}; add it to a watchlist first",
-                                 f"{key}.terms", kln)
+                    raise c.fail(
+                        f"refers to unknown term {t!r}; add it to a watchlist first",
+                        f"{key}.terms",
+                        kln,
+                    )
             parts["terms"] = tuple(term_names[t.casefold()] for t in names)
         relation: list[tuple[str, ...]] = []
         if "relation" in m:
             kln = c.key_line(m, "relation", ln)
             roles = c.seq(m["relation"], f"{key}.relation", kln)
             if len(roles) < 2:
-                raise c.fail("must list at least two roles (a category, or a list of "
-                             "categories)", f"{key}.relation", kln)
+                raise c.fail(
+                    "must list at least two roles (a category, or a list of categories)",
+                    f"{key}.relation",
+                    kln,
+                )
             for j, role in enumerate(roles):
                 rkey = f"{key}.relation[{j}]"
                 cats = c.strings(role, rkey, c.item_line(roles, j, kln))
                 for cat in cats:
                     if cat not in watchlists:
-                        raise c.fail(f"refers to missing watchlist {cat!r} "
-                                     f"(defined: {', '.join(watchlists)})", rkey, kln)
+                        raise c.fail(
+                            f"refers to missing watchlist {cat!r} "
+                            f"(defined: {', '.join(watchlists)})",
+                            rkey,
+                            kln,
+                        )
                 relation.append(cats)
         within = 8
         if "within" in m:
             if not relation:
-                raise c.fail("only means something with 'relation'", f"{key}.within",
-                             c.key_line(m, "within", ln))
-            within = int(c.number(m["within"], f"{key}.within", c.key_line(m, "within", ln),
-                                  lo=1, hi=100, integer=True))
+                raise c.fail(
+                    "only means something with 'relation'",
+                    f"{key}.within",
+                    c.key_line(m, "within", ln),
+                )
+            within = int(
+                c.number(
+                    m["within"],
+                    f"{key}.within",
+                    c.key_line(m, "within", ln),
+                    lo=1,
+                    hi=100,
+                    integer=True,
+                )
+            )
         if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
             raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
         rules.append(Rule(name=name, **parts, relation=tuple(relation), within=within))
@@ -512,27 +601,32 @@ def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
 
             chat_id = c.string(t["chat_id"], "destinations.telegram.chat_id", kl("chat_id"))
             if not (chat_id.startswith("@") or re.fullmatch(r"-?\d+", chat_id)):
-                raise c.fail("must be @channelname or a numeric chat id",
-                             "destinations.telegram.chat_id", kl("chat_id"))
+                raise c.fail(
+                    "must be @channelname or a numeric chat id",
+                    "destinations.telegram.chat_id",
+                    kl("chat_id"),
+                )
             opts: dict[str, Any] = {}
             if "api_base_url" in t:
-                opts["api_base_url"] = _http_url(c, t["api_base_url"],
-                                                 "destinations.telegram.api_base_url",
-                                                 kl("api_base_url"))
+                opts["api_base_url"] = _http_url(
+                    c, t["api_base_url"], "destinations.telegram.api_base_url", kl("api_base_url")
+                )
             if "admins" in t:
                 admins = c.seq(t["admins"], "destinations.telegram.admins", kl("admins"))
                 ids = []
                 for i, a in enumerate(admins):
                     if isinstance(a, bool) or not isinstance(a, int):
-                        raise c.fail(f"must be a numeric Telegram user id, got {a!r}",
-                                     f"destinations.telegram.admins[{i}]",
-                                     c.item_line(admins, i, kl("admins")))
+                        raise c.fail(
+                            f"must be a numeric Telegram user id, got {a!r}",
+                            f"destinations.telegram.admins[{i}]",
+                            c.item_line(admins, i, kl("admins")),
+                        )
                     ids.append(a)
                 opts["admins"] = tuple(ids)
             if "link_preview" in t:
-                opts["link_preview"] = c.boolean(t["link_preview"],
-                                                 "destinations.telegram.link_preview",
-                                                 kl("link_preview"))
+                opts["link_preview"] = c.boolean(
+                    t["link_preview"], "destinations.telegram.link_preview", kl("link_preview")
+                )
             telegram = TelegramConfig(chat_id=chat_id, **opts)
     if "slack" in m:
         sln = c.key_line(m, "slack", line)
@@ -564,8 +658,9 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         return c.key_line(top, k, 1)
 
     raw_db = c.string(top.get("database", "chipwatch.db"), "database", kl("database"))
-    database = _database(raw_db, base=path.parent,
-                         fail=lambda message: c.fail(message, "database", kl("database")))
+    database = _database(
+        raw_db, base=path.parent, fail=lambda message: c.fail(message, "database", kl("database"))
+    )
     poll = _poll(c, top.get("poll"), kl("poll"))
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
     watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
@@ -576,9 +671,18 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     if log_format not in ("text", "json"):
         raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
     ops = _ops(c, top.get("ops"), kl("ops"))
-    return Config(path=path, database=database, poll=poll, feeds=feeds, watchlists=watchlists,
-                  rules=rules, destinations=destinations, stories=stories, log_format=log_format,
-                  ops=ops)
+    return Config(
+        path=path,
+        database=database,
+        poll=poll,
+        feeds=feeds,
+        watchlists=watchlists,
+        rules=rules,
+        destinations=destinations,
+        stories=stories,
+        log_format=log_format,
+        ops=ops,
+    )
 
 
 def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
@@ -595,9 +699,16 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
     environ = os.environ if environ is None else environ
     database = environ.get("CHIPWATCH_DATABASE")
     if database:
-        config = replace(config, database=_database(
-            database.strip(), base=None, fail=lambda message: ConfigError(
-                message, file=str(path), key="CHIPWATCH_DATABASE (environment)")))
+        config = replace(
+            config,
+            database=_database(
+                database.strip(),
+                base=None,
+                fail=lambda message: ConfigError(
+                    message, file=str(path), key="CHIPWATCH_DATABASE (environment)"
+                ),
+            ),
+        )
     listen = environ.get("CHIPWATCH_OPS_LISTEN")
     if listen is not None:
         listen = listen.strip()
@@ -605,8 +716,9 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
             try:
                 split_listen(listen)
             except ValueError as exc:
-                raise ConfigError(f"{exc} (from the environment)", file="CHIPWATCH_OPS_LISTEN",
-                                  key="ops.listen") from None
+                raise ConfigError(
+                    f"{exc} (from the environment)", file="CHIPWATCH_OPS_LISTEN", key="ops.listen"
+                ) from None
         config = replace(config, ops=replace(config.ops, listen=listen))
     return config
 

@@ -19,15 +19,51 @@ EDIT_SIMILARITY = 92.0
 _EDIT_MARKERS_RE = re.compile(
     r"^\s*(?:\W*\s*)?(?:update[sd]?|breaking|exclusive|corrected|correction|live|watch|"
     r"developing|just in)\b\s*[:\-–—|]*\s*|\s*[\(\[](?:update[sd]?|corrected|correction)"
-    r"[^\)\]]*[\)\]]\s*$", re.IGNORECASE)
+    r"[^\)\]]*[\)\]]\s*$",
+    re.IGNORECASE,
+)
 
 # Query parameters that identify a campaign or a click, never the article.
 _TRACKING_EXACT = {
-    "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid",
-    "mc_cid", "mc_eid", "ref", "ref_src", "ref_url", "referrer", "src", "cmpid", "cmp",
-    "ncid", "ocid", "sr_share", "smid", "partner", "taid", "mbid", "spm", "share", "guccounter",
-    "_ga", "_gl", "_hsenc", "_hsmi", "mkt_tok", "oly_anon_id", "oly_enc_id", "rss", "feed",
-    "outputtype", "amp",
+    "fbclid",
+    "gclid",
+    "dclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "yclid",
+    "twclid",
+    "igshid",
+    "mc_cid",
+    "mc_eid",
+    "ref",
+    "ref_src",
+    "ref_url",
+    "referrer",
+    "src",
+    "cmpid",
+    "cmp",
+    "ncid",
+    "ocid",
+    "sr_share",
+    "smid",
+    "partner",
+    "taid",
+    "mbid",
+    "spm",
+    "share",
+    "guccounter",
+    "_ga",
+    "_gl",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "oly_anon_id",
+    "oly_enc_id",
+    "rss",
+    "feed",
+    "outputtype",
+    "amp",
 }
 _TRACKING_PREFIX = ("utm_", "pk_", "piwik_", "mtm_", "hsa_", "at_", "__twitter")
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
@@ -56,14 +92,17 @@ def canonical_url(url: str) -> str:
     host = (parts.hostname or "").lower().rstrip(".")
     for prefix in ("www.", "amp.", "m."):
         if host.startswith(prefix) and host.count(".") >= 2:
-            host = host[len(prefix):]
+            host = host[len(prefix) :]
     netloc = host if port is None or str(port) == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
     path = re.sub(r"/{2,}", "/", parts.path) or "/"
     path = _AMP_PATH_RE.sub("", path)
     if len(path) > 1:
         path = path.rstrip("/")
-    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-                             if not _is_tracking(k)))
+    query = urlencode(
+        sorted(
+            (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)
+        )
+    )
     # Both schemes name the same article; https is what nearly every site serves today.
     return urlunsplit(("https", netloc, path, query, ""))
 

@@ -20,8 +20,14 @@ class PlacedHeadline:
     decision: Decision  # the story it started or joined, and why
 
 
-def place_headlines(headlines: Iterable[str], *, matcher: Matcher, stories: StoriesConfig,
-                    at: datetime, apart: timedelta) -> Iterator[PlacedHeadline]:
+def place_headlines(
+    headlines: Iterable[str],
+    *,
+    matcher: Matcher,
+    stories: StoriesConfig,
+    at: datetime,
+    apart: timedelta,
+) -> Iterator[PlacedHeadline]:
     """Each headline in arrival order, ``apart`` after the previous one, from its own source."""
     index = StoryIndex(window=timedelta(hours=stories.window_hours), threshold=stories.threshold)
     for n, title in enumerate(headlines, start=1):

@@ -39,8 +39,10 @@ except ImportError:  # pragma: no cover - the pinned requirements include it
     brotli = None
 
 Status = Literal["ok", "not_modified", "unchanged", "gone", "error"]
-ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, "
-          "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/rdf+xml, "
+    "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+)
 ACCEPT_ENCODING = "gzip, deflate, br" if brotli else "gzip, deflate"
 _MAX_AGE_RE = re.compile(r"max-age\s*=\s*(\d+)", re.IGNORECASE)
 _PERMANENT = (301, 308)
@@ -176,13 +178,17 @@ class Fetcher:
         self.poll = poll
         self._own_client = client is None
         self.client = client or httpx.AsyncClient(
-            headers={"User-Agent": USER_AGENT, "Accept": ACCEPT,
-                     "Accept-Encoding": ACCEPT_ENCODING},
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": ACCEPT,
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
             follow_redirects=True,
             max_redirects=5,
             timeout=httpx.Timeout(poll.timeout_seconds),
-            limits=httpx.Limits(max_connections=poll.concurrency,
-                                max_keepalive_connections=poll.concurrency),
+            limits=httpx.Limits(
+                max_connections=poll.concurrency, max_keepalive_connections=poll.concurrency
+            ),
         )
         self._global = asyncio.Semaphore(poll.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
@@ -204,14 +210,21 @@ class Fetcher:
             gate = self._hosts[host] = asyncio.Semaphore(self.poll.per_host_concurrency)
         return gate
 
-    async def fetch(self, feed: str, url: str, *, validators: Validators = Validators(),
-                    previous_hash: str | None = None) -> FetchResult:
+    async def fetch(
+        self,
+        feed: str,
+        url: str,
+        *,
+        validators: Validators = Validators(),
+        previous_hash: str | None = None,
+    ) -> FetchResult:
         """GET one feed within ``timeout_seconds`` in total, however slowly the server drips."""
         async with self._host_gate(url), self._global:
             return await self._fetch(feed, url, validators=validators, previous_hash=previous_hash)
 
-    async def _fetch(self, feed: str, url: str, *, validators: Validators,
-                     previous_hash: str | None) -> FetchResult:
+    async def _fetch(
+        self, feed: str, url: str, *, validators: Validators, previous_hash: str | None
+    ) -> FetchResult:
         headers = {}
         if validators.etag:
             headers["If-None-Match"] = validators.etag
@@ -222,20 +235,25 @@ class Fetcher:
 
         def result(status: Status, **kw: Any) -> FetchResult:
             kw.setdefault("validators", validators)
-            return FetchResult(feed=feed, url=url, status=status,
-                               elapsed=time.monotonic() - started, **kw)
+            return FetchResult(
+                feed=feed, url=url, status=status, elapsed=time.monotonic() - started, **kw
+            )
 
         try:
             async with asyncio.timeout(poll.timeout_seconds):
                 async with self.client.stream("GET", url, headers=headers) as response:
                     final_url = str(response.url)
                     moved_to = None
-                    if response.history and all(r.status_code in _PERMANENT
-                                                for r in response.history):
+                    if response.history and all(
+                        r.status_code in _PERMANENT for r in response.history
+                    ):
                         moved_to = final_url
-                    common = dict(http_status=response.status_code, final_url=final_url,
-                                  moved_to=moved_to,
-                                  max_age=_max_age(response.headers.get("cache-control")))
+                    common = dict(
+                        http_status=response.status_code,
+                        final_url=final_url,
+                        moved_to=moved_to,
+                        max_age=_max_age(response.headers.get("cache-control")),
+                    )
                     if response.status_code == 304:
                         await response.aread()  # empty: reading it lets the connection be reused
                         return result("not_modified", **common)
@@ -244,21 +262,34 @@ class Fetcher:
                     if response.status_code >= 400:
                         wait = None
                         if response.status_code in (429, 503):
-                            wait = _retry_after(response.headers.get("retry-after"),
-                                                datetime.now(timezone.utc))
-                        return result("error", error=f"http_{response.status_code}",
-                                      retry_after=wait, **common)
+                            wait = _retry_after(
+                                response.headers.get("retry-after"), datetime.now(timezone.utc)
+                            )
+                        return result(
+                            "error",
+                            error=f"http_{response.status_code}",
+                            retry_after=wait,
+                            **common,
+                        )
                     body = await self._read(response)
                     digest = hashlib.sha1(body).hexdigest()
-                    new_validators = Validators(etag=response.headers.get("etag"),
-                                                last_modified=response.headers.get("last-modified"))
+                    new_validators = Validators(
+                        etag=response.headers.get("etag"),
+                        last_modified=response.headers.get("last-modified"),
+                    )
                     status: Status = "unchanged" if digest == previous_hash else "ok"
-                    return result(status, body=b"" if status == "unchanged" else body,
-                                  body_hash=digest, validators=new_validators,
-                                  content_type=response.headers.get("content-type", ""), **common)
+                    return result(
+                        status,
+                        body=b"" if status == "unchanged" else body,
+                        body_hash=digest,
+                        validators=new_validators,
+                        content_type=response.headers.get("content-type", ""),
+                        **common,
+                    )
         except (TimeoutError, httpx.TimeoutException):
-            return result("error", error=f"timeout: no complete response within "
-                                         f"{poll.timeout_seconds:g}s")
+            return result(
+                "error", error=f"timeout: no complete response within {poll.timeout_seconds:g}s"
+            )
         except _TooLarge as exc:
             return result("error", error=f"too_large: {exc}")
         except httpx.TooManyRedirects:

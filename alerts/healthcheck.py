@@ -35,8 +35,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = list(sys.argv[1:] if argv is None else argv)
     url = args[0] if args else url_from_env(os.environ if environ is None else environ)
     if url is None:
-        print("healthcheck: the ops endpoint is off (CHIPWATCH_OPS_LISTEN is empty)",
-              file=sys.stderr)
+        print(
+            "healthcheck: the ops endpoint is off (CHIPWATCH_OPS_LISTEN is empty)", file=sys.stderr
+        )
         return 1
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
@@ -54,8 +55,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if status == 200:
         print(f"healthcheck: {url}: ok")
         return 0
-    print(f"healthcheck: {url}: {status} " + ("; ".join(map(str, reasons)) or "unhealthy"),
-          file=sys.stderr)
+    print(
+        f"healthcheck: {url}: {status} " + ("; ".join(map(str, reasons)) or "unhealthy"),
+        file=sys.stderr,
+    )
     return 1
 
 

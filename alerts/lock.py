@@ -55,11 +55,20 @@ class DatabaseLock:
             raise DatabaseBusy(
                 f"{self.path.with_suffix('')}: in use by another chipwatch ({holder}); one "
                 f"process writes a database at a time. Stop it first, or use `status`, "
-                f"`backtest`, `match` or `check-config`, which only read.") from None
+                f"`backtest`, `match` or `check-config`, which only read."
+            ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({
-            "pid": os.getpid(), "host": socket.gethostname(), "command": self.command,
-            "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}).encode())
+        os.write(
+            fd,
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "command": self.command,
+                    "since": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                }
+            ).encode(),
+        )
         self._fd = fd
 
     def _acquire_postgres(self, url: str) -> None:
@@ -74,7 +83,9 @@ class DatabaseLock:
                 "SELECT a.application_name, a.client_addr::text, a.backend_start "
                 "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                 "WHERE l.locktype = 'advisory' AND l.granted "
-                "AND (l.classid::bigint << 32 | l.objid::bigint) = %s", [WRITER_LOCK]).fetchone()
+                "AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
+                [WRITER_LOCK],
+            ).fetchone()
         except BaseException:
             conn.close()
             raise
@@ -83,7 +94,8 @@ class DatabaseLock:
         raise DatabaseBusy(
             f"{redact_database_url(url)}: in use by another chipwatch ({holder}); one process "
             f"writes a database at a time (several instances are not supported yet). Stop it "
-            f"first, or use `status`, `backtest`, `match` or `check-config`, which only read.")
+            f"first, or use `status`, `backtest`, `match` or `check-config`, which only read."
+        )
 
     def release(self) -> None:
         if self._conn is not None:
@@ -116,5 +128,7 @@ def _describe(fd: int) -> str:
         info = {}
     if not info:
         return "a process that has not said who it is yet"
-    return (f"`{info.get('command', '?')}` as pid {info.get('pid', '?')} on host "
-            f"{info.get('host', '?')}, since {info.get('since', '?')}")
+    return (
+        f"`{info.get('command', '?')}` as pid {info.get('pid', '?')} on host "
+        f"{info.get('host', '?')}, since {info.get('since', '?')}"
+    )

@@ -40,7 +40,9 @@ def _quote(value: object) -> str:
     return text
 
 
-def event(logger: logging.Logger, name: str, level: int = logging.INFO, /, **fields: object) -> None:
+def event(
+    logger: logging.Logger, name: str, level: int = logging.INFO, /, **fields: object
+) -> None:
     """Log one event as ``name key=value …``; None values are left out."""
     if logger.isEnabledFor(level):
         parts = [name, *(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)]
@@ -108,8 +110,7 @@ def parse_event(message: str) -> dict[str, str] | None:
             return None
         key, value = m.groups()
         if value.startswith('"'):
-            value = (value[1:-1].replace('\\n', "\n").replace('\\"', '"')
-                     .replace("\\\\", "\\"))
+            value = value[1:-1].replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
         fields[key] = value
         pos = m.end()
         while pos < len(rest) and rest[pos] == " ":
@@ -126,7 +127,9 @@ class JsonFormatter(logging.Formatter):
         message = record.getMessage()
         out: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-            "level": record.levelname, "logger": record.name}
+            "level": record.levelname,
+            "logger": record.name,
+        }
         fields = parse_event(message)
         if fields is None:
             out["message"] = message
@@ -139,8 +142,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def setup_logging(level: int = logging.INFO, stream=None, *,  # noqa: ANN001
-                  json_lines: bool = False) -> logging.Handler:
+def setup_logging(
+    level: int = logging.INFO,
+    stream=None,  # noqa: ANN001 - any text stream (default: stderr)
+    *,
+    json_lines: bool = False,
+) -> logging.Handler:
     """Log to stderr with redaction (as text, or one JSON object a line); quiet the HTTP
     libraries unless debugging."""
     handler = logging.StreamHandler(stream or sys.stderr)

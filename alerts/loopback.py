@@ -40,8 +40,9 @@ class LoopbackServer:
         handler.disable_nagle_algorithm = True  # else keep-alive + delayed ACK costs ~40 ms
         self._httpd = _QuietServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
-                                        daemon=True, name=name)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), daemon=True, name=name
+        )
 
     @property
     def port(self) -> int:
@@ -103,8 +104,9 @@ class FeedServer(LoopbackServer):
                     with server._lock:
                         server.in_flight -= 1
 
-            def _answer(self, status: int, headers: dict[str, str], body: bytes,
-                        drip: float = 0.0) -> None:
+            def _answer(
+                self, status: int, headers: dict[str, str], body: bytes, drip: float = 0.0
+            ) -> None:
                 try:
                     self.send_response(status)
                     for k, v in headers.items():
@@ -113,7 +115,7 @@ class FeedServer(LoopbackServer):
                     self.end_headers()
                     if drip:
                         for i in range(len(body)):
-                            self.wfile.write(body[i:i + 1])
+                            self.wfile.write(body[i : i + 1])
                             self.wfile.flush()
                             time.sleep(drip)
                     else:
@@ -134,4 +136,3 @@ class FeedServer(LoopbackServer):
     def hits(self, path: str) -> int:
         with self._lock:
             return sum(1 for p, _ in self.requests if p == path)
-

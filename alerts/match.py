@@ -160,7 +160,7 @@ def _squash(text: str) -> str:
 
 def _deletions(word: str) -> set[str]:
     """The word and every form of it with one character deleted (a symmetric-delete index)."""
-    return {word, *(word[:i] + word[i + 1:] for i in range(len(word)))}
+    return {word, *(word[:i] + word[i + 1 :] for i in range(len(word)))}
 
 
 # --- the matcher ----------------------------------------------------------------------------
@@ -198,8 +198,10 @@ class Matcher:
             for term in terms:
                 index = len(self._terms)
                 self._terms.append(self._info(term))
-                phrases: list[tuple[str, Kind]] = [(term.name, "exact"),
-                                                   *((a, "alias") for a in term.aliases)]
+                phrases: list[tuple[str, Kind]] = [
+                    (term.name, "exact"),
+                    *((a, "alias") for a in term.aliases),
+                ]
                 for phrase, kind in phrases:
                     for key in phrase_keys(phrase):
                         entries.setdefault(key, []).append((index, kind, key.count(" ") - 1))
@@ -215,8 +217,9 @@ class Matcher:
         self._guarded = frozenset(i for i, info in enumerate(self._terms) if info.guarded)
         self._automaton = ahocorasick.Automaton()
         for key in entries.keys() | guards.keys():
-            self._automaton.add_word(key, (key, tuple(entries.get(key, ())),
-                                           frozenset(guards.get(key, ()))))
+            self._automaton.add_word(
+                key, (key, tuple(entries.get(key, ())), frozenset(guards.get(key, ())))
+            )
         if len(self._automaton):
             self._automaton.make_automaton()
         self._vocabulary = frozenset(vocabulary)
@@ -228,13 +231,16 @@ class Matcher:
 
         written = {_squash(p) for p in (term.name, *term.aliases)} if term.case_sensitive else set()
         return _TermInfo(
-            term=term, norm_name=normalise(term.name).strip(),
+            term=term,
+            norm_name=normalise(term.name).strip(),
             squashed_written=frozenset(written),
             context_words=norm_words(term.context),
             context_terms=frozenset(w.casefold() for w in term.context if not w.startswith("@")),
             context_categories=frozenset(w[1:] for w in term.context if w.startswith("@")),
-            exclude_words=norm_words(term.exclude), folded_name=term.name.casefold(),
-            guarded=bool(term.context or term.exclude))
+            exclude_words=norm_words(term.exclude),
+            folded_name=term.name.casefold(),
+            guarded=bool(term.context or term.exclude),
+        )
 
     @staticmethod
     def _fuzzy_ok(term: Term) -> bool:
@@ -262,8 +268,11 @@ class Matcher:
         for word in set(words).difference(self._vocabulary, self._no_typo):
             found = self._typos.get(word)
             if found is None:
-                found = (self._fuzzy_candidates(word)
-                         if len(word) >= FUZZY_MIN_TOKEN_LEN and word.isalpha() else ())
+                found = (
+                    self._fuzzy_candidates(word)
+                    if len(word) >= FUZZY_MIN_TOKEN_LEN and word.isalpha()
+                    else ()
+                )
                 if len(self._typos) + len(self._no_typo) >= _FUZZY_CACHE_MAX:
                     self._typos.clear()
                     self._no_typo.clear()
@@ -321,13 +330,20 @@ class Matcher:
                 snippet = text[start:end]
             else:
                 start, end, snippet = tokens.locate(a, b)
-            if info.squashed_written and (snippet if snippet.isalnum() else _squash(snippet)) \
-                    not in info.squashed_written:
+            if (
+                info.squashed_written
+                and (snippet if snippet.isalnum() else _squash(snippet))
+                not in info.squashed_written
+            ):
                 continue
-            score = 100.0 if kind != "fuzzy" else 100.0 * OSA.normalized_similarity(
-                norm[a:b], info.norm_name)
-            results.append(_Hit(index, start, end, info.term.category, kind, snippet,
-                                score * weight, field))
+            score = (
+                100.0
+                if kind != "fuzzy"
+                else 100.0 * OSA.normalized_similarity(norm[a:b], info.norm_name)
+            )
+            results.append(
+                _Hit(index, start, end, info.term.category, kind, snippet, score * weight, field)
+            )
         return results, guards
 
     def match(self, title: str, summary: str = "") -> MatchResult:
@@ -347,7 +363,11 @@ class Matcher:
         while guarded and not guarded.isdisjoint([h.term_index for h in alive]):
             names = {terms[h.term_index].folded_name for h in alive}
             categories = {h.category for h in alive}
-            kept = [h for h in alive if self._guards_pass(terms[h.term_index], guards, names, categories)]
+            kept = [
+                h
+                for h in alive
+                if self._guards_pass(terms[h.term_index], guards, names, categories)
+            ]
             if len(kept) == len(alive):
                 break
             alive = kept
@@ -360,15 +380,29 @@ class Matcher:
         if any(rule.relation for rule in candidates):
             # Word positions, only when a relation rule could hold.
             starts = {"title": _word_starts(title), "summary": _word_starts(summary)}
-        matches = tuple(sorted(
-            (Match(h.category, terms[h.term_index].term.name, h.text, h.kind, h.score, h.field,
-                   bisect_right(starts[h.field], h.start) - 1 if starts else -1)
-             for h in best.values()), key=lambda m: (-m.score, m.category, m.term)))
+        matches = tuple(
+            sorted(
+                (
+                    Match(
+                        h.category,
+                        terms[h.term_index].term.name,
+                        h.text,
+                        h.kind,
+                        h.score,
+                        h.field,
+                        bisect_right(starts[h.field], h.start) - 1 if starts else -1,
+                    )
+                    for h in best.values()
+                ),
+                key=lambda m: (-m.score, m.category, m.term),
+            )
+        )
         return MatchResult(matches=matches, rules=_judge(candidates, matches))
 
     @staticmethod
-    def _guards_pass(info: _TermInfo, guards: set[str], names: set[str],
-                     categories: set[str]) -> bool:
+    def _guards_pass(
+        info: _TermInfo, guards: set[str], names: set[str], categories: set[str]
+    ) -> bool:
         if info.exclude_words and not guards.isdisjoint(info.exclude_words):
             return False
         if not (info.context_words or info.context_terms or info.context_categories):
@@ -376,9 +410,11 @@ class Matcher:
         others = names - {info.folded_name}
         # A context category is met by another term of it, not by the term itself.
         other_categories = categories if len(others) else set()
-        return (not guards.isdisjoint(info.context_words)
-                or not others.isdisjoint(info.context_terms)
-                or not other_categories.isdisjoint(info.context_categories))
+        return (
+            not guards.isdisjoint(info.context_words)
+            or not others.isdisjoint(info.context_terms)
+            or not other_categories.isdisjoint(info.context_categories)
+        )
 
     def explain(self, result: MatchResult) -> str:
         """``result.explain()``, plus how each relation rule that held was met."""
@@ -386,8 +422,10 @@ class Matcher:
         for rule in self.rules:
             if rule.name in result.rules and rule.relation:
                 span = relation_span(rule, result.matches) or ()
-                lines.append(f"  relation {rule.name}: " + " … ".join(
-                    f"{m.text} ({m.category})" for m in span))
+                lines.append(
+                    f"  relation {rule.name}: "
+                    + " … ".join(f"{m.text} ({m.category})" for m in span)
+                )
         return "\n".join(lines)
 
     def without(self, result: MatchResult, terms: Collection[str]) -> MatchResult:
@@ -404,11 +442,13 @@ class Matcher:
         found = self._category_rules.get(cats)
         if found is None:
             found = tuple(
-                rule for rule in self.rules
+                rule
+                for rule in self.rules
                 if all(c in cats for c in rule.all_of)
                 and not (rule.any_of and cats.isdisjoint(rule.any_of))
                 and not (rule.none_of and not cats.isdisjoint(rule.none_of))
-                and not any(cats.isdisjoint(role) for role in rule.relation))
+                and not any(cats.isdisjoint(role) for role in rule.relation)
+            )
             if len(self._category_rules) >= 4096:
                 self._category_rules.clear()
             self._category_rules[cats] = found
@@ -423,9 +463,12 @@ def _judge(candidates: Sequence[Rule], matches: Sequence[Match]) -> tuple[str, .
     if not candidates:
         return ()
     names = {m.term for m in matches}
-    return tuple(rule.name for rule in candidates
-                 if not (rule.terms and names.isdisjoint(rule.terms))
-                 and not (rule.relation and relation_span(rule, matches) is None))
+    return tuple(
+        rule.name
+        for rule in candidates
+        if not (rule.terms and names.isdisjoint(rule.terms))
+        and not (rule.relation and relation_span(rule, matches) is None)
+    )
 
 
 def _word_starts(text: str) -> list[int]:
@@ -437,8 +480,10 @@ def relation_span(rule: Rule, matches: Sequence[Match]) -> tuple[Match, ...] | N
     """One match per role of a relation rule, all in one field and spanning at most
     ``rule.within`` words, in reading order; None when there is no such combination."""
     for field in ("title", "summary"):
-        candidates = [[m for m in matches if m.field == field and m.at >= 0
-                       and m.category in role] for role in rule.relation]
+        candidates = [
+            [m for m in matches if m.field == field and m.at >= 0 and m.category in role]
+            for role in rule.relation
+        ]
         if not all(candidates):
             continue
         for combo in itertools.product(*candidates):
@@ -474,8 +519,11 @@ def _outermost(raw: list[_Hit]) -> list[_Hit]:
         if len(group) == 1 or len({r[2] - r[1] for r in group}) == 1:
             kept += group  # nothing in it can be strictly inside another
             continue
-        kept += [r for r in group if not any(
-            o[1] <= r[1] and r[2] <= o[2] and o[2] - o[1] > r[2] - r[1] for o in group)]
+        kept += [
+            r
+            for r in group
+            if not any(o[1] <= r[1] and r[2] <= o[2] and o[2] - o[1] > r[2] - r[1] for o in group)
+        ]
     return kept
 
 

@@ -36,26 +36,40 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.polls = Counter("chipwatch_polls", "Feed polls by outcome (skipped: not due yet).",
-                             ["status"], registry=r)
-        self.poll_seconds = Histogram("chipwatch_poll_duration_seconds",
-                                      "Time to poll one feed (fetch, parse, match, record); "
-                                      "skipped polls are not observed.",
-                                      buckets=POLL_BUCKETS, registry=r)
-        self.new_items = Counter("chipwatch_new_items", "Items seen for the first time.",
-                                 registry=r)
-        self.alerts = Counter("chipwatch_alerts", "Alerts queued (one per new story).",
-                              registry=r)
-        self.story_reports = Counter("chipwatch_story_reports",
-                                     "Alerting items by placement: the first report of a new "
-                                     "story, or joined to an existing one (no new alert).",
-                                     ["placement"], registry=r)
-        self.deliveries = Counter("chipwatch_deliveries",
-                                  "Delivery attempts by destination and result (sent and "
-                                  "rejected count alerts; retry, unavailable and edited count "
-                                  "attempts).", ["destination", "result"], registry=r)
-        self.reloads = Counter("chipwatch_config_reloads", "Config file reloads by result.",
-                               ["result"], registry=r)
+        self.polls = Counter(
+            "chipwatch_polls",
+            "Feed polls by outcome (skipped: not due yet).",
+            ["status"],
+            registry=r,
+        )
+        self.poll_seconds = Histogram(
+            "chipwatch_poll_duration_seconds",
+            "Time to poll one feed (fetch, parse, match, record); skipped polls are not observed.",
+            buckets=POLL_BUCKETS,
+            registry=r,
+        )
+        self.new_items = Counter(
+            "chipwatch_new_items", "Items seen for the first time.", registry=r
+        )
+        self.alerts = Counter("chipwatch_alerts", "Alerts queued (one per new story).", registry=r)
+        self.story_reports = Counter(
+            "chipwatch_story_reports",
+            "Alerting items by placement: the first report of a new "
+            "story, or joined to an existing one (no new alert).",
+            ["placement"],
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "chipwatch_deliveries",
+            "Delivery attempts by destination and result (sent and "
+            "rejected count alerts; retry, unavailable and edited count "
+            "attempts).",
+            ["destination", "result"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "chipwatch_config_reloads", "Config file reloads by result.", ["result"], registry=r
+        )
         build = Info("chipwatch_build", "The running chipwatch.", registry=r)
         build.info({"version": __version__, "python": platform.python_version()})
         for status in ("ok", "not_modified", "unchanged", "error", "disabled", "skipped"):
@@ -65,8 +79,15 @@ class Metrics:
         for result in ("applied", "invalid"):
             self.reloads.labels(result)
 
-    def poll(self, *, status: str, seconds: float | None, new_items: int = 0, alerts: int = 0,
-             story_joins: int = 0) -> None:
+    def poll(
+        self,
+        *,
+        status: str,
+        seconds: float | None,
+        new_items: int = 0,
+        alerts: int = 0,
+        story_joins: int = 0,
+    ) -> None:
         """One feed poll's outcome."""
         self.polls.labels(status).inc()
         if seconds is not None:

@@ -63,15 +63,25 @@ class Health:
         return not self.reasons
 
     def to_json(self) -> dict:
-        return {"status": "ok" if self.healthy else "unhealthy", "reasons": list(self.reasons),
-                "version": __version__,
-                "scheduler": {"last_tick_seconds_ago": self.last_tick_seconds_ago,
-                              "tick_every_seconds": self.tick_every_seconds},
-                "database": {"path": self.database, "writable": self.database_error is None,
-                             "error": self.database_error},
-                "feeds": {"configured": self.feeds_configured, "failing": self.feeds_failing},
-                "destinations": {k: {n: v for n, v in asdict(d).items() if v is not None}
-                                 for k, d in self.destinations.items()}}
+        return {
+            "status": "ok" if self.healthy else "unhealthy",
+            "reasons": list(self.reasons),
+            "version": __version__,
+            "scheduler": {
+                "last_tick_seconds_ago": self.last_tick_seconds_ago,
+                "tick_every_seconds": self.tick_every_seconds,
+            },
+            "database": {
+                "path": self.database,
+                "writable": self.database_error is None,
+                "error": self.database_error,
+            },
+            "feeds": {"configured": self.feeds_configured, "failing": self.feeds_failing},
+            "destinations": {
+                k: {n: v for n, v in asdict(d).items() if v is not None}
+                for k, d in self.destinations.items()
+            },
+        }
 
 
 def probe_write(store: Store) -> str | None:
@@ -83,8 +93,9 @@ def probe_write(store: Store) -> str | None:
     go through (a full disk, an I/O error). The write uses the bot's own connection, which
     is never inside a transaction between awaits: every store call is synchronous."""
     path = store.path
-    if path is not None and not os.access(path, os.W_OK,
-                                          effective_ids=os.access in os.supports_effective_ids):
+    if path is not None and not os.access(
+        path, os.W_OK, effective_ids=os.access in os.supports_effective_ids
+    ):
         return f"{path} is read-only for this process"
     if not isinstance(store.db, sqlite_utils.Database):  # PostgreSQL: one committed write
         try:
@@ -97,8 +108,11 @@ def probe_write(store: Store) -> str | None:
         return None  # cannot happen between awaits; never commit someone else's work
     try:
         with conn:  # commits, or rolls back on error
-            conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
-                         "DO UPDATE SET value = excluded.value", [PROBE_KEY, _iso(utcnow())])
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                [PROBE_KEY, _iso(utcnow())],
+            )
     except sqlite3.Error as exc:
         return str(exc)
     return None
@@ -113,8 +127,12 @@ class FeedRow:
 
 def feed_rows(runtime: Runtime) -> list[FeedRow]:
     """The configured feeds that have been polled, with their state from the database."""
-    rows = {r[0]: r for r in runtime.store.db.execute(
-        "SELECT name, url, last_status, failing_since, disabled_reason FROM feeds")}
+    rows = {
+        r[0]: r
+        for r in runtime.store.db.execute(
+            "SELECT name, url, last_status, failing_since, disabled_reason FROM feeds"
+        )
+    }
     out = []
     for feed in runtime.config.feeds:
         r = rows.get(feed.name)
@@ -134,17 +152,26 @@ def destination_states(runtime: Runtime) -> dict[str, DestinationHealth]:
             out[sink.name] = DestinationHealth(state="held")
         elif down is not None:
             out[sink.name] = DestinationHealth(
-                state="paused" if deliverer.is_paused(sink.name) else "failing",
-                since=_iso(down))
+                state="paused" if deliverer.is_paused(sink.name) else "failing", since=_iso(down)
+            )
         else:
             out[sink.name] = DestinationHealth(state="ok")
     return out
 
 
-def assess(*, tick_age: float | None, tick_every: float, database: str,
-           database_error: str | None, feeds: Iterable[FeedRow], configured_feeds: int,
-           failing_after: timedelta, destinations: dict[str, DestinationHealth],
-           paused_after: timedelta, now: datetime) -> Health:
+def assess(
+    *,
+    tick_age: float | None,
+    tick_every: float,
+    database: str,
+    database_error: str | None,
+    feeds: Iterable[FeedRow],
+    configured_feeds: int,
+    failing_after: timedelta,
+    destinations: dict[str, DestinationHealth],
+    paused_after: timedelta,
+    now: datetime,
+) -> Health:
     """The verdict. Unhealthy when the scheduler has not ticked for two intervals, the
     database refuses a write, every feed has been failing for longer than ``failing_after``,
     or a destination has not delivered for longer than ``paused_after``. A destination an
@@ -152,26 +179,44 @@ def assess(*, tick_age: float | None, tick_every: float, database: str,
     not change it (``status`` still names it)."""
     reasons = []
     if tick_age is None or tick_age > 2 * tick_every:
-        reasons.append("scheduler stalled: "
-                       + ("it never ticked" if tick_age is None
-                          else f"last tick {tick_age:.0f}s ago (it ticks every {tick_every:g}s)"))
+        reasons.append(
+            "scheduler stalled: "
+            + (
+                "it never ticked"
+                if tick_age is None
+                else f"last tick {tick_age:.0f}s ago (it ticks every {tick_every:g}s)"
+            )
+        )
     if database_error is not None:
         reasons.append(f"database not writable: {database_error}")
     feeds = list(feeds)
-    if feeds and all(f.state == "disabled" or (
-            f.state == "failing" and f.failing_since is not None
-            and now - f.failing_since >= failing_after) for f in feeds):
+    if feeds and all(
+        f.state == "disabled"
+        or (
+            f.state == "failing"
+            and f.failing_since is not None
+            and now - f.failing_since >= failing_after
+        )
+        for f in feeds
+    ):
         reasons.append(f"every feed is failing, for over {_span(failing_after)}")
     for name, d in destinations.items():
         since = _dt(d.since) if d.since else None
         if d.state in ("paused", "failing") and since is not None and now - since > paused_after:
-            reasons.append(f"destination {name} is {d.state} since "
-                           f"{since:%Y-%m-%d %H:%M:%S} UTC (over {_span(paused_after)})")
-    return Health(reasons=tuple(reasons), last_tick_seconds_ago=None if tick_age is None
-                  else round(tick_age, 1), tick_every_seconds=tick_every, database=database,
-                  database_error=database_error, feeds_configured=configured_feeds,
-                  feeds_failing=sum(f.state == "failing" for f in feeds),
-                  destinations=destinations)
+            reasons.append(
+                f"destination {name} is {d.state} since "
+                f"{since:%Y-%m-%d %H:%M:%S} UTC (over {_span(paused_after)})"
+            )
+    return Health(
+        reasons=tuple(reasons),
+        last_tick_seconds_ago=None if tick_age is None else round(tick_age, 1),
+        tick_every_seconds=tick_every,
+        database=database,
+        database_error=database_error,
+        feeds_configured=configured_feeds,
+        feeds_failing=sum(f.state == "failing" for f in feeds),
+        destinations=destinations,
+    )
 
 
 def _span(delta: timedelta) -> str:
@@ -196,10 +241,14 @@ class HealthCheck:
             tick_age=None if last is None else time.monotonic() - last,
             tick_every=self.scheduler.tick_every,
             database=redact_database_url(str(config.database)),
-            database_error=error, feeds=feed_rows(runtime), configured_feeds=len(config.feeds),
+            database_error=error,
+            feeds=feed_rows(runtime),
+            configured_feeds=len(config.feeds),
             failing_after=timedelta(hours=config.poll.failing_after_hours),
             destinations=destination_states(runtime),
-            paused_after=timedelta(minutes=config.ops.paused_after_minutes), now=utcnow())
+            paused_after=timedelta(minutes=config.ops.paused_after_minutes),
+            now=utcnow(),
+        )
 
 
 # --- metrics read at scrape time ----------------------------------------------------------------
@@ -217,18 +266,24 @@ class StateCollector:
 
     def collect(self) -> Iterator[Metric]:
         runtime, now = self.runtime, utcnow()
-        pending = GaugeMetricFamily("chipwatch_outbox_pending",
-                                    "Alerts waiting for delivery, by destination.",
-                                    labels=["destination"])
-        oldest = GaugeMetricFamily("chipwatch_outbox_oldest_pending_age_seconds",
-                                   "Age of the oldest alert waiting, by destination (0: none).",
-                                   labels=["destination"])
+        pending = GaugeMetricFamily(
+            "chipwatch_outbox_pending",
+            "Alerts waiting for delivery, by destination.",
+            labels=["destination"],
+        )
+        oldest = GaugeMetricFamily(
+            "chipwatch_outbox_oldest_pending_age_seconds",
+            "Age of the oldest alert waiting, by destination (0: none).",
+            labels=["destination"],
+        )
         counts: dict[str, tuple[int, datetime | None]] = {
-            s.name: (0, None) for s in runtime.deliverer.sinks}
+            s.name: (0, None) for s in runtime.deliverer.sinks
+        }
         for destination, n, first in runtime.store.db.execute(
-                "SELECT d.destination, COUNT(*), MIN(a.created_at) FROM deliveries d "
-                "JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' "
-                "GROUP BY d.destination"):
+            "SELECT d.destination, COUNT(*), MIN(a.created_at) FROM deliveries d "
+            "JOIN alerts a ON a.id = d.alert_id WHERE d.status = 'pending' "
+            "GROUP BY d.destination"
+        ):
             counts[destination] = (n, _dt(first))
         for destination, (n, first) in sorted(counts.items()):
             pending.add_metric([destination], n)
@@ -237,21 +292,30 @@ class StateCollector:
         yield oldest
 
         feeds = feed_rows(runtime)
-        yield GaugeMetricFamily("chipwatch_feeds_configured", "Feeds in the config.",
-                                value=len(runtime.config.feeds))
-        yield GaugeMetricFamily("chipwatch_feeds_failing",
-                                "Feeds whose last poll failed.",
-                                value=sum(f.state == "failing" for f in feeds))
-        yield GaugeMetricFamily("chipwatch_feeds_disabled",
-                                "Feeds disabled (410 Gone) until the config changes.",
-                                value=sum(f.state == "disabled" for f in feeds))
+        yield GaugeMetricFamily(
+            "chipwatch_feeds_configured", "Feeds in the config.", value=len(runtime.config.feeds)
+        )
+        yield GaugeMetricFamily(
+            "chipwatch_feeds_failing",
+            "Feeds whose last poll failed.",
+            value=sum(f.state == "failing" for f in feeds),
+        )
+        yield GaugeMetricFamily(
+            "chipwatch_feeds_disabled",
+            "Feeds disabled (410 Gone) until the config changes.",
+            value=sum(f.state == "disabled" for f in feeds),
+        )
 
-        down = GaugeMetricFamily("chipwatch_destination_down_seconds",
-                                 "Seconds since a destination stopped accepting alerts "
-                                 "(0: delivering).", labels=["destination"])
-        held = GaugeMetricFamily("chipwatch_destination_held",
-                                 "1 while an operator has paused the destination (/pause).",
-                                 labels=["destination"])
+        down = GaugeMetricFamily(
+            "chipwatch_destination_down_seconds",
+            "Seconds since a destination stopped accepting alerts (0: delivering).",
+            labels=["destination"],
+        )
+        held = GaugeMetricFamily(
+            "chipwatch_destination_held",
+            "1 while an operator has paused the destination (/pause).",
+            labels=["destination"],
+        )
         for name, d in sorted(destination_states(runtime).items()):
             since = _dt(d.since) if d.since else None
             down.add_metric([name], (now - since).total_seconds() if since else 0.0)
@@ -260,23 +324,35 @@ class StateCollector:
         yield held
 
         last = self.scheduler.last_tick
-        yield GaugeMetricFamily("chipwatch_scheduler_last_tick_age_seconds",
-                                "Seconds since the scheduler last ticked.",
-                                value=time.monotonic() - last if last is not None else -1.0)
+        yield GaugeMetricFamily(
+            "chipwatch_scheduler_last_tick_age_seconds",
+            "Seconds since the scheduler last ticked.",
+            value=time.monotonic() - last if last is not None else -1.0,
+        )
 
 
 # --- the HTTP endpoint -----------------------------------------------------------------------
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class OpsServer:
     """A minimal HTTP/1.1 server (one request per connection) for /healthz and /metrics."""
 
-    def __init__(self, *, health: Callable[[], Awaitable[Health]],
-                 metrics: Callable[[str], tuple[bytes, str]]):
+    def __init__(
+        self,
+        *,
+        health: Callable[[], Awaitable[Health]],
+        metrics: Callable[[str], tuple[bytes, str]],
+    ):
         self._health = health
         self._metrics = metrics
         self._server: asyncio.Server | None = None
@@ -301,15 +377,19 @@ class OpsServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"),
-                                              READ_TIMEOUT_SECONDS)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_SECONDS)
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
                 return
             status, ctype, body, extra = await self._answer(head)
             request_method = head.split(b" ", 1)[0]
-            headers = [f"HTTP/1.1 {status} {_REASONS[status]}", f"Content-Type: {ctype}",
-                       f"Content-Length: {len(body)}", "Cache-Control: no-store",
-                       "Connection: close", *extra]
+            headers = [
+                f"HTTP/1.1 {status} {_REASONS[status]}",
+                f"Content-Type: {ctype}",
+                f"Content-Length: {len(body)}",
+                "Cache-Control: no-store",
+                "Connection: close",
+                *extra,
+            ]
             writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
             if request_method != b"HEAD":
                 writer.write(body)
@@ -367,8 +447,14 @@ async def start_ops(runtime: Runtime, scheduler: Scheduler) -> OpsServer | None:
     try:
         await server.start(*address)
     except OSError as exc:
-        event(log, "ops_listen_failed", logging.WARNING, listen=runtime.config.ops.listen,
-              error=exc.strerror or str(exc), effect="running without /healthz and /metrics")
+        event(
+            log,
+            "ops_listen_failed",
+            logging.WARNING,
+            listen=runtime.config.ops.listen,
+            error=exc.strerror or str(exc),
+            effect="running without /healthz and /metrics",
+        )
         return None
     event(log, "ops_listening", address=server.address, paths="/healthz,/metrics")
     return server

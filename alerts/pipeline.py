@@ -81,8 +81,14 @@ def _eligible(item: FeedItem, *, first_poll: bool, cutoff: datetime) -> bool:
     return item.published >= cutoff
 
 
-def next_interval(feed: FeedConfig, poll: PollConfig, *, previous: float | None, had_new: bool,
-                  hint: float | None = None) -> float:
+def next_interval(
+    feed: FeedConfig,
+    poll: PollConfig,
+    *,
+    previous: float | None,
+    had_new: bool,
+    hint: float | None = None,
+) -> float:
     """Seconds until the next poll after a success. Busy feeds stay at ``interval_seconds``; each
     quiet poll stretches the interval by half, up to ``max_interval_seconds``. ``hint`` (from
     Cache-Control max-age or RSS <ttl>) is a lower bound, capped by the same maximum."""
@@ -96,8 +102,9 @@ def next_interval(feed: FeedConfig, poll: PollConfig, *, previous: float | None,
     return seconds
 
 
-def backoff_seconds(feed: FeedConfig, poll: PollConfig, *, failures: int,
-                    retry_after: float | None = None) -> float:
+def backoff_seconds(
+    feed: FeedConfig, poll: PollConfig, *, failures: int, retry_after: float | None = None
+) -> float:
     """Seconds until the next try after ``failures`` failures in a row: the interval doubled per
     failure, at least what ``Retry-After`` asked for, capped by ``max_backoff_seconds``."""
     seconds = feed.interval_seconds * 2.0 ** max(0, failures - 1)
@@ -152,13 +159,18 @@ def _state(feed: FeedConfig, store: Store) -> FeedState | None:
     return None if state is not None and state.url != feed.url else state
 
 
-def not_due(feed: FeedConfig, state: FeedState | None, *, now: datetime,
-            respect_schedule: bool) -> FeedOutcome | None:
+def not_due(
+    feed: FeedConfig, state: FeedState | None, *, now: datetime, respect_schedule: bool
+) -> FeedOutcome | None:
     """A feed that is not polled now: disabled, or (on schedule) not due yet."""
     if state is not None and state.disabled_reason:
         return FeedOutcome(feed=feed.name, status="disabled", error=state.disabled_reason)
-    if (respect_schedule and state is not None and state.next_poll_at is not None
-            and state.next_poll_at > now):
+    if (
+        respect_schedule
+        and state is not None
+        and state.next_poll_at is not None
+        and state.next_poll_at > now
+    ):
         return FeedOutcome(feed=feed.name, status="skipped", next_poll_at=state.next_poll_at)
     return None
 
@@ -173,17 +185,22 @@ async def gather(feed: FeedConfig, ctx: PollContext) -> Fetched | FeedOutcome:
     validators = Validators()
     if state is not None and state.last_status != "error":
         validators = Validators(etag=state.etag, last_modified=state.last_modified)
-    result = await ctx.fetcher.fetch(feed.name, url, validators=validators,
-                                     previous_hash=state.body_hash if state else None)
+    result = await ctx.fetcher.fetch(
+        feed.name, url, validators=validators, previous_hash=state.body_hash if state else None
+    )
     fetched = Fetched(feed=feed, state=state, url=url, result=replace(result, body=b""))
     if result.status != "ok":
         return fetched
     try:
         # In a worker thread: a multi-megabyte body takes the parser a while, and the event
         # loop must keep fetching and delivering meanwhile.
-        parsed = await asyncio.to_thread(parse_feed, result.body, feed=feed.name,
-                                         url=result.final_url or url,
-                                         content_type=result.content_type)
+        parsed = await asyncio.to_thread(
+            parse_feed,
+            result.body,
+            feed=feed.name,
+            url=result.final_url or url,
+            content_type=result.content_type,
+        )
     except ParseError as exc:
         return replace(fetched, parse_error=f"parse: {exc}")
     store, now = ctx.store, ctx.now
@@ -193,7 +210,9 @@ async def gather(feed: FeedConfig, ctx: PollContext) -> Fetched | FeedOutcome:
         recent_title_keys=tuple(store.recent_title_keys(feed.name, since=now - EDIT_LOOKBACK)),
         muted=store.active_mutes(now=now) if fresh else {},
         subscriptions=tuple(store.subscriptions())
-        if fresh and ctx.config.destinations.telegram else ())
+        if fresh and ctx.config.destinations.telegram
+        else (),
+    )
     return replace(fetched, parsed=parsed, known=known)
 
 
@@ -229,8 +248,11 @@ class FeedPlan:
 
 def _alerting(items: Sequence[NewItem]) -> tuple[NewItem, ...]:
     """Items that alert: matched, and not joining an existing story (which adds a source)."""
-    return tuple(n for n in items if n.result is not None and n.result.alert
-                 and (n.story_id is None or n.new_story))
+    return tuple(
+        n
+        for n in items
+        if n.result is not None and n.result.alert and (n.story_id is None or n.new_story)
+    )
 
 
 def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime) -> FeedPlan:
@@ -239,45 +261,90 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
     moved = result.moved_to if result.moved_to and result.moved_to != fetched.url else None
     plan = FeedPlan(feed=feed, status="ok", url=fetched.url, moved_to=moved)
     if result.status == "gone":
-        return replace(plan, status="gone", error=(
-            f"410 Gone at {fetched.url} ({now:%Y-%m-%d}); fix or remove the feed in the config"))
+        return replace(
+            plan,
+            status="gone",
+            error=(
+                f"410 Gone at {fetched.url} ({now:%Y-%m-%d}); fix or remove the feed in the config"
+            ),
+        )
     error = (result.error or "unknown") if result.status == "error" else fetched.parse_error
     if error is not None:
-        return _failure(plan, state, error, config=config, now=now,
-                        retry_after=result.retry_after if result.status == "error" else None)
+        return _failure(
+            plan,
+            state,
+            error,
+            config=config,
+            now=now,
+            retry_after=result.retry_after if result.status == "error" else None,
+        )
     previous = state.interval_seconds if state else None
     if result.status in ("not_modified", "unchanged"):
-        interval = next_interval(feed, config.poll, previous=previous, had_new=False,
-                                 hint=result.max_age)
-        return replace(plan, status=result.status, interval=interval,
-                       next_poll_at=now + timedelta(seconds=interval))
+        interval = next_interval(
+            feed, config.poll, previous=previous, had_new=False, hint=result.max_age
+        )
+        return replace(
+            plan,
+            status=result.status,
+            interval=interval,
+            next_poll_at=now + timedelta(seconds=interval),
+        )
     parsed, known = fetched.parsed, fetched.known
     assert parsed is not None and known is not None
     first_poll = state is None or state.first_polled_at is None
-    items, edited = _new_items(known, config=config, matcher=matcher, now=now,
-                               first_poll=first_poll)
+    items, edited = _new_items(
+        known, config=config, matcher=matcher, now=now, first_poll=first_poll
+    )
     ttl = parsed.ttl_minutes
     hints = [h for h in (result.max_age, ttl * 60.0 if ttl else None) if h]
-    interval = next_interval(feed, config.poll, previous=previous, had_new=bool(items),
-                             hint=max(hints) if hints else None)
-    return replace(plan, interval=interval, next_poll_at=now + timedelta(seconds=interval),
-                   validators=result.validators, body_hash=result.body_hash, items=items,
-                   edited=edited, item_count=len(parsed.items), first_poll=first_poll,
-                   warning=parsed.warning)
+    interval = next_interval(
+        feed,
+        config.poll,
+        previous=previous,
+        had_new=bool(items),
+        hint=max(hints) if hints else None,
+    )
+    return replace(
+        plan,
+        interval=interval,
+        next_poll_at=now + timedelta(seconds=interval),
+        validators=result.validators,
+        body_hash=result.body_hash,
+        items=items,
+        edited=edited,
+        item_count=len(parsed.items),
+        first_poll=first_poll,
+        warning=parsed.warning,
+    )
 
 
-def _failure(plan: FeedPlan, state: FeedState | None, error: str, *, config: Config,
-             now: datetime, retry_after: float | None) -> FeedPlan:
+def _failure(
+    plan: FeedPlan,
+    state: FeedState | None,
+    error: str,
+    *,
+    config: Config,
+    now: datetime,
+    retry_after: float | None,
+) -> FeedPlan:
     failures = (state.consecutive_failures if state else 0) + 1
     wait = backoff_seconds(plan.feed, config.poll, failures=failures, retry_after=retry_after)
     since = (state.failing_since if state else None) or now
-    return replace(plan, status="error", error=error, failures=failures, failing_since=since,
-                   flagged=now - since >= timedelta(hours=config.poll.failing_after_hours),
-                   interval=wait, next_poll_at=now + timedelta(seconds=wait))
+    return replace(
+        plan,
+        status="error",
+        error=error,
+        failures=failures,
+        failing_since=since,
+        flagged=now - since >= timedelta(hours=config.poll.failing_after_hours),
+        interval=wait,
+        next_poll_at=now + timedelta(seconds=wait),
+    )
 
 
-def _new_items(known: Known, *, config: Config, matcher: Matcher, now: datetime,
-               first_poll: bool) -> tuple[tuple[NewItem, ...], tuple[str, ...]]:
+def _new_items(
+    known: Known, *, config: Config, matcher: Matcher, now: datetime, first_poll: bool
+) -> tuple[tuple[NewItem, ...], tuple[str, ...]]:
     """Each unseen item matched (unless it is an edit or too old), with its destinations."""
     cutoff = now - timedelta(hours=config.poll.max_age_hours)
     keys = [title_key(item.title) for item, _ in known.fresh]
@@ -294,28 +361,41 @@ def _new_items(known: Known, *, config: Config, matcher: Matcher, now: datetime,
                 result = matcher.without(result, known.muted)
             extra = subscribers(result, known.subscriptions)
         who = (*(config.destinations.names() if result and result.alert else ()), *extra)
-        new.append(NewItem(item=item, canonical_link=link, result=result,
-                           title_key=keys[i], destinations=tuple(dict.fromkeys(who))))
+        new.append(
+            NewItem(
+                item=item,
+                canonical_link=link,
+                result=result,
+                title_key=keys[i],
+                destinations=tuple(dict.fromkeys(who)),
+            )
+        )
     return tuple(new), tuple(edited)
 
 
 # --- apply: the only writes -----------------------------------------------------------------
 
 
-def apply(plan: FeedPlan, ctx: PollContext, *,
-          deferred: list[NewItem] | None = None) -> FeedOutcome:
+def apply(
+    plan: FeedPlan, ctx: PollContext, *, deferred: list[NewItem] | None = None
+) -> FeedOutcome:
     """Record a plan (its items already placed in stories) and log it; a dry run only logs
     and previews."""
     feed, store, now, dry = plan.feed, ctx.store, ctx.now, ctx.dry_run
     moved: dict[str, object] = {"effective_url": plan.moved_to} if plan.moved_to else {}
     if plan.moved_to:
-        event(log, "feed_moved", logging.WARNING, feed=feed.name, old=plan.url,
-              new=plan.moved_to)
+        event(log, "feed_moved", logging.WARNING, feed=feed.name, old=plan.url, new=plan.moved_to)
     if plan.status == "gone":
         if not dry:
-            store.update_feed(feed.name, feed.url, disabled_reason=plan.error,
-                              last_status="gone", last_polled_at=now, last_error="http_410",
-                              **moved)
+            store.update_feed(
+                feed.name,
+                feed.url,
+                disabled_reason=plan.error,
+                last_status="gone",
+                last_polled_at=now,
+                last_error="http_410",
+                **moved,
+            )
         event(log, "feed_disabled", logging.ERROR, feed=feed.name, reason=plan.error)
         return FeedOutcome(feed=feed.name, status="disabled", error=plan.error)
     if plan.status == "error":
@@ -323,24 +403,50 @@ def apply(plan: FeedPlan, ctx: PollContext, *,
         if not dry:
             if moved:
                 store.update_feed(feed.name, feed.url, **moved)
-            store.record_failure(feed.name, feed.url, plan.error, now=now,
-                                 next_poll_at=plan.next_poll_at)
-        event(log, "feed_polled", logging.WARNING, status="error", feed=feed.name,
-              error=plan.error, failures=plan.failures, retry_in=f"{plan.interval:g}s")
+            store.record_failure(
+                feed.name, feed.url, plan.error, now=now, next_poll_at=plan.next_poll_at
+            )
+        event(
+            log,
+            "feed_polled",
+            logging.WARNING,
+            status="error",
+            feed=feed.name,
+            error=plan.error,
+            failures=plan.failures,
+            retry_in=f"{plan.interval:g}s",
+        )
         if plan.flagged:
             since = plan.failing_since or now
-            event(log, "feed_failing_long", logging.ERROR, feed=feed.name,
-                  since=since.isoformat(timespec="minutes"), error=plan.error)
-        return FeedOutcome(feed=feed.name, status="error", error=plan.error,
-                           consecutive_failures=plan.failures, failing_since=plan.failing_since,
-                           flagged=plan.flagged, next_poll_at=plan.next_poll_at)
+            event(
+                log,
+                "feed_failing_long",
+                logging.ERROR,
+                feed=feed.name,
+                since=since.isoformat(timespec="minutes"),
+                error=plan.error,
+            )
+        return FeedOutcome(
+            feed=feed.name,
+            status="error",
+            error=plan.error,
+            consecutive_failures=plan.failures,
+            failing_since=plan.failing_since,
+            flagged=plan.flagged,
+            next_poll_at=plan.next_poll_at,
+        )
     if plan.status != "ok":
         if not dry:
-            store.record_unchanged(feed.name, feed.url, plan.status, now=now,
-                                   next_poll_at=plan.next_poll_at,
-                                   interval_seconds=plan.interval, **moved)
-        event(log, "feed_polled", status=plan.status, feed=feed.name,
-              next_in=f"{plan.interval:g}s")
+            store.record_unchanged(
+                feed.name,
+                feed.url,
+                plan.status,
+                now=now,
+                next_poll_at=plan.next_poll_at,
+                interval_seconds=plan.interval,
+                **moved,
+            )
+        event(log, "feed_polled", status=plan.status, feed=feed.name, next_in=f"{plan.interval:g}s")
         return FeedOutcome(feed=feed.name, status=plan.status)
     for title in plan.edited:
         event(log, "item_edited", feed=feed.name, title=title)
@@ -350,22 +456,50 @@ def apply(plan: FeedPlan, ctx: PollContext, *,
         previews = tuple(_preview(n, now) for n in alerting)
     else:
         fields: dict[str, object] = dict(
-            etag=plan.validators.etag, last_modified=plan.validators.last_modified,
-            body_hash=plan.body_hash, next_poll_at=plan.next_poll_at,
-            interval_seconds=plan.interval, **moved)
+            etag=plan.validators.etag,
+            last_modified=plan.validators.last_modified,
+            body_hash=plan.body_hash,
+            next_poll_at=plan.next_poll_at,
+            interval_seconds=plan.interval,
+            **moved,
+        )
         if plan.items:
             fields["last_new_at"] = now
-        store.record_poll(feed.name, feed.url, plan.items, now=now,
-                          edit_delay=_edit_delay(ctx.config), deferred=deferred, **fields)
+        store.record_poll(
+            feed.name,
+            feed.url,
+            plan.items,
+            now=now,
+            edit_delay=_edit_delay(ctx.config),
+            deferred=deferred,
+            **fields,
+        )
         _momentum(plan.items, config=ctx.config, store=store, now=now)
-    event(log, "feed_polled", status="ok", feed=feed.name, items=plan.item_count,
-          new=len(plan.items), alerts=len(alerting), first_poll=plan.first_poll or None,
-          next_in=f"{plan.interval:g}s", warning=plan.warning)
-    joins = sum(n.result is not None and n.result.alert and n.story_id is not None
-                and not n.new_story for n in plan.items)
-    return FeedOutcome(feed=feed.name, status="ok", items=plan.item_count,
-                       new_items=len(plan.items), alerts=len(alerting), story_joins=joins,
-                       previews=previews)
+    event(
+        log,
+        "feed_polled",
+        status="ok",
+        feed=feed.name,
+        items=plan.item_count,
+        new=len(plan.items),
+        alerts=len(alerting),
+        first_poll=plan.first_poll or None,
+        next_in=f"{plan.interval:g}s",
+        warning=plan.warning,
+    )
+    joins = sum(
+        n.result is not None and n.result.alert and n.story_id is not None and not n.new_story
+        for n in plan.items
+    )
+    return FeedOutcome(
+        feed=feed.name,
+        status="ok",
+        items=plan.item_count,
+        new_items=len(plan.items),
+        alerts=len(alerting),
+        story_joins=joins,
+        previews=previews,
+    )
 
 
 # --- one feed, one cycle --------------------------------------------------------------------
@@ -421,15 +555,22 @@ def _momentum(new: Sequence[NewItem], *, config: Config, store: Store, now: date
 EDIT_LOOKBACK = timedelta(days=7)
 
 
-def subscribers(result: MatchResult, subscriptions: Sequence[tuple[int, str, str]]) -> tuple[str, ...]:
+def subscribers(
+    result: MatchResult, subscriptions: Sequence[tuple[int, str, str]]
+) -> tuple[str, ...]:
     """Personal destinations (``telegram:<chat id>``) for an item: subscribed to a term it
     matched (with or without a rule holding), or to a rule that held."""
     if not subscriptions or not result.matches:
         return ()
     terms = {m.term.casefold() for m in result.matches}
-    return tuple(dict.fromkeys(
-        f"telegram:{chat}" for chat, kind, value in subscriptions
-        if (kind == "term" and value.casefold() in terms) or (kind == "rule" and value in result.rules)))
+    return tuple(
+        dict.fromkeys(
+            f"telegram:{chat}"
+            for chat, kind, value in subscriptions
+            if (kind == "term" and value.casefold() in terms)
+            or (kind == "rule" and value in result.rules)
+        )
+    )
 
 
 def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewItem:
@@ -445,17 +586,28 @@ def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewI
         clusterer.observe(title)
         return new
     placed = clusterer.place(title, new.result.matches, source=outlet, at=now)
-    event(log, "story_new" if placed.new_story else "story_joined", story=placed.story_id,
-          feed=item.feed, outlet=outlet if outlet != item.feed else None, title=item.title,
-          decision=placed.decision.explain())
-    return replace(new, story_id=placed.story_id, new_story=placed.new_story,
-                   member=tuple(placed.member) if placed.member is not None else None,
-                   entities=placed.entities, story_actions=placed.actions,
-                   report=placed.says_more)
+    event(
+        log,
+        "story_new" if placed.new_story else "story_joined",
+        story=placed.story_id,
+        feed=item.feed,
+        outlet=outlet if outlet != item.feed else None,
+        title=item.title,
+        decision=placed.decision.explain(),
+    )
+    return replace(
+        new,
+        story_id=placed.story_id,
+        new_story=placed.new_story,
+        member=tuple(placed.member) if placed.member is not None else None,
+        entities=placed.entities,
+        story_actions=placed.actions,
+        report=placed.says_more,
+    )
 
 
 def strip_source_suffix(title: str, source: str) -> str:
-    """"Headline - Reuters" → "Headline", as aggregators such as Google News title items."""
+    """ "Headline - Reuters" → "Headline", as aggregators such as Google News title items."""
     source = source.strip()
     for sep in (" - ", " | ", " — ", " – "):
         if source and title.endswith(sep + source):
@@ -466,9 +618,17 @@ def strip_source_suffix(title: str, source: str) -> str:
 def _preview(new: NewItem, now: datetime) -> Alert:
     item, result = new.item, new.result
     assert result is not None
-    return Alert(id=0, feed=item.feed, title=item.title, link=item.link, summary=item.summary,
-                 published=item.published, created_at=now, matches=result.matches,
-                 rules=result.rules)
+    return Alert(
+        id=0,
+        feed=item.feed,
+        title=item.title,
+        link=item.link,
+        summary=item.summary,
+        published=item.published,
+        created_at=now,
+        matches=result.matches,
+        rules=result.rules,
+    )
 
 
 async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleReport:
@@ -483,8 +643,9 @@ async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleRepor
     deferred: list[NewItem] = []
     for p in planned:
         if isinstance(p, FeedPlan):
-            p = await _guarded(p.feed, ctx, _applied(replace(p, items=placed[id(p)]), ctx,
-                                                      deferred))
+            p = await _guarded(
+                p.feed, ctx, _applied(replace(p, items=placed[id(p)]), ctx, deferred)
+            )
         outcomes.append(p)
     if deferred:
         ctx.store.apply_joins(deferred, now=ctx.now, edit_delay=_edit_delay(ctx.config))
@@ -492,12 +653,19 @@ async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleRepor
     return CycleReport(tuple(outcomes))
 
 
-def _place_in_order(ready: Sequence[FeedPlan], clusterer: Clusterer | None, *,
-                    now: datetime) -> dict[int, tuple[NewItem, ...]]:
+def _place_in_order(
+    ready: Sequence[FeedPlan], clusterer: Clusterer | None, *, now: datetime
+) -> dict[int, tuple[NewItem, ...]]:
     """Each prepared feed's items, placed in story order: by publication time across feeds
     (undated ones last). One article reached through two feeds in this cycle alerts once."""
-    order = sorted(((n.item.published or now, k, j) for k, p in enumerate(ready)
-                    for j, n in enumerate(p.items)), key=lambda t: (t[0], t[1], t[2]))
+    order = sorted(
+        (
+            (n.item.published or now, k, j)
+            for k, p in enumerate(ready)
+            for j, n in enumerate(p.items)
+        ),
+        key=lambda t: (t[0], t[1], t[2]),
+    )
     done: dict[tuple[int, int], NewItem] = {}
     links: set[str] = set()
     for _, k, j in order:

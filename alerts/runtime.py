@@ -63,8 +63,9 @@ class Reload:
 class Runtime:
     """Owns what a config determines; ``reload_if_changed`` swaps it safely."""
 
-    def __init__(self, config: Config, store: Store, *,
-                 sink_factory: Callable[..., list[Sink]] = build_sinks):
+    def __init__(
+        self, config: Config, store: Store, *, sink_factory: Callable[..., list[Sink]] = build_sinks
+    ):
         self.store = store
         self._sink_factory = sink_factory
         self.metrics = Metrics()
@@ -74,8 +75,9 @@ class Runtime:
         self.config = config
         self.matcher: Matcher = compile_matcher(config.watchlists, config.rules)
         self.fetcher = Fetcher(config.poll)
-        self.clusterer = Clusterer(store, config.stories, now=utcnow(),
-                                   watchlists=config.watchlists)
+        self.clusterer = Clusterer(
+            store, config.stories, now=utcnow(), watchlists=config.watchlists
+        )
         self.deliverer = Deliverer(store, sink_factory(config, telegram=self.telegram))
         self._add_private_sinks()
         self._stamp = FileStamp.of(config.path)
@@ -86,12 +88,26 @@ class Runtime:
 
     async def poll(self, feed: FeedConfig) -> None:
         started = time.perf_counter()
-        outcome = await poll_feed(feed, PollContext(
-            config=self.config, store=self.store, matcher=self.matcher, fetcher=self.fetcher,
-            now=utcnow(), clusterer=self.clusterer, respect_schedule=True))
+        outcome = await poll_feed(
+            feed,
+            PollContext(
+                config=self.config,
+                store=self.store,
+                matcher=self.matcher,
+                fetcher=self.fetcher,
+                now=utcnow(),
+                clusterer=self.clusterer,
+                respect_schedule=True,
+            ),
+        )
         seconds = time.perf_counter() - started if outcome.status != "skipped" else None
-        self.metrics.poll(status=outcome.status, seconds=seconds, new_items=outcome.new_items,
-                          alerts=outcome.alerts, story_joins=outcome.story_joins)
+        self.metrics.poll(
+            status=outcome.status,
+            seconds=seconds,
+            new_items=outcome.new_items,
+            alerts=outcome.alerts,
+            story_joins=outcome.story_joins,
+        )
 
     async def deliver(self) -> None:
         report = await self.deliverer.deliver_due()
@@ -100,8 +116,14 @@ class Runtime:
     # --- personal subscriptions ---------------------------------------------------------------
 
     def channel_sink(self) -> TelegramSink | None:
-        return next((s for s in self.deliverer.sinks
-                     if isinstance(s, TelegramSink) and s.name == "telegram"), None)
+        return next(
+            (
+                s
+                for s in self.deliverer.sinks
+                if isinstance(s, TelegramSink) and s.name == "telegram"
+            ),
+            None,
+        )
 
     def ensure_private_sink(self, chat_id: int) -> None:
         """A sink for a subscriber's private chat, so its outbox rows can be delivered."""
@@ -136,12 +158,16 @@ class Runtime:
         self._stamp = stamp
         try:
             new = load_config(self.config.path)
-            sinks = (self._sink_factory(new, telegram=self.telegram)
-                     if new.destinations != self.config.destinations else None)
+            sinks = (
+                self._sink_factory(new, telegram=self.telegram)
+                if new.destinations != self.config.destinations
+                else None
+            )
         except ConfigError as exc:
             message = str(exc)
-            event(log, "config_invalid", logging.ERROR, error=message,
-                  keeping="the last good config")
+            event(
+                log, "config_invalid", logging.ERROR, error=message, keeping="the last good config"
+            )
             repeated, self._last_error = message == self._last_error, message
             self.metrics.reload("invalid")
             return Reload("invalid", error=message, repeated=repeated)
@@ -152,18 +178,29 @@ class Runtime:
     async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
         old = self.config
         if new.database != old.database:
-            event(log, "config_database_ignored", logging.WARNING,
-                  reason="a new database path needs a restart", database=new.database)
+            event(
+                log,
+                "config_database_ignored",
+                logging.WARNING,
+                reason="a new database path needs a restart",
+                database=new.database,
+            )
         if new.ops.listen != old.ops.listen:
-            event(log, "config_ops_listen_ignored", logging.WARNING,
-                  reason="a new ops.listen needs a restart", listen=new.ops.listen or '""')
+            event(
+                log,
+                "config_ops_listen_ignored",
+                logging.WARNING,
+                reason="a new ops.listen needs a restart",
+                listen=new.ops.listen or '""',
+            )
         self.matcher = compile_matcher(new.watchlists, new.rules)
         if new.poll != old.poll:
             old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)
             await old_fetcher.aclose()
         if new.stories != old.stories:
-            self.clusterer = Clusterer(self.store, new.stories, now=utcnow(),
-                                       watchlists=new.watchlists)
+            self.clusterer = Clusterer(
+                self.store, new.stories, now=utcnow(), watchlists=new.watchlists
+            )
         if sinks is not None:
             old_sinks = self.deliverer.sinks
             held = self.deliverer.held_back
@@ -175,8 +212,13 @@ class Runtime:
         self.config = new
         self._last_error = None
         terms = sum(len(t) for t in new.watchlists.values())
-        event(log, "config_reloaded", feeds=len(new.feeds), terms=terms,
-              rules=",".join(r.name for r in new.rules))
+        event(
+            log,
+            "config_reloaded",
+            feeds=len(new.feeds),
+            terms=terms,
+            rules=",".join(r.name for r in new.rules),
+        )
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

@@ -26,9 +26,15 @@ log = logging.getLogger("chipwatch.scheduler")
 class Scheduler:
     """Calls ``poll(feed)`` for each feed on its interval and ``deliver()`` every few seconds."""
 
-    def __init__(self, *, poll: Callable[[FeedConfig], Awaitable[object]],
-                 deliver: Callable[[], Awaitable[object]], deliver_every: float = 2.0,
-                 first_run_spread: float = 5.0, tick_every: float = 5.0):
+    def __init__(
+        self,
+        *,
+        poll: Callable[[FeedConfig], Awaitable[object]],
+        deliver: Callable[[], Awaitable[object]],
+        deliver_every: float = 2.0,
+        first_run_spread: float = 5.0,
+        tick_every: float = 5.0,
+    ):
         self._poll = poll
         self._deliver = deliver
         self._deliver_every = deliver_every
@@ -72,10 +78,17 @@ class Scheduler:
             # Spread first polls over a few seconds so feeds do not all fire at once.
             first = now + timedelta(seconds=random.uniform(0, self._spread))
             self._scheduler.add_job(
-                self._tracked(functools.partial(self._poll, feed)), "interval",
-                seconds=feed.interval_seconds, id=f"feed:{name}", name=name, max_instances=1,
-                coalesce=True, misfire_grace_time=feed.interval_seconds, next_run_time=first,
-                jitter=min(30, feed.interval_seconds // 10))
+                self._tracked(functools.partial(self._poll, feed)),
+                "interval",
+                seconds=feed.interval_seconds,
+                id=f"feed:{name}",
+                name=name,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=feed.interval_seconds,
+                next_run_time=first,
+                jitter=min(30, feed.interval_seconds // 10),
+            )
             self._feeds[name] = feed
 
     async def _tick(self) -> None:
@@ -84,18 +97,32 @@ class Scheduler:
     def start(self, feeds: Iterable[FeedConfig]) -> None:
         self.last_tick = time.monotonic()
         self._scheduler.start()
-        self._scheduler.add_job(self._tick, "interval", seconds=self.tick_every, id="tick",
-                                max_instances=1, coalesce=True, misfire_grace_time=None)
-        self._scheduler.add_job(self._tracked(self._deliver), "interval",
-                                seconds=self._deliver_every, id="deliver", max_instances=1,
-                                coalesce=True, next_run_time=datetime.now(timezone.utc))
+        self._scheduler.add_job(
+            self._tick,
+            "interval",
+            seconds=self.tick_every,
+            id="tick",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._scheduler.add_job(
+            self._tracked(self._deliver),
+            "interval",
+            seconds=self._deliver_every,
+            id="deliver",
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now(timezone.utc),
+        )
         self.set_feeds(feeds)
         event(log, "scheduler_started", feeds=len(self._feeds))
 
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
         """A housekeeping job (e.g. pruning) every ``seconds``, first run after one period."""
-        self._scheduler.add_job(self._tracked(job), "interval", seconds=seconds, id=name,
-                                max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self._tracked(job), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
+        )
 
     async def stop(self, *, grace_seconds: float = 30.0) -> None:
         """Stop ticking, then wait (up to the grace period) for running jobs to finish."""

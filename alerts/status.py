@@ -58,14 +58,18 @@ def read_status(config: Config, *, now: datetime) -> Status:
         feeds = {r["name"]: r for r in db.execute("SELECT * FROM feeds")}
         pending, oldest = {}, {}
         for r in db.execute(
-                "SELECT d.destination, COUNT(*) AS n, MIN(a.created_at) AS oldest "
-                "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
-                "WHERE d.status = 'pending' GROUP BY d.destination"):
+            "SELECT d.destination, COUNT(*) AS n, MIN(a.created_at) AS oldest "
+            "FROM deliveries d JOIN alerts a ON a.id = d.alert_id "
+            "WHERE d.status = 'pending' GROUP BY d.destination"
+        ):
             pending[r["destination"]], oldest[r["destination"]] = r["n"], r["oldest"]
-        paused = [r[0][len(PAUSED_PREFIX):] for r in db.execute(
-            "SELECT key FROM settings WHERE key LIKE 'paused:%'")]
-        last = db.execute("SELECT title, feed, created_at FROM alerts "
-                          "ORDER BY id DESC LIMIT 1").fetchone()
+        paused = [
+            r[0][len(PAUSED_PREFIX) :]
+            for r in db.execute("SELECT key FROM settings WHERE key LIKE 'paused:%'")
+        ]
+        last = db.execute(
+            "SELECT title, feed, created_at FROM alerts ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         if isinstance(path, str):
             size = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
@@ -83,15 +87,25 @@ def read_status(config: Config, *, now: datetime) -> Status:
             continue
         if r["last_status"] == "error":
             since = _dt(r["failing_since"])
-            rows.append(FeedStatus(feed.name, "failing", last_ok_at=r["last_ok_at"],
-                                   failing_since=r["failing_since"], error=r["last_error"],
-                                   next_poll_at=r["next_poll_at"]))
+            rows.append(
+                FeedStatus(
+                    feed.name,
+                    "failing",
+                    last_ok_at=r["last_ok_at"],
+                    failing_since=r["failing_since"],
+                    error=r["last_error"],
+                    next_poll_at=r["next_poll_at"],
+                )
+            )
             if since is not None and now - since >= failing_after:
-                problems.append(f"feed {feed.name} failing since {_when(r['failing_since'])} "
-                                f"({r['last_error']})")
+                problems.append(
+                    f"feed {feed.name} failing since {_when(r['failing_since'])} "
+                    f"({r['last_error']})"
+                )
             continue
-        rows.append(FeedStatus(feed.name, "ok", last_ok_at=r["last_ok_at"],
-                               next_poll_at=r["next_poll_at"]))
+        rows.append(
+            FeedStatus(feed.name, "ok", last_ok_at=r["last_ok_at"], next_poll_at=r["next_poll_at"])
+        )
     polled = [f for f in rows if f.state != "never polled"]
     if polled and all(f.state in ("failing", "disabled") for f in polled):
         problems.append("every feed is failing")
@@ -103,34 +117,53 @@ def read_status(config: Config, *, now: datetime) -> Status:
             problems.append(f"{pending[dest]} alert(s) for {dest} waiting since {_when(when)}")
     if not isinstance(path, str):
         size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
-    return Status(database=redact_database_url(str(path)), database_bytes=size, feeds=rows, pending=pending,
-                  oldest_pending=oldest, paused=paused,
-                  last_alert=dict(last) if last is not None else None, problems=problems)
+    return Status(
+        database=redact_database_url(str(path)),
+        database_bytes=size,
+        feeds=rows,
+        pending=pending,
+        oldest_pending=oldest,
+        paused=paused,
+        last_alert=dict(last) if last is not None else None,
+        problems=problems,
+    )
 
 
 def format_status(status: Status) -> str:
     """The status for a person."""
-    counts = {s: sum(f.state == s for f in status.feeds)
-              for s in ("ok", "failing", "disabled", "never polled")}
+    counts = {
+        s: sum(f.state == s for f in status.feeds)
+        for s in ("ok", "failing", "disabled", "never polled")
+    }
     lines = ["feeds: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)]
     for f in status.feeds:
-        detail = {"ok": f"last ok {_when(f.last_ok_at)}",
-                  "failing": f"since {_when(f.failing_since)} ({f.error}), "
-                             f"next try {_when(f.next_poll_at)}",
-                  "disabled": f"{f.error}", "never polled": ""}[f.state]
+        detail = {
+            "ok": f"last ok {_when(f.last_ok_at)}",
+            "failing": f"since {_when(f.failing_since)} ({f.error}), "
+            f"next try {_when(f.next_poll_at)}",
+            "disabled": f"{f.error}",
+            "never polled": "",
+        }[f.state]
         lines.append(f"  {f.state.upper():13} {f.name}  {detail}".rstrip())
     if status.pending:
-        lines.append("pending: " + ", ".join(
-            f"{d} {n} (oldest {_when(status.oldest_pending[d])})"
-            for d, n in status.pending.items()))
+        lines.append(
+            "pending: "
+            + ", ".join(
+                f"{d} {n} (oldest {_when(status.oldest_pending[d])})"
+                for d, n in status.pending.items()
+            )
+        )
     else:
         lines.append("pending: none")
     last = status.last_alert
-    lines.append(f"last alert: {_when(last['created_at'])} [{last['feed']}] {last['title']}"
-                 if last
-                 else "last alert: none yet")
+    lines.append(
+        f"last alert: {_when(last['created_at'])} [{last['feed']}] {last['title']}"
+        if last
+        else "last alert: none yet"
+    )
     lines.append("paused: " + (", ".join(status.paused) if status.paused else "no"))
     lines.append(f"database: {status.database} ({status.database_bytes / 2**20:.1f} MiB)")
-    lines.append("status: healthy" if status.healthy
-                 else "status: UNHEALTHY: " + "; ".join(status.problems))
+    lines.append(
+        "status: healthy" if status.healthy else "status: UNHEALTHY: " + "; ".join(status.problems)
+    )
     return "\n".join(lines)

@@ -58,8 +58,13 @@ class Match:
     at: int = -1  # word index in its field (relation rules); -1 when unknown
 
     def to_json(self) -> dict:
-        return {"category": self.category, "term": self.term, "text": self.text,
-                "kind": self.kind, "score": round(self.score, 1)}
+        return {
+            "category": self.category,
+            "term": self.term,
+            "text": self.text,
+            "kind": self.kind,
+            "score": round(self.score, 1),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +82,11 @@ class MatchResult:
         return frozenset(m.category for m in self.matches)
 
     def to_json(self) -> dict:
-        return {"alert": self.alert, "rules": list(self.rules),
-                "matches": [m.to_json() for m in self.matches]}
+        return {
+            "alert": self.alert,
+            "rules": list(self.rules),
+            "matches": [m.to_json() for m in self.matches],
+        }
 
     def explain(self) -> str:
         """A few lines for a person: verdict, then each match."""
@@ -90,8 +98,9 @@ class MatchResult:
             head = "no alert: nothing on the watchlists matched"
         lines = [head]
         for m in self.matches:
-            lines.append(f"  {m.category}: {m.term} ← {m.text!r} "
-                         f"({m.kind}, {m.field}, score {m.score:.0f})")
+            lines.append(
+                f"  {m.category}: {m.term} ← {m.text!r} ({m.kind}, {m.field}, score {m.score:.0f})"
+            )
         return "\n".join(lines)
 
 

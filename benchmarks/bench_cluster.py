@@ -75,19 +75,37 @@ from alerts.match import Match, compile_matcher  # noqa: E402
 from alerts.store import open_store  # noqa: E402
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
-SPAN_HOURS = 44.0       # events start within this; follow-ups come up to FOLLOW_UP_MAX_H later
+SPAN_HOURS = 44.0  # events start within this; follow-ups come up to FOLLOW_UP_MAX_H later
 FOLLOW_UP_MEAN_H = 1.0
-FOLLOW_UP_MAX_H = 3.5   # so every item lies within 48 h of the first one
+FOLLOW_UP_MAX_H = 3.5  # so every item lies within 48 h of the first one
 
 # --- the synthetic stream --------------------------------------------------------------------
 
 # (weight, surface forms, chips with weights). Nvidia dominates, as it does in real coverage.
 COMPANIES = [
-    (34, ["Nvidia", "Nvidia", "Nvidia", "NVIDIA"],
-     [("H20", 25), ("H200", 20), ("B30A", 10), ("B200", 8), ("Blackwell", 8), ("H100", 6),
-      ("A100", 5), ("RTX Pro 6000D", 5), ("GB200", 4), ("B40", 3), ("L20", 3), ("H800", 3)]),
-    (10, ["Huawei", "Huawei", "HiSilicon"],
-     [("Ascend 910C", 40), ("Ascend 910B", 25), ("Ascend 920", 15), ("Ascend 950", 10)]),
+    (
+        34,
+        ["Nvidia", "Nvidia", "Nvidia", "NVIDIA"],
+        [
+            ("H20", 25),
+            ("H200", 20),
+            ("B30A", 10),
+            ("B200", 8),
+            ("Blackwell", 8),
+            ("H100", 6),
+            ("A100", 5),
+            ("RTX Pro 6000D", 5),
+            ("GB200", 4),
+            ("B40", 3),
+            ("L20", 3),
+            ("H800", 3),
+        ],
+    ),
+    (
+        10,
+        ["Huawei", "Huawei", "HiSilicon"],
+        [("Ascend 910C", 40), ("Ascend 910B", 25), ("Ascend 920", 15), ("Ascend 950", 10)],
+    ),
     (6, ["SMIC", "Semiconductor Manufacturing International"], []),
     (7, ["TSMC", "TSMC", "Taiwan Semiconductor"], []),
     (5, ["Samsung", "Samsung Electronics"], [("HBM", 60), ("HBM3E", 30)]),
@@ -111,80 +129,328 @@ COMPANIES = [
 ]
 GENERIC_CHIP = ["chips", "AI chips", "advanced chips", "GPUs", "semiconductors", "AI processors"]
 ACTORS = {
-    "us": (60, ["US", "U.S.", "Washington", "Commerce Department", "Trump administration",
-                "White House", "US Commerce", "BIS", "US officials"]),
-    "china": (20, ["China", "Beijing", "Chinese regulators", "MOFCOM", "China's commerce ministry"]),
-    "other": (20, ["Netherlands", "Japan", "Taiwan", "South Korea", "Malaysia", "Singapore",
-                   "UAE", "EU", "India", "Dutch government", "Tokyo"]),
+    "us": (
+        60,
+        [
+            "US",
+            "U.S.",
+            "Washington",
+            "Commerce Department",
+            "Trump administration",
+            "White House",
+            "US Commerce",
+            "BIS",
+            "US officials",
+        ],
+    ),
+    "china": (
+        20,
+        ["China", "Beijing", "Chinese regulators", "MOFCOM", "China's commerce ministry"],
+    ),
+    "other": (
+        20,
+        [
+            "Netherlands",
+            "Japan",
+            "Taiwan",
+            "South Korea",
+            "Malaysia",
+            "Singapore",
+            "UAE",
+            "EU",
+            "India",
+            "Dutch government",
+            "Tokyo",
+        ],
+    ),
 }
-RESTRICT = [("bans", "banned", "ban"), ("blocks", "blocked", "block"), ("curbs", "curbed", "curb"),
-            ("restricts", "restricted", "restrict"), ("halts", "halted", "halt"),
-            ("bars", "barred", "bar")]
-ALLOW = [("approves", "approved", "approve"), ("clears", "cleared", "clear"),
-         ("allows", "allowed", "allow"), ("permits", "permitted", "permit"),
-         ("greenlights", "approved", "greenlight")]
-OBJECTS = ["sales to China", "exports to China", "shipments to China", "China sales",
-           "sales to Chinese firms", "exports"]
-PLACES = ["Malaysia", "Singapore", "Thailand", "Vietnam", "UAE", "Hong Kong", "Indonesia",
-          "Taiwan", "India", "Dubai", "Shenzhen", "Penang", "Johor", "Hsinchu"]
-TOPICAL = ["deadline", "loophole", "review", "lawmakers", "startups", "cloud", "datacenter",
-           "resellers", "memo", "draft", "quota", "audit", "senators", "investigation", "filing",
-           "earnings", "guidance", "revenue", "orders", "inventory", "supply", "deal", "talks",
-           "summit", "truce", "military", "universities", "labs", "hyperscalers", "ByteDance",
-           "Alibaba", "Tencent", "DeepSeek", "Baidu", "rivals", "workaround", "downgraded",
-           "compliance", "security", "tracking", "location", "verification", "stockpile",
-           "backlog", "windfall", "revenue share", "levy", "fees", "court", "appeal"]
-FILLERS = [", sources say", ", report says", " - Reuters", ", analysts say",
-           " as trade tensions rise", ", shares fall", ", shares jump", " in new escalation",
-           " ahead of talks", " - Bloomberg", " | Financial Times", ", filing shows"]
-OUTLETS = ["Reuters", "Bloomberg", "Financial Times", "Wall Street Journal", "CNBC", "The Verge",
-           "Tom's Hardware", "The Register", "Ars Technica", "TechCrunch", "SCMP", "Nikkei Asia",
-           "Caixin", "Global Times", "DigiTimes", "EE Times", "TrendForce", "The Information",
-           "Barron's", "MarketWatch", "Yahoo Finance", "Seeking Alpha", "Fortune", "Axios",
-           "Politico", "BBC", "Guardian", "CNN", "NYT", "Washington Post", "HotHardware",
-           "Wccftech", "TechSpot", "Data Center Dynamics", "Electronics Weekly", "The Straits Times",
-           "Korea Herald", "Taipei Times", "Nasdaq", "Investopedia"]
+RESTRICT = [
+    ("bans", "banned", "ban"),
+    ("blocks", "blocked", "block"),
+    ("curbs", "curbed", "curb"),
+    ("restricts", "restricted", "restrict"),
+    ("halts", "halted", "halt"),
+    ("bars", "barred", "bar"),
+]
+ALLOW = [
+    ("approves", "approved", "approve"),
+    ("clears", "cleared", "clear"),
+    ("allows", "allowed", "allow"),
+    ("permits", "permitted", "permit"),
+    ("greenlights", "approved", "greenlight"),
+]
+OBJECTS = [
+    "sales to China",
+    "exports to China",
+    "shipments to China",
+    "China sales",
+    "sales to Chinese firms",
+    "exports",
+]
+PLACES = [
+    "Malaysia",
+    "Singapore",
+    "Thailand",
+    "Vietnam",
+    "UAE",
+    "Hong Kong",
+    "Indonesia",
+    "Taiwan",
+    "India",
+    "Dubai",
+    "Shenzhen",
+    "Penang",
+    "Johor",
+    "Hsinchu",
+]
+TOPICAL = [
+    "deadline",
+    "loophole",
+    "review",
+    "lawmakers",
+    "startups",
+    "cloud",
+    "datacenter",
+    "resellers",
+    "memo",
+    "draft",
+    "quota",
+    "audit",
+    "senators",
+    "investigation",
+    "filing",
+    "earnings",
+    "guidance",
+    "revenue",
+    "orders",
+    "inventory",
+    "supply",
+    "deal",
+    "talks",
+    "summit",
+    "truce",
+    "military",
+    "universities",
+    "labs",
+    "hyperscalers",
+    "ByteDance",
+    "Alibaba",
+    "Tencent",
+    "DeepSeek",
+    "Baidu",
+    "rivals",
+    "workaround",
+    "downgraded",
+    "compliance",
+    "security",
+    "tracking",
+    "location",
+    "verification",
+    "stockpile",
+    "backlog",
+    "windfall",
+    "revenue share",
+    "levy",
+    "fees",
+    "court",
+    "appeal",
+]
+FILLERS = [
+    ", sources say",
+    ", report says",
+    " - Reuters",
+    ", analysts say",
+    " as trade tensions rise",
+    ", shares fall",
+    ", shares jump",
+    " in new escalation",
+    " ahead of talks",
+    " - Bloomberg",
+    " | Financial Times",
+    ", filing shows",
+]
+OUTLETS = [
+    "Reuters",
+    "Bloomberg",
+    "Financial Times",
+    "Wall Street Journal",
+    "CNBC",
+    "The Verge",
+    "Tom's Hardware",
+    "The Register",
+    "Ars Technica",
+    "TechCrunch",
+    "SCMP",
+    "Nikkei Asia",
+    "Caixin",
+    "Global Times",
+    "DigiTimes",
+    "EE Times",
+    "TrendForce",
+    "The Information",
+    "Barron's",
+    "MarketWatch",
+    "Yahoo Finance",
+    "Seeking Alpha",
+    "Fortune",
+    "Axios",
+    "Politico",
+    "BBC",
+    "Guardian",
+    "CNN",
+    "NYT",
+    "Washington Post",
+    "HotHardware",
+    "Wccftech",
+    "TechSpot",
+    "Data Center Dynamics",
+    "Electronics Weekly",
+    "The Straits Times",
+    "Korea Herald",
+    "Taipei Times",
+    "Nasdaq",
+    "Investopedia",
+]
 OUTLET_COUNT_WEIGHTS = [30, 18, 13, 10, 8, 6, 5, 4, 3, 3]  # outlets per event: 1..10, mean ≈ 3.3
 
-_SYL = ["ax", "bel", "cor", "dyn", "el", "fen", "gra", "hal", "ion", "jun", "kor", "lum", "mar",
-        "nex", "or", "pel", "quan", "ros", "sil", "tek", "ul", "vel", "wen", "xin", "yang", "zen",
-        "tron", "vix", "ra", "lis", "mi", "sem", "ica", "on", "ta", "do", "ku", "bao", "fu", "lin"]
-_NAME_TAILS = ["", "", "", " Logistics", " Trading", " Tech", " Holdings", " Electronics",
-               " Cloud", " Systems"]
+_SYL = [
+    "ax",
+    "bel",
+    "cor",
+    "dyn",
+    "el",
+    "fen",
+    "gra",
+    "hal",
+    "ion",
+    "jun",
+    "kor",
+    "lum",
+    "mar",
+    "nex",
+    "or",
+    "pel",
+    "quan",
+    "ros",
+    "sil",
+    "tek",
+    "ul",
+    "vel",
+    "wen",
+    "xin",
+    "yang",
+    "zen",
+    "tron",
+    "vix",
+    "ra",
+    "lis",
+    "mi",
+    "sem",
+    "ica",
+    "on",
+    "ta",
+    "do",
+    "ku",
+    "bao",
+    "fu",
+    "lin",
+]
+_NAME_TAILS = [
+    "",
+    "",
+    "",
+    " Logistics",
+    " Trading",
+    " Tech",
+    " Holdings",
+    " Electronics",
+    " Cloud",
+    " Systems",
+]
 
 THEMES = {  # name: (weight, action kind, templates)
-    "ban": (30, "restrict", [
-        "{A} {V3} {S} {O}{D}", "{S} {O} {VP} by {A}{D}", "{C} says {A} {V3} {X} {O}{D}",
-        "Exclusive: {A} to {VB} {S} {O}{D}", "{A} {V3} {S} {O} in blow to {C}{D}",
-        "{A} moves to {VB} {S} {O}{D}"]),
-    "approve": (15, "allow", [
-        "{A} {V3} {S} {O}{D}", "{S} {O} {VP} by {A}{D}", "{C} says {A} {V3} {X} {O}{D}",
-        "Exclusive: {A} to {VB} {S} {O}{D}", "{A} {V3} {S} {O} in win for {C}{D}"]),
-    "licence": (10, "allow", [
-        "{A} grants {C} export licences for {X}{D}", "{C} gets {A} licence to ship {X} to China{D}",
-        "{C} wins export licence for {X} sales to China{D}",
-        "{A} issues licences for {S} exports{D}"]),
-    "revoke": (5, "restrict", [
-        "{A} revokes {C} export licences for {X}{D}", "{C} loses licence to ship {X} to China{D}",
-        "{A} revokes licences for {S} exports to China{D}"]),
-    "entity": (10, "restrict", [
-        "{A} adds {N} Chinese firms to entity list over {S} ties{D}",
-        "{N} firms linked to {C} added to entity list{D}",
-        "{A} blacklists {N} companies tied to {S}{D}",
-        "Entity list: {A} targets {C} suppliers{D}"]),
-    "tariff": (10, "", [
-        "{A} slaps {P}% tariffs on {S} imports{D}", "{A} to impose {P}% tariff on {S}{D}",
-        "{S} face {P}% tariffs, {A} says{D}", "{C} hit by {P}% {A} tariffs on {X}{D}"]),
-    "smuggling": (12, "", [
-        "{N} charged with smuggling {S} to China{D}",
-        "Smuggling ring moved ${M} million of {S} via {PL}{D}",
-        "{A} probes {S} smuggling through {PL}{D}",
-        "Prosecutors say {S} smuggled to China via {PL}{D}"]),
-    "probe": (8, "", [
-        "China probes {C} over {X} security risks{D}",
-        "{A} opens probe into {S} diversion to China{D}",
-        "{C} faces {A} probe over export violations{D}",
-        "{A} investigates {S} export violations{D}"]),
+    "ban": (
+        30,
+        "restrict",
+        [
+            "{A} {V3} {S} {O}{D}",
+            "{S} {O} {VP} by {A}{D}",
+            "{C} says {A} {V3} {X} {O}{D}",
+            "Exclusive: {A} to {VB} {S} {O}{D}",
+            "{A} {V3} {S} {O} in blow to {C}{D}",
+            "{A} moves to {VB} {S} {O}{D}",
+        ],
+    ),
+    "approve": (
+        15,
+        "allow",
+        [
+            "{A} {V3} {S} {O}{D}",
+            "{S} {O} {VP} by {A}{D}",
+            "{C} says {A} {V3} {X} {O}{D}",
+            "Exclusive: {A} to {VB} {S} {O}{D}",
+            "{A} {V3} {S} {O} in win for {C}{D}",
+        ],
+    ),
+    "licence": (
+        10,
+        "allow",
+        [
+            "{A} grants {C} export licences for {X}{D}",
+            "{C} gets {A} licence to ship {X} to China{D}",
+            "{C} wins export licence for {X} sales to China{D}",
+            "{A} issues licences for {S} exports{D}",
+        ],
+    ),
+    "revoke": (
+        5,
+        "restrict",
+        [
+            "{A} revokes {C} export licences for {X}{D}",
+            "{C} loses licence to ship {X} to China{D}",
+            "{A} revokes licences for {S} exports to China{D}",
+        ],
+    ),
+    "entity": (
+        10,
+        "restrict",
+        [
+            "{A} adds {N} Chinese firms to entity list over {S} ties{D}",
+            "{N} firms linked to {C} added to entity list{D}",
+            "{A} blacklists {N} companies tied to {S}{D}",
+            "Entity list: {A} targets {C} suppliers{D}",
+        ],
+    ),
+    "tariff": (
+        10,
+        "",
+        [
+            "{A} slaps {P}% tariffs on {S} imports{D}",
+            "{A} to impose {P}% tariff on {S}{D}",
+            "{S} face {P}% tariffs, {A} says{D}",
+            "{C} hit by {P}% {A} tariffs on {X}{D}",
+        ],
+    ),
+    "smuggling": (
+        12,
+        "",
+        [
+            "{N} charged with smuggling {S} to China{D}",
+            "Smuggling ring moved ${M} million of {S} via {PL}{D}",
+            "{A} probes {S} smuggling through {PL}{D}",
+            "Prosecutors say {S} smuggled to China via {PL}{D}",
+        ],
+    ),
+    "probe": (
+        8,
+        "",
+        [
+            "China probes {C} over {X} security risks{D}",
+            "{A} opens probe into {S} diversion to China{D}",
+            "{C} faces {A} probe over export violations{D}",
+            "{A} investigates {S} export violations{D}",
+        ],
+    ),
 }
 
 
@@ -193,7 +459,7 @@ class Event:
     id: int
     start: float  # hours after START
     theme: str
-    company: list[str]          # surface forms
+    company: list[str]  # surface forms
     chip: str | None
     actor: list[str]
     verb: int
@@ -230,8 +496,14 @@ class Generator:
         if kind < 0.65:
             return rng.choice(TOPICAL)
         if kind < 0.85:
-            return rng.choice([f"${rng.randint(2, 990)} million", f"${rng.randint(2, 60)} billion",
-                               f"{rng.randint(3, 400)} firms", f"{rng.randint(2, 90)},000 GPUs"])
+            return rng.choice(
+                [
+                    f"${rng.randint(2, 990)} million",
+                    f"${rng.randint(2, 60)} billion",
+                    f"{rng.randint(3, 400)} firms",
+                    f"{rng.randint(2, 90)},000 GPUs",
+                ]
+            )
         return rng.choice(PLACES)
 
     def event(self) -> Event:
@@ -244,11 +516,20 @@ class Generator:
         actor = rng.sample(actors, k=min(3, len(actors)))  # outlets word the authority alike
         kind = THEMES[theme][1]
         verbs = ALLOW if kind == "allow" else RESTRICT
-        ev = Event(id=self.next_id, start=rng.uniform(0, SPAN_HOURS), theme=theme,
-                   company=forms, chip=chip, actor=actor, verb=rng.randrange(len(verbs)),
-                   details=[self._detail() for _ in range(rng.randint(1, 3))],
-                   number=rng.randint(2, 40), percent=rng.choice([10, 15, 20, 25, 30, 50, 100]),
-                   money=rng.randint(5, 900), place=rng.choice(PLACES))
+        ev = Event(
+            id=self.next_id,
+            start=rng.uniform(0, SPAN_HOURS),
+            theme=theme,
+            company=forms,
+            chip=chip,
+            actor=actor,
+            verb=rng.randrange(len(verbs)),
+            details=[self._detail() for _ in range(rng.randint(1, 3))],
+            number=rng.randint(2, 40),
+            percent=rng.choice([10, 15, 20, 25, 30, 50, 100]),
+            money=rng.randint(5, 900),
+            place=rng.choice(PLACES),
+        )
         self.next_id += 1
         return ev
 
@@ -274,15 +555,30 @@ class Generator:
         details = [d for d in ev.details if rng.random() < 0.7]
         tail = ""
         if details:
-            tail = " " + rng.choice(["over", "after", "amid", "citing", "with", "as", "on"]) \
-                + " " + " and ".join(details)
+            tail = (
+                " "
+                + rng.choice(["over", "after", "amid", "citing", "with", "as", "on"])
+                + " "
+                + " and ".join(details)
+            )
         if rng.random() < 0.35:
             tail += rng.choice(FILLERS)
         template = rng.choice(THEMES[ev.theme][2])
         title = template.format(
-            A=rng.choice(ev.actor), V3=v[0], VP=v[1], VB=v[2], S=subject, C=company,
-            X=chip_form if chip else rng.choice(GENERIC_CHIP), O=rng.choice(OBJECTS), D=tail,
-            N=ev.number, P=ev.percent, M=ev.money, PL=ev.place)
+            A=rng.choice(ev.actor),
+            V3=v[0],
+            VP=v[1],
+            VB=v[2],
+            S=subject,
+            C=company,
+            X=chip_form if chip else rng.choice(GENERIC_CHIP),
+            O=rng.choice(OBJECTS),
+            D=tail,
+            N=ev.number,
+            P=ev.percent,
+            M=ev.money,
+            PL=ev.place,
+        )
         return title[0].upper() + title[1:]
 
     def reports(self, ev: Event) -> list[tuple[float, str, str]]:
@@ -328,11 +624,17 @@ def build_stream(n: int, rng: random.Random, matcher) -> tuple[list[Item], dict]
     if len(items) > n:  # drop at random, not by time, so the timeline stays even
         items = rng.sample(items, n)
     items.sort(key=lambda it: it.at)
-    return items, {"generated": generated, "alerting": len(items), "events": gen.next_id,
-                   "gen_s": gen_seconds, "match_s": match_seconds}
+    return items, {
+        "generated": generated,
+        "alerting": len(items),
+        "events": gen.next_id,
+        "gen_s": gen_seconds,
+        "match_s": match_seconds,
+    }
 
 
 # --- measuring helpers ------------------------------------------------------------------------
+
 
 def rss_mb() -> tuple[float, float]:
     """(current RSS, peak RSS) of this process in MiB, from /proc."""
@@ -345,6 +647,7 @@ def rss_mb() -> tuple[float, float]:
                 peak = int(line.split()[1]) / 1024
     except OSError:
         import resource
+
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return now, peak
 
@@ -375,6 +678,7 @@ class Probe:
 
         StoryIndex.expire = expire
         if self.count:
+
             def candidates(index, item):
                 found = orig_candidates(index, item)
                 probe.candidates.append(len(found))
@@ -437,18 +741,30 @@ def persist_stories(path: Path, stories, items) -> None:
         conn.executemany(
             "INSERT INTO stories (id, alert_id, title, first_seen, last_seen, words, entities, "
             "actions, sources, outlets) VALUES (?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(s.id, s.title, _iso(s.first_seen), _iso(s.last_seen),
-              json.dumps([m.encode() for m in s.members]),
-              json.dumps([sorted(m.entities) for m in s.members]),
-              # The stories.actions column: the first headline's kinds (Story.actions is gone).
-              json.dumps(sorted(s.members[0].actions) if s.members else []),
-              json.dumps(s.sources), json.dumps(s.sources))
-             for s in stories])
+            [
+                (
+                    s.id,
+                    s.title,
+                    _iso(s.first_seen),
+                    _iso(s.last_seen),
+                    json.dumps([m.encode() for m in s.members]),
+                    json.dumps([sorted(m.entities) for m in s.members]),
+                    # The stories.actions column: the first headline's kinds (Story.actions is gone).
+                    json.dumps(sorted(s.members[0].actions) if s.members else []),
+                    json.dumps(s.sources),
+                    json.dumps(s.sources),
+                )
+                for s in stories
+            ],
+        )
         conn.executemany(
             "INSERT INTO items (feed, guid, link, title, seen_at, story_id, source) "
             "VALUES (?, ?, ?, ?, ?, ?, NULL)",
-            [(it.source, f"bench-{i}", f"https://example.com/{i}", it.title, _iso(it.at), sid)
-             for i, (it, sid) in enumerate(items)])
+            [
+                (it.source, f"bench-{i}", f"https://example.com/{i}", it.title, _iso(it.at), sid)
+                for i, (it, sid) in enumerate(items)
+            ],
+        )
         conn.commit()
     finally:
         store.close()
@@ -458,6 +774,7 @@ def exhaustive_decision(index: StoryIndex, item, at: datetime, source: str):
     """``index.decide`` with the blocking taken out: every story in the window that shares a
     chip or company with the item is a candidate (the same rules otherwise, whatever they are,
     the same-outlet rule included)."""
+
     def every(_item) -> set[int]:
         ids: set[int] = set()
         for entity in item.entities:
@@ -475,14 +792,19 @@ def naive_scores(index: StoryIndex, item, cutoff: datetime) -> list[float]:
     """The naive baseline: ``index.similarity`` against every member of every story reported
     since ``cutoff`` (no blocking, no vetoes); the best member's score per story."""
     similarity = index.similarity
-    return [max((similarity(item, m) for m in s.members), default=0.0)
-            for s in index.stories.values() if s.last_seen >= cutoff]
+    return [
+        max((similarity(item, m) for m in s.members), default=0.0)
+        for s in index.stories.values()
+        if s.last_seen >= cutoff
+    ]
 
 
 def pair_quality(truth: list[int], assigned: list[int]) -> tuple[float, float]:
     """Pairwise precision and recall of a grouping, from the contingency table (O(n))."""
+
     def pairs(counter):
         return sum(c * (c - 1) // 2 for c in counter.values())
+
     tp = pairs(Counter(zip(truth, assigned, strict=True)))
     pred, true = pairs(Counter(assigned)), pairs(Counter(truth))
     return (tp / pred if pred else 1.0), (tp / true if true else 1.0)
@@ -497,25 +819,47 @@ def pct(values, q):
 
 # --- the benchmark ----------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="10,000 stored, 1,000 new")
     ap.add_argument("--stored", type=int, default=None, help="items already in the window")
     ap.add_argument("--new", type=int, default=None, help="new items to cluster")
     ap.add_argument("--seed", type=int, default=20250602)
-    ap.add_argument("--baseline-sample", type=int, default=200,
-                    help="new items the naive all-stories scan is timed on")
-    ap.add_argument("--history-budget", type=float, default=40.0, metavar="SECONDS",
-                    help="stop clustering the stored items in history (a) after this long "
-                         "(not with --history clustered, which needs all of them)")
-    ap.add_argument("--baseline-budget", type=float, default=30.0, metavar="SECONDS",
-                    help="fewer baseline samples if they would take longer than this")
-    ap.add_argument("--profile", action="store_true",
-                    help="also profile clustering the new items (cProfile, top functions)")
-    ap.add_argument("--history", choices=("events", "clustered"), default="events",
-                    help="what the store holds before the new items: the stories of the true "
-                         "events (default: the window a correct clusterer leaves, ~one story "
-                         "per event) or the stories the clusterer itself made of the stored items")
+    ap.add_argument(
+        "--baseline-sample",
+        type=int,
+        default=200,
+        help="new items the naive all-stories scan is timed on",
+    )
+    ap.add_argument(
+        "--history-budget",
+        type=float,
+        default=40.0,
+        metavar="SECONDS",
+        help="stop clustering the stored items in history (a) after this long "
+        "(not with --history clustered, which needs all of them)",
+    )
+    ap.add_argument(
+        "--baseline-budget",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="fewer baseline samples if they would take longer than this",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile clustering the new items (cProfile, top functions)",
+    )
+    ap.add_argument(
+        "--history",
+        choices=("events", "clustered"),
+        default="events",
+        help="what the store holds before the new items: the stories of the true "
+        "events (default: the window a correct clusterer leaves, ~one story "
+        "per event) or the stories the clusterer itself made of the stored items",
+    )
     ap.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     args = ap.parse_args(argv)
     if (args.new is not None and args.new < 1) or (args.stored is not None and args.stored < 0):
@@ -538,15 +882,23 @@ def main(argv: list[str] | None = None) -> int:
     items, st = build_stream(n_stored + n_new, rng, matcher)
     stored, new = items[:n_stored], items[n_stored:]
     nvidia = sum(any(m.term == "Nvidia" for m in it.matches) for it in items)
-    row("stream", f"{len(items):,} alerting headlines ({st['alerting'] / st['generated']:.0%} of "
+    row(
+        "stream",
+        f"{len(items):,} alerting headlines ({st['alerting'] / st['generated']:.0%} of "
         f"{st['generated']:,} generated), {len({it.event for it in items}):,} events, "
-        f"{nvidia / len(items):.0%} name Nvidia")
+        f"{nvidia / len(items):.0%} name Nvidia",
+    )
     span_h = (items[-1].at - items[0].at).total_seconds() / 3600
     new_h = (new[-1].at - new[0].at).total_seconds() / 3600 if new else 0
-    row("timeline", f"stored {span_h - new_h:.1f} h, new items the last {new_h:.1f} h "
-        f"(window {config.stories.window_hours:g} h: all stored items stay in it)")
-    row("matching (precomputed, not clustering)",
-        f"{st['generated'] / st['match_s']:,.0f} headlines/s ({st['match_s']:.1f} s)")
+    row(
+        "timeline",
+        f"stored {span_h - new_h:.1f} h, new items the last {new_h:.1f} h "
+        f"(window {config.stories.window_hours:g} h: all stored items stay in it)",
+    )
+    row(
+        "matching (precomputed, not clustering)",
+        f"{st['generated'] / st['match_s']:,.0f} headlines/s ({st['match_s']:.1f} s)",
+    )
     rss_data = rss_mb()[0]
 
     # 2. history. (a) the stored items clustered by the clusterer itself, in time order, through
@@ -554,8 +906,7 @@ def main(argv: list[str] | None = None) -> int:
     # the items arrive (place observes each item's tokens before deciding). (b) the stories the
     # stored items' true events make, each absorbing its members' features: the window as a
     # correct clusterer would leave it. One of them (--history) is written to a real SQLite file.
-    history = Clusterer(open_store(None), config.stories, now=START,
-                        watchlists=config.watchlists)
+    history = Clusterer(open_store(None), config.stories, now=START, watchlists=config.watchlists)
     assigned: list[int] = []
     budget = float("inf") if args.history == "clustered" else args.history_budget
     with Probe(count=True) as probe_h:
@@ -568,30 +919,38 @@ def main(argv: list[str] | None = None) -> int:
             placed = history.place(it.title, it.matches, source=it.source, at=it.at)
             hist_s += time.perf_counter() - t
             assigned.append(placed.story_id)
-    done = stored[:len(assigned)]
+    done = stored[: len(assigned)]
     hist_stories = list(history.index.stories.values())
     sizes = Counter(assigned)
     biggest = hist_stories and max(hist_stories, key=lambda s: sizes[s.id])
     stored_events = len({it.event for it in done})
     p, r = pair_quality([it.event for it in done], assigned)
-    cut = "" if len(done) == len(stored) else \
-        f"; stopped after {len(done):,} items (--history-budget {budget:g} s)"
-    row("history (a): cluster stored items (Clusterer.place)",
+    cut = (
+        ""
+        if len(done) == len(stored)
+        else f"; stopped after {len(done):,} items (--history-budget {budget:g} s)"
+    )
+    row(
+        "history (a): cluster stored items (Clusterer.place)",
         f"{len(done) / hist_s:,.0f} items/s ({hist_s:.1f} s; {probe_h.expire_seconds:.2f} s in "
-        f"expire), {statistics.fmean(probe_h.candidates or [0]):.1f} candidates/item{cut}")
+        f"expire), {statistics.fmean(probe_h.candidates or [0]):.1f} candidates/item{cut}",
+    )
     if done:
-        row("history (a): result" + ("" if len(done) == len(stored) else f" ({len(done):,} items)"),
+        row(
+            "history (a): result" + ("" if len(done) == len(stored) else f" ({len(done):,} items)"),
             f"{len(hist_stories):,} stories for {stored_events:,} true events; pairwise precision "
             f"{p:.3f}, recall {r:.3f}; largest story {sizes[biggest.id]:,} items, "
-            f"{len(biggest.words):,} words, {len(biggest.entities)} entities")
+            f"{len(biggest.words):,} words, {len(biggest.entities)} entities",
+        )
 
     by_event: dict[int, object] = {}
     for it in stored:
         h = headline_features(it.title, it.matches)
         story = by_event.get(it.event)
         if story is None:
-            story = by_event[it.event] = Story(id=len(by_event) + 1, first_seen=it.at,
-                                               last_seen=it.at, title=it.title)
+            story = by_event[it.event] = Story(
+                id=len(by_event) + 1, first_seen=it.at, last_seen=it.at, title=it.title
+            )
         story.absorb(h, source=it.source, at=it.at)
     event_stories = list(by_event.values())
     row("history (b): stories of the true events", f"{len(event_stories):,} stories")
@@ -609,9 +968,11 @@ def main(argv: list[str] | None = None) -> int:
     db_path = Path(tmp.name) / "chipwatch.db"
     t = time.perf_counter()
     persist_stories(db_path, keep, zip(stored, item_story, strict=True))
-    row(f"history ({'a' if args.history == 'clustered' else 'b'}) written to SQLite",
+    row(
+        f"history ({'a' if args.history == 'clustered' else 'b'}) written to SQLite",
         f"{len(keep):,} stories and {len(stored):,} items, {time.perf_counter() - t:.2f} s "
-        f"({db_path.stat().st_size / 2**20:.1f} MiB file)")
+        f"({db_path.stat().st_size / 2**20:.1f} MiB file)",
+    )
     del history, hist_stories, event_stories, by_event, keep
     gc.collect()
 
@@ -630,7 +991,7 @@ def main(argv: list[str] | None = None) -> int:
     titles_s = time.perf_counter() - t
     # The stored items older than the newest IDF_ITEMS, which startup does not read: counted
     # towards rarity after startup, so that every stored item is observed.
-    older = [it.title for it in stored[:max(0, len(stored) - IDF_ITEMS)]]
+    older = [it.title for it in stored[: max(0, len(stored) - IDF_ITEMS)]]
     observe_s = 0.0
     orig_observe = Clusterer.observe
 
@@ -649,18 +1010,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         Clusterer.observe = orig_observe
     rss_after = rss_mb()[0]
-    row("startup: Clusterer(store) loads the window",
+    row(
+        "startup: Clusterer(store) loads the window",
         f"{startup_s:.2f} s for {n_records:,} stories and {n_titles:,} titles for rarity "
         f"(observing the titles {observe_s:.2f} s; store.recent_stories alone {read_s:.2f} s, "
         f"store.recent_titles {titles_s:.2f} s; garbage collector {gc_startup.total():.2f} s), "
-        f"RSS +{rss_after - rss_before:.0f} MiB")
+        f"RSS +{rss_after - rss_before:.0f} MiB",
+    )
     t = time.perf_counter()
     for title in older:
         clusterer.observe(title)
-    row("rarity: older stored titles observed after startup",
+    row(
+        "rarity: older stored titles observed after startup",
         f"{len(older):,} titles, {time.perf_counter() - t:.2f} s (untimed in startup); rarity "
         f"over {clusterer.index.rarity.docs:,} titles, {len(clusterer.index.rarity.df):,} "
-        f"distinct tokens")
+        f"distinct tokens",
+    )
 
     # 4. the new items, timed; the naive baseline on a sample, timed apart
     n_samples = min(args.baseline_sample, len(new))
@@ -721,34 +1086,47 @@ def main(argv: list[str] | None = None) -> int:
     n_stories = len(clusterer.index.stories)
     new_stories = sum(is_new for _, is_new in decisions)
     per_item = cluster_s / len(new) if new else float("nan")
-    row("NEW ITEMS: cluster (Clusterer.place)",
+    row(
+        "NEW ITEMS: cluster (Clusterer.place)",
         f"{len(new) / cluster_s:,.0f} items/s, {per_item * 1e6:,.0f} µs/item ({cluster_s:.2f} s; "
         f"{probe_t.expire_seconds:.2f} s in expire); per item p50 "
-        f"{pct(latencies, .5) * 1e6:,.0f} µs, p99 {pct(latencies, .99) * 1e6:,.0f} µs, max "
-        f"{max(latencies) * 1e3:,.1f} ms")
+        f"{pct(latencies, 0.5) * 1e6:,.0f} µs, p99 {pct(latencies, 0.99) * 1e6:,.0f} µs, max "
+        f"{max(latencies) * 1e3:,.1f} ms",
+    )
     if new:
         t = time.perf_counter()
         for it in new:
             headline_features(it.title, it.matches)
         feat_s = time.perf_counter() - t
-        row("new items: of which headline_features (timed apart)",
-            f"{feat_s / len(new) * 1e6:,.0f} µs/item ({feat_s / cluster_s:.0%} of the time)")
+        row(
+            "new items: of which headline_features (timed apart)",
+            f"{feat_s / len(new) * 1e6:,.0f} µs/item ({feat_s / cluster_s:.0%} of the time)",
+        )
     full = gc_loop.full()
-    row("new items: garbage collections in that loop",
+    row(
+        "new items: garbage collections in that loop",
         f"{len(gc_loop.pauses)} collections, {gc_loop.total() * 1e3:,.0f} ms; full (gen 2): "
-        f"{len(full)}, longest {max(full, default=0) * 1e3:,.0f} ms")
-    row("new items: outcome", f"{len(new) - new_stories:,} joined a story, {new_stories:,} new "
-        f"stories; {n_stories:,} stories in the index after")
+        f"{len(full)}, longest {max(full, default=0) * 1e3:,.0f} ms",
+    )
+    row(
+        "new items: outcome",
+        f"{len(new) - new_stories:,} joined a story, {new_stories:,} new "
+        f"stories; {n_stories:,} stories in the index after",
+    )
     if naive_n:
         naive_per = naive_s / naive_n
-        row("NAIVE: similarity() vs every story's members in window",
+        row(
+            "NAIVE: similarity() vs every story's members in window",
             f"{1 / naive_per:,.0f} items/s, {naive_per * 1e3:,.1f} ms/item (timed on {naive_n} "
             f"items{' to fit --baseline-budget' if naive_n < args.baseline_sample else ''}, "
             f"{naive_stories / naive_n:,.0f} stories each); {len(new):,} items would take "
-            f"~{naive_per * len(new):,.0f} s")
+            f"~{naive_per * len(new):,.0f} s",
+        )
         row("SPEED-UP over naive", f"{naive_per / per_item:,.0f}x")
-        row("index vs exhaustive decision (sample)",
-            ", ".join(f"{k} {v}" for k, v in agree.most_common()))
+        row(
+            "index vs exhaustive decision (sample)",
+            ", ".join(f"{k} {v}" for k, v in agree.most_common()),
+        )
 
     # 5. the same again under tracemalloc, with counting wrappers (deterministic: same result)
     del clusterer
@@ -772,29 +1150,43 @@ def main(argv: list[str] | None = None) -> int:
             sid, is_new = placed.story_id, placed.new_story
             again_decisions.append((sid, is_new))
             known = ev_stories.setdefault(it.event, set())
-            offered.append(None if not known else
-                           len(probe_c.candidates) > before and not known.isdisjoint(probe_c.last))
+            offered.append(
+                None
+                if not known
+                else len(probe_c.candidates) > before and not known.isdisjoint(probe_c.last)
+            )
             known.add(sid)
     after_mem, place_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     store.close()
-    row("memory: index after startup (tracemalloc)",
+    row(
+        "memory: index after startup (tracemalloc)",
         f"{(index_mem - base) / 2**20:,.1f} MiB retained, peak {(startup_peak - base) / 2**20:,.1f}"
         f" MiB while loading ({(index_mem - base) / max(1, n_records) / 1024:.1f} KiB/story; of "
-        f"it the rarity counts' table {rarity_mem / 1024:,.0f} KiB, {n_titles:,} titles)")
-    row("memory: observing the older stored titles",
-        f"{(observed_mem - index_mem) / 2**20:+.1f} MiB ({len(older):,} titles)")
-    row("memory: clustering the new items",
+        f"it the rarity counts' table {rarity_mem / 1024:,.0f} KiB, {n_titles:,} titles)",
+    )
+    row(
+        "memory: observing the older stored titles",
+        f"{(observed_mem - index_mem) / 2**20:+.1f} MiB ({len(older):,} titles)",
+    )
+    row(
+        "memory: clustering the new items",
         f"peak {(place_peak - base) / 2**20:,.1f} MiB, grew "
-        f"{(after_mem - observed_mem) / 2**20:+.1f} MiB")
-    row("memory: process RSS", f"{rss_now:,.0f} MiB now, {rss_peak:,.0f} MiB peak (the stream "
-        f"itself: {rss_data:,.0f} MiB)")
+        f"{(after_mem - observed_mem) / 2**20:+.1f} MiB",
+    )
+    row(
+        "memory: process RSS",
+        f"{rss_now:,.0f} MiB now, {rss_peak:,.0f} MiB peak (the stream "
+        f"itself: {rss_data:,.0f} MiB)",
+    )
     cands = probe_c.candidates
     if cands:
-        row("candidates examined per new item",
-            f"mean {statistics.fmean(cands):.1f}, p50 {pct(cands, .5)}, p99 {pct(cands, .99)}, "
+        row(
+            "candidates examined per new item",
+            f"mean {statistics.fmean(cands):.1f}, p50 {pct(cands, 0.5)}, p99 {pct(cands, 0.99)}, "
             f"max {max(cands)} (of {n_records:,}+ stories); member headlines scored/item "
-            f"(StoryIndex.similarity calls) {probe_c.scored / len(new):.1f}")
+            f"(StoryIndex.similarity calls) {probe_c.scored / len(new):.1f}",
+        )
     if again_decisions != decisions:
         row("WARNING", "the tracemalloc pass decided differently from the timed pass")
 
@@ -814,21 +1206,29 @@ def main(argv: list[str] | None = None) -> int:
         elif sid in known:
             outcome["joined its event's story"] += 1
         else:
-            outcome["joined another event's story" if known else
-                    "joined a story, event was new"] += 1
+            outcome[
+                "joined another event's story" if known else "joined a story, event was new"
+            ] += 1
         known.add(sid)
     row("new items vs true events", ", ".join(f"{k} {v:,}" for k, v in outcome.most_common()))
     if sampled_want:
-        row("sample: decisions that follow the true event",
+        row(
+            "sample: decisions that follow the true event",
             f"index {sample_right['index']} of {len(sampled_want)}, exhaustive (same rules, "
-            f"every story sharing a subject) {sample_right['exhaustive']}")
+            f"every story sharing a subject) {sample_right['exhaustive']}",
+        )
     if blocked:
-        row("blocking recall", f"{offered_ok / blocked:.1%} of new items whose event already has "
-            f"a story get that story among their candidates ({blocked - offered_ok:,} do not)")
+        row(
+            "blocking recall",
+            f"{offered_ok / blocked:.1%} of new items whose event already has "
+            f"a story get that story among their candidates ({blocked - offered_ok:,} do not)",
+        )
 
     width = max(len(k) for k, _ in rows)
-    print(f"bench_cluster: {n_stored:,} stored + {n_new:,} new items, window "
-          f"{config.stories.window_hours:g} h, threshold {threshold:g}, seed {args.seed}")
+    print(
+        f"bench_cluster: {n_stored:,} stored + {n_new:,} new items, window "
+        f"{config.stories.window_hours:g} h, threshold {threshold:g}, seed {args.seed}"
+    )
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     print(f"  {'total run time':<{width}}  {time.perf_counter() - t_all:.0f} s")

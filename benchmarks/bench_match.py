@@ -46,20 +46,113 @@ BASELINE_CUTOFF = 90
 
 # --- a synthetic but realistic watchlist ----------------------------------------------------
 
-_SYLLABLES = ["ax", "bel", "cor", "dyn", "el", "fen", "gra", "hal", "ion", "jun", "kor", "lum",
-              "mar", "nex", "or", "pel", "quan", "ros", "sil", "tek", "ul", "vel", "wen", "xin",
-              "yang", "zen", "tron", "vix", "ra", "lis", "mi", "chip", "sem", "ica", "on", "ta"]
-_SUFFIXES = ["", "", "", " Micro", " Semiconductor", " Systems", " Technologies", " Electronics",
-             " Memory", " Devices", " Photonics", " Silicon", " Holdings"]
-_MODEL_PREFIXES = ["XK", "QX", "TR", "NV", "Z", "MX", "HX", "VS", "LP", "RX", "K", "Tera", "Orion",
-                   "Atlas", "Helix", "Nova"]
-_PHRASE_HEADS = ["foreign direct product", "dual-use", "end-use", "military end-user", "deemed",
-                 "de minimis", "validated end-user", "outbound investment", "reexport",
-                 "anti-dumping",
-                 "countervailing", "national security", "critical technology", "wafer fab",
-                 "advanced computing", "license exception", "know-your-customer", "chip security"]
-_PHRASE_TAILS = ["rule", "rules", "review", "screening", "regime", "probe", "duties", "order",
-                 "requirement", "certification", "exemption", "controls", "list", "framework"]
+_SYLLABLES = [
+    "ax",
+    "bel",
+    "cor",
+    "dyn",
+    "el",
+    "fen",
+    "gra",
+    "hal",
+    "ion",
+    "jun",
+    "kor",
+    "lum",
+    "mar",
+    "nex",
+    "or",
+    "pel",
+    "quan",
+    "ros",
+    "sil",
+    "tek",
+    "ul",
+    "vel",
+    "wen",
+    "xin",
+    "yang",
+    "zen",
+    "tron",
+    "vix",
+    "ra",
+    "lis",
+    "mi",
+    "chip",
+    "sem",
+    "ica",
+    "on",
+    "ta",
+]
+_SUFFIXES = [
+    "",
+    "",
+    "",
+    " Micro",
+    " Semiconductor",
+    " Systems",
+    " Technologies",
+    " Electronics",
+    " Memory",
+    " Devices",
+    " Photonics",
+    " Silicon",
+    " Holdings",
+]
+_MODEL_PREFIXES = [
+    "XK",
+    "QX",
+    "TR",
+    "NV",
+    "Z",
+    "MX",
+    "HX",
+    "VS",
+    "LP",
+    "RX",
+    "K",
+    "Tera",
+    "Orion",
+    "Atlas",
+    "Helix",
+    "Nova",
+]
+_PHRASE_HEADS = [
+    "foreign direct product",
+    "dual-use",
+    "end-use",
+    "military end-user",
+    "deemed",
+    "de minimis",
+    "validated end-user",
+    "outbound investment",
+    "reexport",
+    "anti-dumping",
+    "countervailing",
+    "national security",
+    "critical technology",
+    "wafer fab",
+    "advanced computing",
+    "license exception",
+    "know-your-customer",
+    "chip security",
+]
+_PHRASE_TAILS = [
+    "rule",
+    "rules",
+    "review",
+    "screening",
+    "regime",
+    "probe",
+    "duties",
+    "order",
+    "requirement",
+    "certification",
+    "exemption",
+    "controls",
+    "list",
+    "framework",
+]
 _CONTEXT = ("chip", "chips", "GPU", "AI", "semiconductor", "accelerator")
 
 
@@ -80,13 +173,17 @@ def _phrase(rng: random.Random) -> str:
     return f"{rng.choice(_PHRASE_HEADS)} {rng.choice(_PHRASE_TAILS)}"
 
 
-def build_watchlist(base: Mapping[str, Sequence[Term]], size: int,
-                    rng: random.Random) -> dict[str, tuple[Term, ...]]:
+def build_watchlist(
+    base: Mapping[str, Sequence[Term]], size: int, rng: random.Random
+) -> dict[str, tuple[Term, ...]]:
     """The base terms plus synthetic ones, ``size`` canonical terms in all."""
     lists = {cat: list(terms) for cat, terms in base.items()}
     seen = {t.name.casefold() for terms in lists.values() for t in terms}
-    makers = [("companies", _company_name, 0.45), ("chips", _model_number, 0.35),
-              ("export_terms", _phrase, 0.20)]
+    makers = [
+        ("companies", _company_name, 0.45),
+        ("chips", _model_number, 0.35),
+        ("export_terms", _phrase, 0.20),
+    ]
     total = sum(len(v) for v in lists.values())
     while total < size:
         r, acc = rng.random(), 0.0
@@ -112,22 +209,101 @@ def build_watchlist(base: Mapping[str, Sequence[Term]], size: int,
 
 # --- synthetic headlines --------------------------------------------------------------------
 
-_SUBJECTS = ["US", "China", "Beijing", "Washington", "The Netherlands", "Japan", "Taiwan", "EU",
-             "Commerce", "Regulators", "Lawmakers", "Investors", "Analysts", "South Korea"]
-_VERBS = ["weighs", "tightens", "eases", "extends", "probes", "announces", "delays", "rejects",
-          "welcomes", "unveils", "reports", "considers", "targets", "expands", "scraps", "backs"]
-_OBJECTS = ["new rules", "sales", "shipments", "quarterly results", "a new factory", "prices",
-            "supply deals", "production plans", "investment", "benchmark results", "a new CEO",
-            "the data centre buildout", "research funding", "a partnership", "job cuts"]
-_TAILS = ["amid trade tensions", "after talks stall", "as demand surges", "in surprise move",
-          "despite warnings", "ahead of summit", "as shares slide", "for the first time",
-          "report says", "sources say", "in 2026", "as tariffs loom", "over security concerns",
-          "under pressure from Washington", "as AI boom continues", ""]
-_FILLER = ["weather", "football", "election", "housing", "inflation", "vaccine", "festival",
-           "airline", "museum", "railway", "startup", "budget", "court", "police", "climate"]
-_CJK_HEADLINES = ["美国收紧芯片出口管制", "英伟达发布新一代GPU", "华为手机销量增长",
-                  "台积电扩产", "中国对进口大豆加征关税", "中芯国际季度营收创新高",
-                  "海关查获走私手机"]
+_SUBJECTS = [
+    "US",
+    "China",
+    "Beijing",
+    "Washington",
+    "The Netherlands",
+    "Japan",
+    "Taiwan",
+    "EU",
+    "Commerce",
+    "Regulators",
+    "Lawmakers",
+    "Investors",
+    "Analysts",
+    "South Korea",
+]
+_VERBS = [
+    "weighs",
+    "tightens",
+    "eases",
+    "extends",
+    "probes",
+    "announces",
+    "delays",
+    "rejects",
+    "welcomes",
+    "unveils",
+    "reports",
+    "considers",
+    "targets",
+    "expands",
+    "scraps",
+    "backs",
+]
+_OBJECTS = [
+    "new rules",
+    "sales",
+    "shipments",
+    "quarterly results",
+    "a new factory",
+    "prices",
+    "supply deals",
+    "production plans",
+    "investment",
+    "benchmark results",
+    "a new CEO",
+    "the data centre buildout",
+    "research funding",
+    "a partnership",
+    "job cuts",
+]
+_TAILS = [
+    "amid trade tensions",
+    "after talks stall",
+    "as demand surges",
+    "in surprise move",
+    "despite warnings",
+    "ahead of summit",
+    "as shares slide",
+    "for the first time",
+    "report says",
+    "sources say",
+    "in 2026",
+    "as tariffs loom",
+    "over security concerns",
+    "under pressure from Washington",
+    "as AI boom continues",
+    "",
+]
+_FILLER = [
+    "weather",
+    "football",
+    "election",
+    "housing",
+    "inflation",
+    "vaccine",
+    "festival",
+    "airline",
+    "museum",
+    "railway",
+    "startup",
+    "budget",
+    "court",
+    "police",
+    "climate",
+]
+_CJK_HEADLINES = [
+    "美国收紧芯片出口管制",
+    "英伟达发布新一代GPU",
+    "华为手机销量增长",
+    "台积电扩产",
+    "中国对进口大豆加征关税",
+    "中芯国际季度营收创新高",
+    "海关查获走私手机",
+]
 
 
 def _typo(word: str, rng: random.Random) -> str:
@@ -135,16 +311,17 @@ def _typo(word: str, rng: random.Random) -> str:
         return word
     i = rng.randrange(1, len(word) - 1)
     if rng.random() < 0.5:
-        return word[:i] + word[i + 1:]  # a dropped letter
-    return word[:i] + word[i + 1] + word[i] + word[i + 2:]  # two letters swapped
+        return word[:i] + word[i + 1 :]  # a dropped letter
+    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]  # two letters swapped
 
 
 def _new_word(rng: random.Random) -> str:
     return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize()
 
 
-def make_headlines(n: int, watchlists: Mapping[str, Sequence[Term]], seed_titles: Sequence[str],
-                   rng: random.Random) -> list[str]:
+def make_headlines(
+    n: int, watchlists: Mapping[str, Sequence[Term]], seed_titles: Sequence[str], rng: random.Random
+) -> list[str]:
     """``n`` headlines: about a fifth from ``seed_titles``, the rest synthetic."""
     names = {cat: [t.name for t in terms] for cat, terms in watchlists.items()}
     alias_pool = [a for terms in watchlists.values() for t in terms for a in t.aliases]
@@ -177,6 +354,7 @@ def make_headlines(n: int, watchlists: Mapping[str, Sequence[Term]], seed_titles
 
 # --- the baseline ---------------------------------------------------------------------------
 
+
 class FuzzyBaseline:
     """Every term and alias scored with partial_ratio against the whole headline."""
 
@@ -190,8 +368,14 @@ class FuzzyBaseline:
                     self.category.append(cat)
 
     def hits(self, text: str) -> list[tuple[str, float, int]]:
-        return process.extract(text, self.choices, scorer=fuzz.partial_ratio, limit=None,
-                               processor=utils.default_process, score_cutoff=BASELINE_CUTOFF)
+        return process.extract(
+            text,
+            self.choices,
+            scorer=fuzz.partial_ratio,
+            limit=None,
+            processor=utils.default_process,
+            score_cutoff=BASELINE_CUTOFF,
+        )
 
     def alert(self, text: str, rules: Sequence[Rule]) -> bool:
         """The config's rules applied to the categories the fuzzy hits fall in."""
@@ -211,6 +395,7 @@ class FuzzyBaseline:
 
 # --- measuring ------------------------------------------------------------------------------
 
+
 def _rate(fn, items: Sequence[str]) -> tuple[float, float]:
     """(seconds, items per second) for calling ``fn`` on every item."""
     t0 = time.perf_counter()
@@ -220,8 +405,9 @@ def _rate(fn, items: Sequence[str]) -> tuple[float, float]:
     return dt, len(items) / dt if dt else float("inf")
 
 
-def _quality(items: Sequence[Item], matcher, baseline: FuzzyBaseline,
-             rules: Sequence[Rule]) -> tuple[Scores, Scores]:
+def _quality(
+    items: Sequence[Item], matcher, baseline: FuzzyBaseline, rules: Sequence[Rule]
+) -> tuple[Scores, Scores]:
     ours, theirs = Scores(), Scores()
     for it in items:
         ours.add(it.label, matcher.match(it.title, it.summary).alert)
@@ -272,21 +458,33 @@ def main(argv: list[str] | None = None) -> int:
     sample = rng.sample(headlines, min(args.baseline_sample, len(headlines)))
     base_s, base_rate = _rate(baseline.hits, sample)
 
-    print(f"watchlist: {n_terms} terms, {len(baseline.choices)} strings with aliases "
-          f"({', '.join(f'{c} {len(t)}' for c, t in watchlists.items())}); seed {args.seed}")
-    print(f"headlines: {len(headlines)} ({alerts} alert against this watchlist with the "
-          f"config's rules)\n")
+    print(
+        f"watchlist: {n_terms} terms, {len(baseline.choices)} strings with aliases "
+        f"({', '.join(f'{c} {len(t)}' for c, t in watchlists.items())}); seed {args.seed}"
+    )
+    print(
+        f"headlines: {len(headlines)} ({alerts} alert against this watchlist with the "
+        f"config's rules)\n"
+    )
     rows = [
-        ("chipwatch compile time (median of 3)",
-         f"{statistics.median(compile_times) * 1000:.1f} ms"),
+        (
+            "chipwatch compile time (median of 3)",
+            f"{statistics.median(compile_times) * 1000:.1f} ms",
+        ),
         ("chipwatch compile peak mem (tracemalloc)", f"{(peak - base_mem) / 2**20:.2f} MiB"),
         ("chipwatch compiled size retained", f"{(retained - base_mem) / 2**20:.2f} MiB"),
-        ("chipwatch match, cold cache",
-         f"{cold_rate:,.0f} hl/s  ({len(headlines)} in {cold_s:.2f} s)"),
-        ("chipwatch match, warm cache",
-         f"{warm_rate:,.0f} hl/s  ({len(headlines)} in {warm_s:.2f} s)"),
-        (f"baseline partial_ratio >= {BASELINE_CUTOFF}",
-         f"{base_rate:,.0f} hl/s  ({len(sample)} in {base_s:.2f} s)"),
+        (
+            "chipwatch match, cold cache",
+            f"{cold_rate:,.0f} hl/s  ({len(headlines)} in {cold_s:.2f} s)",
+        ),
+        (
+            "chipwatch match, warm cache",
+            f"{warm_rate:,.0f} hl/s  ({len(headlines)} in {warm_s:.2f} s)",
+        ),
+        (
+            f"baseline partial_ratio >= {BASELINE_CUTOFF}",
+            f"{base_rate:,.0f} hl/s  ({len(sample)} in {base_s:.2f} s)",
+        ),
         ("speed-up (cold / baseline)", f"{cold_rate / base_rate:.1f}x"),
     ]
     print(f"{'measure':<42} value")
@@ -298,18 +496,26 @@ def main(argv: list[str] | None = None) -> int:
     sets = [("labelled (title+summary)", labelled)]
     if args.real.exists():
         sets.append(("real (title only)", read_real(args.real)[0]))
-    print(f"\nquality with the default config ({args.config.name}), alert = rule over matched "
-          f"categories")
-    print(f"{'data set':<26} {'matcher':<10} {'prec':>6} {'recall':>7} {'F1':>6} "
-          f"{'TP':>4} {'FP':>4} {'FN':>4} {'TN':>4}")
+    print(
+        f"\nquality with the default config ({args.config.name}), alert = rule over matched "
+        f"categories"
+    )
+    print(
+        f"{'data set':<26} {'matcher':<10} {'prec':>6} {'recall':>7} {'F1':>6} "
+        f"{'TP':>4} {'FP':>4} {'FN':>4} {'TN':>4}"
+    )
     for name, items in sets:
         if not items:
             continue
-        for who, s in zip(("chipwatch", "baseline"),
-                          _quality(items, default_matcher, default_baseline, cfg.rules),
-                          strict=True):
-            print(f"{name:<26} {who:<10} {s.precision:>6.3f} {s.recall:>7.3f} {s.f1:>6.3f} "
-                  f"{s.tp:>4} {s.fp:>4} {s.fn:>4} {s.tn:>4}")
+        for who, s in zip(
+            ("chipwatch", "baseline"),
+            _quality(items, default_matcher, default_baseline, cfg.rules),
+            strict=True,
+        ):
+            print(
+                f"{name:<26} {who:<10} {s.precision:>6.3f} {s.recall:>7.3f} {s.f1:>6.3f} "
+                f"{s.tp:>4} {s.fp:>4} {s.fn:>4} {s.tn:>4}"
+            )
     return 0
 
 

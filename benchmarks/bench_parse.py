@@ -57,8 +57,12 @@ def load_before(rev: str) -> str | None:
     """Import revision ``rev``'s ``alerts`` package from git as ``alerts_<rev>``; its column
     name, or None (with a note) when git cannot provide it."""
     try:
-        tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "alerts"],
-                             capture_output=True, check=True, timeout=60).stdout
+        tar = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "alerts"],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"(chipwatch@{rev} left out: git archive failed: {exc})")
         return None
@@ -86,16 +90,20 @@ def load_before(rev: str) -> str | None:
 def generated_feed(n: int = 50) -> bytes:
     """A realistic RSS 2.0 feed: CDATA titles, HTML descriptions, dates, guids, categories."""
     now = datetime(2026, 1, 15, 12, 0, tzinfo=timezone.utc)
-    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
-             'xmlns:dc="http://purl.org/dc/elements/1.1/" '
-             'xmlns:content="http://purl.org/rss/1.0/modules/content/">\n<channel>\n'
-             "<title>Bench wire</title><link>https://news.example/</link>"
-             "<description>generated</description><ttl>15</ttl>\n"]
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n<rss version="2.0" '
+        'xmlns:dc="http://purl.org/dc/elements/1.1/" '
+        'xmlns:content="http://purl.org/rss/1.0/modules/content/">\n<channel>\n'
+        "<title>Bench wire</title><link>https://news.example/</link>"
+        "<description>generated</description><ttl>15</ttl>\n"
+    ]
     for i in range(n):
-        summary = (f"<p>Export controls on <b>AI chips</b> tightened again, item {i}. "
-                   "Officials said the rules cover H200 &amp; Blackwell parts shipped to "
-                   "third countries.</p><p>More <a href=\"https://news.example/more\">here</a>."
-                   "</p>")
+        summary = (
+            f"<p>Export controls on <b>AI chips</b> tightened again, item {i}. "
+            "Officials said the rules cover H200 &amp; Blackwell parts shipped to "
+            'third countries.</p><p>More <a href="https://news.example/more">here</a>.'
+            "</p>"
+        )
         parts.append(
             "<item>"
             f"<title><![CDATA[Nvidia H200 shipments item {i}: China approves imports]]></title>"
@@ -104,7 +112,8 @@ def generated_feed(n: int = 50) -> bytes:
             f"<pubDate>{format_datetime(now - timedelta(minutes=7 * i))}</pubDate>"
             "<dc:creator>Reporter</dc:creator><category>Chips</category>"
             f"<description>{escape(summary)}</description>"
-            "</item>\n")
+            "</item>\n"
+        )
     parts.append("</channel>\n</rss>\n")
     return "".join(parts).encode("utf-8")
 
@@ -128,7 +137,7 @@ def timed(fns: dict[str, Callable[[], object]], *, min_time: float) -> dict[str,
     samples: dict[str, list[float]] = {name: [] for name in fns}
     order = list(fns.items())
     for i in range(rounds):
-        for name, fn in order[i % len(order):] + order[:i % len(order)]:
+        for name, fn in order[i % len(order) :] + order[: i % len(order)]:
             t = time.perf_counter()
             for _ in range(reps[name]):
                 fn()
@@ -153,11 +162,13 @@ def parsers(url: str) -> dict[str, Callable[[bytes], int]]:
         out[name] = lambda body, parse=parse: parse(body, url)
     out["feedparser"] = fp
     if fastfeedparser is not None:
+
         def ffp(body: bytes) -> int:
             try:
                 return len(fastfeedparser.parse(body).entries)
             except Exception:  # noqa: BLE001 (it raises ValueError and others on bad input)
                 return -1
+
         out["fastfeedparser"] = ffp
     return out
 
@@ -177,28 +188,41 @@ def load(path: Path) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    ap.add_argument("--min-time", type=float, default=0.3,
-                    help="seconds of timing per parser for the generated feed, a tenth of it "
-                         "per parser and corpus file (default 0.3; at least 5 rounds)")
-    ap.add_argument("--before", default=DEFAULT_BEFORE,
-                    help=f"git revision to compare with (default {DEFAULT_BEFORE}; '' for none)")
+    ap.add_argument(
+        "--min-time",
+        type=float,
+        default=0.3,
+        help="seconds of timing per parser for the generated feed, a tenth of it "
+        "per parser and corpus file (default 0.3; at least 5 rounds)",
+    )
+    ap.add_argument(
+        "--before",
+        default=DEFAULT_BEFORE,
+        help=f"git revision to compare with (default {DEFAULT_BEFORE}; '' for none)",
+    )
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     before = load_before(args.before) if args.before else None
     names = list(parsers("").keys())
-    versions = {"feedparser": feedparser.__version__,
-                "fastfeedparser": getattr(fastfeedparser, "__version__", "?")}
+    versions = {
+        "feedparser": feedparser.__version__,
+        "fastfeedparser": getattr(fastfeedparser, "__version__", "?"),
+    }
 
-    print("parsers: " + ", ".join(
-        n if n.startswith("chipwatch") else f"{n} {versions.get(n, '')}" for n in names)
-        + ("" if fastfeedparser else "  (fastfeedparser not installed)"))
+    print(
+        "parsers: "
+        + ", ".join(n if n.startswith("chipwatch") else f"{n} {versions.get(n, '')}" for n in names)
+        + ("" if fastfeedparser else "  (fastfeedparser not installed)")
+    )
 
     body = generated_feed(50)
     print(f"\n1) generated RSS 2.0 feed, 50 items, {len(body) / 1024:.1f} KiB")
     print(f"   {'parser':18} {'ms/feed':>9} {'entries':>8} {'vs feedparser':>14}")
     fns = parsers("https://news.example/feed.xml")
-    ms_by = timed({name: (lambda fn=fn: fn(body)) for name, fn in fns.items()},
-                  min_time=args.min_time * len(fns))
+    ms_by = timed(
+        {name: (lambda fn=fn: fn(body)) for name, fn in fns.items()},
+        min_time=args.min_time * len(fns),
+    )
     rows = [(name, ms_by[name], fn(body)) for name, fn in fns.items()]
     base = ms_by["feedparser"]
     for name, ms, count in rows:
@@ -219,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     for path in files:
         data = load(path)
         fns = parsers(f"https://feeds.example/{path.name}")
-        per = timed({name: (lambda fn=fn, data=data: fn(data)) for name, fn in fns.items()},
-                    min_time=args.min_time / 10 * len(fns))
+        per = timed(
+            {name: (lambda fn=fn, data=data: fn(data)) for name, fn in fns.items()},
+            min_time=args.min_time / 10 * len(fns),
+        )
         counts[path.name] = {name: fn(data) for name, fn in fns.items()}
         for name, ms in per.items():
             totals[name] += ms
@@ -230,10 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     header = "   " + f"{'':44}" + "".join(f"{n:>18}" for n in names)
     print(header)
     print("   " + f"{'total ms, whole corpus':44}" + "".join(f"{totals[n]:18.1f}" for n in names))
-    print("   " + f"{'mean ms per feed':44}"
-          + "".join(f"{totals[n] / len(files):18.2f}" for n in names))
-    print("   " + f"{'speed-up vs feedparser':44}"
-          + "".join(f"{totals['feedparser'] / totals[n]:17.1f}x" for n in names))
+    print(
+        "   "
+        + f"{'mean ms per feed':44}"
+        + "".join(f"{totals[n] / len(files):18.2f}" for n in names)
+    )
+    print(
+        "   "
+        + f"{'speed-up vs feedparser':44}"
+        + "".join(f"{totals['feedparser'] / totals[n]:17.1f}x" for n in names)
+    )
     if before:
         print(f"   chipwatch time / {before} time: {totals['chipwatch'] / totals[before]:.2f}")
     print("\n   slowest five for chipwatch (ms):")
@@ -253,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             print("   " + f"{fname:44}" + "".join(f"{found[n]:18d}" for n in names))
     if not disagree:
         print("   (none)")
-    print("\n   chipwatch counts only entries with a title, link or summary; the corpus test"
-          "\n   (tests/test_parse.py) holds the true count of every file.")
+    print(
+        "\n   chipwatch counts only entries with a title, link or summary; the corpus test"
+        "\n   (tests/test_parse.py) holds the true count of every file."
+    )
     return 0
 
 

@@ -28,16 +28,28 @@ from alerts.store import open_store  # noqa: E402
 from alerts.types import FeedItem, Match, MatchResult, NewItem  # noqa: E402
 
 NOW = datetime(2026, 11, 30, tzinfo=timezone.utc)
-RESULT = MatchResult(matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),),
-                     rules=("chip-trade",))
+RESULT = MatchResult(
+    matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),), rules=("chip-trade",)
+)
 
 
 def _items(feed: int, n: int) -> list[NewItem]:
-    return [NewItem(item=FeedItem(feed=f"F{feed}", guid=f"g{i}", link=f"https://x.example/{feed}/{i}",
-                                  title=f"headline {feed} {i}", summary="s", published=NOW),
-                    canonical_link=f"https://x.example/{feed}/{i}",
-                    result=RESULT if i % 10 == 0 else None,
-                    destinations=("telegram",) if i % 10 == 0 else ()) for i in range(n)]
+    return [
+        NewItem(
+            item=FeedItem(
+                feed=f"F{feed}",
+                guid=f"g{i}",
+                link=f"https://x.example/{feed}/{i}",
+                title=f"headline {feed} {i}",
+                summary="s",
+                published=NOW,
+            ),
+            canonical_link=f"https://x.example/{feed}/{i}",
+            result=RESULT if i % 10 == 0 else None,
+            destinations=("telegram",) if i % 10 == 0 else (),
+        )
+        for i in range(n)
+    ]
 
 
 def one_run(database, feeds: int, items: int) -> tuple[float, float]:
@@ -85,8 +97,10 @@ def main() -> None:
         print(f"{'engine':12} {'cpu s':>22} {'wall s':>22}")
         for engine, runs in times.items():
             cpu, wall = [r[0] for r in runs], [r[1] for r in runs]
-            print(f"{engine:12} {statistics.median(cpu):8.3f} ({min(cpu):.3f}–{max(cpu):.3f})"
-                  f" {statistics.median(wall):8.3f} ({min(wall):.3f}–{max(wall):.3f})")
+            print(
+                f"{engine:12} {statistics.median(cpu):8.3f} ({min(cpu):.3f}–{max(cpu):.3f})"
+                f" {statistics.median(wall):8.3f} ({min(wall):.3f}–{max(wall):.3f})"
+            )
     finally:
         if server is not None:
             server.__exit__(None, None, None)
@@ -97,8 +111,10 @@ def _fresh_postgres(url: str) -> str:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS chipwatch_schema, deliveries, alerts, items, stories, "
-                     "feeds, mutes, settings, subscriptions CASCADE")
+        conn.execute(
+            "DROP TABLE IF EXISTS chipwatch_schema, deliveries, alerts, items, stories, "
+            "feeds, mutes, settings, subscriptions CASCADE"
+        )
     return url
 
 

@@ -152,10 +152,17 @@ KERNELS = {"match": MATCH, "parse": PARSE, "poll": POLL, "cluster": CLUSTER}
 
 
 def run(kernel: str, tree: Path) -> float:
-    prelude = (f"import sys\nfrom pathlib import Path\nTREE = Path({str(tree)!r})\n"
-               f"SHARED = Path({str(ROOT.parent / 'shared')!r})\nsys.path.insert(0, str(TREE))\n")
-    out = subprocess.run([sys.executable, "-c", prelude + KERNELS[kernel]], cwd=tree,
-                         capture_output=True, text=True, check=True)
+    prelude = (
+        f"import sys\nfrom pathlib import Path\nTREE = Path({str(tree)!r})\n"
+        f"SHARED = Path({str(ROOT.parent / 'shared')!r})\nsys.path.insert(0, str(TREE))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + KERNELS[kernel]],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -169,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     kernels = [k for k in args.only.split(",") if k]
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base),
-                        args.base], check=True)
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), args.base],
+            check=True,
+        )
         try:
             times: dict[str, dict[str, list[float]]] = {k: {"base": [], "new": []} for k in kernels}
             for _ in range(args.rounds):
@@ -178,11 +187,14 @@ def main(argv: list[str] | None = None) -> int:
                     times[k]["base"].append(run(k, base))
                     times[k]["new"].append(run(k, ROOT))
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
-                           check=False)
+            subprocess.run(
+                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False
+            )
     result = {}
-    print(f"{'kernel':8} {'base s':>8} {'new s':>8} {'new/base':>9}   (medians of {args.rounds}, "
-          f"base {args.base})")
+    print(
+        f"{'kernel':8} {'base s':>8} {'new s':>8} {'new/base':>9}   (medians of {args.rounds}, "
+        f"base {args.base})"
+    )
     worst = 0.0
     for k in kernels:
         b, n = statistics.median(times[k]["base"]), statistics.median(times[k]["new"])

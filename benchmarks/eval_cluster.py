@@ -46,7 +46,10 @@ def parse_date(value: str) -> datetime | None:
     value = value.strip()
     if not value:
         return None
-    for parse in (lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")), parsedate_to_datetime):
+    for parse in (
+        lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
+        parsedate_to_datetime,
+    ):
         try:
             d = parse(value)
         except (ValueError, TypeError, IndexError):
@@ -64,17 +67,29 @@ def edits_of(rows: list[dict]) -> dict[int, int]:
     order = sorted(range(len(rows)), key=lambda i: rows[i]["when"])
     original: dict[int, int] = {}
     for n, i in enumerate(order):
-        earlier = [j for j in order[:n] if rows[j]["outlet"] == rows[i]["outlet"]
-                   and rows[i]["when"] - rows[j]["when"] <= EDIT_LOOKBACK and j not in original]
+        earlier = [
+            j
+            for j in order[:n]
+            if rows[j]["outlet"] == rows[i]["outlet"]
+            and rows[i]["when"] - rows[j]["when"] <= EDIT_LOOKBACK
+            and j not in original
+        ]
         key = title_key(rows[i]["headline"])
         keys = [title_key(rows[j]["headline"]) for j in earlier]
         if earlier and edited_titles([key], keys):
-            original[i] = max(zip(earlier, keys, strict=True), key=lambda jk: fuzz.ratio(key, jk[1]))[0]
+            original[i] = max(
+                zip(earlier, keys, strict=True), key=lambda jk: fuzz.ratio(key, jk[1])
+            )[0]
     return original
 
 
-def evaluate(threshold: float, window_hours: float, show: bool = False,
-             everything: bool = False, edits: bool = True) -> dict:
+def evaluate(
+    threshold: float,
+    window_hours: float,
+    show: bool = False,
+    everything: bool = False,
+    edits: bool = True,
+) -> dict:
     config = load_config(ROOT / "config.yaml")
     matcher = compile_matcher(config.watchlists, config.rules)
     rows = []
@@ -89,8 +104,10 @@ def evaluate(threshold: float, window_hours: float, show: bool = False,
                 rows.append(r | {"when": when, "matches": result.matches})
     original = edits_of(rows) if edits else {}
     kept = [i for i in range(len(rows)) if i not in original]
-    items = [(rows[i]["headline"], rows[i]["when"], rows[i]["outlet"] or "unknown",
-              rows[i]["matches"]) for i in kept]
+    items = [
+        (rows[i]["headline"], rows[i]["when"], rows[i]["outlet"] or "unknown", rows[i]["matches"])
+        for i in kept
+    ]
     assigned = [0] * len(rows)
     stories = cluster_offline(items, window=timedelta(hours=window_hours), threshold=threshold)
     for i, story in zip(kept, stories, strict=True):
@@ -111,10 +128,14 @@ def evaluate(threshold: float, window_hours: float, show: bool = False,
     stories = {rows[i]["story"] for i in labelled}
     clusters = {assigned[i] for i in labelled}
     result = {
-        "headlines": len(rows), "story_headlines": len(labelled), "true_stories": len(stories),
-        "alerts": len(clusters), "alerts_per_story": len(clusters) / len(stories),
+        "headlines": len(rows),
+        "story_headlines": len(labelled),
+        "true_stories": len(stories),
+        "alerts": len(clusters),
+        "alerts_per_story": len(clusters) / len(stories),
         "pair_precision": tp / (tp + fp) if tp + fp else 1.0,
-        "pair_recall": tp / (tp + fn) if tp + fn else 1.0, "edits": len(original),
+        "pair_recall": tp / (tp + fn) if tp + fn else 1.0,
+        "edits": len(original),
     }
     if show:
         by_cluster = defaultdict(list)
@@ -126,8 +147,10 @@ def evaluate(threshold: float, window_hours: float, show: bool = False,
             print(f"cluster {cid}:")
             for i in members:
                 edit = " (an edit)" if i in original else ""
-                print(f"  [{rows[i]['story'] or '-'}] {rows[i]['when']:%Y-%m-%d %H:%M} "
-                      f"{rows[i]['outlet']}: {rows[i]['headline']}{edit}")
+                print(
+                    f"  [{rows[i]['story'] or '-'}] {rows[i]['when']:%Y-%m-%d %H:%M} "
+                    f"{rows[i]['outlet']}: {rows[i]['headline']}{edit}"
+                )
     return result
 
 
@@ -137,26 +160,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window-hours", type=float, default=None)
     ap.add_argument("--show", action="store_true", help="list each cluster's headlines")
     ap.add_argument("--sweep", action="store_true", help="try several thresholds")
-    ap.add_argument("--no-edits", action="store_true",
-                    help="cluster an outlet's light edits like any other item")
-    ap.add_argument("--all", action="store_true",
-                    help="cluster every dated headline, not only those the matcher alerts on")
+    ap.add_argument(
+        "--no-edits",
+        action="store_true",
+        help="cluster an outlet's light edits like any other item",
+    )
+    ap.add_argument(
+        "--all",
+        action="store_true",
+        help="cluster every dated headline, not only those the matcher alerts on",
+    )
     args = ap.parse_args(argv)
     config = load_config(ROOT / "config.yaml")
     threshold = args.threshold if args.threshold is not None else config.stories.threshold
     window = args.window_hours if args.window_hours is not None else config.stories.window_hours
     thresholds = [0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7] if args.sweep else [threshold]
-    print(f"{'threshold':>9} {'window_h':>8} {'pair_P':>7} {'pair_R':>7} {'alerts':>6} "
-          f"{'stories':>7} {'alerts/story':>12}")
+    print(
+        f"{'threshold':>9} {'window_h':>8} {'pair_P':>7} {'pair_R':>7} {'alerts':>6} "
+        f"{'stories':>7} {'alerts/story':>12}"
+    )
     for t in thresholds:
-        r = evaluate(t, window, show=args.show and not args.sweep, everything=args.all,
-                     edits=not args.no_edits)
-        print(f"{t:9.2f} {window:8.0f} {r['pair_precision']:7.3f} {r['pair_recall']:7.3f} "
-              f"{r['alerts']:6d} {r['true_stories']:7d} {r['alerts_per_story']:12.2f}")
+        r = evaluate(
+            t,
+            window,
+            show=args.show and not args.sweep,
+            everything=args.all,
+            edits=not args.no_edits,
+        )
+        print(
+            f"{t:9.2f} {window:8.0f} {r['pair_precision']:7.3f} {r['pair_recall']:7.3f} "
+            f"{r['alerts']:6d} {r['true_stories']:7d} {r['alerts_per_story']:12.2f}"
+        )
     scope = "every dated headline" if args.all else "the headlines the matcher alerts on"
-    print(f"(clustered {scope}: {r['headlines']}, of which {r['story_headlines']} belong to "
-          f"{r['true_stories']} multi-outlet stories; {r['edits']} light edits of an outlet's "
-          f"own headline count as their original)")
+    print(
+        f"(clustered {scope}: {r['headlines']}, of which {r['story_headlines']} belong to "
+        f"{r['true_stories']} multi-outlet stories; {r['edits']} light edits of an outlet's "
+        f"own headline count as their original)"
+    )
     return 0
 
 

@@ -60,9 +60,17 @@ class Row:
 
 def read_rows(path: Path) -> list[Row]:
     with path.open(encoding="utf-8", newline="") as f:
-        return [Row(n, int(r["minute"]), r["source"].strip(), r["event"].strip(),
-                    int(r["label"]), r["headline"].strip())
-                for n, r in enumerate(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))]
+        return [
+            Row(
+                n,
+                int(r["minute"]),
+                r["source"].strip(),
+                r["event"].strip(),
+                int(r["label"]),
+                r["headline"].strip(),
+            )
+            for n, r in enumerate(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+        ]
 
 
 def _host(source: str) -> str:
@@ -83,9 +91,12 @@ def render(rows: list[Row], *, upto: int, aggregator: bool) -> bytes:
             f"<link>https://{_host(r.source)}/story/{r.n}</link>"
             f"<guid>row-{r.n}</guid>"
             f"<pubDate>{format_datetime(BASE + timedelta(minutes=r.minute))}</pubDate>"
-            f"{source}</item>")
-    return ('<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
-            f"<title>eval</title>{''.join(items)}</channel></rss>").encode()
+            f"{source}</item>"
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>eval</title>{''.join(items)}</channel></rss>"
+    ).encode()
 
 
 async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> list[tuple]:
@@ -98,11 +109,14 @@ async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> 
                 groups[r.source].append(r)
         for name, mine in groups.items():
             path = f"/{_host(name)}.xml"
-            url = server.route(path, Route(body=lambda mine=mine: render(
-                mine, upto=clock["t"], aggregator=aggregator)))
+            url = server.route(
+                path,
+                Route(body=lambda mine=mine: render(mine, upto=clock["t"], aggregator=aggregator)),
+            )
             feeds.append(FeedConfig(name=name, url=url, interval_seconds=60))
-        cfg = replace(config, feeds=tuple(feeds), database=Path(tmp) / "eval.db",
-                      destinations=Destinations())
+        cfg = replace(
+            config, feeds=tuple(feeds), database=Path(tmp) / "eval.db", destinations=Destinations()
+        )
         store = open_store(cfg.database)
         matcher = compile_matcher(cfg.watchlists, cfg.rules)
         clusterer = Clusterer(store, cfg.stories, now=BASE, watchlists=cfg.watchlists)
@@ -110,9 +124,17 @@ async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> 
         async with Fetcher(cfg.poll) as fetcher:
             for t in range(0, last + step, step):
                 clock["t"] = t
-                await run_cycle(cfg.feeds, PollContext(
-                    config=cfg, store=store, matcher=matcher, fetcher=fetcher,
-                    now=BASE + timedelta(minutes=t), clusterer=clusterer))
+                await run_cycle(
+                    cfg.feeds,
+                    PollContext(
+                        config=cfg,
+                        store=store,
+                        matcher=matcher,
+                        fetcher=fetcher,
+                        now=BASE + timedelta(minutes=t),
+                        clusterer=clusterer,
+                    ),
+                )
         store.close()
         db = sqlite3.connect(cfg.database)
         out = db.execute("SELECT guid, alert_id, story_id FROM items").fetchall()
@@ -120,8 +142,15 @@ async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> 
         return out
 
 
-def evaluate(path: Path, *, threshold: float | None = None, step: int = 5,
-             aggregator: bool = False, show: bool = False, any_subject: bool = False) -> dict:
+def evaluate(
+    path: Path,
+    *,
+    threshold: float | None = None,
+    step: int = 5,
+    aggregator: bool = False,
+    show: bool = False,
+    any_subject: bool = False,
+) -> dict:
     rows = read_rows(path)
     config = load_config(ROOT / "config.yaml")
     if any_subject:  # clustering alone: every headline naming a chip or company alerts
@@ -132,8 +161,8 @@ def evaluate(path: Path, *, threshold: float | None = None, step: int = 5,
     records = asyncio.run(_simulate(rows, config, step=step, aggregator=aggregator))
     logging.disable(logging.NOTSET)
     by_row = {int(guid.split("-")[1]): (alert_id, story_id) for guid, alert_id, story_id in records}
-    story_of: dict[int, int] = {}    # row -> story, for matched (alerting) rows
-    owner: dict[int, Row] = {}       # story -> the row that started it
+    story_of: dict[int, int] = {}  # row -> story, for matched (alerting) rows
+    owner: dict[int, Row] = {}  # story -> the row that started it
     for n, (alert_id, story_id) in by_row.items():
         if story_id is not None:
             story_of[n] = story_id
@@ -156,13 +185,18 @@ def evaluate(path: Path, *, threshold: float | None = None, step: int = 5,
         fp += same_pred and not same_truth
         fn += same_truth and not same_pred
     result = {
-        "file": path.name, "rows": len(rows), "events": len(events),
-        "swallowed": swallowed, "wrong_joins": wrong,
+        "file": path.name,
+        "rows": len(rows),
+        "events": len(events),
+        "swallowed": swallowed,
+        "wrong_joins": wrong,
         "recall": sum(r.n in story_of for r in positives) / len(positives),
         "missed": [r for r in positives if r.n not in story_of],
         "non_events_alerted": sorted({r.event for r in matched if r.label == 0}),
         "events_alerted": len(alerted),
-        "alerts_per_event": (sum(len(owned[e]) for e in alerted) / len(alerted)) if alerted else 0.0,
+        "alerts_per_event": (sum(len(owned[e]) for e in alerted) / len(alerted))
+        if alerted
+        else 0.0,
         "pair_precision": tp / (tp + fp) if tp + fp else 1.0,
         "pair_recall": tp / (tp + fn) if tp + fn else 1.0,
     }
@@ -199,28 +233,47 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("files", nargs="*", type=Path)
     ap.add_argument("--step", type=int, default=5, help="minutes between polls (default 5)")
     ap.add_argument("--threshold", type=float, default=None)
-    ap.add_argument("--aggregator", action="store_true",
-                    help="serve every outlet in one Google News-style feed")
+    ap.add_argument(
+        "--aggregator", action="store_true", help="serve every outlet in one Google News-style feed"
+    )
     ap.add_argument("--show", action="store_true", help="list each story's headlines")
-    ap.add_argument("--any-subject", action="store_true",
-                    help="clustering alone: every headline naming a chip or company alerts")
+    ap.add_argument(
+        "--any-subject",
+        action="store_true",
+        help="clustering alone: every headline naming a chip or company alerts",
+    )
     ap.add_argument("--sweep", action="store_true", help="try several thresholds")
     args = ap.parse_args(argv)
     files = args.files or [p for p in (BUSY, DEV) if p.exists()]
     if args.sweep:
-        print(f"{'file':20} {'threshold':>9} {'swallowed':>9} {'wrong':>5} {'alerts/ev':>9} "
-              f"{'pair_P':>6} {'pair_R':>6}")
+        print(
+            f"{'file':20} {'threshold':>9} {'swallowed':>9} {'wrong':>5} {'alerts/ev':>9} "
+            f"{'pair_P':>6} {'pair_R':>6}"
+        )
         for path in files:
             for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-                r = evaluate(path, threshold=t, step=args.step, aggregator=args.aggregator,
-                             any_subject=args.any_subject)
-                print(f"{r['file']:20} {t:9.2f} {len(r['swallowed']):9d} "
-                      f"{len(r['wrong_joins']):5d} {r['alerts_per_event']:9.2f} "
-                      f"{r['pair_precision']:6.3f} {r['pair_recall']:6.3f}")
+                r = evaluate(
+                    path,
+                    threshold=t,
+                    step=args.step,
+                    aggregator=args.aggregator,
+                    any_subject=args.any_subject,
+                )
+                print(
+                    f"{r['file']:20} {t:9.2f} {len(r['swallowed']):9d} "
+                    f"{len(r['wrong_joins']):5d} {r['alerts_per_event']:9.2f} "
+                    f"{r['pair_precision']:6.3f} {r['pair_recall']:6.3f}"
+                )
         return 0
     for path in files:
-        r = evaluate(path, threshold=args.threshold, step=args.step,
-                     aggregator=args.aggregator, show=args.show, any_subject=args.any_subject)
+        r = evaluate(
+            path,
+            threshold=args.threshold,
+            step=args.step,
+            aggregator=args.aggregator,
+            show=args.show,
+            any_subject=args.any_subject,
+        )
         print(report(r))
     return 0
 

@@ -61,8 +61,10 @@ def read_real(path: Path = DEFAULT_REAL) -> tuple[list[Item], int]:
 
 def read_labelled(path: Path = DEFAULT_LABELLED) -> list[Item]:
     """All rows of the project's labelled set (label, trap, title, summary)."""
-    return [Item(int(r["label"]), r.get("trap") or "-", r["title"], r.get("summary") or "")
-            for r in _read_tsv(path)]
+    return [
+        Item(int(r["label"]), r.get("trap") or "-", r["title"], r.get("summary") or "")
+        for r in _read_tsv(path)
+    ]
 
 
 @dataclass
@@ -99,8 +101,10 @@ class Scores:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def line(self) -> str:
-        return (f"precision {self.precision:.3f}  recall {self.recall:.3f}  F1 {self.f1:.3f}  "
-                f"(TP {self.tp}  FP {self.fp}  FN {self.fn}  TN {self.tn})")
+        return (
+            f"precision {self.precision:.3f}  recall {self.recall:.3f}  F1 {self.f1:.3f}  "
+            f"(TP {self.tp}  FP {self.fp}  FN {self.fn}  TN {self.tn})"
+        )
 
 
 def _digit_confusions(result: MatchResult) -> list[str]:
@@ -134,15 +138,19 @@ def evaluate(items: list[Item], matcher, *, show_errors: bool, by_group: bool) -
         print(f"\n{'trap class':<20} {'rows':>5} {'pos':>4} {'neg':>4} {'FP':>4} {'FN':>4}")
         for name in sorted(groups, key=lambda g: (g == "-", g)):
             s = groups[name]
-            print(f"{name:<20} {s.tp + s.fp + s.fn + s.tn:>5} {s.tp + s.fn:>4} "
-                  f"{s.fp + s.tn:>4} {s.fp:>4} {s.fn:>4}")
+            print(
+                f"{name:<20} {s.tp + s.fp + s.fn + s.tn:>5} {s.tp + s.fn:>4} "
+                f"{s.fp + s.tn:>4} {s.fp:>4} {s.fn:>4}"
+            )
         print(f"model-number confusions (e.g. H20 reported as H200): {len(confusions)}")
         for item, c in confusions:
             print(f"  {c}  in {item.title!r}")
     if show_errors:
         for kind in ("FP", "FN"):
-            print(f"\n--- {'false positives' if kind == 'FP' else 'false negatives'} "
-                  f"({len(errors[kind])}) ---")
+            print(
+                f"\n--- {'false positives' if kind == 'FP' else 'false negatives'} "
+                f"({len(errors[kind])}) ---"
+            )
             for item, result in errors[kind]:
                 tag = f"[{item.group}] " if by_group else ""
                 print(f"{kind} {tag}{item.title}")
@@ -154,15 +162,29 @@ def evaluate(items: list[Item], matcher, *, show_errors: bool, by_group: bool) -
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                    help="config whose watchlists and rules to use (default: %(default)s)")
-    ap.add_argument("--real", type=Path, default=DEFAULT_REAL,
-                    help="real headlines TSV (default: %(default)s)")
-    ap.add_argument("--labelled", type=Path, nargs="?", const=DEFAULT_LABELLED, default=None,
-                    help="evaluate on the project's labelled TSV instead "
-                         f"(default path if given bare: {DEFAULT_LABELLED.relative_to(ROOT)})")
-    ap.add_argument("--show-errors", action="store_true",
-                    help="list false positives and negatives with the matcher's explanation")
+    ap.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help="config whose watchlists and rules to use (default: %(default)s)",
+    )
+    ap.add_argument(
+        "--real", type=Path, default=DEFAULT_REAL, help="real headlines TSV (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--labelled",
+        type=Path,
+        nargs="?",
+        const=DEFAULT_LABELLED,
+        default=None,
+        help="evaluate on the project's labelled TSV instead "
+        f"(default path if given bare: {DEFAULT_LABELLED.relative_to(ROOT)})",
+    )
+    ap.add_argument(
+        "--show-errors",
+        action="store_true",
+        help="list false positives and negatives with the matcher's explanation",
+    )
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config)
@@ -173,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         evaluate(items, matcher, show_errors=args.show_errors, by_group=True)
     else:
         items, skipped = read_real(args.real)
-        print(f"real set: {args.real}  (title only; {skipped} '?' rows skipped)  "
-              f"config: {args.config}")
+        print(
+            f"real set: {args.real}  (title only; {skipped} '?' rows skipped)  "
+            f"config: {args.config}"
+        )
         evaluate(items, matcher, show_errors=args.show_errors, by_group=False)
     return 0
 

@@ -26,8 +26,11 @@ def serve(feed_server):
     """``serve(body_or_route) -> url`` on a path no other test uses."""
 
     def _serve(content: bytes | str | Route, *, suffix: str = ".xml") -> str:
-        route = content if isinstance(content, Route) else Route(
-            body=content.encode() if isinstance(content, str) else content)
+        route = (
+            content
+            if isinstance(content, Route)
+            else Route(body=content.encode() if isinstance(content, str) else content)
+        )
         return feed_server.route(f"/t{next(_paths)}{suffix}", route)
 
     return _serve
@@ -36,8 +39,9 @@ def serve(feed_server):
 @pytest.fixture
 def telegram():
     """A strict fake Bot API on loopback that knows the test channel."""
-    with FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel",
-                                       "title": "chipwatch test"}}) as fake:
+    with FakeTelegram(
+        chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "chipwatch test"}}
+    ) as fake:
         yield fake
 
 

@@ -22,8 +22,10 @@ def _pg_bin() -> Path:
     """``CHIPWATCH_PG_BIN``, else PostgreSQL 15 where Debian puts it, else the newest there."""
     if os.environ.get("CHIPWATCH_PG_BIN"):
         return Path(os.environ["CHIPWATCH_PG_BIN"])
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
     preferred = Path("/usr/lib/postgresql/15/bin")
     return preferred if (preferred / "initdb").exists() or not found else found[-1].parent
 
@@ -60,26 +62,49 @@ class PgServer:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             log = self.dir / "server.log"
-            raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr}"
-                               f"{log.read_text() if log.exists() else ''}")
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr}"
+                f"{log.read_text() if log.exists() else ''}"
+            )
 
     def start(self) -> PgServer:
         if not (PG_BIN / "initdb").exists():
-            raise RuntimeError(f"PostgreSQL binaries not found in {PG_BIN}: install Debian's "
-                               f"`postgresql` package (.ci/run does), or set CHIPWATCH_TEST_PG=0")
+            raise RuntimeError(
+                f"PostgreSQL binaries not found in {PG_BIN}: install Debian's "
+                f"`postgresql` package (.ci/run does), or set CHIPWATCH_TEST_PG=0"
+            )
         if self._as_postgres:
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         (self.data / "pg_hba.conf").write_text(
             "local all all trust\n"
             f"host all {SECRET_USER} 127.0.0.1/32 scram-sha-256\n"
-            "host all all 127.0.0.1/32 trust\n")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w",
-                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
-                  "start")
+            "host all all 127.0.0.1/32 trust\n"
+        )
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.dir / "server.log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            "start",
+        )
         self.admin(f"CREATE ROLE {SECRET_USER} LOGIN SUPERUSER PASSWORD '{SECRET_PASSWORD}'")
         return self
 

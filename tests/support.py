@@ -37,7 +37,7 @@ watchlists:
 HOSTILE = [
     ("angle_brackets", "Nvidia <H20> chips & the <b>export</b> ban"),
     ("ampersand_entities", "AT&T &amp; Intel: &lt;not a tag&gt; &#x3C;script&#x3E;"),
-    ("quotes", 'Huawei "Ascend" chips\' \'licence\' row'),
+    ("quotes", "Huawei \"Ascend\" chips' 'licence' row"),
     ("emoji", "🚨🇨🇳 Nvidia H200 export approved 🎉👩‍💻"),
     ("rtl", "مصر تحظر تصدير رقائق Nvidia H20 ‏(عاجل)‏"),
     ("chinese", "中国批准首批英伟达H200芯片进口，出口管制松动"),
@@ -52,9 +52,11 @@ def ago(**kw) -> datetime:
 def rss(items: list[dict], *, title: str = "Test feed") -> str:
     """An RSS 2.0 document; each item may have title, link, guid, date (datetime), summary,
     source (an aggregator's outlet)."""
-    parts = [f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
-             f"<title>{escape(title)}</title><link>http://127.0.0.1/</link>"
-             f"<description>test</description>"]
+    parts = [
+        f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+        f"<title>{escape(title)}</title><link>http://127.0.0.1/</link>"
+        f"<description>test</description>"
+    ]
     for it in items:
         parts.append("<item>")
         if "title" in it:
@@ -75,13 +77,17 @@ def rss(items: list[dict], *, title: str = "Test feed") -> str:
 
 
 def atom(entries: list[dict], *, title: str = "Test Atom feed") -> str:
-    parts = ['<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
-             f"<title>{escape(title)}</title><id>urn:test:{escape(title)}</id>"
-             f"<updated>{datetime.now(timezone.utc).isoformat()}</updated>"]
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">'
+        f"<title>{escape(title)}</title><id>urn:test:{escape(title)}</id>"
+        f"<updated>{datetime.now(timezone.utc).isoformat()}</updated>"
+    ]
     for e in entries:
-        parts.append(f"<entry><title>{escape(e['title'])}</title><id>{escape(e['guid'])}</id>"
-                     f'<link href="{escape(e["link"])}"/>'
-                     f"<updated>{e['date'].isoformat()}</updated>")
+        parts.append(
+            f"<entry><title>{escape(e['title'])}</title><id>{escape(e['guid'])}</id>"
+            f'<link href="{escape(e["link"])}"/>'
+            f"<updated>{e['date'].isoformat()}</updated>"
+        )
         if "summary" in e:
             parts.append(f"<summary>{escape(e['summary'])}</summary>")
         parts.append("</entry>")
@@ -89,14 +95,27 @@ def atom(entries: list[dict], *, title: str = "Test Atom feed") -> str:
     return "".join(parts)
 
 
-def write_config(tmp_path: Path, feeds: list[tuple[str, str]], *, extra: str = "",
-                 watchlists: str = MINIMAL_WATCHLISTS, timeout: float = 5,
-                 ops_listen: str = "", database: Path | str = "cw.db") -> Path:
+def write_config(
+    tmp_path: Path,
+    feeds: list[tuple[str, str]],
+    *,
+    extra: str = "",
+    watchlists: str = MINIMAL_WATCHLISTS,
+    timeout: float = 5,
+    ops_listen: str = "",
+    database: Path | str = "cw.db",
+) -> Path:
     """A config file in ``tmp_path`` polling ``feeds`` [(name, url)] into ``tmp_path/cw.db``
     (or ``database``: a path or a PostgreSQL URL). The ops endpoint is off unless
     ``ops_listen`` is given, so tests never fight over 9108."""
-    lines = [f"database: {database}", f'ops:\n  listen: "{ops_listen}"', "poll:",
-             f"  timeout_seconds: {timeout}", "  max_age_hours: 24", "feeds:"]
+    lines = [
+        f"database: {database}",
+        f'ops:\n  listen: "{ops_listen}"',
+        "poll:",
+        f"  timeout_seconds: {timeout}",
+        "  max_age_hours: 24",
+        "feeds:",
+    ]
     for name, url in feeds:
         lines += [f'  - name: "{name}"', f'    url: "{url}"']
     if not feeds:
@@ -106,17 +125,31 @@ def write_config(tmp_path: Path, feeds: list[tuple[str, str]], *, extra: str = "
     return path
 
 
-def run_bot(*args: str, cwd: Path | None = None, env: dict | None = None,
-            stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_bot(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    stdin: str | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
     """``python bot.py ARGS`` in a new process, as a user would run it."""
     full_env = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, str(ROOT / "bot.py"), *args], cwd=cwd or ROOT,
-                          env=full_env, input=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), *args],
+        cwd=cwd or ROOT,
+        env=full_env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def deliveries(store, alert_id: int) -> list[dict]:
     """An alert's outbox rows, one per destination."""
-    return list(store.db.query("SELECT * FROM deliveries WHERE alert_id = ? ORDER BY destination",
-                               [alert_id]))
+    return list(
+        store.db.query(
+            "SELECT * FROM deliveries WHERE alert_id = ? ORDER BY destination", [alert_id]
+        )
+    )

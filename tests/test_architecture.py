@@ -57,12 +57,17 @@ def _imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
             if node.module:
                 names = [target]
             else:  # ``from . import x``: x is a submodule, or a name in the package itself
-                names = [[*target, a.name] if _is_module(root, [*target, a.name]) else target
-                         for a in node.names]
+                names = [
+                    [*target, a.name] if _is_module(root, [*target, a.name]) else target
+                    for a in node.names
+                ]
             found += [(node.lineno, t) for t in names if t and t[0] == "alerts"]
         elif isinstance(node, ast.Import):
-            found += [(node.lineno, a.name.split(".")) for a in node.names
-                      if a.name.split(".")[0] == "alerts"]
+            found += [
+                (node.lineno, a.name.split("."))
+                for a in node.names
+                if a.name.split(".")[0] == "alerts"
+            ]
     units = []
     for line, target in found:
         if len(target) == 1:
@@ -85,8 +90,11 @@ MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 def test_no_module_imports_a_module_above_it(path):
     unit = _unit(path)
     assert unit in RANK, f"{unit}: give the new module a layer in LAYERS"
-    upward = [f"line {line}: {target}" for line, target in _imports(path)
-              if target != unit and RANK.get(target, len(LAYERS)) >= RANK[unit]]
+    upward = [
+        f"line {line}: {target}"
+        for line, target in _imports(path)
+        if target != unit and RANK.get(target, len(LAYERS)) >= RANK[unit]
+    ]
     assert not upward, f"{path.relative_to(ROOT)} imports upward or sideways: {upward}"
 
 
@@ -94,8 +102,10 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     """The check above must be able to fail: relative imports resolve to their units."""
     probe = tmp_path / "alerts" / "store" / "feeds.py"
     probe.parent.mkdir(parents=True)
-    probe.write_text("from ..cli import main\nfrom . import schema\nfrom ..types import FeedState\n"
-                     "from alerts.parse_dates import parse_date\nimport alerts.app\n")
+    probe.write_text(
+        "from ..cli import main\nfrom . import schema\nfrom ..types import FeedState\n"
+        "from alerts.parse_dates import parse_date\nimport alerts.app\n"
+    )
     assert [u for _, u in _imports(probe, tmp_path)] == ["cli", "store", "types", "parse", "app"]
 
 

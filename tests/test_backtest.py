@@ -18,12 +18,25 @@ WATCH = """watchlists:
   export_terms: [export controls]
 """
 ITEMS = [
-    {"title": "US widens export controls on H20 accelerators", "guid": "a", "link": "https://w.example/a",
-     "date": ago(hours=2)},
-    {"title": "Supplier ships B300 racks", "guid": "b", "link": "https://w.example/b",
-     "date": ago(hours=1), "summary": "The B300 racks fall under new export controls, the company said."},
-    {"title": "Weather is fine today", "guid": "c", "link": "https://w.example/c",
-     "date": ago(minutes=30)},
+    {
+        "title": "US widens export controls on H20 accelerators",
+        "guid": "a",
+        "link": "https://w.example/a",
+        "date": ago(hours=2),
+    },
+    {
+        "title": "Supplier ships B300 racks",
+        "guid": "b",
+        "link": "https://w.example/b",
+        "date": ago(hours=1),
+        "summary": "The B300 racks fall under new export controls, the company said.",
+    },
+    {
+        "title": "Weather is fine today",
+        "guid": "c",
+        "link": "https://w.example/c",
+        "date": ago(minutes=30),
+    },
 ]
 
 
@@ -44,8 +57,11 @@ def test_backtest_shows_what_a_candidate_config_changes(stored):
     # The candidate watches B300 (found in a stored summary) and drops H20.
     candidate = tmp_path / "candidate"
     candidate.mkdir()
-    cfg = write_config(candidate, [("Wire", url)], watchlists=WATCH.replace(
-        "chips: [H200, H20]", "chips: [H200, B300]"))
+    cfg = write_config(
+        candidate,
+        [("Wire", url)],
+        watchlists=WATCH.replace("chips: [H200, H20]", "chips: [H200, B300]"),
+    )
     cfg.write_text(cfg.read_text().replace("database: cw.db", f"database: {db}"))
     out = run_bot("backtest", "--since", "1d", "--config", str(cfg))
     assert out.returncode == 0, out.stderr

@@ -56,8 +56,9 @@ ops:
 @pytest.fixture
 def telegram(monkeypatch):
     # Replies come quickly one after another here; pacing is tested in test_delivery.
-    with FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}},
-                      per_chat_interval=0.05) as fake:
+    with FakeTelegram(
+        chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}, per_chat_interval=0.05
+    ) as fake:
         monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
         yield fake
 
@@ -97,7 +98,9 @@ class Bot:
         before = len([m for m in self.telegram.sent if m["chat_id"] == user])
         self.telegram.push_message(user, user, text)
         replies = await self.wait_for(
-            lambda: [m for m in self.telegram.sent if m["chat_id"] == user][before:], f"reply to {text!r}")
+            lambda: [m for m in self.telegram.sent if m["chat_id"] == user][before:],
+            f"reply to {text!r}",
+        )
         return replies[0]["shown_text"]
 
     def channel_posts(self):
@@ -107,8 +110,10 @@ class Bot:
 def _setup(tmp_path, serve, telegram, items=()):
     url = serve(rss(list(items)))
     path = tmp_path / "config.yaml"
-    path.write_text(CONFIG_TEMPLATE.format(url=url, channel=CHANNEL, base_url=telegram.base_url,
-                                           admin=ADMIN), encoding="utf-8")
+    path.write_text(
+        CONFIG_TEMPLATE.format(url=url, channel=CHANNEL, base_url=telegram.base_url, admin=ADMIN),
+        encoding="utf-8",
+    )
     return path, url
 
 
@@ -117,15 +122,23 @@ def _set_feed(feed_server, url, items):
 
 
 async def test_public_commands_answer_everyone(tmp_path, serve, telegram):
-    items = [{"title": "China approves Nvidia H200 imports", "guid": "p1",
-              "link": "https://n.example/p1", "date": ago(minutes=5)}]
+    items = [
+        {
+            "title": "China approves Nvidia H200 imports",
+            "guid": "p1",
+            "link": "https://n.example/p1",
+            "date": ago(minutes=5),
+        }
+    ]
     path, _ = _setup(tmp_path, serve, telegram, items)
     async with Bot(path, telegram) as bot:
         await bot.wait_for(bot.channel_posts, "the first alert")
         assert "/watchlist" in await bot.ask(USER, "/start")
         assert "/why" in await bot.ask(USER, "/help")
         watchlist = await bot.ask(USER, "/watchlist")
-        assert "chips (2): H200, H20" in watchlist and "chip-trade: all of export_terms" in watchlist
+        assert (
+            "chips (2): H200, H20" in watchlist and "chip-trade: all of export_terms" in watchlist
+        )
         status = await bot.ask(USER, "/status")
         assert "Feeds: 1 OK, 0 failing" in status and "Alerts today: 1" in status
         assert "Pending deliveries: 0" in status and "Channel: delivering" in status
@@ -141,15 +154,22 @@ async def test_admin_commands_refuse_non_admins_politely(tmp_path, serve, telegr
     before = path.read_text()
     async with Bot(path, telegram) as bot:
         with caplog.at_level(logging.WARNING, logger="chipwatch"):
-            for command in ("/watch chips B300", "/unwatch chips H20", "/mute Nvidia 1h",
-                            "/unmute Nvidia", "/pause", "/resume"):
+            for command in (
+                "/watch chips B300",
+                "/unwatch chips H20",
+                "/mute Nvidia 1h",
+                "/unmute Nvidia",
+                "/pause",
+                "/resume",
+            ):
                 assert "only the bot's admins" in await bot.ask(USER, command)
     assert path.read_text() == before
     assert caplog.text.count("command_refused") == 6 and f"user={USER}" in caplog.text
 
 
-async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(tmp_path, serve, telegram,
-                                                                           feed_server, caplog):
+async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(
+    tmp_path, serve, telegram, feed_server, caplog
+):
     path, url = _setup(tmp_path, serve, telegram)
     # Listening before the edit: the reload may land before the reply is read.
     with caplog.at_level(logging.INFO, logger="chipwatch"):
@@ -162,9 +182,18 @@ async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(tmp_p
             assert "    - H20\n    - B300\n  companies:" in text
             await bot.wait_for(lambda: "config_reloaded" in caplog.text, "the hot reload")
             assert "B300" in await bot.ask(USER, "/watchlist")
-            _set_feed(feed_server, url, [{"title": "US widens export controls to Nvidia B300",
-                                          "guid": "b300", "link": "https://n.example/b300",
-                                          "date": ago(minutes=1)}])
+            _set_feed(
+                feed_server,
+                url,
+                [
+                    {
+                        "title": "US widens export controls to Nvidia B300",
+                        "guid": "b300",
+                        "link": "https://n.example/b300",
+                        "date": ago(minutes=1),
+                    }
+                ],
+            )
             posts = await bot.wait_for(bot.channel_posts, "the B300 alert on the next poll")
             assert "US widens export controls to Nvidia B300" in posts[0]
             assert "B300 (chips)" in posts[0]
@@ -172,7 +201,9 @@ async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(tmp_p
         assert "B300" not in path.read_text()
 
 
-async def test_invalid_hand_edit_keeps_old_config_and_tells_admins(tmp_path, serve, telegram, caplog):
+async def test_invalid_hand_edit_keeps_old_config_and_tells_admins(
+    tmp_path, serve, telegram, caplog
+):
     path, _ = _setup(tmp_path, serve, telegram)
     async with Bot(path, telegram) as bot:
         await bot.ask(ADMIN, "/start")  # a bot can only write to users who started it
@@ -183,9 +214,13 @@ async def test_invalid_hand_edit_keeps_old_config_and_tells_admins(tmp_path, ser
             tmp.write_text(good.replace("    - H20\n", "    - H20\n  bogus_key: [\n"))
             tmp.replace(path)
             note = await bot.wait_for(
-                lambda: [m["shown_text"] for m in telegram.sent
-                         if m["chat_id"] == ADMIN and "config not applied" in m["shown_text"]],
-                "the admin warning")
+                lambda: [
+                    m["shown_text"]
+                    for m in telegram.sent
+                    if m["chat_id"] == ADMIN and "config not applied" in m["shown_text"]
+                ],
+                "the admin warning",
+            )
             assert "config not applied" in note[0] and f"{path}:" in note[0]
             assert "config_invalid" in caplog.text
             # Still running on the last good config.
@@ -206,13 +241,27 @@ async def test_mutes_and_pause_survive_a_restart(tmp_path, serve, telegram, feed
         assert "Channel: paused" in await bot.ask(USER, "/status")
         why = await bot.ask(USER, "/why Huawei hit by export controls")
         assert "muted terms drop out: no alert" in why
-        _set_feed(feed_server, url, [
-            {"title": "Huawei hit by new export controls", "guid": "m1",
-             "link": "https://n.example/m1", "date": ago(minutes=1)},
-            {"title": "Nvidia H20 export controls tightened", "guid": "m2",
-             "link": "https://n.example/m2", "date": ago(minutes=1)}])
-        await bot.wait_for(lambda: "Pending deliveries: 1" in _sync_status(bot), "the queued alert",
-                           timeout=25)
+        _set_feed(
+            feed_server,
+            url,
+            [
+                {
+                    "title": "Huawei hit by new export controls",
+                    "guid": "m1",
+                    "link": "https://n.example/m1",
+                    "date": ago(minutes=1),
+                },
+                {
+                    "title": "Nvidia H20 export controls tightened",
+                    "guid": "m2",
+                    "link": "https://n.example/m2",
+                    "date": ago(minutes=1),
+                },
+            ],
+        )
+        await bot.wait_for(
+            lambda: "Pending deliveries: 1" in _sync_status(bot), "the queued alert", timeout=25
+        )
         assert bot.channel_posts() == [], "paused: the alert waits"
         assert "1 queued alerts go out now" in await bot.ask(ADMIN, "/resume")
         posts = await bot.wait_for(bot.channel_posts, "the released alert")
@@ -235,12 +284,26 @@ async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram
         assert "subscribed to term H20" in await bot.ask(USER, "/subscribe h20")
         assert "term H20" in await bot.ask(USER, "/subscriptions")
         # No rule holds for this one: the channel stays quiet, the subscriber hears of it.
-        _set_feed(feed_server, url, [{"title": "Nvidia H20 benchmarks leak", "guid": "s1",
-                                      "link": "https://n.example/s1", "date": ago(minutes=1)}])
+        _set_feed(
+            feed_server,
+            url,
+            [
+                {
+                    "title": "Nvidia H20 benchmarks leak",
+                    "guid": "s1",
+                    "link": "https://n.example/s1",
+                    "date": ago(minutes=1),
+                }
+            ],
+        )
         private = await bot.wait_for(
-            lambda: [m["shown_text"] for m in telegram.sent
-                     if m["chat_id"] == USER and "benchmarks leak" in m["shown_text"]],
-            "the personal alert")
+            lambda: [
+                m["shown_text"]
+                for m in telegram.sent
+                if m["chat_id"] == USER and "benchmarks leak" in m["shown_text"]
+            ],
+            "the personal alert",
+        )
         assert "H20 (chips)" in private[0]
         assert bot.channel_posts() == []
         assert "Unsubscribed from H20" in await bot.ask(USER, "/unsubscribe H20")
@@ -272,17 +335,32 @@ async def test_hostile_arguments_are_refused_and_replies_escaped(tmp_path, serve
 
 
 async def test_watch_previews_what_the_term_would_have_matched(tmp_path, serve, telegram, caplog):
-    items = [{"title": "Nvidia B300 shipments to China face new export controls", "guid": "b1",
-              "link": "https://n.example/b1", "date": ago(minutes=3)},
-             {"title": "B300 racks arrive at Oracle", "guid": "b2",
-              "link": "https://n.example/b2", "date": ago(minutes=2)},
-             {"title": "Huawei phone sales rise", "guid": "h1", "link": "https://n.example/h1",
-              "date": ago(minutes=1)}]
+    items = [
+        {
+            "title": "Nvidia B300 shipments to China face new export controls",
+            "guid": "b1",
+            "link": "https://n.example/b1",
+            "date": ago(minutes=3),
+        },
+        {
+            "title": "B300 racks arrive at Oracle",
+            "guid": "b2",
+            "link": "https://n.example/b2",
+            "date": ago(minutes=2),
+        },
+        {
+            "title": "Huawei phone sales rise",
+            "guid": "h1",
+            "link": "https://n.example/h1",
+            "date": ago(minutes=1),
+        },
+    ]
     path, _ = _setup(tmp_path, serve, telegram, items)
     with caplog.at_level(logging.INFO, logger="chipwatch"):
         async with Bot(path, telegram) as bot:
-            await bot.wait_for(lambda: "feed_polled status=ok feed=Wire" in caplog.text,
-                               "the first poll")
+            await bot.wait_for(
+                lambda: "feed_polled status=ok feed=Wire" in caplog.text, "the first poll"
+            )
             reply = await bot.ask(ADMIN, "/watch chips B300")
     assert "added B300 to chips" in reply
     assert "In the last 7 days it would have matched 2 items:" in reply
@@ -316,9 +394,17 @@ async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
         counted = []
         record = client.budget.record
         client.budget.record = lambda: (counted.append(1), record())
-        alert = Alert(id=1, feed="Wire", title="US widens export controls on Nvidia H20",
-                      link="https://n.example/1", summary="", published=None,
-                      created_at=utcnow(), matches=(), rules=("chip-trade",))
+        alert = Alert(
+            id=1,
+            feed="Wire",
+            title="US widens export controls on Nvidia H20",
+            link="https://n.example/1",
+            summary="",
+            published=None,
+            created_at=utcnow(),
+            matches=(),
+            rules=("chip-trade",),
+        )
         await channel.send(alert)
         await personal.send(alert)
         await commands.notify_admins("config not applied")

@@ -40,16 +40,32 @@ def slack():
 
 def _queue(store, titles, *, destinations=("telegram",), feed="Wire"):
     now = datetime.now(timezone.utc)
-    result = MatchResult(matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),
-                                  Match("export_terms", "export controls", "export controls",
-                                        "exact", 100.0)), rules=("chip-trade",))
-    new = [NewItem(item=FeedItem(feed=feed, guid=f"g{i}", link=f"https://n.example/{i}?a=1&b=2",
-                                 title=t, summary=f"Summary of {t}", published=now),
-                   canonical_link=f"https://n.example/{i}", result=result,
-                   destinations=tuple(destinations))
-           for i, t in enumerate(titles)]
-    return store.record_poll(feed, "http://127.0.0.1:9/f", new, etag=None, last_modified=None,
-                             now=now)
+    result = MatchResult(
+        matches=(
+            Match("companies", "Nvidia", "Nvidia", "exact", 100.0),
+            Match("export_terms", "export controls", "export controls", "exact", 100.0),
+        ),
+        rules=("chip-trade",),
+    )
+    new = [
+        NewItem(
+            item=FeedItem(
+                feed=feed,
+                guid=f"g{i}",
+                link=f"https://n.example/{i}?a=1&b=2",
+                title=t,
+                summary=f"Summary of {t}",
+                published=now,
+            ),
+            canonical_link=f"https://n.example/{i}",
+            result=result,
+            destinations=tuple(destinations),
+        )
+        for i, t in enumerate(titles)
+    ]
+    return store.record_poll(
+        feed, "http://127.0.0.1:9/f", new, etag=None, last_modified=None, now=now
+    )
 
 
 def _sink(fake, **kw):
@@ -96,13 +112,21 @@ async def test_burst_of_60_alerts_arrives_complete_without_429_using_digests(dat
 
 async def test_a_few_alerts_go_out_one_message_each_paced_per_chat(database, telegram):
     store = open_store(database)
-    _queue(store, ["Nvidia export controls A", "Nvidia export controls B", "Nvidia export controls C"])
+    _queue(
+        store, ["Nvidia export controls A", "Nvidia export controls B", "Nvidia export controls C"]
+    )
     sink = _sink(telegram)
     await Deliverer(store, [sink]).drain()
     await sink.aclose()
     assert [m["shown_text"].split("\n")[0] for m in telegram.sent] == [
-        "Nvidia export controls A", "Nvidia export controls B", "Nvidia export controls C"]
-    gaps = [b["timestamp"] - a["timestamp"] for a, b in zip(telegram.sent, telegram.sent[1:], strict=False)]
+        "Nvidia export controls A",
+        "Nvidia export controls B",
+        "Nvidia export controls C",
+    ]
+    gaps = [
+        b["timestamp"] - a["timestamp"]
+        for a, b in zip(telegram.sent, telegram.sent[1:], strict=False)
+    ]
     assert all(g >= 1.0 for g in gaps)
     assert all(m["preview_disabled"] for m in telegram.sent)
     assert _429s(telegram) == []
@@ -152,7 +176,9 @@ async def test_403_pauses_destination_keeps_alerts_then_resumes(database, telegr
 async def test_400_is_recorded_with_reason_and_not_retried(database, telegram):
     store = open_store(database)
     _queue(store, ["Nvidia export controls bad", "Nvidia export controls good"])
-    telegram.fail_next(1, 400, description="Bad Request: can't parse entities: test", method="sendMessage")
+    telegram.fail_next(
+        1, 400, description="Bad Request: can't parse entities: test", method="sendMessage"
+    )
     sink = _sink(telegram)
     report = await Deliverer(store, [sink]).drain()
     await sink.aclose()
@@ -180,8 +206,11 @@ async def test_hostile_headlines_are_accepted_by_a_strict_server(database, teleg
 
 async def test_slack_webhook_gets_escaped_blocks_and_honours_retry_after(database, slack):
     store = open_store(database)
-    _queue(store, ["Nvidia <H20> & AT&T export controls", "Nvidia export controls two"],
-           destinations=("slack",))
+    _queue(
+        store,
+        ["Nvidia <H20> & AT&T export controls", "Nvidia export controls two"],
+        destinations=("slack",),
+    )
     clock = Clock()
     slack.fail_next(1, 429, retry_after=3)
     sink = SlackSink(webhook_url=slack.url)
@@ -206,24 +235,43 @@ async def test_slack_bad_hook_pauses_and_server_errors_retry(database, slack):
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE")
+    }
     env.update(extra)
     return env
 
 
 def _telegram_config(tmp_path, feed_url, fake):
-    return write_config(tmp_path, [("Wire", feed_url)], extra=(
-        f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
-        f"    api_base_url: {fake.base_url}\n"))
+    return write_config(
+        tmp_path,
+        [("Wire", feed_url)],
+        extra=(
+            f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
+            f"    api_base_url: {fake.base_url}\n"
+        ),
+    )
 
 
 def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegram):
-    url = serve(rss([{"title": "Nvidia H20 export controls tightened", "guid": "t1",
-                      "link": "https://n.example/t1", "date": ago(minutes=3)}]))
+    url = serve(
+        rss(
+            [
+                {
+                    "title": "Nvidia H20 export controls tightened",
+                    "guid": "t1",
+                    "link": "https://n.example/t1",
+                    "date": ago(minutes=3),
+                }
+            ]
+        )
+    )
     config = _telegram_config(tmp_path, url, telegram)
-    result = run_bot("-v", "once", "--config", str(config),
-                     env=_env(TELEGRAM_BOT_TOKEN=telegram.token))
+    result = run_bot(
+        "-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token)
+    )
     assert result.returncode == 0, result.stderr
     assert "sent=1 pending=0" in result.stdout
     assert len(telegram.sent) == 1
@@ -231,13 +279,24 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
     assert telegram.token not in result.stderr + result.stdout
     assert telegram.token.split(":")[1] not in result.stderr + result.stdout
     with sqlite3.connect(tmp_path / "cw.db") as db:
-        assert db.execute("SELECT message_id FROM deliveries").fetchone()[0] == \
-            str(telegram.sent[0]["message_id"])
+        assert db.execute("SELECT message_id FROM deliveries").fetchone()[0] == str(
+            telegram.sent[0]["message_id"]
+        )
 
 
 def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, telegram):
-    url = serve(rss([{"title": "Nvidia H20 export controls", "guid": "r1",
-                      "link": "https://n.example/r1", "date": ago(minutes=3)}]))
+    url = serve(
+        rss(
+            [
+                {
+                    "title": "Nvidia H20 export controls",
+                    "guid": "r1",
+                    "link": "https://n.example/r1",
+                    "date": ago(minutes=3),
+                }
+            ]
+        )
+    )
     config = _telegram_config(tmp_path, url, telegram)
     revoked = "987654321:AArevokedrevokedrevokedrevokedrevoked"
     result = run_bot("-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=revoked))
@@ -256,8 +315,18 @@ def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
 
 
 def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
-    url = serve(rss([{"title": "Nvidia H20 export controls", "guid": "s1",
-                      "link": "https://n.example/s1", "date": ago(minutes=3)}]))
+    url = serve(
+        rss(
+            [
+                {
+                    "title": "Nvidia H20 export controls",
+                    "guid": "s1",
+                    "link": "https://n.example/s1",
+                    "date": ago(minutes=3),
+                }
+            ]
+        )
+    )
     config = write_config(tmp_path, [("Wire", url)], extra="destinations:\n  slack: {}\n")
     result = run_bot("-v", "once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
     assert result.returncode == 0, result.stderr
@@ -267,21 +336,42 @@ def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
 
 # Different events: story clustering must keep them apart, one message each.
 DISTINCT = [
-    "Huawei added to entity list over chip sales", "SMIC faces new export controls on tools",
-    "China grants Nvidia H20 imports", "Blackwell servers need licences under export controls",
-    "Huawei imports of HBM halted", "SMIC shares fall after entity list move",
-    "Nvidia lobbies against export controls", "Blackwell smuggling case tests entity list",
+    "Huawei added to entity list over chip sales",
+    "SMIC faces new export controls on tools",
+    "China grants Nvidia H20 imports",
+    "Blackwell servers need licences under export controls",
+    "Huawei imports of HBM halted",
+    "SMIC shares fall after entity list move",
+    "Nvidia lobbies against export controls",
+    "Blackwell smuggling case tests entity list",
 ]
 
 
-def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat(tmp_path, serve, telegram):
+def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat(
+    tmp_path, serve, telegram
+):
     titles = DISTINCT
-    url = serve(rss([{"title": t, "guid": f"k{i}", "link": f"https://n.example/k{i}",
-                      "date": ago(minutes=5)} for i, t in enumerate(titles)]))
+    url = serve(
+        rss(
+            [
+                {
+                    "title": t,
+                    "guid": f"k{i}",
+                    "link": f"https://n.example/k{i}",
+                    "date": ago(minutes=5),
+                }
+                for i, t in enumerate(titles)
+            ]
+        )
+    )
     config = _telegram_config(tmp_path, url, telegram)
     env = _env(TELEGRAM_BOT_TOKEN=telegram.token)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "once", "--config", str(config)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py"), "once", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while len(telegram.sent) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -298,14 +388,32 @@ def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat
     assert "pending=0" in again.stdout
 
 
-def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(tmp_path, serve, telegram):
+def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(
+    tmp_path, serve, telegram
+):
     titles = DISTINCT[:6]
-    url = serve(rss([{"title": t, "guid": f"s{i}", "link": f"https://n.example/s{i}",
-                      "date": ago(minutes=5)} for i, t in enumerate(titles)]))
+    url = serve(
+        rss(
+            [
+                {
+                    "title": t,
+                    "guid": f"s{i}",
+                    "link": f"https://n.example/s{i}",
+                    "date": ago(minutes=5),
+                }
+                for i, t in enumerate(titles)
+            ]
+        )
+    )
     config = _telegram_config(tmp_path, url, telegram)
     env = _env(TELEGRAM_BOT_TOKEN=telegram.token)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "once", "--config", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py"), "once", "--config", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while len(telegram.sent) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -316,7 +424,9 @@ def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(tmp_
     assert 2 <= delivered < len(titles)
     with sqlite3.connect(tmp_path / "cw.db") as db:
         sent = db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'sent'").fetchone()[0]
-        pending = db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
+        pending = db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").fetchone()[
+            0
+        ]
     assert sent == delivered, "every message Telegram accepted is recorded as sent"
     assert pending == len(titles) - delivered
     assert f"pending={pending}" in out

@@ -17,20 +17,43 @@ def _alert_titles(stdout: str) -> list[str]:
     return [line[2:].strip() for line in stdout.splitlines() if line.startswith("🔔")]
 
 
-def test_once_delivers_expected_alerts_then_nothing_twice_across_restarts(tmp_path, feed_server, serve):
+def test_once_delivers_expected_alerts_then_nothing_twice_across_restarts(
+    tmp_path, feed_server, serve
+):
     rss_items = [
-        {"title": H200, "link": "https://news.example/h200?utm_source=rss", "guid": "a1",
-         "date": ago(minutes=30), "summary": "Beijing grants import approval."},
-        {"title": "Farm exports surge", "link": "https://news.example/farm", "guid": "a2",
-         "date": ago(minutes=20)},
-        {"title": "Hyundai H200 minivan recalled", "link": "https://news.example/van", "guid": "a3",
-         "date": ago(minutes=10)},
+        {
+            "title": H200,
+            "link": "https://news.example/h200?utm_source=rss",
+            "guid": "a1",
+            "date": ago(minutes=30),
+            "summary": "Beijing grants import approval.",
+        },
+        {
+            "title": "Farm exports surge",
+            "link": "https://news.example/farm",
+            "guid": "a2",
+            "date": ago(minutes=20),
+        },
+        {
+            "title": "Hyundai H200 minivan recalled",
+            "link": "https://news.example/van",
+            "guid": "a3",
+            "date": ago(minutes=10),
+        },
     ]
     atom_entries = [
-        {"title": ENTITY, "link": "https://policy.example/smic", "guid": "urn:p:1",
-         "date": ago(minutes=15)},
-        {"title": "Seismic survey finds gas", "link": "https://policy.example/gas", "guid": "urn:p:2",
-         "date": ago(minutes=5)},
+        {
+            "title": ENTITY,
+            "link": "https://policy.example/smic",
+            "guid": "urn:p:1",
+            "date": ago(minutes=15),
+        },
+        {
+            "title": "Seismic survey finds gas",
+            "link": "https://policy.example/gas",
+            "guid": "urn:p:2",
+            "date": ago(minutes=5),
+        },
     ]
     rss_url = serve(rss(rss_items))
     atom_path_url = serve(atom(atom_entries), suffix=".atom")
@@ -49,10 +72,22 @@ def test_once_delivers_expected_alerts_then_nothing_twice_across_restarts(tmp_pa
 
     # New items then alert, including one that only changed its tracking parameters: that one
     # is the same article and must not.
-    rss_items.append({"title": HUAWEI, "link": "https://news.example/huawei", "guid": "a4",
-                      "date": ago(minutes=1)})
-    rss_items.append({"title": H200, "link": "https://news.example/h200?utm_source=twitter",
-                      "guid": "a1-republished", "date": ago(minutes=1)})
+    rss_items.append(
+        {
+            "title": HUAWEI,
+            "link": "https://news.example/huawei",
+            "guid": "a4",
+            "date": ago(minutes=1),
+        }
+    )
+    rss_items.append(
+        {
+            "title": H200,
+            "link": "https://news.example/h200?utm_source=twitter",
+            "guid": "a1-republished",
+            "date": ago(minutes=1),
+        }
+    )
     feed_server.route(rss_url.split(str(feed_server.port))[1], Route(body=rss(rss_items).encode()))
     third = run_bot("once", "--config", str(config))
     assert third.returncode == 0, third.stderr
@@ -66,14 +101,21 @@ def test_once_delivers_expected_alerts_then_nothing_twice_across_restarts(tmp_pa
 
 
 def test_broken_feeds_are_reported_and_good_ones_still_alert(tmp_path, serve):
-    good = serve(rss([{"title": H200, "link": "https://n.example/1", "guid": "g1",
-                       "date": ago(minutes=5)}]))
+    good = serve(
+        rss([{"title": H200, "link": "https://n.example/1", "guid": "g1", "date": ago(minutes=5)}])
+    )
     missing = serve(Route(body=b"gone", status=404))
     slow = serve(Route(body=rss([]).encode(), delay=4))
-    garbage = serve(Route(body=b"<html><body>Not a feed <<<</body></html>",
-                          headers={"Content-Type": "text/html"}))
-    config = write_config(tmp_path, [("Missing", missing), ("Good", good), ("Slow", slow),
-                                     ("Garbage", garbage)], timeout=1)
+    garbage = serve(
+        Route(
+            body=b"<html><body>Not a feed <<<</body></html>", headers={"Content-Type": "text/html"}
+        )
+    )
+    config = write_config(
+        tmp_path,
+        [("Missing", missing), ("Good", good), ("Slow", slow), ("Garbage", garbage)],
+        timeout=1,
+    )
 
     result = run_bot("once", "--config", str(config))
 
@@ -85,12 +127,13 @@ def test_broken_feeds_are_reported_and_good_ones_still_alert(tmp_path, serve):
     assert "Slow (timeout" in summary
     assert "Garbage (parse: not a feed" in summary
     # Each failure is logged against its feed.
-    assert 'feed_polled status=error feed=Missing error=http_404' in result.stderr
+    assert "feed_polled status=error feed=Missing error=http_404" in result.stderr
 
 
 def test_dry_run_prints_alerts_but_records_and_sends_nothing(tmp_path, serve):
-    url = serve(rss([{"title": H200, "link": "https://n.example/d", "guid": "d1",
-                      "date": ago(minutes=5)}]))
+    url = serve(
+        rss([{"title": H200, "link": "https://n.example/d", "guid": "d1", "date": ago(minutes=5)}])
+    )
     config = write_config(tmp_path, [("Wire", url)])
 
     dry = run_bot("once", "--config", str(config), "--dry-run")

@@ -29,25 +29,42 @@ def test_busy_subjects_dev_set_joins_under_one_percent_wrongly():
 
 def _aggregator_config(tmp_path: Path, serve, items) -> Path:
     url = serve(rss(items, title="Google News - nvidia china"))
-    return write_config(tmp_path, [("Google News", url)],
-                        watchlists=(ROOT / "config.yaml").read_text()
-                        .split("\nwatchlists:", 1)[1].split("\ndestinations:", 1)[0]
-                        .join(["\nwatchlists:", "\n"]))
+    return write_config(
+        tmp_path,
+        [("Google News", url)],
+        watchlists=(ROOT / "config.yaml")
+        .read_text()
+        .split("\nwatchlists:", 1)[1]
+        .split("\ndestinations:", 1)[0]
+        .join(["\nwatchlists:", "\n"]),
+    )
 
 
 def test_aggregator_items_are_their_outlets(tmp_path, serve):
     """One Google News feed: its items' <source> outlets make one story, named in the alert;
     the same outlet twice is two events."""
     items = [
-        {"title": "China approves first imports of Nvidia H200 AI chips - Reuters",
-         "link": "https://news.google.com/rss/articles/a", "guid": "a", "source": "Reuters",
-         "date": ago(minutes=30)},
-        {"title": "Beijing approves Nvidia H200 imports for Chinese tech giants - Bloomberg",
-         "link": "https://news.google.com/rss/articles/b", "guid": "b", "source": "Bloomberg",
-         "date": ago(minutes=20)},
-        {"title": "China clears first batch of Nvidia H200 chip imports - Reuters",
-         "link": "https://news.google.com/rss/articles/c", "guid": "c", "source": "Reuters",
-         "date": ago(minutes=10)},
+        {
+            "title": "China approves first imports of Nvidia H200 AI chips - Reuters",
+            "link": "https://news.google.com/rss/articles/a",
+            "guid": "a",
+            "source": "Reuters",
+            "date": ago(minutes=30),
+        },
+        {
+            "title": "Beijing approves Nvidia H200 imports for Chinese tech giants - Bloomberg",
+            "link": "https://news.google.com/rss/articles/b",
+            "guid": "b",
+            "source": "Bloomberg",
+            "date": ago(minutes=20),
+        },
+        {
+            "title": "China clears first batch of Nvidia H200 chip imports - Reuters",
+            "link": "https://news.google.com/rss/articles/c",
+            "guid": "c",
+            "source": "Reuters",
+            "date": ago(minutes=10),
+        },
     ]
     config = _aggregator_config(tmp_path, serve, items)
     out = run_bot("once", "--config", str(config))

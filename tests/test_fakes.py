@@ -27,7 +27,8 @@ from tests.support import CHANNEL, CHANNEL_ID
 # PTB 22.2+ warns inside RetryAfter.__init__ itself (int -> timedelta migration), not only when
 # a caller reads .retry_after; it's PTB's own noise, not something these tests check.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Deprecated since version v22.2:telegram.warnings.PTBDeprecationWarning")
+    "ignore:Deprecated since version v22.2:telegram.warnings.PTBDeprecationWarning"
+)
 
 TOKEN = "7000000001:AAH-chipwatch-test-token_0123456789"
 GROUP_ID = -1009876543210
@@ -44,9 +45,12 @@ _SSL = ssl.create_default_context()
 def make_bot(fake: FakeTelegram, token: str = TOKEN) -> telegram.Bot:
     """The real PTB client aimed at the fake. Sharing one SSL context (unused over http://) only
     saves the ~90 ms PTB's two default httpx clients spend loading CA certificates."""
-    return telegram.Bot(token, base_url=fake.base_url,
-                        request=HTTPXRequest(httpx_kwargs={"verify": _SSL}),
-                        get_updates_request=HTTPXRequest(httpx_kwargs={"verify": _SSL}))
+    return telegram.Bot(
+        token,
+        base_url=fake.base_url,
+        request=HTTPXRequest(httpx_kwargs={"verify": _SSL}),
+        get_updates_request=HTTPXRequest(httpx_kwargs={"verify": _SSL}),
+    )
 
 
 def retry_after_seconds(exc: RetryAfter) -> float:
@@ -74,18 +78,19 @@ async def bot(tg):
 
 # ---------------------------------------------------------------- Telegram: accepted messages
 
+
 @pytest.mark.asyncio
 async def test_good_html_message_is_accepted_parsed_and_recorded(tg, bot):
-    html = ('<b>H200</b> export &amp; <a href="https://example.com/a?x=1&amp;y=2">news</a>'
-            " AT&amp;T")
-    msg = await bot.send_message(CHANNEL, html, parse_mode="HTML",
-                                 disable_web_page_preview=True)
+    html = '<b>H200</b> export &amp; <a href="https://example.com/a?x=1&amp;y=2">news</a> AT&amp;T'
+    msg = await bot.send_message(CHANNEL, html, parse_mode="HTML", disable_web_page_preview=True)
 
     assert isinstance(msg, telegram.Message)
     assert msg.chat.id == CHANNEL_ID and msg.chat.type == "channel"
     assert msg.text == "H200 export & news AT&T"
     assert [(e.type, e.offset, e.length) for e in msg.entities] == [
-        (MessageEntityType.BOLD, 0, 4), (MessageEntityType.TEXT_LINK, 14, 4)]
+        (MessageEntityType.BOLD, 0, 4),
+        (MessageEntityType.TEXT_LINK, 14, 4),
+    ]
     assert msg.entities[1].url == "https://example.com/a?x=1&y=2"
 
     [sent] = tg.sent
@@ -105,8 +110,12 @@ async def test_good_html_message_is_accepted_parsed_and_recorded(tg, bot):
 
 @pytest.mark.asyncio
 async def test_ptb_sends_form_encoded_values_with_json_inside(tg, bot):
-    await bot.send_message(CHANNEL_ID, "plain", link_preview_options=telegram.LinkPreviewOptions(
-        is_disabled=True), disable_notification=True)
+    await bot.send_message(
+        CHANNEL_ID,
+        "plain",
+        link_preview_options=telegram.LinkPreviewOptions(is_disabled=True),
+        disable_notification=True,
+    )
     [call] = tg.calls
     assert call["content_type"] == "application/x-www-form-urlencoded"
     # every value arrives as a string; nested objects are JSON strings
@@ -119,14 +128,17 @@ async def test_ptb_sends_form_encoded_values_with_json_inside(tg, bot):
 @pytest.mark.asyncio
 async def test_json_and_multipart_bodies_are_understood_too(tg):
     async with httpx.AsyncClient() as client:
-        r = await client.post(tg.method_url("sendMessage", TOKEN),
-                              json={"chat_id": CHANNEL_ID, "text": "<i>json</i>",
-                                    "parse_mode": "HTML"})
+        r = await client.post(
+            tg.method_url("sendMessage", TOKEN),
+            json={"chat_id": CHANNEL_ID, "text": "<i>json</i>", "parse_mode": "HTML"},
+        )
         assert r.status_code == 200 and r.json()["result"]["text"] == "json"
         await asyncio.sleep(0)
-        r = await client.post(tg.method_url("sendMessage", TOKEN),
-                              data={"chat_id": str(USER_ID), "text": "multipart"},
-                              files={"dummy": ("a.txt", b"x")})
+        r = await client.post(
+            tg.method_url("sendMessage", TOKEN),
+            data={"chat_id": str(USER_ID), "text": "multipart"},
+            files={"dummy": ("a.txt", b"x")},
+        )
         assert r.status_code == 200 and r.json()["result"]["chat"]["id"] == USER_ID
     assert [s["text"] for s in tg.sent] == ["<i>json</i>", "multipart"]
 
@@ -141,19 +153,23 @@ async def test_get_me_and_delete_webhook(tg, bot):
 
 # ---------------------------------------------------------------- Telegram: HTML strictness
 
+
 @pytest.mark.asyncio
-@pytest.mark.parametrize("html, telegram_says", [
-    ("Alert: <foo>x</foo>", 'Unsupported start tag "foo" at byte offset 7'),
-    # byte offsets are UTF-8 bytes, not characters: "Чип: " is 8 bytes
-    ("Чип: <foo>", 'Unsupported start tag "foo" at byte offset 8'),
-    ("price < 5", 'Unsupported start tag "" at byte offset 6'),
-    ("a<b", "Unclosed start tag at byte offset 1"),
-    ("<b>never closed", 'Can\'t find end tag corresponding to start tag "b"'),
-    ("<b><i>x</b></i>", 'Unmatched end tag at byte offset 7, expected "</i>", found "</b>"'),
-    ("x</b>", "Unexpected end tag at byte offset 1"),
-    ("<span>s</span>", 'Tag "span" must have class "tg-spoiler" at byte offset 0'),
-    ("<br/>line", 'Unsupported start tag "br/" at byte offset 0'),
-])
+@pytest.mark.parametrize(
+    "html, telegram_says",
+    [
+        ("Alert: <foo>x</foo>", 'Unsupported start tag "foo" at byte offset 7'),
+        # byte offsets are UTF-8 bytes, not characters: "Чип: " is 8 bytes
+        ("Чип: <foo>", 'Unsupported start tag "foo" at byte offset 8'),
+        ("price < 5", 'Unsupported start tag "" at byte offset 6'),
+        ("a<b", "Unclosed start tag at byte offset 1"),
+        ("<b>never closed", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("<b><i>x</b></i>", 'Unmatched end tag at byte offset 7, expected "</i>", found "</b>"'),
+        ("x</b>", "Unexpected end tag at byte offset 1"),
+        ("<span>s</span>", 'Tag "span" must have class "tg-spoiler" at byte offset 0'),
+        ("<br/>line", 'Unsupported start tag "br/" at byte offset 0'),
+    ],
+)
 async def test_bad_html_is_rejected_with_telegrams_description(tg, bot, html, telegram_says):
     with pytest.raises(BadRequest) as info:
         await bot.send_message(CHANNEL, html, parse_mode="HTML")
@@ -183,6 +199,7 @@ async def test_strict_ampersand_mode_rejects_unescaped_ampersand():
 
 # ---------------------------------------------------------------- Telegram: length and empty
 
+
 @pytest.mark.asyncio
 async def test_length_is_counted_in_utf16_units_after_parsing(tg):
     fake = FakeTelegram(tokens=[TOKEN], chats=CHATS, per_chat_interval=0)
@@ -194,7 +211,7 @@ async def test_length_is_counted_in_utf16_units_after_parsing(tg):
             assert info.value.message == "Message is too long"
             assert fake.calls[-1]["description"] == "Bad Request: message is too long"
 
-            emoji = "\U0001F600"  # outside the BMP: 2 UTF-16 units, 1 Python character
+            emoji = "\U0001f600"  # outside the BMP: 2 UTF-16 units, 1 Python character
             assert utf16_len(emoji * 2048) == 4096
             await bot.send_message(CHANNEL, emoji * 2048)
             with pytest.raises(BadRequest, match="^Message is too long$"):
@@ -221,6 +238,7 @@ async def test_empty_text_is_rejected(tg, bot):
 
 
 # ---------------------------------------------------------------- Telegram: flood control
+
 
 @pytest.mark.asyncio
 async def test_second_quick_message_to_one_chat_gets_retry_after(tg, bot):
@@ -250,8 +268,9 @@ async def test_waiting_retry_after_lets_the_message_through():
 @pytest.mark.asyncio
 async def test_groups_and_channels_get_20_per_minute_private_chats_do_not():
     scale = 0.05  # a Telegram minute lasts 3 s; only the per-minute cap is on
-    with FakeTelegram(tokens=[TOKEN], chats=CHATS, time_scale=scale, per_chat_interval=0,
-                      global_per_second=None) as fake:
+    with FakeTelegram(
+        tokens=[TOKEN], chats=CHATS, time_scale=scale, per_chat_interval=0, global_per_second=None
+    ) as fake:
         fake.push_message(USER_ID, USER_ID, "/start")
         async with make_bot(fake) as bot:
             start = time.monotonic()
@@ -274,8 +293,12 @@ async def test_groups_and_channels_get_20_per_minute_private_chats_do_not():
 
 def test_defaults_match_telegrams_limits():
     fake = FakeTelegram()
-    assert (fake.per_chat_interval, fake.per_minute_limit, fake.global_per_second,
-            fake.time_scale) == (1.0, 20, 30, 1.0)
+    assert (
+        fake.per_chat_interval,
+        fake.per_minute_limit,
+        fake.global_per_second,
+        fake.time_scale,
+    ) == (1.0, 20, 30, 1.0)
     fake._httpd.server_close()
 
 
@@ -284,17 +307,25 @@ def test_global_limit_is_30_per_second():
     chats = {-100_000_000_0000 - i: {"type": "channel", "title": f"c{i}"} for i in range(31)}
     with FakeTelegram(chats=chats, clock=lambda: now[0]) as fake:
         with httpx.Client() as client:
-            codes = [client.post(fake.method_url("sendMessage"),
-                                 data={"chat_id": str(cid), "text": "x"}).status_code
-                     for cid in chats]
+            codes = [
+                client.post(
+                    fake.method_url("sendMessage"), data={"chat_id": str(cid), "text": "x"}
+                ).status_code
+                for cid in chats
+            ]
             assert codes == [200] * 30 + [429]
             now[0] += 1.0
             last = list(chats)[-1]
-            assert client.post(fake.method_url("sendMessage"),
-                               data={"chat_id": str(last), "text": "x"}).status_code == 200
+            assert (
+                client.post(
+                    fake.method_url("sendMessage"), data={"chat_id": str(last), "text": "x"}
+                ).status_code
+                == 200
+            )
 
 
 # ---------------------------------------------------------------- Telegram: faults and chats
+
 
 @pytest.mark.asyncio
 async def test_fail_next_maps_to_ptb_exceptions(tg, bot):
@@ -317,8 +348,12 @@ async def test_fail_next_maps_to_ptb_exceptions(tg, bot):
     with pytest.raises(InvalidToken):
         await bot.get_me()
 
-    tg.fail_next(2, 403, description="Forbidden: bot is not a member of the channel chat",
-                 method="sendMessage")
+    tg.fail_next(
+        2,
+        403,
+        description="Forbidden: bot is not a member of the channel chat",
+        method="sendMessage",
+    )
     await bot.get_me()  # other methods are not affected
     for _ in range(2):
         with pytest.raises(Forbidden, match="not a member"):
@@ -357,13 +392,15 @@ async def test_unknown_token_is_rejected():
 
 # ---------------------------------------------------------------- Telegram: edits
 
+
 @pytest.mark.asyncio
 async def test_edit_message_text(tg, bot):
     msg = await bot.send_message(CHANNEL, "<b>v1</b>", parse_mode="HTML")
 
     with pytest.raises(BadRequest) as info:  # same shown text and entities
-        await bot.edit_message_text("<strong>v1</strong>", CHANNEL, msg.message_id,
-                                    parse_mode="HTML")
+        await bot.edit_message_text(
+            "<strong>v1</strong>", CHANNEL, msg.message_id, parse_mode="HTML"
+        )
     assert "not modified" in info.value.message
     assert info.value.message.startswith("Message is not modified: specified new message")
 
@@ -383,12 +420,14 @@ async def test_edit_message_text(tg, bot):
 
 # ---------------------------------------------------------------- Telegram: getUpdates
 
+
 @pytest.mark.asyncio
 async def test_get_updates_long_poll_returns_a_pushed_command(tg, bot):
     old = await bot.get_updates(timeout=0)  # the /start from the fixture
     tg.calls.clear()
-    poll = asyncio.create_task(bot.get_updates(offset=old[-1].update_id + 1, timeout=60,
-                                                read_timeout=90))
+    poll = asyncio.create_task(
+        bot.get_updates(offset=old[-1].update_id + 1, timeout=60, read_timeout=90)
+    )
     await asyncio.sleep(0.3)
     assert not poll.done()  # it is really waiting
     pushed = tg.push_message(USER_ID, USER_ID, "/status@chipwatch_test_bot now")
@@ -402,7 +441,8 @@ async def test_get_updates_long_poll_returns_a_pushed_command(tg, bot):
     [entity] = msg.entities
     assert (entity.type, entity.offset, entity.length) == (MessageEntityType.BOT_COMMAND, 0, 26)
     assert msg.parse_entities([MessageEntityType.BOT_COMMAND]) == {
-        entity: "/status@chipwatch_test_bot"}
+        entity: "/status@chipwatch_test_bot"
+    }
     assert tg.calls[-1]["params"]["timeout"] == "60"
 
     # offset confirms: the update is not delivered again
@@ -432,6 +472,7 @@ async def test_second_get_updates_terminates_the_first_with_conflict(tg, bot):
 
 
 # ---------------------------------------------------------------- Slack
+
 
 @pytest.fixture
 def slack():
@@ -480,17 +521,30 @@ def test_slack_retry_after_wait_is_enough(http):
         assert slack.texts() == ["one", "two"]
 
 
-@pytest.mark.parametrize("kwargs, status, body", [
-    ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400,
-     "invalid_payload"),
-    ({"json": ["a", "list"]}, 400, "invalid_payload"),
-    ({"json": {}}, 400, "no_text"),
-    ({"json": {"text": ""}}, 400, "no_text"),
-    ({"json": {"username": "bot"}}, 400, "no_text"),
-    ({"json": {"blocks": [{"text": "no type"}]}}, 400, "invalid_blocks"),
-    ({"json": {"blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]}},
-     400, "invalid_blocks"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, body",
+    [
+        (
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid_payload",
+        ),
+        ({"json": ["a", "list"]}, 400, "invalid_payload"),
+        ({"json": {}}, 400, "no_text"),
+        ({"json": {"text": ""}}, 400, "no_text"),
+        ({"json": {"username": "bot"}}, 400, "no_text"),
+        ({"json": {"blocks": [{"text": "no type"}]}}, 400, "invalid_blocks"),
+        (
+            {
+                "json": {
+                    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}]
+                }
+            },
+            400,
+            "invalid_blocks",
+        ),
+    ],
+)
 def test_slack_rejects_bad_payloads(slack, kwargs, status, body, http):
     r = http.post(slack.url, **kwargs)
     assert (r.status_code, r.text) == (status, body)
@@ -514,7 +568,11 @@ def test_slack_does_not_reject_unescaped_text_but_the_helper_finds_it(slack, htt
     raw = "AT&T <b> 5 > 3"
     assert http.post(slack.url, json={"text": raw}).status_code == 200  # Slack accepts it
     assert unescaped_specials(raw) == [(2, "&"), (5, "<"), (7, ">"), (11, ">")]
-    assert slack.unescaped_specials(
-        "AT&amp;T &lt;b&gt; <https://example.com/a?b=1|the &amp; link> <@U123> <!here>") == []
+    assert (
+        slack.unescaped_specials(
+            "AT&amp;T &lt;b&gt; <https://example.com/a?b=1|the &amp; link> <@U123> <!here>"
+        )
+        == []
+    )
     assert unescaped_specials("<https://x.com|R&D>") == [(16, "&")]
     assert unescaped_specials("&quot;") == [(0, "&")]  # Slack only decodes &amp; &lt; &gt;

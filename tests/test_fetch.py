@@ -20,8 +20,16 @@ from alerts.pipeline import PollContext, backoff_seconds, next_interval, run_cyc
 from alerts.store import open_store
 from tests.support import ago, rss, write_config
 
-FEED = rss([{"title": "Nvidia H20 export controls", "guid": "f1", "link": "https://n.example/f1",
-             "date": ago(minutes=5)}]).encode()
+FEED = rss(
+    [
+        {
+            "title": "Nvidia H20 export controls",
+            "guid": "f1",
+            "link": "https://n.example/f1",
+            "date": ago(minutes=5),
+        }
+    ]
+).encode()
 POLL = PollConfig(timeout_seconds=2, max_bytes=1_000_000)
 
 
@@ -55,20 +63,32 @@ async def test_identical_body_is_reported_unchanged_without_parsing(serve):
     assert again.status == "unchanged" and again.body == b""
 
 
-@pytest.mark.parametrize("encoding,compress", [
-    ("gzip", gzip.compress), ("deflate", zlib.compress),
-    ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
-    ("br", brotli.compress),
-], ids=["gzip", "deflate", "raw_deflate", "brotli"])
+@pytest.mark.parametrize(
+    "encoding,compress",
+    [
+        ("gzip", gzip.compress),
+        ("deflate", zlib.compress),
+        ("deflate", lambda b: zlib.compress(b)[2:-4]),  # raw deflate, as some servers send it
+        ("br", brotli.compress),
+    ],
+    ids=["gzip", "deflate", "raw_deflate", "brotli"],
+)
 async def test_compressed_bodies_are_decoded(serve, encoding, compress):
-    url = serve(Route(body=compress(FEED), headers={"Content-Encoding": encoding,
-                                                   "Content-Type": "application/rss+xml"}))
+    url = serve(
+        Route(
+            body=compress(FEED),
+            headers={"Content-Encoding": encoding, "Content-Type": "application/rss+xml"},
+        )
+    )
     result = await _fetch(url)
     assert result.status == "ok" and result.body == FEED
 
 
-@pytest.mark.parametrize("encoding,compress", [("gzip", gzip.compress), ("br", brotli.compress)],
-                         ids=["gzip_bomb", "brotli_bomb"])
+@pytest.mark.parametrize(
+    "encoding,compress",
+    [("gzip", gzip.compress), ("br", brotli.compress)],
+    ids=["gzip_bomb", "brotli_bomb"],
+)
 async def test_decompression_bomb_stops_at_the_limit_with_bounded_memory(serve, encoding, compress):
     bomb = compress(b"\0" * 200_000_000)  # 200 MB of zeros, a few hundred KB on the wire
     url = serve(Route(body=bomb, headers={"Content-Encoding": encoding}))
@@ -94,12 +114,16 @@ async def test_slow_drip_is_cut_at_the_total_deadline(serve):
     assert result.status == "error" and result.error.startswith("timeout")
 
 
-@pytest.mark.parametrize("status,headers,error,retry_after", [
-    (404, {}, "http_404", None),
-    (500, {}, "http_500", None),
-    (429, {"Retry-After": "120"}, "http_429", 120),
-    (503, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}, "http_503", "future"),
-], ids=["404", "500", "429_seconds", "503_http_date"])
+@pytest.mark.parametrize(
+    "status,headers,error,retry_after",
+    [
+        (404, {}, "http_404", None),
+        (500, {}, "http_500", None),
+        (429, {"Retry-After": "120"}, "http_429", 120),
+        (503, {"Retry-After": "Wed, 21 Oct 2099 07:28:00 GMT"}, "http_503", "future"),
+    ],
+    ids=["404", "500", "429_seconds", "503_http_date"],
+)
 async def test_http_errors_are_data_with_retry_after(serve, status, headers, error, retry_after):
     result = await _fetch(serve(Route(body=b"no", status=status, headers=headers)))
     assert result.status == "error" and result.error == error
@@ -134,9 +158,17 @@ async def test_per_host_limit_is_honoured():
 async def _cycle(config, store, now, respect=True):
     matcher = compile_matcher(config.watchlists, config.rules)
     async with Fetcher(config.poll) as fetcher:
-        return await run_cycle(config.feeds, PollContext(
-            config=config, store=store, matcher=matcher, fetcher=fetcher, now=now,
-            respect_schedule=respect))
+        return await run_cycle(
+            config.feeds,
+            PollContext(
+                config=config,
+                store=store,
+                matcher=matcher,
+                fetcher=fetcher,
+                now=now,
+                respect_schedule=respect,
+            ),
+        )
 
 
 async def test_backoff_grows_then_resets_on_success(tmp_path, serve, feed_server):
@@ -181,7 +213,9 @@ async def test_429_retry_after_is_a_lower_bound_on_the_next_poll(tmp_path, serve
     store = open_store(config.database)
     now = datetime.now(timezone.utc)
     await _cycle(config, store, now)
-    assert (store.feed_state("Busy").next_poll_at - now).total_seconds() == pytest.approx(5000, abs=1)
+    assert (store.feed_state("Busy").next_poll_at - now).total_seconds() == pytest.approx(
+        5000, abs=1
+    )
     store.close()
 
 
@@ -229,8 +263,9 @@ async def test_unchanged_body_and_304_skip_parsing_in_the_pipeline(tmp_path, ser
     store.close()
 
 
-FEED_CFG = FeedConfig(name="f", url="http://127.0.0.1:9/", interval_seconds=120,
-                      max_interval_seconds=3600)
+FEED_CFG = FeedConfig(
+    name="f", url="http://127.0.0.1:9/", interval_seconds=120, max_interval_seconds=3600
+)
 INTERVALS = [
     ("busy_stays_at_minimum", dict(previous=600, had_new=True), 120),
     ("quiet_stretches_by_half", dict(previous=600, had_new=False), 900),
@@ -250,9 +285,20 @@ def test_adaptive_off_keeps_the_configured_interval():
     assert next_interval(FEED_CFG, PollConfig(adaptive=False), previous=600, had_new=False) == 120
 
 
-@pytest.mark.parametrize("failures,retry_after,expected", [
-    (1, None, 120), (2, None, 240), (5, None, 1920), (20, None, 21600), (1, 7200, 7200),
-    (1, 10 ** 9, 21600)], ids=["first", "second", "fifth", "capped", "retry_after", "retry_after_capped"])
+@pytest.mark.parametrize(
+    "failures,retry_after,expected",
+    [
+        (1, None, 120),
+        (2, None, 240),
+        (5, None, 1920),
+        (20, None, 21600),
+        (1, 7200, 7200),
+        (1, 10**9, 21600),
+    ],
+    ids=["first", "second", "fifth", "capped", "retry_after", "retry_after_capped"],
+)
 def test_backoff(failures, retry_after, expected):
-    assert backoff_seconds(FEED_CFG, PollConfig(), failures=failures,
-                           retry_after=retry_after) == expected
+    assert (
+        backoff_seconds(FEED_CFG, PollConfig(), failures=failures, retry_after=retry_after)
+        == expected
+    )

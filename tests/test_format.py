@@ -21,13 +21,21 @@ from alerts.types import Alert, Match
 from tests.support import HOSTILE
 
 
-def _alert(title, *, summary="", link="https://news.example/a?x=1&y=\"2\"", feed="Wire <&>"):
-    return Alert(id=1, feed=feed, title=title, link=link, summary=summary,
-                 published=datetime(2026, 11, 28, 14, 5, tzinfo=timezone.utc),
-                 created_at=datetime(2026, 11, 28, 14, 6, tzinfo=timezone.utc),
-                 matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),
-                          Match("export_terms", "export controls", "export <ban>", "alias", 100.0)),
-                 rules=("chip-trade",))
+def _alert(title, *, summary="", link='https://news.example/a?x=1&y="2"', feed="Wire <&>"):
+    return Alert(
+        id=1,
+        feed=feed,
+        title=title,
+        link=link,
+        summary=summary,
+        published=datetime(2026, 11, 28, 14, 5, tzinfo=timezone.utc),
+        created_at=datetime(2026, 11, 28, 14, 6, tzinfo=timezone.utc),
+        matches=(
+            Match("companies", "Nvidia", "Nvidia", "exact", 100.0),
+            Match("export_terms", "export controls", "export <ban>", "alias", 100.0),
+        ),
+        rules=("chip-trade",),
+    )
 
 
 ALLOWED_TAG = re.compile(r"</?(b|i|a)( href=\"[^\"<>]*\")?>")
@@ -36,9 +44,11 @@ ALLOWED_TAG = re.compile(r"</?(b|i|a)( href=\"[^\"<>]*\")?>")
 def _assert_valid_telegram_html(text: str) -> None:
     """Every '<' starts an allowed tag and every '&' an entity, as Telegram's parser requires."""
     for m in re.finditer("<", text):
-        assert ALLOWED_TAG.match(text, m.start()), text[m.start():m.start() + 30]
+        assert ALLOWED_TAG.match(text, m.start()), text[m.start() : m.start() + 30]
     for m in re.finditer("&", text):
-        assert re.match(r"&(lt|gt|amp|quot|#\d+);", text[m.start():]), text[m.start():m.start() + 10]
+        assert re.match(r"&(lt|gt|amp|quot|#\d+);", text[m.start() :]), text[
+            m.start() : m.start() + 10
+        ]
 
 
 @pytest.mark.parametrize("title", [h[1] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
@@ -110,11 +120,16 @@ def test_a_term_in_two_categories_is_named_once_and_aggregated_items_name_their_
 
     from alerts.deliver.format import matched_line, outlet_name
 
-    alert = replace(_alert("China approves Nvidia H200 imports"), matches=(
-        Match("governments", "China", "China", "exact", 100.0),
-        Match("china_parties", "China", "China", "exact", 100.0),
-        Match("chips", "H200", "H200", "exact", 100.0)), feed="Google News",
-        sources=("Reuters", "Bloomberg"))
+    alert = replace(
+        _alert("China approves Nvidia H200 imports"),
+        matches=(
+            Match("governments", "China", "China", "exact", 100.0),
+            Match("china_parties", "China", "China", "exact", 100.0),
+            Match("chips", "H200", "H200", "exact", 100.0),
+        ),
+        feed="Google News",
+        sources=("Reuters", "Bloomberg"),
+    )
     assert matched_line(alert) == "China (governments) · H200 (chips) · rule chip-trade"
     assert outlet_name(alert) == "Reuters via Google News"
     assert outlet_name(replace(alert, sources=())) == "Google News"

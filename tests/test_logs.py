@@ -18,8 +18,13 @@ def test_event_formats_key_values_and_quotes_spaces():
     stream = io.StringIO()
     handler = setup_logging(logging.INFO, stream=stream)
     try:
-        event(logging.getLogger("chipwatch.test"), "feed_polled", status="not_modified",
-              feed="Tom's Hardware", skipped=None)
+        event(
+            logging.getLogger("chipwatch.test"),
+            "feed_polled",
+            status="not_modified",
+            feed="Tom's Hardware",
+            skipped=None,
+        )
     finally:
         logging.getLogger().removeHandler(handler)
     line = stream.getvalue().strip()
@@ -58,12 +63,16 @@ def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypa
     from tests.support import rss, run_bot, write_config
 
     token_url = serve(rss([]), suffix=f"-{TOKEN}.xml")
-    config = write_config(tmp_path, [("Missing", token_url.replace(".xml", "-gone.xml")),
-                                     ("Tom's Hardware", serve(rss([])))])
+    config = write_config(
+        tmp_path,
+        [("Missing", token_url.replace(".xml", "-gone.xml")), ("Tom's Hardware", serve(rss([])))],
+    )
     env = {"TELEGRAM_BOT_TOKEN": TOKEN, "SLACK_WEBHOOK_URL": WEBHOOK}
     # -v: httpx then logs every request URL, and one of them carries the token.
-    for args, path in ((["-v", "--log-format", "json", "once", "--config", str(config)], config),
-                       (["-v", "once", "--config", str(config)], None)):
+    for args, path in (
+        (["-v", "--log-format", "json", "once", "--config", str(config)], config),
+        (["-v", "once", "--config", str(config)], None),
+    ):
         if path is None:  # the same, asked for in the config file
             config.write_text(config.read_text() + "log_format: json\n")
         out = run_bot(*args, env=env)

@@ -61,7 +61,9 @@ def test_never_falls_for_trap(title, category, term):
 
 
 def test_rule_needs_policy_and_chip_or_company():
-    assert "chip-trade" in MATCHER.match("China approves first imports of Nvidia H200 AI chips").rules
+    assert (
+        "chip-trade" in MATCHER.match("China approves first imports of Nvidia H200 AI chips").rules
+    )
     assert not MATCHER.match("Nvidia unveils Blackwell Ultra AI chip").alert
     assert not MATCHER.match("Steel tariffs rise again").alert
 
@@ -94,13 +96,18 @@ def test_match_cli_human_and_jsonl():
     assert human.returncode == 0
     assert "ALERT" in human.stdout and "H200" in human.stdout
 
-    lines = "\n".join([
-        json.dumps({"title": "Huawei hit by export controls"}),
-        "not json",
-        json.dumps({"title": "Farm exports surge", "summary": None}),
-        json.dumps({"summary": "no title"}),
-        json.dumps(["a list"]),
-    ]) + "\n"
+    lines = (
+        "\n".join(
+            [
+                json.dumps({"title": "Huawei hit by export controls"}),
+                "not json",
+                json.dumps({"title": "Farm exports surge", "summary": None}),
+                json.dumps({"summary": "no title"}),
+                json.dumps(["a list"]),
+            ]
+        )
+        + "\n"
+    )
     result = run_bot("match", "--jsonl", stdin=lines)
     assert result.returncode == 0
     out = [json.loads(line) for line in result.stdout.splitlines()]
@@ -125,12 +132,12 @@ RELATIONS = [
     ("Nvidia asks suppliers to halt production of H20 chips after Beijing pushback", "consequence"),
 ]
 NOT_RELATIONS = [
-    "Nvidia sells record number of Blackwell chips to Oracle",   # no party of concern
-    "Huawei smartphone shipments jump 40% in China",             # no chip
+    "Nvidia sells record number of Blackwell chips to Oracle",  # no party of concern
+    "Huawei smartphone shipments jump 40% in China",  # no chip
     "Ex-Intel engineer pleads guilty to stealing trade secrets",  # no trade angle
-    "EU reimposes fine on Intel over anticompetitive rebates",    # competition, not trade
+    "EU reimposes fine on Intel over anticompetitive rebates",  # competition, not trade
     "Micron raises HBM guidance on AI demand",
-    "Huawei's smartphone market share in China jumps to 20%",      # a market, no consequence
+    "Huawei's smartphone market share in China jumps to 20%",  # a market, no consequence
 ]
 
 
@@ -148,14 +155,19 @@ def test_relation_rules_need_every_role(title):
 
 def test_relation_needs_its_roles_close_together(tmp_path):
     from alerts.config import Rule, Term
-    watchlists = {"chips": (Term(name="H20", category="chips"),),
-                  "verbs": (Term(name="sell", category="verbs"),),
-                  "parties": (Term(name="China", category="parties"),)}
-    matcher = compile_matcher(watchlists, (Rule(name="near", relation=(("chips",), ("verbs",),
-                                                                       ("parties",)), within=4),))
+
+    watchlists = {
+        "chips": (Term(name="H20", category="chips"),),
+        "verbs": (Term(name="sell", category="verbs"),),
+        "parties": (Term(name="China", category="parties"),),
+    }
+    matcher = compile_matcher(
+        watchlists, (Rule(name="near", relation=(("chips",), ("verbs",), ("parties",)), within=4),)
+    )
     assert matcher.match("Nvidia can sell H20 to China").rules == ("near",)
     assert not matcher.match("Nvidia can sell H20 chips of every size and kind in China").alert
     # Roles in different fields never make a relation.
     assert not matcher.match("Nvidia can sell H20", "China reacted").alert
     assert "relation near: sell (verbs) … H20 (chips) … China (parties)" in matcher.explain(
-        matcher.match("Nvidia can sell H20 to China"))
+        matcher.match("Nvidia can sell H20 to China")
+    )

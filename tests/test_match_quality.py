@@ -32,15 +32,29 @@ CLASSES = sorted(c for c in BY_CLASS if c not in ("-", "heldout_pos", "heldout_n
 
 
 def _wrong(rows):
-    return [(r["label"], r["title"]) for r in rows
-            if MATCHER.match(r["title"], r["summary"]).alert != (r["label"] == "1")]
+    return [
+        (r["label"], r["title"])
+        for r in rows
+        if MATCHER.match(r["title"], r["summary"]).alert != (r["label"] == "1")
+    ]
 
 
 def test_labelled_set_is_big_and_covers_the_traps():
     assert len(ROWS) >= 200
-    for trap in ("arm_farm", "intel_intelligence", "smic_seismic", "micron_micronesia",
-                 "ascend_ascendis", "digits", "hyundai_h200", "blackwell_surname",
-                 "licence_software", "trade_no_chips", "chips_no_policy", "short_token_typo"):
+    for trap in (
+        "arm_farm",
+        "intel_intelligence",
+        "smic_seismic",
+        "micron_micronesia",
+        "ascend_ascendis",
+        "digits",
+        "hyundai_h200",
+        "blackwell_surname",
+        "licence_software",
+        "trade_no_chips",
+        "chips_no_policy",
+        "short_token_typo",
+    ):
         assert len(BY_CLASS[trap]) >= 4, trap
 
 

@@ -43,9 +43,17 @@ SECOND = "Huawei hit by new export controls on Blackwell parts"
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE",
-                        "CHIPWATCH_OPS_LISTEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "TELEGRAM_BOT_TOKEN",
+            "SLACK_WEBHOOK_URL",
+            "CHIPWATCH_DATABASE",
+            "CHIPWATCH_OPS_LISTEN",
+        )
+    }
     env.update(extra)
     return env
 
@@ -75,8 +83,9 @@ def _health(base: str) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
-def _until(base: str, status: int, what: str, proc: subprocess.Popen,
-           timeout: float = 40.0) -> dict:
+def _until(
+    base: str, status: int, what: str, proc: subprocess.Popen, timeout: float = 40.0
+) -> dict:
     """Poll /healthz until it answers ``status``; its body."""
 
     def answered() -> dict | None:
@@ -89,15 +98,22 @@ def _until(base: str, status: int, what: str, proc: subprocess.Popen,
 def _sent(base: str, n: int) -> dict | None:
     """The metrics once ``n`` alerts were counted as sent to telegram."""
     m = _metrics(base)
-    return m if m.get(("chipwatch_deliveries_total", (("destination", "telegram"),
-                                                      ("result", "sent")))) == n else None
+    return (
+        m
+        if m.get(("chipwatch_deliveries_total", (("destination", "telegram"), ("result", "sent"))))
+        == n
+        else None
+    )
 
 
 def _metrics(base: str) -> dict[tuple[str, tuple], float]:
     """Every sample as {(name, sorted labels): value}."""
     _, text = _get(base + "/metrics")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _listening(log: Path) -> str | None:
@@ -115,9 +131,13 @@ def _free_port() -> int:
 
 def _start(config: Path, log: Path, env: dict, prefix: tuple[str, ...] = ()) -> subprocess.Popen:
     with log.open("w") as out:
-        return subprocess.Popen([*prefix, sys.executable, str(ROOT / "bot.py"), "run",
-                                 "--config", str(config)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        return subprocess.Popen(
+            [*prefix, sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
 
 
 def _stop(proc: subprocess.Popen, log: Path) -> None:
@@ -137,8 +157,12 @@ def _config(tmp_path: Path, url: str, *, extra: str = "", listen: str = "127.0.0
     path.write_text(
         f'database: cw.db\nops:\n  listen: "{listen}"\n  paused_after_minutes: 0\n'
         f"poll:\n  interval_seconds: 10\n  adaptive: false\n  timeout_seconds: 5\n"
-        f'feeds:\n  - name: Wire\n    url: "{url}"\n' + MINIMAL_WATCHLISTS
-        + "stories:\n  edit_delay_seconds: 0\n" + extra, encoding="utf-8")
+        f'feeds:\n  - name: Wire\n    url: "{url}"\n'
+        + MINIMAL_WATCHLISTS
+        + "stories:\n  edit_delay_seconds: 0\n"
+        + extra,
+        encoding="utf-8",
+    )
     return path
 
 
@@ -155,17 +179,20 @@ def test_ops_listen_defaults_parses_and_turns_off():
     assert _ops('ops:\n  listen: "[::1]:9108"\n').address == ("::1", 9108)
     assert _ops('ops:\n  listen: ":9108"\n').address == ("0.0.0.0", 9108)
     assert _ops('ops:\n  listen: ""\n').address is None
-    assert _ops('ops:\n  paused_after_minutes: 5\n').paused_after_minutes == 5
+    assert _ops("ops:\n  paused_after_minutes: 5\n").paused_after_minutes == 5
 
 
-@pytest.mark.parametrize("value, message", [
-    ('"localhost"', "must be host:port"),
-    ('"127.0.0.1:http"', "must be host:port"),
-    ('"127.0.0.1:70000"', "port must be 0..65535"),
-    ('"::1:9108"', "an IPv6 address goes in brackets"),
-    ("9108", "must be host:port"),
-    ("[9108]", "must be a string"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ('"localhost"', "must be host:port"),
+        ('"127.0.0.1:http"', "must be host:port"),
+        ('"127.0.0.1:70000"', "port must be 0..65535"),
+        ('"::1:9108"', "an IPv6 address goes in brackets"),
+        ("9108", "must be host:port"),
+        ("[9108]", "must be a string"),
+    ],
+)
 def test_bad_ops_listen_names_file_line_and_key(value, message):
     text = MINIMAL_WATCHLISTS + f"ops:\n  listen: {value}\n"
     line = text.count("\n", 0, text.index("  listen:")) + 1
@@ -182,11 +209,14 @@ def test_check_config_exits_2_on_a_bad_listen_and_on_a_bad_environment(tmp_path)
     assert f"{config}:3: ops.listen: port must be 0..65535, got 99999" in out.stderr
 
     config = write_config(tmp_path, [])
-    out = run_bot("check-config", "--config", str(config),
-                  env={"CHIPWATCH_OPS_LISTEN": "nowhere"})
-    assert out.returncode == 2 and "CHIPWATCH_OPS_LISTEN: ops.listen: must be host:port" in out.stderr
+    out = run_bot("check-config", "--config", str(config), env={"CHIPWATCH_OPS_LISTEN": "nowhere"})
+    assert (
+        out.returncode == 2 and "CHIPWATCH_OPS_LISTEN: ops.listen: must be host:port" in out.stderr
+    )
     assert load_config(config, environ={"CHIPWATCH_OPS_LISTEN": ""}).ops.address is None
-    assert load_config(config, environ={"CHIPWATCH_OPS_LISTEN": "0.0.0.0:9"}).ops.listen == "0.0.0.0:9"
+    assert (
+        load_config(config, environ={"CHIPWATCH_OPS_LISTEN": "0.0.0.0:9"}).ops.listen == "0.0.0.0:9"
+    )
 
 
 def test_healthcheck_asks_the_listen_address_on_loopback():
@@ -201,9 +231,18 @@ def test_healthcheck_asks_the_listen_address_on_loopback():
 
 
 def _assess(**kw):
-    base = {"tick_age": 1.0, "tick_every": 5.0, "database": "cw.db", "database_error": None,
-            "feeds": [], "configured_feeds": 0, "failing_after": timedelta(hours=24),
-            "destinations": {}, "paused_after": timedelta(hours=1), "now": utcnow()}
+    base = {
+        "tick_age": 1.0,
+        "tick_every": 5.0,
+        "database": "cw.db",
+        "database_error": None,
+        "feeds": [],
+        "configured_feeds": 0,
+        "failing_after": timedelta(hours=24),
+        "destinations": {},
+        "paused_after": timedelta(hours=1),
+        "now": utcnow(),
+    }
     return assess(**{**base, **kw})
 
 
@@ -211,8 +250,11 @@ def test_destination_down_counts_only_after_paused_after():
     now = utcnow()
 
     def down(minutes, state="failing"):
-        return {"telegram": DestinationHealth(state=state,
-                                              since=(now - timedelta(minutes=minutes)).isoformat())}
+        return {
+            "telegram": DestinationHealth(
+                state=state, since=(now - timedelta(minutes=minutes)).isoformat()
+            )
+        }
 
     assert _assess(destinations=down(59), now=now).healthy
     late = _assess(destinations=down(61, "paused"), now=now)
@@ -225,8 +267,9 @@ def test_destination_down_counts_only_after_paused_after():
 
 
 async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_path):
-    config = load_config(write_config(tmp_path, [("A", "http://127.0.0.1:9/a"),
-                                                 ("B", "http://127.0.0.1:9/b")]))
+    config = load_config(
+        write_config(tmp_path, [("A", "http://127.0.0.1:9/a"), ("B", "http://127.0.0.1:9/b")])
+    )
     store = open_store(config.database)
     runtime = Runtime(config, store)
     scheduler = Scheduler(poll=runtime.poll, deliver=runtime.deliver)
@@ -239,8 +282,10 @@ async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_pat
         health = await check()
         assert health.healthy and health.feeds_failing == 2, "B has failed for an hour only"
         # B has now been failing for a day and a minute as well.
-        store.db.execute("UPDATE feeds SET failing_since = ? WHERE name = 'B'",
-                         [_iso(now - timedelta(days=1, minutes=1))])
+        store.db.execute(
+            "UPDATE feeds SET failing_since = ? WHERE name = 'B'",
+            [_iso(now - timedelta(days=1, minutes=1))],
+        )
         health = await check()
         assert health.reasons == ("every feed is failing, for over 24h",)
         assert health.to_json()["status"] == "unhealthy"
@@ -255,11 +300,18 @@ async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_pat
 def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, serve, feed_server):
     items = [{"title": FIRST, "link": "https://n.example/1", "guid": "1", "date": ago(minutes=3)}]
     url = serve(rss(items))
-    fake = FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "ops"}},
-                        per_chat_interval=0.05).start()
-    config = _config(tmp_path, url, extra=(
-        f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
-        f"    api_base_url: {fake.base_url}\n"))
+    fake = FakeTelegram(
+        chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "ops"}},
+        per_chat_interval=0.05,
+    ).start()
+    config = _config(
+        tmp_path,
+        url,
+        extra=(
+            f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
+            f"    api_base_url: {fake.base_url}\n"
+        ),
+    )
     log = tmp_path / "run.log"
     proc = _start(config, log, _env(TELEGRAM_BOT_TOKEN=fake.token))
     try:
@@ -277,13 +329,16 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
         assert m[("chipwatch_story_reports_total", (("placement", "new_story"),))] == 1
         assert m[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
         assert m[("chipwatch_feeds_failing", ())] == 0
-        assert ("chipwatch_build_info", (("python", sys.version.split()[0]),
-                                         ("version", "0.1.0"))) in m
+        assert (
+            "chipwatch_build_info",
+            (("python", sys.version.split()[0]), ("version", "0.1.0")),
+        ) in m
 
         port = fake.port
         fake.close()  # the Bot API goes away
-        items.append({"title": SECOND, "link": "https://n.example/2", "guid": "2",
-                      "date": ago(minutes=1)})
+        items.append(
+            {"title": SECOND, "link": "https://n.example/2", "guid": "2", "date": ago(minutes=1)}
+        )
         feed_server.route(url.split(str(feed_server.port))[1], Route(body=rss(items).encode()))
         health = _until(base, 503, "503 while telegram cannot be reached", proc)
         assert health["status"] == "unhealthy"
@@ -291,12 +346,20 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
         assert [r for r in health["reasons"] if r.startswith("destination telegram is failing")]
         m = _metrics(base)
         assert m[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 1
-        assert m[("chipwatch_outbox_oldest_pending_age_seconds", (("destination", "telegram"),))] > 0
-        assert m[("chipwatch_deliveries_total", (("destination", "telegram"), ("result", "retry")))] >= 1
+        assert (
+            m[("chipwatch_outbox_oldest_pending_age_seconds", (("destination", "telegram"),))] > 0
+        )
+        assert (
+            m[("chipwatch_deliveries_total", (("destination", "telegram"), ("result", "retry")))]
+            >= 1
+        )
         assert m[("chipwatch_destination_down_seconds", (("destination", "telegram"),))] > 0
 
-        fake = FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "ops"}},
-                            per_chat_interval=0.05, port=port).start()  # it comes back
+        fake = FakeTelegram(
+            chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "ops"}},
+            per_chat_interval=0.05,
+            port=port,
+        ).start()  # it comes back
         health = _until(base, 200, "recovery", proc, timeout=60)
         assert health["destinations"] == {"telegram": {"state": "ok"}}
         assert [m["shown_text"].split("\n")[0] for m in fake.sent] == [SECOND]
@@ -333,15 +396,17 @@ def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
     command = _healthcheck_command()
     assert command[:3] == ["python", "-m", "alerts.healthcheck"]
     command[0] = sys.executable  # the image's python; the module needs the standard library only
-    url = serve(rss([{"title": FIRST, "link": "https://n.example/r", "guid": "r",
-                      "date": ago(minutes=2)}]))
+    url = serve(
+        rss([{"title": FIRST, "link": "https://n.example/r", "guid": "r", "date": ago(minutes=2)}])
+    )
     config = _config(tmp_path, url, listen="")  # the environment sets it, as in the image
     env = _env(CHIPWATCH_OPS_LISTEN=f"127.0.0.1:{_free_port()}")
     log = tmp_path / "run.log"
 
     def healthcheck() -> subprocess.CompletedProcess:
-        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                              timeout=30, check=False)
+        return subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=30, check=False
+        )
 
     down = healthcheck()
     assert down.returncode == 1 and "Connection refused" in down.stderr, "nothing listens yet"
@@ -357,7 +422,9 @@ def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
         database.chmod(0o444)
         health = _until(base, 503, "503 with a read-only database", proc)
         assert health["database"]["writable"] is False
-        assert health["reasons"] == [f"database not writable: {database} is read-only for this process"]
+        assert health["reasons"] == [
+            f"database not writable: {database} is read-only for this process"
+        ]
         bad = healthcheck()
         assert bad.returncode == 1
         assert f"503 database not writable: {database} is read-only" in bad.stderr
@@ -371,8 +438,9 @@ def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
 
 
 def test_a_taken_address_is_logged_and_run_goes_on(tmp_path, serve):
-    url = serve(rss([{"title": FIRST, "link": "https://n.example/t", "guid": "t",
-                      "date": ago(minutes=2)}]))
+    url = serve(
+        rss([{"title": FIRST, "link": "https://n.example/t", "guid": "t", "date": ago(minutes=2)}])
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -432,13 +500,16 @@ async def test_config_reloads_are_counted_by_result(tmp_path):
     runtime = Runtime(load_config(path), store)
 
     def reloads(result: str) -> float:
-        return runtime.metrics.registry.get_sample_value("chipwatch_config_reloads_total",
-                                                         {"result": result})
+        return runtime.metrics.registry.get_sample_value(
+            "chipwatch_config_reloads_total", {"result": result}
+        )
+
     try:
         path.write_text(path.read_text() + "bogus_key: 1\n", encoding="utf-8")
         assert (await runtime.reload_if_changed()).status == "invalid"
-        path.write_text(path.read_text().replace("bogus_key: 1\n", "log_format: json\n"),
-                        encoding="utf-8")
+        path.write_text(
+            path.read_text().replace("bogus_key: 1\n", "log_format: json\n"), encoding="utf-8"
+        )
         assert (await runtime.reload_if_changed()).status == "applied"
         assert (reloads("invalid"), reloads("applied")) == (1, 1)
     finally:

@@ -28,36 +28,51 @@ UTC = timezone.utc
 
 # Not well-formed XML (chipwatch recovers them; feedparser's answers there are no oracle).
 MALFORMED = {
-    "dylanharris_malformed_rss.xml", "feedparser_bozo_invalid_bytes_with_bom.xml",
-    "feedparser_illformed_corrupted_ampersands.xml", "feedparser_illformed_incomplete_cdata.xml",
-    "feedparser_illformed_undeclared_namespace.xml", "reuters_mostread_invalid_rss.xml",
+    "dylanharris_malformed_rss.xml",
+    "feedparser_bozo_invalid_bytes_with_bom.xml",
+    "feedparser_illformed_corrupted_ampersands.xml",
+    "feedparser_illformed_incomplete_cdata.xml",
+    "feedparser_illformed_undeclared_namespace.xml",
+    "reuters_mostread_invalid_rss.xml",
 }
 WELL_FORMED = [name for name, _, _ in CORPUS_TABLE if name not in MALFORMED]
 
 # Entries feedparser reports that chipwatch rightly drops: no title, no link, no summary.
 _EMPTY_ENTRIES = {
-    "lecerclepsy_undeclared_iso88591_rss.xml":
-        "its 4th <item> has empty <title>, <link> and <description>: nothing to show or match",
-    "pcmag_feedburner_illegally_nested_rss.xml":
-        "each real item holds an empty self-closing <item />; feedparser counts those as entries",
+    "lecerclepsy_undeclared_iso88591_rss.xml": (
+        "its 4th <item> has empty <title>, <link> and <description>: nothing to show or match"
+    ),
+    "pcmag_feedburner_illegally_nested_rss.xml": (
+        "each real item holds an empty self-closing <item />; feedparser counts those as entries"
+    ),
 }
 # (file, field) → why chipwatch's value is right where feedparser's differs.
 _EXCEPTIONS = {
-    ("feedparser_double_encoded_html.xml", "title"):
-        "its only item has just a <description>; chipwatch titles it with the description's text "
-        "(RSS 0.92 allows such items), feedparser leaves the title empty",
-    ("feedparser_illformed_chardet_gb2312.xml", "title"):
-        "GB2312 bytes with no encoding declared: chipwatch's guess reads Chinese, feedparser "
-        "(without chardet) reads them as windows-1252 mojibake",
-    ("kc0011_gb2312_rss.xml", "date"):
-        "'2020/1/10 14:33:00' is 10 January 2020 (no zone: UTC); feedparser's ISO 8601 reader "
-        "fills the month in from today's date and returns the 1st of the current month",
-    ("livemint_news_rss.xml", "guid"):
-        "<guid>1559104147038</guid> is an opaque id; feedparser resolves it against the feed's "
-        "URL as if it were a relative link, inventing https://feeds.example.org/1559104147038",
-    ("uol_noticias_rss.xml", "date"):
-        "'Seg, 24 Set 2018 19:42:40 -0300' has Portuguese day and month names; chipwatch reads "
-        "them, feedparser gives no date at all",
+    (
+        "feedparser_double_encoded_html.xml",
+        "title",
+    ): "its only item has just a <description>; chipwatch titles it with the description's text "
+    "(RSS 0.92 allows such items), feedparser leaves the title empty",
+    (
+        "feedparser_illformed_chardet_gb2312.xml",
+        "title",
+    ): "GB2312 bytes with no encoding declared: chipwatch's guess reads Chinese, feedparser "
+    "(without chardet) reads them as windows-1252 mojibake",
+    (
+        "kc0011_gb2312_rss.xml",
+        "date",
+    ): "'2020/1/10 14:33:00' is 10 January 2020 (no zone: UTC); feedparser's ISO 8601 reader "
+    "fills the month in from today's date and returns the 1st of the current month",
+    (
+        "livemint_news_rss.xml",
+        "guid",
+    ): "<guid>1559104147038</guid> is an opaque id; feedparser resolves it against the feed's "
+    "URL as if it were a relative link, inventing https://feeds.example.org/1559104147038",
+    (
+        "uol_noticias_rss.xml",
+        "date",
+    ): "'Seg, 24 Set 2018 19:42:40 -0300' has Portuguese day and month names; chipwatch reads "
+    "them, feedparser gives no date at all",
 }
 # What chipwatch must yield for the first excepted entry of each exception.
 _RIGHT = {
@@ -90,18 +105,26 @@ def _fields(name: str) -> list[tuple[dict, dict]]:
         warnings.simplefilter("ignore")
         entries = feedparser.parse(body, response_headers={"content-location": url}).entries
     if name in _EMPTY_ENTRIES:
-        entries = [e for e in entries
-                   if e.get("title") or e.get("link") or e.get("summary")]
+        entries = [e for e in entries if e.get("title") or e.get("link") or e.get("summary")]
     assert len(entries) == len(ours.items), (name, len(entries), len(ours.items))
-    return [({"title": item.title, "link": item.link, "guid": item.guid, "date": item.published},
-             {"title": _text(e.get("title", "")), "link": e.get("link", ""),
-              "guid": e.get("id") or None, "date": _date(e)})
-            for item, e in zip(ours.items, entries, strict=True)]
+    return [
+        (
+            {"title": item.title, "link": item.link, "guid": item.guid, "date": item.published},
+            {
+                "title": _text(e.get("title", "")),
+                "link": e.get("link", ""),
+                "guid": e.get("id") or None,
+                "date": _date(e),
+            },
+        )
+        for item, e in zip(ours.items, entries, strict=True)
+    ]
 
 
 def test_the_malformed_list_is_exactly_the_recovered_files():
-    recovered = {name for name, _, _ in CORPUS_TABLE
-                 if parse_feed(corpus_body(name), feed=name).salvaged}
+    recovered = {
+        name for name, _, _ in CORPUS_TABLE if parse_feed(corpus_body(name), feed=name).salvaged
+    }
     assert recovered == MALFORMED
     assert len(WELL_FORMED) == 73
 
@@ -133,8 +156,11 @@ def test_empty_entry_exceptions_still_apply():
         url = f"https://feeds.example.org/{name}"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            theirs = len(feedparser.parse(corpus_body(name),
-                                          response_headers={"content-location": url}).entries)
+            theirs = len(
+                feedparser.parse(
+                    corpus_body(name), response_headers={"content-location": url}
+                ).entries
+            )
         assert theirs > len(parse_feed(corpus_body(name), feed=name).items), name
 
 
@@ -150,7 +176,8 @@ def test_runtime_code_never_imports_feedparser():
         "       b'<pubDate>2020/1/10 14:33:00</pubDate></item></channel></rss>')\n"
         "print(parse_feed(doc, feed='f').items[0].published.isoformat())\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60, cwd=ROOT)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2020-01-10T14:33:00+00:00"

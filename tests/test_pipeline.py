@@ -22,16 +22,29 @@ H200 = "China approves first imports of Nvidia H200 AI chips"
 async def _cycle(config, store, now=None):
     matcher = compile_matcher(config.watchlists, config.rules)
     async with Fetcher(config.poll) as fetcher:
-        return await run_cycle(config.feeds, PollContext(
-            config=config, store=store, matcher=matcher, fetcher=fetcher,
-            now=now or datetime.now(timezone.utc)))
+        return await run_cycle(
+            config.feeds,
+            PollContext(
+                config=config,
+                store=store,
+                matcher=matcher,
+                fetcher=fetcher,
+                now=now or datetime.now(timezone.utc),
+            ),
+        )
 
 
-async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(tmp_path, feed_server, serve):
+async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(
+    tmp_path, feed_server, serve
+):
     items = [
         {"title": H200, "link": "https://n.example/fresh", "guid": "fresh", "date": ago(hours=1)},
-        {"title": H200 + " (old)", "link": "https://n.example/old", "guid": "old",
-         "date": ago(hours=30)},
+        {
+            "title": H200 + " (old)",
+            "link": "https://n.example/old",
+            "guid": "old",
+            "date": ago(hours=30),
+        },
         {"title": H200 + " (undated)", "link": "https://n.example/undated", "guid": "undated"},
     ]
     url = serve(rss(items))
@@ -43,10 +56,21 @@ async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(tmp
     assert report.new_items == 3
     assert [a.title for a in store.pending("console", now=datetime.now(timezone.utc))] == [H200]
     # On later polls an undated new item is news, so it alerts; an old one still never does.
-    items.append({"title": "Huawei faces new export controls", "link": "https://n.example/u2",
-                  "guid": "undated-2"})
-    items.append({"title": "SMIC added to entity list", "link": "https://n.example/o2",
-                  "guid": "old-2", "date": ago(hours=48)})
+    items.append(
+        {
+            "title": "Huawei faces new export controls",
+            "link": "https://n.example/u2",
+            "guid": "undated-2",
+        }
+    )
+    items.append(
+        {
+            "title": "SMIC added to entity list",
+            "link": "https://n.example/o2",
+            "guid": "old-2",
+            "date": ago(hours=48),
+        }
+    )
     feed_server.routes[url.split(str(feed_server.port))[1]].body = rss(items).encode()
     await _cycle(config, store)
     titles = [a.title for a in store.pending("console", now=datetime.now(timezone.utc))]
@@ -64,7 +88,11 @@ async def test_feed_state_records_failures_and_recovers(tmp_path, feed_server, s
     await _cycle(config, store)
     await _cycle(config, store)
     state = store.feed_state("Flaky")
-    assert (state.last_status, state.consecutive_failures, state.last_error) == ("error", 2, "http_500")
+    assert (state.last_status, state.consecutive_failures, state.last_error) == (
+        "error",
+        2,
+        "http_500",
+    )
 
     feed_server.routes[url.split(str(feed_server.port))[1]] = Route(body=rss([]).encode())
     report = await _cycle(config, store)
@@ -103,8 +131,9 @@ class FlakySink:
 
 
 async def _one_pending_alert(tmp_path, serve):
-    url = serve(rss([{"title": H200, "link": "https://n.example/x", "guid": "x",
-                      "date": ago(minutes=1)}]))
+    url = serve(
+        rss([{"title": H200, "link": "https://n.example/x", "guid": "x", "date": ago(minutes=1)}])
+    )
     config = load_config(write_config(tmp_path, [("Wire", url)]))
     store = open_store(config.database)
     await _cycle(config, store)
@@ -160,7 +189,9 @@ async def test_drain_waits_for_short_retries(tmp_path, serve):
     deliverer = Deliverer(store, [sink], now=lambda: clock[0], sleep=fake_sleep)
     report = await deliverer.drain(max_wait=60)
     assert report.sent == 1 and sink.delivered == [H200]
-    assert slept == pytest.approx([5, 1], abs=0.01)  # backoff for the first, Retry-After for the second
+    assert slept == pytest.approx(
+        [5, 1], abs=0.01
+    )  # backoff for the first, Retry-After for the second
     store.close()
 
 
@@ -171,12 +202,21 @@ def _decide(tmp_path, fetched_status, *, state=None, items=(), parse_error=None,
     config = load_config(write_config(tmp_path, [("Wire", "http://127.0.0.1:1/feed")]))
     feed = config.feeds[0]
     fetched = Fetched(
-        feed=feed, state=state, url=feed.url,
+        feed=feed,
+        state=state,
+        url=feed.url,
         result=FetchResult(feed=feed.name, url=feed.url, status=fetched_status, **result),
         parsed=ParsedFeed(items=tuple(items)) if fetched_status == "ok" else None,
         parse_error=parse_error,
-        known=Known(fresh=tuple((i, i.link) for i in items), recent_title_keys=(), muted={},
-                    subscriptions=()) if fetched_status == "ok" else None)
+        known=Known(
+            fresh=tuple((i, i.link) for i in items),
+            recent_title_keys=(),
+            muted={},
+            subscriptions=(),
+        )
+        if fetched_status == "ok"
+        else None,
+    )
     now = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
     matcher = compile_matcher(config.watchlists, config.rules)
     return decide(fetched, config=config, matcher=matcher, now=now), now
@@ -184,10 +224,22 @@ def _decide(tmp_path, fetched_status, *, state=None, items=(), parse_error=None,
 
 def test_decide_plans_alerts_for_fresh_matching_items_and_silence_for_old_ones(tmp_path):
     now = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
-    fresh = FeedItem(feed="Wire", guid="a", link="https://n.example/a", title=H200, summary="",
-                     published=now - timedelta(hours=1))
-    old = FeedItem(feed="Wire", guid="b", link="https://n.example/b", title=H200 + " (old)",
-                   summary="", published=now - timedelta(hours=30))
+    fresh = FeedItem(
+        feed="Wire",
+        guid="a",
+        link="https://n.example/a",
+        title=H200,
+        summary="",
+        published=now - timedelta(hours=1),
+    )
+    old = FeedItem(
+        feed="Wire",
+        guid="b",
+        link="https://n.example/b",
+        title=H200 + " (old)",
+        summary="",
+        published=now - timedelta(hours=30),
+    )
     plan, now = _decide(tmp_path, "ok", items=[fresh, old])
     assert plan.status == "ok" and plan.first_poll
     assert [n.item.guid for n in plan.items] == ["a", "b"]
@@ -196,14 +248,18 @@ def test_decide_plans_alerts_for_fresh_matching_items_and_silence_for_old_ones(t
     assert plan.next_poll_at == now + timedelta(seconds=plan.interval)
 
 
-@pytest.mark.parametrize("status, kwargs, expect", [
-    ("gone", {}, "gone"),
-    ("error", {"error": "http_500: boom"}, "error"),
-    ("ok", {"parse_error": "parse: not a feed"}, "error"),
-    ("not_modified", {}, "not_modified"),
-])
+@pytest.mark.parametrize(
+    "status, kwargs, expect",
+    [
+        ("gone", {}, "gone"),
+        ("error", {"error": "http_500: boom"}, "error"),
+        ("ok", {"parse_error": "parse: not a feed"}, "error"),
+        ("not_modified", {}, "not_modified"),
+    ],
+)
 def test_decide_maps_each_fetch_outcome_to_a_plan_without_touching_a_store(
-        tmp_path, status, kwargs, expect):
+    tmp_path, status, kwargs, expect
+):
     plan, now = _decide(tmp_path, status, **kwargs)
     assert plan.status == expect
     if expect == "error":
@@ -218,11 +274,24 @@ def test_decide_backs_off_from_the_known_failure_count_and_flags_long_failures(t
     now = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
     since = now - timedelta(hours=30)
     state = FeedState(
-        name="Wire", url="http://127.0.0.1:1/feed", effective_url=None, etag=None,
-        last_modified=None, body_hash=None, first_polled_at=since, last_polled_at=since,
-        last_ok_at=None, last_new_at=None, last_status="error", last_error="x",
-        consecutive_failures=3, failing_since=since, next_poll_at=None, interval_seconds=None,
-        disabled_reason=None)
+        name="Wire",
+        url="http://127.0.0.1:1/feed",
+        effective_url=None,
+        etag=None,
+        last_modified=None,
+        body_hash=None,
+        first_polled_at=since,
+        last_polled_at=since,
+        last_ok_at=None,
+        last_new_at=None,
+        last_status="error",
+        last_error="x",
+        consecutive_failures=3,
+        failing_since=since,
+        next_poll_at=None,
+        interval_seconds=None,
+        disabled_reason=None,
+    )
     first, _ = _decide(tmp_path, "error", error="timeout")
     fourth, _ = _decide(tmp_path, "error", state=state, error="timeout")
     assert fourth.failures == 4 and fourth.failing_since == since and fourth.flagged
@@ -230,19 +299,28 @@ def test_decide_backs_off_from_the_known_failure_count_and_flags_long_failures(t
 
 
 async def test_dry_run_decides_the_same_but_writes_nothing(tmp_path, feed_server, serve):
-    url = serve(rss([{"title": H200, "link": "https://n.example/a", "guid": "a",
-                      "date": ago(hours=1)}]))
+    url = serve(
+        rss([{"title": H200, "link": "https://n.example/a", "guid": "a", "date": ago(hours=1)}])
+    )
     config = load_config(write_config(tmp_path, [("Wire", url)]))
     store = open_store(config.database)
     matcher = compile_matcher(config.watchlists, config.rules)
     async with Fetcher(config.poll) as fetcher:
-        ctx = PollContext(config=config, store=store, matcher=matcher, fetcher=fetcher,
-                          now=datetime.now(timezone.utc), dry_run=True)
+        ctx = PollContext(
+            config=config,
+            store=store,
+            matcher=matcher,
+            fetcher=fetcher,
+            now=datetime.now(timezone.utc),
+            dry_run=True,
+        )
         dry = await run_cycle(config.feeds, ctx)
         assert [a.title for a in dry.outcomes[0].previews] == [H200]
         assert store.feed_state("Wire") is None and store.count_pending() == 0
-        real = await run_cycle(config.feeds, PollContext(
-            config=config, store=store, matcher=matcher, fetcher=fetcher, now=ctx.now))
+        real = await run_cycle(
+            config.feeds,
+            PollContext(config=config, store=store, matcher=matcher, fetcher=fetcher, now=ctx.now),
+        )
     assert real.alerts == dry.alerts == 1
     assert store.count_pending() == 1
     store.close()

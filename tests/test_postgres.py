@@ -37,19 +37,24 @@ def _name(url: str) -> str:
 def test_database_url_in_the_config_and_the_environment(tmp_path):
     config = write_config(tmp_path, [], database="postgresql://cw@db.example:5433/chipwatch")
     assert load_config(config, environ={}).database == "postgresql://cw@db.example:5433/chipwatch"
-    assert load_config(config, environ={"CHIPWATCH_DATABASE": "postgres://h/cw"}).database \
+    assert (
+        load_config(config, environ={"CHIPWATCH_DATABASE": "postgres://h/cw"}).database
         == "postgres://h/cw"
-    assert load_config(config, environ={"CHIPWATCH_DATABASE": "other.db"}).database.name \
-        == "other.db", "a path in the environment is still a SQLite file"
+    )
+    assert (
+        load_config(config, environ={"CHIPWATCH_DATABASE": "other.db"}).database.name == "other.db"
+    ), "a path in the environment is still a SQLite file"
     assert load_config(write_config(tmp_path, []), environ={}).database == tmp_path / "cw.db"
 
 
-@pytest.mark.parametrize("value,message", [
-    ("mysql://cw@db/chipwatch", "must be a SQLite file or a postgresql:// URL, got a mysql://"),
-    ("postgresql://cw:hunter22@db:99999/chipwatch", "bad port"),
-])
-def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_path, value,
-                                                                         message):
+@pytest.mark.parametrize(
+    "value,message",
+    [
+        ("mysql://cw@db/chipwatch", "must be a SQLite file or a postgresql:// URL, got a mysql://"),
+        ("postgresql://cw:hunter22@db:99999/chipwatch", "bad port"),
+    ],
+)
+def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_path, value, message):
     config = write_config(tmp_path, [], database=value)
     with pytest.raises(ConfigError, match=message) as err:
         load_config(config, environ={})
@@ -72,14 +77,22 @@ def test_check_config_shows_the_database_url_without_its_password(tmp_path):
 # --- redaction ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text,shown", [
-    ("cannot open postgresql://cw:hunter22@db:5432/x now",
-     f"cannot open postgresql://cw:{REDACTED}@db:5432/x now"),
-    ("POSTGRES://cw:p%40ss@db/x", f"POSTGRES://cw:{REDACTED}@db/x"),
-    ("host=db user=cw password=hunter22 dbname=x", f"host=db user=cw password={REDACTED} dbname=x"),
-    ("postgresql://cw@db/x?password=hunter22", f"postgresql://cw@db/x?password={REDACTED}"),
-    ("postgresql://cw@db/x", "postgresql://cw@db/x"),  # no password: nothing to hide
-])
+@pytest.mark.parametrize(
+    "text,shown",
+    [
+        (
+            "cannot open postgresql://cw:hunter22@db:5432/x now",
+            f"cannot open postgresql://cw:{REDACTED}@db:5432/x now",
+        ),
+        ("POSTGRES://cw:p%40ss@db/x", f"POSTGRES://cw:{REDACTED}@db/x"),
+        (
+            "host=db user=cw password=hunter22 dbname=x",
+            f"host=db user=cw password={REDACTED} dbname=x",
+        ),
+        ("postgresql://cw@db/x?password=hunter22", f"postgresql://cw@db/x?password={REDACTED}"),
+        ("postgresql://cw@db/x", "postgresql://cw@db/x"),  # no password: nothing to hide
+    ],
+)
 def test_database_passwords_are_redacted(text, shown):
     assert redact_database_url(text) == shown
 
@@ -154,8 +167,12 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once closed
-    config = write_config(tmp_path, [], watchlists=WATCH,
-                          database=f"postgresql://cw:hunter22@127.0.0.1:{port}/chipwatch")
+    config = write_config(
+        tmp_path,
+        [],
+        watchlists=WATCH,
+        database=f"postgresql://cw:hunter22@127.0.0.1:{port}/chipwatch",
+    )
     out = run_bot("status", "--config", str(config))
     assert out.returncode == 1 and "cannot connect" in out.stderr
     assert "hunter22" not in out.stderr
@@ -166,21 +183,41 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
 
 def test_once_status_and_backtest_end_to_end_on_postgresql(postgres, tmp_path, serve, telegram):
     url = _secret_url(postgres, _name(postgres.new_database()))
-    feed = serve(rss([
-        {"title": "Nvidia H20 export controls tightened", "guid": "p1",
-         "link": "https://n.example/p1", "date": ago(minutes=3)},
-        {"title": "Chip fab opens in Ohio", "guid": "p2", "link": "https://n.example/p2",
-         "date": ago(minutes=2)}]))
-    config = write_config(tmp_path, [("Wire", feed)], watchlists=WATCH, extra=(
-        f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
-        f"    api_base_url: {telegram.base_url}\n"))
+    feed = serve(
+        rss(
+            [
+                {
+                    "title": "Nvidia H20 export controls tightened",
+                    "guid": "p1",
+                    "link": "https://n.example/p1",
+                    "date": ago(minutes=3),
+                },
+                {
+                    "title": "Chip fab opens in Ohio",
+                    "guid": "p2",
+                    "link": "https://n.example/p2",
+                    "date": ago(minutes=2),
+                },
+            ]
+        )
+    )
+    config = write_config(
+        tmp_path,
+        [("Wire", feed)],
+        watchlists=WATCH,
+        extra=(
+            f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
+            f"    api_base_url: {telegram.base_url}\n"
+        ),
+    )
     env = {"CHIPWATCH_DATABASE": url, "TELEGRAM_BOT_TOKEN": telegram.token}
 
     first = run_bot("-v", "once", "--config", str(config), env=env)
     assert first.returncode == 0, first.stderr
     assert "new_items=2 alerts=1 sent=1 pending=0" in first.stdout
     assert [m["shown_text"].split("\n")[0] for m in telegram.sent] == [
-        "Nvidia H20 export controls tightened"]
+        "Nvidia H20 export controls tightened"
+    ]
     again = run_bot("once", "--config", str(config), env=env)
     assert "new_items=0 alerts=0 sent=0 pending=0" in again.stdout, again.stderr
     assert len(telegram.sent) == 1, "seen items are remembered in PostgreSQL"

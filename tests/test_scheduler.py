@@ -74,12 +74,27 @@ def _read_until(proc: subprocess.Popen, needle: str, timeout: float) -> str:
 
 def test_run_polls_delivers_and_exits_0_on_sigterm(tmp_path, serve):
     title = "Nvidia H20 sales to China need new export controls licence"
-    url = serve(rss([{"title": title, "link": "https://n.example/run", "guid": "run-1",
-                      "date": ago(minutes=2)}]))
+    url = serve(
+        rss(
+            [
+                {
+                    "title": title,
+                    "link": "https://n.example/run",
+                    "guid": "run-1",
+                    "date": ago(minutes=2),
+                }
+            ]
+        )
+    )
     config = write_config(tmp_path, [("Wire", url)])
     env = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         out = _read_until(proc, title, timeout=30)
         assert title in out, proc.stderr.read() if proc.poll() is not None else out

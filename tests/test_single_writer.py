@@ -24,14 +24,26 @@ N = 30
 
 def _items():
     # Distinct numbers keep the thirty events apart (they never join one story).
-    return [{"title": f"US adds {n + 2} Nvidia H20 buyers to entity list", "guid": f"g{n}",
-             "link": f"https://w.example/{n}", "date": ago(minutes=40 - n)} for n in range(N)]
+    return [
+        {
+            "title": f"US adds {n + 2} Nvidia H20 buyers to entity list",
+            "guid": f"g{n}",
+            "link": f"https://w.example/{n}",
+            "date": ago(minutes=40 - n),
+        }
+        for n in range(N)
+    ]
 
 
 def _start_run(config, out):
     env = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
-    return subprocess.Popen([sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
-                            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def _wait(predicate, what, timeout=40.0):
@@ -65,8 +77,12 @@ def test_once_beside_run_refuses_and_nothing_is_lost_or_repeated(tmp_path, serve
             assert again.returncode == 1 and f"pid {proc.pid}" in again.stderr
             # Readers are never refused.
             assert run_bot("backtest", "--config", str(config)).returncode == 0
-            assert run_bot("match", "--config", str(config), "US adds Nvidia to entity list"
-                           ).returncode == 0
+            assert (
+                run_bot(
+                    "match", "--config", str(config), "US adds Nvidia to entity list"
+                ).returncode
+                == 0
+            )
             _wait(lambda: log.read_text().count("🔔 ") >= N, f"{N} alerts from run")
             time.sleep(1.0)  # anything extra would show now
         finally:
@@ -88,11 +104,22 @@ def _lock_is_free(database):
 
 def test_the_lock_dies_with_its_process(tmp_path):
     database = tmp_path / "cw.db"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; sys.path.insert(0, sys.argv[1]);"
-        "from alerts.lock import DatabaseLock;"
-        "l = DatabaseLock(sys.argv[2], command='run'); l.acquire(); print('held', flush=True);"
-        "time.sleep(60)"), str(ROOT), str(database)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; sys.path.insert(0, sys.argv[1]);"
+                "from alerts.lock import DatabaseLock;"
+                "l = DatabaseLock(sys.argv[2], command='run'); l.acquire(); print('held', flush=True);"
+                "time.sleep(60)"
+            ),
+            str(ROOT),
+            str(database),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert not _lock_is_free(database)
@@ -104,10 +131,18 @@ def test_the_lock_dies_with_its_process(tmp_path):
 
 def test_concurrent_openers_migrate_once(tmp_path):
     database = tmp_path / "new.db"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from alerts.store import open_store, "
-            "SCHEMA_VERSION; s = open_store(sys.argv[2]);"
-            "assert s.db.execute('PRAGMA user_version').fetchone()[0] == SCHEMA_VERSION; s.close()")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(database)],
-                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from alerts.store import open_store, "
+        "SCHEMA_VERSION; s = open_store(sys.argv[2]);"
+        "assert s.db.execute('PRAGMA user_version').fetchone()[0] == SCHEMA_VERSION; s.close()"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(ROOT), str(database)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), errors

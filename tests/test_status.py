@@ -13,23 +13,51 @@ WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [ex
 
 
 def _state(tmp_path, database, *, stale_alert: bool, failing_days: float):
-    config = write_config(tmp_path, [("Wire", "http://127.0.0.1:9/wire.xml"),
-                                     ("Missing", "http://127.0.0.1:9/missing.xml")],
-                          watchlists=WATCH, database=database)
+    config = write_config(
+        tmp_path,
+        [("Wire", "http://127.0.0.1:9/wire.xml"), ("Missing", "http://127.0.0.1:9/missing.xml")],
+        watchlists=WATCH,
+        database=database,
+    )
     now = datetime.now(timezone.utc)
     store = open_store(database)
     queued = now - (timedelta(hours=2) if stale_alert else timedelta(minutes=1))
-    result = MatchResult(matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),),
-                         rules=("chip-trade",))
-    store.record_poll("Wire", "http://127.0.0.1:9/wire.xml", [NewItem(
-        item=FeedItem(feed="Wire", guid="1", link="https://w.example/1", summary="",
-                      title="US widens export controls on Nvidia", published=queued),
-        canonical_link="https://w.example/1", result=result, destinations=("telegram",))],
-        now=queued)
-    store.record_failure("Missing", "http://127.0.0.1:9/missing.xml", "http_404",
-                         now=now - timedelta(days=failing_days))
-    store.record_failure("Missing", "http://127.0.0.1:9/missing.xml", "http_404", now=now,
-                         next_poll_at=now + timedelta(minutes=10))
+    result = MatchResult(
+        matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),), rules=("chip-trade",)
+    )
+    store.record_poll(
+        "Wire",
+        "http://127.0.0.1:9/wire.xml",
+        [
+            NewItem(
+                item=FeedItem(
+                    feed="Wire",
+                    guid="1",
+                    link="https://w.example/1",
+                    summary="",
+                    title="US widens export controls on Nvidia",
+                    published=queued,
+                ),
+                canonical_link="https://w.example/1",
+                result=result,
+                destinations=("telegram",),
+            )
+        ],
+        now=queued,
+    )
+    store.record_failure(
+        "Missing",
+        "http://127.0.0.1:9/missing.xml",
+        "http_404",
+        now=now - timedelta(days=failing_days),
+    )
+    store.record_failure(
+        "Missing",
+        "http://127.0.0.1:9/missing.xml",
+        "http_404",
+        now=now,
+        next_poll_at=now + timedelta(minutes=10),
+    )
     store.close()
     return config
 

@@ -33,7 +33,9 @@ DIFFERENT = [
 ]
 
 
-@pytest.mark.parametrize("url,expected", [c[1:] for c in SAME_ARTICLE], ids=[c[0] for c in SAME_ARTICLE])
+@pytest.mark.parametrize(
+    "url,expected", [c[1:] for c in SAME_ARTICLE], ids=[c[0] for c in SAME_ARTICLE]
+)
 def test_canonical_url_folds_variants(url, expected):
     assert canonical_url(url) == canonical_url(expected) == expected
 
@@ -73,16 +75,27 @@ def test_store_reports_a_file_that_is_not_a_database(tmp_path):
 # --- both engines ------------------------------------------------------------------------------
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
-RESULT = MatchResult(matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),),
-                     rules=("chip-trade",))
+RESULT = MatchResult(
+    matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),), rules=("chip-trade",)
+)
 
 
 def _new(guid: str, title: str, *, link: str = "", alert: bool = True, **kw) -> NewItem:
     link = link or f"https://w.example/{guid}"
-    return NewItem(item=FeedItem(feed="Wire", guid=guid, link=link, title=title, summary="s",
-                                 published=NOW - timedelta(minutes=5)),
-                   canonical_link=link, result=RESULT if alert else None,
-                   destinations=("telegram", "telegram:-1001234567890") if alert else (), **kw)
+    return NewItem(
+        item=FeedItem(
+            feed="Wire",
+            guid=guid,
+            link=link,
+            title=title,
+            summary="s",
+            published=NOW - timedelta(minutes=5),
+        ),
+        canonical_link=link,
+        result=RESULT if alert else None,
+        destinations=("telegram", "telegram:-1001234567890") if alert else (),
+        **kw,
+    )
 
 
 def _set_version(database, version: int) -> None:
@@ -124,19 +137,30 @@ def test_concurrent_openers_of_a_new_database_migrate_it_once(database):
 
 def test_a_poll_is_recorded_and_read_back_the_same_on_both_engines(database):
     store = open_store(database)
-    items = [_new("1", "US curbs Nvidia H20"), _new("2", "Weather", alert=False),
-             _new("1", "same guid again: the first one wins")]
-    ids = store.record_poll("Wire", "https://w.example/rss", items, now=NOW, etag='"v1"',
-                            interval_seconds=123.456, next_poll_at=NOW + timedelta(minutes=2))
+    items = [
+        _new("1", "US curbs Nvidia H20"),
+        _new("2", "Weather", alert=False),
+        _new("1", "same guid again: the first one wins"),
+    ]
+    ids = store.record_poll(
+        "Wire",
+        "https://w.example/rss",
+        items,
+        now=NOW,
+        etag='"v1"',
+        interval_seconds=123.456,
+        next_poll_at=NOW + timedelta(minutes=2),
+    )
     assert len(ids) == 2 and ids[0] < ids[1], "ids handed out by the database, in order"
     state = store.feed_state("Wire")
     assert (state.etag, state.interval_seconds, state.last_status) == ('"v1"', 123.456, "ok")
     assert state.next_poll_at == NOW + timedelta(minutes=2) and state.first_polled_at == NOW
-    assert store.known_items("Wire", [("1", ""), ("9", "https://w.example/2"), ("7", "")]) \
-        == {0, 1}
+    assert store.known_items("Wire", [("1", ""), ("9", "https://w.example/2"), ("7", "")]) == {0, 1}
     pending = store.pending("telegram:-1001234567890", now=NOW)
-    assert [a.title for a in pending] == ["US curbs Nvidia H20",
-                                          "same guid again: the first one wins"]
+    assert [a.title for a in pending] == [
+        "US curbs Nvidia H20",
+        "same guid again: the first one wins",
+    ]
     assert pending[0].matches == RESULT.matches
     assert pending[0].published == NOW - timedelta(minutes=5)
     store.mark_sent(ids[0], "telegram", message_id="42", now=NOW)
@@ -146,8 +170,9 @@ def test_a_poll_is_recorded_and_read_back_the_same_on_both_engines(database):
     assert sorted(store.recent_titles(limit=5)) == ["US curbs Nvidia H20", "Weather"]
 
     state = store.record_failure("Wire", "https://w.example/rss", "timeout", now=NOW)
-    state = store.record_failure("Wire", "https://w.example/rss", "timeout",
-                                 now=NOW + timedelta(minutes=1))
+    state = store.record_failure(
+        "Wire", "https://w.example/rss", "timeout", now=NOW + timedelta(minutes=1)
+    )
     assert (state.consecutive_failures, state.failing_since) == (2, NOW)
     store.update_feed("Wire", "https://w.example/moved", etag="x")
     assert store.feed_state("Wire").etag == "x", "a new URL starts the fetch state afresh"
@@ -166,16 +191,23 @@ def test_a_poll_is_recorded_and_read_back_the_same_on_both_engines(database):
     assert store.get_setting("paused:telegram") is None
 
     store.mark_sent(ids[0], "telegram:-1001234567890", message_id="43", now=NOW)
-    assert store.prune(older_than=timedelta(days=1), now=NOW + timedelta(days=2)) \
-        == {"items": 2, "stories": 0, "alerts": 1}, "the alert still pending is kept"
+    assert store.prune(older_than=timedelta(days=1), now=NOW + timedelta(days=2)) == {
+        "items": 2,
+        "stories": 0,
+        "alerts": 1,
+    }, "the alert still pending is kept"
     store.close()
 
 
 def test_a_failed_poll_transaction_leaves_nothing_behind(database):
     store = open_store(database)
     with pytest.raises((sqlite3.IntegrityError, psycopg.errors.NotNullViolation)):
-        store.record_poll("Wire", "https://w.example/rss",  # the second has no title
-                          [_new("1", "US curbs Nvidia H20"), _new("1b", None)], now=NOW)
+        store.record_poll(
+            "Wire",
+            "https://w.example/rss",  # the second has no title
+            [_new("1", "US curbs Nvidia H20"), _new("1b", None)],
+            now=NOW,
+        )
     assert store.feed_state("Wire") is None and store.count_pending() == 0
     assert store.known_items("Wire", [("1", "")]) == set()
     store.record_poll("Wire", "https://w.example/rss", [_new("1", "US curbs Nvidia H20")], now=NOW)
@@ -185,18 +217,34 @@ def test_a_failed_poll_transaction_leaves_nothing_behind(database):
 
 def test_stories_and_backtest_items_read_back_on_both_engines(database):
     store = open_store(database)
-    first = _new("1", "US curbs Nvidia H20", story_id=1, new_story=True, member=("us", "h20"),
-                 entities=("Nvidia",), story_actions=("curb",))
+    first = _new(
+        "1",
+        "US curbs Nvidia H20",
+        story_id=1,
+        new_story=True,
+        member=("us", "h20"),
+        entities=("Nvidia",),
+        story_actions=("curb",),
+    )
     [alert_id] = store.record_poll("Wire", "https://w.example/rss", [first], now=NOW)
     store.mark_sent(alert_id, "telegram", message_id="9", now=NOW)
-    joined = _new("2", "Washington curbs Nvidia H20 sales", story_id=1, member=("h20",),
-                  entities=("Nvidia",), outlet="other.example", source_name="Other", report=True)
+    joined = _new(
+        "2",
+        "Washington curbs Nvidia H20 sales",
+        story_id=1,
+        member=("h20",),
+        entities=("Nvidia",),
+        outlet="other.example",
+        source_name="Other",
+        report=True,
+    )
     store.record_poll("Other", "https://o.example/rss", [joined], now=NOW + timedelta(minutes=1))
     assert store.max_story_id() == 1
     [story] = store.recent_stories(since=NOW - timedelta(hours=1))
     assert story.sources == ("Wire", "Other") and story.members[1] == (("h20",), ("Nvidia",))
-    assert [a.id for a, _ in store.edits_due("telegram", now=NOW + timedelta(minutes=2))] \
-        == [alert_id]
+    assert [a.id for a, _ in store.edits_due("telegram", now=NOW + timedelta(minutes=2))] == [
+        alert_id
+    ]
     assert store.story_momentum(1, since=NOW - timedelta(hours=1)) == 2
     store.mark_major(1, now=NOW + timedelta(minutes=1))
     assert store.story_momentum(1, since=NOW - timedelta(hours=1)) is None  # decided already
@@ -204,4 +252,6 @@ def test_stories_and_backtest_items_read_back_on_both_engines(database):
     store.close()
     replay = stored_items(database, since=NOW - timedelta(hours=1))
     assert [(i.feed, i.title, i.alerted) for i in replay] == [
-        ("Wire", "US curbs Nvidia H20", True), ("Wire", "Washington curbs Nvidia H20 sales", True)]
+        ("Wire", "US curbs Nvidia H20", True),
+        ("Wire", "Washington curbs Nvidia H20 sales", True),
+    ]

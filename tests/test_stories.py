@@ -39,29 +39,50 @@ OUTLETS = [
 
 
 def _env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE")
+    }
     return env | extra
 
 
 def _config(tmp_path, feeds, *, destinations):
-    return write_config(tmp_path, feeds, watchlists=(ROOT / "config.yaml").read_text()
-                        .split("\nwatchlists:", 1)[1].split("\ndestinations:", 1)[0]
-                        .join(["\nwatchlists:", "\n"]) + destinations)
+    return write_config(
+        tmp_path,
+        feeds,
+        watchlists=(ROOT / "config.yaml")
+        .read_text()
+        .split("\nwatchlists:", 1)[1]
+        .split("\ndestinations:", 1)[0]
+        .join(["\nwatchlists:", "\n"])
+        + destinations,
+    )
 
 
-def test_five_outlets_one_story_one_message_edited_to_list_the_others(tmp_path, serve, telegram,
-                                                                     feed_server):
+def test_five_outlets_one_story_one_message_edited_to_list_the_others(
+    tmp_path, serve, telegram, feed_server
+):
     feeds, bodies = [], []
     for i, (outlet, title) in enumerate(OUTLETS):
-        link = f"https://{outlet.lower().replace(' ', '')}.example/h200-{i}?utm_source=rss&fbclid=x{i}"
-        bodies.append(rss([{"title": title, "link": link, "guid": f"{outlet}-1",
-                            "date": ago(minutes=30 - i)}]).encode())
+        link = (
+            f"https://{outlet.lower().replace(' ', '')}.example/h200-{i}?utm_source=rss&fbclid=x{i}"
+        )
+        bodies.append(
+            rss(
+                [{"title": title, "link": link, "guid": f"{outlet}-1", "date": ago(minutes=30 - i)}]
+            ).encode()
+        )
         # Only the first outlet has the story at the first poll; the others follow.
         feeds.append((outlet, serve(bodies[0] if i == 0 else rss([]))))
-    config = _config(tmp_path, feeds, destinations=(
-        f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
-        f"    api_base_url: {telegram.base_url}\n"))
+    config = _config(
+        tmp_path,
+        feeds,
+        destinations=(
+            f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
+            f"    api_base_url: {telegram.base_url}\n"
+        ),
+    )
     env = _env(TELEGRAM_BOT_TOKEN=telegram.token)
     first = run_bot("once", "--config", str(config), env=env)
     assert first.returncode == 0, first.stderr
@@ -85,33 +106,76 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(tmp_path, 
 
 
 def test_different_events_with_the_same_entities_stay_apart(tmp_path, serve, telegram):
-    url_a = serve(rss([{"title": "US bans Nvidia H20 exports to China", "guid": "a",
-                        "link": "https://a.example/ban", "date": ago(minutes=20)}]))
-    url_b = serve(rss([{"title": "US allows Nvidia H20 exports to China", "guid": "b",
-                        "link": "https://b.example/allow", "date": ago(minutes=10)}]))
-    config = _config(tmp_path, [("A", url_a), ("B", url_b)], destinations=(
-        f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
-        f"    api_base_url: {telegram.base_url}\n"))
+    url_a = serve(
+        rss(
+            [
+                {
+                    "title": "US bans Nvidia H20 exports to China",
+                    "guid": "a",
+                    "link": "https://a.example/ban",
+                    "date": ago(minutes=20),
+                }
+            ]
+        )
+    )
+    url_b = serve(
+        rss(
+            [
+                {
+                    "title": "US allows Nvidia H20 exports to China",
+                    "guid": "b",
+                    "link": "https://b.example/allow",
+                    "date": ago(minutes=10),
+                }
+            ]
+        )
+    )
+    config = _config(
+        tmp_path,
+        [("A", url_a), ("B", url_b)],
+        destinations=(
+            f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
+            f"    api_base_url: {telegram.base_url}\n"
+        ),
+    )
     result = run_bot("once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token))
     assert result.returncode == 0, result.stderr
     assert len(telegram.sent) == 2 and telegram.edits == []
 
 
 def test_republished_and_edited_items_alert_nothing_new(tmp_path, serve, feed_server):
-    items = [{"title": "Huawei hit by new US export controls on Ascend chips", "guid": "orig",
-              "link": "https://n.example/huawei?utm_source=rss", "date": ago(minutes=30)}]
+    items = [
+        {
+            "title": "Huawei hit by new US export controls on Ascend chips",
+            "guid": "orig",
+            "link": "https://n.example/huawei?utm_source=rss",
+            "date": ago(minutes=30),
+        }
+    ]
     url = serve(rss(items))
     config = _config(tmp_path, [("Wire", url)], destinations="")
     first = run_bot("once", "--config", str(config))
     assert "alerts=1" in first.stdout
     # New guid, same article behind a different tracking URL; and a lightly edited title.
     items += [
-        {"title": "Huawei hit by new US export controls on Ascend chips", "guid": "republished",
-         "link": "https://www.n.example/huawei/?utm_campaign=x#top", "date": ago(minutes=5)},
-        {"title": "UPDATE: Huawei hit by new U.S. export controls on Ascend chips", "guid": "edit",
-         "link": "https://n.example/huawei-updated", "date": ago(minutes=4)},
-        {"title": "Huawei hit by new US export contrls on Ascend chips", "guid": "typo",
-         "link": "https://n.example/huawei-typo", "date": ago(minutes=3)},
+        {
+            "title": "Huawei hit by new US export controls on Ascend chips",
+            "guid": "republished",
+            "link": "https://www.n.example/huawei/?utm_campaign=x#top",
+            "date": ago(minutes=5),
+        },
+        {
+            "title": "UPDATE: Huawei hit by new U.S. export controls on Ascend chips",
+            "guid": "edit",
+            "link": "https://n.example/huawei-updated",
+            "date": ago(minutes=4),
+        },
+        {
+            "title": "Huawei hit by new US export contrls on Ascend chips",
+            "guid": "typo",
+            "link": "https://n.example/huawei-typo",
+            "date": ago(minutes=3),
+        },
     ]
     feed_server.routes[url.split(str(feed_server.port))[1]].body = rss(items).encode()
     second = run_bot("once", "--config", str(config))
@@ -122,8 +186,24 @@ def test_republished_and_edited_items_alert_nothing_new(tmp_path, serve, feed_se
 
 def test_slack_records_sources_but_posts_once(tmp_path, serve):
     with FakeSlack(interval=0) as slack:
-        feeds = [(o, serve(rss([{"title": t, "guid": o, "link": f"https://{i}.example/s",
-                                  "date": ago(minutes=10 - i)}]))) for i, (o, t) in enumerate(OUTLETS[:3])]
+        feeds = [
+            (
+                o,
+                serve(
+                    rss(
+                        [
+                            {
+                                "title": t,
+                                "guid": o,
+                                "link": f"https://{i}.example/s",
+                                "date": ago(minutes=10 - i),
+                            }
+                        ]
+                    )
+                ),
+            )
+            for i, (o, t) in enumerate(OUTLETS[:3])
+        ]
         config = _config(tmp_path, feeds, destinations="destinations:\n  slack: {}\n")
         result = run_bot("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
         assert result.returncode == 0, result.stderr
@@ -149,23 +229,45 @@ class Clock:
 
 
 def _item(feed, title, i):
-    return FeedItem(feed=feed, guid=f"{feed}-{i}", link=f"https://{feed}.example/{i}",
-                    title=title, summary="", published=None)
+    return FeedItem(
+        feed=feed,
+        guid=f"{feed}-{i}",
+        link=f"https://{feed}.example/{i}",
+        title=title,
+        summary="",
+        published=None,
+    )
 
 
 def _poll(store, feed, title, *, story_id, new_story, clock, i=0):
     result = MATCHER.match(title)
     assert result.alert, title
     h = headline_features(title, result.matches)
-    store.record_poll(feed, f"http://127.0.0.1:9/{feed}", [NewItem(
-        item=_item(feed, title, i), canonical_link=f"https://{feed}.example/{i}", result=result,
-        story_id=story_id, new_story=new_story,
-        member=tuple(h.encode()), entities=tuple(sorted(h.entities)),
-        story_actions=tuple(sorted(h.actions)), report=True, destinations=("telegram",))],
-        now=clock(), edit_delay=timedelta(seconds=30))
+    store.record_poll(
+        feed,
+        f"http://127.0.0.1:9/{feed}",
+        [
+            NewItem(
+                item=_item(feed, title, i),
+                canonical_link=f"https://{feed}.example/{i}",
+                result=result,
+                story_id=story_id,
+                new_story=new_story,
+                member=tuple(h.encode()),
+                entities=tuple(sorted(h.entities)),
+                story_actions=tuple(sorted(h.actions)),
+                report=True,
+                destinations=("telegram",),
+            )
+        ],
+        now=clock(),
+        edit_delay=timedelta(seconds=30),
+    )
 
 
-async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(database, telegram):
+async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(
+    database, telegram
+):
     store = open_store(database)
     clock = Clock()
     sink = TelegramSink(token=telegram.token, chat_id=CHANNEL, base_url=telegram.base_url)
@@ -182,8 +284,10 @@ async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_erro
     assert "Bloomberg, SCMP" in telegram.edits[0]["shown_text"]
 
     # Asked to edit again with nothing new: Telegram says "not modified", which is done.
-    store.db.execute("UPDATE deliveries SET edit_pending = 1, edit_after = ?",
-                     [(clock.now - timedelta(seconds=1)).isoformat(timespec="milliseconds")])
+    store.db.execute(
+        "UPDATE deliveries SET edit_pending = 1, edit_after = ?",
+        [(clock.now - timedelta(seconds=1)).isoformat(timespec="milliseconds")],
+    )
     report = await deliverer.deliver_due()
     assert report.edits == 1 and not store.edits_due("telegram", now=clock.now + timedelta(hours=1))
     assert len(telegram.edits) == 1, "the fake refused the identical edit"
@@ -202,55 +306,144 @@ def _cluster(titles_times):
 NOW = datetime(2026, 11, 28, 12, tzinfo=timezone.utc)
 SAME = [
     ("outlets_rephrase", [OUTLETS[0][1], OUTLETS[1][1], OUTLETS[2][1]]),
-    ("ban_reworded", ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"]),
-    ("family_and_model", ["US curbs Huawei Ascend 910C chip exports", "Huawei Ascend chip exports curbed by US"]),
+    (
+        "ban_reworded",
+        ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"],
+    ),
+    (
+        "family_and_model",
+        ["US curbs Huawei Ascend 910C chip exports", "Huawei Ascend chip exports curbed by US"],
+    ),
     # A market reaction wrapped around the event: the event is what follows "as" / "on".
-    ("market_reaction_wrapper", ["US considering new restrictions on AI chip exports to China",
-                                 "Chinese stocks fall as US reportedly weighs curbs on AI chip exports"]),
+    (
+        "market_reaction_wrapper",
+        [
+            "US considering new restrictions on AI chip exports to China",
+            "Chinese stocks fall as US reportedly weighs curbs on AI chip exports",
+        ],
+    ),
     # A product planned is the product offered.
-    ("product_planned_and_offered", ["Nvidia offers new chip for China to meet US export rules",
-                                     "Nvidia Plans New Graphics-Processing Chip for China to Meet U.S. Export Rules"]),
+    (
+        "product_planned_and_offered",
+        [
+            "Nvidia offers new chip for China to meet US export rules",
+            "Nvidia Plans New Graphics-Processing Chip for China to Meet U.S. Export Rules",
+        ],
+    ),
     # A vaguer headline (everyday subjects only), same actor and kind of action.
-    ("vaguer_headline_joins", ["US orders Nvidia and AMD to stop selling AI chips to China",
-                               "US blocks sales of some AI chips to China as tech crackdown intensifies"]),
+    (
+        "vaguer_headline_joins",
+        [
+            "US orders Nvidia and AMD to stop selling AI chips to China",
+            "US blocks sales of some AI chips to China as tech crackdown intensifies",
+        ],
+    ),
     # A company in common; one side also names a chip, the other a customer.
-    ("company_in_common_other_kinds", ["Applied Materials faces US criminal probe over shipments to SMIC",
-                                       "Applied Materials Subpoenaed Over Chip Equipment Shipments to China"]),
+    (
+        "company_in_common_other_kinds",
+        [
+            "Applied Materials faces US criminal probe over shipments to SMIC",
+            "Applied Materials Subpoenaed Over Chip Equipment Shipments to China",
+        ],
+    ),
 ]
 APART = [
     ("ban_vs_allow", ["US bans H20 exports to China", "US allows H20 exports to China"]),
-    ("same_company_other_event", ["Huawei added to entity list over chip sales",
-                                  "Huawei imports of HBM halted"]),
-    ("shared_policy_term_only", ["SMIC faces new export controls on tools",
-                                 "Nvidia lobbies against export controls"]),
-    ("other_company_same_chip", ["US halts Micron HBM exports to China",
-                                 "US halts Samsung HBM exports to China"]),
-    ("other_model_same_company", ["US bans Nvidia H20 sales to China",
-                                  "US bans Nvidia H200 sales to China"]),
+    (
+        "same_company_other_event",
+        ["Huawei added to entity list over chip sales", "Huawei imports of HBM halted"],
+    ),
+    (
+        "shared_policy_term_only",
+        ["SMIC faces new export controls on tools", "Nvidia lobbies against export controls"],
+    ),
+    (
+        "other_company_same_chip",
+        ["US halts Micron HBM exports to China", "US halts Samsung HBM exports to China"],
+    ),
+    (
+        "other_model_same_company",
+        ["US bans Nvidia H20 sales to China", "US bans Nvidia H200 sales to China"],
+    ),
     # Distinct events of one busy day that share their subject.
-    ("other_country", ["Japan to restrict exports of 23 types of chipmaking equipment",
-                       "Netherlands announces new export rules for ASML's DUV machines"]),
-    ("other_numbers", ["US adds 140 Chinese chip firms to entity list",
-                       "US adds 36 Chinese chip firms to entity list"]),
-    ("rescind_vs_tighten", ["Commerce tightens export controls on Nvidia H20 chips",
-                            "Trump administration rescinds Nvidia H20 export curbs"]),
-    ("other_agency", ["Justice Department charges Nvidia chip smugglers in Singapore case",
-                      "Commerce Department charges Nvidia chip smugglers in Singapore case"]),
-    ("other_actor", ["Dutch government takes control of Chinese-owned chipmaker Nexperia",
-                     "China bans exports of Nexperia chips after Dutch takeover"]),
-    ("other_kind_of_action", ["Prosecutors charge smuggling ring with exporting Nvidia GPUs to China",
-                              "Nvidia's China-specific B30A chip awaits Washington's export approval"]),
-    ("weighs_vs_imposes", ["US weighs new curbs on Nvidia AI chip sales to China",
-                           "US imposes new curbs on Nvidia AI chip sales to China"]),
-    ("specific_headline_not_hidden_in_vaguer_story", ["US blocks sales of some AI chips to China",
-                                                      "US bans sales of Nvidia H20 AI chips to China"]),
-    ("other_company_same_customer", ["Applied Materials faces US probe over shipments to SMIC",
-                                     "Lam Research faces US probe over shipments to SMIC"]),
+    (
+        "other_country",
+        [
+            "Japan to restrict exports of 23 types of chipmaking equipment",
+            "Netherlands announces new export rules for ASML's DUV machines",
+        ],
+    ),
+    (
+        "other_numbers",
+        [
+            "US adds 140 Chinese chip firms to entity list",
+            "US adds 36 Chinese chip firms to entity list",
+        ],
+    ),
+    (
+        "rescind_vs_tighten",
+        [
+            "Commerce tightens export controls on Nvidia H20 chips",
+            "Trump administration rescinds Nvidia H20 export curbs",
+        ],
+    ),
+    (
+        "other_agency",
+        [
+            "Justice Department charges Nvidia chip smugglers in Singapore case",
+            "Commerce Department charges Nvidia chip smugglers in Singapore case",
+        ],
+    ),
+    (
+        "other_actor",
+        [
+            "Dutch government takes control of Chinese-owned chipmaker Nexperia",
+            "China bans exports of Nexperia chips after Dutch takeover",
+        ],
+    ),
+    (
+        "other_kind_of_action",
+        [
+            "Prosecutors charge smuggling ring with exporting Nvidia GPUs to China",
+            "Nvidia's China-specific B30A chip awaits Washington's export approval",
+        ],
+    ),
+    (
+        "weighs_vs_imposes",
+        [
+            "US weighs new curbs on Nvidia AI chip sales to China",
+            "US imposes new curbs on Nvidia AI chip sales to China",
+        ],
+    ),
+    (
+        "specific_headline_not_hidden_in_vaguer_story",
+        [
+            "US blocks sales of some AI chips to China",
+            "US bans sales of Nvidia H20 AI chips to China",
+        ],
+    ),
+    (
+        "other_company_same_customer",
+        [
+            "Applied Materials faces US probe over shipments to SMIC",
+            "Lam Research faces US probe over shipments to SMIC",
+        ],
+    ),
     # The reaction is left out, not the event in it.
-    ("opposite_actions_in_market_wrappers", ["Nvidia shares fall as US bans H20 sales to China",
-                                             "Nvidia shares jump as US allows H20 sales to China"]),
-    ("possible_curbs_vs_curbs", ["Nvidia falls on possible US curbs on H20 sales to China",
-                                 "US curbs Nvidia H20 sales to China"]),
+    (
+        "opposite_actions_in_market_wrappers",
+        [
+            "Nvidia shares fall as US bans H20 sales to China",
+            "Nvidia shares jump as US allows H20 sales to China",
+        ],
+    ),
+    (
+        "possible_curbs_vs_curbs",
+        [
+            "Nvidia falls on possible US curbs on H20 sales to China",
+            "US curbs Nvidia H20 sales to China",
+        ],
+    ),
 ]
 
 
@@ -261,16 +454,25 @@ def test_same_event_is_one_story(titles):
 
 @pytest.mark.parametrize("titles", [c[1] for c in APART], ids=[c[0] for c in APART])
 def test_different_events_are_different_stories(titles):
-    assert len(set(_cluster([(t, NOW + timedelta(minutes=i)) for i, t in enumerate(titles)]))) == len(titles)
+    assert len(
+        set(_cluster([(t, NOW + timedelta(minutes=i)) for i, t in enumerate(titles)]))
+    ) == len(titles)
 
 
 def test_one_outlet_never_makes_one_story_twice():
-    first, second = "US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"
-    items = [(first, NOW, "Reuters", MATCHER.match(first).matches),
-             (second, NOW + timedelta(minutes=5), "Reuters", MATCHER.match(second).matches),
-             (second, NOW + timedelta(minutes=6), "Bloomberg", MATCHER.match(second).matches)]
+    first, second = (
+        "US bans Nvidia H20 sales to China",
+        "Washington blocks Nvidia H20 chip sales to China",
+    )
+    items = [
+        (first, NOW, "Reuters", MATCHER.match(first).matches),
+        (second, NOW + timedelta(minutes=5), "Reuters", MATCHER.match(second).matches),
+        (second, NOW + timedelta(minutes=6), "Bloomberg", MATCHER.match(second).matches),
+    ]
     ids = cluster_offline(items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
-    assert ids[0] != ids[1], "one outlet's second headline is another event (its edits are caught earlier)"
+    assert ids[0] != ids[1], (
+        "one outlet's second headline is another event (its edits are caught earlier)"
+    )
     assert ids[2] == ids[0], "another outlet's same headline joins"
 
 
@@ -280,12 +482,18 @@ def test_an_outlets_retitled_copy_joins_only_when_it_says_exactly_the_same_soon_
     other = "Nvidia Says US Order Restricts Sales of AI Chips to China and Russia"
 
     def ids(second: str, later: timedelta) -> list[int]:
-        items = [(first, NOW, "CNET", MATCHER.match(first).matches),
-                 (second, NOW + later, "CNET", MATCHER.match(second).matches)]
-        return cluster_offline(items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+        items = [
+            (first, NOW, "CNET", MATCHER.match(first).matches),
+            (second, NOW + later, "CNET", MATCHER.match(second).matches),
+        ]
+        return cluster_offline(
+            items, window=timedelta(hours=48), threshold=CONFIG.stories.threshold
+        )
 
     assert len(set(ids(copy, timedelta(0)))) == 1, "the same article re-titled at once"
-    assert len(set(ids(copy, timedelta(hours=3)))) == 2, "hours later, the outlet reports an event again"
+    assert len(set(ids(copy, timedelta(hours=3)))) == 2, (
+        "hours later, the outlet reports an event again"
+    )
     assert len(set(ids(other, timedelta(0)))) == 2, "the second headline says more: another event"
 
 
@@ -329,8 +537,12 @@ def test_a_busy_subject_still_finds_the_items_story_and_compares_few():
     # Then a thousand other Nvidia H20 stories, each kept apart, all more recent than story 1.
     for n in range(2, 1002):
         title = f"Nvidia H20 {_name(n)} and {_name(n + 5000)} sign {_name(n + 9000)} accord"
-        story = Story(id=n, first_seen=NOW + timedelta(seconds=n),
-                      last_seen=NOW + timedelta(seconds=n), title=title)
+        story = Story(
+            id=n,
+            first_seen=NOW + timedelta(seconds=n),
+            last_seen=NOW + timedelta(seconds=n),
+            title=title,
+        )
         story.absorb(_features(title), source=f"outlet {n}", at=story.last_seen)
         index.add(story)
     item = _features("Kovalenko Trading smuggled Nvidia H20 chips through Penang, probe finds")
@@ -341,34 +553,53 @@ def test_a_busy_subject_still_finds_the_items_story_and_compares_few():
 
 def test_stories_leave_the_index_when_the_window_passes_them():
     index = StoryIndex(window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
-    for n, (title, hours) in enumerate([("US bans Nvidia H20 sales to China", 0),
-                                        ("Huawei Ascend 910C output doubles at SMIC", 1),
-                                        ("Washington blocks Nvidia H20 chip sales to China", 30)]):
-        index.assign(_features(title), at=NOW + timedelta(hours=hours), source=f"s{n}",
-                     title=title, new_id=n + 1)
+    for n, (title, hours) in enumerate(
+        [
+            ("US bans Nvidia H20 sales to China", 0),
+            ("Huawei Ascend 910C output doubles at SMIC", 1),
+            ("Washington blocks Nvidia H20 chip sales to China", 30),
+        ]
+    ):
+        index.assign(
+            _features(title),
+            at=NOW + timedelta(hours=hours),
+            source=f"s{n}",
+            title=title,
+            new_id=n + 1,
+        )
     assert sorted(index.stories) == [1, 2], "the third headline joins story 1"
     index.expire(NOW + timedelta(hours=60))
     # Story 1 was reported again at +30 h, so it stays; story 2 (+1 h) is gone.
     assert sorted(index.stories) == [1]
-    decision = index.decide(_features("Huawei Ascend 910C output doubles at SMIC"),
-                            NOW + timedelta(hours=60))
+    decision = index.decide(
+        _features("Huawei Ascend 910C output doubles at SMIC"), NOW + timedelta(hours=60)
+    )
     assert decision.story is None and "no recent story" in decision.reason
-    again = index.decide(_features("US blocks Nvidia H20 chip sales to China"),
-                         NOW + timedelta(hours=60))
+    again = index.decide(
+        _features("US blocks Nvidia H20 chip sales to China"), NOW + timedelta(hours=60)
+    )
     assert again.story is not None and again.story.id == 1
 
 
 def test_loaded_stories_leave_memory_by_last_report_not_by_id(tmp_path):
     store = open_store(tmp_path / "cw.db")
-    for sid, title, first, last in [(1, "US bans Nvidia H20 sales to China", 40, 1),
-                                    (2, "Huawei Ascend 910C output doubles at SMIC", 30, 30)]:
+    for sid, title, first, last in [
+        (1, "US bans Nvidia H20 sales to China", 40, 1),
+        (2, "Huawei Ascend 910C output doubles at SMIC", 30, 30),
+    ]:
         f = _features(title)
-        store.db["stories"].insert({
-            "id": sid, "title": title, "actions": json.dumps(sorted(f.actions)),
-            "first_seen": (NOW - timedelta(hours=first)).isoformat(timespec="milliseconds"),
-            "last_seen": (NOW - timedelta(hours=last)).isoformat(timespec="milliseconds"),
-            "words": json.dumps([sorted(f.words)]), "entities": json.dumps([sorted(f.entities)]),
-            "sources": json.dumps(["Reuters"])})
+        store.db["stories"].insert(
+            {
+                "id": sid,
+                "title": title,
+                "actions": json.dumps(sorted(f.actions)),
+                "first_seen": (NOW - timedelta(hours=first)).isoformat(timespec="milliseconds"),
+                "last_seen": (NOW - timedelta(hours=last)).isoformat(timespec="milliseconds"),
+                "words": json.dumps([sorted(f.words)]),
+                "entities": json.dumps([sorted(f.entities)]),
+                "sources": json.dumps(["Reuters"]),
+            }
+        )
     clusterer = Clusterer(store, CONFIG.stories, now=NOW, watchlists=CONFIG.watchlists)
     assert sorted(clusterer.index.stories) == [1, 2]
     clusterer.index.expire(NOW + timedelta(hours=20))  # story 2 was last reported 50 h before
@@ -377,7 +608,10 @@ def test_loaded_stories_leave_memory_by_last_report_not_by_id(tmp_path):
 
 
 def test_steady_coverage_does_not_keep_a_story_open_for_ever():
-    variants = ["US bans Nvidia H20 sales to China", "Washington blocks Nvidia H20 chip sales to China"]
+    variants = [
+        "US bans Nvidia H20 sales to China",
+        "Washington blocks Nvidia H20 chip sales to China",
+    ]
     ids = _cluster([(variants[n % 2], NOW + timedelta(hours=20 * n)) for n in range(6)])
     # Each report is within 48 h of the one before; the sixth comes 100 h after the first.
     assert ids[:5] == [ids[0]] * 5 and ids[5] != ids[0]
@@ -391,13 +625,17 @@ def test_a_shared_subject_alone_is_no_story_and_says_so():
     assert "share the chip or company but nothing else" in decision.reason
 
 
-@pytest.mark.parametrize("old,new,edited", [
-    ("China approves H200 imports", "UPDATE: China approves H200 imports", True),
-    ("China approves H200 imports", "China aproves H200 imports", True),
-    ("China approves H200 imports (Updated)", "China approves H200 imports", True),
-    ("US bans H20 exports", "US allows H20 exports", False),
-    ("China approves H200 imports", "China approves B200 imports", False),
-], ids=["update_prefix", "typo_fix", "updated_suffix", "opposite_action", "other_model"])
+@pytest.mark.parametrize(
+    "old,new,edited",
+    [
+        ("China approves H200 imports", "UPDATE: China approves H200 imports", True),
+        ("China approves H200 imports", "China aproves H200 imports", True),
+        ("China approves H200 imports (Updated)", "China approves H200 imports", True),
+        ("US bans H20 exports", "US allows H20 exports", False),
+        ("China approves H200 imports", "China approves B200 imports", False),
+    ],
+    ids=["update_prefix", "typo_fix", "updated_suffix", "opposite_action", "other_model"],
+)
 def test_title_edit_detection(old, new, edited):
     assert (edited_titles([title_key(new)], [title_key(old)]) == {0}) is edited
 
@@ -411,10 +649,21 @@ def test_retention_keeps_the_database_bounded(tmp_path):
     rows_after_prune = []
     for day in range(60):
         now = start + timedelta(days=day)
-        new = [NewItem(item=FeedItem(feed="Wire", guid=f"{day}-{i}", link=f"https://n.example/{day}/{i}",
-                                     title=f"Headline {day} {i}", summary="x" * 200, published=now),
-                       canonical_link=f"https://n.example/{day}/{i}", result=None)
-               for i in range(200)]
+        new = [
+            NewItem(
+                item=FeedItem(
+                    feed="Wire",
+                    guid=f"{day}-{i}",
+                    link=f"https://n.example/{day}/{i}",
+                    title=f"Headline {day} {i}",
+                    summary="x" * 200,
+                    published=now,
+                ),
+                canonical_link=f"https://n.example/{day}/{i}",
+                result=None,
+            )
+            for i in range(200)
+        ]
         store.record_poll("Wire", "http://127.0.0.1:9/w", new, now=now)
         store.prune(older_than=timedelta(days=30), now=now)
         rows_after_prune.append(store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0])
@@ -429,10 +678,38 @@ def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serv
     """The feed listed (and polled) first has the later report; the story starts with the
     earlier one all the same, and the later one joins it."""
     later, earlier = OUTLETS[1], OUTLETS[0]
-    feeds = [(later[0], serve(rss([{"title": later[1], "guid": "l", "date": ago(minutes=5),
-                                    "link": "https://bloomberg.example/l"}]))),
-             (earlier[0], serve(rss([{"title": earlier[1], "guid": "e", "date": ago(minutes=30),
-                                      "link": "https://reuters.example/e"}])))]
+    feeds = [
+        (
+            later[0],
+            serve(
+                rss(
+                    [
+                        {
+                            "title": later[1],
+                            "guid": "l",
+                            "date": ago(minutes=5),
+                            "link": "https://bloomberg.example/l",
+                        }
+                    ]
+                )
+            ),
+        ),
+        (
+            earlier[0],
+            serve(
+                rss(
+                    [
+                        {
+                            "title": earlier[1],
+                            "guid": "e",
+                            "date": ago(minutes=30),
+                            "link": "https://reuters.example/e",
+                        }
+                    ]
+                )
+            ),
+        ),
+    ]
     config = _config(tmp_path, feeds, destinations="")
     out = run_bot("once", "--config", str(config))
     assert out.returncode == 0, out.stderr
@@ -447,12 +724,18 @@ def test_stories_stored_before_schema_5_keep_their_kind_of_action(tmp_path):
     store = open_store(tmp_path / "cw.db")
     ban = "US bans Nvidia H20 sales to Kovalenko Trading"
     f = _features(ban)
-    store.db["stories"].insert({
-        "id": 1, "title": ban, "actions": json.dumps(["restrict"]),
-        "first_seen": NOW.isoformat(timespec="milliseconds"),
-        "last_seen": NOW.isoformat(timespec="milliseconds"),
-        "words": json.dumps([sorted(f.words)]), "entities": json.dumps([sorted(f.entities)]),
-        "sources": json.dumps(["Reuters"])})
+    store.db["stories"].insert(
+        {
+            "id": 1,
+            "title": ban,
+            "actions": json.dumps(["restrict"]),
+            "first_seen": NOW.isoformat(timespec="milliseconds"),
+            "last_seen": NOW.isoformat(timespec="milliseconds"),
+            "words": json.dumps([sorted(f.words)]),
+            "entities": json.dumps([sorted(f.entities)]),
+            "sources": json.dumps(["Reuters"]),
+        }
+    )
     clusterer = Clusterer(store, CONFIG.stories, now=NOW, watchlists=CONFIG.watchlists)
     same = clusterer.index.decide(_features(ban.replace("bans", "blocks")), NOW, source="AP")
     assert same.story is not None and same.story.id == 1, same.explain()
@@ -463,11 +746,20 @@ def test_stories_stored_before_schema_5_keep_their_kind_of_action(tmp_path):
 
 def test_cluster_command_explains_each_placement(tmp_path):
     config = write_config(tmp_path, [])
-    out = run_bot("cluster", "--config", str(config), "US bans H20 exports",
-                  "US allows H20 exports", "Commerce bans Nvidia H20 exports to China")
+    out = run_bot(
+        "cluster",
+        "--config",
+        str(config),
+        "US bans H20 exports",
+        "US allows H20 exports",
+        "Commerce bans Nvidia H20 exports to China",
+    )
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0] == "1. US bans H20 exports" and "new story" in lines[1]
     assert lines[2] == "2. US allows H20 exports" and "new story" in lines[3]
     assert "opposite" in lines[3]
-    assert lines[4].startswith("3. Commerce bans") and 'joins story 1 "US bans H20 exports"' in lines[5]
+    assert (
+        lines[4].startswith("3. Commerce bans")
+        and 'joins story 1 "US bans H20 exports"' in lines[5]
+    )

@@ -92,9 +92,14 @@ def backoff(attempts: int) -> float:
 class Deliverer:
     """Drains the outbox into sinks, remembering per destination when it may send again."""
 
-    def __init__(self, store: Store, sinks: Sequence[Sink], *,
-                 now: Callable[[], datetime] = utcnow,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
+    def __init__(
+        self,
+        store: Store,
+        sinks: Sequence[Sink],
+        *,
+        now: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ):
         self.store = store
         self.sinks = list(sinks)
         self._now = now
@@ -158,13 +163,26 @@ class Deliverer:
                 self.store.edit_later(alert.id, sink.name, at=at)
                 self._hold[sink.name] = at
                 report.count(sink.name, "retry")
-                event(log, "edit_retry", logging.WARNING, destination=sink.name, alert=alert.id,
-                      wait=f"{wait:g}s", error=str(exc))
+                event(
+                    log,
+                    "edit_retry",
+                    logging.WARNING,
+                    destination=sink.name,
+                    alert=alert.id,
+                    wait=f"{wait:g}s",
+                    error=str(exc),
+                )
                 return
             except Rejected as exc:  # e.g. the message was deleted: there is nothing to edit
                 self.store.edit_done(alert.id, sink.name)
-                event(log, "edit_rejected", logging.WARNING, destination=sink.name,
-                      alert=alert.id, error=str(exc))
+                event(
+                    log,
+                    "edit_rejected",
+                    logging.WARNING,
+                    destination=sink.name,
+                    alert=alert.id,
+                    error=str(exc),
+                )
                 report.count(sink.name, "rejected")
                 continue
             except Unavailable as exc:
@@ -173,8 +191,14 @@ class Deliverer:
                 report.count(sink.name, "unavailable")
                 return
             self.store.edit_done(alert.id, sink.name)
-            event(log, "alert_edited", destination=sink.name, alert=alert.id,
-                  sources=len(alert.sources), major=alert.major or None)
+            event(
+                log,
+                "alert_edited",
+                destination=sink.name,
+                alert=alert.id,
+                sources=len(alert.sources),
+                major=alert.major or None,
+            )
             report.edits += 1
             report.count(sink.name, "edited")
             if self.stop.is_set():
@@ -200,8 +224,14 @@ class Deliverer:
                 return
             except Rejected as exc:
                 self.store.mark_rejected(backlog[0].id, sink.name, error=str(exc))
-                event(log, "alert_rejected", logging.ERROR, destination=sink.name,
-                      alert=backlog[0].id, error=str(exc))
+                event(
+                    log,
+                    "alert_rejected",
+                    logging.ERROR,
+                    destination=sink.name,
+                    alert=backlog[0].id,
+                    error=str(exc),
+                )
                 report.rejected += 1
                 report.count(sink.name, "rejected")
                 i += 1
@@ -213,14 +243,20 @@ class Deliverer:
                 return
             now = self._now()
             for alert in included:
-                self.store.mark_sent(alert.id, sink.name, message_id=message_id, now=now,
-                                     via_digest=digest)
+                self.store.mark_sent(
+                    alert.id, sink.name, message_id=message_id, now=now, via_digest=digest
+                )
             self._hold.pop(sink.name, None)
             self._down_since.pop(sink.name, None)
             if self._paused.pop(sink.name, None) is not None:
                 event(log, "destination_resumed", logging.WARNING, destination=sink.name)
-            event(log, "digest_sent" if digest else "alert_sent", destination=sink.name,
-                  alerts=",".join(str(a.id) for a in included), message_id=message_id)
+            event(
+                log,
+                "digest_sent" if digest else "alert_sent",
+                destination=sink.name,
+                alerts=",".join(str(a.id) for a in included),
+                message_id=message_id,
+            )
             report.sent += len(included)
             report.messages += 1
             report.count(sink.name, "sent", len(included))
@@ -234,8 +270,16 @@ class Deliverer:
         self._hold[sink.name] = at
         if exc.retry_after is None:
             self._down_since.setdefault(sink.name, self._now())
-        event(log, "alert_retry", logging.WARNING, destination=sink.name, alert=alert.id,
-              attempt=attempts, wait=f"{wait:g}s", error=str(exc))
+        event(
+            log,
+            "alert_retry",
+            logging.WARNING,
+            destination=sink.name,
+            alert=alert.id,
+            attempt=attempts,
+            wait=f"{wait:g}s",
+            error=str(exc),
+        )
 
     def _pause(self, sink: Sink, exc: Unavailable) -> None:
         interval = self._paused.get(sink.name)
@@ -243,9 +287,15 @@ class Deliverer:
         self._paused[sink.name] = interval
         self._down_since.setdefault(sink.name, self._now())
         self._hold[sink.name] = self._now() + timedelta(seconds=interval)
-        event(log, "destination_paused", logging.ERROR, destination=sink.name,
-              pending=self.store.count_pending(sink.name), retry_in=f"{interval:g}s",
-              error=str(exc))
+        event(
+            log,
+            "destination_paused",
+            logging.ERROR,
+            destination=sink.name,
+            pending=self.store.count_pending(sink.name),
+            retry_in=f"{interval:g}s",
+            error=str(exc),
+        )
 
     async def drain(self, *, max_wait: float = 120.0) -> DeliveryReport:
         """Deliver until nothing is pending, or every destination with pending alerts is paused

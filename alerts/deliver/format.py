@@ -71,7 +71,7 @@ def outlet_name(alert: Alert) -> str:
 
 
 def story_line(alert: Alert, *, names: int = 2) -> str:
-    """"also reported by Reuters, Bloomberg, +3" for a story with more than one source."""
+    """ "also reported by Reuters, Bloomberg, +3" for a story with more than one source."""
     others = [s for s in alert.sources[1:] if s != alert.feed]
     if not others:
         return ""
@@ -84,10 +84,13 @@ REPORTS_MAX = 10  # headlines of joining outlets shown in one alert
 
 
 def report_lines(alert: Alert, *, width: int = 300) -> list[str]:
-    """"• Bloomberg: <its headline>" for each joining outlet whose headline says more than the
+    """ "• Bloomberg: <its headline>" for each joining outlet whose headline says more than the
     alert's title: even a story that wrongly took in another event's item hides nothing."""
-    return [f"• {name}: {cut_text(headline, width)}"
-            for name, headline in alert.reports[:REPORTS_MAX] if headline != alert.title]
+    return [
+        f"• {name}: {cut_text(headline, width)}"
+        for name, headline in alert.reports[:REPORTS_MAX]
+        if headline != alert.title
+    ]
 
 
 def major_line(alert: Alert) -> str:
@@ -123,8 +126,11 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
     """Headline as a link, source and time, what matched, then as much summary as fits."""
     title = cut_text(alert.title, TITLE_MAX)
     link = _web_link(alert.link)
-    head_html = (f'<b><a href="{html.escape(link, quote=True)}">{_esc(title)}</a></b>' if link
-                 else f"<b>{_esc(title)}</b>")
+    head_html = (
+        f'<b><a href="{html.escape(link, quote=True)}">{_esc(title)}</a></b>'
+        if link
+        else f"<b>{_esc(title)}</b>"
+    )
     meta = f"{outlet_name(alert)} · {when_text(alert)}"
     matched = "🎯 " + cut_text(matched_line(alert), 800)
     plain = [title, meta, matched]
@@ -151,8 +157,9 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
     return "\n".join(html_parts)
 
 
-def telegram_digest(alerts: Sequence[Alert], *, limit: int = TELEGRAM_LIMIT,
-                    max_alerts: int = DIGEST_MAX_ALERTS) -> tuple[str, list[Alert]]:
+def telegram_digest(
+    alerts: Sequence[Alert], *, limit: int = TELEGRAM_LIMIT, max_alerts: int = DIGEST_MAX_ALERTS
+) -> tuple[str, list[Alert]]:
     """One message listing as many alerts as fit; returns it and the alerts it includes."""
     header_plain = "📰 {n} alerts (digest)"
     lines_html: list[str] = []
@@ -167,8 +174,9 @@ def telegram_digest(alerts: Sequence[Alert], *, limit: int = TELEGRAM_LIMIT,
         if included and used + cost > limit:
             break
         link = _web_link(alert.link)
-        title_html = (f'<a href="{html.escape(link, quote=True)}">{_esc(title)}</a>' if link
-                      else _esc(title))
+        title_html = (
+            f'<a href="{html.escape(link, quote=True)}">{_esc(title)}</a>' if link else _esc(title)
+        )
         lines_html.append(f"{i}. {title_html}{_esc(tail)}")
         included.append(alert)
         used += cost
@@ -209,27 +217,41 @@ def slack_payload(alert: Alert) -> dict:
         body += "\n" + slack_escape(cut_text(alert.summary, SUMMARY_MAX))
     return {
         "text": slack_escape(f"{title} — {alert.feed}"),
-        "blocks": [{"type": "section", "text": {"type": "mrkdwn",
-                                                "text": cut_text(body, SLACK_SECTION_MAX)}}],
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": cut_text(body, SLACK_SECTION_MAX)},
+            }
+        ],
         "unfurl_links": False,
     }
 
 
-def slack_digest(alerts: Sequence[Alert], *, max_alerts: int = DIGEST_MAX_ALERTS) -> tuple[dict, list[Alert]]:
+def slack_digest(
+    alerts: Sequence[Alert], *, max_alerts: int = DIGEST_MAX_ALERTS
+) -> tuple[dict, list[Alert]]:
     lines: list[str] = []
     included: list[Alert] = []
     used = 0
     for i, alert in enumerate(alerts[:max_alerts], start=1):
         terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-        line = (f"{i}. {_slack_link(alert, cut_text(alert.title, 200))} — "
-                f"{slack_escape(alert.feed)} · {slack_escape(cut_text(terms, 100))}")
+        line = (
+            f"{i}. {_slack_link(alert, cut_text(alert.title, 200))} — "
+            f"{slack_escape(alert.feed)} · {slack_escape(cut_text(terms, 100))}"
+        )
         if included and used + len(line) + 1 > SLACK_SECTION_MAX - 100:
             break
         lines.append(line)
         included.append(alert)
         used += len(line) + 1
     header = f"📰 *{len(included)} alerts* (digest)"
-    return ({"text": f"{len(included)} alerts (digest)",
-             "blocks": [{"type": "section", "text": {"type": "mrkdwn",
-                                                     "text": "\n".join([header, *lines])}}],
-             "unfurl_links": False}, included)
+    return (
+        {
+            "text": f"{len(included)} alerts (digest)",
+            "blocks": [
+                {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join([header, *lines])}}
+            ],
+            "unfurl_links": False,
+        },
+        included,
+    )

@@ -11,8 +11,9 @@ from collections.abc import Awaitable, Callable, Sequence
 class RateLimiter:
     """Sliding-window limits, e.g. ``[(1, 1.0), (20, 60.0)]``: one per second and 20 a minute."""
 
-    def __init__(self, windows: Sequence[tuple[int, float]], *,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, windows: Sequence[tuple[int, float]], *, clock: Callable[[], float] = time.monotonic
+    ):
         self.windows = tuple(windows)
         self._clock = clock
         self._sent: deque[float] = deque()

@@ -14,8 +14,11 @@ from .telegram import TelegramClient
 def _secret(name: str, config: Config, key: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value:
-        raise ConfigError(f"{key} is configured, but the environment variable {name} is not set",
-                          file=str(config.path), key=key)
+        raise ConfigError(
+            f"{key} is configured, but the environment variable {name} is not set",
+            file=str(config.path),
+            key=key,
+        )
     return value
 
 
@@ -31,15 +34,21 @@ def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> li
             from .telegram import TelegramSink
 
             assert dest.telegram is not None
-            sinks.append(TelegramSink(
-                token=_secret("TELEGRAM_BOT_TOKEN", config, "destinations.telegram"),
-                chat_id=dest.telegram.chat_id, base_url=dest.telegram.api_base_url,
-                link_preview=dest.telegram.link_preview,
-                client=telegram if telegram and telegram.base_url == dest.telegram.api_base_url
-                else None))
+            sinks.append(
+                TelegramSink(
+                    token=_secret("TELEGRAM_BOT_TOKEN", config, "destinations.telegram"),
+                    chat_id=dest.telegram.chat_id,
+                    base_url=dest.telegram.api_base_url,
+                    link_preview=dest.telegram.link_preview,
+                    client=telegram
+                    if telegram and telegram.base_url == dest.telegram.api_base_url
+                    else None,
+                )
+            )
         elif name == "slack":
             from .slack import SlackSink
 
-            sinks.append(SlackSink(
-                webhook_url=_secret("SLACK_WEBHOOK_URL", config, "destinations.slack")))
+            sinks.append(
+                SlackSink(webhook_url=_secret("SLACK_WEBHOOK_URL", config, "destinations.slack"))
+            )
     return sinks

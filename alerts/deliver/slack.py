@@ -21,8 +21,14 @@ PER_WEBHOOK = (1, 1.05)  # 1/s, with slack for network jitter
 class SlackSink:
     """Posts alerts to one incoming webhook."""
 
-    def __init__(self, *, webhook_url: str, name: str = "slack",
-                 per_webhook: tuple[int, float] = PER_WEBHOOK, timeout: float = 15.0):
+    def __init__(
+        self,
+        *,
+        webhook_url: str,
+        name: str = "slack",
+        per_webhook: tuple[int, float] = PER_WEBHOOK,
+        timeout: float = 15.0,
+    ):
         self.name = name
         self._url = webhook_url
         self._client = httpx.AsyncClient(timeout=timeout, headers={"User-Agent": USER_AGENT})

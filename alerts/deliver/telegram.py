@@ -39,9 +39,17 @@ PER_CHAT = (1, 1.05)
 PER_GROUP_MINUTE = (20, 61.0)
 GLOBAL = (30, 1.05)
 # Errors that say the chat itself is unusable, not this message.
-_CHAT_GONE = ("chat not found", "bot was kicked", "not enough rights", "have no rights",
-              "need administrator rights", "bot is not a member", "chat_write_forbidden",
-              "user is deactivated", "bot was blocked")
+_CHAT_GONE = (
+    "chat not found",
+    "bot was kicked",
+    "not enough rights",
+    "have no rights",
+    "need administrator rights",
+    "bot is not a member",
+    "chat_write_forbidden",
+    "user is deactivated",
+    "bot was blocked",
+)
 
 
 class TelegramClient:
@@ -49,16 +57,30 @@ class TelegramClient:
     channel, personal chats, command replies and admin notices. Long polling for commands has
     its own connection, so a pending ``getUpdates`` never holds up a send."""
 
-    def __init__(self, *, token: str, base_url: str, timeout: float = 15.0,
-                 overall: tuple[int, float] = GLOBAL):
+    def __init__(
+        self,
+        *,
+        token: str,
+        base_url: str,
+        timeout: float = 15.0,
+        overall: tuple[int, float] = GLOBAL,
+    ):
         self.token = token
         self.base_url = base_url
-        request = HTTPXRequest(connection_pool_size=8, read_timeout=timeout,
-                               write_timeout=timeout, connect_timeout=timeout,
-                               pool_timeout=timeout)
-        updates = HTTPXRequest(connection_pool_size=1, read_timeout=timeout + 30,
-                               write_timeout=timeout, connect_timeout=timeout,
-                               pool_timeout=timeout)
+        request = HTTPXRequest(
+            connection_pool_size=8,
+            read_timeout=timeout,
+            write_timeout=timeout,
+            connect_timeout=timeout,
+            pool_timeout=timeout,
+        )
+        updates = HTTPXRequest(
+            connection_pool_size=1,
+            read_timeout=timeout + 30,
+            write_timeout=timeout,
+            connect_timeout=timeout,
+            pool_timeout=timeout,
+        )
         self.bot = Bot(token, base_url=base_url, request=request, get_updates_request=updates)
         self.budget = RateLimiter([overall])
         self._chats: dict[str, RateLimiter] = {}
@@ -103,13 +125,22 @@ def retry_seconds(exc: RetryAfter) -> float:
 class TelegramSink:
     """Sends alerts to one chat (the channel)."""
 
-    def __init__(self, *, token: str, chat_id: str | int, name: str = "telegram",
-                 base_url: str = "https://api.telegram.org/bot", link_preview: bool = False,
-                 per_chat: tuple[int, float] = PER_CHAT,
-                 per_group_minute: tuple[int, float] = PER_GROUP_MINUTE,
-                 overall: tuple[int, float] = GLOBAL, timeout: float = 15.0,
-                 bot: Bot | None = None, overall_limiter: RateLimiter | None = None,
-                 client: TelegramClient | None = None):
+    def __init__(
+        self,
+        *,
+        token: str,
+        chat_id: str | int,
+        name: str = "telegram",
+        base_url: str = "https://api.telegram.org/bot",
+        link_preview: bool = False,
+        per_chat: tuple[int, float] = PER_CHAT,
+        per_group_minute: tuple[int, float] = PER_GROUP_MINUTE,
+        overall: tuple[int, float] = GLOBAL,
+        timeout: float = 15.0,
+        bot: Bot | None = None,
+        overall_limiter: RateLimiter | None = None,
+        client: TelegramClient | None = None,
+    ):
         self.name = name
         self.chat_id = chat_id
         self._token = token
@@ -120,9 +151,13 @@ class TelegramSink:
             bot, overall_limiter = client.bot, client.budget
         self._owns_bot = bot is None
         if bot is None:
-            request = HTTPXRequest(connection_pool_size=8, read_timeout=timeout,
-                                   write_timeout=timeout, connect_timeout=timeout,
-                                   pool_timeout=timeout)
+            request = HTTPXRequest(
+                connection_pool_size=8,
+                read_timeout=timeout,
+                write_timeout=timeout,
+                connect_timeout=timeout,
+                pool_timeout=timeout,
+            )
             bot = Bot(token, base_url=base_url, request=request)
         self.bot = bot
         # The 30-a-second limit is for the whole bot: chats of one bot share one limiter.
@@ -138,9 +173,16 @@ class TelegramSink:
     def for_chat(self, chat_id: int) -> TelegramSink:
         """A sink for a personal chat sharing this bot and its overall rate limit (and, with the
         bot's one client, that client's pace for the chat)."""
-        return TelegramSink(token=self._token, chat_id=chat_id, name=f"telegram:{chat_id}",
-                            base_url=self._base_url, link_preview=self._link_preview,
-                            bot=self.bot, overall_limiter=self.overall, client=self._client)
+        return TelegramSink(
+            token=self._token,
+            chat_id=chat_id,
+            name=f"telegram:{chat_id}",
+            base_url=self._base_url,
+            link_preview=self._link_preview,
+            bot=self.bot,
+            overall_limiter=self.overall,
+            client=self._client,
+        )
 
     def allowance(self, within: float) -> int:
         return min(self.limiter.allowance(within), self.overall.allowance(within))
@@ -153,8 +195,10 @@ class TelegramSink:
         if isinstance(exc, (InvalidToken, Forbidden)):
             return Unavailable(text)
         if isinstance(exc, ChatMigrated):
-            return Unavailable(f"{text}: the group moved to chat id {exc.new_chat_id}; "
-                               f"update destinations.telegram.chat_id")
+            return Unavailable(
+                f"{text}: the group moved to chat id {exc.new_chat_id}; "
+                f"update destinations.telegram.chat_id"
+            )
         if isinstance(exc, BadRequest):
             lowered = exc.message.lower()
             if any(marker in lowered for marker in _CHAT_GONE):
@@ -168,9 +212,12 @@ class TelegramSink:
         await self.limiter.acquire()
         await self.overall.acquire()
         try:
-            message = await self.bot.send_message(chat_id=self.chat_id, text=html_text,
-                                                  parse_mode=ParseMode.HTML,
-                                                  link_preview_options=self._preview)
+            message = await self.bot.send_message(
+                chat_id=self.chat_id,
+                text=html_text,
+                parse_mode=ParseMode.HTML,
+                link_preview_options=self._preview,
+            )
         except TelegramError as exc:
             raise self._error(exc) from None
         return str(message.message_id)
@@ -186,9 +233,13 @@ class TelegramSink:
         """Re-render a sent alert; "message is not modified" counts as done."""
         await self.edit_limiter.acquire()
         try:
-            await self.bot.edit_message_text(chat_id=self.chat_id, message_id=int(message_id),
-                                             text=telegram_html(alert), parse_mode=ParseMode.HTML,
-                                             link_preview_options=self._preview)
+            await self.bot.edit_message_text(
+                chat_id=self.chat_id,
+                message_id=int(message_id),
+                text=telegram_html(alert),
+                parse_mode=ParseMode.HTML,
+                link_preview_options=self._preview,
+            )
         except BadRequest as exc:
             if "message is not modified" in exc.message.lower():
                 return

@@ -49,16 +49,25 @@ def run_demo(config_path: Path, *, stdout: TextIO) -> int:
     with FeedServer() as server, tempfile.TemporaryDirectory(prefix="chipwatch-demo-") as tmp:
         feeds = []
         for title, filename, ctype in SAMPLES:
-            url = server.route(f"/{filename}", Route(body=functools.partial(render_sample, filename),
-                                                     headers={"Content-Type": ctype}))
+            url = server.route(
+                f"/{filename}",
+                Route(
+                    body=functools.partial(render_sample, filename), headers={"Content-Type": ctype}
+                ),
+            )
             feeds.append(FeedConfig(name=title, url=url, interval_seconds=60))
-        demo = replace(config, feeds=tuple(feeds), database=Path(tmp) / "demo.db",
-                       destinations=Destinations())
-        print(f"chipwatch demo: {len(feeds)} sample feeds on {server.url('/')}, watchlists from "
-              f"{config.path}\n", file=stdout)
+        demo = replace(
+            config, feeds=tuple(feeds), database=Path(tmp) / "demo.db", destinations=Destinations()
+        )
+        print(
+            f"chipwatch demo: {len(feeds)} sample feeds on {server.url('/')}, watchlists from "
+            f"{config.path}\n",
+            file=stdout,
+        )
         print("--- first poll: new stories ---\n", file=stdout)
         code = asyncio.run(run_once(demo, stdout=stdout, sinks=[ConsoleSink(stream=stdout)]))
         print("\n--- second poll: the same feeds again, nothing repeats ---\n", file=stdout)
-        code = code or asyncio.run(run_once(demo, stdout=stdout,
-                                            sinks=[ConsoleSink(stream=stdout)]))
+        code = code or asyncio.run(
+            run_once(demo, stdout=stdout, sinks=[ConsoleSink(stream=stdout)])
+        )
     return code

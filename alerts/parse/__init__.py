@@ -5,5 +5,12 @@ from ..types import FeedItem, ParsedFeed
 from .feed import SUMMARY_MAX_CHARS, TITLE_MAX_CHARS, parse_feed, stable_guid
 from .text import html_to_text
 
-__all__ = ["SUMMARY_MAX_CHARS", "TITLE_MAX_CHARS", "FeedItem", "ParsedFeed", "html_to_text",
-           "parse_feed", "stable_guid"]
+__all__ = [
+    "SUMMARY_MAX_CHARS",
+    "TITLE_MAX_CHARS",
+    "FeedItem",
+    "ParsedFeed",
+    "html_to_text",
+    "parse_feed",
+    "stable_guid",
+]

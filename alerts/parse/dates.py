@@ -15,26 +15,57 @@ from email.utils import parsedate_tz
 
 _ISO_START = re.compile(r"\d{4}(?:-?\d\d|\Z)")
 _W3C_REDUCED = re.compile(r"(\d{4})(?:-(\d\d))?\Z")  # W3C-DTF's "2026" and "2026-01"
-_SLASHED = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[\sT]+(\d{1,2}):(\d\d)(?::(\d\d))?)?"
-                      r"\s*(Z|[+-]\d\d:?\d\d)?\Z")
+_SLASHED = re.compile(
+    r"(\d{4})/(\d{1,2})/(\d{1,2})(?:[\sT]+(\d{1,2}):(\d\d)(?::(\d\d))?)?"
+    r"\s*(Z|[+-]\d\d:?\d\d)?\Z"
+)
 # The usual RSS form, "Wed, 17 Jan 2018 15:50:00 +0100" (weekday optional and unchecked, month
 # in any case, seconds optional, zone numeric or named); anything else goes to email.utils.
 _RFC822 = re.compile(
     r"(?:[^\W\d_]{2,12}\.?,?\s*)?(\d{1,2})\.?[\s-]+([^\W\d_]{3,10})\.?[\s-]+(\d{4}|\d\d)\s+"
-    r"(\d{1,2}):(\d\d)(?::(\d\d)(?:\.\d+)?)?\s*(?:([+-])(\d\d):?(\d\d)|([A-Za-z]{1,5}))?\s*\Z")
-_MONTHS = {m: i for i, m in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+    r"(\d{1,2}):(\d\d)(?::(\d\d)(?:\.\d+)?)?\s*(?:([+-])(\d\d):?(\d\d)|([A-Za-z]{1,5}))?\s*\Z"
+)
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
 # Feeds in other languages localise RFC 822 month names ("Seg, 24 Set 2018"): Portuguese,
 # Spanish, French, German, Italian and Dutch forms, by their first three letters (or four).
-_MONTHS.update({
-    "fev": 2, "abr": 4, "mai": 5, "ago": 8, "set": 9, "out": 10, "dez": 12,  # pt (and de, it)
-    "ene": 1, "dic": 12,  # es
-    "janv": 1, "fév": 2, "févr": 2, "avr": 4, "juin": 6, "juil": 7, "aoû": 8, "aout": 8,
-    "août": 8, "déc": 12,  # fr
-    "mär": 3, "mae": 3, "okt": 10,  # de
-    "gen": 1, "mag": 5, "giu": 6, "lug": 7, "ott": 10,  # it
-    "mrt": 3, "mei": 5,  # nl
-})
+_MONTHS.update(
+    {
+        "fev": 2,
+        "abr": 4,
+        "mai": 5,
+        "ago": 8,
+        "set": 9,
+        "out": 10,
+        "dez": 12,  # pt (and de, it)
+        "ene": 1,
+        "dic": 12,  # es
+        "janv": 1,
+        "fév": 2,
+        "févr": 2,
+        "avr": 4,
+        "juin": 6,
+        "juil": 7,
+        "aoû": 8,
+        "aout": 8,
+        "août": 8,
+        "déc": 12,  # fr
+        "mär": 3,
+        "mae": 3,
+        "okt": 10,  # de
+        "gen": 1,
+        "mag": 5,
+        "giu": 6,
+        "lug": 7,
+        "ott": 10,  # it
+        "mrt": 3,
+        "mei": 5,  # nl
+    }
+)
 
 
 def _month(name: str) -> int | None:
@@ -42,9 +73,30 @@ def _month(name: str) -> int | None:
     return _MONTHS.get(name[:4]) or _MONTHS.get(name[:3])
 
 
-_ZONES = {"gmt": 0, "ut": 0, "utc": 0, "z": 0, "est": -5, "edt": -4, "cst": -6, "cdt": -5,
-          "mst": -7, "mdt": -6, "pst": -8, "pdt": -7, "bst": 1, "cet": 1, "cest": 2, "eet": 2,
-          "eest": 3, "jst": 9, "ist": 5.5, "aest": 10, "aedt": 11, "msk": 3}
+_ZONES = {
+    "gmt": 0,
+    "ut": 0,
+    "utc": 0,
+    "z": 0,
+    "est": -5,
+    "edt": -4,
+    "cst": -6,
+    "cdt": -5,
+    "mst": -7,
+    "mdt": -6,
+    "pst": -8,
+    "pdt": -7,
+    "bst": 1,
+    "cet": 1,
+    "cest": 2,
+    "eet": 2,
+    "eest": 3,
+    "jst": 9,
+    "ist": 5.5,
+    "aest": 10,
+    "aedt": 11,
+    "msk": 3,
+}
 _MIN_YEAR, _MAX_YEAR = 1900, 2200
 
 
@@ -108,8 +160,10 @@ def _slashed(value: str) -> datetime | None:
     if m is None:
         return None
     year, month, day, hh, mm, ss, zone = m.groups()
-    return _iso(f"{year}-{int(month):02d}-{int(day):02d}T{int(hh or 0):02d}:{mm or '00'}:"
-                f"{ss or '00'}{zone or ''}")
+    return _iso(
+        f"{year}-{int(month):02d}-{int(day):02d}T{int(hh or 0):02d}:{mm or '00'}:"
+        f"{ss or '00'}{zone or ''}"
+    )
 
 
 def parse_date(value: str | None) -> datetime | None:

@@ -23,14 +23,22 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _DECL_ENCODING = re.compile(
-    rb"""<\?xml(?=[\s?])[^>]{0,300}?encoding\s*=\s*["']?\s*([A-Za-z][A-Za-z0-9._:+-]{0,40})""",
-    re.I)
+    rb"""<\?xml(?=[\s?])[^>]{0,300}?encoding\s*=\s*["']?\s*([A-Za-z][A-Za-z0-9._:+-]{0,40})""", re.I
+)
 _HTTP_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([A-Za-z0-9._:+-]{1,40})""", re.I)
 _HIGH_RUN = re.compile(rb"[\x80-\xff]+")
 _TAGS = re.compile(rb"<[^<>]*>")
 _ASCII_LETTERS = re.compile(rb"[A-Za-z]")
-_SUPERSETS = {"iso8859-1": "cp1252", "ascii": "cp1252", "gb2312": "gb18030", "gbk": "gb18030",
-              "euc_kr": "cp949", "iso8859-9": "cp1254", "iso8859-11": "cp874", "tis-620": "cp874"}
+_SUPERSETS = {
+    "iso8859-1": "cp1252",
+    "ascii": "cp1252",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "euc_kr": "cp949",
+    "iso8859-9": "cp1254",
+    "iso8859-11": "cp874",
+    "tis-620": "cp874",
+}
 _WIDE = ("utf-16", "utf-32")
 
 
@@ -121,7 +129,7 @@ def decode_body(body: bytes, content_type: str = "") -> Decoded:
     """Find the body's encoding and return it re-encoded as UTF-8 (unchanged when it was UTF-8)."""
     for bom, bom_enc in _BOMS:
         if body.startswith(bom):
-            rest = body[len(bom):]
+            rest = body[len(bom) :]
             return _convert(rest, bom_enc, [], what=f"byte-order mark ({bom_enc})")
     wide = _wide_without_bom(body)
     if wide:

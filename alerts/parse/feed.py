@@ -88,8 +88,9 @@ def _local_name(el: etree._Element) -> str:
     return tag.rpartition("}")[2].rpartition(":")[2].lower()
 
 
-def _fields(el: etree._Element, core: frozenset[str | None],
-            keys: dict[str, str]) -> dict[str, list[etree._Element]]:
+def _fields(
+    el: etree._Element, core: frozenset[str | None], keys: dict[str, str]
+) -> dict[str, list[etree._Element]]:
     """An item's children filed by key: ``title`` for the core namespace(s), ``dc:date`` for a
     known extension, ``?title`` for an unknown namespace. ``keys`` caches tag → key."""
     out: dict[str, list[etree._Element]] = {}
@@ -178,11 +179,30 @@ def _date(f: dict[str, list[etree._Element]], keys: tuple[str, ...]) -> datetime
     return None
 
 
-_RSS_DATES = ("pubdate", "published", "dcterms:issued", "atom:published", "dc:date", "updated",
-              "dcterms:modified", "atom:updated", "dcterms:created", "created", "?pubdate",
-              "?date")
-_ATOM_DATES = ("published", "issued", "updated", "modified", "created", "dc:date",
-               "dcterms:issued", "dcterms:modified")
+_RSS_DATES = (
+    "pubdate",
+    "published",
+    "dcterms:issued",
+    "atom:published",
+    "dc:date",
+    "updated",
+    "dcterms:modified",
+    "atom:updated",
+    "dcterms:created",
+    "created",
+    "?pubdate",
+    "?date",
+)
+_ATOM_DATES = (
+    "published",
+    "issued",
+    "updated",
+    "modified",
+    "created",
+    "dc:date",
+    "dcterms:issued",
+    "dcterms:modified",
+)
 
 
 def _rss_entry(item, core, keys, url):  # noqa: ANN001, ANN202
@@ -203,13 +223,34 @@ def _rss_entry(item, core, keys, url):  # noqa: ANN001, ANN202
     guid = (guid_el.text or "").strip() if guid_el is not None else ""
     if not guid:
         guid = (item.get(f"{{{RDF}}}about") or item.get("about") or "").strip()
-    if not link and guid_el is not None and guid and _is_url(guid) \
-            and (guid_el.get("isPermaLink") or guid_el.get("ispermalink")  # HTML lower-cases
-                 or "true").strip().lower() != "false":
+    if (
+        not link
+        and guid_el is not None
+        and guid
+        and _is_url(guid)
+        and (
+            guid_el.get("isPermaLink")
+            or guid_el.get("ispermalink")  # HTML lower-cases
+            or "true"
+        )
+        .strip()
+        .lower()
+        != "false"
+    ):
         link = guid
-    summary_el = _first(f, "description", "dc:description", "itunes:summary", "atom:summary",
-                        "summary", "content:encoded", "encoded", "atom:content",
-                        "media:description", "?description")
+    summary_el = _first(
+        f,
+        "description",
+        "dc:description",
+        "itunes:summary",
+        "atom:summary",
+        "summary",
+        "content:encoded",
+        "encoded",
+        "atom:content",
+        "media:description",
+        "?description",
+    )
     summary = _text(summary_el, limit=SUMMARY_MAX_CHARS)
     source = _text(_first(f, "source"), limit=200)
     return title, link, guid, summary, _date(f, _RSS_DATES), source
@@ -240,8 +281,9 @@ def _atom_entry(entry, core, keys, url):  # noqa: ANN001, ANN202
     if summary_el is None or not _raw(summary_el).strip():
         for el in f.get("content", ()):
             kind = (el.get("type") or "text").strip().lower()
-            if el.get("src") is None and (kind in ("text", "html", "xhtml") or "xml" in kind
-                                          or kind.startswith("text/")):
+            if el.get("src") is None and (
+                kind in ("text", "html", "xhtml") or "xml" in kind or kind.startswith("text/")
+            ):
                 summary_el = el
                 break
     if summary_el is None:
@@ -249,8 +291,14 @@ def _atom_entry(entry, core, keys, url):  # noqa: ANN001, ANN202
         if summary_el is None:
             group = _first(f, "media:group")
             if group is not None:
-                summary_el = next((c for c in group if isinstance(c.tag, str)
-                                   and _local_name(c) == "description"), None)
+                summary_el = next(
+                    (
+                        c
+                        for c in group
+                        if isinstance(c.tag, str) and _local_name(c) == "description"
+                    ),
+                    None,
+                )
     summary = _text(summary_el, limit=SUMMARY_MAX_CHARS)
     source_el = _first(f, "source")
     source = ""
@@ -290,8 +338,9 @@ def _ttl(root: etree._Element) -> int | None:
     return None
 
 
-def _extract(root: etree._Element, kind: str, *, feed: str,
-             url: str) -> tuple[list[FeedItem], int | None]:
+def _extract(
+    root: etree._Element, kind: str, *, feed: str, url: str
+) -> tuple[list[FeedItem], int | None]:
     ns, _ = _split(root.tag)
     if kind == "atom":
         core = frozenset({None, ATOM10, ATOM03, ns})
@@ -301,10 +350,17 @@ def _extract(root: etree._Element, kind: str, *, feed: str,
     else:
         # the root's own namespace (RSS 1.0, 0.90, userland) is core; so are unknown ones that
         # items use as their default namespace
-        core = frozenset({None, ns, "http://purl.org/rss/1.0/",
-                          "http://my.netscape.com/rdf/simple/0.9/",
-                          "http://channel.netscape.com/rdf/simple/0.9/",
-                          "http://backend.userland.com/rss2", "http://backend.userland.com/rss"})
+        core = frozenset(
+            {
+                None,
+                ns,
+                "http://purl.org/rss/1.0/",
+                "http://my.netscape.com/rdf/simple/0.9/",
+                "http://channel.netscape.com/rdf/simple/0.9/",
+                "http://backend.userland.com/rss2",
+                "http://backend.userland.com/rss",
+            }
+        )
         entries = root.iter("{*}item")
         read = _rss_entry
         ttl = _ttl(root)
@@ -325,8 +381,17 @@ def _extract(root: etree._Element, kind: str, *, feed: str,
             title = summary if len(summary) <= 120 else summary[:119].rstrip() + "…"
             guid = guid or stable_guid(link="", title=title)
         guid = guid or stable_guid(link=link, title=title)
-        items.append(FeedItem(feed=feed, guid=guid, link=link, title=title or link,
-                              summary=summary, published=published, source=source))
+        items.append(
+            FeedItem(
+                feed=feed,
+                guid=guid,
+                link=link,
+                title=title or link,
+                summary=summary,
+                published=published,
+                source=source,
+            )
+        )
     return items, ttl
 
 
@@ -346,7 +411,7 @@ def _tidy_prolog(data: bytes) -> bytes:
     the XML declaration, a malformed declaration, control characters anywhere."""
     m = _PROLOG.search(data, 0, 4096)
     if m is not None and _ELEMENT_START.search(data, 0, m.start()) is None:
-        data = data[m.end():]
+        data = data[m.end() :]
     return data.translate(None, _CONTROL_BYTES)
 
 
@@ -390,8 +455,9 @@ def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "")
     if strict_error is None:
         read = _read(root, salvaged=False, feed=feed, url=url)
         if read is None:
-            raise ParseError("not a feed: no RSS/Atom/RDF root element "
-                             f"(root: <{_local_name(root)}>)")
+            raise ParseError(
+                f"not a feed: no RSS/Atom/RDF root element (root: <{_local_name(root)}>)"
+            )
     else:
         if any(word in strict_error.lower() for word in _ENTITY_REFUSALS):
             raise ParseError(f"refused: XML entity expansion ({strict_error})")
@@ -400,9 +466,17 @@ def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "")
         reader, read = _recover(data, feed=feed, url=url)
         if read is None:
             raise ParseError("not a feed: no RSS/Atom/RDF root element (root: none)")
-        notes.insert(0, f"not well-formed XML, salvaged {len(read[1])} item(s) by libxml2's "
-                        f"{reader.replace('-', ' ')}: {strict_error}")
+        notes.insert(
+            0,
+            f"not well-formed XML, salvaged {len(read[1])} item(s) by libxml2's "
+            f"{reader.replace('-', ' ')}: {strict_error}",
+        )
     kind, items, ttl = read
     warning = "; ".join(notes) or None
-    return ParsedFeed(items=tuple(items), warning=warning, ttl_minutes=ttl, format=kind,
-                      salvaged=strict_error is not None)
+    return ParsedFeed(
+        items=tuple(items),
+        warning=warning,
+        ttl_minutes=ttl,
+        format=kind,
+        salvaged=strict_error is not None,
+    )

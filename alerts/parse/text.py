@@ -7,20 +7,24 @@ import re
 
 _ATTRS = r"""(?:[^>"']+|"[^"]*"|'[^']*'|["'])*+"""  # possessive: no backtracking blow-up
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
-_SKIPPED = re.compile(r"<(script|style|noscript)(?=[\s/>])" + _ATTRS + r">.*?(?:</\1\s*>|\Z)",
-                      re.S | re.I)
+_SKIPPED = re.compile(
+    r"<(script|style|noscript)(?=[\s/>])" + _ATTRS + r">.*?(?:</\1\s*>|\Z)", re.S | re.I
+)
 _BLOCK_TAG = re.compile(r"</?(?:p|br|div|li|tr|h[1-6]|blockquote)(?=[\s/>])" + _ATTRS + ">", re.I)
 _TAG = re.compile(r"</?[a-zA-Z][^\s/>]*" + _ATTRS + r">|<![^>]*>|<\?[^>]*>|</>")
 # In titles only tags HTML knows are markup: "Nvidia <H200> approved by <Commerce>" (escaped in
 # the feed) is text, as feedparser keeps it.
-_HTML_TAGS = ("a|abbr|acronym|address|article|aside|audio|b|bdi|bdo|big|blink|blockquote|body|br|"
-              "button|center|cite|code|col|colgroup|dd|del|details|dfn|div|dl|dt|em|embed|"
-              "figcaption|figure|font|footer|form|h[1-6]|head|header|hr|html|i|iframe|img|input|"
-              "ins|kbd|label|li|link|main|mark|meta|nav|nobr|noscript|object|ol|p|param|picture|"
-              "pre|q|rp|rt|ruby|s|samp|script|section|small|source|span|strike|strong|style|sub|"
-              "summary|sup|svg|table|tbody|td|tfoot|th|thead|time|title|tr|tt|u|ul|var|video|wbr")
-_KNOWN_TAG = re.compile(rf"</?(?:{_HTML_TAGS})(?=[\s/>])" + _ATTRS + r">|<!--.*?-->|</>",
-                        re.I | re.S)
+_HTML_TAGS = (
+    "a|abbr|acronym|address|article|aside|audio|b|bdi|bdo|big|blink|blockquote|body|br|"
+    "button|center|cite|code|col|colgroup|dd|del|details|dfn|div|dl|dt|em|embed|"
+    "figcaption|figure|font|footer|form|h[1-6]|head|header|hr|html|i|iframe|img|input|"
+    "ins|kbd|label|li|link|main|mark|meta|nav|nobr|noscript|object|ol|p|param|picture|"
+    "pre|q|rp|rt|ruby|s|samp|script|section|small|source|span|strike|strong|style|sub|"
+    "summary|sup|svg|table|tbody|td|tfoot|th|thead|time|title|tr|tt|u|ul|var|video|wbr"
+)
+_KNOWN_TAG = re.compile(
+    rf"</?(?:{_HTML_TAGS})(?=[\s/>])" + _ATTRS + r">|<!--.*?-->|</>", re.I | re.S
+)
 
 
 def _markup_to_text(value: str) -> str:
@@ -48,8 +52,11 @@ def html_to_text(value: str, *, limit: int | None = None, title: bool = False) -
     if not value:
         return ""
     if title and "<" in value:
-        value = _collapse(html.unescape(_KNOWN_TAG.sub(" ", value)) if "&" in value
-                          else _KNOWN_TAG.sub(" ", value))
+        value = _collapse(
+            html.unescape(_KNOWN_TAG.sub(" ", value))
+            if "&" in value
+            else _KNOWN_TAG.sub(" ", value)
+        )
         return value if limit is None or len(value) <= limit else value[: limit - 1].rstrip() + "…"
     if "<" in value or "&" in value:
         if limit is not None and len(value) > 4 * limit:

@@ -52,8 +52,23 @@ _CDATA = re.compile(rb"<!\[CDATA\[(.*?)(?:\]\]>|\Z)", re.S)
 _CUT_TAG = re.compile(rb"<(?!!\[CDATA\[)[^<>]*\Z")
 _NAME_OK = re.compile(r"[A-Za-z_][\w.-]*\Z")
 # Elements that hold text only: one that holds a feed element lost its end tag.
-_LEAVES = frozenset({"title", "link", "description", "guid", "pubdate", "id", "summary",
-                     "published", "updated", "encoded", "date", "comments", "ttl"})
+_LEAVES = frozenset(
+    {
+        "title",
+        "link",
+        "description",
+        "guid",
+        "pubdate",
+        "id",
+        "summary",
+        "published",
+        "updated",
+        "encoded",
+        "date",
+        "comments",
+        "ttl",
+    }
+)
 _FEED_ELEMENTS = _LEAVES | {"item", "entry"}
 
 
@@ -70,9 +85,17 @@ def _xml_parser(*, recover: bool) -> etree.XMLParser:
     parser = _local.recover if recover else _local.strict
     if parser is None:
         parser = etree.XMLParser(
-            encoding="utf-8", recover=recover, resolve_entities=False, no_network=True,
-            load_dtd=False, dtd_validation=False, huge_tree=False, remove_comments=True,
-            remove_pis=True, collect_ids=False)
+            encoding="utf-8",
+            recover=recover,
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=True,
+            remove_pis=True,
+            collect_ids=False,
+        )
         if recover:
             _local.recover = parser
         else:
@@ -84,8 +107,15 @@ def _html_parser() -> etree.HTMLParser:
     parser = _local.html
     if parser is None:
         parser = _local.html = etree.HTMLParser(
-            encoding="utf-8", recover=True, no_network=True, remove_comments=True,
-            remove_pis=True, huge_tree=False, default_doctype=False, collect_ids=False)
+            encoding="utf-8",
+            recover=True,
+            no_network=True,
+            remove_comments=True,
+            remove_pis=True,
+            huge_tree=False,
+            default_doctype=False,
+            collect_ids=False,
+        )
     return parser
 
 
@@ -102,8 +132,9 @@ def strict_parse(data: bytes) -> tuple[etree._Element | None, str | None]:
 def recover_xml(data: bytes) -> etree._Element | None:
     """What libxml2's XML recover mode makes of ``data``; None when it makes nothing."""
     try:
-        root = etree.fromstring(_BARE_AMP.sub(b"&amp;", _CUT_TAG.sub(b"", data)),
-                                _xml_parser(recover=True))
+        root = etree.fromstring(
+            _BARE_AMP.sub(b"&amp;", _CUT_TAG.sub(b"", data)), _xml_parser(recover=True)
+        )
     except (etree.XMLSyntaxError, ValueError, MemoryError):
         return None
     if root is not None:
@@ -114,8 +145,10 @@ def recover_xml(data: bytes) -> etree._Element | None:
 def recover_html(data: bytes) -> etree._Element | None:
     """What libxml2's HTML parser makes of ``data``, in the shape the XML readers give."""
     # The HTML parser drops CDATA sections (or keeps their markers as title text): unwrap them.
-    data = _CDATA.sub(lambda m: m.group(1).replace(b"&", b"&amp;").replace(b"<", b"&lt;")
-                      .replace(b">", b"&gt;"), _CUT_TAG.sub(b"", data))
+    data = _CDATA.sub(
+        lambda m: m.group(1).replace(b"&", b"&amp;").replace(b"<", b"&lt;").replace(b">", b"&gt;"),
+        _CUT_TAG.sub(b"", data),
+    )
     try:
         root = etree.fromstring(data, _html_parser())
     except (etree.XMLSyntaxError, ValueError, MemoryError):
@@ -183,8 +216,14 @@ def _as_feed_tree(root: etree._Element) -> None:
                             el.set(qualified, value)
                         except ValueError:
                             pass
-        if (tag == "link" or tag.endswith("}link")) and not el.text and not len(el) \
-                and el.tail and el.tail.strip() and el.get("href") is None:
+        if (
+            (tag == "link" or tag.endswith("}link"))
+            and not el.text
+            and not len(el)
+            and el.tail
+            and el.tail.strip()
+            and el.get("href") is None
+        ):
             el.text, el.tail = el.tail, None  # HTML's <link> is void: its URL became the tail
 
 

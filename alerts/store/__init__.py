@@ -53,7 +53,8 @@ class Store(FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore):
             alerts = self.db.execute(
                 "DELETE FROM alerts WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM "
                 "deliveries d WHERE d.alert_id = alerts.id AND d.status = 'pending')",
-                [cutoff]).rowcount
+                [cutoff],
+            ).rowcount
         if self.path is not None:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             free = self.db.execute("PRAGMA freelist_count").fetchone()[0]

@@ -8,8 +8,14 @@ from ..types import FeedState
 from .engine import Database
 from .schema import _dt, _iso
 
-_FEED_DATES = ("first_polled_at", "last_polled_at", "last_ok_at", "last_new_at",
-               "failing_since", "next_poll_at")
+_FEED_DATES = (
+    "first_polled_at",
+    "last_polled_at",
+    "last_ok_at",
+    "last_new_at",
+    "failing_since",
+    "next_poll_at",
+)
 
 
 class FeedsStore:
@@ -37,7 +43,8 @@ class FeedsStore:
             "url = excluded.url, effective_url = NULL, etag = NULL, last_modified = NULL, "
             "body_hash = NULL, disabled_reason = NULL, next_poll_at = NULL, "
             "consecutive_failures = 0, failing_since = NULL WHERE feeds.url != excluded.url",
-            [name, url])
+            [name, url],
+        )
 
     def update_feed(self, name: str, url: str, **fields: object) -> None:
         """Set fetch-state columns of a feed (datetimes are stored as ISO text)."""
@@ -55,32 +62,49 @@ class FeedsStore:
         where, args = "name = ?", [name]
         if url is not None:
             where, args = "name = ? AND url = ?", [name, url]
-        return self.db.execute(f"UPDATE feeds SET {assignments} WHERE {where}",
-                               [*values, *args]).rowcount
+        return self.db.execute(
+            f"UPDATE feeds SET {assignments} WHERE {where}", [*values, *args]
+        ).rowcount
 
-    def record_failure(self, name: str, url: str, error: str, *, now: datetime,
-                       next_poll_at: datetime | None = None) -> FeedState:
+    def record_failure(
+        self,
+        name: str,
+        url: str,
+        error: str,
+        *,
+        now: datetime,
+        next_poll_at: datetime | None = None,
+    ) -> FeedState:
         with self.db.atomic():
             self._upsert_feed(name, url)
             self.db.execute(
                 "UPDATE feeds SET last_polled_at = ?, last_status = 'error', last_error = ?, "
                 "consecutive_failures = consecutive_failures + 1, "
                 "failing_since = COALESCE(failing_since, ?), next_poll_at = ? WHERE name = ?",
-                [_iso(now), error, _iso(now), _iso(next_poll_at), name])
+                [_iso(now), error, _iso(now), _iso(next_poll_at), name],
+            )
         state = self.feed_state(name)
         assert state is not None
         return state
 
     @staticmethod
     def _ok_fields(status: str, now: datetime, fields: dict[str, object]) -> dict[str, object]:
-        return {"last_polled_at": now, "last_ok_at": now, "last_status": status,
-                "last_error": None, "consecutive_failures": 0, "failing_since": None, **fields}
+        return {
+            "last_polled_at": now,
+            "last_ok_at": now,
+            "last_status": status,
+            "last_error": None,
+            "consecutive_failures": 0,
+            "failing_since": None,
+            **fields,
+        }
 
     def _mark_ok(self, name: str, status: str, now: datetime, fields: dict[str, object]) -> None:
         self._set_feed(name, self._ok_fields(status, now, fields))
 
-    def record_unchanged(self, name: str, url: str, status: str, *, now: datetime,
-                         **fields: object) -> None:
+    def record_unchanged(
+        self, name: str, url: str, status: str, *, now: datetime, **fields: object
+    ) -> None:
         """A 304, or a body identical to the last one: nothing to parse. The common case is
         one UPDATE (atomic on its own); a feed new to the database gets its row first."""
         if not self._set_feed(name, self._ok_fields(status, now, fields), url=url):

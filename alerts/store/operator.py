@@ -14,16 +14,21 @@ class OperatorStore:
     db: Database
 
     def mute(self, term: str, *, until: datetime, by_user: int | None = None) -> None:
-        self.db.execute("INSERT INTO mutes (term, until, by_user) VALUES (?, ?, ?) "
-                        "ON CONFLICT (term) DO UPDATE SET until = excluded.until, "
-                        "by_user = excluded.by_user", [term.casefold(), _iso(until), by_user])
+        self.db.execute(
+            "INSERT INTO mutes (term, until, by_user) VALUES (?, ?, ?) "
+            "ON CONFLICT (term) DO UPDATE SET until = excluded.until, "
+            "by_user = excluded.by_user",
+            [term.casefold(), _iso(until), by_user],
+        )
 
     def unmute(self, term: str) -> bool:
         return self.db.execute("DELETE FROM mutes WHERE term = ?", [term.casefold()]).rowcount > 0
 
     def active_mutes(self, *, now: datetime) -> dict[str, datetime]:
-        return {r[0]: _when(r[1]) for r in self.db.execute(
-            "SELECT term, until FROM mutes WHERE until > ?", [_iso(now)])}
+        return {
+            r[0]: _when(r[1])
+            for r in self.db.execute("SELECT term, until FROM mutes WHERE until > ?", [_iso(now)])
+        }
 
     def get_setting(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM settings WHERE key = ?", [key]).fetchone()
@@ -33,18 +38,28 @@ class OperatorStore:
         if value is None:
             self.db.execute("DELETE FROM settings WHERE key = ?", [key])
         else:
-            self.db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
-                            "DO UPDATE SET value = excluded.value", [key, value])
+            self.db.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
 
     def subscribe(self, chat_id: int, kind: str, value: str, *, now: datetime) -> bool:
-        cur = self.db.execute("INSERT INTO subscriptions (chat_id, kind, value, created_at) "
-                              "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                              [chat_id, kind, value, _iso(now)])
+        cur = self.db.execute(
+            "INSERT INTO subscriptions (chat_id, kind, value, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [chat_id, kind, value, _iso(now)],
+        )
         return cur.rowcount > 0
 
     def unsubscribe(self, chat_id: int, value: str) -> bool:
-        return self.db.execute("DELETE FROM subscriptions WHERE chat_id = ? AND lower(value) = ?",
-                               [chat_id, value.casefold()]).rowcount > 0
+        return (
+            self.db.execute(
+                "DELETE FROM subscriptions WHERE chat_id = ? AND lower(value) = ?",
+                [chat_id, value.casefold()],
+            ).rowcount
+            > 0
+        )
 
     def subscriptions(self, chat_id: int | None = None) -> list[tuple[int, str, str]]:
         sql, args = "SELECT chat_id, kind, value FROM subscriptions", []

@@ -42,7 +42,9 @@ def _run_script(db: Database, script: str) -> None:
 
 
 def _migrate_1(db: Database) -> None:
-    _run_script(db, """
+    _run_script(
+        db,
+        """
     CREATE TABLE feeds (
         name TEXT PRIMARY KEY,
         url TEXT NOT NULL,
@@ -92,12 +94,15 @@ def _migrate_1(db: Database) -> None:
         PRIMARY KEY (alert_id, destination)
     );
     CREATE INDEX deliveries_pending ON deliveries (destination, status, next_attempt_at);
-    """)
+    """,
+    )
 
 
 def _migrate_2(db: Database) -> None:
     """Polling state: adaptive interval, backoff, moved and gone feeds, body-identical skip."""
-    _run_script(db, """
+    _run_script(
+        db,
+        """
     ALTER TABLE feeds ADD COLUMN effective_url TEXT;      -- after a permanent redirect
     ALTER TABLE feeds ADD COLUMN body_hash TEXT;          -- sha1 of the last body parsed
     ALTER TABLE feeds ADD COLUMN next_poll_at TEXT;       -- not before this (backoff, Retry-After)
@@ -105,12 +110,15 @@ def _migrate_2(db: Database) -> None:
     ALTER TABLE feeds ADD COLUMN failing_since TEXT;
     ALTER TABLE feeds ADD COLUMN disabled_reason TEXT;    -- e.g. 410 Gone, cleared by a new URL
     ALTER TABLE feeds ADD COLUMN last_new_at TEXT         -- when the feed last had a new item
-    """)
+    """,
+    )
 
 
 def _migrate_3(db: Database) -> None:
     """Stories: clustering across sources, edits of sent messages, title-edit detection."""
-    _run_script(db, """
+    _run_script(
+        db,
+        """
     CREATE TABLE stories (
         id INTEGER PRIMARY KEY,
         alert_id INTEGER REFERENCES alerts (id) ON DELETE SET NULL,
@@ -134,12 +142,15 @@ def _migrate_3(db: Database) -> None:
     ALTER TABLE deliveries ADD COLUMN via_digest INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX deliveries_edits ON deliveries (destination, edit_pending, edit_after);
     CREATE INDEX alerts_created ON alerts (created_at)
-    """)
+    """,
+    )
 
 
 def _migrate_4(db: Database) -> None:
     """Living with the bot: mutes, operator settings (pause), personal subscriptions."""
-    _run_script(db, """
+    _run_script(
+        db,
+        """
     CREATE TABLE mutes (
         term TEXT PRIMARY KEY,           -- casefolded canonical term
         until TEXT NOT NULL,
@@ -153,39 +164,53 @@ def _migrate_4(db: Database) -> None:
         created_at TEXT NOT NULL,
         PRIMARY KEY (chat_id, kind, value)
     )
-    """)
+    """,
+    )
 
 
 def _migrate_5(db: Database) -> None:
     """Stories by outlet: an item's own source (an aggregator carries many), and the
     headlines of joining outlets that say more than the story's title."""
-    _run_script(db, """
+    _run_script(
+        db,
+        """
     ALTER TABLE items ADD COLUMN source TEXT;            -- the outlet, when not the feed
     ALTER TABLE stories ADD COLUMN reports TEXT NOT NULL DEFAULT '[]';  -- JSON [[name, headline]]
     ALTER TABLE stories ADD COLUMN outlets TEXT NOT NULL DEFAULT '[]'   -- JSON: who reported it
-    """)
+    """,
+    )
 
 
 def _migrate_6(db: Database) -> None:
     """Summaries of seen items, so a backtest can replay them through a candidate config."""
-    _run_script(db, """
+    _run_script(
+        db,
+        """
     ALTER TABLE items ADD COLUMN summary TEXT
-    """)
+    """,
+    )
 
 
 MIGRATIONS: list[Callable[[Database], None]] = [
-    _migrate_1, _migrate_2, _migrate_3, _migrate_4, _migrate_5, _migrate_6]
+    _migrate_1,
+    _migrate_2,
+    _migrate_3,
+    _migrate_4,
+    _migrate_5,
+    _migrate_6,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def _match_from_json(d: dict) -> Match:
-    return Match(d["category"], d["term"], d["text"], d["kind"], float(d["score"]),
-                 d.get("field", "title"))
+    return Match(
+        d["category"], d["term"], d["text"], d["kind"], float(d["score"]), d.get("field", "title")
+    )
 
 
 def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
     for i in range(0, len(values), size):
-        yield values[i:i + size]
+        yield values[i : i + size]
 
 
 def _marks(values: Sequence[object]) -> str:
@@ -218,8 +243,10 @@ def migrate(db: Database, path: Path | str | None) -> None:
             db.rollback()
             raise
     if version > SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema version {version} is newer than this chipwatch "
-                         f"understands ({SCHEMA_VERSION}); upgrade chipwatch")
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this chipwatch "
+            f"understands ({SCHEMA_VERSION}); upgrade chipwatch"
+        )
 
 
 def _migrate_postgres(db: Database, url: Path | str | None) -> None:
@@ -232,8 +259,10 @@ def _migrate_postgres(db: Database, url: Path | str | None) -> None:
         row = db.execute("SELECT version FROM chipwatch_schema").fetchone()
         version = row[0] if row else 0
         if version > SCHEMA_VERSION:
-            raise StoreError(f"{redact_url(str(url))}: schema version {version} is newer than "
-                             f"this chipwatch understands ({SCHEMA_VERSION}); upgrade chipwatch")
+            raise StoreError(
+                f"{redact_url(str(url))}: schema version {version} is newer than "
+                f"this chipwatch understands ({SCHEMA_VERSION}); upgrade chipwatch"
+            )
         for target in range(version, SCHEMA_VERSION):
             MIGRATIONS[target](db)
         if row is None:

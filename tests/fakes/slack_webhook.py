@@ -75,9 +75,11 @@ def _block_error(blocks: Any) -> bool:
             return True
         text = block.get("text")
         if block["type"] in ("section", "header"):
-            if text is not None and (not isinstance(text, dict)
-                                     or not isinstance(text.get("text"), str)
-                                     or not text["text"]):
+            if text is not None and (
+                not isinstance(text, dict)
+                or not isinstance(text.get("text"), str)
+                or not text["text"]
+            ):
                 return True
             limit = 3000 if block["type"] == "section" else 150
             if isinstance(text, dict) and len(text.get("text", "")) > limit:
@@ -97,14 +99,20 @@ class FakeSlack(LoopbackServer):
     clock: monotonic clock (default time.monotonic).
     """
 
-    def __init__(self, *, path: str = DEFAULT_PATH, interval: float = 1.0,
-                 time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        path: str = DEFAULT_PATH,
+        interval: float = 1.0,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
         self.interval = interval
         self.time_scale = time_scale
         self.clock = clock
-        self.received: list[dict] = []   # accepted payloads, in order
-        self.requests: list[dict] = []   # every request: path, headers, body, status, response
+        self.received: list[dict] = []  # accepted payloads, in order
+        self.requests: list[dict] = []  # every request: path, headers, body, status, response
         self._lock = threading.Lock()
         self._last_accepted: float | None = None
         self._faults: list[dict] = []
@@ -134,17 +142,30 @@ class FakeSlack(LoopbackServer):
 
     # ---- controls ----
 
-    def fail_next(self, n: int = 1, status: int = 500, retry_after: int | None = None,
-                  body: str | None = None) -> None:
+    def fail_next(
+        self, n: int = 1, status: int = 500, retry_after: int | None = None, body: str | None = None
+    ) -> None:
         """The next ``n`` posts fail with ``status`` (429 gets ``Retry-After``, default 1)."""
         if status == 429 and retry_after is None:
             retry_after = 1
-        default = {429: "rate_limited", 500: "internal_error", 503: "service_unavailable",
-                   403: "action_prohibited", 404: "channel_not_found",
-                   410: "channel_is_archived", 400: "invalid_payload"}
+        default = {
+            429: "rate_limited",
+            500: "internal_error",
+            503: "service_unavailable",
+            403: "action_prohibited",
+            404: "channel_not_found",
+            410: "channel_is_archived",
+            400: "invalid_payload",
+        }
         with self._lock:
-            self._faults.append({"remaining": n, "status": status, "retry_after": retry_after,
-                                 "body": body if body is not None else default.get(status, "error")})
+            self._faults.append(
+                {
+                    "remaining": n,
+                    "status": status,
+                    "retry_after": retry_after,
+                    "body": body if body is not None else default.get(status, "error"),
+                }
+            )
 
     unescaped_specials = staticmethod(unescaped_specials)
 
@@ -157,9 +178,13 @@ class FakeSlack(LoopbackServer):
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
         length = int(req.headers.get("Content-Length") or 0)
         body = req.rfile.read(length) if length else b""
-        record: dict[str, Any] = {"path": urlsplit(req.path).path, "method": req.command,
-                                  "headers": dict(req.headers), "body": body,
-                                  "timestamp": time.time()}
+        record: dict[str, Any] = {
+            "path": urlsplit(req.path).path,
+            "method": req.command,
+            "headers": dict(req.headers),
+            "body": body,
+            "timestamp": time.time(),
+        }
         status, text, headers, payload = self._decide(req, record["path"], body)
         record.update(status=status, response=text, payload=payload)
         self.requests.append(record)
@@ -175,8 +200,9 @@ class FakeSlack(LoopbackServer):
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def _decide(self, req: BaseHTTPRequestHandler, path: str,
-                body: bytes) -> tuple[int, str, dict, Any]:
+    def _decide(
+        self, req: BaseHTTPRequestHandler, path: str, body: bytes
+    ) -> tuple[int, str, dict, Any]:
         if path != self.path:
             return 404, "no_service", {}, None
         if req.command != "POST":
@@ -186,8 +212,11 @@ class FakeSlack(LoopbackServer):
                 if fault["remaining"] > 0:
                     fault["remaining"] -= 1
                     self._faults = [f for f in self._faults if f["remaining"] > 0]
-                    headers = ({"Retry-After": str(fault["retry_after"])}
-                               if fault["retry_after"] is not None else {})
+                    headers = (
+                        {"Retry-After": str(fault["retry_after"])}
+                        if fault["retry_after"] is not None
+                        else {}
+                    )
                     return fault["status"], fault["body"], headers, None
         ctype = req.headers.get("Content-Type", "").split(";")[0].strip().lower()
         raw = body
@@ -213,8 +242,11 @@ class FakeSlack(LoopbackServer):
         with self._lock:
             now = self.clock()
             gap = self.interval * self.time_scale
-            if self.interval and self._last_accepted is not None \
-                    and now - self._last_accepted < gap:
+            if (
+                self.interval
+                and self._last_accepted is not None
+                and now - self._last_accepted < gap
+            ):
                 wait = (self._last_accepted + gap - now) / self.time_scale
                 retry = max(1, math.ceil(wait - 1e-9))
                 return 429, "rate_limited", {"Retry-After": str(retry)}, payload

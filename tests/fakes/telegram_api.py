@@ -51,8 +51,10 @@ MAX_MESSAGE_UTF16 = 4096
 TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,100}$")
 REDACTED = "<redacted>"
 
-NOT_MODIFIED = ("Bad Request: message is not modified: specified new message content and reply "
-                "markup are exactly the same as a current content and reply markup of the message")
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply "
+    "markup are exactly the same as a current content and reply markup of the message"
+)
 
 # descriptions used by fail_next() when none is given
 _DEFAULT_DESCRIPTIONS = {
@@ -61,23 +63,30 @@ _DEFAULT_DESCRIPTIONS = {
     403: "Forbidden: bot was blocked by the user",
     404: "Not Found",
     409: "Conflict: terminated by other getUpdates request; make sure that only one bot "
-         "instance is running",
+    "instance is running",
     500: "Internal Server Error",
     502: "Bad Gateway",
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
 # what nginx in front of api.telegram.org answers on 502/504: HTML, not JSON
-_NGINX_PAGE = ("<html>\r\n<head><title>{code} {phrase}</title></head>\r\n<body>\r\n"
-               "<center><h1>{code} {phrase}</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
-               "</body>\r\n</html>\r\n")
+_NGINX_PAGE = (
+    "<html>\r\n<head><title>{code} {phrase}</title></head>\r\n<body>\r\n"
+    "<center><h1>{code} {phrase}</h1></center>\r\n<hr><center>nginx/1.18.0</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
 
 
 class ApiError(Exception):
     """An error answer: HTTP status == error_code, plus the description and parameters."""
 
-    def __init__(self, status: int, description: str, parameters: dict | None = None,
-                 raw_body: bytes | None = None):
+    def __init__(
+        self,
+        status: int,
+        description: str,
+        parameters: dict | None = None,
+        raw_body: bytes | None = None,
+    ):
         super().__init__(description)
         self.status = status
         self.description = description
@@ -93,13 +102,32 @@ class EntityParseError(Exception):
 # text measuring and HTML parsing (a port of tdlib td/telegram/MessageEntity.cpp parse_html)
 # --------------------------------------------------------------------------------------------
 
+
 def utf16_len(text: str) -> int:
     """Length the way Telegram counts it: UTF-16 code units (an emoji outside the BMP is 2)."""
     return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
-_HTML_TAGS = frozenset({"a", "b", "strong", "i", "em", "s", "strike", "del", "u", "ins",
-                        "tg-spoiler", "tg-emoji", "span", "pre", "code", "blockquote"})
+_HTML_TAGS = frozenset(
+    {
+        "a",
+        "b",
+        "strong",
+        "i",
+        "em",
+        "s",
+        "strike",
+        "del",
+        "u",
+        "ins",
+        "tg-spoiler",
+        "tg-emoji",
+        "span",
+        "pre",
+        "code",
+        "blockquote",
+    }
+)
 
 
 def _is_space(c: int) -> bool:  # td::is_space; 0 is the C string terminator
@@ -143,7 +171,7 @@ def _decode_html_entity(data: bytes, pos: int) -> tuple[int, int]:
     else:
         while _is_alpha(at(end)):
             end += 1
-        res = {b"lt": 0x3C, b"gt": 0x3E, b"amp": 0x26, b"quot": 0x22}.get(data[pos + 1:end], 0)
+        res = {b"lt": 0x3C, b"gt": 0x3E, b"amp": 0x26, b"quot": 0x22}.get(data[pos + 1 : end], 0)
         if not res:
             return 0, pos
     if at(end) == 0x3B:  # ';' is optional
@@ -192,7 +220,8 @@ def parse_html(text: str, *, strict_ampersand: bool = False) -> tuple[str, list[
             if strict_ampersand:
                 raise EntityParseError(
                     f'Unescaped "&" at byte offset {i} (rejected by FakeTelegram(strict_ampersand'
-                    f'=True); real Telegram keeps it literally)')
+                    f"=True); real Telegram keeps it literally)"
+                )
         if c != 0x3C:  # not '<'
             if (c & 0xC0) != 0x80:
                 utf16 += 2 if c >= 0xF0 else 1
@@ -207,7 +236,7 @@ def parse_html(text: str, *, strict_ampersand: bool = False) -> tuple[str, list[
                 i += 1
             if at(i) == 0:
                 raise EntityParseError(f"Unclosed start tag at byte offset {begin}")
-            tag = data[begin + 1:i].lower().decode("utf-8", "replace")
+            tag = data[begin + 1 : i].lower().decode("utf-8", "replace")
             if tag not in _HTML_TAGS:
                 raise EntityParseError(f'Unsupported start tag "{tag}" at byte offset {begin}')
             argument = ""
@@ -222,13 +251,13 @@ def parse_html(text: str, *, strict_ampersand: bool = False) -> tuple[str, list[
                 attr = data[attr_begin:i]
                 if not attr:
                     raise EntityParseError(
-                        f'Empty attribute name in the tag "{tag}" at byte offset {begin}')
+                        f'Empty attribute name in the tag "{tag}" at byte offset {begin}'
+                    )
                 while at(i) != 0 and _is_space(at(i)):
                     i += 1
                 if at(i) != 0x3D:  # no '=': a valueless attribute
                     if at(i) == 0:
-                        raise EntityParseError(
-                            f'Unclosed start tag "{tag}" at byte offset {begin}')
+                        raise EntityParseError(f'Unclosed start tag "{tag}" at byte offset {begin}')
                     if tag == "blockquote" and attr == b"expandable":
                         argument = "1"
                     continue
@@ -244,7 +273,8 @@ def parse_html(text: str, *, strict_ampersand: bool = False) -> tuple[str, list[
                     value = data[token_begin:i].lower()
                     if not _is_space(at(i)) and at(i) != 0x3E:
                         raise EntityParseError(
-                            f"Unexpected end of name token at byte offset {token_begin}")
+                            f"Unexpected end of name token at byte offset {token_begin}"
+                        )
                 else:  # a quoted string
                     quote = at(i)
                     i += 1
@@ -276,52 +306,86 @@ def parse_html(text: str, *, strict_ampersand: bool = False) -> tuple[str, list[
                     argument = "1"
             if tag == "span" and argument != "spoiler":
                 raise EntityParseError(
-                    f'Tag "span" must have class "tg-spoiler" at byte offset {begin}')
+                    f'Tag "span" must have class "tg-spoiler" at byte offset {begin}'
+                )
             nested.append([tag, argument, utf16, len(out)])
         else:  # an end tag
             if not nested:
                 raise EntityParseError(f"Unexpected end tag at byte offset {begin}")
             while not _is_space(at(i)) and at(i) != 0x3E:
                 i += 1
-            end_tag = data[begin + 2:i].lower().decode("utf-8", "replace")
+            end_tag = data[begin + 2 : i].lower().decode("utf-8", "replace")
             while _is_space(at(i)) and at(i) != 0:
                 i += 1
             if at(i) != 0x3E:
                 raise EntityParseError(f"Unclosed end tag at byte offset {begin}")
             tag, argument, offset, out_pos = nested[-1]
             if end_tag and end_tag != tag:
-                raise EntityParseError(f'Unmatched end tag at byte offset {begin}, expected '
-                                       f'"</{tag}>", found "</{end_tag}>"')
+                raise EntityParseError(
+                    f"Unmatched end tag at byte offset {begin}, expected "
+                    f'"</{tag}>", found "</{end_tag}>"'
+                )
             if utf16 > offset:
                 length = utf16 - offset
-                simple = {"i": "italic", "em": "italic", "b": "bold", "strong": "bold",
-                          "s": "strikethrough", "strike": "strikethrough",
-                          "del": "strikethrough", "u": "underline", "ins": "underline",
-                          "tg-spoiler": "spoiler", "span": "spoiler"}
+                simple = {
+                    "i": "italic",
+                    "em": "italic",
+                    "b": "bold",
+                    "strong": "bold",
+                    "s": "strikethrough",
+                    "strike": "strikethrough",
+                    "del": "strikethrough",
+                    "u": "underline",
+                    "ins": "underline",
+                    "tg-spoiler": "spoiler",
+                    "span": "spoiler",
+                }
                 last = entities[-1] if entities else None
                 if tag in simple:
                     entities.append({"type": simple[tag], "offset": offset, "length": length})
                 elif tag == "tg-emoji":
                     if not argument.isdigit() or int(argument) == 0:
                         raise EntityParseError("Invalid custom emoji identifier specified")
-                    entities.append({"type": "custom_emoji", "offset": offset, "length": length,
-                                     "custom_emoji_id": argument})
+                    entities.append(
+                        {
+                            "type": "custom_emoji",
+                            "offset": offset,
+                            "length": length,
+                            "custom_emoji_id": argument,
+                        }
+                    )
                 elif tag == "a":
                     url = argument or bytes(out[out_pos:]).decode("utf-8", "replace")
                     checked = _checked_link(url)
                     if checked is not None:
-                        entities.append({"type": "text_link", "offset": offset,
-                                         "length": length, "url": checked})
+                        entities.append(
+                            {
+                                "type": "text_link",
+                                "offset": offset,
+                                "length": length,
+                                "url": checked,
+                            }
+                        )
                 elif tag == "pre":
-                    if (last and last["type"] == "code" and last["offset"] == offset
-                            and last["length"] == length and last.get("_language")):
+                    if (
+                        last
+                        and last["type"] == "code"
+                        and last["offset"] == offset
+                        and last["length"] == length
+                        and last.get("_language")
+                    ):
                         last["type"] = "pre"
                         last["language"] = last.pop("_language")
                     else:
                         entities.append({"type": "pre", "offset": offset, "length": length})
                 elif tag == "code":
-                    if (last and last["type"] == "pre" and last["offset"] == offset
-                            and last["length"] == length and argument):
+                    if (
+                        last
+                        and last["type"] == "pre"
+                        and last["offset"] == offset
+                        and last["length"] == length
+                        and argument
+                    ):
                         last["language"] = argument
                     else:
                         entity = {"type": "code", "offset": offset, "length": length}
@@ -329,20 +393,26 @@ def parse_html(text: str, *, strict_ampersand: bool = False) -> tuple[str, list[
                             entity["_language"] = argument
                         entities.append(entity)
                 elif tag == "blockquote":
-                    entities.append({"type": "expandable_blockquote" if argument else "blockquote",
-                                     "offset": offset, "length": length})
+                    entities.append(
+                        {
+                            "type": "expandable_blockquote" if argument else "blockquote",
+                            "offset": offset,
+                            "length": length,
+                        }
+                    )
             nested.pop()
         i += 1  # past '>'
     if nested:
-        raise EntityParseError(
-            f'Can\'t find end tag corresponding to start tag "{nested[-1][0]}"')
+        raise EntityParseError(f'Can\'t find end tag corresponding to start tag "{nested[-1][0]}"')
     for entity in entities:
         entity.pop("_language", None)
     try:
         plain = bytes(out).decode("utf-8")
     except UnicodeDecodeError:
-        raise EntityParseError("Text contains invalid Unicode characters after decoding HTML "
-                               "entities, check for unmatched surrogate code units") from None
+        raise EntityParseError(
+            "Text contains invalid Unicode characters after decoding HTML "
+            "entities, check for unmatched surrogate code units"
+        ) from None
     entities.sort(key=lambda e: (e["offset"], -e["length"]))
     return plain, entities
 
@@ -375,13 +445,20 @@ _BOT_COMMAND_RE = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3
 
 def bot_command_entities(text: str) -> list[dict]:
     """``bot_command`` entities as Telegram attaches them to incoming messages."""
-    return [{"type": "bot_command", "offset": utf16_len(text[:m.start()]),
-             "length": utf16_len(m.group(0))} for m in _BOT_COMMAND_RE.finditer(text)]
+    return [
+        {
+            "type": "bot_command",
+            "offset": utf16_len(text[: m.start()]),
+            "length": utf16_len(m.group(0)),
+        }
+        for m in _BOT_COMMAND_RE.finditer(text)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
 # the server
 # --------------------------------------------------------------------------------------------
+
 
 def _as_bool(value: Any) -> bool | None:
     if value is None:
@@ -408,13 +485,20 @@ class FakeTelegram(LoopbackServer):
         is a Bot API that went away and came back.
     """
 
-    def __init__(self, *, tokens: Iterable[str] | Mapping[str, dict] | None = None,
-                 chats: Mapping[Any, dict] | None = None,
-                 per_chat_interval: float = 1.0, per_minute_limit: int | None = 20,
-                 global_per_second: int | None = 30, time_scale: float = 1.0,
-                 rate_limited_methods: Iterable[str] = ("sendMessage",),
-                 strict_ampersand: bool = False,
-                 clock: Callable[[], float] = time.monotonic, port: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        tokens: Iterable[str] | Mapping[str, dict] | None = None,
+        chats: Mapping[Any, dict] | None = None,
+        per_chat_interval: float = 1.0,
+        per_minute_limit: int | None = 20,
+        global_per_second: int | None = 30,
+        time_scale: float = 1.0,
+        rate_limited_methods: Iterable[str] = ("sendMessage",),
+        strict_ampersand: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        port: int = 0,
+    ) -> None:
         if tokens is None:
             tokens = [DEFAULT_TOKEN]
         token_info = dict(tokens) if isinstance(tokens, Mapping) else {t: {} for t in tokens}
@@ -423,12 +507,18 @@ class FakeTelegram(LoopbackServer):
         self.tokens: dict[str, dict] = {}
         for tok, overrides in token_info.items():
             bot_id = int(tok.split(":", 1)[0]) if tok.split(":", 1)[0].isdigit() else 1
-            self.tokens[tok] = {"id": bot_id, "is_bot": True, "first_name": "chipwatch test bot",
-                                "username": "chipwatch_test_bot", "can_join_groups": True,
-                                "can_read_all_group_messages": False,
-                                "supports_inline_queries": False,
-                                "can_connect_to_business": False, "has_main_web_app": False,
-                                **(overrides or {})}
+            self.tokens[tok] = {
+                "id": bot_id,
+                "is_bot": True,
+                "first_name": "chipwatch test bot",
+                "username": "chipwatch_test_bot",
+                "can_join_groups": True,
+                "can_read_all_group_messages": False,
+                "supports_inline_queries": False,
+                "can_connect_to_business": False,
+                "has_main_web_app": False,
+                **(overrides or {}),
+            }
         self.token: str = next(iter(self.tokens))
         self.per_chat_interval = per_chat_interval
         self.per_minute_limit = per_minute_limit
@@ -503,9 +593,15 @@ class FakeTelegram(LoopbackServer):
 
     # ---- test controls ----------------------------------------------------------------------
 
-    def add_chat(self, id: int, type: str = "private", title: str | None = None,  # noqa: A002
-                 username: str | None = None, first_name: str | None = None,
-                 **extra: Any) -> dict:
+    def add_chat(
+        self,
+        id: int,  # noqa: A002 - Telegram's own field names
+        type: str = "private",  # noqa: A002
+        title: str | None = None,
+        username: str | None = None,
+        first_name: str | None = None,
+        **extra: Any,
+    ) -> dict:
         chat = {"id": int(id), "type": type}
         if type == "private":
             chat["first_name"] = first_name or title or f"User {id}"
@@ -526,9 +622,15 @@ class FakeTelegram(LoopbackServer):
     def unkick(self, chat: int | str) -> None:
         self.kicked.discard(self._resolve_known(chat)["id"])
 
-    def fail_next(self, n: int = 1, status: int = 500, retry_after: int | None = None,
-                  description: str | None = None, method: str | None = None,
-                  body: bytes | str | None = None) -> None:
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 500,
+        retry_after: int | None = None,
+        description: str | None = None,
+        method: str | None = None,
+        body: bytes | str | None = None,
+    ) -> None:
         """Make the next ``n`` API calls (of ``method``, or any) fail with ``status``.
 
         429 answers carry ``parameters.retry_after`` (default 1 if not given); 502/504 answer an
@@ -538,9 +640,16 @@ class FakeTelegram(LoopbackServer):
         if status == 429 and retry_after is None:
             retry_after = 1
         with self._lock:
-            self._faults.append({"remaining": n, "status": status, "retry_after": retry_after,
-                                 "description": description,
-                                 "method": method.lower() if method else None, "body": body})
+            self._faults.append(
+                {
+                    "remaining": n,
+                    "status": status,
+                    "retry_after": retry_after,
+                    "description": description,
+                    "method": method.lower() if method else None,
+                    "body": body,
+                }
+            )
 
     def push_update(self, update: dict, token: str | None = None) -> dict:
         """Queue an update for getUpdates (``update_id`` assigned when missing)."""
@@ -551,29 +660,47 @@ class FakeTelegram(LoopbackServer):
             self._cond.notify_all()
         return update
 
-    def push_message(self, chat_id: int, user_id: int, text: str, chat_type: str = "private",
-                     *, first_name: str | None = None, username: str | None = None,
-                     token: str | None = None) -> dict:
+    def push_message(
+        self,
+        chat_id: int,
+        user_id: int,
+        text: str,
+        chat_type: str = "private",
+        *,
+        first_name: str | None = None,
+        username: str | None = None,
+        token: str | None = None,
+    ) -> dict:
         """Queue a realistic ``message`` update from a user (bot_command entities included).
 
         Private chats are created for the user; other chat types are created when unknown.
         """
-        user = {"id": user_id, "is_bot": False, "first_name": first_name or f"User{user_id}",
-                "language_code": "en"}
+        user = {
+            "id": user_id,
+            "is_bot": False,
+            "first_name": first_name or f"User{user_id}",
+            "language_code": "en",
+        }
         if username:
             user["username"] = username
         with self._lock:
             if chat_type == "private":
                 chat_id = user_id
                 if chat_id not in self.chats:
-                    self.add_chat(user_id, "private", first_name=user["first_name"],
-                                  username=username)
+                    self.add_chat(
+                        user_id, "private", first_name=user["first_name"], username=username
+                    )
             elif int(chat_id) not in self.chats:
                 self.add_chat(int(chat_id), chat_type, title=f"Test {chat_type}")
             chat = self.chats[int(chat_id)]
             message_id = self._new_message_id(chat["id"])
-        message = {"message_id": message_id, "from": user, "chat": self._chat_short(chat),
-                   "date": int(time.time()), "text": text}
+        message = {
+            "message_id": message_id,
+            "from": user,
+            "chat": self._chat_short(chat),
+            "date": int(time.time()),
+            "text": text,
+        }
         entities = bot_command_entities(text)
         if entities:
             message["entities"] = entities
@@ -605,10 +732,14 @@ class FakeTelegram(LoopbackServer):
         parts = split.path.split("/")
         method = parts[2] if len(parts) >= 3 else ""
         token = parts[1][3:] if len(parts) >= 2 and parts[1].startswith("bot") else None
-        record = {"method": method, "path": f"/bot{REDACTED}/{method}" if token is not None
-                  else split.path, "http_method": req.command,
-                  "content_type": req.headers.get("Content-Type", ""), "params": {},
-                  "timestamp": time.time()}
+        record = {
+            "method": method,
+            "path": f"/bot{REDACTED}/{method}" if token is not None else split.path,
+            "http_method": req.command,
+            "content_type": req.headers.get("Content-Type", ""),
+            "params": {},
+            "timestamp": time.time(),
+        }
         try:
             body = self._read_body(req)
             if token is None or len(parts) != 3 or not TOKEN_RE.match(token):
@@ -623,8 +754,11 @@ class FakeTelegram(LoopbackServer):
                 raise ApiError(404, "Not Found")
             result = handler(token, params)
         except ApiError as err:
-            payload: dict[str, Any] = {"ok": False, "error_code": err.status,
-                                       "description": err.description}
+            payload: dict[str, Any] = {
+                "ok": False,
+                "error_code": err.status,
+                "description": err.description,
+            }
             if err.parameters:
                 payload["parameters"] = err.parameters
             record.update(status=err.status, description=err.description)
@@ -636,8 +770,9 @@ class FakeTelegram(LoopbackServer):
             return
         record.update(status=200, result=result)
         self.calls.append(record)
-        self._respond(req, 200, json.dumps({"ok": True, "result": result}).encode(),
-                      "application/json")
+        self._respond(
+            req, 200, json.dumps({"ok": True, "result": result}).encode(), "application/json"
+        )
 
     @staticmethod
     def _read_body(req: BaseHTTPRequestHandler) -> bytes:
@@ -674,13 +809,16 @@ class FakeTelegram(LoopbackServer):
             try:
                 obj = json.loads(body.decode("utf-8"))
             except (ValueError, UnicodeDecodeError) as exc:
-                raise ApiError(400, f"Bad Request: can't parse JSON encoded request: {exc}") from None
+                raise ApiError(
+                    400, f"Bad Request: can't parse JSON encoded request: {exc}"
+                ) from None
             if not isinstance(obj, dict):
                 raise ApiError(400, "Bad Request: JSON encoded request must be an object")
             params.update(obj)
         elif kind == "multipart/form-data":
             msg = BytesParser(policy=email_policy.HTTP).parsebytes(
-                b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body)
+                b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body
+            )
             for part in msg.iter_parts():
                 name = part.get_param("name", header="content-disposition")
                 if not name:
@@ -712,8 +850,9 @@ class FakeTelegram(LoopbackServer):
             parameters = {"retry_after": fault["retry_after"]}
         elif fault["retry_after"] is not None:
             parameters = {"retry_after": fault["retry_after"]}
-        err = ApiError(status, description or _DEFAULT_DESCRIPTIONS.get(status, "Error"),
-                       parameters)
+        err = ApiError(
+            status, description or _DEFAULT_DESCRIPTIONS.get(status, "Error"), parameters
+        )
         if fault["body"] is not None:
             body = fault["body"]
             err.raw_body = body.encode() if isinstance(body, str) else body
@@ -727,9 +866,13 @@ class FakeTelegram(LoopbackServer):
     def _methods(self) -> dict[str, Callable[[str, dict], Any]]:
         # Only what chipwatch calls (through python-telegram-bot's Bot and Application);
         # anything else is a 404, as for a method Telegram does not have.
-        return {"getme": self._get_me, "sendmessage": self._send_message,
-                "editmessagetext": self._edit_message_text, "getupdates": self._get_updates,
-                "deletewebhook": self._delete_webhook}
+        return {
+            "getme": self._get_me,
+            "sendmessage": self._send_message,
+            "editmessagetext": self._edit_message_text,
+            "getupdates": self._get_updates,
+            "deletewebhook": self._delete_webhook,
+        }
 
     @staticmethod
     def _chat_short(chat: dict) -> dict:
@@ -836,8 +979,7 @@ class FakeTelegram(LoopbackServer):
 
         def too_many(wait_real: float) -> ApiError:
             retry = max(1, math.ceil(wait_real / scale - 1e-9))
-            return ApiError(429, f"Too Many Requests: retry after {retry}",
-                            {"retry_after": retry})
+            return ApiError(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
 
         with self._lock:
             times = self._send_times.setdefault(chat["id"], deque())
@@ -874,13 +1016,20 @@ class FakeTelegram(LoopbackServer):
         if "sendmessage" in self.rate_limited_methods:
             self._check_flood(chat)
         message_id = self._new_message_id(chat["id"])
-        message: dict[str, Any] = {"message_id": message_id, "date": int(time.time()),
-                                   "chat": self._chat_short(chat), "text": plain}
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": self._chat_short(chat),
+            "text": plain,
+        }
         if chat["type"] == "channel":
             message["sender_chat"] = self._chat_short(chat)
         else:
-            message["from"] = {k: v for k, v in self.tokens[token].items()
-                               if k in ("id", "is_bot", "first_name", "username")}
+            message["from"] = {
+                k: v
+                for k, v in self.tokens[token].items()
+                if k in ("id", "is_bot", "first_name", "username")
+            }
         if entities:
             message["entities"] = entities
         if lpo:
@@ -890,14 +1039,24 @@ class FakeTelegram(LoopbackServer):
         with self._lock:
             self.messages[(chat["id"], message_id)] = plain
             self.message_json[(chat["id"], message_id)] = message
-            self.sent.append({
-                "chat_id": chat["id"], "chat": params.get("chat_id"), "text": str(params["text"]),
-                "shown_text": plain, "entities": entities, "parse_mode": params.get("parse_mode"),
-                "message_id": message_id, "link_preview_options": lpo,
-                "disable_web_page_preview": dwpp,
-                "preview_disabled": bool(dwpp or (lpo or {}).get("is_disabled")),
-                "disable_notification": _as_bool(params.get("disable_notification")),
-                "reply_markup": reply_markup, "timestamp": time.time(), "token": token})
+            self.sent.append(
+                {
+                    "chat_id": chat["id"],
+                    "chat": params.get("chat_id"),
+                    "text": str(params["text"]),
+                    "shown_text": plain,
+                    "entities": entities,
+                    "parse_mode": params.get("parse_mode"),
+                    "message_id": message_id,
+                    "link_preview_options": lpo,
+                    "disable_web_page_preview": dwpp,
+                    "preview_disabled": bool(dwpp or (lpo or {}).get("is_disabled")),
+                    "disable_notification": _as_bool(params.get("disable_notification")),
+                    "reply_markup": reply_markup,
+                    "timestamp": time.time(),
+                    "token": token,
+                }
+            )
         return message
 
     def _edit_message_text(self, token: str, params: dict) -> dict | bool:
@@ -916,10 +1075,16 @@ class FakeTelegram(LoopbackServer):
                 raise ApiError(400, "Bad Request: message to edit not found")
             if "from" in current and not current["from"].get("is_bot"):
                 raise ApiError(400, "Bad Request: message can't be edited")
-            new_markup = reply_markup if isinstance(reply_markup, dict) and \
-                "inline_keyboard" in reply_markup else None
-            if (current["text"] == plain and current.get("entities", []) == entities
-                    and current.get("reply_markup") == new_markup):
+            new_markup = (
+                reply_markup
+                if isinstance(reply_markup, dict) and "inline_keyboard" in reply_markup
+                else None
+            )
+            if (
+                current["text"] == plain
+                and current.get("entities", []) == entities
+                and current.get("reply_markup") == new_markup
+            ):
                 raise ApiError(400, NOT_MODIFIED)
             message = dict(current, text=plain, edit_date=int(time.time()))
             message.pop("entities", None)
@@ -930,12 +1095,22 @@ class FakeTelegram(LoopbackServer):
                 message["reply_markup"] = new_markup
             self.messages[(chat["id"], message_id)] = plain
             self.message_json[(chat["id"], message_id)] = message
-            self.edits.append({
-                "chat_id": chat["id"], "message_id": message_id, "text": str(params["text"]),
-                "shown_text": plain, "entities": entities, "parse_mode": params.get("parse_mode"),
-                "previous_text": current["text"], "link_preview_options": lpo,
-                "disable_web_page_preview": dwpp, "reply_markup": reply_markup,
-                "timestamp": time.time(), "token": token})
+            self.edits.append(
+                {
+                    "chat_id": chat["id"],
+                    "message_id": message_id,
+                    "text": str(params["text"]),
+                    "shown_text": plain,
+                    "entities": entities,
+                    "parse_mode": params.get("parse_mode"),
+                    "previous_text": current["text"],
+                    "link_preview_options": lpo,
+                    "disable_web_page_preview": dwpp,
+                    "reply_markup": reply_markup,
+                    "timestamp": time.time(),
+                    "token": token,
+                }
+            )
         return message
 
     def _get_updates(self, token: str, params: dict) -> list[dict]:
@@ -968,4 +1143,3 @@ class FakeTelegram(LoopbackServer):
             with self._lock:
                 self._updates[token].clear()
         return True
-

@@ -110,9 +110,8 @@ def main(
         if args.command == "demo":
             from .demo import run_demo
 
-            if (
-                not args.verbose
-            ):  # the demo is for reading: alerts on stdout, only problems on stderr
+            # the demo is for reading: alerts on stdout, only problems on stderr
+            if not args.verbose:
                 setup_logging(logging.WARNING, json_lines=args.log_format == "json")
             return run_demo(args.config, stdout=stdout)
         config = load_config(args.config)

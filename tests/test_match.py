@@ -141,6 +141,15 @@ NOT_RELATIONS = [
 ]
 
 
+def test_chinese_firms_on_the_entity_list_alert_without_a_chip_and_others_do_not():
+    chinese = MATCHER.match(
+        "US extends entity list restrictions to subsidiaries of blacklisted Chinese firms"
+    )
+    assert chinese.rules == ("china-entity-list",), MATCHER.explain(chinese)
+    russian = MATCHER.match("US adds Russian firms to entity list over Ukraine war")
+    assert not russian.alert, MATCHER.explain(russian)
+
+
 @pytest.mark.parametrize("title,rule", RELATIONS, ids=[r for _, r in RELATIONS])
 def test_relation_rules_catch_business_wording(title, rule):
     result = MATCHER.match(title)

@@ -11,6 +11,12 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from alerts.config import Config
+from alerts.fetch import Fetcher
+from alerts.match import compile_matcher
+from alerts.pipeline import CycleReport, PollContext, run_cycle
+from alerts.store import Store
+
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890  # the fake Bot API's test channel
 
@@ -153,3 +159,23 @@ def deliveries(store, alert_id: int) -> list[dict]:
             "SELECT * FROM deliveries WHERE alert_id = ? ORDER BY destination", [alert_id]
         )
     )
+
+
+async def poll_cycle(
+    config: Config, store: Store, *, now: datetime | None = None, respect_schedule: bool = False
+) -> CycleReport:
+    """One ``run_cycle`` of the config's feeds with a fresh matcher and fetcher, at ``now``
+    (default: the current time)."""
+    matcher = compile_matcher(config.watchlists, config.rules)
+    async with Fetcher(config.poll) as fetcher:
+        return await run_cycle(
+            config.feeds,
+            PollContext(
+                config=config,
+                store=store,
+                matcher=matcher,
+                fetcher=fetcher,
+                now=now or datetime.now(timezone.utc),
+                respect_schedule=respect_schedule,
+            ),
+        )

@@ -15,10 +15,9 @@ import pytest
 from alerts.config import FeedConfig, PollConfig, load_config
 from alerts.fetch import Fetcher
 from alerts.loopback import FeedServer, Route
-from alerts.match import compile_matcher
-from alerts.pipeline import PollContext, backoff_seconds, next_interval, run_cycle
+from alerts.pipeline import backoff_seconds, next_interval
 from alerts.store import open_store
-from tests.support import ago, rss, write_config
+from tests.support import ago, poll_cycle, rss, write_config
 
 FEED = rss(
     [
@@ -155,22 +154,6 @@ async def test_per_host_limit_is_honoured():
 # --- scheduling state through the pipeline ------------------------------------------------
 
 
-async def _cycle(config, store, now, respect=True):
-    matcher = compile_matcher(config.watchlists, config.rules)
-    async with Fetcher(config.poll) as fetcher:
-        return await run_cycle(
-            config.feeds,
-            PollContext(
-                config=config,
-                store=store,
-                matcher=matcher,
-                fetcher=fetcher,
-                now=now,
-                respect_schedule=respect,
-            ),
-        )
-
-
 async def test_backoff_grows_then_resets_on_success(tmp_path, serve, feed_server):
     url = serve(Route(body=b"down", status=500))
     config = load_config(write_config(tmp_path, [("Flaky", url)]))
@@ -178,17 +161,19 @@ async def test_backoff_grows_then_resets_on_success(tmp_path, serve, feed_server
     now = datetime.now(timezone.utc)
     waits = []
     for _ in range(3):
-        report = await _cycle(config, store, now)
+        report = await poll_cycle(config, store, now=now, respect_schedule=True)
         state = store.feed_state("Flaky")
         waits.append((state.next_poll_at - now).total_seconds())
-        skipped = await _cycle(config, store, now + timedelta(seconds=1))
+        skipped = await poll_cycle(
+            config, store, now=now + timedelta(seconds=1), respect_schedule=True
+        )
         assert skipped.outcomes[0].status == "skipped", "not polled again before its backoff"
         now = state.next_poll_at
     assert waits == pytest.approx([300, 600, 1200], abs=1)
     assert report.failed[0].consecutive_failures == 3
 
     feed_server.routes[url.split(str(feed_server.port))[1]] = Route(body=FEED)
-    await _cycle(config, store, now)
+    await poll_cycle(config, store, now=now, respect_schedule=True)
     state = store.feed_state("Flaky")
     assert (state.consecutive_failures, state.failing_since, state.last_error) == (0, None, None)
     assert (state.next_poll_at - now).total_seconds() == pytest.approx(300, abs=1)
@@ -200,9 +185,9 @@ async def test_long_failing_feed_is_flagged_in_the_outcome(tmp_path, serve):
     config = load_config(write_config(tmp_path, [("Dead", url)]))
     store = open_store(config.database)
     start = datetime.now(timezone.utc)
-    first = await _cycle(config, store, start, respect=False)
+    first = await poll_cycle(config, store, now=start)
     assert not first.outcomes[0].flagged
-    later = await _cycle(config, store, start + timedelta(hours=25), respect=False)
+    later = await poll_cycle(config, store, now=start + timedelta(hours=25))
     assert later.outcomes[0].flagged and later.flagged
     store.close()
 
@@ -212,7 +197,7 @@ async def test_429_retry_after_is_a_lower_bound_on_the_next_poll(tmp_path, serve
     config = load_config(write_config(tmp_path, [("Busy", url)]))
     store = open_store(config.database)
     now = datetime.now(timezone.utc)
-    await _cycle(config, store, now)
+    await poll_cycle(config, store, now=now, respect_schedule=True)
     assert (store.feed_state("Busy").next_poll_at - now).total_seconds() == pytest.approx(
         5000, abs=1
     )
@@ -224,15 +209,15 @@ async def test_410_disables_the_feed_until_its_url_changes(tmp_path, serve, feed
     config = load_config(write_config(tmp_path, [("Old", gone)]))
     store = open_store(config.database)
     now = datetime.now(timezone.utc)
-    report = await _cycle(config, store, now, respect=False)
+    report = await poll_cycle(config, store, now=now)
     assert report.outcomes[0].status == "disabled" and "410 Gone" in report.outcomes[0].error
     hits = feed_server.hits(gone.split(str(feed_server.port))[1])
-    await _cycle(config, store, now + timedelta(days=1), respect=False)
+    await poll_cycle(config, store, now=now + timedelta(days=1))
     assert feed_server.hits(gone.split(str(feed_server.port))[1]) == hits, "never fetched again"
 
     fresh = serve(Route(body=FEED))
     config = replace(config, feeds=(replace(config.feeds[0], url=fresh),))
-    report = await _cycle(config, store, now + timedelta(days=2), respect=False)
+    report = await poll_cycle(config, store, now=now + timedelta(days=2))
     assert report.outcomes[0].status == "ok"
     store.close()
 
@@ -243,11 +228,11 @@ async def test_301_updates_the_stored_url(tmp_path, serve, feed_server):
     config = load_config(write_config(tmp_path, [("Moved", old)]))
     store = open_store(config.database)
     now = datetime.now(timezone.utc)
-    await _cycle(config, store, now, respect=False)
+    await poll_cycle(config, store, now=now)
     assert store.feed_state("Moved").effective_url == target
     old_path = old.split(str(feed_server.port))[1]
     hits = feed_server.hits(old_path)
-    await _cycle(config, store, now + timedelta(hours=1), respect=False)
+    await poll_cycle(config, store, now=now + timedelta(hours=1))
     assert feed_server.hits(old_path) == hits, "the next poll goes straight to the new URL"
     store.close()
 
@@ -257,8 +242,8 @@ async def test_unchanged_body_and_304_skip_parsing_in_the_pipeline(tmp_path, ser
     config = load_config(write_config(tmp_path, [("Same", url)]))
     store = open_store(config.database)
     now = datetime.now(timezone.utc)
-    await _cycle(config, store, now, respect=False)
-    report = await _cycle(config, store, now + timedelta(minutes=10), respect=False)
+    await poll_cycle(config, store, now=now)
+    report = await poll_cycle(config, store, now=now + timedelta(minutes=10))
     assert report.outcomes[0].status == "unchanged"
     store.close()
 

@@ -14,24 +14,9 @@ from alerts.match import compile_matcher
 from alerts.pipeline import Fetched, Known, PollContext, decide, run_cycle
 from alerts.store import open_store
 from alerts.types import FeedItem, FeedState, ParsedFeed
-from tests.support import ago, deliveries, rss, write_config
+from tests.support import ago, deliveries, poll_cycle, rss, write_config
 
 H200 = "China approves first imports of Nvidia H200 AI chips"
-
-
-async def _cycle(config, store, now=None):
-    matcher = compile_matcher(config.watchlists, config.rules)
-    async with Fetcher(config.poll) as fetcher:
-        return await run_cycle(
-            config.feeds,
-            PollContext(
-                config=config,
-                store=store,
-                matcher=matcher,
-                fetcher=fetcher,
-                now=now or datetime.now(timezone.utc),
-            ),
-        )
 
 
 async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(
@@ -51,7 +36,7 @@ async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(
     config = load_config(write_config(tmp_path, [("Wire", url)]))
     store = open_store(config.database)
 
-    report = await _cycle(config, store)
+    report = await poll_cycle(config, store)
 
     assert report.new_items == 3
     assert [a.title for a in store.pending("console", now=datetime.now(timezone.utc))] == [H200]
@@ -72,7 +57,7 @@ async def test_first_poll_alerts_only_fresh_dated_items_and_records_the_rest(
         }
     )
     feed_server.routes[url.split(str(feed_server.port))[1]].body = rss(items).encode()
-    await _cycle(config, store)
+    await poll_cycle(config, store)
     titles = [a.title for a in store.pending("console", now=datetime.now(timezone.utc))]
     assert titles == [H200, "Huawei faces new export controls"]
     store.close()
@@ -85,8 +70,8 @@ async def test_feed_state_records_failures_and_recovers(tmp_path, feed_server, s
     config = load_config(write_config(tmp_path, [("Flaky", url)]))
     store = open_store(config.database)
 
-    await _cycle(config, store)
-    await _cycle(config, store)
+    await poll_cycle(config, store)
+    await poll_cycle(config, store)
     state = store.feed_state("Flaky")
     assert (state.last_status, state.consecutive_failures, state.last_error) == (
         "error",
@@ -95,7 +80,7 @@ async def test_feed_state_records_failures_and_recovers(tmp_path, feed_server, s
     )
 
     feed_server.routes[url.split(str(feed_server.port))[1]] = Route(body=rss([]).encode())
-    report = await _cycle(config, store)
+    report = await poll_cycle(config, store)
     state = store.feed_state("Flaky")
     assert report.failed == ()
     assert (state.last_status, state.consecutive_failures, state.last_error) == ("ok", 0, None)
@@ -136,7 +121,7 @@ async def _one_pending_alert(tmp_path, serve):
     )
     config = load_config(write_config(tmp_path, [("Wire", url)]))
     store = open_store(config.database)
-    await _cycle(config, store)
+    await poll_cycle(config, store)
     return store
 
 

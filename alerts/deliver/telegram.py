@@ -52,6 +52,17 @@ _CHAT_GONE = (
 )
 
 
+def _send_request(timeout: float) -> HTTPXRequest:
+    """The connection pool for sending (every API call but ``getUpdates``)."""
+    return HTTPXRequest(
+        connection_pool_size=8,
+        read_timeout=timeout,
+        write_timeout=timeout,
+        connect_timeout=timeout,
+        pool_timeout=timeout,
+    )
+
+
 class TelegramClient:
     """The one ``Bot`` and the one 30-a-second budget for everything sent with a token: the
     channel, personal chats, command replies and admin notices. Long polling for commands has
@@ -67,13 +78,7 @@ class TelegramClient:
     ):
         self.token = token
         self.base_url = base_url
-        request = HTTPXRequest(
-            connection_pool_size=8,
-            read_timeout=timeout,
-            write_timeout=timeout,
-            connect_timeout=timeout,
-            pool_timeout=timeout,
-        )
+        request = _send_request(timeout)
         updates = HTTPXRequest(
             connection_pool_size=1,
             read_timeout=timeout + 30,
@@ -151,14 +156,7 @@ class TelegramSink:
             bot, overall_limiter = client.bot, client.budget
         self._owns_bot = bot is None
         if bot is None:
-            request = HTTPXRequest(
-                connection_pool_size=8,
-                read_timeout=timeout,
-                write_timeout=timeout,
-                connect_timeout=timeout,
-                pool_timeout=timeout,
-            )
-            bot = Bot(token, base_url=base_url, request=request)
+            bot = Bot(token, base_url=base_url, request=_send_request(timeout))
         self.bot = bot
         # The 30-a-second limit is for the whole bot: chats of one bot share one limiter.
         self.overall = overall_limiter or RateLimiter([overall])

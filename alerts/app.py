@@ -14,6 +14,7 @@ from typing import TextIO
 from .cluster import Clusterer
 from .commands import Commands
 from .config import Config
+from .coordinate import HEARTBEAT_SECONDS, LEADER_CHECK_SECONDS, Coordinator
 from .deliver import Deliverer
 from .deliver.console import format_text
 from .deliver.sinks import build_sinks
@@ -62,6 +63,8 @@ def summary_line(report: CycleReport, *, sent: int, pending: int, dry_run: bool 
     parts = [f"feeds ok={report.ok} failed={len(failed)}"]
     if report.disabled:
         parts.append(f"disabled={len(report.disabled)}")
+    if report.elsewhere:
+        parts.append(f"elsewhere={report.elsewhere}")  # polled by another instance
     parts += [f"new_items={report.new_items}", f"alerts={report.alerts}"]
     parts.append(
         "dry_run=yes (nothing recorded or sent)" if dry_run else f"sent={sent} pending={pending}"
@@ -104,6 +107,7 @@ async def _run_once(
 ) -> int:
     sinks = list(sinks) if sinks is not None else build_sinks(config)
     store = open_store(config.database)
+    coordinator = Coordinator.for_store(store, command="once")
     # One cycle: every story update is in before delivery, so edits need not wait.
     config = replace(config, stories=replace(config.stories, edit_delay_seconds=0))
     try:
@@ -121,10 +125,13 @@ async def _run_once(
                     now=now,
                     clusterer=clusterer,
                     dry_run=dry_run,
+                    coordinator=coordinator,
                 ),
             )
         sent = 0
-        deliverer = Deliverer(store, sinks)
+        deliverer = Deliverer(
+            store, sinks, may_send=coordinator.may_send if coordinator is not None else None
+        )
         _on_termination(deliverer.stop.set)
         if dry_run:
             previews = [a for o in report.outcomes for a in o.previews]
@@ -141,6 +148,11 @@ async def _run_once(
                     f"destination {name} is unavailable: its alerts stay pending (see log)",
                     file=stdout,
                 )
+            for name in sorted(deliverer.elsewhere):
+                print(
+                    f"destination {name} is served by another instance: it sends these alerts",
+                    file=stdout,
+                )
         if not dry_run:
             prune(store, config)
         print(
@@ -151,6 +163,8 @@ async def _run_once(
     finally:
         for sink in sinks:
             await sink.aclose()
+        if coordinator is not None:
+            coordinator.close()
         store.close()
 
 
@@ -170,13 +184,27 @@ async def run_forever(
 async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: float) -> int:
     _on_termination(stop.set)
     store: Store = open_store(config.database)
+    coordinator = Coordinator.for_store(store, command="run")
     try:
-        runtime = Runtime(config, store)
+        runtime = Runtime(config, store, coordinator=coordinator)
     except BaseException:
+        if coordinator is not None:
+            coordinator.close()
         store.close()
         raise
     scheduler = Scheduler(poll=runtime.poll, deliver=runtime.deliver)
-    commands = await _start_commands(runtime)
+    commands: Commands | None = None
+
+    async def lead() -> None:
+        """Answer commands when this instance leads (always, with one instance)."""
+        nonlocal commands
+        if commands is None and runtime.telegram is not None:
+            if coordinator is None or coordinator.lead():
+                commands = await _start_commands(runtime)
+
+    async def heartbeat() -> None:
+        assert coordinator is not None
+        coordinator.heartbeat(runtime.config, now=utcnow())
 
     async def maintain() -> None:
         prune(store, runtime.config)
@@ -191,9 +219,15 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
                 f"chipwatch keeps running on the last good config."
             )
 
+    await lead()
     scheduler.start(config.feeds)
     scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
     scheduler.every(reload_every, watch_config, name="config-watch")
+    if coordinator is not None:
+        await heartbeat()
+        scheduler.every(HEARTBEAT_SECONDS, heartbeat, name="heartbeat")
+        # Telegram allows one getUpdates poller per token: the others wait for the lead.
+        scheduler.every(LEADER_CHECK_SECONDS, lead, name="leader")
     ops = await start_ops(runtime, scheduler)
     event(
         log,
@@ -201,8 +235,9 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
         feeds=len(config.feeds),
         destinations=",".join(config.destinations.names()),
         database=config.database,
-        commands="on" if commands else "off",
+        commands="on" if commands else ("waiting for the lead" if coordinator else "off"),
         ops=ops.address if ops else "off",
+        instance=coordinator.id if coordinator else None,
     )
     try:
         await stop.wait()
@@ -218,6 +253,8 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
         if commands is not None:
             await commands.stop()
         await runtime.aclose()
+        if coordinator is not None:
+            coordinator.close()  # hands feeds, destinations and the lead over at once
         store.close()
     event(log, "bot_stopped")
     return EXIT_OK

@@ -47,7 +47,7 @@ from urllib.parse import urlsplit
 
 from .config import StoriesConfig, Term
 from .match import normalise
-from .types import Match
+from .types import Match, StoryRecord
 
 MAX_MEMBERS = 8  # member headlines a story keeps to compare with (the first ones)
 
@@ -1058,6 +1058,9 @@ class Clusterer:
         enabled = gc.isenabled()
         gc.disable()
         try:
+            # Read first: what lands while loading is caught up on later (counted twice in
+            # rarity at worst, never missed).
+            self._seen_item = store.max_item_id()
             for title in store.recent_titles(limit=IDF_ITEMS):
                 self.observe(title)
             # Oldest activity first, the order the index keeps (expiry stops at the first
@@ -1066,25 +1069,31 @@ class Clusterer:
                 store.recent_stories(since=now - self.index.window), key=lambda r: r.last_seen
             )
             for r in records:
-                members = [
-                    Headline.decode(w, e, actions=r.actions if i == 0 else ())
-                    for i, (w, e) in enumerate(r.members)
-                ]
-                self.index.add(
-                    Story(
-                        id=r.id,
-                        first_seen=r.first_seen,
-                        last_seen=r.last_seen,
-                        members=members,
-                        sources=list(r.outlets or r.sources),
-                        alert_id=r.alert_id,
-                        title=r.title,
-                    )
-                )
+                self.index.add(_story_of(r))
         finally:
             if enabled:
                 gc.enable()
         self._next_id = store.max_story_id() + 1
+
+    def catch_up(self, store) -> int:  # noqa: ANN001 - a Store
+        """Learn what other instances on the same database recorded since this one last
+        looked: their items' titles (rarity) and the stories those items started or joined.
+        Called under the placement lock, so nothing is recorded meanwhile; returns the number
+        of items learnt."""
+        rows = store.items_after(self._seen_item)
+        touched = {story for _, _, story in rows if story is not None}
+        for _, title, _ in rows:
+            self.observe(title)
+        for r in store.stories_by_id(sorted(touched)):
+            self.index.add(_story_of(r))  # replaces the copy held, if any
+        self._next_id = max(self._next_id, store.max_story_id() + 1)
+        if rows:
+            self._seen_item = rows[-1][0]
+        return len(rows)
+
+    def recorded(self, store) -> None:  # noqa: ANN001 - a Store
+        """What this instance just recorded is known already: skip it when catching up."""
+        self._seen_item = store.max_item_id()
 
     def observe(self, title: str) -> None:
         """Count a stored item's title towards token rarity."""
@@ -1113,6 +1122,23 @@ class Clusterer:
             actions=tuple(sorted(first.actions)),
             says_more=not is_new and says_more(features, first),
         )
+
+
+def _story_of(r: StoryRecord) -> Story:
+    """A stored story back in memory."""
+    members = [
+        Headline.decode(w, e, actions=r.actions if i == 0 else ())
+        for i, (w, e) in enumerate(r.members)
+    ]
+    return Story(
+        id=r.id,
+        first_seen=r.first_seen,
+        last_seen=r.last_seen,
+        members=members,
+        sources=list(r.outlets or r.sources),
+        alert_id=r.alert_id,
+        title=r.title,
+    )
 
 
 def says_more(item: Headline, story_title: Headline) -> bool:

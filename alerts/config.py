@@ -64,6 +64,13 @@ class FeedConfig:
     interval_seconds: int  # the shortest interval: busy feeds are polled this often
     max_interval_seconds: int = 3600  # quiet feeds slow down to at most this
 
+    @property
+    def jitter_seconds(self) -> int:
+        """How late the scheduler may fire the feed's tick (so feeds do not fire in step); a
+        feed counts as due this much before its next poll time, or a tick that fires less late
+        than the last one would find it not due and skip a whole interval."""
+        return min(30, self.interval_seconds // 10)
+
 
 @dataclass(frozen=True, kw_only=True)
 class PollConfig:

@@ -6,6 +6,7 @@ sleeping: the caller passes ``now`` in the ``PollContext``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,7 @@ from typing import Literal, TypeVar
 
 from .cluster import Clusterer, outlet_of
 from .config import Config, FeedConfig, PollConfig
+from .coordinate import Coordinator, feed_lease
 from .dedupe import edited_titles, find_new, title_key
 from .errors import ParseError
 from .fetch import Fetcher, FetchResult, Validators
@@ -43,6 +45,7 @@ class FeedOutcome:
     flagged: bool = False  # failing for longer than poll.failing_after_hours
     next_poll_at: datetime | None = None
     previews: tuple[Alert, ...] = ()  # dry-run only: the alerts that would have been queued
+    elsewhere: bool = False  # skipped: not due, or claimed by another instance
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +63,11 @@ class CycleReport:
     @property
     def disabled(self) -> tuple[FeedOutcome, ...]:
         return tuple(o for o in self.outcomes if o.status == "disabled")
+
+    @property
+    def elsewhere(self) -> int:
+        """Feeds another instance on the same database polled (or had just polled)."""
+        return sum(o.elsewhere for o in self.outcomes)
 
     @property
     def flagged(self) -> tuple[FeedOutcome, ...]:
@@ -126,6 +134,8 @@ class PollContext:
     dry_run: bool = False  # decide and report, apply nothing
     # skip feeds that are not due (the scheduler ticks at the shortest interval)
     respect_schedule: bool = False
+    # several instances on one database: claim each feed, and place stories under a lock
+    coordinator: Coordinator | None = None
 
 
 # --- gather: everything the decision needs, read from the store and the network -----------
@@ -169,10 +179,15 @@ def not_due(
         respect_schedule
         and state is not None
         and state.next_poll_at is not None
-        and state.next_poll_at > now
+        and state.next_poll_at > due_by(feed, now)
     ):
         return FeedOutcome(feed=feed.name, status="skipped", next_poll_at=state.next_poll_at)
     return None
+
+
+def due_by(feed: FeedConfig, now: datetime) -> datetime:
+    """A feed whose next poll time is before this is due now (see ``jitter_seconds``)."""
+    return now + timedelta(seconds=feed.jitter_seconds)
 
 
 async def gather(feed: FeedConfig, ctx: PollContext) -> Fetched | FeedOutcome:
@@ -531,7 +546,17 @@ async def _guarded(feed: FeedConfig, ctx: PollContext, work: Awaitable[T]) -> T 
 
 
 async def _applied(plan: FeedPlan, ctx: PollContext, deferred: list[NewItem]) -> FeedOutcome:
-    return apply(plan, ctx, deferred=deferred)
+    coordinator = ctx.coordinator
+    if coordinator is None or ctx.dry_run:
+        return apply(plan, ctx, deferred=deferred)
+    with ctx.store.db.atomic():
+        # A poll that outlived its lease may have been taken over: then it records nothing.
+        if not coordinator.still_holds(plan.feed):
+            event(log, "feed_lease_lost", logging.WARNING, feed=plan.feed.name)
+            return FeedOutcome(
+                feed=plan.feed.name, status="skipped", error="lease lost to another instance"
+            )
+        return apply(plan, ctx, deferred=deferred)
 
 
 def _edit_delay(config: Config) -> timedelta:
@@ -635,21 +660,48 @@ async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleRepor
     """Poll the given feeds concurrently (the fetcher bounds concurrency, globally and per
     host) and decide each; place every feed's new items in order of publication, across
     feeds, so a story's first report starts it whichever feed carried it; then apply each
-    feed's plan."""
+    feed's plan. With a coordinator, only the feeds this instance could claim are polled."""
+    coordinator = ctx.coordinator
+    if coordinator is None or ctx.dry_run:
+        return await _run_cycle(feeds, ctx)
+    until = ctx.now + feed_lease(ctx.config.poll, len(feeds))
+    claimed: list[FeedConfig] = []
+    others: dict[str, FeedOutcome] = {}
+    for feed in feeds:
+        due = due_by(feed, ctx.now) if ctx.respect_schedule else None
+        if coordinator.claim_feed(feed, now=ctx.now, until=until, due_by=due):
+            claimed.append(feed)
+        else:
+            others[feed.name] = FeedOutcome(feed=feed.name, status="skipped", elsewhere=True)
+    try:
+        report = await _run_cycle(claimed, ctx)
+    finally:
+        for feed in claimed:
+            coordinator.release_feed(feed)
+    mine = {o.feed: o for o in report.outcomes}
+    return CycleReport(tuple(mine.get(f.name) or others[f.name] for f in feeds))
+
+
+async def _run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleReport:
     planned = await asyncio.gather(*(_guarded(f, ctx, _planned(f, ctx)) for f in feeds))
     plans = [p for p in planned if isinstance(p, FeedPlan)]
-    placed = _place_in_order(plans, ctx.clusterer, now=ctx.now)
-    outcomes: list[FeedOutcome] = []
-    deferred: list[NewItem] = []
-    for p in planned:
-        if isinstance(p, FeedPlan):
-            p = await _guarded(
-                p.feed, ctx, _applied(replace(p, items=placed[id(p)]), ctx, deferred)
-            )
-        outcomes.append(p)
-    if deferred:
-        ctx.store.apply_joins(deferred, now=ctx.now, edit_delay=_edit_delay(ctx.config))
-        _momentum(deferred, config=ctx.config, store=ctx.store, now=ctx.now)
+    placing: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+    if ctx.coordinator is not None and any(p.items for p in plans):
+        # One instance at a time places and records stories, knowing what the others did.
+        placing = ctx.coordinator.placement(ctx.clusterer)
+    async with placing:
+        placed = _place_in_order(plans, ctx.clusterer, now=ctx.now)
+        outcomes: list[FeedOutcome] = []
+        deferred: list[NewItem] = []
+        for p in planned:
+            if isinstance(p, FeedPlan):
+                p = await _guarded(
+                    p.feed, ctx, _applied(replace(p, items=placed[id(p)]), ctx, deferred)
+                )
+            outcomes.append(p)
+        if deferred:
+            ctx.store.apply_joins(deferred, now=ctx.now, edit_delay=_edit_delay(ctx.config))
+            _momentum(deferred, config=ctx.config, store=ctx.store, now=ctx.now)
     return CycleReport(tuple(outcomes))
 
 

@@ -17,6 +17,7 @@ from typing import Literal
 
 from .cluster import Clusterer
 from .config import Config, FeedConfig, load_config
+from .coordinate import Coordinator
 from .deliver import Deliverer, Sink
 from .deliver.sinks import build_sinks
 from .deliver.telegram import TelegramClient, TelegramSink
@@ -64,9 +65,15 @@ class Runtime:
     """Owns what a config determines; ``reload_if_changed`` swaps it safely."""
 
     def __init__(
-        self, config: Config, store: Store, *, sink_factory: Callable[..., list[Sink]] = build_sinks
+        self,
+        config: Config,
+        store: Store,
+        *,
+        sink_factory: Callable[..., list[Sink]] = build_sinks,
+        coordinator: Coordinator | None = None,
     ):
         self.store = store
+        self.coordinator = coordinator  # several instances on one database
         self._sink_factory = sink_factory
         self.metrics = Metrics()
         # One Bot and one pacing budget for the token, kept across reloads: the channel sink,
@@ -78,7 +85,7 @@ class Runtime:
         self.clusterer = Clusterer(
             store, config.stories, now=utcnow(), watchlists=config.watchlists
         )
-        self.deliverer = Deliverer(store, sink_factory(config, telegram=self.telegram))
+        self.deliverer = self._deliverer(sink_factory(config, telegram=self.telegram))
         self._add_private_sinks()
         self._stamp = FileStamp.of(config.path)
         self._last_error: str | None = None
@@ -98,6 +105,7 @@ class Runtime:
                 now=utcnow(),
                 clusterer=self.clusterer,
                 respect_schedule=True,
+                coordinator=self.coordinator,
             ),
         )
         seconds = time.perf_counter() - started if outcome.status != "skipped" else None
@@ -110,6 +118,11 @@ class Runtime:
         )
 
     async def deliver(self) -> None:
+        if self.coordinator is not None:
+            # The instance answering commands may have paused a destination or added a
+            # subscriber since the last tick: follow the shared state.
+            self._load_paused()
+            self._add_private_sinks()
         report = await self.deliverer.deliver_due()
         self.metrics.delivery(report.results)
 
@@ -142,6 +155,8 @@ class Runtime:
         for sink in self.deliverer.sinks:
             if self.store.get_setting(PAUSED_KEY.format(sink.name)):
                 self.deliverer.held_back.add(sink.name)
+            else:
+                self.deliverer.held_back.discard(sink.name)
 
     def set_paused(self, destination: str, paused: bool) -> None:
         self.store.set_setting(PAUSED_KEY.format(destination), "1" if paused else None)
@@ -204,7 +219,7 @@ class Runtime:
         if sinks is not None:
             old_sinks = self.deliverer.sinks
             held = self.deliverer.held_back
-            self.deliverer = Deliverer(self.store, sinks)
+            self.deliverer = self._deliverer(sinks)
             self.deliverer.held_back |= held
             self._add_private_sinks()
             for sink in old_sinks:
@@ -219,6 +234,10 @@ class Runtime:
             terms=terms,
             rules=",".join(r.name for r in new.rules),
         )
+
+    def _deliverer(self, sinks: list[Sink]) -> Deliverer:
+        may_send = self.coordinator.may_send if self.coordinator is not None else None
+        return Deliverer(self.store, sinks, may_send=may_send)
 
     async def aclose(self) -> None:
         await self.fetcher.aclose()

@@ -87,7 +87,7 @@ class Scheduler:
                 coalesce=True,
                 misfire_grace_time=feed.interval_seconds,
                 next_run_time=first,
-                jitter=min(30, feed.interval_seconds // 10),
+                jitter=feed.jitter_seconds,
             )
             self._feeds[name] = feed
 

@@ -19,7 +19,7 @@ LAYERS = [
     {"config_edit"},
     {"loopback", "fetch", "parse", "match"},
     {"cluster", "store"},
-    {"dedupe", "deliver", "lock"},
+    {"dedupe", "deliver", "lock", "coordinate"},
     {"pipeline", "backtest", "status", "explain"},
     {"runtime", "scheduler"},
     {"commands", "ops"},

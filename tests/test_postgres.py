@@ -1,19 +1,17 @@
 """PostgreSQL as the database: the URL in the config or the environment, the password from the
-URL, ``PGPASSWORD`` or ``PGPASSFILE`` and never shown, one writer at a time, and the whole bot
+URL, ``PGPASSWORD`` or ``PGPASSFILE`` and never shown, and the whole bot
 (``once``, ``status``, ``backtest``) against a real server."""
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import socket
 
 import pytest
 
 from alerts.config import load_config
 from alerts.errors import ConfigError, StoreError
-from alerts.lock import DatabaseBusy, DatabaseLock
 from alerts.logs import REDACTED, RedactingFilter, redact_database_url
 from alerts.store import open_store
 from tests.pg_server import SECRET_PASSWORD, SECRET_USER
@@ -144,23 +142,6 @@ def test_password_from_the_url_the_environment_or_a_passfile(postgres, tmp_path,
     passfile.chmod(0o600)
     monkeypatch.setenv("PGPASSFILE", str(passfile))
     open_store(without).close()
-
-
-# --- one writer --------------------------------------------------------------------------------
-
-
-def test_a_second_writer_on_one_postgresql_database_is_refused_by_name(pg_database, tmp_path):
-    with DatabaseLock(pg_database, command="run"):
-        with pytest.raises(DatabaseBusy) as err:
-            DatabaseLock(pg_database, command="once").acquire()
-        assert f"`run` as pid {os.getpid()} on host {socket.gethostname()}" in str(err.value)
-        assert not (tmp_path / "cw.db.lock").exists()
-        config = write_config(tmp_path, [], watchlists=WATCH, database=pg_database)
-        out = run_bot("once", "--config", str(config))
-        assert out.returncode == 1 and "in use by another chipwatch" in out.stderr
-        assert f"pid {os.getpid()}" in out.stderr
-    with DatabaseLock(pg_database, command="once"):
-        pass  # released with the holder's session
 
 
 def test_an_unreachable_server_is_a_clear_error(tmp_path):

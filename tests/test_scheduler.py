@@ -9,9 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 from alerts.config import FeedConfig
+from alerts.pipeline import not_due
 from alerts.scheduler import Scheduler
+from alerts.types import FeedState
 from tests.support import ROOT, ago, rss, write_config
 
 
@@ -38,6 +41,27 @@ async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():
     assert 2 <= len(polls) <= 3
     assert running == 0, "stop() waits for the in-flight poll"
     assert len(delivers) >= 3
+
+
+def test_a_tick_that_fires_less_late_than_the_last_still_finds_its_feed_due():
+    """Ticks fire up to ``jitter_seconds`` late. The last poll, 25 s late, set the next poll
+    time to one interval after it; this tick fires only 3 s late. Skipping it would stretch the
+    interval to two."""
+    feed = FeedConfig(name="a", url="http://127.0.0.1:9/a", interval_seconds=300)
+    assert feed.jitter_seconds == 30
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
+    last_poll = t0 + timedelta(seconds=25)
+    state = _state(feed, next_poll_at=last_poll + timedelta(seconds=300))
+    tick = t0 + timedelta(seconds=303)
+    assert not_due(feed, state, now=tick, respect_schedule=True) is None
+    early = not_due(feed, state, now=t0 + timedelta(seconds=150), respect_schedule=True)
+    assert early is not None and early.status == "skipped"
+
+
+def _state(feed: FeedConfig, **fields) -> FeedState:
+    values = dict.fromkeys(FeedState.__slots__)
+    values.update(name=feed.name, url=feed.url, consecutive_failures=0, **fields)
+    return FeedState(**values)
 
 
 async def test_scheduler_reschedules_added_and_removed_feeds():

@@ -99,9 +99,14 @@ class Deliverer:
         *,
         now: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        may_send: Callable[[str], bool] | None = None,
     ):
         self.store = store
         self.sinks = list(sinks)
+        # Several instances on one database: whether this one sends to a destination (see
+        # ``coordinate``); the destinations another instance sends to are left to it.
+        self._may_send = may_send
+        self.elsewhere: set[str] = set()
         self._now = now
         self._sleep = sleep
         self._hold: dict[str, datetime] = {}  # no sends before this time (rate limit, backoff)
@@ -121,7 +126,7 @@ class Deliverer:
 
     def due_at(self, sink: Sink) -> datetime | None:
         """When this sink next has something to do, or None when nothing is pending."""
-        if sink.name in self.held_back:
+        if sink.name in self.held_back or sink.name in self.elsewhere:
             return None
         times = []
         if self.store.count_pending(sink.name):
@@ -143,10 +148,19 @@ class Deliverer:
             hold = self._hold.get(sink.name)
             if hold and hold > self._now():
                 continue
+            if not self._mine(sink.name):
+                continue
             await self._deliver_sink(sink, report)
             if sink.name not in report.paused and not self.stop.is_set():
                 await self._edit_sink(sink, report)
         return report
+
+    def _mine(self, name: str) -> bool:
+        if self._may_send is None or self._may_send(name):
+            self.elsewhere.discard(name)
+            return True
+        self.elsewhere.add(name)
+        return False
 
     async def _edit_sink(self, sink: Sink, report: DeliveryReport) -> None:
         """Re-render sent alerts whose story gained sources or became major."""

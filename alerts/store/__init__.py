@@ -6,6 +6,7 @@ behind one ``Store`` facade:
 - ``stories``: what the clusterer decided, edits of sent alerts, momentum;
 - ``outbox``: alerts and their delivery state per destination;
 - ``operator``: mutes, settings (pause), personal subscriptions;
+- ``shared``: feed leases and instance heartbeats, for several instances on one database;
 - ``schema``: migrations (``PRAGMA user_version``) and shared conversions;
 - ``engine``: the PostgreSQL handle and the few differences between the engines.
 
@@ -28,12 +29,13 @@ from .items import ItemsStore, stored_items
 from .operator import OperatorStore
 from .outbox import OutboxStore
 from .schema import MIGRATIONS, SCHEMA_VERSION, _iso, migrate
+from .shared import SharedStore
 from .stories import StoriesStore
 
 __all__ = ["FeedState", "MIGRATIONS", "SCHEMA_VERSION", "Store", "open_store", "stored_items"]
 
 
-class Store(FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore):
+class Store(FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore, SharedStore):
     """The chipwatch database. Open it with ``open_store``."""
 
     def __init__(self, db: Database, path: Path | None):

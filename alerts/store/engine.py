@@ -22,7 +22,7 @@ from ..logs import redact_database_url as redact_url
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # Advisory lock keys (any 64-bit numbers, fixed so every instance agrees on them).
 MIGRATION_LOCK = 0x63770001
-WRITER_LOCK = 0x63770002
+# (0x63770002 was the single-writer lock; 0x63770003 and up are ``coordinate``'s.)
 
 
 def is_postgres_url(value: object) -> bool:
@@ -81,6 +81,9 @@ def connect_postgres(
     # The tables grow from empty: a generic plan made for a prepared statement then (a
     # sequential scan) would stay until the next ANALYZE, so every execution plans afresh.
     options = "-c plan_cache_mode=force_custom_plan"
+    # A host that vanishes without closing its connection holds its advisory locks (the
+    # command lead, its destinations) until the server notices: keepalives make that ~25 s.
+    options += " -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
     if read_only:
         options += " -c default_transaction_read_only=on"
     try:

@@ -12,12 +12,15 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 import sqlite_utils
 
 from ..errors import StoreError
 from ..types import Match
 from .engine import MIGRATION_LOCK, Database, PgReader, is_postgres_url, redact_url
+
+T = TypeVar("T")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -191,6 +194,27 @@ def _migrate_6(db: Database) -> None:
     )
 
 
+def _migrate_7(db: Database) -> None:
+    """Several instances on one PostgreSQL database: feed leases, and who is running."""
+    _run_script(
+        db,
+        """
+    ALTER TABLE feeds ADD COLUMN lease_owner TEXT;       -- the instance polling it now
+    ALTER TABLE feeds ADD COLUMN lease_until TEXT;       -- when that claim lapses
+    CREATE TABLE IF NOT EXISTS instances (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        seen_at TEXT NOT NULL,
+        config_hash TEXT NOT NULL,
+        roles TEXT NOT NULL DEFAULT ''
+    )
+    """,
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -198,6 +222,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_4,
     _migrate_5,
     _migrate_6,
+    _migrate_7,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -208,7 +233,7 @@ def _match_from_json(d: dict) -> Match:
     )
 
 
-def _chunks(values: list[str], size: int = 500) -> Iterable[list[str]]:
+def _chunks(values: list[T], size: int = 500) -> Iterable[list[T]]:
     for i in range(0, len(values), size):
         yield values[i : i + size]
 

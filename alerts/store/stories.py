@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 from ..types import FeedItem, NewItem, StoryRecord
 from .engine import Database
-from .schema import _iso, _when
+from .schema import _chunks, _iso, _marks, _when
 
 
 class StoriesStore:
@@ -127,24 +127,36 @@ class StoriesStore:
         rows = self.db.query(
             "SELECT * FROM stories WHERE last_seen >= ? ORDER BY id", [_iso(since)]
         )
-        return [
-            StoryRecord(
-                id=r["id"],
-                alert_id=r["alert_id"],
-                title=r["title"],
-                first_seen=_when(r["first_seen"]),
-                last_seen=_when(r["last_seen"]),
-                members=tuple(
-                    zip(
-                        map(tuple, json.loads(r["words"])),
-                        map(tuple, json.loads(r["entities"])),
-                        strict=False,
-                    )
-                ),
-                actions=tuple(json.loads(r["actions"])),
-                sources=tuple(json.loads(r["sources"])),
-                major=bool(r["major"]),
-                outlets=tuple(json.loads(r.get("outlets") or "[]")),
+        return [_story_record(r) for r in rows]
+
+    def stories_by_id(self, ids: Sequence[int]) -> list[StoryRecord]:
+        found = []
+        for chunk in _chunks(list(ids)):
+            found += [
+                _story_record(r)
+                for r in self.db.query(
+                    f"SELECT * FROM stories WHERE id IN ({_marks(chunk)}) ORDER BY id", chunk
+                )
+            ]
+        return found
+
+
+def _story_record(r: dict) -> StoryRecord:
+    return StoryRecord(
+        id=r["id"],
+        alert_id=r["alert_id"],
+        title=r["title"],
+        first_seen=_when(r["first_seen"]),
+        last_seen=_when(r["last_seen"]),
+        members=tuple(
+            zip(
+                map(tuple, json.loads(r["words"])),
+                map(tuple, json.loads(r["entities"])),
+                strict=False,
             )
-            for r in rows
-        ]
+        ),
+        actions=tuple(json.loads(r["actions"])),
+        sources=tuple(json.loads(r["sources"])),
+        major=bool(r["major"]),
+        outlets=tuple(json.loads(r.get("outlets") or "[]")),
+    )

@@ -556,6 +556,8 @@ class FakeTelegram(LoopbackServer):
         self._updates: dict[str, list[dict]] = {t: [] for t in self.tokens}
         self._update_ids = itertools.count(700_000_001)
         self._poll_generation: dict[str, int] = {t: 0 for t in self.tokens}
+        self._holds: list[dict] = []
+        self._released = threading.Event()
 
         fake = self
 
@@ -576,6 +578,7 @@ class FakeTelegram(LoopbackServer):
     # ---- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._released.set()
         with self._cond:  # end long polls first, so the server can shut down at once
             self._closed = True
             self._cond.notify_all()
@@ -650,6 +653,18 @@ class FakeTelegram(LoopbackServer):
                     "body": body,
                 }
             )
+
+    def hold_next(self, method: str) -> threading.Event:
+        """Carry out the next ``method`` call (a message is in the chat) but keep its answer
+        until ``release_held()``: a send in flight, for crash tests. The returned event is
+        set once a call is being held."""
+        held = threading.Event()
+        with self._lock:
+            self._holds.append({"method": method.lower(), "held": held})
+        return held
+
+    def release_held(self) -> None:
+        self._released.set()
 
     def push_update(self, update: dict, token: str | None = None) -> dict:
         """Queue an update for getUpdates (``update_id`` assigned when missing)."""
@@ -770,6 +785,13 @@ class FakeTelegram(LoopbackServer):
             return
         record.update(status=200, result=result)
         self.calls.append(record)
+        with self._lock:
+            hold = next((h for h in self._holds if h["method"] == method.lower()), None)
+            if hold is not None:
+                self._holds.remove(hold)
+        if hold is not None:
+            hold["held"].set()
+            self._released.wait(60)
         self._respond(
             req, 200, json.dumps({"ok": True, "result": result}).encode(), "application/json"
         )

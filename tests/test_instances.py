@@ -1,0 +1,434 @@
+"""Several instances on one PostgreSQL database: each feed polled by one instance per
+interval, story placement as one instance would decide it, one sender per destination, one
+instance answering commands, and failover when an instance is killed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from alerts.cluster import Clusterer
+from alerts.config import load_config
+from alerts.coordinate import Coordinator
+from alerts.fetch import Fetcher
+from alerts.loopback import Route
+from alerts.match import compile_matcher
+from alerts.pipeline import PollContext, run_cycle
+from alerts.store import open_store
+from alerts.types import utcnow
+from tests.support import CHANNEL, ROOT, ago, rss, write_config
+
+WATCH = """watchlists:
+  chips: [H20, H200]
+  companies: [Nvidia]
+  export_terms: [entity list, export controls, import approval]
+"""
+
+
+def _item(n: int, title: str, *, minutes: int = 5) -> dict:
+    return {
+        "title": title,
+        "guid": f"g{n}",
+        "link": f"https://w.example/{n}",
+        "date": ago(minutes=minutes),
+    }
+
+
+async def _cycle(config, store, coordinator, clusterer=None, *, respect_schedule=False):
+    async with Fetcher(config.poll) as fetcher:
+        return await run_cycle(
+            config.feeds,
+            PollContext(
+                config=config,
+                store=store,
+                matcher=compile_matcher(config.watchlists, config.rules),
+                fetcher=fetcher,
+                now=utcnow(),
+                clusterer=clusterer,
+                respect_schedule=respect_schedule,
+                coordinator=coordinator,
+            ),
+        )
+
+
+# --- in one process, two instances' worth of state on one database ---------------------------
+
+
+def test_a_due_feed_is_claimed_by_exactly_one_instance(pg_database, tmp_path, serve):
+    config = load_config(write_config(tmp_path, [("Wire", serve(rss([])))], database=pg_database))
+    feed = config.feeds[0]
+    stores = [open_store(pg_database) for _ in range(6)]
+    try:
+        coordinators = [Coordinator(s, command="run") for s in stores]
+        now = utcnow()
+        until = now + timedelta(seconds=60)
+        barrier = threading.Barrier(len(coordinators))
+        won: list[bool] = [False] * len(coordinators)
+
+        def claim(i: int) -> None:
+            barrier.wait()
+            won[i] = coordinators[i].claim_feed(feed, now=now, until=until, due_by=now)
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(coordinators))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sum(won) == 1
+        winner = won.index(True)
+        other = coordinators[(winner + 1) % len(coordinators)]
+        assert not other.claim_feed(feed, now=now, until=until, due_by=None)
+        # A lease that lapsed (its holder died mid-poll) is taken by the next claimant.
+        later = until + timedelta(seconds=1)
+        assert other.claim_feed(feed, now=later, until=later + timedelta(seconds=60), due_by=None)
+        assert not coordinators[winner].still_holds(feed)
+        # Released, then polled: not due again before its next poll time.
+        other.release_feed(feed)
+        stores[0].update_feed(feed.name, feed.url, next_poll_at=now + timedelta(seconds=300))
+        assert not other.claim_feed(feed, now=now, until=until, due_by=now)
+        assert other.claim_feed(feed, now=now, until=until, due_by=now + timedelta(seconds=301))
+    finally:
+        for s in stores:
+            s.close()
+
+
+async def test_a_poll_that_lost_its_lease_records_nothing(pg_database, tmp_path, serve, caplog):
+    """Instance A's fetch outlives its lease and B takes the feed meanwhile: A's poll must not
+    record the items (B will), or both would alert."""
+    thief = open_store(pg_database)
+    b = Coordinator(thief, command="run")
+    body = rss([_item(1, "US adds 3 Nvidia H20 buyers to entity list")]).encode()
+
+    def slow_body() -> bytes:
+        # During A's fetch: A's lease has lapsed and B claims the feed.
+        future = utcnow() + timedelta(hours=1)
+        feed = config.feeds[0]
+        assert b.claim_feed(feed, now=future, until=future + timedelta(minutes=5), due_by=None)
+        return body
+
+    url = serve(Route(body=slow_body))
+    config = load_config(
+        write_config(tmp_path, [("Wire", url)], watchlists=WATCH, database=pg_database)
+    )
+    store = open_store(pg_database)
+    try:
+        a = Coordinator(store, command="run")
+        with caplog.at_level(logging.WARNING, logger="chipwatch.pipeline"):
+            report = await _cycle(config, store, a)
+        assert [o.status for o in report.outcomes] == ["skipped"]
+        assert "feed_lease_lost feed=Wire" in caplog.text
+        assert store.count_pending() == 0
+        assert store.db.execute("SELECT COUNT(*) FROM items").fetchone()[0] == 0
+        assert b.still_holds(config.feeds[0]), "A's release must not free B's lease"
+    finally:
+        store.close()
+        thief.close()
+
+
+async def test_story_placement_knows_what_the_other_instance_recorded(pg_database, tmp_path, serve):
+    """Two outlets carry one story; each is polled by a different instance, whose clusterers
+    were both built before either poll. One alert, and the second outlet joins its story."""
+    first = serve(rss([_item(1, "US tightens export controls on Nvidia H20 chips")]))
+    second = serve(
+        rss([_item(2, "US tightens export controls on Nvidia's H20 chips, sources say")])
+    )
+    third = serve(rss([_item(3, "US adds 14 Chinese firms to entity list over Nvidia H20")]))
+    base = load_config(
+        write_config(
+            tmp_path,
+            [("One", first), ("Two", second), ("Three", third)],
+            watchlists=WATCH,
+            database=pg_database,
+            extra="destinations:\n  console: {}\n",
+        )
+    )
+    stores = [open_store(pg_database), open_store(pg_database)]
+    try:
+        coordinators = [Coordinator(s, command="run") for s in stores]
+        clusterers = [
+            Clusterer(s, base.stories, now=utcnow(), watchlists=base.watchlists) for s in stores
+        ]
+        for i, feed in enumerate(base.feeds):
+            k = i % 2  # One and Three on instance 0, Two on instance 1
+            await _cycle(replace(base, feeds=(feed,)), stores[k], coordinators[k], clusterers[k])
+        alerts = stores[0].recent_alerts()
+        assert sorted(a.title for a in alerts) == [
+            "US adds 14 Chinese firms to entity list over Nvidia H20",
+            "US tightens export controls on Nvidia H20 chips",
+        ]
+        story = {a.title: a for a in alerts}["US tightens export controls on Nvidia H20 chips"]
+        assert story.sources == ("One", "Two")
+        ids = [r[0] for r in stores[0].db.execute("SELECT id FROM stories ORDER BY id")]
+        assert len(ids) == len(set(ids)) == 2
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_one_sender_per_destination_and_a_clean_stop_hands_over(pg_database):
+    stores = [open_store(pg_database), open_store(pg_database)]
+    try:
+        a, b = (Coordinator(s, command="run") for s in stores)
+        assert a.may_send("telegram") and a.may_send("telegram")
+        assert not b.may_send("telegram")
+        assert b.may_send("slack"), "destinations are claimed one by one"
+        assert a.lead() and not b.lead()
+        a.close()
+        assert b.may_send("telegram") and b.lead()
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_instances_with_different_watchlists_warn(pg_database, tmp_path, caplog):
+    one = load_config(write_config(tmp_path, [], watchlists=WATCH, database=pg_database))
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    two = load_config(write_config(other_dir, [], database=pg_database))
+    stores = [open_store(pg_database), open_store(pg_database)]
+    try:
+        a, b = (Coordinator(s, command="run") for s in stores)
+        now = utcnow()
+        assert a.heartbeat(one, now=now) == []
+        with caplog.at_level(logging.WARNING, logger="chipwatch.coordinate"):
+            others = b.heartbeat(one, now=now)
+            assert [o["id"] for o in others] == [a.id]
+            assert "config_mismatch" not in caplog.text
+            b.heartbeat(two, now=now)
+            b.heartbeat(two, now=now)
+        assert caplog.text.count("config_mismatch") == 1, "once per pair of hashes"
+        assert f"instance={a.id}" in caplog.text
+    finally:
+        for s in stores:
+            s.close()
+
+
+# --- whole processes ---------------------------------------------------------------------------
+
+
+class Instance:
+    """``python bot.py run`` as its own process, logging to a file."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str]):
+        self.log = log
+        full = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
+        full.update(env)
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full,
+                cwd=ROOT,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _wait(predicate, what: str, timeout: float = 60.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def test_three_instances_poll_each_of_600_feeds_once_per_interval(
+    pg_database, tmp_path, feed_server
+):
+    interval, feeds = 10, 600
+    hits: dict[str, list[float]] = {}
+    body = rss([_item(0, "Weather report", minutes=60)]).encode()
+
+    def recorder(name: str):
+        times = hits.setdefault(name, [])
+
+        def answer() -> bytes:
+            times.append(time.monotonic())
+            return body
+
+        return answer
+
+    urls = [
+        (f"f{i}", feed_server.route(f"/many{i}-{id(hits)}.xml", Route(body=recorder(f"f{i}"))))
+        for i in range(feeds)
+    ]
+    config = write_config(tmp_path, urls, database=pg_database)
+    text = config.read_text().replace(
+        "poll:\n", f"poll:\n  interval_seconds: {interval}\n  adaptive: false\n  concurrency: 64\n"
+    )
+    config.write_text(text)
+    instances = [Instance(config, tmp_path / f"run{i}.log", {}) for i in range(3)]
+    try:
+        _wait(lambda: all("bot_running" in i.text() for i in instances), "three instances")
+        started = time.monotonic()
+        _wait(lambda: all(hits.values()), "every feed's first poll", timeout=30)
+        time.sleep(2 * interval + 4)
+        window_end = time.monotonic()
+    finally:
+        for i in instances:
+            i.stop()
+    polls = {name: [t for t in times if t <= window_end] for name, times in hits.items()}
+    jitter = 1  # interval // 10
+    too_close = {
+        n: [round(b - a, 1) for a, b in zip(ts, ts[1:], strict=False) if b - a < interval - jitter]
+        for n, ts in polls.items()
+    }
+    too_close = {n: gaps for n, gaps in too_close.items() if gaps}
+    assert not too_close, f"polled twice within an interval: {dict(list(too_close.items())[:5])}"
+    missed = {n: [round(t - window_end, 1) for t in ts] for n, ts in polls.items() if len(ts) < 3}
+    assert not missed, f"an interval without a poll: {dict(list(missed.items())[:5])}"
+    assert all(ts[0] >= started - 10 for ts in polls.values())
+    # The work was shared: every instance polled feeds.
+    for i in instances:
+        assert i.text().count("feed_polled") > feeds // 10, i.log.name
+
+
+def _burst(n: int) -> list[dict]:
+    # Distinct numbers keep the events apart: none joins another's story.
+    return [
+        _item(k, f"US adds {k + 2} Nvidia H20 buyers to entity list", minutes=40 - k)
+        for k in range(n)
+    ]
+
+
+def _telegram_extra(telegram, admins: str = "") -> str:
+    return (
+        f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
+        f"    api_base_url: {telegram.base_url}\n{admins}"
+    )
+
+
+def test_a_sender_killed_mid_burst_loses_nothing_and_repeats_one_message(
+    pg_database, tmp_path, serve, telegram
+):
+    n = 30
+    feed = serve(rss(_burst(n)))
+    config = write_config(
+        tmp_path,
+        [("Wire", feed)],
+        watchlists=WATCH,
+        database=pg_database,
+        extra=_telegram_extra(telegram),
+    )
+    held = telegram.hold_next("sendMessage")
+    env = {"TELEGRAM_BOT_TOKEN": telegram.token}
+    instances = [Instance(config, tmp_path / f"run{i}.log", env) for i in range(2)]
+    try:
+        assert held.wait(60), "a first message in flight"
+        sender = next(
+            i for i in instances if "destination_claimed destination=telegram" in i.text()
+        )
+        sender.kill()  # mid-send: the message is in the channel, its answer never arrives
+        telegram.release_held()
+        survivor = next(i for i in instances if i is not sender)
+        titles = [f"US adds {k + 2} Nvidia H20 buyers to entity list" for k in range(n)]
+
+        def shown() -> list[str]:
+            return [m["shown_text"] for m in list(telegram.sent)]
+
+        _wait(lambda: all(any(t in m for m in shown()) for t in titles), "every alert shown")
+        time.sleep(3)  # anything extra would arrive now
+        assert "destination_claimed destination=telegram" in survivor.text()
+    finally:
+        for i in instances:
+            i.stop()
+    messages = shown()
+    first, rest = messages[0], messages[1:]
+    seen: set[str] = set()
+    repeated_messages = 0
+    for text in [first, *rest]:
+        inside = {t for t in titles if t in text}
+        if inside & seen:
+            repeated_messages += 1
+            assert inside & seen <= {t for t in titles if t in first}, "only the one in flight"
+        seen |= inside
+    assert seen == set(titles), "nothing lost"
+    assert repeated_messages <= 1
+
+
+def test_the_command_leader_killed_another_instance_answers_within_30s(
+    pg_database, tmp_path, telegram
+):
+    config = write_config(
+        tmp_path, [], watchlists=WATCH, database=pg_database, extra=_telegram_extra(telegram)
+    )
+    env = {"TELEGRAM_BOT_TOKEN": telegram.token}
+    instances = [Instance(config, tmp_path / f"run{i}.log", env) for i in range(2)]
+    user = 4242
+
+    def answers() -> int:
+        return sum(1 for m in list(telegram.sent) if m.get("chat_id") == user)
+
+    try:
+        _wait(lambda: all("bot_running" in i.text() for i in instances), "two instances")
+        telegram.push_message(user, user, "/help")
+        _wait(lambda: answers() == 1, "an answer from the leader", timeout=30)
+        leaders = [i for i in instances if "leader_elected" in i.text()]
+        assert len(leaders) == 1
+        conflicts = [
+            c for c in telegram.calls if c["method"] == "getUpdates" and c["status"] == 409
+        ]
+        assert not conflicts, "one getUpdates poller at a time"
+        leader, follower = leaders[0], next(i for i in instances if i is not leaders[0])
+        leader.kill()
+        killed_at = time.monotonic()
+        telegram.push_message(user, user, "/help")
+        took = _wait(lambda: answers() == 2, "an answer after failover", timeout=45)
+        assert time.monotonic() - killed_at < 30, f"answered {took:.1f}s after the kill"
+        assert "leader_elected" in follower.text()
+    finally:
+        for i in instances:
+            i.stop()
+
+
+def test_once_beside_run_on_postgresql_works_through_the_same_claims(pg_database, tmp_path, serve):
+    n = 30
+    config = write_config(
+        tmp_path,
+        [("Wire", serve(rss(_burst(n))))],
+        watchlists=WATCH,
+        database=pg_database,
+        extra="destinations:\n  console: {}\n",
+    )
+    run = Instance(config, tmp_path / "run.log", {})
+    try:
+        _wait(lambda: "bot_running" in run.text(), "run")
+        once = subprocess.run(
+            [sys.executable, str(ROOT / "bot.py"), "once", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"},
+        )
+        assert once.returncode == 0, once.stderr
+        _wait(lambda: (run.text() + once.stdout).count("🔔 ") >= n, f"{n} alerts between them")
+        time.sleep(2)
+    finally:
+        run.stop()
+    both = run.text() + once.stdout
+    for k in range(n):
+        assert both.count(f"🔔 US adds {k + 2} Nvidia H20 buyers to entity list\n") == 1, k

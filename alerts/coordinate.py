@@ -126,6 +126,7 @@ class Coordinator:
         if taken:
             self._destinations.add(destination)
             event(log, "destination_claimed", destination=destination, instance=self.id)
+            self._roles_changed()
         return bool(taken)
 
     def lead(self) -> bool:
@@ -133,10 +134,21 @@ class Coordinator:
         if not self.leader and self._try_lock(COMMANDS_LOCK):
             self.leader = True
             event(log, "leader_elected", instance=self.id, role="commands")
+            self._roles_changed()
         return self.leader
+
+    def _roles_changed(self) -> None:
+        """Shown at once (``status``), not at the next heartbeat."""
+        self.store.set_roles(self.id, ",".join(self.roles()))
 
     def _try_lock(self, key: int) -> bool:
         return bool(self.store.db.execute("SELECT pg_try_advisory_lock(?)", [key]).fetchone()[0])
+
+    def roles(self) -> list[str]:
+        """What this instance does besides polling: ``commands``, ``deliver:<destination>``."""
+        return (["commands"] if self.leader else []) + [
+            f"deliver:{d}" for d in sorted(self._destinations)
+        ]
 
     # --- heartbeat ------------------------------------------------------------------------
 
@@ -144,8 +156,6 @@ class Coordinator:
         """Record this instance; returns the other live ones. A different watchlist hash on
         another instance is logged at WARNING, once per pair of hashes."""
         mine = watchlist_hash(config)
-        roles = ["commands"] if self.leader else []
-        roles += [f"deliver:{d}" for d in sorted(self._destinations)]
         self.store.heartbeat(
             self.id,
             host=self.host,
@@ -154,7 +164,7 @@ class Coordinator:
             started_at=self.started_at,
             now=now,
             config_hash=mine,
-            roles=",".join(roles),
+            roles=",".join(self.roles()),
         )
         since = now - timedelta(seconds=3 * HEARTBEAT_SECONDS)
         others = [i for i in self.store.live_instances(since=since) if i["id"] != self.id]

@@ -15,7 +15,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -41,7 +41,9 @@ READ_TIMEOUT_SECONDS = 10.0
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DestinationHealth:
-    state: str  # ok | failing (retrying after errors) | paused (refused) | held (/pause)
+    # ok | failing (retrying after errors) | paused (refused) | held (/pause) | elsewhere
+    # (another instance on the same database sends to it)
+    state: str
     since: str | None = None  # when it stopped delivering (failing, paused)
 
 
@@ -57,6 +59,7 @@ class Health:
     feeds_configured: int
     feeds_failing: int
     destinations: dict[str, DestinationHealth] = field(default_factory=dict)
+    instance: dict[str, object] | None = None  # several instances: this one's id and roles
 
     @property
     def healthy(self) -> bool:
@@ -81,6 +84,7 @@ class Health:
                 k: {n: v for n, v in asdict(d).items() if v is not None}
                 for k, d in self.destinations.items()
             },
+            **({"instance": self.instance} if self.instance is not None else {}),
         }
 
 
@@ -150,6 +154,8 @@ def destination_states(runtime: Runtime) -> dict[str, DestinationHealth]:
         down = deliverer.down_since(sink.name)
         if sink.name in deliverer.held_back:
             out[sink.name] = DestinationHealth(state="held")
+        elif sink.name in deliverer.elsewhere:
+            out[sink.name] = DestinationHealth(state="elsewhere")
         elif down is not None:
             out[sink.name] = DestinationHealth(
                 state="paused" if deliverer.is_paused(sink.name) else "failing", since=_iso(down)
@@ -237,7 +243,7 @@ class HealthCheck:
         runtime, config = self.runtime, self.runtime.config
         error = probe_write(runtime.store)
         last = self.scheduler.last_tick
-        return assess(
+        health = assess(
             tick_age=None if last is None else time.monotonic() - last,
             tick_every=self.scheduler.tick_every,
             database=redact_database_url(str(config.database)),
@@ -249,6 +255,10 @@ class HealthCheck:
             paused_after=timedelta(minutes=config.ops.paused_after_minutes),
             now=utcnow(),
         )
+        coordinator = runtime.coordinator
+        if coordinator is None:
+            return health
+        return replace(health, instance={"id": coordinator.id, "roles": coordinator.roles()})
 
 
 # --- metrics read at scrape time ----------------------------------------------------------------
@@ -322,6 +332,16 @@ class StateCollector:
             held.add_metric([name], 1.0 if d.state == "held" else 0.0)
         yield down
         yield held
+        if runtime.coordinator is not None:
+            roles = GaugeMetricFamily(
+                "chipwatch_instance_role",
+                "1 for each shared role this instance holds (several instances on one "
+                "database): commands, deliver:<destination>.",
+                labels=["role"],
+            )
+            for role in runtime.coordinator.roles():
+                roles.add_metric([role], 1.0)
+            yield roles
 
         last = self.scheduler.last_tick
         yield GaugeMetricFamily(

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from .config import Config
 from .logs import redact_database_url
-from .store.schema import _dt, read_only
+from .store.schema import _dt, _iso, read_only, table_columns
 
 PAUSED_PREFIX = "paused:"  # settings written by /pause (see alerts.runtime)
 STALE_PENDING = timedelta(hours=1)  # an alert waiting longer than this is a problem
+LIVE_INSTANCE = timedelta(seconds=60)  # instances heartbeat every 10 s
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,8 @@ class Status:
     paused: list[str]
     last_alert: dict[str, str] | None
     problems: list[str] = field(default_factory=list)
+    # several instances on one database: the live ones (id, command, roles, seen_at, config)
+    instances: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -72,6 +75,15 @@ def read_status(config: Config, *, now: datetime) -> Status:
         ).fetchone()
         if isinstance(path, str):
             size = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        instances = []
+        if table_columns(db, "instances"):  # schema 7 and later
+            instances = [
+                {k: r[k] for k in ("id", "command", "roles", "seen_at", "config_hash")}
+                for r in db.execute(
+                    "SELECT * FROM instances WHERE seen_at >= ? ORDER BY started_at, id",
+                    [_iso(now - LIVE_INSTANCE)],
+                )
+            ]
 
     problems: list[str] = []
     rows: list[FeedStatus] = []
@@ -115,6 +127,11 @@ def read_status(config: Config, *, now: datetime) -> Status:
         queued = _dt(when)
         if queued is not None and now - queued > STALE_PENDING:
             problems.append(f"{pending[dest]} alert(s) for {dest} waiting since {_when(when)}")
+    if len({i["config_hash"] for i in instances}) > 1:
+        problems.append(
+            "instances run different watchlists: "
+            + ", ".join(f"{i['id']} ({i['config_hash']})" for i in instances)
+        )
     if not isinstance(path, str):
         size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
     return Status(
@@ -126,6 +143,7 @@ def read_status(config: Config, *, now: datetime) -> Status:
         paused=paused,
         last_alert=dict(last) if last is not None else None,
         problems=problems,
+        instances=instances,
     )
 
 
@@ -163,6 +181,11 @@ def format_status(status: Status) -> str:
     )
     lines.append("paused: " + (", ".join(status.paused) if status.paused else "no"))
     lines.append(f"database: {status.database} ({status.database_bytes / 2**20:.1f} MiB)")
+    for i in status.instances:
+        lines.append(
+            f"instance: {i['id']} ({i['command']}; {i['roles'] or 'polling only'}; "
+            f"seen {_when(i['seen_at'])}, watchlists {i['config_hash']})"
+        )
     lines.append(
         "status: healthy" if status.healthy else "status: UNHEALTHY: " + "; ".join(status.problems)
     )

@@ -4,16 +4,21 @@ instance answering commands, and failover when an instance is killed."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+
+from ruamel.yaml import YAML
 
 from alerts.cluster import Clusterer
 from alerts.config import load_config
@@ -22,8 +27,10 @@ from alerts.fetch import Fetcher
 from alerts.loopback import Route
 from alerts.match import compile_matcher
 from alerts.pipeline import PollContext, run_cycle
+from alerts.status import read_status
 from alerts.store import open_store
 from alerts.types import utcnow
+from tests.pg_server import SECRET_PASSWORD, SECRET_USER
 from tests.support import CHANNEL, ROOT, ago, rss, write_config
 
 WATCH = """watchlists:
@@ -206,6 +213,11 @@ def test_instances_with_different_watchlists_warn(pg_database, tmp_path, caplog)
             b.heartbeat(two, now=now)
         assert caplog.text.count("config_mismatch") == 1, "once per pair of hashes"
         assert f"instance={a.id}" in caplog.text
+        status = read_status(one, now=now)
+        assert sorted(i["id"] for i in status.instances) == sorted([a.id, b.id])
+        assert any("instances run different watchlists" in p for p in status.problems)
+        b.heartbeat(one, now=now)
+        assert read_status(one, now=now).healthy
     finally:
         for s in stores:
             s.close()
@@ -432,3 +444,94 @@ def test_once_beside_run_on_postgresql_works_through_the_same_claims(pg_database
     both = run.text() + once.stdout
     for k in range(n):
         assert both.count(f"🔔 US adds {k + 2} Nvidia H20 buyers to entity list\n") == 1, k
+
+
+# --- the compose file ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthz(port: int) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return None
+
+
+def test_the_compose_files_instances_share_one_database(postgres, tmp_path, serve):
+    """``docker-compose.yml``'s two chipwatch services, run as their environment says (there
+    is no Docker here): the same PostgreSQL URL, the password from ``PGPASSWORD``, each with
+    its own /healthz; both healthy, and the shared roles taken by exactly one of them."""
+    compose = YAML(typ="safe").load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["db"]["image"].startswith("postgres:15")
+    assert "healthcheck" in services["db"]
+    apps = {k: v for k, v in services.items() if k != "db"}
+    assert len(apps) >= 2
+    urls = {v["environment"]["CHIPWATCH_DATABASE"] for v in apps.values()}
+    assert len(urls) == 1, "every instance on the same database"
+    (url,) = urls
+    assert url.startswith("postgresql://") and ":" not in url.split("//")[1].split("@")[0], (
+        "no password in the URL: it comes from PGPASSWORD"
+    )
+    published = [v["ports"][0] for v in apps.values()]
+    assert all(p.startswith("127.0.0.1:") for p in published)
+    assert len({p.split(":")[1] for p in published}) == len(apps), "one /healthz port each"
+    for v in apps.values():
+        assert v["depends_on"]["db"]["condition"] == "service_healthy"
+        assert v["environment"]["PGPASSWORD"].startswith("${"), "secrets from the environment"
+        assert "./config.yaml:/app/config.yaml:ro" in v["volumes"]
+
+    database = postgres.new_database().rsplit("/", 1)[1]
+    here = url.replace("@db:5432/chipwatch", f"@127.0.0.1:{postgres.port}/{database}")
+    here = here.replace("//chipwatch@", f"//{SECRET_USER}@")
+    config = write_config(
+        tmp_path, [("Wire", serve(rss([])))], watchlists=WATCH, database="unused.db"
+    )
+    ports = [_free_port() for _ in apps]
+    instances = []
+    try:
+        for i, (name, service) in enumerate(apps.items()):
+            env = {
+                k: v
+                for k, v in service["environment"].items()
+                if not str(v).startswith("${")  # secrets: from the test's environment
+            }
+            env.update(
+                CHIPWATCH_DATABASE=here,
+                PGPASSWORD=SECRET_PASSWORD,
+                CHIPWATCH_OPS_LISTEN=f"127.0.0.1:{ports[i]}",
+            )
+            instances.append(Instance(config, tmp_path / f"{name}.log", env))
+        _wait(
+            lambda: all((_healthz(p) or {}).get("status") == "ok" for p in ports),
+            "both instances healthy",
+        )
+        _wait(
+            lambda: sum("deliver:console" in _healthz(p)["instance"]["roles"] for p in ports) == 1,
+            "one instance sending to the console",
+        )
+        ids = {_healthz(p)["instance"]["id"] for p in ports}
+        assert len(ids) == len(apps)
+        status = subprocess.run(
+            [sys.executable, str(ROOT / "bot.py"), "status", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, "CHIPWATCH_DATABASE": here, "PGPASSWORD": SECRET_PASSWORD},
+        )
+        listed = [line for line in status.stdout.splitlines() if line.startswith("instance: ")]
+        assert sorted(line.split()[1] for line in listed) == sorted(ids), status.stdout
+        assert sum("deliver:console" in line for line in listed) == 1
+    finally:
+        for i in instances:
+            i.stop()
+    assert not (tmp_path / "unused.db").exists(), "CHIPWATCH_DATABASE won over the config"
+    for i in instances:
+        assert SECRET_PASSWORD not in i.text()

@@ -88,6 +88,9 @@ class SharedStore:
             [instance, host, pid, command, _iso(started_at), _iso(now), config_hash, roles],
         )
 
+    def set_roles(self, instance: str, roles: str) -> None:
+        self.db.execute("UPDATE instances SET roles = ? WHERE id = ?", [roles, instance])
+
     def live_instances(self, *, since: datetime) -> list[dict]:
         """Instances that reported since ``since``, oldest first."""
         return [

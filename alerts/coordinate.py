@@ -71,6 +71,7 @@ class Coordinator:
         self.leader = False  # answers commands
         self._destinations: set[str] = set()
         self._warned: set[tuple[str, str, str]] = set()
+        self._placing = asyncio.Lock()
 
     @classmethod
     def for_store(cls, store: Store, *, command: str) -> Coordinator | None:
@@ -100,18 +101,21 @@ class Coordinator:
     @asynccontextmanager
     async def placement(self, clusterer: Clusterer | None) -> AsyncIterator[None]:
         """Hold the placement lock; the clusterer first learns what the others recorded."""
-        while not self._try_lock(PLACEMENT_LOCK):
-            await asyncio.sleep(0.005)  # held for a few milliseconds at a time
-        try:
-            if clusterer is not None:
-                clusterer.catch_up(self.store)
-            yield
-        finally:
+        # The advisory lock is per session, and a session may take it again: polls of this
+        # instance (one session) are kept apart by an asyncio lock first.
+        async with self._placing:
+            while not self._try_lock(PLACEMENT_LOCK):
+                await asyncio.sleep(0.005)  # held for a few milliseconds at a time
             try:
                 if clusterer is not None:
-                    clusterer.recorded(self.store)
+                    clusterer.catch_up(self.store)
+                yield
             finally:
-                self.store.db.execute("SELECT pg_advisory_unlock(?)", [PLACEMENT_LOCK])
+                try:
+                    if clusterer is not None:
+                        clusterer.recorded(self.store)
+                finally:
+                    self.store.db.execute("SELECT pg_advisory_unlock(?)", [PLACEMENT_LOCK])
 
     # --- delivery and commands ------------------------------------------------------------
 
@@ -185,11 +189,14 @@ class Coordinator:
 
     def close(self) -> None:
         """Give up every lock and lease at once (a clean stop hands over without waiting)."""
-        self.store.db.execute("SELECT pg_advisory_unlock_all()")
-        self.store.db.execute(
-            "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-            [self.id],
-        )
-        self.store.forget_instance(self.id, before=utcnow() - timedelta(days=1))
         self.leader = False
         self._destinations.clear()
+        try:
+            self.store.db.execute("SELECT pg_advisory_unlock_all()")
+            self.store.db.execute(
+                "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                [self.id],
+            )
+            self.store.forget_instance(self.id, before=utcnow() - timedelta(days=1))
+        except Exception as exc:  # noqa: BLE001 - a lost session took its locks with it
+            event(log, "coordinator_close_failed", logging.WARNING, error=str(exc).strip())

@@ -1,0 +1,259 @@
+"""Measure semantic similarity as one more way to join a story (issue #12): an experiment, not
+part of the bot.
+
+The rule measured is the one the issue allows: embeddings cannot tell "bans" from "allows"
+(cosine about 0.9), so every veto stays in front. An item the lexical rules leave alone joins
+the open story whose title it is closest to when nothing vetoes the join (same outlet, other
+companies or models, the title's countries, agencies, leading actor, numbers, kind or direction
+of action), it names a specific subject of the title, and the cosine of the two headlines'
+embeddings reaches ``--bars``. The embeddings are wordllama's 256-dimension token table, shipped
+in its wheel (``pip install wordllama==0.4.0.post1``; not a dependency of the bot), averaged
+over the headline's tokens. They are read from the package's own files with ``tokenizers`` and
+``safetensors``: nothing is downloaded (``WordLlama.load`` itself looks for the tokenizer in a
+folder the wheel does not have and then asks Hugging Face), and wordllama is never imported (its
+``__init__`` configures the root logger).
+
+For each bar it reports, through the same code as ``eval_events.py`` and ``eval_cluster.py``:
+the busy day (shipped rules) and each other file (``--any-subject``) — swallowed events, wrong
+joins, alerts per event — then the real set's pairwise precision / recall and the alerts of its
+largest story (A800). Bar 9 is the bot as it is. ``--pairs`` first prints how well the cosine
+alone separates same-event from different-event pairs that no veto stops.
+
+    python benchmarks/eval_meaning.py [FILE…] [--bars 9 0.75 0.7 0.65] [--pairs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from importlib.util import find_spec
+from itertools import combinations
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+
+from alerts.cluster import (  # noqa: E402
+    Clusterer,
+    Decision,
+    Headline,
+    Story,
+    StoryIndex,
+    _by_kind,
+    _conflict,
+    _same_subject,
+    _specific_of,
+    _veto,
+    headline_features,
+)
+from alerts.config import load_config  # noqa: E402
+from alerts.match import compile_matcher  # noqa: E402
+
+import eval_cluster  # noqa: E402
+import eval_events  # noqa: E402
+
+
+class Meaning:
+    """Headline embeddings: the mean of the headline's token vectors, unit length."""
+
+    def __init__(self) -> None:
+        spec = find_spec("wordllama")
+        if spec is None or spec.origin is None:
+            raise SystemExit("eval_meaning: needs wordllama (pip install wordllama==0.4.0.post1)")
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        root = Path(spec.origin).parent
+        started = time.perf_counter()
+        self.tokenizer = Tokenizer.from_file(
+            str(root / "tokenizers" / "l2_supercat_tokenizer_config.json")
+        )
+        self.table = load_file(str(root / "weights" / "l2_supercat_256.safetensors"))[
+            "embedding.weight"
+        ]
+        self.load_seconds = time.perf_counter() - started
+
+    def vector(self, title: str) -> np.ndarray:
+        ids = self.tokenizer.encode(title, add_special_tokens=False).ids
+        v = self.table[ids].astype(np.float32).mean(axis=0)
+        return v / (np.linalg.norm(v) or 1.0)
+
+
+class MeaningIndex(StoryIndex):
+    """``StoryIndex`` with the rule measured added after the lexical decision."""
+
+    def __init__(self, *, meaning: Meaning, bar: float, members: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.meaning, self.bar, self.members = meaning, bar, members
+        # story -> its title's embedding, then (``members``) its other members' in order
+        self.vectors: dict[int, list[np.ndarray]] = {}
+        self._vector: np.ndarray | None = None  # the item being assigned
+
+    def assign(
+        self, item: Headline, *, at: datetime, source: str, title: str, new_id: int
+    ) -> tuple[Decision, Story]:
+        self._vector = self.meaning.vector(title)
+        decision, story = super().assign(item, at=at, source=source, title=title, new_id=new_id)
+        if decision.story is None:
+            self.vectors[story.id] = [self._vector]
+        elif self.members and story.members[-1] is item:
+            self.vectors[story.id].append(self._vector)
+        return decision, story
+
+    def decide(self, item: Headline, at: datetime, *, source: str = "") -> Decision:
+        decision = super().decide(item, at, source=source)
+        if decision.story is not None or self._vector is None or not item.entities:
+            return decision
+        return self._by_meaning(item, at, source) or decision
+
+    def _by_meaning(self, item: Headline, at: datetime, source: str) -> Decision | None:
+        assert self._vector is not None
+        earliest, latest, born = at - self.window, at + self.window, at - 2 * self.window
+        mine, mine_specific = _by_kind(item.specific), _specific_of(item.entities)
+        best: tuple[float, Story] | None = None
+        for sid in self._candidates(item):
+            story = self.stories[sid]
+            first = story.members[0]
+            if (
+                story.last_seen < earliest
+                or not born <= story.first_seen <= latest
+                or source in story.sources
+                or _conflict(mine, story.specific)
+                or _veto(item, first)
+                or not any(
+                    _same_subject(x, y) for x in mine_specific for y in _specific_of(first.entities)
+                )
+            ):
+                continue
+            # The title only: it defines the event, and vetoes were checked against it alone.
+            # With ``members``, the closest member that no veto stops.
+            cosine = max(
+                float(self._vector @ v)
+                for m, v in zip(story.members, self.vectors[sid], strict=False)
+                if m is first or not _veto(item, m)
+            )
+            if cosine >= self.bar and (best is None or cosine > best[0]):
+                best = (cosine, story)
+        if best is None:
+            return None
+        return Decision(best[1], 0.0, (f"meaning {best[0]:.2f}",))
+
+
+def clusterer_class(meaning: Meaning, bar: float, members: bool) -> type[Clusterer]:
+    """A ``Clusterer`` on a ``MeaningIndex`` (for ``eval_events``: its store starts empty)."""
+
+    class MeaningClusterer(Clusterer):
+        def __init__(self, store, config, **kwargs) -> None:
+            super().__init__(store, config, **kwargs)
+            old = self.index
+            self.index = MeaningIndex(
+                meaning=meaning,
+                bar=bar,
+                members=members,
+                window=old.window,
+                threshold=old.threshold,
+                categories=old._category,
+                rarity=old.rarity,
+            )
+            assert not old.stories, "measured on a fresh store only"
+
+    return MeaningClusterer
+
+
+def separation(paths: Sequence[Path], meaning: Meaning, cuts: Sequence[float]) -> None:
+    """Same-event and different-event pairs (other outlets, no veto, a specific subject in
+    common) at or above each cosine cut, and the closest different-event pair."""
+    config = load_config(ROOT / "config.yaml")
+    matcher = compile_matcher(config.watchlists, config.rules)
+    for path in paths:
+        rows = []
+        for r in eval_events.read_rows(path):
+            features = headline_features(r.headline, matcher.match(r.headline).matches)
+            if features.entities:
+                rows.append((r, features))
+        vectors = [meaning.vector(r.headline) for r, _ in rows]
+        same: list[float] = []
+        other: list[tuple[float, str, str]] = []
+        for i, j in combinations(range(len(rows)), 2):
+            (a, fa), (b, fb) = rows[i], rows[j]
+            if a.source == b.source or _conflict(_by_kind(fa.specific), _by_kind(fb.specific)):
+                continue
+            if _veto(fa, fb) or _veto(fb, fa):
+                continue
+            if not any(
+                _same_subject(x, y)
+                for x in _specific_of(fa.entities)
+                for y in _specific_of(fb.entities)
+            ):
+                continue
+            cosine = float(vectors[i] @ vectors[j])
+            if a.event == b.event:
+                same.append(cosine)
+            else:
+                other.append((cosine, a.headline, b.headline))
+        print(f"{path.name}: {len(same)} same-event and {len(other)} different-event pairs")
+        for cut in cuts:
+            n_other = sum(c >= cut for c, _, _ in other)
+            print(
+                f"  cosine >= {cut:.2f}: same {sum(c >= cut for c in same):4d}, other {n_other:4d}"
+            )
+        if other:
+            c, x, y = max(other)
+            print(f"  closest different events ({c:.3f}): {x!r} / {y!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="*", type=Path, help="besides the busy day (--any-subject)")
+    ap.add_argument("--bars", nargs="+", type=float, default=[9.0, 0.75, 0.7, 0.65, 0.6])
+    ap.add_argument("--pairs", action="store_true", help="first, the cosine's separation alone")
+    ap.add_argument(
+        "--members", action="store_true", help="compare with every member, not the title only"
+    )
+    args = ap.parse_args(argv)
+    meaning = Meaning()
+    print(f"embeddings loaded in {meaning.load_seconds:.2f} s")
+    others = args.files or [eval_events.DEV]
+    if args.pairs:
+        separation([eval_events.BUSY, *others], meaning, [0.6, 0.65, 0.7, 0.75, 0.8])
+    config = load_config(ROOT / "config.yaml")
+    threshold, window = config.stories.threshold, config.stories.window_hours
+    print(
+        f"{'bar':>5} {'file':24} {'swallowed':>9} {'wrong':>5} {'alerts/ev':>9} "
+        f"{'pair_P':>6} {'pair_R':>6}"
+    )
+    for bar in args.bars:
+        cls = clusterer_class(meaning, bar, args.members)
+        for path, any_subject in [(eval_events.BUSY, False), *((p, True) for p in others)]:
+            r = eval_events.evaluate(path, any_subject=any_subject, clusterer_class=cls)
+            print(
+                f"{bar:5.2f} {r['file']:24.24} {len(r['swallowed']):9d} "
+                f"{len(r['wrong_joins']):5d} {r['alerts_per_event']:9.2f} "
+                f"{r['pair_precision']:6.3f} {r['pair_recall']:6.3f}"
+            )
+            for w in r["wrong_joins"]:
+                print(f"{'':6} wrong join: {w.source}: {w.headline} [{w.event}]")
+        index = MeaningIndex(
+            meaning=meaning,
+            bar=bar,
+            members=args.members,
+            window=timedelta(hours=window),
+            threshold=threshold,
+        )
+        real = eval_cluster.evaluate(threshold, window, index=index)
+        print(
+            f"{bar:5.2f} {'real set (alerting)':24} pairwise P / R {real['pair_precision']:.3f} / "
+            f"{real['pair_recall']:.3f}, {real['alerts']} alerts for {real['true_stories']} "
+            f"stories, A800 story: {real['a800_alerts']} alerts"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

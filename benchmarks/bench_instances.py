@@ -31,7 +31,10 @@ every 10 s is 300 polls a second) and shows whether a configuration keeps up; cy
 every feed is due at once, shows the throughput.
 
     python benchmarks/bench_instances.py [--feeds 3000] [--instances 1,2,3] [--steady 3]
-        [--concurrency 16] [--keep-logs DIR] [--quick]
+        [--concurrency 16] [--runs 1] [--keep-logs DIR] [--quick]
+
+About 4 minutes a run on a 2-core machine; ``--runs 3`` repeats the configurations in turn
+and reports medians (each ratio the median of the ratios within a run).
 
 ``--quick`` is a smoke run: 300 feeds, 1 and 2 instances, a steady window of one interval.
 The machine's cores are shared by the instances, PostgreSQL and the feed server.
@@ -484,119 +487,152 @@ def _top(calls: dict[str, int], scale: float, k: int) -> str:
     return "; ".join(f"{n * scale:,.0f} × {' '.join(q.split())[:60]}" for q, n in top if n)
 
 
-def report(results: list[Result], *, feeds: int, concurrency: int, steady: int) -> None:
-    base = results[0]
+def figures(r: Result, feeds: int) -> dict[str, float]:
+    """One configuration's figures; the steady ones scaled to one poll of every feed."""
+    a, b = r.steady0, r.end2
+    scale = feeds / max(1, r.steady_polls)
+    inst = (b.instances_cpu - a.instances_cpu) * scale
+    pg = (b.pg_cpu - a.pg_cpu) * scale
+    srv = (b.server_cpu - a.server_cpu) * scale
+    xacts = (b.xacts - a.xacts) * scale
+    return {
+        "startup": r.startup,
+        "cycle1": r.cycle1,
+        "cycle2": r.cycle2,
+        "rate": r.steady_polls / r.steady_window,
+        "gap_med": r.gap_median,
+        "gap_max": r.gap_max,
+        "xacts_c1": r.end1.xacts - r.start.xacts,
+        "stmts_c1": sum(_delta(r.start, r.end1).values()),
+        "xacts": xacts,
+        "per_poll": xacts / feeds,
+        "stmts": sum(_delta(a, b).values()) * scale,
+        "tuples": (b.tuples - a.tuples) * scale,
+        "inst": inst,
+        "pg": pg,
+        "srv": srv,
+        "cpu": inst + pg + srv,
+    }
+
+
+def report(runs: list[list[Result]], *, feeds: int, concurrency: int, steady: int) -> None:
+    """``runs``: one list of results per run, configurations in the same order. Each figure
+    is the median over the runs; each ratio is the median of the ratios within a run."""
+    n = len(runs)
+    table = [[figures(r, feeds) for r in run] for run in runs]
+    configs = [r.instances for r in runs[0]]
+
+    def med(k: int, key: str) -> float:
+        return statistics.median(t[k][key] for t in table)
+
+    def rat(k: int, key: str) -> str:
+        values = [t[k][key] / t[0][key] for t in table if t[0][key]]
+        return f"{statistics.median(values):.2f}×" if values else "–"
+
+    def spread(k: int, key: str) -> str:
+        values = [t[k][key] for t in table]
+        return f"{min(values):.1f}–{max(values):.1f}" if n > 1 else ""
+
+    base = configs[0]
     print(
         f"{feeds:,} loopback feeds × {ITEMS} items (bodies never change; {feeds // ALERT_EVERY} "
         f"alerting items), interval {INTERVAL} s (adaptive off), concurrency {concurrency} per "
         f"instance; PostgreSQL 15 on loopback (fsync off), a fresh database per row; "
         f"{os.cpu_count()} cores shared by the instances, PostgreSQL and the feed server. "
-        f"Ratios: against {base.instances} instance{'s' if base.instances > 1 else ''}, "
-        f"same run.\n"
+        f"{n} run{'s' if n > 1 else ''}: "
+        f"{'medians; ' if n > 1 else ''}ratios against {base} instance{'s' if base > 1 else ''}"
+        f" in the same run{' (median of the runs)' if n > 1 else ''}.\n"
     )
-
-    def rate(r: Result) -> float:
-        return r.steady_polls / r.steady_window
-
     print("Cycle time (s)")
     print(
-        f"{'instances':>9} {'startup':>8} {'cycle 1':>8} {'ratio':>6} {'feeds/s':>8} "
-        f"{'cycle 2':>8} {'ratio':>6} {'steady polls/s':>15} {'ratio':>6} {'gap med':>8} "
-        f"{'gap max':>8} {'polls by instance':>20}"
+        f"{'instances':>9} {'startup':>8} {'cycle 1':>8} {'range':>10} {'ratio':>6} "
+        f"{'feeds/s':>8} {'cycle 2':>8} {'ratio':>6} {'steady polls/s':>15} {'ratio':>6} "
+        f"{'gap med':>8} {'gap max':>8}"
     )
-    for r in results:
+    for k, count in enumerate(configs):
         print(
-            f"{r.instances:>9} {r.startup:8.1f} {r.cycle1:8.1f} {ratio(r.cycle1, base.cycle1):>6} "
-            f"{feeds / r.cycle1:8.0f} {r.cycle2:8.1f} {ratio(r.cycle2, base.cycle2):>6} "
-            f"{rate(r):15.0f} {ratio(rate(r), rate(base)):>6} "
-            f"{r.gap_median:8.1f} {r.gap_max:8.1f} {'/'.join(map(str, r.per_instance)):>20}"
+            f"{count:>9} {med(k, 'startup'):8.1f} {med(k, 'cycle1'):8.1f} "
+            f"{spread(k, 'cycle1'):>10} {rat(k, 'cycle1'):>6} {feeds / med(k, 'cycle1'):8.0f} "
+            f"{med(k, 'cycle2'):8.1f} {rat(k, 'cycle2'):>6} {med(k, 'rate'):15.0f} "
+            f"{rat(k, 'rate'):>6} {med(k, 'gap_med'):8.1f} {med(k, 'gap_max'):8.1f}"
         )
     print(
         f"(needed to keep up: {feeds / INTERVAL:.0f} polls/s. cycle 1: from launching the "
         "processes, startup included, until every feed was polled once; cycle 2: from then "
-        "until every feed was polled again; steady: a window starting one interval after "
-        "cycle 1; gap: between "
-        "two requests for one feed in it)"
+        "until every feed was polled again; steady: a window of "
+        f"{steady} intervals starting one interval after cycle 1; gap: between two requests "
+        "for one feed in it)"
     )
     print()
     print(
         "Database load (pg_stat_database, pg_stat_statements, pg_stat_user_tables) and CPU "
-        f"seconds; cycle 1 in full, steady scaled to {feeds:,} polls"
+        f"seconds; cycle 1 in full, steady scaled to {feeds:,} polls (one cycle)"
     )
     print(
         f"{'instances':>9} {'xacts c1':>9} {'stmts c1':>9} {'xacts/cycle':>12} {'ratio':>6} "
         f"{'per poll':>9} {'stmts/cycle':>12} {'tuples/cycle':>13} {'CPU: inst':>10} {'PG':>6} "
         f"{'server':>7} {'ratio':>6} {'dups':>5}"
     )
-
-    def steady_cost(r: Result) -> tuple[float, ...]:
-        a, b = r.steady0, r.end2
-        scale = feeds / max(1, r.steady_polls)
-        return (
-            (b.xacts - a.xacts) * scale,
-            sum(_delta(a, b).values()) * scale,
-            (b.tuples - a.tuples) * scale,
-            (b.instances_cpu - a.instances_cpu) * scale,
-            (b.pg_cpu - a.pg_cpu) * scale,
-            (b.server_cpu - a.server_cpu) * scale,
-        )
-
-    base_cost = steady_cost(base)
-    for r in results:
-        xacts, stmts, tuples, inst, pg, srv = steady_cost(r)
-        total, base_total = inst + pg + srv, sum(base_cost[3:])
-        c1_stmts = sum(_delta(r.start, r.end1).values())
+    for k, count in enumerate(configs):
+        dups = sum(run[k].duplicates for run in runs)
         print(
-            f"{r.instances:>9} {r.end1.xacts - r.start.xacts:>9,} {c1_stmts:>9,} {xacts:>12,.0f} "
-            f"{ratio(xacts, base_cost[0]):>6} {xacts / feeds:>9.2f} {stmts:>12,.0f} "
-            f"{tuples:>13,.0f} {inst:>10.1f} {pg:>6.1f} {srv:>7.1f} "
-            f"{ratio(total, base_total):>6} {r.duplicates:>5}"
+            f"{count:>9} {med(k, 'xacts_c1'):>9,.0f} {med(k, 'stmts_c1'):>9,.0f} "
+            f"{med(k, 'xacts'):>12,.0f} {rat(k, 'xacts'):>6} {med(k, 'per_poll'):>9.2f} "
+            f"{med(k, 'stmts'):>12,.0f} {med(k, 'tuples'):>13,.0f} {med(k, 'inst'):>10.1f} "
+            f"{med(k, 'pg'):>6.1f} {med(k, 'srv'):>7.1f} {rat(k, 'cpu'):>6} {dups:>5}"
         )
     print(
         f"(dups: leases of one feed taken less than {INTERVAL - JITTER} s apart, by the "
-        "claimants' clocks, recorded by a trigger on feeds.lease_owner: must be 0. CPU ratio: "
-        "instances + PostgreSQL + feed server)"
+        "claimants' clocks, recorded by a trigger on feeds.lease_owner, over all runs: must be "
+        "0. CPU ratio: instances + PostgreSQL + feed server)"
     )
-    print()
-    for r in results:
-        seconds = r.end1.pg_cpu - r.start.pg_cpu
-        extras = [
-            f"{r.polls_total:,} requests, {r.claims_total:,} leases taken "
-            f"({r.takeovers} from another owner)",
-            f"steady window {r.steady_window:.1f} s with {r.steady_polls:,} polls",
-            f"cycle 1 CPU: instances {r.end1.instances_cpu:.1f} s, PostgreSQL {seconds:.1f} s",
-            f"poll errors {r.errors}",
-            f"leases lost mid-poll {r.lease_lost}",
-            f"ticks skipped (the feed's poll still running) {r.ticks_skipped:,}",
-            f"alerts printed {r.alerts_sent}",
-        ]
-        if r.ticks_missed:
-            extras.append(f"ticks that fired late (event loop busy) {r.ticks_missed}")
-        if r.close_requests:
-            extras.append(
-                f"requests less than {INTERVAL - JITTER} s after the previous one for that feed: "
-                f"{r.close_requests:,} on {r.close_request_feeds:,} feeds "
-                f"(closest {r.close_request_min:.1f} s)"
-            )
-        if r.duplicates:
-            extras.append(f"DUPLICATE LEASES {r.duplicates} on {r.duplicate_feeds} feeds")
-        if r.close_claims:
-            extras.append(
-                f"claims run by the server less than {INTERVAL - JITTER} s apart (decided "
-                f"further apart): {r.close_claims}"
-            )
-        print(f"{r.instances} instance(s): " + "; ".join(extras))
-        others = {k: v for k, v in r.warnings.items() if "maximum number of running" not in k}
-        if others:
-            print("   warnings/errors logged: " + ", ".join(f"{k} ×{v}" for k, v in others.items()))
-        for example in r.duplicate_examples[:3]:
-            print(f"   e.g. {example}")
-        if r.end1.statements:
-            print("   top statements, cycle 1: " + _top(_delta(r.start, r.end1), 1, 4))
-            scale = feeds / max(1, r.steady_polls)
-            print("   top statements, steady cycle: " + _top(_delta(r.steady0, r.end2), scale, 4))
-    bad = sum(r.duplicates for r in results)
+    for i, run in enumerate(runs):
+        print(f"\nRun {i + 1}:" if n > 1 else "")
+        for r in run:
+            details(r, feeds)
+    bad = sum(r.duplicates for run in runs for r in run)
     print(f"\n{'PASS' if not bad else 'FAIL'}  no feed's lease taken twice within an interval")
+
+
+def details(r: Result, feeds: int) -> None:
+    seconds = r.end1.pg_cpu - r.start.pg_cpu
+    extras = [
+        f"cycle 1 {r.cycle1:.1f} s",
+        f"{r.polls_total:,} requests, {r.claims_total:,} leases taken "
+        f"({r.takeovers} from another owner)",
+        f"polls by instance {'/'.join(map(str, r.per_instance))}",
+        f"steady window {r.steady_window:.1f} s with {r.steady_polls:,} polls",
+        f"cycle 1 CPU: instances {r.end1.instances_cpu:.1f} s, PostgreSQL {seconds:.1f} s",
+        f"poll errors {r.errors}",
+        f"leases lost mid-poll {r.lease_lost}",
+        f"ticks skipped (the feed's poll still running) {r.ticks_skipped:,}",
+        f"alerts printed {r.alerts_sent}",
+    ]
+    if r.ticks_missed:
+        extras.append(f"ticks that fired late (event loop busy) {r.ticks_missed}")
+    if r.close_requests:
+        extras.append(
+            f"requests less than {INTERVAL - JITTER} s after the previous one for that feed: "
+            f"{r.close_requests:,} on {r.close_request_feeds:,} feeds "
+            f"(closest {r.close_request_min:.1f} s)"
+        )
+    if r.duplicates:
+        extras.append(f"DUPLICATE LEASES {r.duplicates} on {r.duplicate_feeds} feeds")
+    if r.close_claims:
+        extras.append(
+            f"claims run by the server less than {INTERVAL - JITTER} s apart (decided "
+            f"further apart): {r.close_claims}"
+        )
+    print(f"{r.instances} instance(s): " + "; ".join(extras))
+    others = {k: v for k, v in r.warnings.items() if "maximum number of running" not in k}
+    if others:
+        print("   warnings/errors logged: " + ", ".join(f"{k} ×{v}" for k, v in others.items()))
+    for example in r.duplicate_examples[:3]:
+        print(f"   e.g. {example}")
+    if r.end1.statements:
+        print("   top statements, cycle 1: " + _top(_delta(r.start, r.end1), 1, 4))
+        scale = feeds / max(1, r.steady_polls)
+        print("   top statements, steady cycle: " + _top(_delta(r.steady0, r.end2), scale, 4))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -607,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--steady", type=int, default=3, help="intervals in the steady window")
     ap.add_argument("--concurrency", type=int, default=16, help="poll.concurrency per instance")
+    ap.add_argument("--runs", type=int, default=1, help="repeat every configuration; medians")
     ap.add_argument("--quick", action="store_true", help="300 feeds, 1 and 2 instances, 1 interval")
     ap.add_argument("--keep-logs", type=Path, help="copy the instances' logs into this directory")
     args = ap.parse_args(argv)
@@ -621,34 +658,38 @@ def main(argv: list[str] | None = None) -> int:
 
     now = datetime.now(timezone.utc)
     bodies = [feed_body(n, now) for n in range(args.feeds)]
-    results: list[Result] = []
+    runs: list[list[Result]] = []
     with tempfile.TemporaryDirectory(prefix="bench-instances-") as tmp, FeedServer() as server:
         with PgServer() as pg:
             statements = enable_statements(pg)
-            for key, n in enumerate(counts):
-                print(f"… {n} instance(s)", file=sys.stderr, flush=True)
-                results.append(
-                    run_config(
-                        server,
-                        pg,
-                        key,
-                        n,
-                        feeds=args.feeds,
-                        bodies=bodies,
-                        steady=args.steady,
-                        concurrency=args.concurrency,
-                        workdir=Path(tmp),
-                        statements=statements,
+            key = 0
+            for run in range(args.runs):
+                runs.append([])
+                for n in counts:  # in turn within a run: every configuration sees the noise
+                    print(f"… run {run + 1}: {n} instance(s)", file=sys.stderr, flush=True)
+                    runs[-1].append(
+                        run_config(
+                            server,
+                            pg,
+                            key,
+                            n,
+                            feeds=args.feeds,
+                            bodies=bodies,
+                            steady=args.steady,
+                            concurrency=args.concurrency,
+                            workdir=Path(tmp),
+                            statements=statements,
+                        )
                     )
-                )
+                    key += 1
         if args.keep_logs:
             import shutil
 
             args.keep_logs.mkdir(parents=True, exist_ok=True)
             for log in Path(tmp).glob("*.log"):
                 shutil.copy(log, args.keep_logs / log.name)
-    report(results, feeds=args.feeds, concurrency=args.concurrency, steady=args.steady)
-    return 1 if any(r.duplicates for r in results) else 0
+    report(runs, feeds=args.feeds, concurrency=args.concurrency, steady=args.steady)
+    return 1 if any(r.duplicates for run in runs for r in run) else 0
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class Coordinator:
         self._destinations: set[str] = set()
         self._warned: set[tuple[str, str, str]] = set()
         self._placing = asyncio.Lock()
+        self._rows: set[str] = set()  # feeds whose row exists
 
     @classmethod
     def for_store(cls, store: Store, *, command: str) -> Coordinator | None:
@@ -84,9 +85,14 @@ class Coordinator:
     def claim_feed(
         self, feed: FeedConfig, *, now: datetime, until: datetime, due_by: datetime | None
     ) -> bool:
-        return self.store.claim_feed(
-            feed.name, feed.url, owner=self.id, now=now, until=until, due_by=due_by
+        # Feed rows are never deleted: once one is known to exist, a failed claim (not due,
+        # or another instance's) is one statement, not two.
+        create = feed.name not in self._rows
+        claimed = self.store.claim_feed(
+            feed.name, feed.url, owner=self.id, now=now, until=until, due_by=due_by, create=create
         )
+        self._rows.add(feed.name)
+        return claimed
 
     def still_holds(self, feed: FeedConfig) -> bool:
         """Whether the feed's lease is still ours; inside a transaction it also locks the row,
@@ -104,8 +110,12 @@ class Coordinator:
         # The advisory lock is per session, and a session may take it again: polls of this
         # instance (one session) are kept apart by an asyncio lock first.
         async with self._placing:
+            wait = 0.005
             while not self._try_lock(PLACEMENT_LOCK):
-                await asyncio.sleep(0.005)  # held for a few milliseconds at a time
+                # Held for milliseconds at a time; backing off keeps a queue of waiters from
+                # flooding the server with tries when every poll has news (a first cycle).
+                await asyncio.sleep(wait)
+                wait = min(wait * 1.5, 0.1)
             try:
                 if clusterer is not None:
                     clusterer.catch_up(self.store)

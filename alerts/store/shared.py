@@ -25,11 +25,13 @@ class SharedStore:
         now: datetime,
         until: datetime,
         due_by: datetime | None,
+        create: bool = True,
     ) -> bool:
         """Take the feed's lease until ``until``: it is free (or lapsed, or already ours), and
         (when ``due_by`` is given) its next poll is due by then. One conditional UPDATE: the
         row lock makes a concurrent claimer wait and then re-check the condition, which fails,
-        so exactly one claim wins (what ``FOR UPDATE SKIP LOCKED`` gives a queue)."""
+        so exactly one claim wins (what ``FOR UPDATE SKIP LOCKED`` gives a queue). ``create``:
+        the feed may have no row yet (then a failed claim costs a second statement)."""
         due = ""
         args: list[object] = [owner, _iso(until), name, _iso(now), owner]
         if due_by is not None:
@@ -41,22 +43,21 @@ class SharedStore:
         )
         if self.db.execute(sql, args).rowcount == 1:
             return True
-        # A feed new to the database has no row to claim yet (the usual case has one: one
-        # statement per tick, not two).
+        if not create:
+            return False
         added = self.db.execute(
             "INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", [name, url]
         ).rowcount
         return bool(added) and self.db.execute(sql, args).rowcount == 1
 
     def holds_feed(self, name: str, *, owner: str) -> bool:
-        """Whether ``owner`` still holds the feed's lease. A no-op UPDATE, not a SELECT: inside
-        a transaction it keeps the row locked, so no claim can slip in before the commit."""
+        """Whether ``owner`` still holds the feed's lease. Inside a transaction the row stays
+        locked (``FOR UPDATE``, PostgreSQL only), so no claim can slip in before the commit."""
         return (
             self.db.execute(
-                "UPDATE feeds SET lease_until = lease_until WHERE name = ? AND lease_owner = ?",
-                [name, owner],
-            ).rowcount
-            == 1
+                "SELECT 1 FROM feeds WHERE name = ? AND lease_owner = ? FOR UPDATE", [name, owner]
+            ).fetchone()
+            is not None
         )
 
     def release_feed(self, name: str, *, owner: str) -> None:

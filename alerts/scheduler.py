@@ -113,6 +113,9 @@ class Scheduler:
             id="deliver",
             max_instances=1,
             coalesce=True,
+            # However late a busy event loop lets it fire, a delivery still runs (APScheduler's
+            # default grace of 1 s dropped them when thousands of polls kept the loop busy).
+            misfire_grace_time=None,
             next_run_time=datetime.now(timezone.utc),
         )
         self.set_feeds(feeds)
@@ -121,7 +124,13 @@ class Scheduler:
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
         """A housekeeping job (e.g. pruning) every ``seconds``, first run after one period."""
         self._scheduler.add_job(
-            self._tracked(job), "interval", seconds=seconds, id=name, max_instances=1, coalesce=True
+            self._tracked(job),
+            "interval",
+            seconds=seconds,
+            id=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
         )
 
     async def stop(self, *, grace_seconds: float = 30.0) -> None:

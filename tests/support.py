@@ -11,7 +11,9 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from alerts.cluster import Clusterer
 from alerts.config import Config
+from alerts.coordinate import Coordinator
 from alerts.fetch import Fetcher
 from alerts.match import compile_matcher
 from alerts.pipeline import CycleReport, PollContext, run_cycle
@@ -162,7 +164,13 @@ def deliveries(store, alert_id: int) -> list[dict]:
 
 
 async def poll_cycle(
-    config: Config, store: Store, *, now: datetime | None = None, respect_schedule: bool = False
+    config: Config,
+    store: Store,
+    *,
+    now: datetime | None = None,
+    respect_schedule: bool = False,
+    clusterer: Clusterer | None = None,
+    coordinator: Coordinator | None = None,
 ) -> CycleReport:
     """One ``run_cycle`` of the config's feeds with a fresh matcher and fetcher, at ``now``
     (default: the current time)."""
@@ -177,5 +185,7 @@ async def poll_cycle(
                 fetcher=fetcher,
                 now=now or datetime.now(timezone.utc),
                 respect_schedule=respect_schedule,
+                clusterer=clusterer,
+                coordinator=coordinator,
             ),
         )

@@ -23,15 +23,12 @@ from ruamel.yaml import YAML
 from alerts.cluster import Clusterer
 from alerts.config import load_config
 from alerts.coordinate import Coordinator
-from alerts.fetch import Fetcher
 from alerts.loopback import Route
-from alerts.match import compile_matcher
-from alerts.pipeline import PollContext, run_cycle
 from alerts.status import read_status
 from alerts.store import open_store
 from alerts.types import utcnow
 from tests.pg_server import SECRET_PASSWORD, SECRET_USER
-from tests.support import CHANNEL, ROOT, ago, rss, write_config
+from tests.support import CHANNEL, ROOT, ago, poll_cycle, rss, write_config
 
 WATCH = """watchlists:
   chips: [H20, H200]
@@ -47,23 +44,6 @@ def _item(n: int, title: str, *, minutes: int = 5) -> dict:
         "link": f"https://w.example/{n}",
         "date": ago(minutes=minutes),
     }
-
-
-async def _cycle(config, store, coordinator, clusterer=None, *, respect_schedule=False):
-    async with Fetcher(config.poll) as fetcher:
-        return await run_cycle(
-            config.feeds,
-            PollContext(
-                config=config,
-                store=store,
-                matcher=compile_matcher(config.watchlists, config.rules),
-                fetcher=fetcher,
-                now=utcnow(),
-                clusterer=clusterer,
-                respect_schedule=respect_schedule,
-                coordinator=coordinator,
-            ),
-        )
 
 
 # --- in one process, two instances' worth of state on one database ---------------------------
@@ -129,7 +109,7 @@ async def test_a_poll_that_lost_its_lease_records_nothing(pg_database, tmp_path,
     try:
         a = Coordinator(store, command="run")
         with caplog.at_level(logging.WARNING, logger="chipwatch.pipeline"):
-            report = await _cycle(config, store, a)
+            report = await poll_cycle(config, store, coordinator=a)
         assert [o.status for o in report.outcomes] == ["skipped"]
         assert "feed_lease_lost feed=Wire" in caplog.text
         assert store.count_pending() == 0
@@ -165,7 +145,12 @@ async def test_story_placement_knows_what_the_other_instance_recorded(pg_databas
         ]
         for i, feed in enumerate(base.feeds):
             k = i % 2  # One and Three on instance 0, Two on instance 1
-            await _cycle(replace(base, feeds=(feed,)), stores[k], coordinators[k], clusterers[k])
+            await poll_cycle(
+                replace(base, feeds=(feed,)),
+                stores[k],
+                clusterer=clusterers[k],
+                coordinator=coordinators[k],
+            )
         alerts = stores[0].recent_alerts()
         assert sorted(a.title for a in alerts) == [
             "US adds 14 Chinese firms to entity list over Nvidia H20",

@@ -22,7 +22,7 @@ import hashlib
 import re
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
@@ -72,6 +72,9 @@ class FetchResult:
     max_age: float | None = None  # seconds, from Cache-Control
     error: str | None = None  # "reason: detail" when status is "error"
     elapsed: float = 0.0
+    # Whole seconds the request waited for a free slot (``concurrency``, per host) before it
+    # went out: the poll happened that much after its tick.
+    queued: float = 0.0
 
 
 class _TooLarge(Exception):
@@ -219,8 +222,14 @@ class Fetcher:
         previous_hash: str | None = None,
     ) -> FetchResult:
         """GET one feed within ``timeout_seconds`` in total, however slowly the server drips."""
+        asked = time.monotonic()
         async with self._host_gate(url), self._global:
-            return await self._fetch(feed, url, validators=validators, previous_hash=previous_hash)
+            # Under a second is noise against intervals of ten seconds and more.
+            queued = float(int(time.monotonic() - asked))
+            result = await self._fetch(
+                feed, url, validators=validators, previous_hash=previous_hash
+            )
+        return replace(result, queued=queued) if queued else result
 
     async def _fetch(
         self, feed: str, url: str, *, validators: Validators, previous_hash: str | None

@@ -283,6 +283,9 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
                 f"410 Gone at {fetched.url} ({now:%Y-%m-%d}); fix or remove the feed in the config"
             ),
         )
+    # The next poll counts from when this one went out: a fetch that waited for a slot
+    # (more feeds due than ``concurrency`` allows) would otherwise be due again at once.
+    polled = now + timedelta(seconds=result.queued)
     error = (result.error or "unknown") if result.status == "error" else fetched.parse_error
     if error is not None:
         return _failure(
@@ -291,6 +294,7 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
             error,
             config=config,
             now=now,
+            polled=polled,
             retry_after=result.retry_after if result.status == "error" else None,
         )
     previous = state.interval_seconds if state else None
@@ -302,7 +306,7 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
             plan,
             status=result.status,
             interval=interval,
-            next_poll_at=now + timedelta(seconds=interval),
+            next_poll_at=polled + timedelta(seconds=interval),
         )
     parsed, known = fetched.parsed, fetched.known
     assert parsed is not None and known is not None
@@ -322,7 +326,7 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
     return replace(
         plan,
         interval=interval,
-        next_poll_at=now + timedelta(seconds=interval),
+        next_poll_at=polled + timedelta(seconds=interval),
         validators=result.validators,
         body_hash=result.body_hash,
         items=items,
@@ -340,6 +344,7 @@ def _failure(
     *,
     config: Config,
     now: datetime,
+    polled: datetime,
     retry_after: float | None,
 ) -> FeedPlan:
     failures = (state.consecutive_failures if state else 0) + 1
@@ -353,7 +358,7 @@ def _failure(
         failing_since=since,
         flagged=now - since >= timedelta(hours=config.poll.failing_after_hours),
         interval=wait,
-        next_poll_at=now + timedelta(seconds=wait),
+        next_poll_at=polled + timedelta(seconds=wait),
     )
 
 

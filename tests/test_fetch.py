@@ -151,6 +151,17 @@ async def test_per_host_limit_is_honoured():
         assert server.peak_in_flight == 2
 
 
+async def test_a_fetch_that_waited_for_a_slot_says_how_long_in_whole_seconds(feed_server):
+    urls = [feed_server.route(f"/slot{i}", Route(body=FEED, delay=1.2)) for i in range(2)]
+    async with Fetcher(PollConfig(concurrency=1)) as fetcher:
+        first, second = await asyncio.gather(
+            fetcher.fetch("a", urls[0]), fetcher.fetch("b", urls[1])
+        )
+    assert first.status == second.status == "ok"
+    waits = sorted([first.queued, second.queued])
+    assert waits[0] == 0.0 and waits[1] >= 1.0 and waits[1].is_integer()
+
+
 # --- scheduling state through the pipeline ------------------------------------------------
 
 

@@ -255,6 +255,20 @@ def test_decide_maps_each_fetch_outcome_to_a_plan_without_touching_a_store(
     assert not (tmp_path / "cw.db").exists()  # decide never opened the database
 
 
+@pytest.mark.parametrize(
+    "status, kwargs", [("not_modified", {}), ("error", {"error": "http_500: boom"})]
+)
+def test_the_next_poll_counts_from_when_the_request_went_out(tmp_path, status, kwargs):
+    """A fetch that waited 25 s for a free slot polled the feed 25 s after its tick: due
+    again one interval after that, not 25 s early (its server would see two requests an
+    interval less 25 s apart)."""
+    waited, _ = _decide(tmp_path, status, queued=25.0, **kwargs)
+    prompt, now = _decide(tmp_path, status, **kwargs)
+    assert prompt.next_poll_at == now + timedelta(seconds=prompt.interval)
+    assert waited.next_poll_at == prompt.next_poll_at + timedelta(seconds=25)
+    assert waited.failing_since == prompt.failing_since  # a failure still dates from the tick
+
+
 def test_decide_backs_off_from_the_known_failure_count_and_flags_long_failures(tmp_path):
     now = datetime(2026, 11, 30, 12, tzinfo=timezone.utc)
     since = now - timedelta(hours=30)

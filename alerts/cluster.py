@@ -1083,7 +1083,8 @@ class Clusterer:
         rows = store.items_after(self._seen_item)
         touched = {story for _, _, story in rows if story is not None}
         for _, title, _ in rows:
-            self.observe(title)
+            if title:  # an untitled item (the column allows it) teaches nothing
+                self.observe(title)
         for r in store.stories_by_id(sorted(touched)):
             self.index.add(_story_of(r))  # replaces the copy held, if any
         self._next_id = max(self._next_id, store.max_story_id() + 1)

@@ -28,7 +28,8 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
+from functools import partial
 from importlib.util import find_spec
 from itertools import combinations
 from pathlib import Path
@@ -38,9 +39,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
+import variants  # noqa: E402
 
 from alerts.cluster import (  # noqa: E402
-    Clusterer,
     Decision,
     Headline,
     Story,
@@ -55,7 +56,6 @@ from alerts.cluster import (  # noqa: E402
 from alerts.config import load_config  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 
-import eval_cluster  # noqa: E402
 import eval_events  # noqa: E402
 
 
@@ -145,27 +145,6 @@ class MeaningIndex(StoryIndex):
         return Decision(best[1], 0.0, (f"meaning {best[0]:.2f}",))
 
 
-def clusterer_class(meaning: Meaning, bar: float, members: bool) -> type[Clusterer]:
-    """A ``Clusterer`` on a ``MeaningIndex`` (for ``eval_events``: its store starts empty)."""
-
-    class MeaningClusterer(Clusterer):
-        def __init__(self, store, config, **kwargs) -> None:
-            super().__init__(store, config, **kwargs)
-            old = self.index
-            self.index = MeaningIndex(
-                meaning=meaning,
-                bar=bar,
-                members=members,
-                window=old.window,
-                threshold=old.threshold,
-                categories=old._category,
-                rarity=old.rarity,
-            )
-            assert not old.stories, "measured on a fresh store only"
-
-    return MeaningClusterer
-
-
 def separation(paths: Sequence[Path], meaning: Meaning, cuts: Sequence[float]) -> None:
     """Same-event and different-event pairs (other outlets, no veto, a specific subject in
     common) at or above each cosine cut, and the closest different-event pair."""
@@ -224,33 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         separation([eval_events.BUSY, *others], meaning, [0.6, 0.65, 0.7, 0.75, 0.8])
     config = load_config(ROOT / "config.yaml")
     threshold, window = config.stories.threshold, config.stories.window_hours
-    print(
-        f"{'bar':>5} {'file':24} {'swallowed':>9} {'wrong':>5} {'alerts/ev':>9} "
-        f"{'pair_P':>6} {'pair_R':>6}"
-    )
+    print(f"{'bar':>5} {variants.HEADER}")
     for bar in args.bars:
-        cls = clusterer_class(meaning, bar, args.members)
-        for path, any_subject in [(eval_events.BUSY, False), *((p, True) for p in others)]:
-            r = eval_events.evaluate(path, any_subject=any_subject, clusterer_class=cls)
-            print(
-                f"{bar:5.2f} {r['file']:24.24} {len(r['swallowed']):9d} "
-                f"{len(r['wrong_joins']):5d} {r['alerts_per_event']:9.2f} "
-                f"{r['pair_precision']:6.3f} {r['pair_recall']:6.3f}"
-            )
-            for w in r["wrong_joins"]:
-                print(f"{'':6} wrong join: {w.source}: {w.headline} [{w.event}]")
-        index = MeaningIndex(
-            meaning=meaning,
-            bar=bar,
-            members=args.members,
-            window=timedelta(hours=window),
+        variants.score(
+            f"{bar:5.2f}",
+            partial(MeaningIndex, meaning=meaning, bar=bar, members=args.members),
+            others,
             threshold=threshold,
-        )
-        real = eval_cluster.evaluate(threshold, window, index=index)
-        print(
-            f"{bar:5.2f} {'real set (alerting)':24} pairwise P / R {real['pair_precision']:.3f} / "
-            f"{real['pair_recall']:.3f}, {real['alerts']} alerts for {real['true_stories']} "
-            f"stories, A800 story: {real['a800_alerts']} alerts"
+            window_hours=window,
         )
     return 0
 

@@ -38,6 +38,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from itertools import combinations
 from pathlib import Path
 
@@ -45,8 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import variants  # noqa: E402
+
 from alerts.cluster import (  # noqa: E402
-    Clusterer,
     Decision,
     Headline,
     Story,
@@ -115,27 +117,6 @@ class TimeIndex(StoryIndex):
         if best is None:
             return None
         return Decision(best[1], best[0], ("time",))
-
-
-def clusterer_class(within: timedelta, bar: float, since: str) -> type[Clusterer]:
-    """A ``Clusterer`` on a ``TimeIndex`` (for ``eval_events``: its store starts empty)."""
-
-    class TimeClusterer(Clusterer):
-        def __init__(self, store, config, **kwargs) -> None:
-            super().__init__(store, config, **kwargs)
-            old = self.index
-            self.index = TimeIndex(
-                within=within,
-                bar=bar,
-                since=since,
-                window=old.window,
-                threshold=old.threshold,
-                categories=old._category,
-                rarity=old.rarity,
-            )
-            assert not old.stories, "measured on a fresh store only"
-
-    return TimeClusterer
 
 
 # --- the data's time gaps -------------------------------------------------------------------
@@ -296,35 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     threshold, window = config.stories.threshold, config.stories.window_hours
     if args.gaps:
         gaps(others, threshold, window)
-    print(
-        f"{'minutes':>7} {'bar':>4} {'file':24} {'swallowed':>9} {'wrong':>5} {'alerts/ev':>9} "
-        f"{'pair_P':>6} {'pair_R':>6}"
-    )
+    print(f"{'minutes':>7} {'bar':>4} {variants.HEADER}")
     runs = sorted({(w, b if w else 0.0) for w in args.windows for b in args.bars})
     for within, bar in runs:
-        cls = clusterer_class(timedelta(minutes=within), bar, args.since)
-        label = f"{within:7.0f} {bar:4.2f}"
-        for path, any_subject in [(eval_events.BUSY, False), *((p, True) for p in others)]:
-            r = eval_events.evaluate(path, any_subject=any_subject, clusterer_class=cls)
-            print(
-                f"{label} {r['file']:24.24} {len(r['swallowed']):9d} "
-                f"{len(r['wrong_joins']):5d} {r['alerts_per_event']:9.2f} "
-                f"{r['pair_precision']:6.3f} {r['pair_recall']:6.3f}"
-            )
-            for w in r["wrong_joins"]:
-                print(f"{'':13} wrong join: {w.source}: {w.headline} [{w.event}]")
-        index = TimeIndex(
-            within=timedelta(minutes=within),
-            bar=bar,
-            since=args.since,
-            window=timedelta(hours=window),
+        variants.score(
+            f"{within:7.0f} {bar:4.2f}",
+            partial(TimeIndex, within=timedelta(minutes=within), bar=bar, since=args.since),
+            others,
             threshold=threshold,
-        )
-        real = eval_cluster.evaluate(threshold, window, index=index)
-        print(
-            f"{label} {'real set (alerting)':24} pairwise P / R {real['pair_precision']:.3f} / "
-            f"{real['pair_recall']:.3f}, {real['alerts']} alerts for {real['true_stories']} "
-            f"stories, A800 story: {real['a800_alerts']} alerts"
+            window_hours=window,
         )
     return 0
 

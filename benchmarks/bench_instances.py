@@ -58,6 +58,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_poll import FILLER  # noqa: E402  (the same ordinary news in both benchmarks)
 
 from alerts.config import PollConfig  # noqa: E402
 from alerts.coordinate import feed_lease  # noqa: E402
@@ -75,14 +78,6 @@ WATCHLISTS = """watchlists:
   companies: [Nvidia]
   export_terms: [entity list, export controls, import approval]
 """
-FILLER = [
-    "Local council approves {p} budget",
-    "Storm warning issued for {p} coast",
-    "Football club {p} signs new striker",
-    "Markets open higher in {p}",
-    "New museum opens in {p}",
-    "Rail strike called off in {p}",
-]
 
 
 def feed_body(n: int, now: datetime) -> bytes:

@@ -4,6 +4,7 @@ functions, imported by the tests; ``conftest.py`` holds only fixtures."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -152,6 +153,38 @@ def run_bot(
         text=True,
         timeout=timeout,
     )
+
+
+class RunningBot:
+    """``python bot.py run`` as its own process, logging to a file."""
+
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None):
+        self.log = log
+        full = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
+        full.update(env or {})
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full,
+                cwd=ROOT,
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 def deliveries(store, alert_id: int) -> list[dict]:

@@ -6,17 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 from ruamel.yaml import YAML
 
@@ -28,7 +23,16 @@ from alerts.status import read_status
 from alerts.store import open_store
 from alerts.types import utcnow
 from tests.pg_server import SECRET_PASSWORD, SECRET_USER
-from tests.support import CHANNEL, ROOT, ago, poll_cycle, rss, write_config
+from tests.support import (
+    CHANNEL,
+    ROOT,
+    RunningBot,
+    ago,
+    poll_cycle,
+    rss,
+    run_bot,
+    write_config,
+)
 
 WATCH = """watchlists:
   chips: [H20, H200]
@@ -211,38 +215,6 @@ def test_instances_with_different_watchlists_warn(pg_database, tmp_path, caplog)
 # --- whole processes ---------------------------------------------------------------------------
 
 
-class Instance:
-    """``python bot.py run`` as its own process, logging to a file."""
-
-    def __init__(self, config: Path, log: Path, env: dict[str, str]):
-        self.log = log
-        full = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
-        full.update(env)
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=full,
-                cwd=ROOT,
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-
-
 def _wait(predicate, what: str, timeout: float = 60.0) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -277,7 +249,7 @@ def test_three_instances_poll_each_of_600_feeds_once_per_interval(
         "poll:\n", f"poll:\n  interval_seconds: {interval}\n  adaptive: false\n  concurrency: 64\n"
     )
     config.write_text(text)
-    instances = [Instance(config, tmp_path / f"run{i}.log", {}) for i in range(3)]
+    instances = [RunningBot(config, tmp_path / f"run{i}.log", {}) for i in range(3)]
     try:
         _wait(lambda: all("bot_running" in i.text() for i in instances), "three instances")
         started = time.monotonic()
@@ -332,7 +304,7 @@ def test_a_sender_killed_mid_burst_loses_nothing_and_repeats_one_message(
     )
     held = telegram.hold_next("sendMessage")
     env = {"TELEGRAM_BOT_TOKEN": telegram.token}
-    instances = [Instance(config, tmp_path / f"run{i}.log", env) for i in range(2)]
+    instances = [RunningBot(config, tmp_path / f"run{i}.log", env) for i in range(2)]
     try:
         assert held.wait(60), "a first message in flight"
         sender = next(
@@ -373,7 +345,7 @@ def test_the_command_leader_killed_another_instance_answers_within_30s(
         tmp_path, [], watchlists=WATCH, database=pg_database, extra=_telegram_extra(telegram)
     )
     env = {"TELEGRAM_BOT_TOKEN": telegram.token}
-    instances = [Instance(config, tmp_path / f"run{i}.log", env) for i in range(2)]
+    instances = [RunningBot(config, tmp_path / f"run{i}.log", env) for i in range(2)]
     user = 4242
 
     def answers() -> int:
@@ -410,17 +382,10 @@ def test_once_beside_run_on_postgresql_works_through_the_same_claims(pg_database
         database=pg_database,
         extra="destinations:\n  console: {}\n",
     )
-    run = Instance(config, tmp_path / "run.log", {})
+    run = RunningBot(config, tmp_path / "run.log", {})
     try:
         _wait(lambda: "bot_running" in run.text(), "run")
-        once = subprocess.run(
-            [sys.executable, str(ROOT / "bot.py"), "once", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-            env={k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"},
-        )
+        once = run_bot("once", "--config", str(config), timeout=120)
         assert once.returncode == 0, once.stderr
         _wait(lambda: (run.text() + once.stdout).count("🔔 ") >= n, f"{n} alerts between them")
         time.sleep(2)
@@ -492,7 +457,7 @@ def test_the_compose_files_instances_share_one_database(postgres, tmp_path, serv
                 PGPASSWORD=SECRET_PASSWORD,
                 CHIPWATCH_OPS_LISTEN=f"127.0.0.1:{ports[i]}",
             )
-            instances.append(Instance(config, tmp_path / f"{name}.log", env))
+            instances.append(RunningBot(config, tmp_path / f"{name}.log", env))
         _wait(
             lambda: all((_healthz(p) or {}).get("status") == "ok" for p in ports),
             "both instances healthy",
@@ -503,13 +468,11 @@ def test_the_compose_files_instances_share_one_database(postgres, tmp_path, serv
         )
         ids = {_healthz(p)["instance"]["id"] for p in ports}
         assert len(ids) == len(apps)
-        status = subprocess.run(
-            [sys.executable, str(ROOT / "bot.py"), "status", "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=ROOT,
-            env={**os.environ, "CHIPWATCH_DATABASE": here, "PGPASSWORD": SECRET_PASSWORD},
+        status = run_bot(
+            "status",
+            "--config",
+            str(config),
+            env={"CHIPWATCH_DATABASE": here, "PGPASSWORD": SECRET_PASSWORD},
         )
         listed = [line for line in status.stdout.splitlines() if line.startswith("instance: ")]
         assert sorted(line.split()[1] for line in listed) == sorted(ids), status.stdout

@@ -4,7 +4,6 @@ names the holder; nothing is sent twice or lost; migrations cannot race; readers
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,7 @@ import sys
 import time
 
 from alerts.lock import DatabaseBusy, DatabaseLock
-from tests.support import ROOT, ago, rss, run_bot, write_config
+from tests.support import ROOT, RunningBot, ago, rss, run_bot, write_config
 
 WATCH = """watchlists:
   chips: [H20]
@@ -35,17 +34,6 @@ def _items():
     ]
 
 
-def _start_run(config, out):
-    env = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=ROOT,
-    )
-
-
 def _wait(predicate, what, timeout=40.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,29 +53,27 @@ def _holder(lock_path):
 def test_once_beside_run_refuses_and_nothing_is_lost_or_repeated(tmp_path, serve):
     config = write_config(tmp_path, [("Wire", serve(rss(_items())))], watchlists=WATCH)
     log = tmp_path / "run.log"
-    with log.open("w") as out:
-        proc = _start_run(config, out)
-        try:
-            _wait(lambda: _holder(tmp_path / "cw.db.lock").get("pid") == proc.pid, "run's lock")
-            once = run_bot("once", "--config", str(config))
-            assert once.returncode == 1
-            assert f"pid {proc.pid} on host {socket.gethostname()}" in once.stderr
-            assert "`run`" in once.stderr and "in use by another chipwatch" in once.stderr
-            again = run_bot("run", "--config", str(config), timeout=30)
-            assert again.returncode == 1 and f"pid {proc.pid}" in again.stderr
-            # Readers are never refused.
-            assert run_bot("backtest", "--config", str(config)).returncode == 0
-            assert (
-                run_bot(
-                    "match", "--config", str(config), "US adds Nvidia to entity list"
-                ).returncode
-                == 0
-            )
-            _wait(lambda: log.read_text().count("🔔 ") >= N, f"{N} alerts from run")
-            time.sleep(1.0)  # anything extra would show now
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(30) == 0
+    bot = RunningBot(config, log)
+    proc = bot.proc
+    try:
+        _wait(lambda: _holder(tmp_path / "cw.db.lock").get("pid") == proc.pid, "run's lock")
+        once = run_bot("once", "--config", str(config))
+        assert once.returncode == 1
+        assert f"pid {proc.pid} on host {socket.gethostname()}" in once.stderr
+        assert "`run`" in once.stderr and "in use by another chipwatch" in once.stderr
+        again = run_bot("run", "--config", str(config), timeout=30)
+        assert again.returncode == 1 and f"pid {proc.pid}" in again.stderr
+        # Readers are never refused.
+        assert run_bot("backtest", "--config", str(config)).returncode == 0
+        assert (
+            run_bot("match", "--config", str(config), "US adds Nvidia to entity list").returncode
+            == 0
+        )
+        _wait(lambda: log.read_text().count("🔔 ") >= N, f"{N} alerts from run")
+        time.sleep(1.0)  # anything extra would show now
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
     text = log.read_text()
     for n in range(N):
         assert text.count(f"🔔 US adds {n + 2} Nvidia H20 buyers to entity list\n") == 1, n

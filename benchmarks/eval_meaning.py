@@ -233,28 +233,14 @@ class MeaningIndex(StoryIndex):
 
     def _by_meaning(self, item: Headline, at: datetime, source: str) -> Decision | None:
         assert self._vector is not None
-        earliest, latest, born = at - self.window, at + self.window, at - 2 * self.window
-        mine, mine_specific = _by_kind(item.specific), _specific_of(item.entities)
         best: tuple[float, Story] | None = None
-        for sid in self._candidates(item):
-            story = self.stories[sid]
+        for story in variants.open_candidates(self, item, at, source):
             first = story.members[0]
-            if (
-                story.last_seen < earliest
-                or not born <= story.first_seen <= latest
-                or source in story.sources
-                or _conflict(mine, story.specific)
-                or _veto(item, first)
-                or not any(
-                    _same_subject(x, y) for x in mine_specific for y in _specific_of(first.entities)
-                )
-            ):
-                continue
             # The title only: it defines the event, and vetoes were checked against it alone.
             # With ``members``, the closest member that no veto stops.
             cosine = max(
                 float(self._vector @ v)
-                for m, v in zip(story.members, self.vectors[sid], strict=False)
+                for m, v in zip(story.members, self.vectors[story.id], strict=False)
                 if m is first or not _veto(item, m)
             )
             if cosine >= self.bar and (best is None or cosine > best[0]):

@@ -83,26 +83,11 @@ class TimeIndex(StoryIndex):
         return self._by_time(item, at, source) or decision
 
     def _by_time(self, item: Headline, at: datetime, source: str) -> Decision | None:
-        earliest, latest, born = at - self.window, at + self.window, at - 2 * self.window
-        mine, mine_specific = _by_kind(item.specific), _specific_of(item.entities)
         best: tuple[float, Story] | None = None
-        for sid in self._candidates(item):
-            story = self.stories[sid]
+        for story in variants.open_candidates(self, item, at, source):
             first = story.members[0]
             reference = story.last_seen if self.since == "last" else story.first_seen
-            if (
-                story.last_seen < earliest
-                or not born <= story.first_seen <= latest
-                or at - reference > self.within
-                or source in story.sources
-                or _conflict(mine, story.specific)
-                or not item.primary
-                or item.primary != first.primary
-                or _veto(item, first)
-                or not any(
-                    _same_subject(x, y) for x in mine_specific for y in _specific_of(first.entities)
-                )
-            ):
+            if at - reference > self.within or not item.primary or item.primary != first.primary:
                 continue
             score = max(
                 (

@@ -6,15 +6,25 @@ shipped rules are scored: the busy day and other event files through the pipelin
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from alerts.cluster import Clusterer, StoryIndex  # noqa: E402
+from alerts.cluster import (  # noqa: E402
+    Clusterer,
+    Headline,
+    Story,
+    StoryIndex,
+    _by_kind,
+    _conflict,
+    _same_subject,
+    _specific_of,
+    _veto,
+)
 
 import eval_cluster  # noqa: E402
 import eval_events  # noqa: E402
@@ -42,6 +52,31 @@ def clusterer_class(make_index: MakeIndex) -> type[Clusterer]:
             assert not old.stories, "measured on a fresh store only"
 
     return VariantClusterer
+
+
+def open_candidates(
+    index: StoryIndex, item: Headline, at: datetime, source: str
+) -> Iterator[Story]:
+    """The index's candidate stories an experimental rule may join the item to: open at
+    ``at``, not reported by the item's outlet, naming no other company or model, no veto
+    against the title, and a specific subject of the title in common with the item."""
+    earliest, latest, born = at - index.window, at + index.window, at - 2 * index.window
+    mine, mine_specific = _by_kind(item.specific), _specific_of(item.entities)
+    for sid in index._candidates(item):
+        story = index.stories[sid]
+        first = story.members[0]
+        if (
+            story.last_seen < earliest
+            or not born <= story.first_seen <= latest
+            or source in story.sources
+            or _conflict(mine, story.specific)
+            or _veto(item, first)
+            or not any(
+                _same_subject(x, y) for x in mine_specific for y in _specific_of(first.entities)
+            )
+        ):
+            continue
+        yield story
 
 
 def score(

@@ -418,6 +418,51 @@ async def test_edit_message_text(tg, bot):
         await bot.edit_message_text("<x>", CHANNEL, msg.message_id, parse_mode="HTML")
 
 
+@pytest.mark.asyncio
+async def test_replies_quiet_messages_and_deleted_messages(tg, bot):
+    story = await bot.send_message(CHANNEL, "US curbs Nvidia H20 exports")
+    tg.per_chat_interval = 0
+    reply = await bot.send_message(
+        CHANNEL,
+        "Nvidia halts H20 output",
+        reply_parameters=telegram.ReplyParameters(message_id=story.message_id),
+        disable_notification=True,
+    )
+    assert reply.reply_to_message.message_id == story.message_id
+    assert reply.reply_to_message.text == "US curbs Nvidia H20 exports"
+    sent = tg.sent[-1]
+    assert sent["reply_to_message_id"] == story.message_id
+    assert sent["reply_parameters"] == {"message_id": story.message_id}
+    assert sent["disable_notification"] is True and tg.sent[0]["disable_notification"] is None
+
+    assert await bot.delete_message(CHANNEL, story.message_id) is True
+    with pytest.raises(BadRequest, match="^Message to delete not found$"):
+        await bot.delete_message(CHANNEL, story.message_id)
+    with pytest.raises(BadRequest, match="^Message to be replied not found$"):
+        await bot.send_message(
+            CHANNEL, "x", reply_parameters=telegram.ReplyParameters(message_id=story.message_id)
+        )
+    with pytest.raises(BadRequest, match="^Message to be replied not found$"):
+        await bot.send_message(CHANNEL, "x", reply_to_message_id=9999)  # the older form
+    with pytest.raises(BadRequest, match="^Message to edit not found$"):
+        await bot.edit_message_text("y", CHANNEL, story.message_id)
+    anyway = await bot.send_message(
+        CHANNEL,
+        "sent without the reply",
+        reply_parameters=telegram.ReplyParameters(
+            message_id=story.message_id, allow_sending_without_reply=True
+        ),
+    )
+    assert anyway.reply_to_message is None and tg.sent[-1]["reply_to_message_id"] is None
+    # a reply to a message of the chat, by id; the message of another chat is not in this one
+    other = await bot.send_message(GROUP_ID, "in the group")
+    with pytest.raises(BadRequest, match="^Message to be replied not found$"):
+        await bot.send_message(
+            CHANNEL, "x", reply_parameters=telegram.ReplyParameters(message_id=other.message_id + 5)
+        )
+    assert tg.delete_message(GROUP_ID, other.message_id) is True
+
+
 # ---------------------------------------------------------------- Telegram: getUpdates
 
 

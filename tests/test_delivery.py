@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from alerts.deliver import Deliverer
+from alerts.deliver.console import ConsoleSink
 from alerts.deliver.slack import SlackSink
 from alerts.deliver.telegram import TelegramSink
 from alerts.store import open_store
@@ -430,3 +433,233 @@ def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(
     assert sent == delivered, "every message Telegram accepted is recorded as sent"
     assert pending == len(titles) - delivered
     assert f"pending={pending}" in out
+
+
+# --- story threads: quiet follow-ups ---------------------------------------------------------
+
+STORY = "US curbs Nvidia H20 exports"
+FOLLOWUP = "Nvidia halts H20 output after Beijing warning"
+
+
+def _item(guid, title, *, feed, destinations, summary="", **story):
+    now = datetime.now(timezone.utc)
+    return NewItem(
+        item=FeedItem(
+            feed=feed,
+            guid=guid,
+            link=f"https://{feed.lower()}.example/{guid}",
+            title=title,
+            summary=summary,
+            published=now,
+        ),
+        canonical_link=f"https://{feed.lower()}.example/{guid}",
+        result=MatchResult(
+            matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),),
+            rules=("chip-trade",),
+        ),
+        destinations=tuple(destinations),
+        new_story=True,
+        **story,
+    )
+
+
+def _record(store, feed, *items):
+    return store.record_poll(
+        feed, f"http://127.0.0.1:9/{feed}", list(items), now=datetime.now(timezone.utc)
+    )
+
+
+def _story(store, *, destinations=("telegram",), story_id=1):
+    [story] = _record(
+        store, "Wire", _item("s", STORY, feed="Wire", destinations=destinations, story_id=story_id)
+    )
+    return story
+
+
+def _followup(store, *, destinations=("telegram",), thread=1, story_id=2, title=FOLLOWUP):
+    summary = "Nvidia told suppliers to suspend work on the H20, two people said."
+    [followup] = _record(
+        store,
+        "Bloomberg",
+        _item(
+            f"f{story_id}",
+            title,
+            feed="Bloomberg",
+            destinations=destinations,
+            summary=summary,
+            story_id=story_id,
+            thread=thread,
+            decision=f"follow-up of story {thread}: shares nvidia, h20",
+        ),
+    )
+    return followup
+
+
+def _fast(fake, chat=CHANNEL):
+    """A sink (and a fake) without Telegram's one-a-second pacing: these tests are about form."""
+    fake.per_chat_interval, fake.per_minute_limit = 0, None
+    return TelegramSink(
+        token=fake.token,
+        chat_id=chat,
+        base_url=fake.base_url,
+        per_chat=(1, 0.01),
+        overall=(30, 0.01),
+        per_group_minute=(100, 1),
+    )
+
+
+async def test_a_follow_up_is_a_quiet_reply_to_its_storys_message(database, telegram):
+    store = open_store(database)
+    story = _story(store)
+    followup = _followup(store)
+    sink = _fast(telegram)
+    report = await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+
+    assert report.results[("telegram", "followup")] == 1 and report.sent == 2
+    first, second = telegram.sent
+    assert first["shown_text"].startswith(STORY) and first["disable_notification"] is None
+    assert second["reply_to_message_id"] == first["message_id"]
+    assert second["reply_parameters"] == {"message_id": first["message_id"]}
+    assert second["disable_notification"] is True, "a follow-up does not buzz"
+    assert second["shown_text"].split("\n") == [
+        f"↳ Bloomberg: {FOLLOWUP}",
+        "Nvidia told suppliers to suspend work on the H20, two people said.",
+    ]
+    link = [e for e in second["entities"] if e["type"] == "text_link"]
+    assert [e["url"] for e in link] == ["https://bloomberg.example/f2"]
+    assert store.message_id(story, "telegram") == str(first["message_id"])
+    assert store.message_id(followup, "telegram") == str(second["message_id"])
+    store.close()
+
+
+async def test_a_follow_up_recorded_before_its_story_still_goes_after_it(database, telegram):
+    store = open_store(database)
+    followup = _followup(store)  # another feed of the same cycle was recorded first
+    story = _story(store)
+    assert followup < story
+    sink = _fast(telegram)
+    await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+    first, second = telegram.sent
+    assert first["shown_text"].startswith(STORY)
+    assert second["reply_to_message_id"] == first["message_id"]
+    store.close()
+
+
+async def test_a_follow_up_whose_story_message_was_deleted_names_the_story(database, telegram):
+    store = open_store(database)
+    _story(store)
+    sink = _fast(telegram)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    [story_message] = telegram.sent
+    telegram.delete_message(CHANNEL_ID, story_message["message_id"])
+
+    _followup(store)
+    report = await deliverer.drain()
+    await sink.aclose()
+    assert report.sent == 1 and store.count_pending() == 0
+    refused = [c for c in telegram.calls_to("sendMessage") if c["status"] == 400]
+    assert [c["description"] for c in refused] == ["Bad Request: message to be replied not found"]
+    plain = telegram.sent[-1]
+    assert plain["reply_to_message_id"] is None and plain["disable_notification"] is True
+    assert plain["shown_text"].split("\n")[:2] == [
+        f"↳ follow-up to “{STORY}”",
+        f"Bloomberg: {FOLLOWUP}",
+    ]
+    store.close()
+
+
+async def test_a_personal_subscriber_gets_the_thread_in_their_chat(database, telegram):
+    telegram.add_chat(42, "private", first_name="Ann")
+    telegram.add_chat(43, "private", first_name="Bob")
+    store = open_store(database)
+    _story(store, destinations=("telegram", "telegram:42"))  # Bob subscribed later
+    _followup(store, destinations=("telegram", "telegram:42", "telegram:43"))
+    channel = _fast(telegram)
+    sinks = [channel, channel.for_chat(42), channel.for_chat(43)]
+    report = await Deliverer(store, sinks).drain()
+    for sink in sinks:
+        await sink.aclose()
+
+    assert report.results[("telegram:42", "followup")] == 1
+    by_chat = {}
+    for message in telegram.sent:
+        by_chat.setdefault(message["chat_id"], []).append(message)
+    ann_story, ann_followup = by_chat[42]
+    assert ann_followup["reply_to_message_id"] == ann_story["message_id"], "in Ann's chat"
+    assert ann_followup["disable_notification"] is True
+    assert ann_followup["shown_text"].startswith("↳ Bloomberg: ")
+    [bob] = by_chat[43]  # Bob never got the story: the follow-up names it
+    assert bob["reply_to_message_id"] is None and bob["disable_notification"] is True
+    assert bob["shown_text"].startswith(f"↳ follow-up to “{STORY}”\nBloomberg: ")
+    store.close()
+
+
+async def test_a_follow_up_whose_story_was_rejected_names_it(database, telegram):
+    store = open_store(database)
+    _story(store)
+    _followup(store)
+    telegram.fail_next(
+        1, 400, description="Bad Request: can't parse entities", method="sendMessage"
+    )
+    sink = _fast(telegram)
+    report = await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+    assert (report.rejected, report.sent) == (1, 1)
+    [message] = telegram.sent
+    assert message["reply_to_message_id"] is None
+    assert message["shown_text"].startswith(f"↳ follow-up to “{STORY}”")
+    store.close()
+
+
+async def test_a_follow_up_that_gains_an_outlet_is_edited_in_its_short_form(database, telegram):
+    store = open_store(database)
+    _story(store)
+    followup = _followup(store)
+    sink = _fast(telegram)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    joining = NewItem(
+        item=FeedItem(
+            feed="Reuters",
+            guid="r",
+            link="https://reuters.example/r",
+            title=FOLLOWUP,
+            summary="",
+            published=datetime.now(timezone.utc),
+        ),
+        canonical_link="https://reuters.example/r",
+        result=None,
+        story_id=2,
+        source_name="Reuters",
+    )
+    _record(store, "Reuters", joining)
+    report = await deliverer.drain()
+    await sink.aclose()
+    assert report.edits == 1
+    [edit] = telegram.edits
+    assert edit["message_id"] == int(store.message_id(followup, "telegram"))
+    assert edit["shown_text"].startswith(f"↳ Bloomberg (also Reuters): {FOLLOWUP}")
+    store.close()
+
+
+async def test_the_console_prints_a_follow_up_under_its_story_or_names_it(database):
+    store = open_store(database)
+    _story(store, destinations=("console",))
+    _followup(store, destinations=("console",))
+    _followup(store, destinations=("console",), story_id=3, title="Nvidia H20 stock written off")
+    _queue(store, ["SMIC export controls tightened"], destinations=("console",))
+    _followup(store, destinations=("console",), story_id=4, title="Nvidia H20 talks resume")
+    out = io.StringIO()
+    await Deliverer(store, [ConsoleSink(stream=out)]).drain()
+    blocks = out.getvalue().strip().split("\n\n")
+    assert blocks[0].startswith(f"🔔 {STORY}\n")
+    head, *rest = blocks[1].split("\n")
+    assert re.fullmatch(r"   ↳ follow-up · Bloomberg · \d\d \w{3} \d{4} \d\d:\d\d UTC", head)
+    assert rest[:2] == [f"     {FOLLOWUP}", "     https://bloomberg.example/f2"]
+    assert blocks[2].startswith("   ↳ follow-up · Bloomberg · "), "still under the story"
+    assert blocks[3].startswith("🔔 SMIC export controls tightened")
+    assert blocks[4].startswith(f"   ↳ follow-up to “{STORY}” · Bloomberg · ")
+    store.close()

@@ -60,7 +60,8 @@ class SlackSink:
             raise Unavailable(reason)
         raise Rejected(reason)
 
-    async def send(self, alert: Alert) -> str | None:
+    async def send(self, alert: Alert, *, reply_to: str | None = None) -> str | None:
+        # A webhook cannot thread: a follow-up is a plain message naming its story.
         await self._post(slack_payload(alert))
         return None  # webhooks return no message id
 

@@ -135,6 +135,15 @@ class OutboxStore:
         ).fetchone()
         return row[0] if row else None
 
+    def delivery_pending(self, alert_id: int, destination: str) -> bool:
+        """Whether an alert still waits for a destination (due or not)."""
+        row = self.db.execute(
+            "SELECT 1 FROM deliveries WHERE alert_id = ? AND destination = ? "
+            "AND status = 'pending'",
+            [alert_id, destination],
+        ).fetchone()
+        return row is not None
+
     def attempts(self, alert_id: int, destination: str) -> int:
         row = self.db.execute(
             "SELECT attempts FROM deliveries WHERE alert_id = ? AND destination = ?",

@@ -11,16 +11,18 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from alerts.deliver import Deliverer
 from alerts.deliver.console import ConsoleSink
-from alerts.deliver.slack import SlackSink
+from alerts.deliver.slack import SlackAppSink, SlackSink
 from alerts.deliver.telegram import TelegramSink
 from alerts.store import open_store
 from alerts.types import FeedItem, Match, MatchResult, NewItem
+from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.slack_webhook import FakeSlack, unescaped_specials
 from tests.support import (
     CHANNEL,
@@ -662,4 +664,167 @@ async def test_the_console_prints_a_follow_up_under_its_story_or_names_it(databa
     assert blocks[2].startswith("   ↳ follow-up · Bloomberg · "), "still under the story"
     assert blocks[3].startswith("🔔 SMIC export controls tightened")
     assert blocks[4].startswith(f"   ↳ follow-up to “{STORY}” · Bloomberg · ")
+    store.close()
+
+
+# --- Slack as an app: posts, edits, threads --------------------------------------------------
+
+
+@pytest.fixture
+def slack_api():
+    with FakeSlackApi() as fake:
+        yield fake
+
+
+def _app(fake, **kw):
+    return SlackAppSink(token=fake.token, channel="#chip-news", base_url=fake.base_url, **kw)
+
+
+def _fast_app(fake):
+    fake.post_interval = 0
+    return _app(fake, per_channel=(100, 1.0))
+
+
+async def test_slack_app_posts_edits_on_a_join_and_threads_a_follow_up(database, slack_api):
+    store = open_store(database)
+    story = _story(store, destinations=("slack",))
+    sink = _fast_app(slack_api)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    [posted] = slack_api.posts
+    assert store.message_id(story, "slack") == f"C0CHIPNEWS1:{posted['ts']}"
+    assert posted["thread_ts"] is None and posted["unfurl_links"] is False
+
+    joining = _item("r", STORY, feed="Reuters", destinations=(), story_id=1)
+    _record(store, "Reuters", replace(joining, new_story=False, result=None, source_name="Reuters"))
+    followup = _followup(store, destinations=("slack",))
+    report = await deliverer.drain()
+    await sink.aclose()
+
+    assert report.edits == 1 and report.results[("slack", "followup")] == 1
+    [update] = slack_api.updates
+    assert (update["channel"], update["ts"]) == ("C0CHIPNEWS1", posted["ts"])
+    assert "📣 also reported by Reuters" in update["blocks"][0]["text"]["text"]
+    reply = slack_api.posts[-1]
+    assert reply["thread_ts"] == posted["ts"], "the follow-up is in the story's thread"
+    assert reply["reply_broadcast"] is False
+    assert reply["text"] == f"↳ Bloomberg: {FOLLOWUP}"
+    assert reply["blocks"][0]["text"]["text"].startswith("↳ *Bloomberg*: <https://bloomberg")
+    assert store.message_id(followup, "slack") == f"C0CHIPNEWS1:{reply['ts']}"
+    store.close()
+
+
+async def test_slack_app_follow_up_to_a_deleted_message_names_the_story(database, slack_api):
+    store = open_store(database)
+    _story(store, destinations=("slack",))
+    sink = _fast_app(slack_api)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    slack_api.delete_message("C0CHIPNEWS1", slack_api.posts[0]["ts"])
+    _followup(store, destinations=("slack",))
+    report = await deliverer.drain()
+    await sink.aclose()
+    assert report.sent == 1
+    top = slack_api.posts[-1]
+    assert top["thread_ts"] is None, "Slack posted it at the top level"
+    [renamed] = slack_api.updates
+    assert renamed["ts"] == top["ts"]
+    assert renamed["text"] == f"↳ Bloomberg: {FOLLOWUP}"
+    assert renamed["blocks"][0]["text"]["text"].startswith(f"↳ follow-up to “{STORY}”\n")
+    store.close()
+
+
+async def test_slack_app_waits_as_a_429_tells_and_paces_itself(tmp_path, slack_api):
+    store = open_store(tmp_path / "cw.db")  # about the sink: one engine will do
+    _queue(store, ["Nvidia export controls A", "Nvidia export controls B"], destinations=("slack",))
+    clock = Clock()
+    slack_api.fail_next(1, "ratelimited", status=429, retry_after=3, method="chat.postMessage")
+    sink = _app(slack_api)
+    report = await Deliverer(store, [sink], now=clock, sleep=clock.sleep).drain()
+    assert report.sent == 2 and report.results[("slack", "retry")] == 1
+    assert clock.slept[0] == pytest.approx(3, abs=0.01), "429: wait exactly Retry-After"
+    posts = slack_api.posts
+    assert posts[1]["timestamp"] - posts[0]["timestamp"] >= 1.0, "one a second per channel"
+    assert [c["status"] for c in slack_api.calls] == [429, 200, 200], "no 429 of its own making"
+    await sink.aclose()
+    store.close()
+
+
+async def test_slack_app_takes_slacks_own_429_and_retry_after(database, slack_api):
+    store = open_store(database)
+    _queue(store, ["Nvidia export controls A", "Nvidia export controls B"], destinations=("slack",))
+    clock = Clock()
+    slack_api.clock = lambda: clock.now.timestamp()  # Slack's clock is the deliverer's
+    sink = _app(slack_api, per_channel=(100, 1.0))  # no pacing of its own: Slack says no
+    report = await Deliverer(store, [sink], now=clock, sleep=clock.sleep).drain()
+    await sink.aclose()
+    assert report.sent == 2 and report.results[("slack", "retry")] == 1
+    assert [(c["status"], c["error"]) for c in slack_api.calls] == [
+        (200, None),
+        (429, "ratelimited"),
+        (200, None),
+    ]
+    assert clock.slept == [1.0], "waited the Retry-After Slack gave"
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        ("invalid_auth", "paused"),
+        ("account_inactive", "paused"),
+        ("channel_not_found", "paused"),
+        ("not_in_channel", "paused"),
+        ("is_archived", "paused"),
+        ("msg_too_long", "rejected"),
+        ("fatal_error", "retry"),
+    ],
+)
+async def test_slack_app_errors_map_onto_the_delivery_errors(tmp_path, slack_api, error, outcome):
+    store = open_store(tmp_path / "cw.db")  # about the sink: one engine will do
+    _queue(store, ["Nvidia export controls"], destinations=("slack",))
+    slack_api.fail_next(1, error, method="chat.postMessage")
+    sink = _app(slack_api)
+    report = await Deliverer(store, [sink]).deliver_due()
+    await sink.aclose()
+    [row] = deliveries(store, 1)
+    if outcome == "paused":
+        assert report.paused == ["slack"] and row["status"] == "pending"
+    elif outcome == "rejected":
+        assert report.rejected == 1 and row["status"] == "rejected"
+        assert row["last_error"] == f"slack {error} (HTTP 200)"
+    else:
+        assert report.retrying == 1 and row["status"] == "pending"
+    store.close()
+
+
+async def test_slack_app_network_errors_retry_and_the_token_is_never_shown(tmp_path, caplog):
+    store = open_store(tmp_path / "cw.db")  # about the sink: one engine will do
+    _queue(store, ["Nvidia export controls"], destinations=("slack",))
+    with FakeSlackApi() as gone:
+        base_url, token = gone.base_url, gone.token  # the server is closed after this block
+    sink = SlackAppSink(token=token, channel="#chip-news", base_url=base_url)
+    with caplog.at_level(logging.DEBUG):
+        report = await Deliverer(store, [sink]).deliver_due()
+    await sink.aclose()
+    [row] = deliveries(store, 1)
+    assert report.retrying == 1 and row["status"] == "pending"
+    assert row["last_error"].startswith("network: ClientConnectorError")
+    assert token not in caplog.text and token not in row["last_error"]
+    store.close()
+
+
+async def test_slack_webhook_names_the_story_of_a_follow_up(database, slack):
+    store = open_store(database)
+    _story(store, destinations=("slack",))
+    _followup(store, destinations=("slack",))
+    slack.interval = 0
+    sink = SlackSink(webhook_url=slack.url, per_webhook=(100, 1.0))
+    await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+    story, followup = slack.received
+    assert followup["blocks"][0]["text"]["text"].split("\n")[:2] == [
+        f"↳ follow-up to “{STORY}”",
+        "*Bloomberg*: <https://bloomberg.example/f2|" + FOLLOWUP + ">",
+    ]
     store.close()

@@ -67,7 +67,7 @@ def unescaped_specials(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def _block_error(blocks: Any) -> bool:
+def invalid_blocks(blocks: Any) -> bool:
     if not isinstance(blocks, list) or len(blocks) > 50:
         return True
     for block in blocks:
@@ -235,7 +235,7 @@ class FakeSlack(LoopbackServer):
         blocks = payload.get("blocks")
         if text is not None and not isinstance(text, str):
             return 400, "invalid_payload", {}, payload
-        if blocks is not None and _block_error(blocks):
+        if blocks is not None and invalid_blocks(blocks):
             return 400, "invalid_blocks", {}, payload
         if not (text and text.strip()) and not blocks and not payload.get("attachments"):
             return 400, "no_text", {}, payload

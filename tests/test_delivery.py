@@ -30,7 +30,9 @@ from tests.support import (
     HOSTILE,
     ROOT,
     ago,
+    alerting_item,
     deliveries,
+    record,
     rss,
     run_bot,
     write_config,
@@ -443,47 +445,21 @@ STORY = "US curbs Nvidia H20 exports"
 FOLLOWUP = "Nvidia halts H20 output after Beijing warning"
 
 
-def _item(guid, title, *, feed, destinations, summary="", **story):
-    now = datetime.now(timezone.utc)
-    return NewItem(
-        item=FeedItem(
-            feed=feed,
-            guid=guid,
-            link=f"https://{feed.lower()}.example/{guid}",
-            title=title,
-            summary=summary,
-            published=now,
-        ),
-        canonical_link=f"https://{feed.lower()}.example/{guid}",
-        result=MatchResult(
-            matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),),
-            rules=("chip-trade",),
-        ),
-        destinations=tuple(destinations),
-        new_story=True,
-        **story,
-    )
-
-
-def _record(store, feed, *items):
-    return store.record_poll(
-        feed, f"http://127.0.0.1:9/{feed}", list(items), now=datetime.now(timezone.utc)
-    )
-
-
 def _story(store, *, destinations=("telegram",), story_id=1):
-    [story] = _record(
-        store, "Wire", _item("s", STORY, feed="Wire", destinations=destinations, story_id=story_id)
+    [story] = record(
+        store,
+        "Wire",
+        alerting_item("s", STORY, feed="Wire", destinations=destinations, story_id=story_id),
     )
     return story
 
 
 def _followup(store, *, destinations=("telegram",), thread=1, story_id=2, title=FOLLOWUP):
     summary = "Nvidia told suppliers to suspend work on the H20, two people said."
-    [followup] = _record(
+    [followup] = record(
         store,
         "Bloomberg",
-        _item(
+        alerting_item(
             f"f{story_id}",
             title,
             feed="Bloomberg",
@@ -495,6 +471,12 @@ def _followup(store, *, destinations=("telegram",), thread=1, story_id=2, title=
         ),
     )
     return followup
+
+
+def _join(store, outlet, title, *, story_id):
+    """Another outlet reports the story: it joins, and the story's messages are to be edited."""
+    joining = alerting_item(outlet[0], title, feed=outlet, destinations=(), story_id=story_id)
+    record(store, outlet, replace(joining, new_story=False, result=None, source_name=outlet))
 
 
 def _fast(fake, chat=CHANNEL):
@@ -623,21 +605,7 @@ async def test_a_follow_up_that_gains_an_outlet_is_edited_in_its_short_form(data
     sink = _fast(telegram)
     deliverer = Deliverer(store, [sink])
     await deliverer.drain()
-    joining = NewItem(
-        item=FeedItem(
-            feed="Reuters",
-            guid="r",
-            link="https://reuters.example/r",
-            title=FOLLOWUP,
-            summary="",
-            published=datetime.now(timezone.utc),
-        ),
-        canonical_link="https://reuters.example/r",
-        result=None,
-        story_id=2,
-        source_name="Reuters",
-    )
-    _record(store, "Reuters", joining)
+    _join(store, "Reuters", FOLLOWUP, story_id=2)
     report = await deliverer.drain()
     await sink.aclose()
     assert report.edits == 1
@@ -695,8 +663,7 @@ async def test_slack_app_posts_edits_on_a_join_and_threads_a_follow_up(database,
     assert store.message_id(story, "slack") == f"C0CHIPNEWS1:{posted['ts']}"
     assert posted["thread_ts"] is None and posted["unfurl_links"] is False
 
-    joining = _item("r", STORY, feed="Reuters", destinations=(), story_id=1)
-    _record(store, "Reuters", replace(joining, new_story=False, result=None, source_name="Reuters"))
+    _join(store, "Reuters", STORY, story_id=1)
     followup = _followup(store, destinations=("slack",))
     report = await deliverer.drain()
     await sink.aclose()

@@ -166,6 +166,15 @@ class OutboxStore:
             [error, alert_id, destination],
         )
 
+    def alert_by_title(self, title: str) -> Alert | None:
+        """The latest alert with this headline (letter case aside), if one is stored."""
+        rows = self.db.query(
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts a {self._ALERT_JOIN} "
+            "WHERE LOWER(a.title) = LOWER(?) ORDER BY a.id DESC LIMIT 1",
+            [title],
+        )
+        return next((self._alert_from_row(r) for r in rows), None)
+
     def recent_alerts(self, n: int = 10) -> list[Alert]:
         rows = self.db.query(
             f"SELECT {self._ALERT_COLUMNS} FROM alerts a {self._ALERT_JOIN} "

@@ -27,6 +27,7 @@ DEFAULT_RULE: dict[str, Any] = {
     "any_of": ["chips", "companies"],
 }
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
+SLACK_API_BASE = "https://slack.com/api/"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +109,11 @@ class TelegramConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SlackConfig:
-    pass
+    """No channel: an incoming webhook (SLACK_WEBHOOK_URL). A channel: a Slack app posting
+    there with a bot token (SLACK_BOT_TOKEN), which can edit its alerts and thread follow-ups."""
+
+    channel: str | None = None  # "#chip-news" or a channel id ("C0123ABCD")
+    api_base_url: str = SLACK_API_BASE
 
 
 OPS_LISTEN_DEFAULT = "127.0.0.1:9108"
@@ -320,6 +325,9 @@ _FEED_KEYS = {"name", "url", "interval_seconds", "max_interval_seconds"}
 _TERM_KEYS = {"term", "aliases", "case_sensitive", "context", "exclude", "fuzzy"}
 _RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms", "relation", "within"}
 _TELEGRAM_KEYS = {"chat_id", "api_base_url", "admins", "link_preview"}
+_SLACK_KEYS = {"channel", "api_base_url"}
+# A channel's name ("#chip-news"; Slack allows letters of any script) or its id.
+_SLACK_CHANNEL_RE = re.compile(r"^(#[^\s#,.A-Z]{1,80}|[CG][A-Z0-9]{6,})$")
 
 
 def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
@@ -636,10 +644,33 @@ def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
                 )
             telegram = TelegramConfig(chat_id=chat_id, **opts)
     if "slack" in m:
-        sln = c.key_line(m, "slack", line)
-        c.mapping(m["slack"] if m["slack"] is not None else {}, "destinations.slack", sln, set())
-        slack = SlackConfig()
+        slack = _slack(c, m["slack"], c.key_line(m, "slack", line))
     return Destinations(telegram=telegram, slack=slack)
+
+
+def _slack(c: _Checker, node: Any, line: int | None) -> SlackConfig:
+    s = c.mapping(node if node is not None else {}, "destinations.slack", line, _SLACK_KEYS)
+    if "channel" not in s:
+        if "api_base_url" in s:
+            raise c.fail(
+                "only means something with 'channel' (a Slack app; a webhook has no API)",
+                "destinations.slack.api_base_url",
+                c.key_line(s, "api_base_url", line),
+            )
+        return SlackConfig()
+    cln = c.key_line(s, "channel", line)
+    channel = c.string(s["channel"], "destinations.slack.channel", cln)
+    if not _SLACK_CHANNEL_RE.match(channel):
+        raise c.fail(
+            f'must be "#channel-name" (lowercase, no spaces or periods) or a channel id like '
+            f"C0123456789, got {channel!r}",
+            "destinations.slack.channel",
+            cln,
+        )
+    if "api_base_url" not in s:
+        return SlackConfig(channel=channel)
+    key, kln = "destinations.slack.api_base_url", c.key_line(s, "api_base_url", line)
+    return SlackConfig(channel=channel, api_base_url=_http_url(c, s["api_base_url"], key, kln))
 
 
 def parse_config(text: str, *, path: Path | str) -> Config:

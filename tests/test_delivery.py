@@ -245,7 +245,8 @@ def _env(**extra):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE")
+        if k
+        not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "CHIPWATCH_DATABASE")
     }
     env.update(extra)
     return env
@@ -339,6 +340,55 @@ def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
     assert result.returncode == 0, result.stderr
     assert len(slack.received) == 1
     assert slack.path not in result.stderr and "XXXXXXXXXXXX" not in result.stderr
+
+
+def _slack_app_config(tmp_path, feed_url, fake):
+    return write_config(
+        tmp_path,
+        [("Wire", feed_url)],
+        extra=(
+            f"destinations:\n  slack:\n    channel: '#chip-news'\n"
+            f"    api_base_url: {fake.base_url}\n"
+        ),
+    )
+
+
+def test_once_posts_to_a_slack_app_and_never_logs_the_token(tmp_path, serve, slack_api):
+    url = serve(
+        rss(
+            [
+                {
+                    "title": "Nvidia H20 export controls tightened",
+                    "guid": "a1",
+                    "link": "https://n.example/a1",
+                    "date": ago(minutes=3),
+                }
+            ]
+        )
+    )
+    config = _slack_app_config(tmp_path, url, slack_api)
+    result = run_bot(
+        "-v", "once", "--config", str(config), env=_env(SLACK_BOT_TOKEN=slack_api.token)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sent=1 pending=0" in result.stdout
+    [post] = slack_api.posts
+    assert post["channel"] == "C0CHIPNEWS1" and post["text"].startswith("Nvidia H20 export")
+    assert "Sending a request - url: POST" in result.stderr, "slack_sdk's debug lines were on"
+    secret = slack_api.token.split("-", 1)[1]
+    assert slack_api.token not in result.stderr + result.stdout
+    assert secret not in result.stderr + result.stdout
+    with sqlite3.connect(tmp_path / "cw.db") as db:
+        stored = db.execute("SELECT message_id FROM deliveries").fetchone()[0]
+    assert stored == f"C0CHIPNEWS1:{post['ts']}"
+
+
+def test_a_slack_app_without_its_token_is_a_config_error(tmp_path, serve, slack_api):
+    config = _slack_app_config(tmp_path, serve(rss([])), slack_api)
+    result = run_bot("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL="x"))
+    assert result.returncode == 2
+    assert "destinations.slack.channel: " in result.stderr
+    assert "SLACK_BOT_TOKEN is not set" in result.stderr
 
 
 # Different events: story clustering must keep them apart, one message each.

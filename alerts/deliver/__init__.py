@@ -92,6 +92,19 @@ class DeliveryReport:
             self.count(destination, result, n)
 
 
+def log_not_threaded(destination: str, alert: Alert, reply_to: str, reason: str) -> None:
+    """A sink could not put a follow-up under its story's message (it names the story)."""
+    event(
+        log,
+        "followup_not_threaded",
+        logging.WARNING,
+        destination=destination,
+        alert=alert.id,
+        reply_to=reply_to,
+        reason=reason,
+    )
+
+
 def backoff(attempts: int) -> float:
     """Seconds to wait after the n-th failed attempt: 5, 10, 20, … capped at an hour."""
     return min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))

@@ -23,6 +23,7 @@ from .. import USER_AGENT
 from ..errors import Rejected, RetryLater, Unavailable
 from ..logs import event, redact
 from ..types import Alert
+from . import log_not_threaded
 from .format import slack_digest, slack_payload
 from .pacing import RateLimiter
 
@@ -159,14 +160,7 @@ class SlackAppSink:
         if (data.get("message") or {}).get("thread_ts") != thread_ts:
             # The story's message was deleted: Slack posted the reply at the top level, where
             # it must name the story. The post stands whatever this edit does.
-            event(
-                log,
-                "followup_not_threaded",
-                logging.WARNING,
-                destination=self.name,
-                alert=alert.id,
-                reply_to=reply_to,
-            )
+            log_not_threaded(self.name, alert, reply_to, "Slack posted it at the top level")
             try:
                 await self.edit(ref, alert)
             except (RetryLater, Rejected, Unavailable) as exc:

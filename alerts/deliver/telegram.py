@@ -26,8 +26,9 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 
 from ..errors import Rejected, RetryLater, Unavailable
-from ..logs import event, redact
+from ..logs import redact
 from ..types import Alert
+from . import log_not_threaded
 from .format import TELEGRAM_LIMIT, telegram_digest, telegram_html
 from .pacing import RateLimiter
 
@@ -256,15 +257,7 @@ class TelegramSink:
                     telegram_html(alert, replying=True), reply_to=reply_to, quiet=True
                 )
             except _ReplyGone as exc:
-                event(
-                    log,
-                    "followup_not_threaded",
-                    logging.WARNING,
-                    destination=self.name,
-                    alert=alert.id,
-                    reply_to=reply_to,
-                    reason=str(exc),
-                )
+                log_not_threaded(self.name, alert, reply_to, str(exc))
         return await self._send_html(telegram_html(alert), quiet=True)
 
     async def send_digest(self, alerts: list[Alert]) -> tuple[str | None, list[Alert]]:

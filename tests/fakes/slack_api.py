@@ -100,20 +100,7 @@ class FakeSlackApi(LoopbackServer):
         self._last_post: dict[str, float] = {}
         self._updates_at: deque[float] = deque()
         self._seq = itertools.count(1)
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            do_GET = do_POST  # noqa: N815 (http.server's naming)
-
-        self._serve(Handler, "FakeSlackApi")
+        self._serve_requests(self._handle, "FakeSlackApi")
 
     @property
     def base_url(self) -> str:
@@ -184,16 +171,7 @@ class FakeSlackApi(LoopbackServer):
         record.update(status=status, error=answer.get("error"), answer=answer)
         self.calls.append(record)
         data = json.dumps(answer).encode()
-        try:
-            req.send_response(status)
-            req.send_header("Content-Type", "application/json; charset=utf-8")
-            for k, v in headers.items():
-                req.send_header(k, v)
-            req.send_header("Content-Length", str(len(data)))
-            req.end_headers()
-            req.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self._respond(req, status, data, "application/json; charset=utf-8", headers)
 
     @staticmethod
     def _params(req: BaseHTTPRequestHandler, body: bytes) -> dict[str, Any]:

@@ -116,23 +116,7 @@ class FakeSlack(LoopbackServer):
         self._lock = threading.Lock()
         self._last_accepted: float | None = None
         self._faults: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            do_PUT = do_POST  # noqa: N815 (http.server's naming)
-
-        self._serve(Handler, "FakeSlack")
+        self._serve_requests(self._handle, "FakeSlack", methods=("GET", "POST", "PUT"))
 
     # ---- lifecycle ----
 
@@ -188,17 +172,7 @@ class FakeSlack(LoopbackServer):
         status, text, headers, payload = self._decide(req, record["path"], body)
         record.update(status=status, response=text, payload=payload)
         self.requests.append(record)
-        data = text.encode()
-        try:
-            req.send_response(status)
-            req.send_header("Content-Type", "text/plain; charset=utf-8")
-            for k, v in headers.items():
-                req.send_header(k, v)
-            req.send_header("Content-Length", str(len(data)))
-            req.end_headers()
-            req.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self._respond(req, status, text.encode(), "text/plain; charset=utf-8", headers)
 
     def _decide(
         self, req: BaseHTTPRequestHandler, path: str, body: bytes

@@ -566,21 +566,7 @@ class FakeTelegram(LoopbackServer):
         self._holds: list[dict] = []
         self._released = threading.Event()
 
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-        self._serve(Handler, "FakeTelegram", port)
+        self._serve_requests(self._handle, "FakeTelegram", port=port)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -824,17 +810,6 @@ class FakeTelegram(LoopbackServer):
                 req.rfile.readline()
         length = int(req.headers.get("Content-Length") or 0)
         return req.rfile.read(length) if length else b""
-
-    @staticmethod
-    def _respond(req: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
-        try:
-            req.send_response(status)
-            req.send_header("Content-Type", ctype)
-            req.send_header("Content-Length", str(len(body)))
-            req.end_headers()
-            req.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
     @staticmethod
     def _parse_params(query: str, ctype: str, body: bytes) -> dict[str, Any]:

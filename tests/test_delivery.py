@@ -810,3 +810,23 @@ async def test_slack_webhook_names_the_story_of_a_follow_up(database, slack):
         "*Bloomberg*: <https://bloomberg.example/f2|" + FOLLOWUP + ">",
     ]
     store.close()
+
+
+async def test_a_digest_of_follow_ups_only_is_quiet(database, telegram):
+    store = open_store(database)
+    _story(store)
+    sink = _fast(telegram)
+    await Deliverer(store, [sink]).drain()
+    _followup(store)
+    _followup(store, story_id=3, title="Nvidia H20 stock written off")
+    followups = store.pending("telegram", now=datetime.now(timezone.utc))
+    _, included = await sink.send_digest(followups)
+    assert included == followups
+    digest = telegram.sent[-1]
+    assert digest["disable_notification"] is True
+    assert f"1. ↳ {FOLLOWUP} — Bloomberg · follow-up to “{STORY}”" in digest["shown_text"]
+    _queue(store, ["SMIC export controls tightened"])
+    await sink.send_digest(store.pending("telegram", now=datetime.now(timezone.utc)))
+    await sink.aclose()
+    assert telegram.sent[-1]["disable_notification"] is None, "a digest with a story notifies"
+    store.close()

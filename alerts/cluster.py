@@ -1172,13 +1172,10 @@ def cluster_offline(
     *,
     window: timedelta,
     threshold: float,
-    index: StoryIndex | None = None,
 ) -> list[int]:
     """Cluster (title, time, source, matches) in time order; returns a story id per item.
-    Used by the evaluation and the tests; the pipeline uses ``Clusterer`` with the store.
-    ``index``: an empty index to cluster into (an experiment's variant of the rules) instead
-    of a new ``StoryIndex`` made from ``window`` and ``threshold``."""
-    index = index if index is not None else StoryIndex(window=window, threshold=threshold)
+    Used by the evaluation and the tests; the pipeline uses ``Clusterer`` with the store."""
+    index = StoryIndex(window=window, threshold=threshold)
     assigned = [0] * len(items)
     next_id = 1
     for i in sorted(range(len(items)), key=lambda i: items[i][1]):

@@ -69,10 +69,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from alerts.cluster import IDF_ITEMS, Clusterer, Story, StoryIndex, headline_features  # noqa: E402
 from alerts.config import load_config  # noqa: E402
 from alerts.match import Match, compile_matcher  # noqa: E402
 from alerts.store import open_store  # noqa: E402
+from alerts.stories import IDF_ITEMS, Clusterer, Story, StoryIndex, headline_features  # noqa: E402
 
 START = datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
 SPAN_HOURS = 44.0  # events start within this; follow-ups come up to FOLLOW_UP_MAX_H later

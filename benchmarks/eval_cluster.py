@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from rapidfuzz import fuzz  # noqa: E402
 
-from alerts.cluster import cluster_offline  # noqa: E402
 from alerts.config import load_config  # noqa: E402
 from alerts.dedupe import edited_titles, title_key  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
+from alerts.stories import cluster_offline  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
 A800 = "2022-11-a800"  # 14 outlets, one event: issue #12 wants at most 2 alerts for it

@@ -35,13 +35,13 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alerts.cluster import Clusterer  # noqa: E402
 from alerts.config import Destinations, FeedConfig, Rule, load_config  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
 from alerts.loopback import FeedServer, Route  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
+from alerts.stories import Clusterer  # noqa: E402
 
 BUSY = ROOT.parent / "shared" / "eval" / "busy_days.tsv"
 DEV = ROOT / "benchmarks" / "data" / "events_dev.tsv"

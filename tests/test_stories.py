@@ -9,7 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from alerts.cluster import (
+from alerts.config import load_config
+from alerts.dedupe import edited_titles, title_key
+from alerts.deliver import Deliverer
+from alerts.deliver.telegram import TelegramSink
+from alerts.match import compile_matcher
+from alerts.store import open_store
+from alerts.stories import (
     CANDIDATES,
     Clusterer,
     Story,
@@ -17,12 +23,6 @@ from alerts.cluster import (
     cluster_offline,
     headline_features,
 )
-from alerts.config import load_config
-from alerts.dedupe import edited_titles, title_key
-from alerts.deliver import Deliverer
-from alerts.deliver.telegram import TelegramSink
-from alerts.match import compile_matcher
-from alerts.store import open_store
 from alerts.types import FeedItem, NewItem
 from tests.fakes.slack_webhook import FakeSlack
 from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, rss, run_bot, write_config

@@ -4,16 +4,18 @@ refuses, each with a message that names the file, the line and both places a wor
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from alerts.stories import headline_features
+from alerts.config import load_config
+from alerts.match import compile_matcher
+from alerts.stories import cluster_offline, headline_features
 from alerts.stories.vocab import VOCAB, VocabularyError, load
+from tests.support import ROOT
 
-SHIPPED = (Path(__file__).resolve().parent.parent / "alerts" / "stories" / "vocab.yaml").read_text(
-    encoding="utf-8"
-)
+SHIPPED = (ROOT / "alerts" / "stories" / "vocab.yaml").read_text(encoding="utf-8")
 
 
 def _line(text: str, pattern: str) -> int:
@@ -79,10 +81,17 @@ def test_a_word_under_two_kinds_is_refused_with_both_named(tmp_path):
 
 def test_the_old_double_listing_of_seized_is_refused(tmp_path):
     """cluster.py listed "seize(s/d)" under both legal and control, and kept the last."""
-    path, text = _edited(tmp_path, "sentenced seizure lawsuit", "sentenced seized seizure lawsuit")
+    path, text = _edited(
+        tmp_path,
+        "  control: takeover nationalise nationalize",
+        "  control: takeover seized nationalise nationalize",
+    )
     message = _refused(path)
-    assert "'seized' is listed under two kinds: actions.legal" in message
-    assert f"actions.control (line {_line(text, r'^  control:')})" in message
+    legal, control = _line(text, r"^    settlement .* seized "), _line(text, r"^  control:")
+    assert message == (
+        f"{path}:{control}: 'seized' is listed under two kinds: actions.legal (line {legal}) "
+        f"and actions.control (line {control})"
+    )
 
 
 def test_a_name_under_a_country_and_an_agency_is_refused(tmp_path):
@@ -138,3 +147,41 @@ def test_a_malformed_file_is_refused_at_its_line(tmp_path, old, new, expected, a
     line = _line(text, at) if at else 1
     message = _refused(path)
     assert message.startswith(f"{path}:{line}: ") and expected in message, message
+
+
+@pytest.mark.parametrize(
+    ("title", "kind"),
+    [
+        ("US widens export control rules for AI chips", "restrict"),
+        ("US widens export controls on AI chips", "restrict"),
+        ("Japan adds 11 chip-related items to export control list", "restrict"),
+        ("Customs seize Nvidia GPUs bound for China", "legal"),
+        ("Nvidia servers seized in Taiwan", "legal"),
+        ("Netherlands seizes control of Nexperia citing national security", "control"),
+        ("Dutch government takes control of chipmaker Nexperia", "control"),
+    ],
+)
+def test_each_word_once_listed_under_two_kinds_has_one(title, kind):
+    """ "control" was control and "controls" restrict; "seize(d)" was under legal and control
+    and always meant control. Export control is a restriction, a seizure of goods a legal
+    action, and seizing control of a company a takeover."""
+    assert headline_features(title).primary == kind
+
+
+def test_two_reports_of_one_export_control_list_join():
+    """Before the fix "export control list" read as a takeover and "export curbs" as a
+    restriction, so these two reports of one event could not join (events_dev.tsv)."""
+    config = load_config(ROOT / "config.yaml")
+    matcher = compile_matcher(config.watchlists, config.rules)
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+    items = [
+        (title, at + timedelta(minutes=n * 7), outlet, matcher.match(title).matches)
+        for n, (outlet, title) in enumerate(
+            [
+                ("Reuters", "Japan adds 11 chip-related items to export control list"),
+                ("Nikkei Asia", "Tokyo widens chip export curbs to cover 11 more technologies"),
+            ]
+        )
+    ]
+    first, second = cluster_offline(items, window=timedelta(hours=48), threshold=0.4)
+    assert first == second

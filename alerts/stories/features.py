@@ -50,7 +50,15 @@ _PHRASES = (
         ),
         " writedown ",
     ),
-    (re.compile(r"\b(?:take|takes|took|taking)\s+(?:over|control)\b", re.I), " takeover "),
+    # "Seizes control of Nexperia" is a takeover; customs seizing chips is a legal action.
+    (
+        re.compile(
+            r"\b(?:(?:take|takes|took|taking)\s+(?:over|control)|"
+            r"(?:seize|seizes|seized|seizing)\s+control)\b",
+            re.I,
+        ),
+        " takeover ",
+    ),
     (
         re.compile(
             r"\b(?:issue|issues|issued|issuing|grant|grants|granting|win|wins|won|get|"

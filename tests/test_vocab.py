@@ -63,34 +63,33 @@ def test_a_word_added_to_the_file_changes_what_a_headline_says(tmp_path):
     assert "tariffs" not in vocab.actions and "embargo" not in VOCAB.actions
 
 
-def test_a_word_under_two_kinds_is_refused_with_both_named(tmp_path):
-    path, text = _edited(
-        tmp_path,
-        "  tariff: tariff tariffs duty duties levy levies",
-        "  tariff: tariff tariffs duty duties levy levies bans",
-    )
-    message = _refused(path)
-    restrict = _line(text, r"^\s+ban bans banned")
-    tariff = _line(text, r"^  tariff: tariff")
+@pytest.mark.parametrize(
+    ("old", "new", "word", "first", "second"),
+    [
+        (
+            "  tariff: tariff tariffs duty duties levy levies",
+            "  tariff: tariff tariffs duty duties levy levies bans",
+            "bans",
+            ("actions.tariff", r"^  tariff: tariff"),
+            ("actions.restrict", r"^\s+ban bans banned"),
+        ),
+        (  # cluster.py listed "seize(s/d)" under both legal and control, and kept the last
+            "  control: takeover nationalise nationalize",
+            "  control: takeover seized nationalise nationalize",
+            "seized",
+            ("actions.legal", r"^    settlement .* seized "),
+            ("actions.control", r"^  control:"),
+        ),
+    ],
+)
+def test_a_word_under_two_kinds_is_refused_with_both_named(tmp_path, old, new, word, first, second):
+    path, text = _edited(tmp_path, old, new)
+    (first_kind, first_at), (second_kind, second_at) = first, second
+    a, b = _line(text, first_at), _line(text, second_at)
     # At the second listing's line, the first listing first.
-    assert message == (
-        f"{path}:{restrict}: 'bans' is listed under two kinds: actions.tariff (line {tariff}) "
-        f"and actions.restrict (line {restrict})"
-    )
-
-
-def test_the_old_double_listing_of_seized_is_refused(tmp_path):
-    """cluster.py listed "seize(s/d)" under both legal and control, and kept the last."""
-    path, text = _edited(
-        tmp_path,
-        "  control: takeover nationalise nationalize",
-        "  control: takeover seized nationalise nationalize",
-    )
-    message = _refused(path)
-    legal, control = _line(text, r"^    settlement .* seized "), _line(text, r"^  control:")
-    assert message == (
-        f"{path}:{control}: 'seized' is listed under two kinds: actions.legal (line {legal}) "
-        f"and actions.control (line {control})"
+    assert _refused(path) == (
+        f"{path}:{b}: {word!r} is listed under two kinds: {first_kind} (line {a}) and "
+        f"{second_kind} (line {b})"
     )
 
 

@@ -177,9 +177,10 @@ def load(path: Path | None = None) -> Vocabulary:
         if e.word not in agencies:
             raise reader.fail(e.line, f"leading_agencies: {e.word!r} is not under agencies")
     products = {w for w, kind in actions.items() if kind == "product"}
-    for word in sorted(lists["announcing"] - products):
+    stray = sorted(lists["announcing"] - products)
+    if stray:
         raise reader.fail(
-            reader.line_of("announcing"), f"announcing: {word!r} is not under actions.product"
+            reader.line_of("announcing"), f"announcing: {stray[0]!r} is not under actions.product"
         )
     countries = lookup("countries")
     return Vocabulary(

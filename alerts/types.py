@@ -135,7 +135,7 @@ class Alert:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoryRecord:
-    """A story's persistent state (see ``alerts.cluster``)."""
+    """A story's persistent state (see ``alerts.stories``)."""
 
     id: int
     alert_id: int | None
@@ -158,7 +158,7 @@ class NewItem:
     canonical_link: str
     result: MatchResult | None  # None: record as seen without alerting
     title_key: str = ""
-    # Clustering (decided by alerts.cluster): the story this item starts (new_story) or joins
+    # Clustering (decided by alerts.stories): the story this item starts (new_story) or joins
     # instead of alerting, and what the story keeps of it.
     story_id: int | None = None
     new_story: bool = False

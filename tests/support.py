@@ -12,13 +12,13 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from alerts.cluster import Clusterer
 from alerts.config import Config
 from alerts.coordinate import Coordinator
 from alerts.fetch import Fetcher
 from alerts.match import compile_matcher
 from alerts.pipeline import CycleReport, PollContext, run_cycle
 from alerts.store import Store
+from alerts.stories import Clusterer
 from alerts.types import FeedItem, Match, MatchResult, NewItem
 
 ROOT = Path(__file__).resolve().parent.parent

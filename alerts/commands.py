@@ -2,7 +2,7 @@
 polling ``getUpdates``). Anyone may ask; admins (``destinations.telegram.admins``) may change.
 
 Every argument is untrusted: it is length-limited, refused when it carries control characters,
-and escaped in replies; config edits go through ``alerts.config_edit``.
+and escaped in replies; config edits go through ``alerts.config.edit``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 
 from .backtest import term_preview
 from .config import load_config
-from .config_edit import EditRefused, add_term, remove_term
+from .config.edit import EditRefused, add_term, remove_term
 from .deliver.format import TELEGRAM_LIMIT, cut_text, visible_len, when_text
 from .deliver.telegram import TelegramClient, retry_seconds
 from .errors import ConfigError, StoreError

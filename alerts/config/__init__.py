@@ -17,13 +17,14 @@ from .model import (
     StoriesConfig,
     TelegramConfig,
     Term,
-    split_listen,
 )
+from .values import POSTGRES_SCHEMES, is_postgres_url, split_listen
 
 __all__ = [
     "DEFAULT_CATEGORIES",
     "DEFAULT_RULE",
     "OPS_LISTEN_DEFAULT",
+    "POSTGRES_SCHEMES",
     "TELEGRAM_API_BASE",
     "Config",
     "Destinations",
@@ -35,6 +36,7 @@ __all__ = [
     "StoriesConfig",
     "TelegramConfig",
     "Term",
+    "is_postgres_url",
     "load_config",
     "parse_config",
     "split_listen",

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ..errors import ConfigError
-from ..logs import redact_database_url
+from . import values
 from .model import (
     DEFAULT_CATEGORIES,
     DEFAULT_RULE,
@@ -32,8 +31,9 @@ from .model import (
     StoriesConfig,
     TelegramConfig,
     Term,
-    split_listen,
 )
+
+T = TypeVar("T")
 
 # --- validation helpers -------------------------------------------------------------------
 
@@ -95,6 +95,17 @@ class _Checker:
             raise self.fail(f"must be between {lo:g} and {hi:g}, got {node!r}", key, line)
         return node
 
+    def value(
+        self, parse: Callable[[str], T], node: Any, key: str, line: int | None, **string: bool
+    ) -> T:
+        """``node`` as a string (``string``: options of ``string()``) read by ``parse``, one of
+        ``values``: its ValueError becomes this key's error."""
+        text = self.string(node, key, line, **string)
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise self.fail(str(exc), key, line) from None
+
     def boolean(self, node: Any, key: str, line: int | None) -> bool:
         if not isinstance(node, bool):
             raise self.fail(f"must be true or false, got {_type_name(node)}", key, line)
@@ -126,14 +137,6 @@ def _type_name(node: Any) -> str:
 
 
 _CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-
-
-def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
-    url = c.string(value, key, line)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise c.fail(f"must be an http:// or https:// URL, got {url!r}", key, line)
-    return url
 
 
 # --- sections -------------------------------------------------------------------------------
@@ -179,7 +182,7 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     if node is None:
         return PollConfig()
     m = c.mapping(node, "poll", line, _POLL_KEYS)
-    values: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     limits = {
         "interval_seconds": (10, 7 * 86400, True),
         "max_interval_seconds": (10, 7 * 86400, True),
@@ -193,13 +196,13 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     }
     for k, v in m.items():
         if k == "adaptive":
-            values[k] = c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
+            given[k] = c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
             continue
         lo, hi, integer = limits[k]
-        values[k] = c.number(v, f"poll.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer)
-    poll = PollConfig(**values)
-    if "max_interval_seconds" not in values and poll.interval_seconds > poll.max_interval_seconds:
-        poll = PollConfig(**{**values, "max_interval_seconds": poll.interval_seconds})
+        given[k] = c.number(v, f"poll.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer)
+    poll = PollConfig(**given)
+    if "max_interval_seconds" not in given and poll.interval_seconds > poll.max_interval_seconds:
+        poll = PollConfig(**{**given, "max_interval_seconds": poll.interval_seconds})
     if poll.max_interval_seconds < poll.interval_seconds:
         raise c.fail(
             f"must be at least interval_seconds ({poll.interval_seconds})",
@@ -213,33 +216,29 @@ def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
     if node is None:
         return StoriesConfig()
     m = c.mapping(node, "stories", line, set(_STORY_LIMITS))
-    values: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     for k, v in m.items():
         lo, hi, integer = _STORY_LIMITS[k]
-        values[k] = c.number(
+        given[k] = c.number(
             v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer
         )
-    return StoriesConfig(**values)
+    return StoriesConfig(**given)
 
 
 def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
     if node is None:
         return OpsConfig()
     m = c.mapping(node, "ops", line, {"listen", "paused_after_minutes"})
-    values: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     if "listen" in m:
         kln = c.key_line(m, "listen", line)
-        listen = (
-            "" if m["listen"] is None else c.string(m["listen"], "ops.listen", kln, empty_ok=True)
+        given["listen"] = (
+            ""
+            if m["listen"] is None
+            else c.value(values.listen, m["listen"], "ops.listen", kln, empty_ok=True)
         )
-        if listen:
-            try:
-                split_listen(listen)
-            except ValueError as exc:
-                raise c.fail(str(exc), "ops.listen", kln) from None
-        values["listen"] = listen
     if "paused_after_minutes" in m:
-        values["paused_after_minutes"] = float(
+        given["paused_after_minutes"] = float(
             c.number(
                 m["paused_after_minutes"],
                 "ops.paused_after_minutes",
@@ -248,7 +247,7 @@ def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
                 hi=7 * 24 * 60,
             )
         )
-    return OpsConfig(**values)
+    return OpsConfig(**given)
 
 
 def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -267,7 +266,7 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
         if name in names:
             raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
         names.add(name)
-        url = _http_url(c, m["url"], f"{key}.url", c.key_line(m, "url", ln))
+        url = c.value(values.http_url, m["url"], f"{key}.url", c.key_line(m, "url", ln))
         interval, ceiling = poll.interval_seconds, poll.max_interval_seconds
         for k in ("interval_seconds", "max_interval_seconds"):
             if k in m:
@@ -459,17 +458,19 @@ def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
             def kl(k: str) -> int | None:
                 return c.key_line(t, k, tln)
 
-            chat_id = c.string(t["chat_id"], "destinations.telegram.chat_id", kl("chat_id"))
-            if not (chat_id.startswith("@") or re.fullmatch(r"-?\d+", chat_id)):
-                raise c.fail(
-                    "must be @channelname or a numeric chat id",
-                    "destinations.telegram.chat_id",
-                    kl("chat_id"),
-                )
+            chat_id = c.value(
+                values.telegram_chat_id,
+                t["chat_id"],
+                "destinations.telegram.chat_id",
+                kl("chat_id"),
+            )
             opts: dict[str, Any] = {}
             if "api_base_url" in t:
-                opts["api_base_url"] = _http_url(
-                    c, t["api_base_url"], "destinations.telegram.api_base_url", kl("api_base_url")
+                opts["api_base_url"] = c.value(
+                    values.http_url,
+                    t["api_base_url"],
+                    "destinations.telegram.api_base_url",
+                    kl("api_base_url"),
                 )
             if "admins" in t:
                 admins = c.seq(t["admins"], "destinations.telegram.admins", kl("admins"))
@@ -517,9 +518,11 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     def kl(k: str) -> int | None:
         return c.key_line(top, k, 1)
 
-    raw_db = c.string(top.get("database", "chipwatch.db"), "database", kl("database"))
-    database = _database(
-        raw_db, base=path.parent, fail=lambda message: c.fail(message, "database", kl("database"))
+    database = c.value(
+        lambda raw: values.database(raw, base=path.parent),
+        top.get("database", "chipwatch.db"),
+        "database",
+        kl("database"),
     )
     poll = _poll(c, top.get("poll"), kl("poll"))
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
@@ -561,44 +564,30 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
     if database:
         config = replace(
             config,
-            database=_database(
-                database.strip(),
-                base=None,
-                fail=lambda message: ConfigError(
+            database=_from_env(
+                values.database,
+                database,
+                lambda message: ConfigError(
                     message, file=str(path), key="CHIPWATCH_DATABASE (environment)"
                 ),
             ),
         )
     listen = environ.get("CHIPWATCH_OPS_LISTEN")
     if listen is not None:
-        listen = listen.strip()
-        if listen:
-            try:
-                split_listen(listen)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{exc} (from the environment)", file="CHIPWATCH_OPS_LISTEN", key="ops.listen"
-                ) from None
+        listen = _from_env(
+            values.listen,
+            listen,
+            lambda message: ConfigError(
+                f"{message} (from the environment)", file="CHIPWATCH_OPS_LISTEN", key="ops.listen"
+            ),
+        )
         config = replace(config, ops=replace(config.ops, listen=listen))
     return config
 
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-
-
-def _database(raw: str, *, base: Path | None, fail) -> Path | str:  # noqa: ANN001
-    """A SQLite path (relative to ``base``, the config's directory, when given) or a PostgreSQL
-    URL, checked for shape only: whether the server answers is for the store to say."""
-    scheme, sep, _ = raw.partition("://")
-    if not sep:
-        database = Path(raw).expanduser()
-        return base / database if base is not None and not database.is_absolute() else database
-    if scheme.lower() not in POSTGRES_SCHEMES:
-        raise fail(f"must be a SQLite file or a postgresql:// URL, got a {scheme}:// URL")
+def _from_env(parse: Callable[[str], T], raw: str, fail: Callable[[str], ConfigError]) -> T:
+    """An environment variable's value read by ``parse``, one of ``values``."""
     try:
-        port = urlsplit(raw).port
-    except ValueError:
-        port = -1
-    if port is not None and not 0 < port < 65536:
-        raise fail(f"bad port in {redact_database_url(raw)}")
-    return raw
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise fail(str(exc)) from None

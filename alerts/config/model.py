@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..logs import redact_database_url
+from .values import split_listen
 
 DEFAULT_CATEGORIES = ("chips", "companies", "export_terms")
 DEFAULT_RULE: dict[str, Any] = {
@@ -113,23 +114,6 @@ class OpsConfig:
     def address(self) -> tuple[str, int] | None:
         """(host, port) to bind, or None when the endpoint is off."""
         return split_listen(self.listen) if self.listen else None
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:9108"``, ``"[::1]:9108"`` or ``":9108"`` (every interface) into (host,
-    port); ValueError with a reason when it is none of those."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f'must be host:port (e.g. 127.0.0.1:9108), or "" for off; got {value!r}')
-    if not 0 <= int(port) <= 65535:
-        raise ValueError(f"port must be 0..65535, got {port}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"an IPv6 address goes in brackets ([::1]:9108), got {value!r}")
-    if any(c.isspace() or c in "/[]" for c in host):
-        raise ValueError(f"not a host name or address: {host!r}")
-    return host or "0.0.0.0", int(port)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -31,6 +31,8 @@ from .model import (
     StoriesConfig,
     TelegramConfig,
     Term,
+    keys,
+    limits,
 )
 
 T = TypeVar("T")
@@ -141,94 +143,62 @@ _CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 # --- sections -------------------------------------------------------------------------------
 
-_TOP_KEYS = {
-    "database",
-    "poll",
-    "feeds",
-    "watchlists",
-    "rules",
-    "destinations",
-    "stories",
-    "log_format",
-    "ops",
-}
-_STORY_LIMITS = {
-    "window_hours": (1, 24 * 30, False),
-    "threshold": (0.05, 1.0, False),
-    "momentum_sources": (2, 1000, True),
-    "momentum_minutes": (1, 24 * 60, False),
-    "edit_delay_seconds": (0, 3600, False),
-    "retention_days": (1, 3650, False),
-}
-_POLL_KEYS = {
-    "interval_seconds",
-    "max_interval_seconds",
-    "adaptive",
-    "timeout_seconds",
-    "max_age_hours",
-    "concurrency",
-    "per_host_concurrency",
-    "max_bytes",
-    "max_backoff_seconds",
-    "failing_after_hours",
-}
-_FEED_KEYS = {"name", "url", "interval_seconds", "max_interval_seconds"}
-_TERM_KEYS = {"term", "aliases", "case_sensitive", "context", "exclude", "fuzzy"}
-_RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms", "relation", "within"}
-_TELEGRAM_KEYS = {"chat_id", "api_base_url", "admins", "link_preview"}
+# A section's keys are its dataclass's fields; a term's name is written ``term``, and its category
+# is the watchlist it is listed in.
+_TERM_KEYS = keys(Term) - {"name", "category"} | {"term"}
+
+
+def _number(c: _Checker, cls: type, m: dict, name: str, section: str, line: int | None) -> Any:
+    """``m[name]``, for the number field ``name`` of ``cls`` in ``section``: within the limit
+    declared beside the field, and whole when the field is an ``int``."""
+    limit, kind = limits(cls)[name]
+    key, kln = f"{section}.{name}", c.key_line(m, name, line)
+    return kind(c.number(m[name], key, kln, lo=limit.lo, hi=limit.hi, integer=kind is int))
+
+
+def _intervals(
+    c: _Checker, m: dict, key: str, line: int | None, given: dict[str, Any], default: PollConfig
+) -> tuple[int, int]:
+    """``interval_seconds`` and ``max_interval_seconds`` of a section (``poll``, or a feed), those
+    not given taken from ``default``: a ceiling not given rises to the interval, one given must
+    reach it."""
+    interval = given.get("interval_seconds", default.interval_seconds)
+    if "max_interval_seconds" not in given:
+        return interval, max(interval, default.max_interval_seconds)
+    if given["max_interval_seconds"] < interval:
+        raise c.fail(
+            f"must be at least interval_seconds ({interval})",
+            f"{key}.max_interval_seconds",
+            c.key_line(m, "max_interval_seconds", line),
+        )
+    return interval, given["max_interval_seconds"]
 
 
 def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     if node is None:
         return PollConfig()
-    m = c.mapping(node, "poll", line, _POLL_KEYS)
-    given: dict[str, Any] = {}
-    limits = {
-        "interval_seconds": (10, 7 * 86400, True),
-        "max_interval_seconds": (10, 7 * 86400, True),
-        "timeout_seconds": (1, 600, False),
-        "max_age_hours": (0.1, 24 * 365, False),
-        "concurrency": (1, 1000, True),
-        "per_host_concurrency": (1, 100, True),
-        "max_bytes": (10_000, 200_000_000, True),
-        "max_backoff_seconds": (60, 7 * 86400, True),
-        "failing_after_hours": (0.1, 24 * 365, False),
+    m = c.mapping(node, "poll", line, keys(PollConfig))
+    given: dict[str, Any] = {
+        k: c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
+        if k == "adaptive"
+        else _number(c, PollConfig, m, k, "poll", line)
+        for k, v in m.items()
     }
-    for k, v in m.items():
-        if k == "adaptive":
-            given[k] = c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
-            continue
-        lo, hi, integer = limits[k]
-        given[k] = c.number(v, f"poll.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer)
-    poll = PollConfig(**given)
-    if "max_interval_seconds" not in given and poll.interval_seconds > poll.max_interval_seconds:
-        poll = PollConfig(**{**given, "max_interval_seconds": poll.interval_seconds})
-    if poll.max_interval_seconds < poll.interval_seconds:
-        raise c.fail(
-            f"must be at least interval_seconds ({poll.interval_seconds})",
-            "poll.max_interval_seconds",
-            c.key_line(m, "max_interval_seconds", line),
-        )
-    return poll
+    interval, ceiling = _intervals(c, m, "poll", line, given, PollConfig())
+    return PollConfig(**{**given, "interval_seconds": interval, "max_interval_seconds": ceiling})
 
 
 def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
     if node is None:
         return StoriesConfig()
-    m = c.mapping(node, "stories", line, set(_STORY_LIMITS))
-    given: dict[str, Any] = {}
-    for k, v in m.items():
-        lo, hi, integer = _STORY_LIMITS[k]
-        given[k] = c.number(
-            v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer
-        )
-    return StoriesConfig(**given)
+    m = c.mapping(node, "stories", line, keys(StoriesConfig))
+    return StoriesConfig(**{k: _number(c, StoriesConfig, m, k, "stories", line) for k in m})
 
 
 def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
     if node is None:
         return OpsConfig()
-    m = c.mapping(node, "ops", line, {"listen", "paused_after_minutes"})
+    m = c.mapping(node, "ops", line, keys(OpsConfig))
     given: dict[str, Any] = {}
     if "listen" in m:
         kln = c.key_line(m, "listen", line)
@@ -238,14 +208,8 @@ def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
             else c.value(values.listen, m["listen"], "ops.listen", kln, empty_ok=True)
         )
     if "paused_after_minutes" in m:
-        given["paused_after_minutes"] = float(
-            c.number(
-                m["paused_after_minutes"],
-                "ops.paused_after_minutes",
-                c.key_line(m, "paused_after_minutes", line),
-                lo=0,
-                hi=7 * 24 * 60,
-            )
+        given["paused_after_minutes"] = _number(
+            c, OpsConfig, m, "paused_after_minutes", "ops", line
         )
     return OpsConfig(**given)
 
@@ -258,7 +222,7 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
     names: set[str] = set()
     for i, raw in enumerate(seq):
         key, ln = f"feeds[{i}]", c.item_line(seq, i, line)
-        m = c.mapping(raw, key, ln, _FEED_KEYS)
+        m = c.mapping(raw, key, ln, keys(FeedConfig))
         for required in ("name", "url"):
             if required not in m:
                 raise c.fail(f"missing required key '{required}'", key, ln)
@@ -267,25 +231,12 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
             raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
         names.add(name)
         url = c.value(values.http_url, m["url"], f"{key}.url", c.key_line(m, "url", ln))
-        interval, ceiling = poll.interval_seconds, poll.max_interval_seconds
-        for k in ("interval_seconds", "max_interval_seconds"):
-            if k in m:
-                value = int(
-                    c.number(
-                        m[k], f"{key}.{k}", c.key_line(m, k, ln), lo=10, hi=7 * 86400, integer=True
-                    )
-                )
-                interval, ceiling = (
-                    (value, ceiling) if k == "interval_seconds" else (interval, value)
-                )
-        if "max_interval_seconds" not in m:
-            ceiling = max(ceiling, interval)
-        if ceiling < interval:
-            raise c.fail(
-                f"must be at least interval_seconds ({interval})",
-                f"{key}.max_interval_seconds",
-                c.key_line(m, "max_interval_seconds", ln),
-            )
+        given = {
+            k: _number(c, FeedConfig, m, k, key, ln)
+            for k in ("interval_seconds", "max_interval_seconds")
+            if k in m
+        }
+        interval, ceiling = _intervals(c, m, key, ln, given, poll)
         feeds.append(
             FeedConfig(name=name, url=url, interval_seconds=interval, max_interval_seconds=ceiling)
         )
@@ -356,13 +307,7 @@ def _rules(
                 "watchlists",
                 line,
             )
-        return (
-            Rule(
-                name=DEFAULT_RULE["name"],
-                all_of=tuple(DEFAULT_RULE["all_of"]),
-                any_of=tuple(DEFAULT_RULE["any_of"]),
-            ),
-        )
+        return (DEFAULT_RULE,)
     seq = c.seq(node, "rules", line)
     if not seq:
         raise c.fail("must list at least one rule", "rules", line)
@@ -370,24 +315,16 @@ def _rules(
     rules: list[Rule] = []
     for i, raw in enumerate(seq):
         key, ln = f"rules[{i}]", c.item_line(seq, i, line)
-        m = c.mapping(raw, key, ln, _RULE_KEYS)
+        m = c.mapping(raw, key, ln, keys(Rule))
         if "name" not in m:
             raise c.fail("missing required key 'name'", key, ln)
         name = c.string(m["name"], f"{key}.name", c.key_line(m, "name", ln))
-        parts: dict[str, tuple[str, ...]] = {}
+        parts: dict[str, Any] = {}
         for k in ("all_of", "any_of", "none_of"):
             if k in m:
                 kln = c.key_line(m, k, ln)
                 cats = c.strings(m[k], f"{key}.{k}", kln)
-                for cat in cats:
-                    if cat not in watchlists:
-                        raise c.fail(
-                            f"refers to missing watchlist {cat!r} "
-                            f"(defined: {', '.join(watchlists)})",
-                            f"{key}.{k}",
-                            kln,
-                        )
-                parts[k] = cats
+                parts[k] = _defined(c, cats, f"{key}.{k}", kln, watchlists)
         if "terms" in m:
             kln = c.key_line(m, "terms", ln)
             names = c.strings(m["terms"], f"{key}.terms", kln)
@@ -412,16 +349,7 @@ def _rules(
             for j, role in enumerate(roles):
                 rkey = f"{key}.relation[{j}]"
                 cats = c.strings(role, rkey, c.item_line(roles, j, kln))
-                for cat in cats:
-                    if cat not in watchlists:
-                        raise c.fail(
-                            f"refers to missing watchlist {cat!r} "
-                            f"(defined: {', '.join(watchlists)})",
-                            rkey,
-                            kln,
-                        )
-                relation.append(cats)
-        within = 8
+                relation.append(_defined(c, cats, rkey, kln, watchlists))
         if "within" in m:
             if not relation:
                 raise c.fail(
@@ -429,30 +357,33 @@ def _rules(
                     f"{key}.within",
                     c.key_line(m, "within", ln),
                 )
-            within = int(
-                c.number(
-                    m["within"],
-                    f"{key}.within",
-                    c.key_line(m, "within", ln),
-                    lo=1,
-                    hi=100,
-                    integer=True,
-                )
-            )
+            parts["within"] = _number(c, Rule, m, "within", key, ln)
         if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
             raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
-        rules.append(Rule(name=name, **parts, relation=tuple(relation), within=within))
+        rules.append(Rule(name=name, **parts, relation=tuple(relation)))
     return tuple(rules)
+
+
+def _defined(
+    c: _Checker, cats: tuple[str, ...], key: str, line: int | None, watchlists: dict[str, Any]
+) -> tuple[str, ...]:
+    """``cats``, a rule's category names, when each is a watchlist of the config."""
+    for cat in cats:
+        if cat not in watchlists:
+            raise c.fail(
+                f"refers to missing watchlist {cat!r} (defined: {', '.join(watchlists)})", key, line
+            )
+    return cats
 
 
 def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
     if node is None:
         return Destinations()
-    m = c.mapping(node, "destinations", line, {"telegram", "slack", "console"})
+    m = c.mapping(node, "destinations", line, keys(Destinations) | {"console"})
     telegram = slack = None
     if m.get("telegram") is not None:
         tln = c.key_line(m, "telegram", line)
-        t = c.mapping(m["telegram"], "destinations.telegram", tln, _TELEGRAM_KEYS)
+        t = c.mapping(m["telegram"], "destinations.telegram", tln, keys(TelegramConfig))
         if "chat_id" in t:
 
             def kl(k: str) -> int | None:
@@ -491,7 +422,12 @@ def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
             telegram = TelegramConfig(chat_id=chat_id, **opts)
     if "slack" in m:
         sln = c.key_line(m, "slack", line)
-        c.mapping(m["slack"] if m["slack"] is not None else {}, "destinations.slack", sln, set())
+        c.mapping(
+            m["slack"] if m["slack"] is not None else {},
+            "destinations.slack",
+            sln,
+            keys(SlackConfig),
+        )
         slack = SlackConfig()
     return Destinations(telegram=telegram, slack=slack)
 
@@ -513,7 +449,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         raise ConfigError(f"invalid YAML: {exc}", file=str(path)) from None
     if doc is None:
         raise ConfigError("the file is empty", file=str(path), line=1)
-    top = c.mapping(doc, "", 1, _TOP_KEYS)
+    top = c.mapping(doc, "", 1, keys(Config) - {"path"})
 
     def kl(k: str) -> int | None:
         return c.key_line(top, k, 1)

@@ -1,21 +1,28 @@
-"""What a valid config is: frozen dataclasses, with their defaults."""
+"""What a valid config is: frozen dataclasses, with their defaults, and each number's limits
+declared beside its field (``Annotated[int, Limit(10, 600)]``), where the loader finds them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, get_args, get_origin, get_type_hints
 
 from ..logs import redact_database_url
 from .values import split_listen
 
-DEFAULT_CATEGORIES = ("chips", "companies", "export_terms")
-DEFAULT_RULE: dict[str, Any] = {
-    "name": "chip-trade",
-    "all_of": ["export_terms"],
-    "any_of": ["chips", "companies"],
-}
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The range a number field takes from config.yaml (an ``int`` field: whole numbers only)."""
+
+    lo: float
+    hi: float
+
+
+INTERVAL = Limit(10, 7 * 86400)  # poll intervals, and each feed's own
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,15 +50,20 @@ class Rule:
     # A relation: one match from each role (a role is one or more categories), all in the same
     # field and within ``within`` words of each other ("Nvidia can sell H200 to China").
     relation: tuple[tuple[str, ...], ...] = ()
-    within: int = 8
+    within: Annotated[int, Limit(1, 100)] = 8
+
+
+# Without ``rules``, this one applies; it needs the categories it names.
+DEFAULT_RULE = Rule(name="chip-trade", all_of=("export_terms",), any_of=("chips", "companies"))
+DEFAULT_CATEGORIES = tuple(sorted({*DEFAULT_RULE.all_of, *DEFAULT_RULE.any_of}))
 
 
 @dataclass(frozen=True, kw_only=True)
 class FeedConfig:
     name: str
     url: str
-    interval_seconds: int  # the shortest interval: busy feeds are polled this often
-    max_interval_seconds: int = 3600  # quiet feeds slow down to at most this
+    interval_seconds: Annotated[int, INTERVAL]  # the shortest: busy feeds are polled this often
+    max_interval_seconds: Annotated[int, INTERVAL] = 3600  # quiet feeds slow down to at most this
 
     @property
     def jitter_seconds(self) -> int:
@@ -63,28 +75,28 @@ class FeedConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class PollConfig:
-    interval_seconds: int = 300
-    max_interval_seconds: int = 3600
+    interval_seconds: Annotated[int, INTERVAL] = 300
+    max_interval_seconds: Annotated[int, INTERVAL] = 3600
     adaptive: bool = True
-    timeout_seconds: float = 20.0
-    max_age_hours: float = 24.0
-    concurrency: int = 16
-    per_host_concurrency: int = 2
-    max_bytes: int = 5_000_000
-    max_backoff_seconds: int = 6 * 3600
-    failing_after_hours: float = 24.0
+    timeout_seconds: Annotated[float, Limit(1, 600)] = 20.0
+    max_age_hours: Annotated[float, Limit(0.1, 24 * 365)] = 24.0
+    concurrency: Annotated[int, Limit(1, 1000)] = 16
+    per_host_concurrency: Annotated[int, Limit(1, 100)] = 2
+    max_bytes: Annotated[int, Limit(10_000, 200_000_000)] = 5_000_000
+    max_backoff_seconds: Annotated[int, Limit(60, 7 * 86400)] = 6 * 3600
+    failing_after_hours: Annotated[float, Limit(0.1, 24 * 365)] = 24.0
 
 
 @dataclass(frozen=True, kw_only=True)
 class StoriesConfig:
     """Story clustering, momentum and retention."""
 
-    window_hours: float = 48.0
-    threshold: float = 0.4
-    momentum_sources: int = 3
-    momentum_minutes: float = 60.0
-    edit_delay_seconds: float = 30.0
-    retention_days: float = 30.0
+    window_hours: Annotated[float, Limit(1, 24 * 30)] = 48.0
+    threshold: Annotated[float, Limit(0.05, 1.0)] = 0.4
+    momentum_sources: Annotated[int, Limit(2, 1000)] = 3
+    momentum_minutes: Annotated[float, Limit(1, 24 * 60)] = 60.0
+    edit_delay_seconds: Annotated[float, Limit(0, 3600)] = 30.0
+    retention_days: Annotated[float, Limit(1, 3650)] = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,7 +120,8 @@ class OpsConfig:
     """The ``run`` process's /healthz and /metrics endpoint."""
 
     listen: str = OPS_LISTEN_DEFAULT  # "host:port"; "" = off
-    paused_after_minutes: float = 60.0  # a destination down this long makes /healthz 503
+    # a destination down this long makes /healthz 503
+    paused_after_minutes: Annotated[float, Limit(0, 7 * 24 * 60)] = 60.0
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -152,3 +165,19 @@ class Config:
             f"  destinations: {', '.join(self.destinations.names())}",
         ]
         return "\n".join(lines)
+
+
+@functools.cache
+def limits(cls: type) -> dict[str, tuple[Limit, type]]:
+    """``cls``'s number fields: name -> (its limit, ``int`` or ``float``)."""
+    found: dict[str, tuple[Limit, type]] = {}
+    for name, hint in get_type_hints(cls, include_extras=True).items():
+        if get_origin(hint) is Annotated:
+            kind, *extras = get_args(hint)
+            found.update((name, (x, kind)) for x in extras if isinstance(x, Limit))
+    return found
+
+
+def keys(cls: type) -> set[str]:
+    """The keys of ``cls``'s section of config.yaml: its fields' names."""
+    return {f.name for f in fields(cls)}

@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from alerts.config import load_config, model
+from alerts.config import load_config, model, parse_duration
 from alerts.errors import ConfigError
 from tests.support import MINIMAL_WATCHLISTS, ROOT, run_bot
 
@@ -288,3 +288,28 @@ def test_every_number_field_declares_its_limit():
     ]
     assert not unlimited
     assert set(model.limits(model.PollConfig)) == model.keys(model.PollConfig) - {"adaptive"}
+
+
+@pytest.mark.parametrize(
+    "text,minutes",
+    [
+        ("30m", 30),
+        ("30min", 30),
+        (" 30 MIN ", 30),
+        ("48h", 48 * 60),
+        ("1.5h", 90),
+        ("7d", 7 * 24 * 60),
+        ("7D", 7 * 24 * 60),
+        ("2w", 14 * 24 * 60),
+    ],
+)
+def test_one_duration_form_for_backtest_and_mute(text, minutes):
+    assert parse_duration(text).total_seconds() == minutes * 60
+
+
+@pytest.mark.parametrize(
+    "text", ["", "yesterday", "7", "d", "-1h", "1e3h", "7 days", "1.h", "2 h 30m", "9" * 40 + "w"]
+)
+def test_a_duration_that_is_none_says_what_one_looks_like(text):
+    with pytest.raises(ValueError, match=r"30m, 48h, 7d or 2w|longer than any duration"):
+        parse_duration(text)

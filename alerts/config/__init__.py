@@ -18,7 +18,7 @@ from .model import (
     TelegramConfig,
     Term,
 )
-from .values import POSTGRES_SCHEMES, is_postgres_url, split_listen
+from .values import POSTGRES_SCHEMES, is_postgres_url, parse_duration, split_listen
 
 __all__ = [
     "DEFAULT_CATEGORIES",
@@ -39,5 +39,6 @@ __all__ = [
     "is_postgres_url",
     "load_config",
     "parse_config",
+    "parse_duration",
     "split_listen",
 ]

@@ -1,4 +1,5 @@
-"""The forms of single values a person types: a database, a listen address, a URL, a chat id.
+"""The forms of single values a person types: a database, a listen address, a URL, a chat id,
+a duration.
 
 Each function takes the text and returns the value, or raises ValueError with the reason; the
 loader turns that into an error at the key's file and line (or names the environment variable),
@@ -8,6 +9,7 @@ so a rule for a value is written once, whichever place the value comes from.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -76,3 +78,18 @@ def telegram_chat_id(raw: str) -> str:
     if not (raw.startswith("@") or re.fullmatch(r"-?\d+", raw)):
         raise ValueError("must be @channelname or a numeric chat id")
     return raw
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|m|h|d|w)", re.IGNORECASE)
+_UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(raw: str) -> timedelta:
+    """``30m`` (or ``30min``), ``48h``, ``7d``, ``2w``, ``1.5h``: a number and a unit."""
+    found = _DURATION.fullmatch(raw.strip())
+    if not found:
+        raise ValueError(f"expected a duration such as 30m, 48h, 7d or 2w, got {raw!r}")
+    try:
+        return timedelta(seconds=float(found[1]) * _UNIT_SECONDS[found[2].lower()])
+    except OverflowError:
+        raise ValueError(f"{raw.strip()!r} is longer than any duration can be") from None

@@ -1,5 +1,6 @@
-"""``config.yaml``: what a valid config is (``model``), reading and checking one with
-file:line: key errors (``load``), and the ``/watch`` edits (``edit``)."""
+"""``config.yaml``: what a valid config is (``model``), the forms of single values such as a
+database URL or a duration (``values``), reading and checking a config with file:line: key errors
+(``load``), and the ``/watch`` edits (``edit``)."""
 
 from .load import load_config, parse_config
 from .model import (

@@ -15,7 +15,7 @@ LAYERS = [
     {"alerts"},  # the package root: version and user agent
     {"types", "errors"},
     {"logs", "metrics", "healthcheck"},
-    {"config"},  # model, load, edit
+    {"config"},  # values, model, load, edit
     {"loopback", "fetch", "parse", "match"},
     {"cluster", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},

@@ -98,11 +98,17 @@ class _Checker:
         return node
 
     def value(
-        self, parse: Callable[[str], T], node: Any, key: str, line: int | None, **string: bool
+        self,
+        parse: Callable[[str], T],
+        node: Any,
+        key: str,
+        line: int | None,
+        *,
+        empty_ok: bool = False,
     ) -> T:
-        """``node`` as a string (``string``: options of ``string()``) read by ``parse``, one of
-        ``values``: its ValueError becomes this key's error."""
-        text = self.string(node, key, line, **string)
+        """``node`` as a string, read by ``parse`` (one of ``values``): its ValueError becomes
+        this key's error."""
+        text = self.string(node, key, line, empty_ok=empty_ok)
         try:
             return parse(text)
         except ValueError as exc:

@@ -2,7 +2,7 @@
 polling ``getUpdates``). Anyone may ask; admins (``destinations.telegram.admins``) may change.
 
 Every argument is untrusted: it is length-limited, refused when it carries control characters,
-and escaped in replies; config edits go through ``alerts.config_edit``.
+and escaped in replies; config edits go through ``alerts.config.edit``.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from .backtest import term_preview
-from .config import load_config
-from .config_edit import EditRefused, add_term, remove_term
+from .config import load_config, parse_duration
+from .config.edit import EditRefused, add_term, remove_term
 from .deliver.format import (
     TELEGRAM_LIMIT,
     cut_text,
@@ -44,8 +44,6 @@ MAX_ARG_CHARS = 300
 MAX_SUBSCRIPTIONS = 50
 MAX_RECENT = 20
 PREVIEW_DAYS = 7  # /watch shows what the new term would have matched in this many days
-_DURATION_RE = re.compile(r"^(\d{1,4})\s*(m|min|h|d|w)$", re.IGNORECASE)
-_UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_MUTE = timedelta(days=30)
 
 HELP = """<b>chipwatch</b> watches news feeds for AI-chip trade stories (chips, companies and
@@ -108,12 +106,12 @@ def clean_arg(text: str, *, limit: int = MAX_ARG_CHARS) -> str:
     return " ".join(text.split())
 
 
-def parse_duration(text: str) -> timedelta:
-    m = _DURATION_RE.match(text.strip())
-    if not m:
-        raise Refused("give a duration like 30m, 2h, 1d or 1w")
-    duration = timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2).lower()])
-    if not timedelta(0) < duration <= MAX_MUTE:
+def mute_duration(text: str) -> timedelta:
+    try:
+        duration = parse_duration(text)
+    except ValueError:
+        raise Refused("give a duration like 30m, 2h, 1d or 1w") from None
+    if not timedelta(minutes=1) <= duration <= MAX_MUTE:
         raise Refused("a mute lasts between 1 minute and 30 days")
     return duration
 
@@ -538,7 +536,7 @@ class Commands:
         term = self._find_term(parts[0])
         if term is None:
             raise Refused("that term is not on a watchlist; see /watchlist")
-        until = utcnow() + parse_duration(parts[1])
+        until = utcnow() + mute_duration(parts[1])
         self.runtime.store.mute(term.name, until=until, by_user=_user_id(update))
         event(log, "term_muted", term=term.name, until=until.isoformat(timespec="minutes"))
         await self._reply(

@@ -15,8 +15,7 @@ LAYERS = [
     {"alerts"},  # the package root: version and user agent
     {"types", "errors"},
     {"logs", "metrics", "healthcheck"},
-    {"config"},
-    {"config_edit"},
+    {"config"},  # values, model, load, edit
     {"loopback", "fetch", "parse", "match"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},

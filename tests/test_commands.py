@@ -319,6 +319,7 @@ HOSTILE = [
     ("category_shape", "/watch ../etc B300", "a category is lowercase"),
     ("bad_duration", "/mute Nvidia forever", "duration like 30m"),
     ("too_long_mute", "/mute Nvidia 90d", "between 1 minute and 30 days"),
+    ("too_short_mute", "/mute Nvidia 0.5m", "between 1 minute and 30 days"),
     ("recent_not_number", "/recent lots", "a number from 1 to 20"),
 ]
 

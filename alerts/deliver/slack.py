@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import USER_AGENT
+from ..config import SLACK_API_BASE
 from ..errors import Rejected, RetryLater, Unavailable
 from ..logs import event, redact
 from ..types import Alert
@@ -32,7 +33,6 @@ log = logging.getLogger("chipwatch.slack")
 PER_WEBHOOK = (1, 1.05)  # 1/s, with slack for network jitter
 PER_CHANNEL = (1, 1.05)  # chat.postMessage: about one message a second per channel
 UPDATES = (50, 61.0)  # chat.update is Tier 3: about 50 a minute
-SLACK_API_BASE = "https://slack.com/api/"
 
 # Errors that say the token or the channel is unusable, not this message: pause the destination.
 _UNAVAILABLE = frozenset(

@@ -16,9 +16,10 @@ from typing import TypeVar
 
 import sqlite_utils
 
+from ..config import is_postgres_url
 from ..errors import StoreError
 from ..types import Match
-from .engine import MIGRATION_LOCK, Database, PgReader, is_postgres_url, redact_url
+from .engine import MIGRATION_LOCK, Database, PgReader, redact_url
 
 T = TypeVar("T")
 

@@ -1,0 +1,556 @@
+"""Load and validate ``config.yaml`` into frozen dataclasses.
+
+Every error names the file, the 1-based line and the dotted key (``feeds[2].url``), so that
+``check-config`` and the bot itself can point at the exact place to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from ..errors import ConfigError
+from . import values
+from .model import (
+    DEFAULT_CATEGORIES,
+    DEFAULT_RULE,
+    Config,
+    Destinations,
+    FeedConfig,
+    OpsConfig,
+    PollConfig,
+    Rule,
+    SlackConfig,
+    StoriesConfig,
+    TelegramConfig,
+    Term,
+    keys,
+    limits,
+)
+
+T = TypeVar("T")
+
+# --- validation helpers -------------------------------------------------------------------
+
+
+class _Checker:
+    """Carries the file name so every helper can raise a precise ConfigError."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def fail(self, message: str, key: str | None, line: int | None) -> ConfigError:
+        return ConfigError(message, file=self.file, line=line, key=key)
+
+    @staticmethod
+    def key_line(node: Any, key: Any, fallback: int | None) -> int | None:
+        try:
+            return node.lc.key(key)[0] + 1
+        except (AttributeError, KeyError, TypeError):
+            return fallback
+
+    @staticmethod
+    def item_line(node: Any, index: int, fallback: int | None) -> int | None:
+        try:
+            return node.lc.item(index)[0] + 1
+        except (AttributeError, KeyError, TypeError, IndexError):
+            return fallback
+
+    def mapping(self, node: Any, key: str, line: int | None, allowed: set[str]) -> dict[Any, Any]:
+        if not isinstance(node, dict):
+            raise self.fail(f"must be a mapping, got {_type_name(node)}", key, line)
+        for k in node:
+            if k not in allowed:
+                sub = f"{key}.{k}" if key else str(k)
+                hint = f" (known keys: {', '.join(sorted(allowed))})"
+                raise self.fail(f"unknown key{hint}", sub, self.key_line(node, k, line))
+        return node
+
+    def seq(self, node: Any, key: str, line: int | None) -> list[Any]:
+        if not isinstance(node, list):
+            raise self.fail(f"must be a list, got {_type_name(node)}", key, line)
+        return node
+
+    def string(self, node: Any, key: str, line: int | None, *, empty_ok: bool = False) -> str:
+        if isinstance(node, bool) or not isinstance(node, (str, int, float)):
+            raise self.fail(f"must be a string, got {_type_name(node)}", key, line)
+        value = str(node).strip()
+        if not value and not empty_ok:
+            raise self.fail("must not be empty", key, line)
+        return value
+
+    def number(
+        self, node: Any, key: str, line: int | None, *, lo: float, hi: float, integer: bool = False
+    ) -> float:
+        if isinstance(node, bool) or not isinstance(node, (int, float)):
+            raise self.fail(f"must be a number, got {_type_name(node)}", key, line)
+        if integer and not isinstance(node, int):
+            raise self.fail(f"must be a whole number, got {node!r}", key, line)
+        if not lo <= node <= hi:
+            raise self.fail(f"must be between {lo:g} and {hi:g}, got {node!r}", key, line)
+        return node
+
+    def value(
+        self,
+        parse: Callable[[str], T],
+        node: Any,
+        key: str,
+        line: int | None,
+        *,
+        empty_ok: bool = False,
+    ) -> T:
+        """``node`` as a string, read by ``parse`` (one of ``values``): its ValueError becomes
+        this key's error."""
+        text = self.string(node, key, line, empty_ok=empty_ok)
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise self.fail(str(exc), key, line) from None
+
+    def boolean(self, node: Any, key: str, line: int | None) -> bool:
+        if not isinstance(node, bool):
+            raise self.fail(f"must be true or false, got {_type_name(node)}", key, line)
+        return node
+
+    def strings(self, node: Any, key: str, line: int | None) -> tuple[str, ...]:
+        if isinstance(node, str):
+            node = [node]
+        seq = self.seq(node, key, line)
+        return tuple(
+            self.string(v, f"{key}[{i}]", self.item_line(seq, i, line)) for i, v in enumerate(seq)
+        )
+
+
+_TYPE_NAMES = (
+    (bool, "a boolean"),
+    (dict, "a mapping"),
+    (list, "a list"),
+    (str, "a string"),
+    (int, "a number"),
+    (float, "a number"),
+)
+
+
+def _type_name(node: Any) -> str:
+    if node is None:
+        return "nothing (null)"
+    return next((name for t, name in _TYPE_NAMES if isinstance(node, t)), type(node).__name__)
+
+
+_CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+
+# --- sections -------------------------------------------------------------------------------
+
+# A section's keys are its dataclass's fields; a term's name is written ``term``, and its category
+# is the watchlist it is listed in.
+_TERM_KEYS = keys(Term) - {"name", "category"} | {"term"}
+
+
+def _number(c: _Checker, cls: type, m: dict, name: str, section: str, line: int | None) -> Any:
+    """``m[name]``, for the number field ``name`` of ``cls`` in ``section``: within the limit
+    declared beside the field, and whole when the field is an ``int``."""
+    limit, kind = limits(cls)[name]
+    key, kln = f"{section}.{name}", c.key_line(m, name, line)
+    return kind(c.number(m[name], key, kln, lo=limit.lo, hi=limit.hi, integer=kind is int))
+
+
+def _intervals(
+    c: _Checker, m: dict, key: str, line: int | None, given: dict[str, Any], default: PollConfig
+) -> tuple[int, int]:
+    """``interval_seconds`` and ``max_interval_seconds`` of a section (``poll``, or a feed), those
+    not given taken from ``default``: a ceiling not given rises to the interval, one given must
+    reach it."""
+    interval = given.get("interval_seconds", default.interval_seconds)
+    if "max_interval_seconds" not in given:
+        return interval, max(interval, default.max_interval_seconds)
+    if given["max_interval_seconds"] < interval:
+        raise c.fail(
+            f"must be at least interval_seconds ({interval})",
+            f"{key}.max_interval_seconds",
+            c.key_line(m, "max_interval_seconds", line),
+        )
+    return interval, given["max_interval_seconds"]
+
+
+def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
+    if node is None:
+        return PollConfig()
+    m = c.mapping(node, "poll", line, keys(PollConfig))
+    given: dict[str, Any] = {
+        k: c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
+        if k == "adaptive"
+        else _number(c, PollConfig, m, k, "poll", line)
+        for k, v in m.items()
+    }
+    interval, ceiling = _intervals(c, m, "poll", line, given, PollConfig())
+    return PollConfig(**{**given, "interval_seconds": interval, "max_interval_seconds": ceiling})
+
+
+def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
+    if node is None:
+        return StoriesConfig()
+    m = c.mapping(node, "stories", line, keys(StoriesConfig))
+    return StoriesConfig(**{k: _number(c, StoriesConfig, m, k, "stories", line) for k in m})
+
+
+def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
+    if node is None:
+        return OpsConfig()
+    m = c.mapping(node, "ops", line, keys(OpsConfig))
+    given: dict[str, Any] = {}
+    if "listen" in m:
+        kln = c.key_line(m, "listen", line)
+        given["listen"] = (
+            ""
+            if m["listen"] is None
+            else c.value(values.listen, m["listen"], "ops.listen", kln, empty_ok=True)
+        )
+    if "paused_after_minutes" in m:
+        given["paused_after_minutes"] = _number(
+            c, OpsConfig, m, "paused_after_minutes", "ops", line
+        )
+    return OpsConfig(**given)
+
+
+def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
+    if node is None:
+        return ()
+    seq = c.seq(node, "feeds", line)
+    feeds: list[FeedConfig] = []
+    names: set[str] = set()
+    for i, raw in enumerate(seq):
+        key, ln = f"feeds[{i}]", c.item_line(seq, i, line)
+        m = c.mapping(raw, key, ln, keys(FeedConfig))
+        for required in ("name", "url"):
+            if required not in m:
+                raise c.fail(f"missing required key '{required}'", key, ln)
+        name = c.string(m["name"], f"{key}.name", c.key_line(m, "name", ln))
+        if name in names:
+            raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
+        names.add(name)
+        url = c.value(values.http_url, m["url"], f"{key}.url", c.key_line(m, "url", ln))
+        given = {
+            k: _number(c, FeedConfig, m, k, key, ln)
+            for k in ("interval_seconds", "max_interval_seconds")
+            if k in m
+        }
+        interval, ceiling = _intervals(c, m, key, ln, given, poll)
+        feeds.append(
+            FeedConfig(name=name, url=url, interval_seconds=interval, max_interval_seconds=ceiling)
+        )
+    return tuple(feeds)
+
+
+def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> Term:
+    if not isinstance(raw, dict):
+        return Term(name=c.string(raw, key, line), category=category)
+    m = c.mapping(raw, key, line, _TERM_KEYS)
+    if "term" not in m:
+        raise c.fail("missing required key 'term'", key, line)
+
+    def kl(k: str) -> int | None:
+        return c.key_line(m, k, line)
+
+    opts: dict[str, Any] = {}
+    for k in ("aliases", "context", "exclude"):
+        if k in m:
+            opts[k] = c.strings(m[k], f"{key}.{k}", kl(k))
+    for k in ("case_sensitive", "fuzzy"):
+        if k in m:
+            opts[k] = c.boolean(m[k], f"{key}.{k}", kl(k))
+    return Term(name=c.string(m["term"], f"{key}.term", kl("term")), category=category, **opts)
+
+
+def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Term, ...]]:
+    if node is None:
+        raise c.fail("missing required section (categories of terms to watch)", "watchlists", line)
+    if not isinstance(node, dict):
+        raise c.fail(f"must be a mapping, got {_type_name(node)}", "watchlists", line)
+    lists: dict[str, tuple[Term, ...]] = {}
+    for cat, raw in node.items():
+        key, ln = f"watchlists.{cat}", c.key_line(node, cat, line)
+        if not isinstance(cat, str) or not _CATEGORY_RE.match(cat):
+            raise c.fail("category names are lowercase letters, digits and _", key, ln)
+        seq = c.seq(raw, key, ln)
+        if not seq:
+            raise c.fail("must list at least one term", key, ln)
+        terms = [
+            _term(c, t, cat, f"{key}[{i}]", c.item_line(seq, i, ln)) for i, t in enumerate(seq)
+        ]
+        seen: dict[str, int] = {}
+        for i, t in enumerate(terms):
+            folded = t.name.casefold()
+            if folded in seen:
+                raise c.fail(
+                    f"duplicate term {t.name!r} (also at index {seen[folded]})",
+                    f"{key}[{i}]",
+                    c.item_line(seq, i, ln),
+                )
+            seen[folded] = i
+        lists[cat] = tuple(terms)
+    if not lists:
+        raise c.fail("must define at least one category", "watchlists", line)
+    return lists
+
+
+def _rules(
+    c: _Checker, node: Any, line: int | None, watchlists: dict[str, tuple[Term, ...]]
+) -> tuple[Rule, ...]:
+    if node is None:
+        missing = [cat for cat in DEFAULT_CATEGORIES if cat not in watchlists]
+        if missing:
+            raise c.fail(
+                f"no 'rules' given, and the default rule needs the missing "
+                f"watchlist(s) {', '.join(missing)}",
+                "watchlists",
+                line,
+            )
+        return (DEFAULT_RULE,)
+    seq = c.seq(node, "rules", line)
+    if not seq:
+        raise c.fail("must list at least one rule", "rules", line)
+    term_names = {t.name.casefold(): t.name for terms in watchlists.values() for t in terms}
+    rules: list[Rule] = []
+    for i, raw in enumerate(seq):
+        key, ln = f"rules[{i}]", c.item_line(seq, i, line)
+        m = c.mapping(raw, key, ln, keys(Rule))
+        if "name" not in m:
+            raise c.fail("missing required key 'name'", key, ln)
+        name = c.string(m["name"], f"{key}.name", c.key_line(m, "name", ln))
+        parts: dict[str, Any] = {}
+        for k in ("all_of", "any_of", "none_of"):
+            if k in m:
+                kln = c.key_line(m, k, ln)
+                cats = c.strings(m[k], f"{key}.{k}", kln)
+                parts[k] = _defined(c, cats, f"{key}.{k}", kln, watchlists)
+        if "terms" in m:
+            kln = c.key_line(m, "terms", ln)
+            names = c.strings(m["terms"], f"{key}.terms", kln)
+            for t in names:
+                if t.casefold() not in term_names:
+                    raise c.fail(
+                        f"refers to unknown term {t!r}; add it to a watchlist first",
+                        f"{key}.terms",
+                        kln,
+                    )
+            parts["terms"] = tuple(term_names[t.casefold()] for t in names)
+        relation: list[tuple[str, ...]] = []
+        if "relation" in m:
+            kln = c.key_line(m, "relation", ln)
+            roles = c.seq(m["relation"], f"{key}.relation", kln)
+            if len(roles) < 2:
+                raise c.fail(
+                    "must list at least two roles (a category, or a list of categories)",
+                    f"{key}.relation",
+                    kln,
+                )
+            for j, role in enumerate(roles):
+                rkey = f"{key}.relation[{j}]"
+                cats = c.strings(role, rkey, c.item_line(roles, j, kln))
+                relation.append(_defined(c, cats, rkey, kln, watchlists))
+        if "within" in m:
+            if not relation:
+                raise c.fail(
+                    "only means something with 'relation'",
+                    f"{key}.within",
+                    c.key_line(m, "within", ln),
+                )
+            parts["within"] = _number(c, Rule, m, "within", key, ln)
+        if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
+            raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
+        rules.append(Rule(name=name, **parts, relation=tuple(relation)))
+    return tuple(rules)
+
+
+def _defined(
+    c: _Checker, cats: tuple[str, ...], key: str, line: int | None, watchlists: dict[str, Any]
+) -> tuple[str, ...]:
+    """``cats``, a rule's category names, when each is a watchlist of the config."""
+    for cat in cats:
+        if cat not in watchlists:
+            raise c.fail(
+                f"refers to missing watchlist {cat!r} (defined: {', '.join(watchlists)})", key, line
+            )
+    return cats
+
+
+def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
+    if node is None:
+        return Destinations()
+    m = c.mapping(node, "destinations", line, keys(Destinations) | {"console"})
+    telegram = slack = None
+    if m.get("telegram") is not None:
+        tln = c.key_line(m, "telegram", line)
+        t = c.mapping(m["telegram"], "destinations.telegram", tln, keys(TelegramConfig))
+        if "chat_id" in t:
+
+            def kl(k: str) -> int | None:
+                return c.key_line(t, k, tln)
+
+            chat_id = c.value(
+                values.telegram_chat_id,
+                t["chat_id"],
+                "destinations.telegram.chat_id",
+                kl("chat_id"),
+            )
+            opts: dict[str, Any] = {}
+            if "api_base_url" in t:
+                opts["api_base_url"] = c.value(
+                    values.http_url,
+                    t["api_base_url"],
+                    "destinations.telegram.api_base_url",
+                    kl("api_base_url"),
+                )
+            if "admins" in t:
+                admins = c.seq(t["admins"], "destinations.telegram.admins", kl("admins"))
+                ids = []
+                for i, a in enumerate(admins):
+                    if isinstance(a, bool) or not isinstance(a, int):
+                        raise c.fail(
+                            f"must be a numeric Telegram user id, got {a!r}",
+                            f"destinations.telegram.admins[{i}]",
+                            c.item_line(admins, i, kl("admins")),
+                        )
+                    ids.append(a)
+                opts["admins"] = tuple(ids)
+            if "link_preview" in t:
+                opts["link_preview"] = c.boolean(
+                    t["link_preview"], "destinations.telegram.link_preview", kl("link_preview")
+                )
+            telegram = TelegramConfig(chat_id=chat_id, **opts)
+    if "slack" in m:
+        slack = _slack(c, m["slack"], c.key_line(m, "slack", line))
+    return Destinations(telegram=telegram, slack=slack)
+
+
+def _slack(c: _Checker, node: Any, line: int | None) -> SlackConfig:
+    """``{}``: a webhook; with ``channel``: an app (``api_base_url`` only means something then)."""
+    s = c.mapping(node if node is not None else {}, "destinations.slack", line, keys(SlackConfig))
+    if "channel" not in s:
+        if "api_base_url" in s:
+            raise c.fail(
+                "only means something with 'channel' (a Slack app; a webhook has no API)",
+                "destinations.slack.api_base_url",
+                c.key_line(s, "api_base_url", line),
+            )
+        return SlackConfig()
+    channel = c.value(
+        values.slack_channel,
+        s["channel"],
+        "destinations.slack.channel",
+        c.key_line(s, "channel", line),
+    )
+    if "api_base_url" not in s:
+        return SlackConfig(channel=channel)
+    api_base_url = c.value(
+        values.http_url,
+        s["api_base_url"],
+        "destinations.slack.api_base_url",
+        c.key_line(s, "api_base_url", line),
+    )
+    return SlackConfig(channel=channel, api_base_url=api_base_url)
+
+
+def parse_config(text: str, *, path: Path | str) -> Config:
+    """Validate config text; ``path`` names the file in errors and anchors relative paths."""
+    path = Path(path)
+    c = _Checker(str(path))
+    try:
+        doc = YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.context_mark is not None and exc.problem:
+            problem += f" ({exc.context} started on line {exc.context_mark.line + 1})"
+        raise ConfigError(f"invalid YAML: {problem}", file=str(path), line=line) from None
+    except YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", file=str(path)) from None
+    if doc is None:
+        raise ConfigError("the file is empty", file=str(path), line=1)
+    top = c.mapping(doc, "", 1, keys(Config) - {"path"})
+
+    def kl(k: str) -> int | None:
+        return c.key_line(top, k, 1)
+
+    database = c.value(
+        lambda raw: values.database(raw, base=path.parent),
+        top.get("database", "chipwatch.db"),
+        "database",
+        kl("database"),
+    )
+    poll = _poll(c, top.get("poll"), kl("poll"))
+    feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
+    watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
+    rules = _rules(c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists)
+    destinations = _destinations(c, top.get("destinations"), kl("destinations"))
+    stories = _stories(c, top.get("stories"), kl("stories"))
+    log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
+    if log_format not in ("text", "json"):
+        raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
+    ops = _ops(c, top.get("ops"), kl("ops"))
+    return Config(
+        path=path,
+        database=database,
+        poll=poll,
+        feeds=feeds,
+        watchlists=watchlists,
+        rules=rules,
+        destinations=destinations,
+        stories=stories,
+        log_format=log_format,
+        ops=ops,
+    )
+
+
+def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file, then apply the environment's overrides
+    (``CHIPWATCH_DATABASE``, ``CHIPWATCH_OPS_LISTEN``; ``environ`` defaults to ``os.environ``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read file: {exc}", file=str(path)) from None
+    config = parse_config(text, path=path)
+    environ = os.environ if environ is None else environ
+    database = environ.get("CHIPWATCH_DATABASE")
+    if database:
+        config = replace(
+            config,
+            database=_from_env(
+                values.database,
+                database,
+                lambda message: ConfigError(
+                    message, file=str(path), key="CHIPWATCH_DATABASE (environment)"
+                ),
+            ),
+        )
+    listen = environ.get("CHIPWATCH_OPS_LISTEN")
+    if listen is not None:
+        listen = _from_env(
+            values.listen,
+            listen,
+            lambda message: ConfigError(
+                f"{message} (from the environment)", file="CHIPWATCH_OPS_LISTEN", key="ops.listen"
+            ),
+        )
+        config = replace(config, ops=replace(config.ops, listen=listen))
+    return config
+
+
+def _from_env(parse: Callable[[str], T], raw: str, fail: Callable[[str], ConfigError]) -> T:
+    """An environment variable's value read by ``parse``, one of ``values``."""
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise fail(str(exc)) from None

@@ -3,6 +3,7 @@ grow by edits, momentum, and retention."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from datetime import datetime, timedelta, timezone
@@ -18,6 +19,7 @@ from alerts.store import open_store
 from alerts.stories import (
     CANDIDATES,
     Clusterer,
+    Rarity,
     Story,
     StoryIndex,
     cluster_offline,
@@ -514,6 +516,16 @@ def test_decision_explains_itself():
     assert "joins story 7" in decision.explain() and "h200" in decision.explain()
     other = headline_features("US bans H200 imports", MATCHER.match("US bans H200 imports").matches)
     assert "new story" in index.decide(other, NOW).explain()
+
+
+def test_token_weights_add_up_the_same_in_any_order():
+    """A set's order changes with PYTHONHASHSEED: the weights must not add up differently, or a
+    decision on the threshold could differ between two runs on the same items."""
+    rarity = Rarity()
+    for i in range(50):
+        rarity.observe([f"w{j}" for j in range(i % 7 + 1)] + ["!restrict"])
+    tokens = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "!restrict", "unseen"]
+    assert len({rarity.total(order) for order in itertools.permutations(tokens)}) == 1
 
 
 def _features(title):

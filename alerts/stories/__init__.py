@@ -36,7 +36,7 @@ policy, ``place`` the ``Clusterer`` the pipeline calls (``Clusterer.place``).
 
 from .decide import JOIN, NEW, Decision
 from .features import Headline, headline_features
-from .index import CANDIDATES, Story, StoryIndex
+from .index import CANDIDATES, Rarity, Story, StoryIndex
 from .place import IDF_ITEMS, Clusterer, Placement, cluster_offline, outlet_of, says_more
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "Decision",
     "Headline",
     "Placement",
+    "Rarity",
     "Story",
     "StoryIndex",
     "cluster_offline",

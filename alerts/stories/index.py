@@ -37,8 +37,11 @@ class Rarity:
         self.df.update(set(tokens))
 
     def total(self, tokens: Iterable[str]) -> float:
+        """The tokens' summed weight. ``fsum`` is exact whatever the order: a plain sum of
+        floats follows the set's order, which changes with PYTHONHASHSEED, so a decision on the
+        threshold could differ between two runs of the same code on the same items."""
         docs, df = self.docs + 1, self.df
-        return sum(
+        return math.fsum(
             ACTION_WEIGHT if t[0] == "!" else IDF_FLOOR + math.log(docs / (df.get(t, 0) + 1))
             for t in tokens
         )

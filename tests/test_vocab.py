@@ -183,4 +183,4 @@ def test_two_reports_of_one_export_control_list_join():
         )
     ]
     first, second = cluster_offline(items, window=timedelta(hours=48), threshold=0.4)
-    assert first == second
+    assert first.story == second.story

@@ -252,14 +252,62 @@ def _event_start(words: Sequence[str]) -> int:
     return 0
 
 
+def _key(tokens: Sequence[str], i: int) -> tuple[str, str, int]:
+    """The word at ``i``, the key it reads as (two words, when they name a country or an
+    agency: "white house", "commerce department"), and the index after it."""
+    w = tokens[i]
+    pair = f"{w} {tokens[i + 1]}" if i + 1 < len(tokens) else ""
+    if pair in _AGENCIES or pair in _ACTORS:
+        return w, pair, i + 2
+    return w, w, i + 1
+
+
+def _lead(tokens: Sequence[str]) -> str:
+    """The country a headline opens with as its actor ("China bans…"), or the one it names as
+    the actor of a passive ("Nvidia H200 imports approved by China"), or ""."""
+    i, n = 0, len(tokens)
+    while i < n:
+        _, key, i = _key(tokens, i)
+        if key in _SKIP_LEAD:
+            continue
+        # "China bans…" leads with an actor; "China AI chip curbs…", "Chinese stocks…" do not.
+        after = tokens[i] if i < n else ""
+        if after in ("says", "said", "say", "warns", "confirms") and key not in _LEADERS:
+            continue  # "Nvidia says US…": the actor is what follows
+        if key in _LEADERS:
+            return _LEADERS[key] if _word(after) not in _NOT_ACTING else ""
+        break
+    for j in range(i, n - 1):
+        if tokens[j] == "by":
+            _, key, _ = _key(tokens, j + 1)
+            if key in _LEADERS:
+                return _LEADERS[key]
+    return ""
+
+
+def _acting_clause(text: str) -> list[str] | None:
+    """A second clause that says what happened when the first does not ("China slows down
+    its processors, Nvidia unveils less-powerful chip…": Nvidia acts): its words, else None.
+    It must open with a name and a kind of action, so a list ("US orders TSMC, other
+    foundries to…") is no clause."""
+    head, comma, rest = text.partition(", ")
+    if not comma or any(w in _ACTION_OF for w in normalise(head).split()):
+        return None
+    clause = normalise(rest).split()
+    return clause if len(clause) >= 2 and clause[1] in _ACTION_OF else None
+
+
 def headline_features(
     title: str, matches: Iterable[Match] = (), subjects: frozenset[str] = SUBJECT_CATEGORIES
 ) -> Headline:
     text = _US_RE.sub(" us ", title)
     for pattern, replacement in _PHRASES:
         text = pattern.sub(replacement, text)
-    tokens_list = normalise(_KICKER_RE.sub(" ", text, count=1)).split()
-    tokens_list = tokens_list[_event_start(tokens_list) :]
+    text = _KICKER_RE.sub(" ", text, count=1)
+    tokens_list = normalise(text).split()
+    start = _event_start(tokens_list)
+    tokens_list = tokens_list[start:]
+    lead = _lead(tokens_list if start else _acting_clause(text) or tokens_list)
     matches = list(matches)
     covered: set[str] = set()
     entities, specific, tokens = set(), set(), set()
@@ -278,23 +326,10 @@ def headline_features(
             tokens.add(sys.intern(_word(term.replace(" ", ""))))
     words, actions, actors = set(), set(), set()
     kinds: list[tuple[str, str]] = []
-    lead = ""
     n = len(tokens_list)
     i = 0
     while i < n:
-        w = tokens_list[i]
-        pair = f"{w} {tokens_list[i + 1]}" if i + 1 < n else ""
-        if pair in _AGENCIES or pair in _ACTORS:
-            key, i = pair, i + 2
-        else:
-            key, i = w, i + 1
-        if not lead and key not in _SKIP_LEAD:
-            # "China bans…" leads with an actor; "China AI chip curbs…", "Chinese stocks…" do not.
-            after = tokens_list[i] if i < n else ""
-            if after in ("says", "said", "say", "warns", "confirms") and key not in _LEADERS:
-                pass  # "Nvidia says US…": the actor is what follows
-            else:
-                lead = _LEADERS.get(key, "-") if _word(after) not in _NOT_ACTING else "-"
+        w, key, i = _key(tokens_list, i)
         if key in _AGENCIES:
             actors.add(_AGENCIES[key])
             continue
@@ -341,6 +376,6 @@ def headline_features(
         specific=shared_set(frozenset(specific)),
         actors=shared_set(frozenset(actors)),
         numbers=shared_set(frozenset(numbers)),
-        lead="" if lead == "-" else lead,
+        lead=lead,
         primary=primary,
     )

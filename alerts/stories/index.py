@@ -23,6 +23,12 @@ POSTING_READ = 256  # most recently active stories read from each posting for on
 CANDIDATES = 32  # stories compared in full with one item, the best ranked by blocking
 
 
+def _subject_key(term: str) -> str:
+    """The index key of a subject: everyday subjects ("chips", "semiconductors", "AI chips")
+    share one, so two vague headlines about one event find each other."""
+    return "" if generic_subject(term) else term
+
+
 class Rarity:
     """How rare each token is among the items seen (document frequency), for IDF weights."""
 
@@ -63,6 +69,7 @@ class Story:
     sources: list[str] = field(default_factory=list)  # outlets, first one first
     alert_id: int | None = None
     title: str = ""
+    parent: int | None = None  # a follow-up: the story whose thread it is posted in
     specific: dict[str, frozenset[str]] = field(default_factory=dict)  # kept by StoryIndex
 
     @property
@@ -112,7 +119,10 @@ class StoryIndex:
 
     def _keys(self, story: Story) -> tuple[tuple[dict[str, dict[int, None]], set[str]], ...]:
         """Each index with the keys the story is filed under in it."""
-        return ((self._by_entity, story.entities), (self._by_word, story.words))
+        return (
+            (self._by_entity, {_subject_key(e) for e in story.entities}),
+            (self._by_word, story.words),
+        )
 
     def _post(self, story: Story) -> None:
         """(Re)file the story under all its keys, as the most recently active."""
@@ -122,9 +132,7 @@ class StoryIndex:
         keys_by_index = self._keys(story)
         category = self._category
         story.specific = by_kind(
-            (category[e], e)
-            for e in keys_by_index[0][1]
-            if e in category and not generic_subject(e)
+            (category[e], e) for e in story.entities if e in category and not generic_subject(e)
         )
         for index, keys in keys_by_index:
             for key in keys:
@@ -147,14 +155,14 @@ class StoryIndex:
         self, item: Headline, *, at: datetime, source: str, title: str, new_id: int
     ) -> tuple[Decision, Story]:
         """Count the item towards token rarity, decide, then record: the item joins the story
-        chosen, or starts story ``new_id``."""
+        chosen, or starts story ``new_id`` (a follow-up's in the thread it follows up)."""
         self.rarity.observe(item.tokens)
         decision = self.decide(item, at, source=source)
         if decision.outcome == JOIN:
             assert decision.story is not None  # a join names its story
             self.absorb(decision.story, item, source=source, at=at)
             return decision, decision.story
-        story = Story(id=new_id, first_seen=at, last_seen=at, title=title)
+        story = Story(id=new_id, first_seen=at, last_seen=at, title=title, parent=decision.thread)
         story.absorb(item, source=source, at=at)
         self.add(story)
         return decision, story
@@ -166,7 +174,7 @@ class StoryIndex:
         hits: Counter[int] = Counter()
         subjects = []
         specific = {term for _, term in item.specific}
-        for entity in item.entities:
+        for entity in {_subject_key(e) for e in item.entities}:
             posting = self._by_entity.get(entity)
             if posting:
                 subjects.append(posting)

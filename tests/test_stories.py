@@ -105,9 +105,10 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(
     assert sorted(also.split(", ")) == sorted(o for o, _ in OUTLETS[1:])
     assert "MAJOR STORY · 5 sources" in final, "5 sources within the hour make it major"
     # The safety net: a joining outlet's headline that says more than the title is shown, so
-    # a join hides nothing; CNBC's says nothing the title does not ("sources say").
+    # a join hides nothing; CNBC's and The Verge's say nothing the title does not ("sources
+    # say"; "lets … in after import approval" is "approves imports").
     for outlet, title in OUTLETS[1:]:
-        assert (f"• {outlet}: {title}" in final) is (outlet != "CNBC"), outlet
+        assert (f"• {outlet}: {title}" in final) is (outlet not in ("CNBC", "The Verge")), outlet
     assert "story_joined" in second.stderr and "similarity" in second.stderr
 
 
@@ -531,6 +532,28 @@ def test_no_follow_up_across_a_veto(titles):
     ids=["another_company", "another_company_same_chip", "company_not_model"],
 )
 def test_a_subject_in_common_is_not_enough_to_follow_up(titles):
+    assert _notifications(titles) == 2
+
+
+def test_the_five_outlet_h200_story_with_its_nod_notifies_once():
+    """ "China gives nod to Nvidia's H200 imports, sources say" after "China approves first
+    imports of Nvidia H200 AI chips" was a second notification (similarity 0.34): "gives
+    nod" said no kind of action."""
+    titles = [title for _, title in OUTLETS] + [
+        "China gives nod to Nvidia's H200 imports, sources say"
+    ]
+    assert _notifications(titles) == 1
+
+
+def test_bans_and_allows_stay_two_notifications():
+    assert _notifications(["US bans H20 exports", "US allows H20 exports"]) == 2
+
+
+def test_a_kind_of_action_said_only_as_context_is_no_follow_up():
+    titles = [
+        "Nvidia tweaks flagship H100 chip for export to China as H800",
+        "Nvidia CEO Jensen Huang visits Beijing days after Nvidia launches H800",
+    ]
     assert _notifications(titles) == 2
 
 

@@ -28,6 +28,7 @@ from .features import (
     by_kind,
     conflict,
     nested,
+    numbers_agree,
     same_subject,
     specific_of,
 )
@@ -355,7 +356,7 @@ def veto(item: Headline, member: Headline) -> str:
         item.primary == member.primary
         and item.primary != "product"
         and ("plan" in item.actions) != ("plan" in member.actions)
-        and not item.numbers & member.numbers
+        and not numbers_agree(item.numbers, member.numbers)
     ):
         return "a plan, not the action"
     for a, b in ((item, member), (member, item)):
@@ -371,7 +372,7 @@ def veto(item: Headline, member: Headline) -> str:
             return "other countries or agencies"
     if item.lead and member.lead and item.lead != member.lead:
         return "another actor"
-    if item.numbers and member.numbers and not item.numbers & member.numbers:
+    if item.numbers and member.numbers and not numbers_agree(item.numbers, member.numbers):
         return "other numbers"
     return ""
 

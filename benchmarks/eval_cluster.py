@@ -17,7 +17,8 @@ As in the pipeline, a light edit of a headline the same outlet ran in the last 7
 rule of ``alerts.dedupe``) is the same item: it makes no alert of its own and counts as being in
 its original's cluster (``--no-edits`` clusters it like any other item).
 
-    python benchmarks/eval_cluster.py [--threshold 0.5] [--window-hours 48] [--show] [--no-edits]
+    python benchmarks/eval_cluster.py [--threshold 0.5] [--window-hours 48] [--follow-ups LEVEL]
+                                      [--show] [--no-edits]
 """
 
 from __future__ import annotations
@@ -39,7 +40,17 @@ from rapidfuzz import fuzz  # noqa: E402
 from alerts.config import load_config  # noqa: E402
 from alerts.dedupe import edited_titles, title_key  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
-from alerts.stories import FOLLOW, JOIN, Offline, cluster_offline  # noqa: E402
+from alerts.stories import (  # noqa: E402
+    FOLLOW,
+    FOLLOW_UP,
+    JOIN,
+    FollowUpRules,
+    Offline,
+    categories_of,
+    cluster_offline,
+)
+
+from common import FOLLOW_UP_LEVELS  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
 A800 = "2022-11-a800"  # 14 outlets, one event: issue #12 wants at most 2 alerts for it
@@ -92,6 +103,7 @@ def evaluate(
     show: bool = False,
     everything: bool = False,
     edits: bool = True,
+    follow_up: FollowUpRules = FOLLOW_UP,
 ) -> dict:
     """Cluster the real set and score it."""
     config = load_config(ROOT / "config.yaml")
@@ -113,7 +125,13 @@ def evaluate(
         for i in kept
     ]
     placed: list[Offline | None] = [None] * len(rows)
-    offline = cluster_offline(items, window=timedelta(hours=window_hours), threshold=threshold)
+    offline = cluster_offline(
+        items,
+        window=timedelta(hours=window_hours),
+        threshold=threshold,
+        categories=categories_of(config.watchlists),
+        follow_up=follow_up,
+    )
     for i, where in zip(kept, offline, strict=True):
         placed[i] = where
     for i, j in original.items():  # an edit is its original's item: no notification of its own
@@ -193,6 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="cluster every dated headline, not only those the matcher alerts on",
     )
+    ap.add_argument(
+        "--follow-ups",
+        choices=FOLLOW_UP_LEVELS,
+        default="shipped",
+        help="the follow-up rules, from loosest to strictest (shipped: the bot's)",
+    )
     args = ap.parse_args(argv)
     config = load_config(ROOT / "config.yaml")
     threshold = args.threshold if args.threshold is not None else config.stories.threshold
@@ -210,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             show=args.show and not args.sweep,
             everything=args.all,
             edits=not args.no_edits,
+            follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
         )
         print(
             f"{t:9.2f} {window:8.0f} {r['pair_precision']:7.3f} {r['pair_recall']:7.3f} "

@@ -22,8 +22,8 @@ Then it reads what the database says happened and reports, losing errors first:
 - notifications per event (a follow-up is not a notification), follow-ups, and pairwise
   precision and recall of the joins and of the threads (joins plus follow-ups).
 
-    python benchmarks/eval_events.py [FILE…] [--real-dates] [--step 5] [--threshold T]
-                                     [--show] [--sweep]
+    python benchmarks/eval_events.py [FILE…] [--real-dates] [--follow-ups LEVEL] [--step 5]
+                                     [--threshold T] [--show] [--sweep]
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # common.py, also when imported by the tests
 
 from alerts.config import Destinations, FeedConfig, Rule, load_config  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
@@ -54,7 +55,9 @@ from alerts.loopback import FeedServer, Route  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
-from alerts.stories import Clusterer  # noqa: E402
+from alerts.stories import FOLLOW_UP, Clusterer, FollowUpRules  # noqa: E402
+
+from common import FOLLOW_UP_LEVELS  # noqa: E402
 
 BUSY = ROOT.parent / "shared" / "eval" / "busy_days.tsv"
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
@@ -157,7 +160,7 @@ def render(rows: list[Row], *, upto: int, aggregator: bool) -> bytes:
 
 
 async def _simulate(
-    rows: list[Row], config, *, step: int, aggregator: bool
+    rows: list[Row], config, *, step: int, aggregator: bool, follow_up: FollowUpRules
 ) -> tuple[list[tuple], dict[int, int]]:
     """Poll every ``step`` minutes that something new was published in; the items' (guid,
     alert, story) and each story's thread."""
@@ -180,7 +183,9 @@ async def _simulate(
         )
         store = open_store(cfg.database)
         matcher = compile_matcher(cfg.watchlists, cfg.rules)
-        clusterer = Clusterer(store, cfg.stories, now=BASE, watchlists=cfg.watchlists)
+        clusterer = Clusterer(
+            store, cfg.stories, now=BASE, watchlists=cfg.watchlists, follow_up=follow_up
+        )
         polls = sorted({math.ceil(r.minute / step) * step for r in rows})
         async with Fetcher(cfg.poll) as fetcher:
             for t in polls:
@@ -213,6 +218,7 @@ def evaluate(
     show: bool = False,
     any_subject: bool = False,
     real_dates: bool = False,
+    follow_up: FollowUpRules = FOLLOW_UP,
 ) -> dict:
     """Run the file through the pipeline and score it."""
     rows = read_rows(path, real_dates=real_dates)
@@ -222,7 +228,9 @@ def evaluate(
     if threshold is not None:
         config = replace(config, stories=replace(config.stories, threshold=threshold))
     logging.disable(logging.WARNING)
-    records, thread_of = asyncio.run(_simulate(rows, config, step=step, aggregator=aggregator))
+    records, thread_of = asyncio.run(
+        _simulate(rows, config, step=step, aggregator=aggregator, follow_up=follow_up)
+    )
     logging.disable(logging.NOTSET)
     by_n = {r.n: r for r in rows}
     story_of: dict[int, int] = {}  # row -> story, for matched (alerting) rows
@@ -347,6 +355,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--sweep", action="store_true", help="try several thresholds")
     ap.add_argument(
+        "--follow-ups",
+        choices=FOLLOW_UP_LEVELS,
+        default="shipped",
+        help="the follow-up rules, from loosest to strictest (shipped: the bot's)",
+    )
+    ap.add_argument(
         "--real-dates",
         action="store_true",
         help="place each report at its real date (the file's date column) plus its minute",
@@ -367,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                     aggregator=args.aggregator,
                     any_subject=args.any_subject,
                     real_dates=args.real_dates,
+                    follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
                 )
                 print(
                     f"{r['file']:20} {t:9.2f} {len(r['wrong_joins']):5d} "
@@ -384,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             show=args.show,
             any_subject=args.any_subject,
             real_dates=args.real_dates,
+            follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
         )
         print(report(r))
     return 0

@@ -34,7 +34,7 @@ headline says, ``index`` the stories of the window and blocking, ``decide`` the 
 policy, ``place`` the ``Clusterer`` the pipeline calls (``Clusterer.place``).
 """
 
-from .decide import FOLLOW, JOIN, NEW, Decision
+from .decide import FOLLOW, FOLLOW_UP, JOIN, NEW, Decision, FollowUpRules
 from .features import Headline, headline_features
 from .index import CANDIDATES, Rarity, Story, StoryIndex
 from .place import (
@@ -56,7 +56,9 @@ __all__ = [
     "Offline",
     "Clusterer",
     "Decision",
+    "FollowUpRules",
     "FOLLOW",
+    "FOLLOW_UP",
     "Headline",
     "Placement",
     "Rarity",

@@ -49,6 +49,22 @@ CHIPS = "chips"  # the watchlist category of models, the most specific subjects
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FollowUpRules:
+    """What a follow-up needs besides the kind of action, a specific subject and no veto. The
+    bot uses ``FOLLOW_UP``; the evaluation loosens or tightens it to show the trade-off
+    (``benchmarks/eval_events.py --follow-ups``)."""
+
+    enabled: bool = True
+    same_actor: bool = True  # led by the same actor, or neither names one
+    within: bool = True  # names no company the story does not (chips: one of the story's)
+    model: bool = True  # names the model the headline it follows names
+    min_similarity: float = 0.0
+
+
+FOLLOW_UP = FollowUpRules()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
     """Why an item joined a story, followed one up or started one; logged, kept with the alert
     (``/why``), and shown by the ``cluster`` command."""
@@ -94,6 +110,7 @@ def decide(
     categories: Mapping[str, str],
     window: timedelta,
     threshold: float,
+    rules: FollowUpRules = FOLLOW_UP,
 ) -> Decision:
     """The story this item belongs to, or why it starts a new one.
 
@@ -121,7 +138,7 @@ def decide(
         if reason:
             vetoes[reason] += 1
             continue
-        follow = _likelier(follow, _followed(item, story, mine_specific, categories, alike))
+        follow = _likelier(follow, _followed(item, story, mine_specific, categories, alike, rules))
         score, closest = _closest(item, story, mine_specific, categories, alike)
         if closest is None:
             vetoes["nothing but the subject"] += 1
@@ -132,7 +149,7 @@ def decide(
             # TSMC…"): not confident, so a follow-up (when the item names nobody the story
             # does not), unless a member led as the item is joins.
             shared = tuple(sorted(_display(t) for t in item.tokens & closest.tokens))
-            if _within(item, story, categories):
+            if rules.enabled and (not rules.within or _within(item, story, categories)):
                 follow = _likelier(
                     follow,
                     Followed(
@@ -236,6 +253,7 @@ def _followed(
     mine_specific: frozenset[str],
     categories: Mapping[str, str],
     similarity: Callable[[Headline, Headline], float],
+    rules: FollowUpRules = FOLLOW_UP,
 ) -> Followed | None:
     """Whether the item can follow the story up, however unalike their words: one of the
     story's headlines (its first one did not veto the item: see ``_gate``)
@@ -251,25 +269,29 @@ def _followed(
       controls").
 
     Everyday subjects ("AI chips") are not enough, nor is the kind of action alone."""
-    if not item.primary:
+    if not rules.enabled or not item.primary:
         return None
     vague = not mine_specific
     if vague and not (item.lead and not specific_of(story.entities)):
         return None
-    if not _within(item, story, categories):
+    if rules.within and not _within(item, story, categories):
         return None
     found: Followed | None = None
     for member in story.members:
-        if member.primary != item.primary or item.lead != member.lead or veto(item, member):
+        if member.primary != item.primary or veto(item, member):
+            continue
+        if rules.same_actor and item.lead != member.lead:
             continue
         if vague:
             subjects = {_display(t) for t in item.tokens & member.tokens if t[0] != "!"}
         else:
             theirs = specific_of(member.entities)
             subjects = {x for x in mine_specific if any(same_subject(x, y) for y in theirs)}
-        if not subjects or not _covers(item, member, categories):
+        if not subjects or (rules.model and not _covers(item, member, categories)):
             continue
         s = similarity(item, member)
+        if s < rules.min_similarity:
+            continue
         if found is None or s > found.score:
             found = Followed(
                 score=s,

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from itertools import islice, takewhile
 
 from . import decide as policy
-from .decide import JOIN, Decision
+from .decide import FOLLOW_UP, JOIN, Decision, FollowUpRules
 from .features import Headline, by_kind, generic_subject
 
 MAX_MEMBERS = 8  # member headlines a story keeps to compare with (the first ones)
@@ -105,9 +105,11 @@ class StoryIndex:
         threshold: float,
         categories: Mapping[str, str] | None = None,
         rarity: Rarity | None = None,
+        follow_up: FollowUpRules = FOLLOW_UP,
     ):
         self.window = window
         self.threshold = threshold
+        self.follow_up = follow_up
         # Subject term -> its watchlist category, to know which of a stored story's subjects
         # are companies and which are chips; learnt from each item too.
         self._category: dict[str, str] = dict(categories or {})
@@ -242,4 +244,5 @@ class StoryIndex:
             categories=self._category,
             window=self.window,
             threshold=self.threshold,
+            rules=self.follow_up,
         )

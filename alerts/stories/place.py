@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from ..config import StoriesConfig, Term
 from ..types import Match, StoryRecord
-from .decide import JOIN, NEW, Decision, Outcome
+from .decide import FOLLOW_UP, JOIN, NEW, Decision, FollowUpRules, Outcome
 from .features import Headline, headline_features
 from .index import Story, StoryIndex
 
@@ -32,12 +32,14 @@ class Clusterer:
         *,
         now: datetime,
         watchlists: Mapping[str, Sequence[Term]] | None = None,
+        follow_up: FollowUpRules = FOLLOW_UP,
     ):
         self.config = config
         self.index = StoryIndex(
             window=timedelta(hours=config.window_hours),
             threshold=config.threshold,
             categories=categories_of(watchlists or {}),
+            follow_up=follow_up,
         )
         # Tens of thousands of stories are tens of thousands of new containers: left on, the
         # cyclic collector traverses them over and over while they load (most of the startup
@@ -179,10 +181,14 @@ def cluster_offline(
     *,
     window: timedelta,
     threshold: float,
+    categories: Mapping[str, str] | None = None,
+    follow_up: FollowUpRules = FOLLOW_UP,
 ) -> list[Offline]:
     """Cluster (title, time, source, matches) in time order; returns where each item went.
     Used by the evaluation and the tests; the pipeline uses ``Clusterer`` with the store."""
-    index = StoryIndex(window=window, threshold=threshold)
+    index = StoryIndex(
+        window=window, threshold=threshold, categories=categories, follow_up=follow_up
+    )
     placed: dict[int, Offline] = {}
     next_id = 1
     for i in sorted(range(len(items)), key=lambda i: items[i][1]):

@@ -4,6 +4,8 @@ the script's own folder, ``benchmarks/``, on ``sys.path``."""
 from __future__ import annotations
 
 import random
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 
 from alerts.stories import FOLLOW_UP, FollowUpRules  # the scripts put the repository on the path
 
@@ -29,3 +31,20 @@ FOLLOW_UP_LEVELS = {
     "similar": FollowUpRules(min_similarity=0.2),
     "off": FollowUpRules(enabled=False),
 }
+
+
+def parse_date(value: str) -> datetime | None:
+    """A date as the sets write it (ISO 8601 or RFC 822; UTC when no zone is given), or None."""
+    value = value.strip()
+    if not value:
+        return None
+    for parse in (
+        lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
+        parsedate_to_datetime,
+    ):
+        try:
+            d = parse(value)
+        except (ValueError, TypeError, IndexError):
+            continue
+        return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return None

@@ -27,8 +27,7 @@ import argparse
 import csv
 import sys
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
+from datetime import timedelta
 from itertools import combinations
 from pathlib import Path
 
@@ -50,26 +49,10 @@ from alerts.stories import (  # noqa: E402
     cluster_offline,
 )
 
-from common import FOLLOW_UP_LEVELS  # noqa: E402
+from common import FOLLOW_UP_LEVELS, parse_date  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
 A800 = "2022-11-a800"  # 14 outlets, one event: issue #12 wants at most 2 alerts for it
-
-
-def parse_date(value: str) -> datetime | None:
-    value = value.strip()
-    if not value:
-        return None
-    for parse in (
-        lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
-        parsedate_to_datetime,
-    ):
-        try:
-            d = parse(value)
-        except (ValueError, TypeError, IndexError):
-            continue
-        return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
-    return None
 
 
 EDIT_LOOKBACK = timedelta(days=7)

@@ -40,7 +40,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import format_datetime
 from itertools import combinations
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -57,7 +57,7 @@ from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
 from alerts.stories import FOLLOW_UP, Clusterer, FollowUpRules  # noqa: E402
 
-from common import FOLLOW_UP_LEVELS  # noqa: E402
+from common import FOLLOW_UP_LEVELS, parse_date  # noqa: E402
 
 BUSY = ROOT.parent / "shared" / "eval" / "busy_days.tsv"
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
@@ -103,7 +103,7 @@ def read_rows(path: Path, *, real_dates: bool = False) -> list[Row]:
 
 def _real_set(raw: list[dict]) -> list[Row]:
     """The real set's dated rows at their publication times; the story id is the event."""
-    dated = [(n, r, _parse_date(r["date"])) for n, r in enumerate(raw)]
+    dated = [(n, r, parse_date(r["date"])) for n, r in enumerate(raw)]
     dated = [(n, r, when) for n, r, when in dated if when is not None]
     first = min(when for _, _, when in dated)
     return [
@@ -117,20 +117,6 @@ def _real_set(raw: list[dict]) -> list[Row]:
         )
         for n, r, when in dated
     ]
-
-
-def _parse_date(value: str) -> datetime | None:
-    value = value.strip()
-    for parse in (
-        lambda v: datetime.fromisoformat(v.replace("Z", "+00:00")),
-        parsedate_to_datetime,
-    ):
-        try:
-            d = parse(value)
-        except (ValueError, TypeError, IndexError):
-            continue
-        return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
-    return None
 
 
 def _host(source: str) -> str:

@@ -206,6 +206,7 @@ def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int
             stories=config.stories,
             at=utcnow(),
             apart=timedelta(minutes=args.minutes_apart),
+            watchlists=config.watchlists,
         ),
         start=1,
     ):

@@ -115,6 +115,7 @@ class Runtime:
             new_items=outcome.new_items,
             alerts=outcome.alerts,
             story_joins=outcome.story_joins,
+            story_followups=outcome.story_followups,
         )
 
     async def deliver(self) -> None:

@@ -574,7 +574,11 @@ def _outermost(raw: list[_Hit]) -> list[_Hit]:
 
 
 def second_opinion(
-    title: str, summary: str, categories: Collection[str], *, threshold: float
+    title: str,
+    summary: str,
+    categories: Collection[str],
+    *,
+    threshold: float = LEARNED_ON.threshold,
 ) -> Opinion:
     """The shipped model's opinion of an item, given the categories the matcher found in it."""
     title_text = normalise(title)

@@ -7,7 +7,7 @@ import typing
 
 import pytest
 
-from alerts.config import load_config, model, parse_duration
+from alerts.config import SlackConfig, load_config, model, parse_duration
 from alerts.errors import ConfigError
 from tests.support import MINIMAL_WATCHLISTS, ROOT, run_bot
 
@@ -114,6 +114,22 @@ BAD_CONFIGS = [
         None,
         "rules[0].name",
         "names the learned opinion",
+    ),
+    (
+        "bad_slack_channel",
+        GOOD_HEAD + MINIMAL_WATCHLISTS + "destinations:\n  slack:\n    channel: chip news\n",
+        None,
+        "destinations.slack.channel",
+        '"#channel-name"',
+    ),
+    (
+        "slack_api_base_url_without_channel",
+        GOOD_HEAD
+        + MINIMAL_WATCHLISTS
+        + "destinations:\n  slack:\n    api_base_url: http://127.0.0.1:9/api/\n",
+        None,
+        "destinations.slack.api_base_url",
+        "only means something with 'channel'",
     ),
     ("empty_file", "", 1, None, "empty"),
 ]
@@ -335,3 +351,21 @@ def test_one_duration_form_for_backtest_and_mute(text, minutes):
 def test_a_duration_that_is_none_says_what_one_looks_like(text):
     with pytest.raises(ValueError, match=r"30m, 48h, 7d or 2w|longer than any duration"):
         parse_duration(text)
+
+
+def test_slack_is_a_webhook_or_an_app_posting_to_a_channel(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL_WATCHLISTS + "destinations:\n  slack: {}\n", encoding="utf-8")
+    assert load_config(path).destinations.slack == SlackConfig()  # the webhook
+    path.write_text(
+        MINIMAL_WATCHLISTS + "destinations:\n  slack:\n    channel: '#chip-news'\n"
+        "    api_base_url: http://127.0.0.1:9/api/\n",
+        encoding="utf-8",
+    )
+    slack = load_config(path).destinations.slack
+    assert slack == SlackConfig(channel="#chip-news", api_base_url="http://127.0.0.1:9/api/")
+    path.write_text(
+        MINIMAL_WATCHLISTS + "destinations:\n  slack: {channel: C0123ABCDEF}\n", encoding="utf-8"
+    )
+    slack = load_config(path).destinations.slack
+    assert (slack.channel, slack.api_base_url) == ("C0123ABCDEF", "https://slack.com/api/")

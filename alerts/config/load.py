@@ -449,15 +449,36 @@ def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
                 )
             telegram = TelegramConfig(chat_id=chat_id, **opts)
     if "slack" in m:
-        sln = c.key_line(m, "slack", line)
-        c.mapping(
-            m["slack"] if m["slack"] is not None else {},
-            "destinations.slack",
-            sln,
-            keys(SlackConfig),
-        )
-        slack = SlackConfig()
+        slack = _slack(c, m["slack"], c.key_line(m, "slack", line))
     return Destinations(telegram=telegram, slack=slack)
+
+
+def _slack(c: _Checker, node: Any, line: int | None) -> SlackConfig:
+    """``{}``: a webhook; with ``channel``: an app (``api_base_url`` only means something then)."""
+    s = c.mapping(node if node is not None else {}, "destinations.slack", line, keys(SlackConfig))
+    if "channel" not in s:
+        if "api_base_url" in s:
+            raise c.fail(
+                "only means something with 'channel' (a Slack app; a webhook has no API)",
+                "destinations.slack.api_base_url",
+                c.key_line(s, "api_base_url", line),
+            )
+        return SlackConfig()
+    channel = c.value(
+        values.slack_channel,
+        s["channel"],
+        "destinations.slack.channel",
+        c.key_line(s, "channel", line),
+    )
+    if "api_base_url" not in s:
+        return SlackConfig(channel=channel)
+    api_base_url = c.value(
+        values.http_url,
+        s["api_base_url"],
+        "destinations.slack.api_base_url",
+        c.key_line(s, "api_base_url", line),
+    )
+    return SlackConfig(channel=channel, api_base_url=api_base_url)
 
 
 def parse_config(text: str, *, path: Path | str) -> Config:

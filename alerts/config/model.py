@@ -12,6 +12,7 @@ from ..logs import redact_database_url
 from .values import split_listen
 
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
+SLACK_API_BASE = "https://slack.com/api/"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,11 @@ class TelegramConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SlackConfig:
-    pass
+    """No channel: an incoming webhook (SLACK_WEBHOOK_URL). A channel: a Slack app posting
+    there with a bot token (SLACK_BOT_TOKEN), which can edit its alerts and thread follow-ups."""
+
+    channel: str | None = None  # "#chip-news" or a channel id ("C0123ABCD")
+    api_base_url: str = SLACK_API_BASE
 
 
 OPS_LISTEN_DEFAULT = "127.0.0.1:9108"

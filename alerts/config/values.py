@@ -74,6 +74,19 @@ def http_url(raw: str) -> str:
     return raw
 
 
+# A channel's name ("#chip-news"; Slack allows letters of any script, lowercase) or its id.
+_SLACK_CHANNEL = re.compile(r"^(#[^\s#,.A-Z]{1,80}|[CG][A-Z0-9]{6,})$")
+
+
+def slack_channel(raw: str) -> str:
+    if not _SLACK_CHANNEL.match(raw):
+        raise ValueError(
+            'must be "#channel-name" (lowercase, no spaces or periods) or a channel id like '
+            f"C0123456789, got {raw!r}"
+        )
+    return raw
+
+
 def telegram_chat_id(raw: str) -> str:
     if not (raw.startswith("@") or re.fullmatch(r"-?\d+", raw)):
         raise ValueError("must be @channelname or a numeric chat id")

@@ -135,6 +135,15 @@ class OutboxStore:
         ).fetchone()
         return row[0] if row else None
 
+    def delivery_pending(self, alert_id: int, destination: str) -> bool:
+        """Whether an alert still waits for a destination (due or not)."""
+        row = self.db.execute(
+            "SELECT 1 FROM deliveries WHERE alert_id = ? AND destination = ? "
+            "AND status = 'pending'",
+            [alert_id, destination],
+        ).fetchone()
+        return row is not None
+
     def attempts(self, alert_id: int, destination: str) -> int:
         row = self.db.execute(
             "SELECT attempts FROM deliveries WHERE alert_id = ? AND destination = ?",
@@ -156,6 +165,15 @@ class OutboxStore:
             "WHERE alert_id = ? AND destination = ?",
             [error, alert_id, destination],
         )
+
+    def alert_by_title(self, title: str) -> Alert | None:
+        """The latest alert with this headline (letter case aside), if one is stored."""
+        rows = self.db.query(
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts a {self._ALERT_JOIN} "
+            "WHERE LOWER(a.title) = LOWER(?) ORDER BY a.id DESC LIMIT 1",
+            [title],
+        )
+        return next((self._alert_from_row(r) for r in rows), None)
 
     def recent_alerts(self, n: int = 10) -> list[Alert]:
         rows = self.db.query(

@@ -452,13 +452,16 @@ class Matcher:
         """``result.explain()``, plus how each relation rule that held was met, and how to
         silence a learned alert."""
         lines = [result.explain()]
-        if result.opinion and result.opinion.alert:
+        opinion = result.opinion
+        if opinion and opinion.alert:
+            # What an admin can do about a wrong one: an item whose terms are all excluded has
+            # no watchlist match left, and an item with none is not scored.
             terms = ", ".join(dict.fromkeys(m.term for m in result.matches)) or "none"
+            words = f"{opinion.weighed[0][0]!r}" if opinion.weighed else "its words"
             lines.append(
-                f"  to silence it: exclude: the words that weighed most on the terms that let it"
-                f" be scored ({terms}; with no watchlist match it is not scored), raise"
-                f" learned.threshold above {result.opinion.score:.3f}, or set learned: {{enabled:"
-                f" false}}"
+                f"  to silence it: add {words} to the exclude: of the terms it matched ({terms}),"
+                f" raise learned.threshold above {opinion.score:.3f}, or set learned:"
+                " {enabled: false}"
             )
         for rule in self.rules:
             if rule.name in result.rules and rule.relation:

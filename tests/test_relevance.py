@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import pytest
@@ -172,3 +173,21 @@ def test_training_reproduces_the_committed_model_byte_for_byte():
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "up to date" in out.stdout
+
+
+def test_the_silencing_advice_works():
+    """Adding the word the explanation names to the exclude: of the terms it matched leaves
+    no watchlist match, so the opinion is not asked."""
+    result = ON.match(AFFILIATES)
+    assert result.opinion is not None
+    words = result.opinion.weighed[0][0]
+    assert f"add {words!r} to the exclude: of the terms it matched" in ON.explain(result)
+    matched = {m.term for m in result.matches}
+    watchlists = {
+        cat: tuple(
+            replace(t, exclude=(*t.exclude, words)) if t.name in matched else t for t in terms
+        )
+        for cat, terms in CONFIG.watchlists.items()
+    }
+    quiet = compile_matcher(watchlists, CONFIG.rules, CONFIG.learned).match(AFFILIATES)
+    assert not quiet.alert and quiet.opinion is None

@@ -528,7 +528,8 @@ class FakeTelegram(LoopbackServer):
         self.strict_ampersand = strict_ampersand
         self.clock = clock
 
-        # records (read them under no lock: list appends are atomic)
+        # records (read them under no lock: list appends are atomic); ``calls`` in order of
+        # arrival, each with ``status`` None until it is answered
         self.sent: list[dict] = []
         self.edits: list[dict] = []
         self.calls: list[dict] = []
@@ -754,7 +755,9 @@ class FakeTelegram(LoopbackServer):
             "content_type": req.headers.get("Content-Type", ""),
             "params": {},
             "timestamp": time.time(),
+            "status": None,  # until answered: a long poll is seen while it waits
         }
+        self.calls.append(record)  # on arrival, so a test can wait for a call in flight
         try:
             body = self._read_body(req)
             if token is None or len(parts) != 3 or not TOKEN_RE.match(token):
@@ -777,14 +780,12 @@ class FakeTelegram(LoopbackServer):
             if err.parameters:
                 payload["parameters"] = err.parameters
             record.update(status=err.status, description=err.description)
-            self.calls.append(record)
             if err.raw_body is not None:
                 self._respond(req, err.status, err.raw_body, "text/html")
             else:
                 self._respond(req, err.status, json.dumps(payload).encode(), "application/json")
             return
         record.update(status=200, result=result)
-        self.calls.append(record)
         with self._lock:
             hold = next((h for h in self._holds if h["method"] == method.lower()), None)
             if hold is not None:

@@ -50,6 +50,7 @@ def stored(tmp_path, serve):
     return tmp_path, url
 
 
+@pytest.mark.system
 def test_backtest_shows_what_a_candidate_config_changes(stored):
     tmp_path, url = stored
     db = tmp_path / "cw.db"
@@ -76,6 +77,7 @@ def test_backtest_shows_what_a_candidate_config_changes(stored):
     assert rows == 1
 
 
+@pytest.mark.system
 def test_backtest_window_and_bad_arguments(stored, tmp_path):
     config = tmp_path / "config.yaml"
     with sqlite3.connect(tmp_path / "cw.db") as db:  # one item was seen three days ago
@@ -86,6 +88,7 @@ def test_backtest_window_and_bad_arguments(stored, tmp_path):
     assert bad.returncode == 2 and "30m, 48h, 7d or 2w" in bad.stderr
 
 
+@pytest.mark.system
 def test_backtest_without_a_database_says_so(tmp_path):
     config = write_config(tmp_path, [], watchlists=WATCH)
     out = run_bot("backtest", "--config", str(config))

@@ -114,6 +114,7 @@ def test_config_errors_name_file_line_and_key(tmp_path, text, line, key, message
         assert err.line is not None and err.line >= 1
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("command", ["check-config", "once", "match"])
 def test_cli_exits_2_with_file_line_key_on_config_error(tmp_path, command):
     path = tmp_path / "config.yaml"
@@ -127,12 +128,14 @@ def test_cli_exits_2_with_file_line_key_on_config_error(tmp_path, command):
     assert f"{path}:4: feeds[0].urll: unknown key" in result.stderr
 
 
+@pytest.mark.system
 def test_missing_config_file_exits_2(tmp_path):
     result = run_bot("check-config", "--config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "nope.yaml: file not found" in result.stderr
 
 
+@pytest.mark.system
 def test_shipped_config_is_valid_and_summarised():
     result = run_bot("check-config", "--config", str(ROOT / "config.yaml"))
     assert result.returncode == 0, result.stderr

@@ -255,6 +255,7 @@ def _telegram_config(tmp_path, feed_url, fake):
     )
 
 
+@pytest.mark.system
 def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegram):
     url = serve(
         rss(
@@ -284,6 +285,7 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
         )
 
 
+@pytest.mark.system
 def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, telegram):
     url = serve(
         rss(
@@ -307,6 +309,7 @@ def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, te
     assert "revokedrevoked" not in result.stderr + result.stdout
 
 
+@pytest.mark.system
 def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
     config = _telegram_config(tmp_path, serve(rss([])), telegram)
     result = run_bot("once", "--config", str(config), env=_env())
@@ -314,6 +317,7 @@ def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
     assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
 
 
+@pytest.mark.system
 def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
     url = serve(
         rss(
@@ -347,6 +351,7 @@ DISTINCT = [
 ]
 
 
+@pytest.mark.system
 def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat(
     tmp_path, serve, telegram
 ):
@@ -388,6 +393,7 @@ def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat
     assert "pending=0" in again.stdout
 
 
+@pytest.mark.system
 def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(
     tmp_path, serve, telegram
 ):

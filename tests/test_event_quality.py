@@ -40,6 +40,7 @@ def _aggregator_config(tmp_path: Path, serve, items) -> Path:
     )
 
 
+@pytest.mark.system
 def test_aggregator_items_are_their_outlets(tmp_path, serve):
     """One Google News feed: its items' <source> outlets make one story, named in the alert;
     the same outlet twice is two events."""

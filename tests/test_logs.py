@@ -6,6 +6,7 @@ import io
 import logging
 
 import httpx
+import pytest
 
 from alerts.logs import REDACTED, event, setup_logging
 from alerts.loopback import FeedServer, Route
@@ -55,6 +56,7 @@ def test_tokens_in_httpx_debug_logs_are_redacted(monkeypatch):
     assert logged.count(REDACTED) >= 3
 
 
+@pytest.mark.system
 def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypatch):
     """`--log-format json` (or `log_format: json` in the config): one JSON object a line, the
     same event names and fields, secrets redacted in messages and tracebacks alike."""

@@ -91,6 +91,7 @@ def test_tokens_keep_offsets_into_original_text():
     assert [text[a:b] for a, b in token_spans(text)] == ["Ｈ２００", "and", "华为", "chips"]
 
 
+@pytest.mark.system
 def test_match_cli_human_and_jsonl():
     human = run_bot("match", "China approves first imports of Nvidia H200 AI chips")
     assert human.returncode == 0

@@ -202,6 +202,7 @@ def test_bad_ops_listen_names_file_line_and_key(value, message):
     assert message in str(err.value)
 
 
+@pytest.mark.system
 def test_check_config_exits_2_on_a_bad_listen_and_on_a_bad_environment(tmp_path):
     config = write_config(tmp_path, [], ops_listen="127.0.0.1:99999")
     out = run_bot("check-config", "--config", str(config))
@@ -297,6 +298,7 @@ async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_pat
 # --- over HTTP, against a running `run` ------------------------------------------------------
 
 
+@pytest.mark.system
 def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, serve, feed_server):
     items = [{"title": FIRST, "link": "https://n.example/1", "guid": "1", "date": ago(minutes=3)}]
     url = serve(rss(items))
@@ -391,6 +393,7 @@ def _healthcheck_command() -> list[str]:
     return json.loads(command) if command.startswith("[") else shlex.split(command)
 
 
+@pytest.mark.system
 def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
     prefix = _without_root_overrides()
     command = _healthcheck_command()
@@ -437,6 +440,7 @@ def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
         _stop(proc, log)
 
 
+@pytest.mark.system
 def test_a_taken_address_is_logged_and_run_goes_on(tmp_path, serve):
     url = serve(
         rss([{"title": FIRST, "link": "https://n.example/t", "guid": "t", "date": ago(minutes=2)}])

@@ -60,6 +60,8 @@ def _pip(*args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+# Its tests are marked xdist_group("wheel"): one worker runs them all (make test uses
+# --dist loadgroup), so the wheel is built once, not once per worker.
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("packaging")
@@ -99,6 +101,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     return Installed(wheel=wheel, venv=env_dir, outside=outside)
 
 
+@pytest.mark.system
+@pytest.mark.xdist_group("wheel")
 def test_the_wheel_carries_the_package_its_data_and_the_entry_point(installed):
     with zipfile.ZipFile(installed.wheel) as whl:
         names = set(whl.namelist())
@@ -126,6 +130,8 @@ def test_the_wheel_carries_the_package_its_data_and_the_entry_point(installed):
     assert "Requires-Python: >=3.11\n" in metadata
 
 
+@pytest.mark.system
+@pytest.mark.xdist_group("wheel")
 def test_chipwatch_imports_the_installed_copy_not_the_checkout(installed):
     done = installed.run("python", "-c", "import alerts; print(alerts.__file__)")
 
@@ -133,6 +139,8 @@ def test_chipwatch_imports_the_installed_copy_not_the_checkout(installed):
     assert Path(done.stdout.strip()).is_relative_to(installed.venv)
 
 
+@pytest.mark.system
+@pytest.mark.xdist_group("wheel")
 def test_chipwatch_help_and_version(installed):
     helped = installed.run("chipwatch", "--help")
     version = installed.run("chipwatch", "--version")
@@ -144,6 +152,8 @@ def test_chipwatch_help_and_version(installed):
     assert version.returncode == 0 and version.stdout.strip() == f"chipwatch {alerts.__version__}"
 
 
+@pytest.mark.system
+@pytest.mark.xdist_group("wheel")
 def test_chipwatch_check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one(installed):
     good = installed.outside.parent / "good.yaml"
     shutil.copy2(ROOT / "config.yaml", good)
@@ -162,6 +172,8 @@ def test_chipwatch_check_config_accepts_a_good_file_and_names_the_line_of_a_bad_
     assert "config.yaml" in missing.stderr
 
 
+@pytest.mark.system
+@pytest.mark.xdist_group("wheel")
 def test_chipwatch_demo_runs_from_the_wheel_outside_the_repository(installed):
     done = installed.run("chipwatch", "demo")
 

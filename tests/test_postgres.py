@@ -45,6 +45,7 @@ def test_database_url_in_the_config_and_the_environment(tmp_path):
     assert load_config(write_config(tmp_path, []), environ={}).database == tmp_path / "cw.db"
 
 
+@pytest.mark.system
 @pytest.mark.parametrize(
     "value,message",
     [
@@ -64,6 +65,7 @@ def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_pat
         load_config(write_config(tmp_path, []), environ={"CHIPWATCH_DATABASE": value})
 
 
+@pytest.mark.system
 def test_check_config_shows_the_database_url_without_its_password(tmp_path):
     config = write_config(tmp_path, [], database="postgresql://cw:hunter22@db.example/chipwatch")
     out = run_bot("check-config", "--config", str(config))
@@ -144,6 +146,7 @@ def test_password_from_the_url_the_environment_or_a_passfile(postgres, tmp_path,
     open_store(without).close()
 
 
+@pytest.mark.system
 def test_an_unreachable_server_is_a_clear_error(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -162,6 +165,7 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
 # --- the whole bot -----------------------------------------------------------------------------
 
 
+@pytest.mark.system
 def test_once_status_and_backtest_end_to_end_on_postgresql(postgres, tmp_path, serve, telegram):
     url = _secret_url(postgres, _name(postgres.new_database()))
     feed = serve(

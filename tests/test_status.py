@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from alerts.store import open_store
 from alerts.types import FeedItem, Match, MatchResult, NewItem
 from tests.support import run_bot, write_config
+
+pytestmark = pytest.mark.system  # every test here runs bot.py as its own process
 
 WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [export controls]\n"
 

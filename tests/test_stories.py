@@ -60,6 +60,7 @@ def _config(tmp_path, feeds, *, destinations):
     )
 
 
+@pytest.mark.system
 def test_five_outlets_one_story_one_message_edited_to_list_the_others(
     tmp_path, serve, telegram, feed_server
 ):
@@ -105,6 +106,7 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(
     assert "story_joined" in second.stderr and "similarity" in second.stderr
 
 
+@pytest.mark.system
 def test_different_events_with_the_same_entities_stay_apart(tmp_path, serve, telegram):
     url_a = serve(
         rss(
@@ -143,6 +145,7 @@ def test_different_events_with_the_same_entities_stay_apart(tmp_path, serve, tel
     assert len(telegram.sent) == 2 and telegram.edits == []
 
 
+@pytest.mark.system
 def test_republished_and_edited_items_alert_nothing_new(tmp_path, serve, feed_server):
     items = [
         {
@@ -184,6 +187,7 @@ def test_republished_and_edited_items_alert_nothing_new(tmp_path, serve, feed_se
     assert second.stderr.count("item_edited") == 2
 
 
+@pytest.mark.system
 def test_slack_records_sources_but_posts_once(tmp_path, serve):
     with FakeSlack(interval=0) as slack:
         feeds = [
@@ -674,6 +678,7 @@ def test_retention_keeps_the_database_bounded(tmp_path):
     store.close()
 
 
+@pytest.mark.system
 def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serve):
     """The feed listed (and polled) first has the later report; the story starts with the
     earlier one all the same, and the later one joins it."""
@@ -744,6 +749,7 @@ def test_stories_stored_before_schema_5_keep_their_kind_of_action(tmp_path):
     store.close()
 
 
+@pytest.mark.system
 def test_cluster_command_explains_each_placement(tmp_path):
     config = write_config(tmp_path, [])
     out = run_bot(

@@ -11,6 +11,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from alerts.config import FeedConfig
 from alerts.pipeline import not_due
 from alerts.scheduler import Scheduler
@@ -34,7 +36,9 @@ async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():
 
     scheduler = Scheduler(poll=poll, deliver=deliver, deliver_every=0.5, first_run_spread=0)
     scheduler.start([FeedConfig(name="slow", url="http://127.0.0.1:9/", interval_seconds=1)])
-    await asyncio.sleep(3.4)
+    deadline = time.monotonic() + 30
+    while (len(polls) < 2 or len(delivers) < 3) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     await scheduler.stop()
 
     assert peak == 1
@@ -96,6 +100,7 @@ def _read_until(proc: subprocess.Popen, needle: str, timeout: float) -> str:
     return out
 
 
+@pytest.mark.system
 def test_run_polls_delivers_and_exits_0_on_sigterm(tmp_path, serve):
     title = "Nvidia H20 sales to China need new export controls licence"
     url = serve(

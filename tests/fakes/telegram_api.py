@@ -744,6 +744,11 @@ class FakeTelegram(LoopbackServer):
     # ---- HTTP plumbing ----------------------------------------------------------------------
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        if self._closed:
+            # Gone, also for a client's kept-alive connection (http.server would go on serving
+            # it after shutdown, at once and forever: a client would poll getUpdates in a loop).
+            req.close_connection = True
+            return
         split = urlsplit(req.path)
         parts = split.path.split("/")
         method = parts[2] if len(parts) >= 3 else ""
@@ -771,6 +776,9 @@ class FakeTelegram(LoopbackServer):
             if handler is None:
                 raise ApiError(404, "Not Found")
             result = handler(token, params)
+            if self._closed:  # a long poll that close() ended: no answer, as from a dead server
+                req.close_connection = True
+                return
         except ApiError as err:
             payload: dict[str, Any] = {
                 "ok": False,

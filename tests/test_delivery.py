@@ -25,6 +25,7 @@ from tests.support import (
     HOSTILE,
     ROOT,
     ago,
+    cli,
     deliveries,
     rss,
     run_bot,
@@ -255,7 +256,6 @@ def _telegram_config(tmp_path, feed_url, fake):
     )
 
 
-@pytest.mark.system
 def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegram):
     url = serve(
         rss(
@@ -270,9 +270,7 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
         )
     )
     config = _telegram_config(tmp_path, url, telegram)
-    result = run_bot(
-        "-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token)
-    )
+    result = cli("-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token))
     assert result.returncode == 0, result.stderr
     assert "sent=1 pending=0" in result.stdout
     assert len(telegram.sent) == 1
@@ -285,7 +283,6 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
         )
 
 
-@pytest.mark.system
 def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, telegram):
     url = serve(
         rss(
@@ -301,7 +298,7 @@ def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, te
     )
     config = _telegram_config(tmp_path, url, telegram)
     revoked = "987654321:AArevokedrevokedrevokedrevokedrevoked"
-    result = run_bot("-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=revoked))
+    result = cli("-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=revoked))
     assert result.returncode == 0
     assert "pending=1" in result.stdout and "destination telegram is unavailable" in result.stdout
     assert "destination_paused destination=telegram" in result.stderr
@@ -309,15 +306,13 @@ def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, te
     assert "revokedrevoked" not in result.stderr + result.stdout
 
 
-@pytest.mark.system
 def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
     config = _telegram_config(tmp_path, serve(rss([])), telegram)
-    result = run_bot("once", "--config", str(config), env=_env())
+    result = cli("once", "--config", str(config), env=_env())
     assert result.returncode == 2
     assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
 
 
-@pytest.mark.system
 def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
     url = serve(
         rss(
@@ -332,7 +327,7 @@ def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
         )
     )
     config = write_config(tmp_path, [("Wire", url)], extra="destinations:\n  slack: {}\n")
-    result = run_bot("-v", "once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
+    result = cli("-v", "once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
     assert result.returncode == 0, result.stderr
     assert len(slack.received) == 1
     assert slack.path not in result.stderr and "XXXXXXXXXXXX" not in result.stderr

@@ -6,7 +6,6 @@ import io
 import logging
 
 import httpx
-import pytest
 
 from alerts.logs import REDACTED, event, setup_logging
 from alerts.loopback import FeedServer, Route
@@ -56,13 +55,12 @@ def test_tokens_in_httpx_debug_logs_are_redacted(monkeypatch):
     assert logged.count(REDACTED) >= 3
 
 
-@pytest.mark.system
 def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypatch):
     """`--log-format json` (or `log_format: json` in the config): one JSON object a line, the
     same event names and fields, secrets redacted in messages and tracebacks alike."""
     import json as _json
 
-    from tests.support import rss, run_bot, write_config
+    from tests.support import cli, rss, write_config
 
     token_url = serve(rss([]), suffix=f"-{TOKEN}.xml")
     config = write_config(
@@ -77,7 +75,7 @@ def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypa
     ):
         if path is None:  # the same, asked for in the config file
             config.write_text(config.read_text() + "log_format: json\n")
-        out = run_bot(*args, env=env)
+        out = cli(*args, env=env)
         assert out.returncode == 0, out.stderr
         lines = [_json.loads(line) for line in out.stderr.splitlines() if line.strip()]
         polled = {r["feed"]: r for r in lines if r.get("event") == "feed_polled"}

@@ -31,7 +31,7 @@ from alerts.store import open_store
 from alerts.store.schema import _iso
 from alerts.types import utcnow
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import MINIMAL_WATCHLISTS, ROOT, ago, rss, run_bot, write_config
+from tests.support import MINIMAL_WATCHLISTS, ROOT, ago, cli, rss, run_bot, write_config
 
 CHANNEL = "@chipwatch_ops"
 CHANNEL_ID = -1009876543210
@@ -202,15 +202,14 @@ def test_bad_ops_listen_names_file_line_and_key(value, message):
     assert message in str(err.value)
 
 
-@pytest.mark.system
 def test_check_config_exits_2_on_a_bad_listen_and_on_a_bad_environment(tmp_path):
     config = write_config(tmp_path, [], ops_listen="127.0.0.1:99999")
-    out = run_bot("check-config", "--config", str(config))
+    out = cli("check-config", "--config", str(config))
     assert out.returncode == 2
     assert f"{config}:3: ops.listen: port must be 0..65535, got 99999" in out.stderr
 
     config = write_config(tmp_path, [])
-    out = run_bot("check-config", "--config", str(config), env={"CHIPWATCH_OPS_LISTEN": "nowhere"})
+    out = cli("check-config", "--config", str(config), env={"CHIPWATCH_OPS_LISTEN": "nowhere"})
     assert (
         out.returncode == 2 and "CHIPWATCH_OPS_LISTEN: ops.listen: must be host:port" in out.stderr
     )

@@ -15,7 +15,7 @@ from alerts.errors import ConfigError, StoreError
 from alerts.logs import REDACTED, RedactingFilter, redact_database_url
 from alerts.store import open_store
 from tests.pg_server import SECRET_PASSWORD, SECRET_USER
-from tests.support import CHANNEL, ago, rss, run_bot, write_config
+from tests.support import CHANNEL, ago, cli, rss, write_config
 
 WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [export controls]\n"
 
@@ -45,7 +45,6 @@ def test_database_url_in_the_config_and_the_environment(tmp_path):
     assert load_config(write_config(tmp_path, []), environ={}).database == tmp_path / "cw.db"
 
 
-@pytest.mark.system
 @pytest.mark.parametrize(
     "value,message",
     [
@@ -59,16 +58,15 @@ def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_pat
         load_config(config, environ={})
     assert f"{config}:1" in str(err.value) and "database" in str(err.value)
     assert "hunter22" not in str(err.value)
-    out = run_bot("check-config", "--config", str(config))
+    out = cli("check-config", "--config", str(config))
     assert out.returncode == 2 and "database" in out.stderr and "hunter22" not in out.stderr
     with pytest.raises(ConfigError, match="CHIPWATCH_DATABASE"):
         load_config(write_config(tmp_path, []), environ={"CHIPWATCH_DATABASE": value})
 
 
-@pytest.mark.system
 def test_check_config_shows_the_database_url_without_its_password(tmp_path):
     config = write_config(tmp_path, [], database="postgresql://cw:hunter22@db.example/chipwatch")
-    out = run_bot("check-config", "--config", str(config))
+    out = cli("check-config", "--config", str(config))
     assert out.returncode == 0, out.stderr
     assert f"database: postgresql://cw:{REDACTED}@db.example/chipwatch" in out.stdout
     assert "hunter22" not in out.stdout + out.stderr
@@ -146,7 +144,6 @@ def test_password_from_the_url_the_environment_or_a_passfile(postgres, tmp_path,
     open_store(without).close()
 
 
-@pytest.mark.system
 def test_an_unreachable_server_is_a_clear_error(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -157,7 +154,7 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
         watchlists=WATCH,
         database=f"postgresql://cw:hunter22@127.0.0.1:{port}/chipwatch",
     )
-    out = run_bot("status", "--config", str(config))
+    out = cli("status", "--config", str(config))
     assert out.returncode == 1 and "cannot connect" in out.stderr
     assert "hunter22" not in out.stderr
 
@@ -165,7 +162,6 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
 # --- the whole bot -----------------------------------------------------------------------------
 
 
-@pytest.mark.system
 def test_once_status_and_backtest_end_to_end_on_postgresql(postgres, tmp_path, serve, telegram):
     url = _secret_url(postgres, _name(postgres.new_database()))
     feed = serve(
@@ -197,22 +193,22 @@ def test_once_status_and_backtest_end_to_end_on_postgresql(postgres, tmp_path, s
     )
     env = {"CHIPWATCH_DATABASE": url, "TELEGRAM_BOT_TOKEN": telegram.token}
 
-    first = run_bot("-v", "once", "--config", str(config), env=env)
+    first = cli("-v", "once", "--config", str(config), env=env)
     assert first.returncode == 0, first.stderr
     assert "new_items=2 alerts=1 sent=1 pending=0" in first.stdout
     assert [m["shown_text"].split("\n")[0] for m in telegram.sent] == [
         "Nvidia H20 export controls tightened"
     ]
-    again = run_bot("once", "--config", str(config), env=env)
+    again = cli("once", "--config", str(config), env=env)
     assert "new_items=0 alerts=0 sent=0 pending=0" in again.stdout, again.stderr
     assert len(telegram.sent) == 1, "seen items are remembered in PostgreSQL"
     assert not (tmp_path / "cw.db").exists(), "nothing went to the SQLite file"
 
-    status = run_bot("status", "--config", str(config), env=env)
+    status = cli("status", "--config", str(config), env=env)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "feeds: 1 ok" in status.stdout
     assert "Nvidia H20 export controls tightened" in status.stdout
-    backtest = run_bot("backtest", "--config", str(config), "--since", "1d", env=env)
+    backtest = cli("backtest", "--config", str(config), "--since", "1d", env=env)
     assert backtest.returncode == 0, backtest.stderr
     for out in (first, again, status, backtest):
         assert SECRET_PASSWORD not in out.stdout + out.stderr

@@ -36,9 +36,9 @@ check: $(VENV)/.dev
 	$(BIN)/mypy
 
 # Four workers on two cores: most of the suite waits (on servers, processes, pacing), not
-# computes. loadgroup keeps each xdist_group on one worker. The tests marked alone measure
-# real time under a load of their own: they run afterwards, by themselves.
-PYTEST_PARALLEL := -n 4 --dist loadgroup
+# computes. The tests marked alone measure real time under a load of their own: they run
+# afterwards, by themselves.
+PYTEST_PARALLEL := -n 4
 
 test: check
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not alone"

@@ -4,6 +4,7 @@ Bot API on loopback, hot reload of config.yaml, and operator state that survives
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -131,27 +132,31 @@ async def test_public_commands_answer_everyone(tmp_path, serve, telegram):
         }
     ]
     path, _ = _setup(tmp_path, serve, telegram, items)
+    # A different user for each command: everyone is answered (and no reply waits for the
+    # one-a-second pace of a chat that was just written to).
+    users = itertools.count(USER)
     async with Bot(path, telegram) as bot:
         await bot.wait_for(bot.channel_posts, "the first alert")
-        assert "/watchlist" in await bot.ask(USER, "/start")
-        assert "/why" in await bot.ask(USER, "/help")
-        watchlist = await bot.ask(USER, "/watchlist")
+        assert "/watchlist" in await bot.ask(next(users), "/start")
+        assert "/why" in await bot.ask(next(users), "/help")
+        watchlist = await bot.ask(next(users), "/watchlist")
         assert (
             "chips (2): H200, H20" in watchlist and "chip-trade: all of export_terms" in watchlist
         )
-        status = await bot.ask(USER, "/status")
+        status = await bot.ask(next(users), "/status")
         assert "Feeds: 1 OK, 0 failing" in status and "Alerts today: 1" in status
         assert "Pending deliveries: 0" in status and "Channel: delivering" in status
-        recent = await bot.ask(USER, "/recent 3")
+        recent = await bot.ask(next(users), "/recent 3")
         assert "China approves Nvidia H200 imports — Wire" in recent
-        why = await bot.ask(USER, "/why US bans Nvidia H20 export controls")
+        why = await bot.ask(next(users), "/why US bans Nvidia H20 export controls")
         assert "ALERT: rule(s) chip-trade held" in why and "H20" in why
-        assert "don't know that command" in await bot.ask(USER, "/frobnicate")
+        assert "don't know that command" in await bot.ask(next(users), "/frobnicate")
 
 
 async def test_admin_commands_refuse_non_admins_politely(tmp_path, serve, telegram, caplog):
     path, _ = _setup(tmp_path, serve, telegram)
     before = path.read_text()
+    users = itertools.count(USER)  # none of them an admin, and a chat each
     async with Bot(path, telegram) as bot:
         with caplog.at_level(logging.WARNING, logger="chipwatch"):
             for command in (
@@ -162,7 +167,7 @@ async def test_admin_commands_refuse_non_admins_politely(tmp_path, serve, telegr
                 "/pause",
                 "/resume",
             ):
-                assert "only the bot's admins" in await bot.ask(USER, command)
+                assert "only the bot's admins" in await bot.ask(next(users), command)
     assert path.read_text() == before
     assert caplog.text.count("command_refused") == 6 and f"user={USER}" in caplog.text
 

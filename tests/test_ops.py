@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -298,9 +299,18 @@ async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_pat
 
 
 @pytest.mark.system
-def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, serve, feed_server):
-    items = [{"title": FIRST, "link": "https://n.example/1", "guid": "1", "date": ago(minutes=3)}]
-    url = serve(rss(items))
+def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, serve):
+    # The feed answers only once the Bot API is gone: the first alert is the one that cannot
+    # be sent (no waiting for a second poll, ten seconds on).
+    gone = threading.Event()
+
+    def feed() -> bytes:
+        gone.wait(30)
+        return rss(
+            [{"title": FIRST, "link": "https://n.example/1", "guid": "1", "date": ago(minutes=3)}]
+        ).encode()
+
+    url = serve(Route(body=feed))
     fake = FakeTelegram(
         chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "ops"}},
         per_chat_interval=0.05,
@@ -317,30 +327,15 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
     proc = _start(config, log, _env(TELEGRAM_BOT_TOKEN=fake.token))
     try:
         base = _wait(lambda: _listening(log), "the ops endpoint", proc=proc)
-        _wait(lambda: fake.sent, "the first alert", proc=proc)
+        _wait(lambda: "commands_started" in log.read_text(), "commands (getMe)", proc=proc)
         health = _until(base, 200, "a healthy answer", proc)
         assert health["status"] == "ok" and health["reasons"] == []
         assert health["destinations"] == {"telegram": {"state": "ok"}}
         assert health["database"]["writable"] is True
-        m = _wait(lambda: _sent(base, 1), "the delivery counted", proc=proc)
-        assert m[("chipwatch_polls_total", (("status", "ok"),))] >= 1
-        assert m[("chipwatch_poll_duration_seconds_count", ())] >= 1
-        assert m[("chipwatch_new_items_total", ())] == 1
-        assert m[("chipwatch_alerts_total", ())] == 1
-        assert m[("chipwatch_story_reports_total", (("placement", "new_story"),))] == 1
-        assert m[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
-        assert m[("chipwatch_feeds_failing", ())] == 0
-        assert (
-            "chipwatch_build_info",
-            (("python", sys.version.split()[0]), ("version", "0.1.0")),
-        ) in m
 
         port = fake.port
         fake.close()  # the Bot API goes away
-        items.append(
-            {"title": SECOND, "link": "https://n.example/2", "guid": "2", "date": ago(minutes=1)}
-        )
-        feed_server.route(url.split(str(feed_server.port))[1], Route(body=rss(items).encode()))
+        gone.set()
         health = _until(base, 503, "503 while telegram cannot be reached", proc)
         assert health["status"] == "unhealthy"
         assert health["destinations"]["telegram"]["state"] == "failing"
@@ -363,9 +358,21 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
         ).start()  # it comes back
         health = _until(base, 200, "recovery", proc, timeout=60)
         assert health["destinations"] == {"telegram": {"state": "ok"}}
-        assert [m["shown_text"].split("\n")[0] for m in fake.sent] == [SECOND]
-        assert _metrics(base)[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
+        assert [m["shown_text"].split("\n")[0] for m in fake.sent] == [FIRST]
+        m = _wait(lambda: _sent(base, 1), "the delivery counted", proc=proc)
+        assert m[("chipwatch_polls_total", (("status", "ok"),))] >= 1
+        assert m[("chipwatch_poll_duration_seconds_count", ())] >= 1
+        assert m[("chipwatch_new_items_total", ())] == 1
+        assert m[("chipwatch_alerts_total", ())] == 1
+        assert m[("chipwatch_story_reports_total", (("placement", "new_story"),))] == 1
+        assert m[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
+        assert m[("chipwatch_feeds_failing", ())] == 0
+        assert (
+            "chipwatch_build_info",
+            (("python", sys.version.split()[0]), ("version", "0.1.0")),
+        ) in m
     finally:
+        gone.set()
         try:
             _stop(proc, log)
         finally:

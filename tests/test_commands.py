@@ -13,6 +13,7 @@ import pytest
 from alerts.app import run_forever
 from alerts.config import load_config
 from alerts.loopback import Route
+from alerts.scheduler import FIRST_RUN_SPREAD_SECONDS
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import CHANNEL, CHANNEL_ID, ago, rss
 
@@ -67,15 +68,27 @@ def telegram(monkeypatch):
 class Bot:
     """``python bot.py run`` in this process, driven through the fake Bot API."""
 
-    def __init__(self, config_path, telegram):
+    def __init__(self, config_path, telegram, *, first_run_spread=FIRST_RUN_SPREAD_SECONDS):
         self.config_path = config_path
         self.telegram = telegram
         self.stop = asyncio.Event()
         self.task = None
+        # 0 for a test that waits for the first poll. The others keep the real spread (up to
+        # 5 s): a test that changes something and waits for the next poll would otherwise
+        # always wait the whole interval (10 s), as the first poll came before the change.
+        self.first_run_spread = first_run_spread
 
     async def __aenter__(self):
         config = load_config(self.config_path)
-        self.task = asyncio.create_task(run_forever(config, stop=self.stop, reload_every=0.2))
+        self.task = asyncio.create_task(
+            run_forever(
+                config,
+                stop=self.stop,
+                reload_every=0.2,
+                first_run_spread=self.first_run_spread,
+                deliver_every=0.2,  # a real bot delivers every 2 s: no test waits on that clock
+            )
+        )
         await self.wait_for(lambda: self.telegram.calls_to("getUpdates"), "commands to start")
         return self
 
@@ -135,7 +148,7 @@ async def test_public_commands_answer_everyone(tmp_path, serve, telegram):
     # A different user for each command: everyone is answered (and no reply waits for the
     # one-a-second pace of a chat that was just written to).
     users = itertools.count(USER)
-    async with Bot(path, telegram) as bot:
+    async with Bot(path, telegram, first_run_spread=0) as bot:
         await bot.wait_for(bot.channel_posts, "the first alert")
         assert "/watchlist" in await bot.ask(next(users), "/start")
         assert "/why" in await bot.ask(next(users), "/help")
@@ -362,7 +375,7 @@ async def test_watch_previews_what_the_term_would_have_matched(tmp_path, serve, 
     ]
     path, _ = _setup(tmp_path, serve, telegram, items)
     with caplog.at_level(logging.INFO, logger="chipwatch"):
-        async with Bot(path, telegram) as bot:
+        async with Bot(path, telegram, first_run_spread=0) as bot:
             await bot.wait_for(
                 lambda: "feed_polled status=ok feed=Wire" in caplog.text, "the first poll"
             )

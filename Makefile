@@ -35,10 +35,12 @@ check: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Four workers on two cores: most of the suite waits (on servers, processes, pacing), not
-# computes. The tests marked alone measure real time under a load of their own: they run
-# afterwards, by themselves.
-PYTEST_PARALLEL := -n 4
+# More workers than cores: most of the suite waits (on servers, processes, pacing), not
+# computes. --maxschedchunk 1 hands tests out one at a time, so the slow ones (sorted first)
+# spread over the workers. The tests marked alone measure real time under a load of their own:
+# they run afterwards, by themselves.
+TEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --maxschedchunk 1
 
 test: check
 	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not alone"

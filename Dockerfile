@@ -23,4 +23,5 @@ EXPOSE 9108
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["python", "-m", "alerts.healthcheck"]
 
 # Secrets come from the environment at run time: -e TELEGRAM_BOT_TOKEN=... -e SLACK_WEBHOOK_URL=...
+# (or -e SLACK_BOT_TOKEN=... for a Slack app)
 CMD ["python", "bot.py", "run"]

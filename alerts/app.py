@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TextIO
 
-from .cluster import Clusterer
 from .commands import Commands
 from .config import Config
 from .coordinate import HEARTBEAT_SECONDS, LEADER_CHECK_SECONDS, Coordinator
@@ -27,6 +26,7 @@ from .pipeline import CycleReport, FeedOutcome, PollContext, run_cycle
 from .runtime import Runtime
 from .scheduler import DELIVER_EVERY_SECONDS, FIRST_RUN_SPREAD_SECONDS, Scheduler
 from .store import Store, open_store
+from .stories import Clusterer
 from .types import utcnow
 
 log = logging.getLogger("chipwatch")

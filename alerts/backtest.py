@@ -3,26 +3,14 @@ what would stop alerting. Reads the database read-only; sends and records nothin
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from .config import Config
 from .errors import ConfigError
 from .match import Matcher, compile_matcher
 from .store import stored_items
 from .types import MatchResult, StoredItem
-
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_duration(text: str) -> timedelta:
-    """ "30m", "48h", "7d", "2w"."""
-    m = _DURATION_RE.match(text)
-    if not m:
-        raise ValueError(f"expected a duration such as 30m, 48h, 7d or 2w, got {text!r}")
-    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
 
 
 @dataclass(frozen=True, slots=True)

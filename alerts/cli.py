@@ -14,8 +14,8 @@ from typing import TextIO
 
 from . import __version__
 from .app import run_forever, run_once
-from .backtest import backtest, parse_duration
-from .config import Config, load_config
+from .backtest import backtest
+from .config import Config, load_config, parse_duration
 from .errors import ConfigError, StoreError
 from .explain import match_json_line, place_headlines
 from .logs import setup_logging

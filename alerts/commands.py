@@ -2,7 +2,7 @@
 polling ``getUpdates``). Anyone may ask; admins (``destinations.telegram.admins``) may change.
 
 Every argument is untrusted: it is length-limited, refused when it carries control characters,
-and escaped in replies; config edits go through ``alerts.config_edit``.
+and escaped in replies; config edits go through ``alerts.config.edit``.
 """
 
 from __future__ import annotations
@@ -22,14 +22,21 @@ from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from .backtest import term_preview
-from .config import load_config
-from .config_edit import EditRefused, add_term, remove_term
-from .deliver.format import TELEGRAM_LIMIT, cut_text, visible_len, when_text
+from .config import load_config, parse_duration
+from .config.edit import EditRefused, add_term, remove_term
+from .deliver.format import (
+    TELEGRAM_LIMIT,
+    cut_text,
+    follow_up_to,
+    thread_groups,
+    visible_len,
+    when_text,
+)
 from .deliver.telegram import TelegramClient, retry_seconds
 from .errors import ConfigError, StoreError
 from .logs import event, redact
 from .runtime import Runtime
-from .types import utcnow
+from .types import Alert, utcnow
 
 log = logging.getLogger("chipwatch.commands")
 
@@ -37,8 +44,6 @@ MAX_ARG_CHARS = 300
 MAX_SUBSCRIPTIONS = 50
 MAX_RECENT = 20
 PREVIEW_DAYS = 7  # /watch shows what the new term would have matched in this many days
-_DURATION_RE = re.compile(r"^(\d{1,4})\s*(m|min|h|d|w)$", re.IGNORECASE)
-_UNITS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_MUTE = timedelta(days=30)
 
 HELP = """<b>chipwatch</b> watches news feeds for AI-chip trade stories (chips, companies and
@@ -47,8 +52,8 @@ export/trade-policy terms) and posts one alert per story to the channel.
 <b>Anyone</b>
 /watchlist: what is watched, and the rules
 /status: feeds, last poll, alerts today, pending deliveries
-/recent [n]: the last n alerts
-/why &lt;text&gt;: how a headline matches, explained
+/recent [n]: the last n alerts, follow-ups under their story
+/why &lt;text&gt;: how a headline matches; for an alert's headline, where it went and why
 /subscribe &lt;term or rule&gt;: matching alerts in this private chat too
 /unsubscribe &lt;term or rule&gt;, /subscriptions
 
@@ -56,6 +61,37 @@ export/trade-policy terms) and posts one alert per story to the channel.
 /watch &lt;category&gt; &lt;term&gt;, /unwatch &lt;category&gt; &lt;term&gt;: edit the watchlists
 /mute &lt;term&gt; &lt;duration&gt; (30m, 2h, 1d), /unmute &lt;term&gt;
 /pause, /resume: hold and release channel delivery (alerts queue meanwhile)"""
+
+
+def _recent_line(alert: Alert, *, under_story: bool = False) -> str:
+    """One alert in /recent: its headline as a link, where and when; a story's follow-up count;
+    for a follow-up listed apart from its story, the story it follows."""
+    title = html.escape(cut_text(alert.title, 200))
+    link = (
+        html.escape(alert.link, quote=True)
+        if alert.link.startswith(("http://", "https://"))
+        else ""
+    )
+    head = f'<a href="{link}">{title}</a>' if link else title
+    line = f"{head} — {html.escape(alert.feed)} · {when_text(alert)}"
+    if alert.followups:
+        line += f" · +{alert.followups} follow-up{'' if alert.followups == 1 else 's'}"
+    if alert.thread_of is not None and not under_story:
+        line = f"↳ {line} · {html.escape(follow_up_to(alert))}"
+    return line
+
+
+def _placement(alert: Alert) -> str:
+    """Where a stored alert went, and the clusterer's reason, for /why."""
+    where = f"stored alert #{alert.id} ({alert.feed}, {when_text(alert)}): "
+    if alert.thread_of is not None:
+        where += f"a quiet {follow_up_to(alert)}"
+    else:
+        count = alert.followups
+        where += "a new story" + (
+            f" ({count} follow-up{'' if count == 1 else 's'} under it)" if count else ""
+        )
+    return f"{where}\ndecision: {alert.decision or 'not recorded'}"
 
 
 class Refused(Exception):
@@ -70,12 +106,12 @@ def clean_arg(text: str, *, limit: int = MAX_ARG_CHARS) -> str:
     return " ".join(text.split())
 
 
-def parse_duration(text: str) -> timedelta:
-    m = _DURATION_RE.match(text.strip())
-    if not m:
-        raise Refused("give a duration like 30m, 2h, 1d or 1w")
-    duration = timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2).lower()])
-    if not timedelta(0) < duration <= MAX_MUTE:
+def mute_duration(text: str) -> timedelta:
+    try:
+        duration = parse_duration(text)
+    except ValueError:
+        raise Refused("give a duration like 30m, 2h, 1d or 1w") from None
+    if not timedelta(minutes=1) <= duration <= MAX_MUTE:
         raise Refused("a mute lasts between 1 minute and 30 days")
     return duration
 
@@ -351,15 +387,10 @@ class Commands:
             await self._reply(update, "No alerts yet.")
             return
         lines = []
-        for a in alerts:
-            title = html.escape(cut_text(a.title, 200))
-            link = (
-                html.escape(a.link, quote=True)
-                if a.link.startswith(("http://", "https://"))
-                else ""
-            )
-            head = f'<a href="{link}">{title}</a>' if link else title
-            lines.append(f"• {head} — {html.escape(a.feed)} · {when_text(a)}")
+        # Newest story first; its follow-ups among them under it, oldest first.
+        for story, followups in reversed(thread_groups(alerts[::-1])):
+            lines.append(f"• {_recent_line(story)}")
+            lines.extend(f"   ↳ {_recent_line(f, under_story=True)}" for f in followups)
         await self._reply(update, "\n".join(lines))
 
     async def why(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -374,6 +405,9 @@ class Commands:
             reply += "\n\n" + html.escape(
                 f"muted terms drop out: {'ALERT' if after.alert else 'no alert'}"
             )
+        stored = self.runtime.store.alert_by_title(text)
+        if stored is not None:
+            reply += "\n\n" + html.escape(_placement(stored))
         await self._reply(update, f"<pre>{reply}</pre>")
 
     # --- personal subscriptions -------------------------------------------------------------
@@ -502,7 +536,7 @@ class Commands:
         term = self._find_term(parts[0])
         if term is None:
             raise Refused("that term is not on a watchlist; see /watchlist")
-        until = utcnow() + parse_duration(parts[1])
+        until = utcnow() + mute_duration(parts[1])
         self.runtime.store.mute(term.name, until=until, by_user=_user_id(update))
         event(log, "term_muted", term=term.name, until=until.isoformat(timespec="minutes"))
         await self._reply(

@@ -30,10 +30,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
-from .cluster import Clusterer
 from .config import Config, FeedConfig, PollConfig
 from .logs import event
 from .store import Store
+from .stories import Clusterer
 from .types import utcnow
 
 log = logging.getLogger("chipwatch.coordinate")

@@ -9,9 +9,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rapidfuzz import fuzz, process
 
-from .cluster import headline_features
 from .match import normalise
 from .store import Store
+from .stories import headline_features
 from .types import FeedItem
 
 # A title this similar to one the same feed published recently is that item, edited.

@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .cluster import Decision, StoryIndex, headline_features
 from .config import StoriesConfig
 from .match import Matcher
+from .stories import Decision, StoryIndex, headline_features
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

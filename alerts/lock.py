@@ -18,8 +18,8 @@ import socket
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .config import is_postgres_url
 from .errors import StoreError
-from .store.engine import is_postgres_url
 
 
 class DatabaseBusy(StoreError):

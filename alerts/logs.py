@@ -15,10 +15,11 @@ import sys
 import time
 from collections.abc import Iterable
 
-SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "PGPASSWORD")
+SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "PGPASSWORD")
 _SHAPES = (
     re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token
     re.compile(r"https://hooks\.slack\.com/\S+"),  # Slack incoming webhook
+    re.compile(r"\bxox[abepors]-[A-Za-z0-9-]{10,}"),  # Slack token (bot, user, app…)
 )
 REDACTED = "[REDACTED]"
 # The password of a database URL (postgresql://user:PASSWORD@host/db), wherever it appears,

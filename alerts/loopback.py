@@ -44,6 +44,43 @@ class LoopbackServer:
             target=self._httpd.serve_forever, args=(0.05,), daemon=True, name=name
         )
 
+    def _serve_requests(
+        self,
+        handle: Callable[[BaseHTTPRequestHandler], None],
+        name: str,
+        *,
+        methods: tuple[str, ...] = ("GET", "POST"),
+        port: int = 0,
+    ) -> None:
+        """``_serve`` with a handler (HTTP/1.1, no request log) that passes every request of
+        ``methods`` to ``handle``."""
+        attrs: dict[str, object] = {
+            "protocol_version": "HTTP/1.1",
+            "log_message": lambda request, *args: None,
+        }
+        attrs.update({f"do_{m}": lambda request: handle(request) for m in methods})
+        self._serve(type(f"{name}Handler", (BaseHTTPRequestHandler,), attrs), name, port)
+
+    @staticmethod
+    def _respond(
+        req: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer a request; a client that hung up is no error."""
+        try:
+            req.send_response(status)
+            req.send_header("Content-Type", content_type)
+            for k, v in (headers or {}).items():
+                req.send_header(k, v)
+            req.send_header("Content-Length", str(len(body)))
+            req.end_headers()
+            req.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     @property
     def port(self) -> int:
         return self._httpd.server_address[1]

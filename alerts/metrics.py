@@ -62,8 +62,8 @@ class Metrics:
         self.deliveries = Counter(
             "chipwatch_deliveries",
             "Delivery attempts by destination and result (sent and "
-            "rejected count alerts; retry, unavailable and edited count "
-            "attempts).",
+            "rejected count alerts, followup the sent alerts that were quiet "
+            "follow-ups; retry, unavailable and edited count attempts).",
             ["destination", "result"],
             registry=r,
         )

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
-from .cluster import Clusterer, outlet_of
 from .config import Config, FeedConfig, PollConfig
 from .coordinate import Coordinator, feed_lease
 from .dedupe import edited_titles, find_new, title_key
@@ -23,6 +22,7 @@ from .logs import event
 from .match import Matcher
 from .parse import parse_feed
 from .store import Store
+from .stories import Clusterer, outlet_of
 from .types import Alert, FeedItem, FeedState, MatchResult, NewItem, ParsedFeed
 
 log = logging.getLogger("chipwatch.pipeline")

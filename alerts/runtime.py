@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .cluster import Clusterer
 from .config import Config, FeedConfig, load_config
 from .coordinate import Coordinator
 from .deliver import Deliverer, Sink
@@ -28,6 +27,7 @@ from .match import Matcher, compile_matcher
 from .metrics import Metrics
 from .pipeline import PollContext, poll_feed
 from .store import Store
+from .stories import Clusterer
 from .types import utcnow
 
 log = logging.getLogger("chipwatch.runtime")

@@ -125,11 +125,17 @@ class Alert:
     major: bool = False  # many sources within a short time
     # (outlet, headline) of joining outlets whose headline says more than the alert's title
     reports: tuple[tuple[str, str], ...] = ()
+    # A quiet follow-up: the alert whose message it replies to, without a notification, and that
+    # story's headline (to name it when there is no message to reply to). None: it notifies.
+    thread_of: int | None = None
+    thread_title: str = ""
+    followups: int = 0  # follow-ups threaded under this alert's story so far
+    decision: str = ""  # why the clusterer placed it so (new story, follow-up), for /why
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StoryRecord:
-    """A story's persistent state (see ``alerts.cluster``)."""
+    """A story's persistent state (see ``alerts.stories``)."""
 
     id: int
     alert_id: int | None
@@ -141,6 +147,7 @@ class StoryRecord:
     sources: tuple[str, ...]
     major: bool
     outlets: tuple[str, ...] = ()  # who reported it (the same-outlet rule)
+    parent: int | None = None  # a follow-up's story: the story it is threaded under
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,7 +158,7 @@ class NewItem:
     canonical_link: str
     result: MatchResult | None  # None: record as seen without alerting
     title_key: str = ""
-    # Clustering (decided by alerts.cluster): the story this item starts (new_story) or joins
+    # Clustering (decided by alerts.stories): the story this item starts (new_story) or joins
     # instead of alerting, and what the story keeps of it.
     story_id: int | None = None
     new_story: bool = False
@@ -161,6 +168,10 @@ class NewItem:
     entities: tuple[str, ...] = ()
     story_actions: tuple[str, ...] = ()  # of the story's first headline
     report: bool = False  # its headline says more than the story's title: show it
+    # A follow-up (a new story that does not notify): the story whose message its alert replies
+    # to, quietly. None: a new story notifies.
+    thread: int | None = None
+    decision: str = ""  # the clusterer's explanation of where it went, kept for /why
     # Who gets its alert (decided by the pipeline): the configured destinations when a rule
     # held, plus personal subscribers ("telegram:12345"); empty: recorded as seen, no alert.
     destinations: tuple[str, ...] = ()

@@ -621,21 +621,23 @@ def details(r: Result, feeds: int) -> None:
         f"ticks skipped (the feed's poll still running) {r.ticks_skipped:,}",
         f"alerts printed {r.alerts_sent}",
     ]
-    if r.ticks_missed:
-        extras.append(f"ticks that fired late (event loop busy) {r.ticks_missed}")
-    if r.close_requests:
-        extras.append(
-            f"requests less than {INTERVAL - JITTER} s after the previous one for that feed: "
+    close = INTERVAL - JITTER
+    shown_when_they_happen = [
+        (r.ticks_missed, f"ticks that fired late (event loop busy) {r.ticks_missed}"),
+        (
+            r.close_requests,
+            f"requests less than {close} s after the previous one for that feed: "
             f"{r.close_requests:,} on {r.close_request_feeds:,} feeds "
-            f"(closest {r.close_request_min:.1f} s)"
-        )
-    if r.duplicates:
-        extras.append(f"DUPLICATE LEASES {r.duplicates} on {r.duplicate_feeds} feeds")
-    if r.close_claims:
-        extras.append(
-            f"claims run by the server less than {INTERVAL - JITTER} s apart (decided "
-            f"further apart): {r.close_claims}"
-        )
+            f"(closest {r.close_request_min:.1f} s)",
+        ),
+        (r.duplicates, f"DUPLICATE LEASES {r.duplicates} on {r.duplicate_feeds} feeds"),
+        (
+            r.close_claims,
+            f"claims run by the server less than {close} s apart (decided further apart): "
+            f"{r.close_claims}",
+        ),
+    ]
+    extras += [text for count, text in shown_when_they_happen if count]
     print(f"{r.instances} instance(s): " + "; ".join(extras))
     others = {k: v for k, v in r.warnings.items() if "maximum number of running" not in k}
     if others:

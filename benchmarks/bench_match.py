@@ -32,6 +32,7 @@ from rapidfuzz import fuzz, process, utils  # noqa: E402
 from alerts.config import Rule, Term, load_config  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 
+from common import made_up_word  # noqa: E402
 from eval_match import (  # noqa: E402
     DEFAULT_CONFIG,
     DEFAULT_LABELLED,
@@ -46,44 +47,6 @@ BASELINE_CUTOFF = 90
 
 # --- a synthetic but realistic watchlist ----------------------------------------------------
 
-_SYLLABLES = [
-    "ax",
-    "bel",
-    "cor",
-    "dyn",
-    "el",
-    "fen",
-    "gra",
-    "hal",
-    "ion",
-    "jun",
-    "kor",
-    "lum",
-    "mar",
-    "nex",
-    "or",
-    "pel",
-    "quan",
-    "ros",
-    "sil",
-    "tek",
-    "ul",
-    "vel",
-    "wen",
-    "xin",
-    "yang",
-    "zen",
-    "tron",
-    "vix",
-    "ra",
-    "lis",
-    "mi",
-    "chip",
-    "sem",
-    "ica",
-    "on",
-    "ta",
-]
 _SUFFIXES = [
     "",
     "",
@@ -157,8 +120,7 @@ _CONTEXT = ("chip", "chips", "GPU", "AI", "semiconductor", "accelerator")
 
 
 def _company_name(rng: random.Random) -> str:
-    word = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
-    return word + rng.choice(_SUFFIXES)
+    return made_up_word(rng) + rng.choice(_SUFFIXES)
 
 
 def _model_number(rng: random.Random) -> str:
@@ -316,7 +278,7 @@ def _typo(word: str, rng: random.Random) -> str:
 
 
 def _new_word(rng: random.Random) -> str:
-    return "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 4))).capitalize()
+    return made_up_word(rng, most=4)
 
 
 def make_headlines(

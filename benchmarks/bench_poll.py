@@ -38,12 +38,12 @@ sys.path.insert(0, str(ROOT))
 import feedparser  # noqa: E402
 import httpx  # noqa: E402
 
-from alerts.cluster import Clusterer  # noqa: E402
 from alerts.config import FeedConfig, PollConfig, load_config  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
+from alerts.stories import Clusterer  # noqa: E402
 
 TOPICS = [
     "Nvidia H20 export controls tightened for {p}",

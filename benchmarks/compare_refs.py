@@ -64,7 +64,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from alerts.cluster import Clusterer
+try:
+    from alerts.stories import Clusterer
+except ImportError:  # a version from before alerts/stories/
+    from alerts.cluster import Clusterer
 from alerts.config import FeedConfig, load_config
 from alerts.fetch import Fetcher
 from alerts.match import compile_matcher
@@ -121,7 +124,10 @@ CLUSTER = r"""
 import csv, time
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from alerts.cluster import cluster_offline
+try:
+    from alerts.stories import cluster_offline
+except ImportError:  # a version from before alerts/stories/
+    from alerts.cluster import cluster_offline
 from alerts.config import load_config
 from alerts.match import compile_matcher
 def when(v):

@@ -34,10 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 from rapidfuzz import fuzz  # noqa: E402
 
-from alerts.cluster import StoryIndex, cluster_offline  # noqa: E402
 from alerts.config import load_config  # noqa: E402
 from alerts.dedupe import edited_titles, title_key  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
+from alerts.stories import cluster_offline  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "eval" / "headlines_real.tsv"
 A800 = "2022-11-a800"  # 14 outlets, one event: issue #12 wants at most 2 alerts for it
@@ -90,10 +90,8 @@ def evaluate(
     show: bool = False,
     everything: bool = False,
     edits: bool = True,
-    index: StoryIndex | None = None,
 ) -> dict:
-    """Cluster the real set and score it; ``index``: an empty index of a variant of the
-    clustering to measure (``benchmarks/eval_meaning.py``)."""
+    """Cluster the real set and score it."""
     config = load_config(ROOT / "config.yaml")
     matcher = compile_matcher(config.watchlists, config.rules)
     rows = []
@@ -113,9 +111,7 @@ def evaluate(
         for i in kept
     ]
     assigned = [0] * len(rows)
-    stories = cluster_offline(
-        items, window=timedelta(hours=window_hours), threshold=threshold, index=index
-    )
+    stories = cluster_offline(items, window=timedelta(hours=window_hours), threshold=threshold)
     for i, story in zip(kept, stories, strict=True):
         assigned[i] = story
     for i, j in original.items():

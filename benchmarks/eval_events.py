@@ -35,13 +35,13 @@ from xml.sax.saxutils import escape
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from alerts.cluster import Clusterer  # noqa: E402
 from alerts.config import Destinations, FeedConfig, Rule, load_config  # noqa: E402
 from alerts.fetch import Fetcher  # noqa: E402
 from alerts.loopback import FeedServer, Route  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 from alerts.pipeline import PollContext, run_cycle  # noqa: E402
 from alerts.store import open_store  # noqa: E402
+from alerts.stories import Clusterer  # noqa: E402
 
 BUSY = ROOT.parent / "shared" / "eval" / "busy_days.tsv"
 DEV = ROOT / "benchmarks" / "data" / "events_dev.tsv"
@@ -99,9 +99,7 @@ def render(rows: list[Row], *, upto: int, aggregator: bool) -> bytes:
     ).encode()
 
 
-async def _simulate(
-    rows: list[Row], config, *, step: int, aggregator: bool, clusterer_class: type[Clusterer]
-) -> list[tuple]:
+async def _simulate(rows: list[Row], config, *, step: int, aggregator: bool) -> list[tuple]:
     clock = {"t": -1}
     with FeedServer() as server, tempfile.TemporaryDirectory(prefix="chipwatch-eval-") as tmp:
         feeds = []
@@ -121,7 +119,7 @@ async def _simulate(
         )
         store = open_store(cfg.database)
         matcher = compile_matcher(cfg.watchlists, cfg.rules)
-        clusterer = clusterer_class(store, cfg.stories, now=BASE, watchlists=cfg.watchlists)
+        clusterer = Clusterer(store, cfg.stories, now=BASE, watchlists=cfg.watchlists)
         last = max(r.minute for r in rows)
         async with Fetcher(cfg.poll) as fetcher:
             for t in range(0, last + step, step):
@@ -152,10 +150,8 @@ def evaluate(
     aggregator: bool = False,
     show: bool = False,
     any_subject: bool = False,
-    clusterer_class: type[Clusterer] = Clusterer,
 ) -> dict:
-    """Run the file through the pipeline and score it. ``clusterer_class``: a variant of the
-    clustering to measure (``benchmarks/eval_meaning.py``)."""
+    """Run the file through the pipeline and score it."""
     rows = read_rows(path)
     config = load_config(ROOT / "config.yaml")
     if any_subject:  # clustering alone: every headline naming a chip or company alerts
@@ -163,9 +159,7 @@ def evaluate(
     if threshold is not None:
         config = replace(config, stories=replace(config.stories, threshold=threshold))
     logging.disable(logging.WARNING)
-    records = asyncio.run(
-        _simulate(rows, config, step=step, aggregator=aggregator, clusterer_class=clusterer_class)
-    )
+    records = asyncio.run(_simulate(rows, config, step=step, aggregator=aggregator))
     logging.disable(logging.NOTSET)
     by_row = {int(guid.split("-")[1]): (alert_id, story_id) for guid, alert_id, story_id in records}
     story_of: dict[int, int] = {}  # row -> story, for matched (alerting) rows

@@ -19,13 +19,14 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from alerts.cli import main
-from alerts.cluster import Clusterer
 from alerts.config import Config
 from alerts.coordinate import Coordinator
 from alerts.fetch import Fetcher
 from alerts.match import compile_matcher
 from alerts.pipeline import CycleReport, PollContext, run_cycle
 from alerts.store import Store
+from alerts.stories import Clusterer
+from alerts.types import FeedItem, Match, MatchResult, NewItem
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890  # the fake Bot API's test channel
@@ -251,6 +252,39 @@ class RunningBot:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def alerting_item(
+    guid: str, title: str, *, feed: str, destinations: tuple[str, ...], summary: str = "", **story
+) -> NewItem:
+    """A new item that alerts (Nvidia, rule chip-trade) and starts a story (``story_id=``); a
+    follow-up names the story it follows (``thread=``) and why (``decision=``)."""
+    link = f"https://{feed.lower()}.example/{guid}"
+    return NewItem(
+        item=FeedItem(
+            feed=feed,
+            guid=guid,
+            link=link,
+            title=title,
+            summary=summary,
+            published=datetime.now(timezone.utc),
+        ),
+        canonical_link=link,
+        result=MatchResult(
+            matches=(Match("companies", "Nvidia", "Nvidia", "exact", 100.0),),
+            rules=("chip-trade",),
+        ),
+        destinations=tuple(destinations),
+        new_story=True,
+        **story,
+    )
+
+
+def record(store: Store, feed: str, *items: NewItem) -> list[int]:
+    """Record one successful poll of ``feed`` with these new items; the new alert ids."""
+    return store.record_poll(
+        feed, f"http://127.0.0.1:9/{feed}", list(items), now=datetime.now(timezone.utc)
+    )
 
 
 def deliveries(store, alert_id: int) -> list[dict]:

@@ -15,10 +15,9 @@ LAYERS = [
     {"alerts"},  # the package root: version and user agent
     {"types", "errors"},
     {"logs", "metrics", "healthcheck"},
-    {"config"},
-    {"config_edit"},
+    {"config"},  # values, model, load, edit
     {"loopback", "fetch", "parse", "match"},
-    {"cluster", "store"},
+    {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},
     {"pipeline", "backtest", "status", "explain"},
     {"runtime", "scheduler"},
@@ -115,4 +114,4 @@ def test_cli_only_parses_arguments_and_prints():
     coroutines = [n.name for n in tree.body if isinstance(n, ast.AsyncFunctionDef)]
     assert classes == [] and coroutines == [], "services belong in app/explain/status, not cli"
     imported = {u for _, u in _imports(PACKAGE / "cli.py")}
-    assert not imported & {"store", "pipeline", "fetch", "deliver", "cluster", "runtime"}
+    assert not imported & {"store", "pipeline", "fetch", "deliver", "stories", "runtime"}

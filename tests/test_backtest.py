@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from alerts.backtest import parse_duration, term_preview
+from alerts.backtest import term_preview
 from alerts.config import load_config
 from alerts.errors import ConfigError
 from tests.support import ago, cli, rss, write_config
@@ -90,11 +90,6 @@ def test_backtest_without_a_database_says_so(tmp_path):
     config = write_config(tmp_path, [], watchlists=WATCH)
     out = cli("backtest", "--config", str(config))
     assert out.returncode == 1 and "no database yet" in out.stderr
-
-
-@pytest.mark.parametrize("text,hours", [("30m", 0.5), ("48h", 48), ("7d", 168), ("2w", 336)])
-def test_durations(text, hours):
-    assert parse_duration(text).total_seconds() == hours * 3600
 
 
 def test_term_preview_of_a_term_not_on_the_watchlist_is_a_config_error(tmp_path):

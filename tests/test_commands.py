@@ -14,8 +14,9 @@ from alerts.app import run_forever
 from alerts.config import load_config
 from alerts.loopback import Route
 from alerts.scheduler import FIRST_RUN_SPREAD_SECONDS
+from alerts.store import open_store
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import CHANNEL, CHANNEL_ID, ago, rss
+from tests.support import CHANNEL, CHANNEL_ID, ago, alerting_item, record, rss
 
 ADMIN, USER = 111, 222
 
@@ -336,6 +337,7 @@ HOSTILE = [
     ("category_shape", "/watch ../etc B300", "a category is lowercase"),
     ("bad_duration", "/mute Nvidia forever", "duration like 30m"),
     ("too_long_mute", "/mute Nvidia 90d", "between 1 minute and 30 days"),
+    ("too_short_mute", "/mute Nvidia 0.5m", "between 1 minute and 30 days"),
     ("recent_not_number", "/recent lots", "a number from 1 to 20"),
 ]
 
@@ -433,3 +435,42 @@ async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
     finally:
         await runtime.aclose()
         store.close()
+
+
+async def test_recent_counts_follow_ups_and_why_explains_where_one_went(tmp_path, serve, telegram):
+    path, _ = _setup(tmp_path, serve, telegram)
+    store = open_store(tmp_path / "cw.db")
+    story = "US curbs Nvidia H20 exports"
+    followup = "Nvidia halts H20 output after Beijing warning"
+    record(
+        store,
+        "Wire",
+        alerting_item("s", story, feed="Wire", destinations=("telegram",), story_id=1),
+    )
+    record(
+        store,
+        "Bloomberg",
+        alerting_item(
+            "f",
+            followup,
+            feed="Bloomberg",
+            destinations=("telegram",),
+            story_id=2,
+            thread=1,
+            decision="follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)",
+        ),
+    )
+    store.close()
+    async with Bot(path, telegram) as bot:
+        posts = await bot.wait_for(lambda: len(telegram.sent) >= 2 and telegram.sent, "alerts")
+        assert posts[1]["reply_to_message_id"] == posts[0]["message_id"], "a quiet reply"
+        recent = (await bot.ask(USER, "/recent")).split("\n")
+        assert recent[0].startswith(f"• {story} — Wire · ")
+        assert recent[0].endswith(" · +1 follow-up")
+        assert recent[1].startswith(f"   ↳ {followup} — Bloomberg · ")
+        why = await bot.ask(USER, f"/why {followup.lower()}")
+        assert why.startswith(f"“{followup.lower()}”\n"), "the match explanation first"
+        assert f"a quiet follow-up to “{story}”" in why
+        assert "decision: follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)" in why
+        why = await bot.ask(USER, f"/why {story}")
+        assert "a new story (1 follow-up under it)\ndecision: not recorded" in why

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from alerts.deliver import Deliverer
-from alerts.deliver.slack import SlackSink
+from alerts.deliver.console import ConsoleSink
+from alerts.deliver.slack import SlackAppSink, SlackSink
 from alerts.deliver.telegram import TelegramSink
 from alerts.store import open_store
 from alerts.types import FeedItem, Match, MatchResult, NewItem
+from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.slack_webhook import FakeSlack, unescaped_specials
 from tests.support import (
     CHANNEL,
@@ -25,8 +30,10 @@ from tests.support import (
     HOSTILE,
     ROOT,
     ago,
+    alerting_item,
     cli,
     deliveries,
+    record,
     rss,
     run_bot,
     write_config,
@@ -239,43 +246,57 @@ def _env(**extra):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "CHIPWATCH_DATABASE")
+        if k
+        not in ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "CHIPWATCH_DATABASE")
     }
     env.update(extra)
     return env
 
 
-def _telegram_config(tmp_path, feed_url, fake):
-    return write_config(
-        tmp_path,
-        [("Wire", feed_url)],
-        extra=(
-            f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
-            f"    api_base_url: {fake.base_url}\n"
-        ),
-    )
-
-
-def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegram):
-    url = serve(
+def _one_alert_feed(serve, guid, title="Nvidia H20 export controls tightened"):
+    """The URL of a feed with one alerting item, three minutes old."""
+    return serve(
         rss(
             [
                 {
-                    "title": "Nvidia H20 export controls tightened",
-                    "guid": "t1",
-                    "link": "https://n.example/t1",
+                    "title": title,
+                    "guid": guid,
+                    "link": f"https://n.example/{guid}",
                     "date": ago(minutes=3),
                 }
             ]
         )
     )
+
+
+def _config(tmp_path, feed_url, destination):
+    """A config polling one feed (Wire) into one destination (YAML under destinations:)."""
+    return write_config(tmp_path, [("Wire", feed_url)], extra=f"destinations:\n{destination}")
+
+
+def _once(config, **secrets):
+    """``bot.py -v once`` (in this process) with only these secrets in its environment; checks
+    none is shown."""
+    result = cli("-v", "once", "--config", str(config), env=_env(**secrets))
+    for secret in secrets.values():
+        shown = result.stderr + result.stdout
+        assert secret not in shown and secret[-16:] not in shown, "a secret was shown"
+    return result
+
+
+def _telegram_config(tmp_path, feed_url, fake):
+    chat = f'  telegram:\n    chat_id: "{CHANNEL}"\n    api_base_url: {fake.base_url}\n'
+    return _config(tmp_path, feed_url, chat)
+
+
+def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegram):
+    url = _one_alert_feed(serve, "t1")
     config = _telegram_config(tmp_path, url, telegram)
-    result = cli("-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token))
+    result = _once(config, TELEGRAM_BOT_TOKEN=telegram.token)
     assert result.returncode == 0, result.stderr
     assert "sent=1 pending=0" in result.stdout
     assert len(telegram.sent) == 1
     assert "HTTP Request: POST" in result.stderr, "debug logging covered httpx's request lines"
-    assert telegram.token not in result.stderr + result.stdout
     assert telegram.token.split(":")[1] not in result.stderr + result.stdout
     with sqlite3.connect(tmp_path / "cw.db") as db:
         assert db.execute("SELECT message_id FROM deliveries").fetchone()[0] == str(
@@ -284,25 +305,13 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
 
 
 def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, telegram):
-    url = serve(
-        rss(
-            [
-                {
-                    "title": "Nvidia H20 export controls",
-                    "guid": "r1",
-                    "link": "https://n.example/r1",
-                    "date": ago(minutes=3),
-                }
-            ]
-        )
-    )
+    url = _one_alert_feed(serve, "r1", title="Nvidia H20 export controls")
     config = _telegram_config(tmp_path, url, telegram)
     revoked = "987654321:AArevokedrevokedrevokedrevokedrevoked"
-    result = cli("-v", "once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=revoked))
+    result = _once(config, TELEGRAM_BOT_TOKEN=revoked)
     assert result.returncode == 0
     assert "pending=1" in result.stdout and "destination telegram is unavailable" in result.stdout
     assert "destination_paused destination=telegram" in result.stderr
-    assert revoked not in result.stderr + result.stdout
     assert "revokedrevoked" not in result.stderr + result.stdout
 
 
@@ -314,23 +323,39 @@ def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
 
 
 def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
-    url = serve(
-        rss(
-            [
-                {
-                    "title": "Nvidia H20 export controls",
-                    "guid": "s1",
-                    "link": "https://n.example/s1",
-                    "date": ago(minutes=3),
-                }
-            ]
-        )
-    )
-    config = write_config(tmp_path, [("Wire", url)], extra="destinations:\n  slack: {}\n")
-    result = cli("-v", "once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
+    url = _one_alert_feed(serve, "s1", title="Nvidia H20 export controls")
+    config = _config(tmp_path, url, "  slack: {}\n")
+    result = _once(config, SLACK_WEBHOOK_URL=slack.url)
     assert result.returncode == 0, result.stderr
     assert len(slack.received) == 1
     assert slack.path not in result.stderr and "XXXXXXXXXXXX" not in result.stderr
+
+
+def _slack_app_config(tmp_path, feed_url, fake):
+    app = f"  slack:\n    channel: '#chip-news'\n    api_base_url: {fake.base_url}\n"
+    return _config(tmp_path, feed_url, app)
+
+
+def test_once_posts_to_a_slack_app_and_never_logs_the_token(tmp_path, serve, slack_api):
+    url = _one_alert_feed(serve, "a1")
+    config = _slack_app_config(tmp_path, url, slack_api)
+    result = _once(config, SLACK_BOT_TOKEN=slack_api.token)
+    assert result.returncode == 0, result.stderr
+    assert "sent=1 pending=0" in result.stdout
+    [post] = slack_api.posts
+    assert post["channel"] == "C0CHIPNEWS1" and post["text"].startswith("Nvidia H20 export")
+    assert "Sending a request - url: POST" in result.stderr, "slack_sdk's debug lines were on"
+    with sqlite3.connect(tmp_path / "cw.db") as db:
+        stored = db.execute("SELECT message_id FROM deliveries").fetchone()[0]
+    assert stored == f"C0CHIPNEWS1:{post['ts']}"
+
+
+def test_a_slack_app_without_its_token_is_a_config_error(tmp_path, serve, slack_api):
+    config = _slack_app_config(tmp_path, serve(rss([])), slack_api)
+    result = cli("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL="x"))
+    assert result.returncode == 2
+    assert "destinations.slack.channel: " in result.stderr
+    assert "SLACK_BOT_TOKEN is not set" in result.stderr
 
 
 # Different events: story clustering must keep them apart, one message each.
@@ -431,3 +456,381 @@ def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(
     assert sent == delivered, "every message Telegram accepted is recorded as sent"
     assert pending == len(titles) - delivered
     assert f"pending={pending}" in out
+
+
+# --- story threads: quiet follow-ups ---------------------------------------------------------
+
+STORY = "US curbs Nvidia H20 exports"
+FOLLOWUP = "Nvidia halts H20 output after Beijing warning"
+
+
+def _story(store, *, destinations=("telegram",), story_id=1):
+    [story] = record(
+        store,
+        "Wire",
+        alerting_item("s", STORY, feed="Wire", destinations=destinations, story_id=story_id),
+    )
+    return story
+
+
+def _followup(store, *, destinations=("telegram",), thread=1, story_id=2, title=FOLLOWUP):
+    summary = "Nvidia told suppliers to suspend work on the H20, two people said."
+    [followup] = record(
+        store,
+        "Bloomberg",
+        alerting_item(
+            f"f{story_id}",
+            title,
+            feed="Bloomberg",
+            destinations=destinations,
+            summary=summary,
+            story_id=story_id,
+            thread=thread,
+            decision=f"follow-up of story {thread}: shares nvidia, h20",
+        ),
+    )
+    return followup
+
+
+def _join(store, outlet, title, *, story_id):
+    """Another outlet reports the story: it joins, and the story's messages are to be edited."""
+    joining = alerting_item(outlet[0], title, feed=outlet, destinations=(), story_id=story_id)
+    record(store, outlet, replace(joining, new_story=False, result=None, source_name=outlet))
+
+
+def _fast(fake, chat=CHANNEL):
+    """A sink (and a fake) without Telegram's one-a-second pacing: these tests are about form."""
+    fake.per_chat_interval, fake.per_minute_limit = 0, None
+    return TelegramSink(
+        token=fake.token,
+        chat_id=chat,
+        base_url=fake.base_url,
+        per_chat=(1, 0.01),
+        overall=(30, 0.01),
+        per_group_minute=(100, 1),
+    )
+
+
+async def test_a_follow_up_is_a_quiet_reply_to_its_storys_message(database, telegram):
+    store = open_store(database)
+    story = _story(store)
+    followup = _followup(store)
+    sink = _fast(telegram)
+    report = await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+
+    assert report.results[("telegram", "followup")] == 1 and report.sent == 2
+    first, second = telegram.sent
+    assert first["shown_text"].startswith(STORY) and first["disable_notification"] is None
+    assert second["reply_to_message_id"] == first["message_id"]
+    assert second["reply_parameters"] == {"message_id": first["message_id"]}
+    assert second["disable_notification"] is True, "a follow-up does not buzz"
+    assert second["shown_text"].split("\n") == [
+        f"↳ Bloomberg: {FOLLOWUP}",
+        "Nvidia told suppliers to suspend work on the H20, two people said.",
+    ]
+    link = [e for e in second["entities"] if e["type"] == "text_link"]
+    assert [e["url"] for e in link] == ["https://bloomberg.example/f2"]
+    assert store.message_id(story, "telegram") == str(first["message_id"])
+    assert store.message_id(followup, "telegram") == str(second["message_id"])
+    store.close()
+
+
+async def test_a_follow_up_recorded_before_its_story_still_goes_after_it(database, telegram):
+    store = open_store(database)
+    followup = _followup(store)  # another feed of the same cycle was recorded first
+    story = _story(store)
+    assert followup < story
+    sink = _fast(telegram)
+    await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+    first, second = telegram.sent
+    assert first["shown_text"].startswith(STORY)
+    assert second["reply_to_message_id"] == first["message_id"]
+    store.close()
+
+
+async def test_a_follow_up_whose_story_message_was_deleted_names_the_story(database, telegram):
+    store = open_store(database)
+    _story(store)
+    sink = _fast(telegram)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    [story_message] = telegram.sent
+    telegram.delete_message(CHANNEL_ID, story_message["message_id"])
+
+    _followup(store)
+    report = await deliverer.drain()
+    await sink.aclose()
+    assert report.sent == 1 and store.count_pending() == 0
+    refused = [c for c in telegram.calls_to("sendMessage") if c["status"] == 400]
+    assert [c["description"] for c in refused] == ["Bad Request: message to be replied not found"]
+    plain = telegram.sent[-1]
+    assert plain["reply_to_message_id"] is None and plain["disable_notification"] is True
+    assert plain["shown_text"].split("\n")[:2] == [
+        f"↳ follow-up to “{STORY}”",
+        f"Bloomberg: {FOLLOWUP}",
+    ]
+    store.close()
+
+
+async def test_a_personal_subscriber_gets_the_thread_in_their_chat(database, telegram):
+    telegram.add_chat(42, "private", first_name="Ann")
+    telegram.add_chat(43, "private", first_name="Bob")
+    store = open_store(database)
+    _story(store, destinations=("telegram", "telegram:42"))  # Bob subscribed later
+    _followup(store, destinations=("telegram", "telegram:42", "telegram:43"))
+    channel = _fast(telegram)
+    sinks = [channel, channel.for_chat(42), channel.for_chat(43)]
+    report = await Deliverer(store, sinks).drain()
+    for sink in sinks:
+        await sink.aclose()
+
+    assert report.results[("telegram:42", "followup")] == 1
+    by_chat = {}
+    for message in telegram.sent:
+        by_chat.setdefault(message["chat_id"], []).append(message)
+    ann_story, ann_followup = by_chat[42]
+    assert ann_followup["reply_to_message_id"] == ann_story["message_id"], "in Ann's chat"
+    assert ann_followup["disable_notification"] is True
+    assert ann_followup["shown_text"].startswith("↳ Bloomberg: ")
+    [bob] = by_chat[43]  # Bob never got the story: the follow-up names it
+    assert bob["reply_to_message_id"] is None and bob["disable_notification"] is True
+    assert bob["shown_text"].startswith(f"↳ follow-up to “{STORY}”\nBloomberg: ")
+    store.close()
+
+
+async def test_a_follow_up_whose_story_was_rejected_names_it(database, telegram):
+    store = open_store(database)
+    _story(store)
+    _followup(store)
+    telegram.fail_next(
+        1, 400, description="Bad Request: can't parse entities", method="sendMessage"
+    )
+    sink = _fast(telegram)
+    report = await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+    assert (report.rejected, report.sent) == (1, 1)
+    [message] = telegram.sent
+    assert message["reply_to_message_id"] is None
+    assert message["shown_text"].startswith(f"↳ follow-up to “{STORY}”")
+    store.close()
+
+
+async def test_a_follow_up_that_gains_an_outlet_is_edited_in_its_short_form(database, telegram):
+    store = open_store(database)
+    _story(store)
+    followup = _followup(store)
+    sink = _fast(telegram)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    _join(store, "Reuters", FOLLOWUP, story_id=2)
+    report = await deliverer.drain()
+    await sink.aclose()
+    assert report.edits == 1
+    [edit] = telegram.edits
+    assert edit["message_id"] == int(store.message_id(followup, "telegram"))
+    assert edit["shown_text"].startswith(f"↳ Bloomberg (also Reuters): {FOLLOWUP}")
+    store.close()
+
+
+async def test_the_console_prints_a_follow_up_under_its_story_or_names_it(database):
+    store = open_store(database)
+    _story(store, destinations=("console",))
+    _followup(store, destinations=("console",))
+    _followup(store, destinations=("console",), story_id=3, title="Nvidia H20 stock written off")
+    _queue(store, ["SMIC export controls tightened"], destinations=("console",))
+    _followup(store, destinations=("console",), story_id=4, title="Nvidia H20 talks resume")
+    out = io.StringIO()
+    await Deliverer(store, [ConsoleSink(stream=out)]).drain()
+    blocks = out.getvalue().strip().split("\n\n")
+    assert blocks[0].startswith(f"🔔 {STORY}\n")
+    head, *rest = blocks[1].split("\n")
+    assert re.fullmatch(r"   ↳ follow-up · Bloomberg · \d\d \w{3} \d{4} \d\d:\d\d UTC", head)
+    assert rest[:2] == [f"     {FOLLOWUP}", "     https://bloomberg.example/f2"]
+    assert blocks[2].startswith("   ↳ follow-up · Bloomberg · "), "still under the story"
+    assert blocks[3].startswith("🔔 SMIC export controls tightened")
+    assert blocks[4].startswith(f"   ↳ follow-up to “{STORY}” · Bloomberg · ")
+    store.close()
+
+
+# --- Slack as an app: posts, edits, threads --------------------------------------------------
+
+
+@pytest.fixture
+def slack_api():
+    with FakeSlackApi() as fake:
+        yield fake
+
+
+def _app(fake, **kw):
+    return SlackAppSink(token=fake.token, channel="#chip-news", base_url=fake.base_url, **kw)
+
+
+def _fast_app(fake):
+    fake.post_interval = 0
+    return _app(fake, per_channel=(100, 1.0))
+
+
+async def test_slack_app_posts_edits_on_a_join_and_threads_a_follow_up(database, slack_api):
+    store = open_store(database)
+    story = _story(store, destinations=("slack",))
+    sink = _fast_app(slack_api)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    [posted] = slack_api.posts
+    assert store.message_id(story, "slack") == f"C0CHIPNEWS1:{posted['ts']}"
+    assert posted["thread_ts"] is None and posted["unfurl_links"] is False
+
+    _join(store, "Reuters", STORY, story_id=1)
+    followup = _followup(store, destinations=("slack",))
+    report = await deliverer.drain()
+    await sink.aclose()
+
+    assert report.edits == 1 and report.results[("slack", "followup")] == 1
+    [update] = slack_api.updates
+    assert (update["channel"], update["ts"]) == ("C0CHIPNEWS1", posted["ts"])
+    assert "📣 also reported by Reuters" in update["blocks"][0]["text"]["text"]
+    reply = slack_api.posts[-1]
+    assert reply["thread_ts"] == posted["ts"], "the follow-up is in the story's thread"
+    assert reply["reply_broadcast"] is False
+    assert reply["text"] == f"↳ Bloomberg: {FOLLOWUP}"
+    assert reply["blocks"][0]["text"]["text"].startswith("↳ *Bloomberg*: <https://bloomberg")
+    assert store.message_id(followup, "slack") == f"C0CHIPNEWS1:{reply['ts']}"
+    store.close()
+
+
+async def test_slack_app_follow_up_to_a_deleted_message_names_the_story(database, slack_api):
+    store = open_store(database)
+    _story(store, destinations=("slack",))
+    sink = _fast_app(slack_api)
+    deliverer = Deliverer(store, [sink])
+    await deliverer.drain()
+    slack_api.delete_message("C0CHIPNEWS1", slack_api.posts[0]["ts"])
+    _followup(store, destinations=("slack",))
+    report = await deliverer.drain()
+    await sink.aclose()
+    assert report.sent == 1
+    top = slack_api.posts[-1]
+    assert top["thread_ts"] is None, "Slack posted it at the top level"
+    [renamed] = slack_api.updates
+    assert renamed["ts"] == top["ts"]
+    assert renamed["text"] == f"↳ Bloomberg: {FOLLOWUP}"
+    assert renamed["blocks"][0]["text"]["text"].startswith(f"↳ follow-up to “{STORY}”\n")
+    store.close()
+
+
+async def test_slack_app_waits_as_a_429_tells_and_paces_itself(tmp_path, slack_api):
+    store = open_store(tmp_path / "cw.db")  # about the sink: one engine will do
+    _queue(store, ["Nvidia export controls A", "Nvidia export controls B"], destinations=("slack",))
+    clock = Clock()
+    slack_api.fail_next(1, "ratelimited", status=429, retry_after=3, method="chat.postMessage")
+    sink = _app(slack_api)
+    report = await Deliverer(store, [sink], now=clock, sleep=clock.sleep).drain()
+    assert report.sent == 2 and report.results[("slack", "retry")] == 1
+    assert clock.slept[0] == pytest.approx(3, abs=0.01), "429: wait exactly Retry-After"
+    posts = slack_api.posts
+    assert posts[1]["timestamp"] - posts[0]["timestamp"] >= 1.0, "one a second per channel"
+    assert [c["status"] for c in slack_api.calls] == [429, 200, 200], "no 429 of its own making"
+    await sink.aclose()
+    store.close()
+
+
+async def test_slack_app_takes_slacks_own_429_and_retry_after(database, slack_api):
+    store = open_store(database)
+    _queue(store, ["Nvidia export controls A", "Nvidia export controls B"], destinations=("slack",))
+    clock = Clock()
+    slack_api.clock = lambda: clock.now.timestamp()  # Slack's clock is the deliverer's
+    sink = _app(slack_api, per_channel=(100, 1.0))  # no pacing of its own: Slack says no
+    report = await Deliverer(store, [sink], now=clock, sleep=clock.sleep).drain()
+    await sink.aclose()
+    assert report.sent == 2 and report.results[("slack", "retry")] == 1
+    assert [(c["status"], c["error"]) for c in slack_api.calls] == [
+        (200, None),
+        (429, "ratelimited"),
+        (200, None),
+    ]
+    assert clock.slept == [1.0], "waited the Retry-After Slack gave"
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        ("invalid_auth", "paused"),
+        ("account_inactive", "paused"),
+        ("channel_not_found", "paused"),
+        ("not_in_channel", "paused"),
+        ("is_archived", "paused"),
+        ("msg_too_long", "rejected"),
+        ("fatal_error", "retry"),
+    ],
+)
+async def test_slack_app_errors_map_onto_the_delivery_errors(tmp_path, slack_api, error, outcome):
+    store = open_store(tmp_path / "cw.db")  # about the sink: one engine will do
+    _queue(store, ["Nvidia export controls"], destinations=("slack",))
+    slack_api.fail_next(1, error, method="chat.postMessage")
+    sink = _app(slack_api)
+    report = await Deliverer(store, [sink]).deliver_due()
+    await sink.aclose()
+    [row] = deliveries(store, 1)
+    if outcome == "paused":
+        assert report.paused == ["slack"] and row["status"] == "pending"
+    elif outcome == "rejected":
+        assert report.rejected == 1 and row["status"] == "rejected"
+        assert row["last_error"] == f"slack {error} (HTTP 200)"
+    else:
+        assert report.retrying == 1 and row["status"] == "pending"
+    store.close()
+
+
+async def test_slack_app_network_errors_retry_and_the_token_is_never_shown(tmp_path, caplog):
+    store = open_store(tmp_path / "cw.db")  # about the sink: one engine will do
+    _queue(store, ["Nvidia export controls"], destinations=("slack",))
+    with FakeSlackApi() as gone:
+        base_url, token = gone.base_url, gone.token  # the server is closed after this block
+    sink = SlackAppSink(token=token, channel="#chip-news", base_url=base_url)
+    with caplog.at_level(logging.DEBUG):
+        report = await Deliverer(store, [sink]).deliver_due()
+    await sink.aclose()
+    [row] = deliveries(store, 1)
+    assert report.retrying == 1 and row["status"] == "pending"
+    assert row["last_error"].startswith("network: ClientConnectorError")
+    assert token not in caplog.text and token not in row["last_error"]
+    store.close()
+
+
+async def test_slack_webhook_names_the_story_of_a_follow_up(database, slack):
+    store = open_store(database)
+    _story(store, destinations=("slack",))
+    _followup(store, destinations=("slack",))
+    slack.interval = 0
+    sink = SlackSink(webhook_url=slack.url, per_webhook=(100, 1.0))
+    await Deliverer(store, [sink]).drain()
+    await sink.aclose()
+    story, followup = slack.received
+    assert followup["blocks"][0]["text"]["text"].split("\n")[:2] == [
+        f"↳ follow-up to “{STORY}”",
+        "*Bloomberg*: <https://bloomberg.example/f2|" + FOLLOWUP + ">",
+    ]
+    store.close()
+
+
+async def test_a_digest_of_follow_ups_only_is_quiet(database, telegram):
+    store = open_store(database)
+    _story(store)
+    sink = _fast(telegram)
+    await Deliverer(store, [sink]).drain()
+    _followup(store)
+    _followup(store, story_id=3, title="Nvidia H20 stock written off")
+    followups = store.pending("telegram", now=datetime.now(timezone.utc))
+    _, included = await sink.send_digest(followups)
+    assert included == followups
+    digest = telegram.sent[-1]
+    assert digest["disable_notification"] is True
+    assert f"1. ↳ {FOLLOWUP} — Bloomberg · follow-up to “{STORY}”" in digest["shown_text"]
+    _queue(store, ["SMIC export controls tightened"])
+    await sink.send_digest(store.pending("telegram", now=datetime.now(timezone.utc)))
+    await sink.aclose()
+    assert telegram.sent[-1]["disable_notification"] is None, "a digest with a story notifies"
+    store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dtm
 import json
+import re
 import ssl
 import time
 import warnings
@@ -17,11 +18,20 @@ import httpx
 import pytest
 import pytest_asyncio
 import telegram
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 from telegram.constants import MessageEntityType
 from telegram.error import BadRequest, Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.request import HTTPXRequest
 
-from tests.fakes import FakeSlack, FakeTelegram, unescaped_specials, utf16_len
+from tests.fakes import (
+    DEFAULT_BOT_TOKEN,
+    FakeSlack,
+    FakeSlackApi,
+    FakeTelegram,
+    unescaped_specials,
+    utf16_len,
+)
 from tests.support import CHANNEL, CHANNEL_ID
 
 # PTB 22.2+ warns inside RetryAfter.__init__ itself (int -> timedelta migration), not only when
@@ -418,6 +428,51 @@ async def test_edit_message_text(tg, bot):
         await bot.edit_message_text("<x>", CHANNEL, msg.message_id, parse_mode="HTML")
 
 
+@pytest.mark.asyncio
+async def test_replies_quiet_messages_and_deleted_messages(tg, bot):
+    story = await bot.send_message(CHANNEL, "US curbs Nvidia H20 exports")
+    tg.per_chat_interval = 0
+    reply = await bot.send_message(
+        CHANNEL,
+        "Nvidia halts H20 output",
+        reply_parameters=telegram.ReplyParameters(message_id=story.message_id),
+        disable_notification=True,
+    )
+    assert reply.reply_to_message.message_id == story.message_id
+    assert reply.reply_to_message.text == "US curbs Nvidia H20 exports"
+    sent = tg.sent[-1]
+    assert sent["reply_to_message_id"] == story.message_id
+    assert sent["reply_parameters"] == {"message_id": story.message_id}
+    assert sent["disable_notification"] is True and tg.sent[0]["disable_notification"] is None
+
+    assert await bot.delete_message(CHANNEL, story.message_id) is True
+    with pytest.raises(BadRequest, match="^Message to delete not found$"):
+        await bot.delete_message(CHANNEL, story.message_id)
+    with pytest.raises(BadRequest, match="^Message to be replied not found$"):
+        await bot.send_message(
+            CHANNEL, "x", reply_parameters=telegram.ReplyParameters(message_id=story.message_id)
+        )
+    with pytest.raises(BadRequest, match="^Message to be replied not found$"):
+        await bot.send_message(CHANNEL, "x", reply_to_message_id=9999)  # the older form
+    with pytest.raises(BadRequest, match="^Message to edit not found$"):
+        await bot.edit_message_text("y", CHANNEL, story.message_id)
+    anyway = await bot.send_message(
+        CHANNEL,
+        "sent without the reply",
+        reply_parameters=telegram.ReplyParameters(
+            message_id=story.message_id, allow_sending_without_reply=True
+        ),
+    )
+    assert anyway.reply_to_message is None and tg.sent[-1]["reply_to_message_id"] is None
+    # a reply to a message of the chat, by id; the message of another chat is not in this one
+    other = await bot.send_message(GROUP_ID, "in the group")
+    with pytest.raises(BadRequest, match="^Message to be replied not found$"):
+        await bot.send_message(
+            CHANNEL, "x", reply_parameters=telegram.ReplyParameters(message_id=other.message_id + 5)
+        )
+    assert tg.delete_message(GROUP_ID, other.message_id) is True
+
+
 # ---------------------------------------------------------------- Telegram: getUpdates
 
 
@@ -576,3 +631,104 @@ def test_slack_does_not_reject_unescaped_text_but_the_helper_finds_it(slack, htt
     )
     assert unescaped_specials("<https://x.com|R&D>") == [(16, "&")]
     assert unescaped_specials("&quot;") == [(0, "&")]  # Slack only decodes &amp; &lt; &gt;
+
+
+# ---------------------------------------------------------------- Slack Web API (an app)
+
+
+@pytest.fixture
+def slack_api():
+    with FakeSlackApi() as fake:
+        yield fake
+
+
+def _web(fake, token=DEFAULT_BOT_TOKEN):
+    """slack_sdk's own client, without its retry handlers (chipwatch's deliverer retries)."""
+    return AsyncWebClient(token=token, base_url=fake.base_url, retry_handlers=[])
+
+
+async def _slack_error(call):
+    with pytest.raises(SlackApiError) as info:
+        await call
+    return info.value.response.status_code, info.value.response.data["error"]
+
+
+async def test_slack_api_posts_updates_and_needs_channel_ids_to_update(slack_api):
+    web = _web(slack_api)
+    posted = await web.chat_postMessage(channel="#chip-news", text="H20 & co")
+    assert posted["channel"] == "C0CHIPNEWS1" and re.fullmatch(r"\d+\.\d{6}", posted["ts"])
+    assert posted["message"]["text"] == "H20 & co" and "thread_ts" not in posted["message"]
+    slack_api.post_interval = 0
+    updated = await web.chat_update(channel="C0CHIPNEWS1", ts=posted["ts"], text="H20 & more")
+    assert updated["text"] == "H20 & more"
+    assert slack_api.updates[0]["previous_text"] == "H20 & co"
+    assert await _slack_error(web.chat_update(channel="#chip-news", ts=posted["ts"], text="x")) == (
+        200,
+        "channel_not_found",
+    ), "chat.update takes a channel id only, as on Slack"
+    assert await _slack_error(web.chat_update(channel="C0CHIPNEWS1", ts="1.000001", text="x")) == (
+        200,
+        "message_not_found",
+    )
+    assert await _slack_error(web.chat_postMessage(channel="#elsewhere", text="x")) == (
+        200,
+        "channel_not_found",
+    )
+    no_text = web.api_call("chat.postMessage", json={"channel": "#chip-news"})
+    assert await _slack_error(no_text) == (200, "no_text")
+    assert await _slack_error(_web(slack_api, "xoxb-wrong").auth_test()) == (200, "invalid_auth")
+    assert await _slack_error(
+        _web(slack_api, "xoxb-wrong").chat_postMessage(channel="#chip-news", text="x")
+    ) == (200, "invalid_auth")
+    slack_api.archived.add("C0CHIPNEWS1")
+    assert await _slack_error(web.chat_postMessage(channel="#chip-news", text="x")) == (
+        200,
+        "is_archived",
+    )
+
+
+async def test_slack_api_threads_replies_and_unthreads_a_reply_to_a_deleted_message(slack_api):
+    web = _web(slack_api)
+    slack_api.post_interval = 0
+    story = await web.chat_postMessage(channel="#chip-news", text="story")
+    reply = await web.chat_postMessage(channel="C0CHIPNEWS1", text="more", thread_ts=story["ts"])
+    assert reply["message"]["thread_ts"] == story["ts"]
+    assert [p["text"] for p in slack_api.thread("C0CHIPNEWS1", story["ts"])] == ["more"]
+    assert slack_api.messages[("C0CHIPNEWS1", story["ts"])]["reply_count"] == 1
+    assert await _slack_error(
+        web.chat_postMessage(channel="#chip-news", text="x", thread_ts="yesterday")
+    ) == (200, "invalid_thread_ts")
+    assert slack_api.delete_message("#chip-news", story["ts"])
+    orphan = await web.chat_postMessage(channel="C0CHIPNEWS1", text="late", thread_ts=story["ts"])
+    assert "thread_ts" not in orphan["message"], "posted at the top level, no error"
+    assert slack_api.posts[-1]["thread_ts"] is None
+    assert slack_api.posts[-1]["requested_thread_ts"] == story["ts"]
+
+
+async def test_slack_api_rate_limits_posts_per_channel_and_updates_per_minute(slack_api):
+    web = _web(slack_api)
+    posted = await web.chat_postMessage(channel="#chip-news", text="one")
+    with pytest.raises(SlackApiError) as info:
+        await web.chat_postMessage(channel="#chip-news", text="two")
+    response = info.value.response
+    assert (response.status_code, response.data["error"]) == (429, "ratelimited")
+    assert int(response.headers["Retry-After"]) == 1
+    slack_api.updates_per_minute = 2
+    for text in ("a", "b"):
+        await web.chat_update(channel="C0CHIPNEWS1", ts=posted["ts"], text=text)
+    assert await _slack_error(
+        web.chat_update(channel="C0CHIPNEWS1", ts=posted["ts"], text="c")
+    ) == (429, "ratelimited")
+
+
+def test_slack_api_takes_form_bodies_and_token_fields(slack_api, http):
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]
+    form = {"token": DEFAULT_BOT_TOKEN, "channel": "chip-news", "blocks": json.dumps(blocks)}
+    answer = http.post(slack_api.base_url + "chat.postMessage", data=form).json()
+    assert answer["ok"] is True and slack_api.posts[-1]["blocks"] == blocks
+    answer = http.post(slack_api.base_url + "chat.postMessage", json={"channel": "x"}).json()
+    assert answer == {"ok": False, "error": "not_authed"}
+    slack_api.fail_next(1, "fatal_error", method="chat.postMessage")
+    form["token"] = DEFAULT_BOT_TOKEN
+    answer = http.post(slack_api.base_url + "chat.postMessage", data=form).json()
+    assert answer == {"ok": False, "error": "fatal_error"}

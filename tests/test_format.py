@@ -18,6 +18,7 @@ from alerts.deliver.format import (
     visible_len,
 )
 from alerts.types import Alert, Match
+from tests.fakes.slack_webhook import unescaped_specials
 from tests.support import HOSTILE
 
 
@@ -133,3 +134,85 @@ def test_a_term_in_two_categories_is_named_once_and_aggregated_items_name_their_
     assert matched_line(alert) == "China (governments) · H200 (chips) · rule chip-trade"
     assert outlet_name(alert) == "Reuters via Google News"
     assert outlet_name(replace(alert, sources=())) == "Google News"
+
+
+# --- follow-ups (story threads) ----------------------------------------------------------------
+
+
+def _followup(title, *, story="US curbs <Nvidia> H20 & more", id=2, thread_of=1, **kw):  # noqa: A002
+    from dataclasses import replace
+
+    return replace(_alert(title, **kw), id=id, thread_of=thread_of, thread_title=story)
+
+
+@pytest.mark.parametrize("title", [h[1] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+@pytest.mark.parametrize("replying", [True, False], ids=["reply", "named"])
+def test_a_follow_ups_short_form_escapes_everything_and_shows_the_headline(title, replying):
+    summary = f"More: {title}"
+    message = telegram_html(_followup(title, summary=summary, story=title), replying=replying)
+    _assert_valid_telegram_html(message)
+    plain = html.unescape(re.sub(r"<[^>]+>", "", message)).split("\n")
+    if replying:
+        assert plain[0] == f"↳ Wire <&>: {title}"
+    else:
+        assert plain[:2] == [f"↳ follow-up to “{title}”", f"Wire <&>: {title}"]
+    assert plain[-1] == summary, "then what it adds"
+    assert len(plain) == (2 if replying else 3)
+
+
+def test_a_follow_up_says_what_it_adds_and_who_joined_it_within_the_limit():
+    from dataclasses import replace
+
+    followup = replace(
+        _followup("Nvidia halts H20 output", summary="Suppliers told to stop. " * 300),
+        sources=("Wire <&>", "Reuters", "FT", "AP"),
+        reports=tuple((f"Outlet {i}", "Nvidia halts H20 output in China " * 20) for i in range(10)),
+    )
+    message = telegram_html(followup, replying=True)
+    lines = html.unescape(re.sub(r"<[^>]+>", "", message)).split("\n")
+    assert lines[0] == "↳ Wire <&> (also Reuters, FT, +1): Nvidia halts H20 output"
+    assert lines[1].startswith("• Outlet 0: Nvidia halts H20 output in China")
+    assert lines[-1].startswith("Suppliers told to stop.") and len(lines[-1]) <= 200
+    assert visible_len(message) <= TELEGRAM_LIMIT
+    assert visible_len(telegram_html(followup, limit=600, replying=True)) <= 600
+
+
+def test_a_digest_lists_follow_ups_under_their_story_or_names_it():
+    from dataclasses import replace
+
+    story = replace(_alert("US curbs Nvidia H20 exports"), id=1)
+    other = replace(_alert("SMIC added to entity list"), id=2)
+    under = _followup("Nvidia halts H20 output", id=3, thread_of=1, story=story.title)
+    deeper = _followup("Nvidia resumes H20 talks", id=4, thread_of=3, story=under.title)
+    orphan = _followup("Huawei ramps up Ascend", id=5, thread_of=99, story="China bans H20")
+    message, included = telegram_digest([story, other, under, deeper, orphan])
+    _assert_valid_telegram_html(message)
+    assert included == [story, other, under, deeper, orphan]
+    assert html.unescape(re.sub(r"<[^>]+>", "", message)).split("\n") == [
+        "📰 5 alerts (digest)",
+        "1. US curbs Nvidia H20 exports — Wire <&> · Nvidia, export controls",
+        "    ↳ Nvidia halts H20 output — Wire <&>",
+        "    ↳ Nvidia resumes H20 talks — Wire <&>",
+        "2. SMIC added to entity list — Wire <&> · Nvidia, export controls",
+        "3. ↳ Huawei ramps up Ascend — Wire <&> · follow-up to “China bans H20”",
+    ]
+    payload, included = slack_digest([story, other, under, deeper, orphan])
+    lines = payload["blocks"][0]["text"]["text"].split("\n")
+    assert lines[2].startswith("    ↳ <https://news.example/a?x=1&y=%222%22|Nvidia halts H20")
+    assert lines[5].endswith("follow-up to “China bans H20”")
+    assert unescaped_specials(payload["blocks"][0]["text"]["text"]) == []
+
+
+@pytest.mark.parametrize("replying", [True, False], ids=["reply", "named"])
+def test_a_slack_follow_up_is_short_and_escaped(replying):
+    payload = slack_payload(
+        _followup("Nvidia <halts> H20 & more", summary="Adds & more"), replying=replying
+    )
+    text = payload["blocks"][0]["text"]["text"]
+    assert unescaped_specials(text) == []
+    lines = text.split("\n")
+    if not replying:
+        assert lines.pop(0) == "↳ follow-up to “US curbs &lt;Nvidia&gt; H20 &amp; more”"
+    assert lines[0].startswith("↳ *Wire &lt;&amp;&gt;*: <https://" if replying else "*Wire")
+    assert lines[1] == "Adds &amp; more"
+    assert payload["text"] == "↳ Wire &lt;&amp;&gt;: Nvidia &lt;halts&gt; H20 &amp; more"

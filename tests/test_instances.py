@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from ruamel.yaml import YAML
 
-from alerts.cluster import Clusterer
 from alerts.config import load_config
 from alerts.coordinate import Coordinator, feed_lease
 from alerts.loopback import Route
 from alerts.status import read_status
 from alerts.store import open_store
+from alerts.stories import Clusterer
 from alerts.types import utcnow
 from tests.pg_server import SECRET_PASSWORD, SECRET_USER
 from tests.support import (

@@ -12,6 +12,7 @@ from alerts.loopback import FeedServer, Route
 
 TOKEN = "123456789:AAExampleExampleExampleExampleExample1"
 WEBHOOK = "https://hooks.slack.com/services/T000/B000/abcdefSECRET"
+SLACK_TOKEN = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp"
 
 
 def test_event_formats_key_values_and_quotes_spaces():
@@ -42,6 +43,7 @@ def test_tokens_in_httpx_debug_logs_are_redacted(monkeypatch):
             url = server.route(f"/bot{TOKEN}/getMe", Route(body=b"{}"))
             httpx.get(url)
         logging.getLogger("chipwatch.test").error("webhook %s failed", WEBHOOK)
+        logging.getLogger("slack_sdk").debug("headers: {'Authorization': 'Bearer %s'}", SLACK_TOKEN)
         try:
             raise RuntimeError(f"boom at {url}")
         except RuntimeError:
@@ -52,7 +54,8 @@ def test_tokens_in_httpx_debug_logs_are_redacted(monkeypatch):
     assert "HTTP Request: GET" in logged, "httpx logged the request at DEBUG"
     assert TOKEN not in logged and TOKEN.split(":")[1] not in logged
     assert WEBHOOK not in logged and "abcdefSECRET" not in logged
-    assert logged.count(REDACTED) >= 3
+    assert SLACK_TOKEN not in logged and "AbCdEfGhIjKlMnOp" not in logged
+    assert logged.count(REDACTED) >= 4
 
 
 def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypatch):

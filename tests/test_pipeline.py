@@ -105,7 +105,7 @@ class FlakySink:
         self.delivered.append([a.title for a in alerts[:2]])
         return "digest", alerts[:2]
 
-    async def send(self, alert):
+    async def send(self, alert, *, reply_to=None):
         if self.script:
             raise self.script.pop(0)
         self.delivered.append(alert.title)

@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from alerts.config import load_config
+from alerts.config import POSTGRES_SCHEMES, load_config
 from alerts.errors import ConfigError, StoreError
 from alerts.logs import REDACTED, RedactingFilter, redact_database_url
 from alerts.store import open_store
@@ -50,6 +50,8 @@ def test_database_url_in_the_config_and_the_environment(tmp_path):
     [
         ("mysql://cw@db/chipwatch", "must be a SQLite file or a postgresql:// URL, got a mysql://"),
         ("postgresql://cw:hunter22@db:99999/chipwatch", "bad port"),
+        # libpq reads only lower-case schemes; the store would have taken this for a file name
+        ("PostgreSQL://cw:hunter22@db/chipwatch", "got a PostgreSQL:// URL"),
     ],
 )
 def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_path, value, message):
@@ -62,6 +64,15 @@ def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_pat
     assert out.returncode == 2 and "database" in out.stderr and "hunter22" not in out.stderr
     with pytest.raises(ConfigError, match="CHIPWATCH_DATABASE"):
         load_config(write_config(tmp_path, []), environ={"CHIPWATCH_DATABASE": value})
+
+
+@pytest.mark.parametrize("scheme", POSTGRES_SCHEMES)
+def test_every_scheme_the_config_takes_has_its_password_redacted(tmp_path, scheme):
+    url = f"{scheme}://cw:hunter22@db.example/chipwatch"
+    assert load_config(write_config(tmp_path, [], database=url), environ={}).database == url
+    assert redact_database_url(f"cannot open {url}") == (
+        f"cannot open {scheme}://cw:{REDACTED}@db.example/chipwatch"
+    )
 
 
 def test_check_config_shows_the_database_url_without_its_password(tmp_path):

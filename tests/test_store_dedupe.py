@@ -263,3 +263,34 @@ def test_stories_and_backtest_items_read_back_on_both_engines(database):
         ("Wire", "US curbs Nvidia H20", True),
         ("Wire", "Washington curbs Nvidia H20 sales", True),
     ]
+
+
+def test_a_follow_up_is_threaded_under_its_story_on_both_engines(database):
+    """A follow-up is a story of its own whose alert names the story it replies to. Recorded
+    before its story (another feed of the same cycle), it still finds the story's alert."""
+    store = open_store(database)
+    follow = _new(
+        "f",
+        "Nvidia says it will comply with H20 curbs",
+        story_id=2,
+        new_story=True,
+        thread=1,
+        decision="follow-up of story 1",
+    )
+    [follow_id] = store.record_poll("Other", "https://o.example/rss", [follow], now=NOW)
+    pending = store.pending("telegram", now=NOW)
+    assert [(a.id, a.thread_of, a.thread_title) for a in pending] == [(follow_id, None, "")]
+    story = _new("s", "US curbs Nvidia H20", story_id=1, new_story=True, decision="new story")
+    [story_id] = store.record_poll("Wire", "https://w.example/rss", [story], now=NOW)
+    by_id = {a.id: a for a in store.pending("telegram", now=NOW)}
+    assert by_id[follow_id].thread_of == story_id
+    assert by_id[follow_id].thread_title == "US curbs Nvidia H20"
+    assert by_id[follow_id].decision == "follow-up of story 1"
+    assert by_id[story_id].thread_of is None and by_id[story_id].followups == 1
+    assert store.message_id(story_id, "telegram") is None  # not sent yet
+    store.mark_sent(story_id, "telegram", message_id="41", now=NOW)
+    assert store.message_id(story_id, "telegram") == "41"
+    assert store.message_id(story_id, "telegram:-1001234567890") is None
+    [recorded] = [s for s in store.recent_stories(since=NOW - timedelta(hours=1)) if s.id == 2]
+    assert recorded.parent == 1
+    store.close()

@@ -9,7 +9,13 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from alerts.cluster import (
+from alerts.config import load_config
+from alerts.dedupe import edited_titles, title_key
+from alerts.deliver import Deliverer
+from alerts.deliver.telegram import TelegramSink
+from alerts.match import compile_matcher
+from alerts.store import open_store
+from alerts.stories import (
     CANDIDATES,
     Clusterer,
     Story,
@@ -17,12 +23,6 @@ from alerts.cluster import (
     cluster_offline,
     headline_features,
 )
-from alerts.config import load_config
-from alerts.dedupe import edited_titles, title_key
-from alerts.deliver import Deliverer
-from alerts.deliver.telegram import TelegramSink
-from alerts.match import compile_matcher
-from alerts.store import open_store
 from alerts.types import FeedItem, NewItem
 from tests.fakes.slack_webhook import FakeSlack
 from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, cli, rss, write_config
@@ -763,18 +763,3 @@ def test_cluster_command_explains_each_placement(tmp_path):
         lines[4].startswith("3. Commerce bans")
         and 'joins story 1 "US bans H20 exports"' in lines[5]
     )
-
-
-def test_cluster_offline_clusters_into_the_index_it_is_given():
-    """The evaluation measures variants of the rules (benchmarks/eval_meaning.py) by handing
-    cluster_offline an index of its own: that index's rules decide, and it holds the stories."""
-    items = [
-        (title, NOW + timedelta(minutes=i), outlet, MATCHER.match(title).matches)
-        for i, (outlet, title) in enumerate(OUTLETS[:3])
-    ]
-    window = timedelta(hours=48)
-    assert len(set(cluster_offline(items, window=window, threshold=0.4))) == 1
-    strict = StoryIndex(window=window, threshold=1.01)  # nothing reaches it: no join
-    ids = cluster_offline(items, window=window, threshold=0.4, index=strict)
-    assert len(set(ids)) == 3
-    assert sorted(strict.stories) == sorted(ids)

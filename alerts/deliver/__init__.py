@@ -12,6 +12,10 @@ marked sent only after its destination accepted it:
 
 When more alerts wait for a destination than its rate allows in the next ten seconds, they go
 out as digests: one message listing several headlines.
+
+A follow-up (an alert with ``thread_of``) goes after its story's alert and is handed the id of
+the message that carried the story to the same destination, to reply to it quietly; with none
+(the story was rejected there, never queued there, or pruned) the sink names the story instead.
 """
 
 from __future__ import annotations
@@ -45,14 +49,17 @@ class Sink(Protocol):
     def allowance(self, within: float) -> int:
         """How many messages it may send in the next ``within`` seconds without waiting."""
 
-    async def send(self, alert: Alert) -> str | None:
-        """Deliver one alert; return the destination's message id if it has one."""
+    async def send(self, alert: Alert, *, reply_to: str | None = None) -> str | None:
+        """Deliver one alert; return the destination's message id if it has one. For a
+        follow-up, ``reply_to`` is its story's message there (None: there is none)."""
 
     async def send_digest(self, alerts: list[Alert]) -> tuple[str | None, list[Alert]]:
-        """Deliver several alerts in one message; return its id and the alerts it included."""
+        """Deliver several alerts in one message; return its id and the alerts it included
+        (the first ones given)."""
 
-    # Optional: ``async def edit(self, message_id: str, alert: Alert) -> None`` re-renders a
-    # sent alert whose story grew. Sinks without it (Slack webhooks) get no updates.
+    # Optional: ``async def edit(self, message_id: str, alert: Alert, *, reply_to: str | None)
+    # -> None`` re-renders a sent alert whose story grew (``reply_to`` as for ``send``). Sinks
+    # without it (Slack webhooks) get no updates.
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -66,7 +73,8 @@ class DeliveryReport:
     retrying: int = 0
     rejected: int = 0
     paused: list[str] = field(default_factory=list)
-    # (destination, result) -> alerts: sent, retry, rejected, unavailable, edited
+    # (destination, result) -> alerts: sent, retry, rejected, unavailable, edited; followup:
+    # the sent alerts that were follow-ups
     results: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def count(self, destination: str, result: str, n: int = 1) -> None:
@@ -82,6 +90,19 @@ class DeliveryReport:
         self.paused += [p for p in other.paused if p not in self.paused]
         for (destination, result), n in other.results.items():
             self.count(destination, result, n)
+
+
+def log_not_threaded(destination: str, alert: Alert, reply_to: str, reason: str) -> None:
+    """A sink could not put a follow-up under its story's message (it names the story)."""
+    event(
+        log,
+        "followup_not_threaded",
+        logging.WARNING,
+        destination=destination,
+        alert=alert.id,
+        reply_to=reply_to,
+        reason=reason,
+    )
 
 
 def backoff(attempts: int) -> float:
@@ -170,7 +191,7 @@ class Deliverer:
                 self.store.edit_done(alert.id, sink.name)  # e.g. a webhook: nothing to edit
                 continue
             try:
-                await edit(message_id, alert)
+                await edit(message_id, alert, reply_to=self._reply_to(alert, sink.name))
             except RetryLater as exc:
                 wait = exc.retry_after if exc.retry_after is not None else BACKOFF_BASE_SECONDS
                 at = self._now() + timedelta(seconds=wait)
@@ -218,8 +239,37 @@ class Deliverer:
             if self.stop.is_set():
                 return
 
+    def _reply_to(self, alert: Alert, destination: str) -> str | None:
+        """A follow-up's story's message at this destination, if it has one."""
+        if alert.thread_of is None:
+            return None
+        return self.store.message_id(alert.thread_of, destination)
+
+    def _stories_first(self, pending: list[Alert], destination: str) -> list[Alert]:
+        """Each follow-up after its story: a follow-up can be recorded before it (another feed
+        of the same cycle). A follow-up whose story waits here but is not due yet waits too."""
+        due = {a.id for a in pending}
+        placed: set[int] = set()
+        waiting: dict[int, list[Alert]] = {}  # story alert -> follow-ups waiting for it
+        ordered: list[Alert] = []
+
+        def place(alert: Alert) -> None:
+            ordered.append(alert)
+            placed.add(alert.id)
+            for followup in waiting.pop(alert.id, []):
+                place(followup)
+
+        for alert in pending:
+            story = alert.thread_of
+            if story is not None and story not in placed:
+                if story in due or self.store.delivery_pending(story, destination):
+                    waiting.setdefault(story, []).append(alert)
+                    continue
+            place(alert)
+        return ordered
+
     async def _deliver_sink(self, sink: Sink, report: DeliveryReport) -> None:
-        pending = self.store.pending(sink.name, now=self._now())
+        pending = self._stories_first(self.store.pending(sink.name, now=self._now()), sink.name)
         i = 0
         while i < len(pending) and not self.stop.is_set():
             backlog = pending[i:]
@@ -230,7 +280,9 @@ class Deliverer:
                     if not included:
                         raise Rejected("digest included no alert")
                 else:
-                    message_id, included = await sink.send(backlog[0]), [backlog[0]]
+                    reply_to = self._reply_to(backlog[0], sink.name)
+                    message_id = await sink.send(backlog[0], reply_to=reply_to)
+                    included = [backlog[0]]
             except RetryLater as exc:
                 self._retry_later(sink, backlog[0], exc)
                 report.retrying += 1
@@ -264,16 +316,20 @@ class Deliverer:
             self._down_since.pop(sink.name, None)
             if self._paused.pop(sink.name, None) is not None:
                 event(log, "destination_resumed", logging.WARNING, destination=sink.name)
+            followups = [a for a in included if a.thread_of is not None]
             event(
                 log,
                 "digest_sent" if digest else "alert_sent",
                 destination=sink.name,
                 alerts=",".join(str(a.id) for a in included),
                 message_id=message_id,
+                followup_of=",".join(str(a.thread_of) for a in followups) or None,
             )
             report.sent += len(included)
             report.messages += 1
             report.count(sink.name, "sent", len(included))
+            if followups:
+                report.count(sink.name, "followup", len(followups))
             i += len(included)
 
     def _retry_later(self, sink: Sink, alert: Alert, exc: RetryLater) -> None:

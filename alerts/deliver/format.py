@@ -70,14 +70,73 @@ def outlet_name(alert: Alert) -> str:
     return alert.feed if first == alert.feed else f"{first} via {alert.feed}"
 
 
-def story_line(alert: Alert, *, names: int = 2) -> str:
-    """ "also reported by Reuters, Bloomberg, +3" for a story with more than one source."""
+def _also(alert: Alert, names: int) -> str:
+    """ "Reuters, Bloomberg, +3": the story's other sources, or "" when it has none."""
     others = [s for s in alert.sources[1:] if s != alert.feed]
     if not others:
         return ""
-    shown = ", ".join(others[:names])
     more = f", +{len(others) - names}" if len(others) > names else ""
-    return f"also reported by {shown}{more}"
+    return ", ".join(others[:names]) + more
+
+
+def story_line(alert: Alert, *, names: int = 2) -> str:
+    """ "also reported by Reuters, Bloomberg, +3" for a story with more than one source."""
+    also = _also(alert, names)
+    return f"also reported by {also}" if also else ""
+
+
+# --- follow-ups (story threads) ------------------------------------------------------------
+#
+# A follow-up is a quiet message under its story's: the outlet, its headline, and what it adds
+# (the start of its summary; the headlines of outlets that joined it). Where there is no story
+# message to reply to, the follow-up names the story instead.
+
+FOLLOWUP_SUMMARY_MAX = 200
+THREAD_TITLE_MAX = 200
+
+
+def followup_byline(alert: Alert) -> str:
+    """Who reported a follow-up: "Bloomberg", or "Bloomberg (also Reuters, FT, +2)"."""
+    also = _also(alert, 2)
+    return f"{outlet_name(alert)} (also {also})" if also else outlet_name(alert)
+
+
+def follow_up_to(alert: Alert) -> str:
+    """'follow-up to "US curbs Nvidia H20 exports"': a follow-up that is not a reply names its
+    story so."""
+    story = cut_text(alert.thread_title, THREAD_TITLE_MAX) if alert.thread_title else "a story"
+    return f"follow-up to “{story}”"
+
+
+def followup_summary(alert: Alert) -> str:
+    """What a follow-up adds besides its headline: the start of its summary ("" if none)."""
+    summary = alert.summary.strip()
+    if not summary or summary == alert.title.strip():
+        return ""
+    return cut_text(summary, FOLLOWUP_SUMMARY_MAX)
+
+
+def thread_groups(alerts: Sequence[Alert]) -> list[tuple[Alert, list[Alert]]]:
+    """The alerts as (alert, its follow-ups among them), each follow-up under the first alert of
+    its thread that is among them (a follow-up of a follow-up goes under the story too), in
+    the order given."""
+    by_id = {a.id: a for a in alerts}
+
+    def head(alert: Alert) -> Alert:
+        seen = {alert.id}
+        while alert.thread_of in by_id and alert.thread_of not in seen:
+            alert = by_id[alert.thread_of]
+            seen.add(alert.id)
+        return alert
+
+    groups: dict[int, tuple[Alert, list[Alert]]] = {}
+    for alert in alerts:
+        top = head(alert)
+        group = groups.setdefault(top.id, (top, []))
+        if top is not alert:
+            group[1].append(alert)
+    order = {a.id: i for i, a in enumerate(alerts)}
+    return sorted(groups.values(), key=lambda g: order[g[0].id])
 
 
 REPORTS_MAX = 10  # headlines of joining outlets shown in one alert
@@ -122,15 +181,38 @@ def _esc(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
-    """Headline as a link, source and time, what matched, then as much summary as fits."""
-    title = cut_text(alert.title, TITLE_MAX)
+def _link_html(alert: Alert, label: str) -> str:
+    """The label (plain text) as a link to the alert's page, or just escaped without one."""
     link = _web_link(alert.link)
-    head_html = (
-        f'<b><a href="{html.escape(link, quote=True)}">{_esc(title)}</a></b>'
-        if link
-        else f"<b>{_esc(title)}</b>"
-    )
+    return f'<a href="{html.escape(link, quote=True)}">{_esc(label)}</a>' if link else _esc(label)
+
+
+def _fit_lines(
+    plain: list[str], html_parts: list[str], extra: list[str], *, limit: int, summary: str
+) -> str:
+    """``html_parts`` (whose visible text is ``plain``), then as many ``extra`` plain lines as
+    fit within ``limit``, then as much of ``summary`` (plain) as still fits, in italics."""
+    used = sum(utf16_len(p) for p in plain) + len(plain) - 1  # newlines between parts
+    html_parts = list(html_parts)
+    for line in extra:
+        cost = utf16_len(line) + 1
+        if used + cost > limit - 2:
+            break
+        html_parts.append(_esc(line))
+        used += cost
+    room = min(SUMMARY_MAX, limit - used - 2)
+    if summary and room > 20:
+        html_parts.append(f"<i>{_esc(cut_text(summary, room))}</i>")
+    return "\n".join(html_parts)
+
+
+def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT, replying: bool = False) -> str:
+    """Headline as a link, source and time, what matched, then as much summary as fits. A
+    follow-up has its short form instead (``replying``: under its story's message)."""
+    if alert.thread_of is not None:
+        return _telegram_followup(alert, limit=limit, replying=replying)
+    title = cut_text(alert.title, TITLE_MAX)
+    head_html = f"<b>{_link_html(alert, title)}</b>"
     meta = f"{outlet_name(alert)} · {when_text(alert)}"
     matched = "🎯 " + cut_text(matched_line(alert), 800)
     plain = [title, meta, matched]
@@ -142,44 +224,84 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT) -> str:
     if alert.major:
         plain.insert(0, major_line(alert))
         html_parts.insert(0, f"<b>{_esc(major_line(alert))}</b>")
-    used = sum(utf16_len(p) for p in plain) + len(plain) - 1  # newlines between parts
-    for line in report_lines(alert):
-        cost = utf16_len(line) + 1
-        if used + cost > limit - 2:
-            break
-        plain.append(line)
-        html_parts.append(_esc(line))
-        used += cost
-    room = min(SUMMARY_MAX, limit - used - 2)
-    if alert.summary and room > 20:
-        summary = cut_text(alert.summary, room)
-        html_parts.append(f"<i>{_esc(summary)}</i>")
-    return "\n".join(html_parts)
+    return _fit_lines(plain, html_parts, report_lines(alert), limit=limit, summary=alert.summary)
+
+
+def _telegram_followup(alert: Alert, *, limit: int, replying: bool) -> str:
+    """ "↳ Bloomberg: <headline>", what it adds below; not replying, the story named above."""
+    title = cut_text(alert.title, TITLE_MAX)
+    byline = ("🔥 " if alert.major else "") + followup_byline(alert)
+    lead = "↳ " if replying else ""
+    plain = [f"{lead}{byline}: {title}"]
+    html_parts = [f"{lead}<b>{_esc(byline)}</b>: {_link_html(alert, title)}"]
+    if not replying:
+        plain.insert(0, f"↳ {follow_up_to(alert)}")
+        html_parts.insert(0, _esc(plain[0]))
+    return _fit_lines(
+        plain, html_parts, report_lines(alert), limit=limit, summary=followup_summary(alert)
+    )
+
+
+def _digest_entries(alerts: Sequence[Alert], max_alerts: int) -> list[tuple[Alert, bool]]:
+    """The first ``max_alerts`` alerts, each with whether its story is listed before it (then
+    it goes under the story)."""
+    listed: set[int] = set()
+    entries = []
+    for alert in alerts[:max_alerts]:
+        entries.append((alert, alert.thread_of in listed))
+        listed.add(alert.id)
+    return entries
+
+
+def _digest_order(included: list[Alert]) -> list[tuple[int | None, Alert]]:
+    """(number, alert) in the order a digest lists them: each story numbered, its follow-ups
+    (number None) under it."""
+    rows: list[tuple[int | None, Alert]] = []
+    for n, (alert, followups) in enumerate(thread_groups(included), start=1):
+        rows.append((n, alert))
+        rows.extend((None, f) for f in followups)
+    return rows
+
+
+def _digest_tail(alert: Alert, *, under: bool, width: int) -> str:
+    """What follows a digest line's headline: the outlet, then what matched or, for a follow-up
+    whose story is not listed above it, the story it follows."""
+    if under:
+        return f" — {outlet_name(alert)}"
+    if alert.thread_of is not None:
+        return f" — {outlet_name(alert)} · {follow_up_to(alert)}"
+    terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
+    return f" — {outlet_name(alert)} · {cut_text(terms, width)}"
+
+
+def _digest_lead(number: int | None, alert: Alert) -> str:
+    if number is None:
+        return "    ↳ "
+    return f"{number}. ↳ " if alert.thread_of is not None else f"{number}. "
 
 
 def telegram_digest(
     alerts: Sequence[Alert], *, limit: int = TELEGRAM_LIMIT, max_alerts: int = DIGEST_MAX_ALERTS
 ) -> tuple[str, list[Alert]]:
-    """One message listing as many alerts as fit; returns it and the alerts it includes."""
+    """One message listing as many alerts as fit, follow-ups under their story when it is
+    listed too; returns it and the alerts it includes (the first ones given)."""
     header_plain = "📰 {n} alerts (digest)"
-    lines_html: list[str] = []
     included: list[Alert] = []
     used = utf16_len(header_plain.format(n=99)) + 1
-    for i, alert in enumerate(alerts[:max_alerts], start=1):
+    for alert, under in _digest_entries(alerts, max_alerts):
         title = cut_text(alert.title, 300)
-        terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-        tail = f" — {outlet_name(alert)} · {cut_text(terms, 120)}"
-        plain = f"{i}. {title}{tail}"
-        cost = utf16_len(plain) + 1
+        lead = _digest_lead(None if under else max_alerts, alert)
+        cost = utf16_len(f"{lead}{title}{_digest_tail(alert, under=under, width=120)}") + 1
         if included and used + cost > limit:
             break
-        link = _web_link(alert.link)
-        title_html = (
-            f'<a href="{html.escape(link, quote=True)}">{_esc(title)}</a>' if link else _esc(title)
-        )
-        lines_html.append(f"{i}. {title_html}{_esc(tail)}")
         included.append(alert)
         used += cost
+    lines_html = [
+        _esc(_digest_lead(n, a))
+        + _link_html(a, cut_text(a.title, 300))
+        + _esc(_digest_tail(a, under=n is None, width=120))
+        for n, a in _digest_order(included)
+    ]
     header = f"📰 <b>{len(included)} alerts</b> (digest)"
     return "\n".join([header, *lines_html]), included
 
@@ -203,7 +325,25 @@ def _slack_link(alert: Alert, label: str) -> str:
     return f"<{link.replace('|', '%7C')}|{slack_escape(label)}>" if link else slack_escape(label)
 
 
-def slack_payload(alert: Alert) -> dict:
+def _slack_message(fallback: str, body: str) -> dict:
+    """A message of one mrkdwn section; ``fallback`` (plain) is what notifications show."""
+    return {
+        "text": slack_escape(fallback),
+        "blocks": [
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": cut_text(body, SLACK_SECTION_MAX)},
+            }
+        ],
+        "unfurl_links": False,
+    }
+
+
+def slack_payload(alert: Alert, *, replying: bool = False) -> dict:
+    """The alert as one section; a follow-up has its short form (``replying``: in its story's
+    thread; else naming the story)."""
+    if alert.thread_of is not None:
+        return _slack_followup(alert, replying=replying)
     title = cut_text(alert.title, TITLE_MAX)
     head = f"*{_slack_link(alert, title)}*"
     meta = slack_escape(f"{outlet_name(alert)} · {when_text(alert)}")
@@ -215,43 +355,41 @@ def slack_payload(alert: Alert) -> dict:
         body += "\n" + slack_escape(line)
     if alert.summary:
         body += "\n" + slack_escape(cut_text(alert.summary, SUMMARY_MAX))
-    return {
-        "text": slack_escape(f"{title} — {alert.feed}"),
-        "blocks": [
-            {
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": cut_text(body, SLACK_SECTION_MAX)},
-            }
-        ],
-        "unfurl_links": False,
-    }
+    return _slack_message(f"{title} — {alert.feed}", body)
+
+
+def _slack_followup(alert: Alert, *, replying: bool) -> dict:
+    title = cut_text(alert.title, TITLE_MAX)
+    byline = ("🔥 " if alert.major else "") + followup_byline(alert)
+    lead = "↳ " if replying else ""
+    lines = [f"{lead}*{slack_escape(byline)}*: {_slack_link(alert, title)}"]
+    if not replying:
+        lines.insert(0, slack_escape(f"↳ {follow_up_to(alert)}"))
+    if followup_summary(alert):
+        lines.append(slack_escape(followup_summary(alert)))
+    lines.extend(slack_escape(line) for line in report_lines(alert, width=200))
+    return _slack_message(f"↳ {byline}: {title}", "\n".join(lines))
 
 
 def slack_digest(
     alerts: Sequence[Alert], *, max_alerts: int = DIGEST_MAX_ALERTS
 ) -> tuple[dict, list[Alert]]:
-    lines: list[str] = []
+    """One message listing as many alerts as fit, follow-ups under their story when it is
+    listed too; returns it and the alerts it includes (the first ones given)."""
     included: list[Alert] = []
     used = 0
-    for i, alert in enumerate(alerts[:max_alerts], start=1):
-        terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-        line = (
-            f"{i}. {_slack_link(alert, cut_text(alert.title, 200))} — "
-            f"{slack_escape(alert.feed)} · {slack_escape(cut_text(terms, 100))}"
-        )
-        if included and used + len(line) + 1 > SLACK_SECTION_MAX - 100:
+    for alert, under in _digest_entries(alerts, max_alerts):
+        cost = len(_slack_digest_line(max_alerts, alert, under=under)) + 1
+        if included and used + cost > SLACK_SECTION_MAX - 100:
             break
-        lines.append(line)
         included.append(alert)
-        used += len(line) + 1
+        used += cost
+    lines = [_slack_digest_line(n, a, under=n is None) for n, a in _digest_order(included)]
     header = f"📰 *{len(included)} alerts* (digest)"
-    return (
-        {
-            "text": f"{len(included)} alerts (digest)",
-            "blocks": [
-                {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join([header, *lines])}}
-            ],
-            "unfurl_links": False,
-        },
-        included,
-    )
+    return _slack_message(f"{len(included)} alerts (digest)", "\n".join([header, *lines])), included
+
+
+def _slack_digest_line(number: int | None, alert: Alert, *, under: bool) -> str:
+    lead = _digest_lead(None if under else number, alert)
+    tail = _digest_tail(alert, under=under, width=100)
+    return slack_escape(lead) + _slack_link(alert, cut_text(alert.title, 200)) + slack_escape(tail)

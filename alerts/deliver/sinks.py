@@ -46,9 +46,17 @@ def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> li
                 )
             )
         elif name == "slack":
-            from .slack import SlackSink
+            from .slack import SlackAppSink, SlackSink
 
-            sinks.append(
-                SlackSink(webhook_url=_secret("SLACK_WEBHOOK_URL", config, "destinations.slack"))
-            )
+            assert dest.slack is not None
+            if dest.slack.channel:  # a Slack app: posts, edits, threads
+                token = _secret("SLACK_BOT_TOKEN", config, "destinations.slack.channel")
+                sinks.append(
+                    SlackAppSink(
+                        token=token, channel=dest.slack.channel, base_url=dest.slack.api_base_url
+                    )
+                )
+            else:  # an incoming webhook: one post per alert
+                webhook_url = _secret("SLACK_WEBHOOK_URL", config, "destinations.slack")
+                sinks.append(SlackSink(webhook_url=webhook_url))
     return sinks

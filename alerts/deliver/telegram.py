@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import warnings
 
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -28,6 +28,7 @@ from telegram.request import HTTPXRequest
 from ..errors import Rejected, RetryLater, Unavailable
 from ..logs import redact
 from ..types import Alert
+from . import log_not_threaded
 from .format import TELEGRAM_LIMIT, telegram_digest, telegram_html
 from .pacing import RateLimiter
 
@@ -50,6 +51,17 @@ _CHAT_GONE = (
     "user is deactivated",
     "bot was blocked",
 )
+# A reply whose message is gone (deleted, or too old): Telegram's 400 descriptions, as worded
+# now and before.
+_REPLY_GONE = (
+    "message to be replied not found",
+    "replied message not found",
+    "reply message not found",
+)
+
+
+class _ReplyGone(Exception):
+    """The message a follow-up was to reply to is gone."""
 
 
 def _send_request(timeout: float) -> HTTPXRequest:
@@ -206,35 +218,63 @@ class TelegramSink:
             return RetryLater(text)
         return RetryLater(text)
 
-    async def _send_html(self, html_text: str) -> str:
+    async def _send_html(
+        self, html_text: str, *, reply_to: str | None = None, quiet: bool = False
+    ) -> str:
+        """Send one message (``quiet``: without a notification; ``reply_to``: as a reply to
+        that message of this chat, which raises ``_ReplyGone`` when it no longer exists)."""
         await self.limiter.acquire()
         await self.overall.acquire()
+        options: dict = {}
+        if quiet:
+            options["disable_notification"] = True
+        if reply_to is not None:
+            options["reply_parameters"] = ReplyParameters(message_id=int(reply_to))
         try:
             message = await self.bot.send_message(
                 chat_id=self.chat_id,
                 text=html_text,
                 parse_mode=ParseMode.HTML,
                 link_preview_options=self._preview,
+                **options,
             )
+        except BadRequest as exc:
+            if reply_to is not None and any(m in exc.message.lower() for m in _REPLY_GONE):
+                raise _ReplyGone(exc.message) from None
+            raise self._error(exc) from None
         except TelegramError as exc:
             raise self._error(exc) from None
         return str(message.message_id)
 
-    async def send(self, alert: Alert) -> str | None:
-        return await self._send_html(telegram_html(alert, limit=TELEGRAM_LIMIT))
+    async def send(self, alert: Alert, *, reply_to: str | None = None) -> str | None:
+        if alert.thread_of is None:
+            return await self._send_html(telegram_html(alert, limit=TELEGRAM_LIMIT))
+        # A follow-up: a quiet reply to its story's message, or, when there is none here (or it
+        # was deleted), a quiet message that names the story.
+        if reply_to is not None and reply_to.isdigit():
+            try:
+                return await self._send_html(
+                    telegram_html(alert, replying=True), reply_to=reply_to, quiet=True
+                )
+            except _ReplyGone as exc:
+                log_not_threaded(self.name, alert, reply_to, str(exc))
+        return await self._send_html(telegram_html(alert), quiet=True)
 
     async def send_digest(self, alerts: list[Alert]) -> tuple[str | None, list[Alert]]:
         text, included = telegram_digest(alerts, limit=TELEGRAM_LIMIT)
-        return await self._send_html(text), included
+        # A digest of follow-ups only is as quiet as they would have been one by one.
+        quiet = all(a.thread_of is not None for a in included)
+        return await self._send_html(text, quiet=quiet), included
 
-    async def edit(self, message_id: str, alert: Alert) -> None:
-        """Re-render a sent alert; "message is not modified" counts as done."""
+    async def edit(self, message_id: str, alert: Alert, *, reply_to: str | None = None) -> None:
+        """Re-render a sent alert (a follow-up in the form it was sent in: a reply when its
+        story has a message here); "message is not modified" counts as done."""
         await self.edit_limiter.acquire()
         try:
             await self.bot.edit_message_text(
                 chat_id=self.chat_id,
                 message_id=int(message_id),
-                text=telegram_html(alert),
+                text=telegram_html(alert, replying=reply_to is not None),
                 parse_mode=ParseMode.HTML,
                 link_preview_options=self._preview,
             )

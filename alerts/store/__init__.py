@@ -23,8 +23,9 @@ from pathlib import Path
 
 import sqlite_utils
 
+from ..config import is_postgres_url
 from ..errors import StoreError
-from .engine import Database, PgDatabase, is_postgres_url, redact_url
+from .engine import Database, PgDatabase, redact_url
 from .feeds import FeedsStore, FeedState
 from .items import ItemsStore, stored_items
 from .operator import OperatorStore

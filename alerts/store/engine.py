@@ -19,14 +19,9 @@ from typing import Any, Protocol
 from ..errors import StoreError
 from ..logs import redact_database_url as redact_url
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # Advisory lock keys (any 64-bit numbers, fixed so every instance agrees on them).
 MIGRATION_LOCK = 0x63770001
 # (0x63770002 was the single-writer lock; 0x63770003 and up are ``coordinate``'s.)
-
-
-def is_postgres_url(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(POSTGRES_SCHEMES)
 
 
 class Database(Protocol):

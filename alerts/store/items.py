@@ -102,7 +102,8 @@ class ItemsStore:
                     alert_id = insert_id(
                         self.db,
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "
-                        "matches, rules) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "matches, rules, thread_story, decision) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
                             item.feed,
                             item.title,
@@ -112,6 +113,8 @@ class ItemsStore:
                             _iso(now),
                             json.dumps([_match_json(m) for m in new.result.matches]),
                             json.dumps(list(new.result.rules)),
+                            new.thread,
+                            new.decision or None,
                         ],
                     )
                     alert_ids.append(alert_id)

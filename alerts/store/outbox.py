@@ -22,10 +22,16 @@ class OutboxStore:
 
     # --- outbox --------------------------------------------------------------------------
 
+    # A follow-up's thread: the alert and headline of the story it is threaded under; a story's
+    # follow-ups, counted.
     _ALERT_COLUMNS = (
-        "a.*, s.sources AS story_sources, s.major AS story_major, s.reports AS story_reports"
+        "a.*, s.sources AS story_sources, s.major AS story_major, s.reports AS story_reports, "
+        "t.alert_id AS thread_alert, t.title AS thread_title, "
+        "(SELECT COUNT(*) FROM stories f WHERE f.parent = a.story_id) AS story_followups"
     )
-    _ALERT_JOIN = "LEFT JOIN stories s ON s.id = a.story_id"
+    _ALERT_JOIN = (
+        "LEFT JOIN stories s ON s.id = a.story_id LEFT JOIN stories t ON t.id = a.thread_story"
+    )
 
     def _alert_from_row(self, r: dict) -> Alert:
         sources = tuple(json.loads(r["story_sources"])) if r.get("story_sources") else ()
@@ -43,6 +49,10 @@ class OutboxStore:
             sources=sources,
             major=bool(r.get("story_major")),
             reports=tuple(tuple(x) for x in json.loads(r.get("story_reports") or "[]")),
+            thread_of=r.get("thread_alert"),
+            thread_title=r.get("thread_title") or "",
+            followups=int(r.get("story_followups") or 0),
+            decision=r.get("decision") or "",
         )
 
     def pending(self, destination: str, *, now: datetime, limit: int = 1000) -> list[Alert]:
@@ -116,6 +126,24 @@ class OutboxStore:
             [message_id, _iso(now), int(via_digest), alert_id, destination],
         )
 
+    def message_id(self, alert_id: int, destination: str) -> str | None:
+        """The id of the message that carried an alert to a destination, once sent."""
+        row = self.db.execute(
+            "SELECT message_id FROM deliveries WHERE alert_id = ? AND destination = ? "
+            "AND status = 'sent'",
+            [alert_id, destination],
+        ).fetchone()
+        return row[0] if row else None
+
+    def delivery_pending(self, alert_id: int, destination: str) -> bool:
+        """Whether an alert still waits for a destination (due or not)."""
+        row = self.db.execute(
+            "SELECT 1 FROM deliveries WHERE alert_id = ? AND destination = ? "
+            "AND status = 'pending'",
+            [alert_id, destination],
+        ).fetchone()
+        return row is not None
+
     def attempts(self, alert_id: int, destination: str) -> int:
         row = self.db.execute(
             "SELECT attempts FROM deliveries WHERE alert_id = ? AND destination = ?",
@@ -137,6 +165,15 @@ class OutboxStore:
             "WHERE alert_id = ? AND destination = ?",
             [error, alert_id, destination],
         )
+
+    def alert_by_title(self, title: str) -> Alert | None:
+        """The latest alert with this headline (letter case aside), if one is stored."""
+        rows = self.db.query(
+            f"SELECT {self._ALERT_COLUMNS} FROM alerts a {self._ALERT_JOIN} "
+            "WHERE LOWER(a.title) = LOWER(?) ORDER BY a.id DESC LIMIT 1",
+            [title],
+        )
+        return next((self._alert_from_row(r) for r in rows), None)
 
     def recent_alerts(self, n: int = 10) -> list[Alert]:
         rows = self.db.query(

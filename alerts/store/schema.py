@@ -16,9 +16,10 @@ from typing import TypeVar
 
 import sqlite_utils
 
+from ..config import is_postgres_url
 from ..errors import StoreError
 from ..types import Match
-from .engine import MIGRATION_LOCK, Database, PgReader, is_postgres_url, redact_url
+from .engine import MIGRATION_LOCK, Database, PgReader, redact_url
 
 T = TypeVar("T")
 
@@ -215,6 +216,20 @@ def _migrate_7(db: Database) -> None:
     )
 
 
+def _migrate_8(db: Database) -> None:
+    """Story threads: a follow-up is a story of its own whose alert replies, quietly, to the
+    message of the story it follows; and why each alert was placed as it was."""
+    _run_script(
+        db,
+        """
+    ALTER TABLE stories ADD COLUMN parent INTEGER;       -- a follow-up: the story it is under
+    ALTER TABLE alerts ADD COLUMN thread_story INTEGER;  -- a follow-up: the story it replies to
+    ALTER TABLE alerts ADD COLUMN decision TEXT;         -- the clusterer's explanation
+    CREATE INDEX stories_parent ON stories (parent)
+    """,
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -223,6 +238,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_5,
     _migrate_6,
     _migrate_7,
+    _migrate_8,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,7 +22,7 @@ class StoriesStore:
         members = [list(new.member)] if new.member is not None else []
         self.db.execute(
             "INSERT INTO stories (id, alert_id, title, first_seen, last_seen, words, entities, "
-            "actions, sources, outlets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "actions, sources, outlets, parent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 story_id,
                 alert_id,
@@ -34,6 +34,7 @@ class StoriesStore:
                 json.dumps(list(new.story_actions)),
                 json.dumps([new.source_name or item.feed]),
                 json.dumps([new.outlet or item.feed]),
+                new.thread,
             ],
         )
         self.db.execute("UPDATE alerts SET story_id = ? WHERE id = ?", [story_id, alert_id])
@@ -159,4 +160,5 @@ def _story_record(r: dict) -> StoryRecord:
         sources=tuple(json.loads(r["sources"])),
         major=bool(r["major"]),
         outlets=tuple(json.loads(r.get("outlets") or "[]")),
+        parent=r.get("parent"),
     )

@@ -67,7 +67,7 @@ def unescaped_specials(text: str) -> list[tuple[int, str]]:
     return found
 
 
-def _block_error(blocks: Any) -> bool:
+def invalid_blocks(blocks: Any) -> bool:
     if not isinstance(blocks, list) or len(blocks) > 50:
         return True
     for block in blocks:
@@ -116,23 +116,7 @@ class FakeSlack(LoopbackServer):
         self._lock = threading.Lock()
         self._last_accepted: float | None = None
         self._faults: list[dict] = []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            do_PUT = do_POST  # noqa: N815 (http.server's naming)
-
-        self._serve(Handler, "FakeSlack")
+        self._serve_requests(self._handle, "FakeSlack", methods=("GET", "POST", "PUT"))
 
     # ---- lifecycle ----
 
@@ -188,17 +172,7 @@ class FakeSlack(LoopbackServer):
         status, text, headers, payload = self._decide(req, record["path"], body)
         record.update(status=status, response=text, payload=payload)
         self.requests.append(record)
-        data = text.encode()
-        try:
-            req.send_response(status)
-            req.send_header("Content-Type", "text/plain; charset=utf-8")
-            for k, v in headers.items():
-                req.send_header(k, v)
-            req.send_header("Content-Length", str(len(data)))
-            req.end_headers()
-            req.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        self._respond(req, status, text.encode(), "text/plain; charset=utf-8", headers)
 
     def _decide(
         self, req: BaseHTTPRequestHandler, path: str, body: bytes
@@ -235,7 +209,7 @@ class FakeSlack(LoopbackServer):
         blocks = payload.get("blocks")
         if text is not None and not isinstance(text, str):
             return 400, "invalid_payload", {}, payload
-        if blocks is not None and _block_error(blocks):
+        if blocks is not None and invalid_blocks(blocks):
             return 400, "invalid_blocks", {}, payload
         if not (text and text.strip()) and not blocks and not payload.get("attachments"):
             return 400, "no_text", {}, payload

@@ -20,6 +20,13 @@ What it mirrors from the real service (tdlib / telegram-bot-api sources):
   (the ``;`` is optional), any other ``&`` kept literally (real Telegram accepts ``AT&T``; pass
   ``strict_ampersand=True`` to reject it anyway, with a description that says it is this fake's
   rule).  The parsed text is trimmed like tdlib does and then measured in UTF-16 code units.
+* Replies: ``reply_parameters`` (a JSON ReplyParameters object: ``message_id``, optional
+  ``chat_id``, ``allow_sending_without_reply``…) or the older ``reply_to_message_id``; a reply to
+  a message the chat does not have (never sent, or deleted with ``deleteMessage`` or
+  ``delete_message()``) is a 400 ``message to be replied not found`` unless
+  ``allow_sending_without_reply`` is true (then it is sent as no reply). The sent message carries
+  ``reply_to_message`` like Telegram's answer, and ``sent`` records ``reply_to_message_id``,
+  ``reply_parameters`` and ``disable_notification``.
 * Flood control: at most one message per ``per_chat_interval`` seconds to one chat,
   ``per_minute_limit`` per 60 s to a group/supergroup/channel, ``global_per_second`` per second
   overall; answers 429 ``Too Many Requests: retry after N`` with ``parameters.retry_after``.
@@ -560,21 +567,7 @@ class FakeTelegram(LoopbackServer):
         self._holds: list[dict] = []
         self._released = threading.Event()
 
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                fake._handle(self)
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-        self._serve(Handler, "FakeTelegram", port)
+        self._serve_requests(self._handle, "FakeTelegram", port=port)
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -625,6 +618,14 @@ class FakeTelegram(LoopbackServer):
 
     def unkick(self, chat: int | str) -> None:
         self.kicked.discard(self._resolve_known(chat)["id"])
+
+    def delete_message(self, chat: int | str, message_id: int) -> bool:
+        """The message is deleted from the chat (as by an admin): replies to it and edits of
+        it fail from now on. False when the chat had no such message."""
+        chat_id = self._resolve_known(chat)["id"]
+        with self._lock:
+            self.messages.pop((chat_id, message_id), None)
+            return self.message_json.pop((chat_id, message_id), None) is not None
 
     def fail_next(
         self,
@@ -820,17 +821,6 @@ class FakeTelegram(LoopbackServer):
         return req.rfile.read(length) if length else b""
 
     @staticmethod
-    def _respond(req: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str) -> None:
-        try:
-            req.send_response(status)
-            req.send_header("Content-Type", ctype)
-            req.send_header("Content-Length", str(len(body)))
-            req.end_headers()
-            req.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    @staticmethod
     def _parse_params(query: str, ctype: str, body: bytes) -> dict[str, Any]:
         params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
         if not body:
@@ -895,12 +885,14 @@ class FakeTelegram(LoopbackServer):
     # ---- helpers ----------------------------------------------------------------------------
 
     def _methods(self) -> dict[str, Callable[[str, dict], Any]]:
-        # Only what chipwatch calls (through python-telegram-bot's Bot and Application);
-        # anything else is a 404, as for a method Telegram does not have.
+        # Only what chipwatch calls (through python-telegram-bot's Bot and Application), and
+        # deleteMessage (what an admin does to a message); anything else is a 404, as for a
+        # method Telegram does not have.
         return {
             "getme": self._get_me,
             "sendmessage": self._send_message,
             "editmessagetext": self._edit_message_text,
+            "deletemessage": self._delete_message,
             "getupdates": self._get_updates,
             "deletewebhook": self._delete_webhook,
         }
@@ -1039,11 +1031,41 @@ class FakeTelegram(LoopbackServer):
     def _get_me(self, token: str, params: dict) -> dict:
         return dict(self.tokens[token])
 
+    def _reply_parameters(self, chat: dict, params: dict) -> tuple[dict | None, dict | None]:
+        """(the ReplyParameters given, the message replied to); Telegram's 400s for a bad
+        object or a message the chat does not have."""
+        given = self._json_param(params, "reply_parameters", "reply parameters")
+        if given is None and params.get("reply_to_message_id") not in (None, ""):
+            given = {  # the older form, as Telegram still accepts it
+                "message_id": self._int_param(params, "reply_to_message_id"),
+                "allow_sending_without_reply": _as_bool(params.get("allow_sending_without_reply")),
+            }
+        if given is None:
+            return None, None
+        if not isinstance(given, dict):
+            raise ApiError(400, "Bad Request: object expected as reply parameters")
+        message_id = given.get("message_id")
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            raise ApiError(400, "Bad Request: can't parse reply parameters JSON object")
+        target = chat
+        if given.get("chat_id") not in (None, ""):
+            target = self._lookup_chat(given["chat_id"])
+            if target is None:
+                raise ApiError(400, "Bad Request: chat to be replied not found")
+        with self._lock:
+            replied = self.message_json.get((target["id"], message_id))
+        if replied is None:
+            # allow_sending_without_reply works only for replies in the same chat
+            if not _as_bool(given.get("allow_sending_without_reply")) or target is not chat:
+                raise ApiError(400, "Bad Request: message to be replied not found")
+        return given, replied
+
     def _send_message(self, token: str, params: dict) -> dict:
         chat = self._chat_param(params)
         plain, entities = self._formatted_text(params)
         lpo, dwpp = self._link_preview(params)
         reply_markup = self._json_param(params, "reply_markup", "reply keyboard markup")
+        reply_parameters, replied = self._reply_parameters(chat, params)
         if "sendmessage" in self.rate_limited_methods:
             self._check_flood(chat)
         message_id = self._new_message_id(chat["id"])
@@ -1067,6 +1089,10 @@ class FakeTelegram(LoopbackServer):
             message["link_preview_options"] = lpo
         if isinstance(reply_markup, dict) and "inline_keyboard" in reply_markup:
             message["reply_markup"] = reply_markup
+        if replied is not None:
+            message["reply_to_message"] = {
+                k: v for k, v in replied.items() if k != "reply_to_message"
+            }
         with self._lock:
             self.messages[(chat["id"], message_id)] = plain
             self.message_json[(chat["id"], message_id)] = message
@@ -1083,6 +1109,8 @@ class FakeTelegram(LoopbackServer):
                     "disable_web_page_preview": dwpp,
                     "preview_disabled": bool(dwpp or (lpo or {}).get("is_disabled")),
                     "disable_notification": _as_bool(params.get("disable_notification")),
+                    "reply_parameters": reply_parameters,
+                    "reply_to_message_id": replied["message_id"] if replied else None,
                     "reply_markup": reply_markup,
                     "timestamp": time.time(),
                     "token": token,
@@ -1143,6 +1171,15 @@ class FakeTelegram(LoopbackServer):
                 }
             )
         return message
+
+    def _delete_message(self, token: str, params: dict) -> bool:
+        chat = self._chat_param(params)
+        message_id = self._int_param(params, "message_id")
+        if message_id is None:
+            raise ApiError(400, "Bad Request: message identifier is not specified")
+        if not self.delete_message(chat["id"], message_id):
+            raise ApiError(400, "Bad Request: message to delete not found")
+        return True
 
     def _get_updates(self, token: str, params: dict) -> list[dict]:
         offset = self._int_param(params, "offset", 0) or 0

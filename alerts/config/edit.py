@@ -16,8 +16,8 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from .config import parse_config
-from .errors import ConfigError
+from ..errors import ConfigError
+from .load import parse_config
 
 MAX_TERM_CHARS = 60
 # Letters and digits of any script, spaces and the punctuation real names use.

@@ -8,179 +8,34 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from .errors import ConfigError
-from .logs import redact_database_url
+from ..errors import ConfigError
+from . import values
+from .model import (
+    DEFAULT_CATEGORIES,
+    DEFAULT_RULE,
+    Config,
+    Destinations,
+    FeedConfig,
+    OpsConfig,
+    PollConfig,
+    Rule,
+    SlackConfig,
+    StoriesConfig,
+    TelegramConfig,
+    Term,
+    keys,
+    limits,
+)
 
-DEFAULT_CATEGORIES = ("chips", "companies", "export_terms")
-DEFAULT_RULE: dict[str, Any] = {
-    "name": "chip-trade",
-    "all_of": ["export_terms"],
-    "any_of": ["chips", "companies"],
-}
-TELEGRAM_API_BASE = "https://api.telegram.org/bot"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Term:
-    """One watchlist entry: a canonical name plus everything that may stand for it."""
-
-    name: str
-    category: str
-    aliases: tuple[str, ...] = ()
-    case_sensitive: bool = False
-    context: tuple[str, ...] = ()  # at least one of these words must also appear
-    exclude: tuple[str, ...] = ()  # none of these words may appear
-    fuzzy: bool | None = None  # None: decided by the term's shape (long names only)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Rule:
-    """A named combination of categories; a headline alerts when any rule holds."""
-
-    name: str
-    all_of: tuple[str, ...] = ()
-    any_of: tuple[str, ...] = ()
-    none_of: tuple[str, ...] = ()
-    terms: tuple[str, ...] = ()  # canonical term names; at least one must match
-    # A relation: one match from each role (a role is one or more categories), all in the same
-    # field and within ``within`` words of each other ("Nvidia can sell H200 to China").
-    relation: tuple[tuple[str, ...], ...] = ()
-    within: int = 8
-
-
-@dataclass(frozen=True, kw_only=True)
-class FeedConfig:
-    name: str
-    url: str
-    interval_seconds: int  # the shortest interval: busy feeds are polled this often
-    max_interval_seconds: int = 3600  # quiet feeds slow down to at most this
-
-    @property
-    def jitter_seconds(self) -> int:
-        """How late the scheduler may fire the feed's tick (so feeds do not fire in step); a
-        feed counts as due this much before its next poll time, or a tick that fires less late
-        than the last one would find it not due and skip a whole interval."""
-        return min(30, self.interval_seconds // 10)
-
-
-@dataclass(frozen=True, kw_only=True)
-class PollConfig:
-    interval_seconds: int = 300
-    max_interval_seconds: int = 3600
-    adaptive: bool = True
-    timeout_seconds: float = 20.0
-    max_age_hours: float = 24.0
-    concurrency: int = 16
-    per_host_concurrency: int = 2
-    max_bytes: int = 5_000_000
-    max_backoff_seconds: int = 6 * 3600
-    failing_after_hours: float = 24.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class StoriesConfig:
-    """Story clustering, momentum and retention."""
-
-    window_hours: float = 48.0
-    threshold: float = 0.4
-    momentum_sources: int = 3
-    momentum_minutes: float = 60.0
-    edit_delay_seconds: float = 30.0
-    retention_days: float = 30.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class TelegramConfig:
-    chat_id: str
-    api_base_url: str = TELEGRAM_API_BASE
-    admins: tuple[int, ...] = ()
-    link_preview: bool = False
-
-
-@dataclass(frozen=True, kw_only=True)
-class SlackConfig:
-    pass
-
-
-OPS_LISTEN_DEFAULT = "127.0.0.1:9108"
-
-
-@dataclass(frozen=True, kw_only=True)
-class OpsConfig:
-    """The ``run`` process's /healthz and /metrics endpoint."""
-
-    listen: str = OPS_LISTEN_DEFAULT  # "host:port"; "" = off
-    paused_after_minutes: float = 60.0  # a destination down this long makes /healthz 503
-
-    @property
-    def address(self) -> tuple[str, int] | None:
-        """(host, port) to bind, or None when the endpoint is off."""
-        return split_listen(self.listen) if self.listen else None
-
-
-def split_listen(value: str) -> tuple[str, int]:
-    """``"127.0.0.1:9108"``, ``"[::1]:9108"`` or ``":9108"`` (every interface) into (host,
-    port); ValueError with a reason when it is none of those."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f'must be host:port (e.g. 127.0.0.1:9108), or "" for off; got {value!r}')
-    if not 0 <= int(port) <= 65535:
-        raise ValueError(f"port must be 0..65535, got {port}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"an IPv6 address goes in brackets ([::1]:9108), got {value!r}")
-    if any(c.isspace() or c in "/[]" for c in host):
-        raise ValueError(f"not a host name or address: {host!r}")
-    return host or "0.0.0.0", int(port)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Destinations:
-    telegram: TelegramConfig | None = None
-    slack: SlackConfig | None = None
-
-    def names(self) -> tuple[str, ...]:
-        """Destination names in delivery order; ``console`` when nothing else is on."""
-        names = tuple(n for n in ("telegram", "slack") if getattr(self, n) is not None)
-        return names or ("console",)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Config:
-    path: Path
-    database: Path | str  # a SQLite file, or a PostgreSQL URL (a str, so that // survives)
-    poll: PollConfig
-    feeds: tuple[FeedConfig, ...]
-    watchlists: dict[str, tuple[Term, ...]] = field(hash=False)
-    rules: tuple[Rule, ...]
-    destinations: Destinations
-    stories: StoriesConfig = StoriesConfig()
-    log_format: str = "text"  # or "json": one JSON object a line (--log-format wins)
-    ops: OpsConfig = OpsConfig()
-
-    def summary(self) -> str:
-        """A few human lines: what this config polls, watches and where it sends."""
-        terms = ", ".join(f"{cat}={len(terms)}" for cat, terms in self.watchlists.items())
-        lines = [
-            f"config {self.path}: OK",
-            f"  database: {redact_database_url(str(self.database))}",
-            f"  feeds: {len(self.feeds)} (default interval {self.poll.interval_seconds}s)",
-            f"  watchlists: {terms}",
-            f"  rules: {', '.join(r.name for r in self.rules)}",
-            f"  destinations: {', '.join(self.destinations.names())}",
-        ]
-        return "\n".join(lines)
-
+T = TypeVar("T")
 
 # --- validation helpers -------------------------------------------------------------------
 
@@ -242,6 +97,23 @@ class _Checker:
             raise self.fail(f"must be between {lo:g} and {hi:g}, got {node!r}", key, line)
         return node
 
+    def value(
+        self,
+        parse: Callable[[str], T],
+        node: Any,
+        key: str,
+        line: int | None,
+        *,
+        empty_ok: bool = False,
+    ) -> T:
+        """``node`` as a string, read by ``parse`` (one of ``values``): its ValueError becomes
+        this key's error."""
+        text = self.string(node, key, line, empty_ok=empty_ok)
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise self.fail(str(exc), key, line) from None
+
     def boolean(self, node: Any, key: str, line: int | None) -> bool:
         if not isinstance(node, bool):
             raise self.fail(f"must be true or false, got {_type_name(node)}", key, line)
@@ -275,127 +147,77 @@ def _type_name(node: Any) -> str:
 _CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
-def _http_url(c: _Checker, value: Any, key: str, line: int | None) -> str:
-    url = c.string(value, key, line)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise c.fail(f"must be an http:// or https:// URL, got {url!r}", key, line)
-    return url
-
-
 # --- sections -------------------------------------------------------------------------------
 
-_TOP_KEYS = {
-    "database",
-    "poll",
-    "feeds",
-    "watchlists",
-    "rules",
-    "destinations",
-    "stories",
-    "log_format",
-    "ops",
-}
-_STORY_LIMITS = {
-    "window_hours": (1, 24 * 30, False),
-    "threshold": (0.05, 1.0, False),
-    "momentum_sources": (2, 1000, True),
-    "momentum_minutes": (1, 24 * 60, False),
-    "edit_delay_seconds": (0, 3600, False),
-    "retention_days": (1, 3650, False),
-}
-_POLL_KEYS = {
-    "interval_seconds",
-    "max_interval_seconds",
-    "adaptive",
-    "timeout_seconds",
-    "max_age_hours",
-    "concurrency",
-    "per_host_concurrency",
-    "max_bytes",
-    "max_backoff_seconds",
-    "failing_after_hours",
-}
-_FEED_KEYS = {"name", "url", "interval_seconds", "max_interval_seconds"}
-_TERM_KEYS = {"term", "aliases", "case_sensitive", "context", "exclude", "fuzzy"}
-_RULE_KEYS = {"name", "all_of", "any_of", "none_of", "terms", "relation", "within"}
-_TELEGRAM_KEYS = {"chat_id", "api_base_url", "admins", "link_preview"}
+# A section's keys are its dataclass's fields; a term's name is written ``term``, and its category
+# is the watchlist it is listed in.
+_TERM_KEYS = keys(Term) - {"name", "category"} | {"term"}
+
+
+def _number(c: _Checker, cls: type, m: dict, name: str, section: str, line: int | None) -> Any:
+    """``m[name]``, for the number field ``name`` of ``cls`` in ``section``: within the limit
+    declared beside the field, and whole when the field is an ``int``."""
+    limit, kind = limits(cls)[name]
+    key, kln = f"{section}.{name}", c.key_line(m, name, line)
+    return kind(c.number(m[name], key, kln, lo=limit.lo, hi=limit.hi, integer=kind is int))
+
+
+def _intervals(
+    c: _Checker, m: dict, key: str, line: int | None, given: dict[str, Any], default: PollConfig
+) -> tuple[int, int]:
+    """``interval_seconds`` and ``max_interval_seconds`` of a section (``poll``, or a feed), those
+    not given taken from ``default``: a ceiling not given rises to the interval, one given must
+    reach it."""
+    interval = given.get("interval_seconds", default.interval_seconds)
+    if "max_interval_seconds" not in given:
+        return interval, max(interval, default.max_interval_seconds)
+    if given["max_interval_seconds"] < interval:
+        raise c.fail(
+            f"must be at least interval_seconds ({interval})",
+            f"{key}.max_interval_seconds",
+            c.key_line(m, "max_interval_seconds", line),
+        )
+    return interval, given["max_interval_seconds"]
 
 
 def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     if node is None:
         return PollConfig()
-    m = c.mapping(node, "poll", line, _POLL_KEYS)
-    values: dict[str, Any] = {}
-    limits = {
-        "interval_seconds": (10, 7 * 86400, True),
-        "max_interval_seconds": (10, 7 * 86400, True),
-        "timeout_seconds": (1, 600, False),
-        "max_age_hours": (0.1, 24 * 365, False),
-        "concurrency": (1, 1000, True),
-        "per_host_concurrency": (1, 100, True),
-        "max_bytes": (10_000, 200_000_000, True),
-        "max_backoff_seconds": (60, 7 * 86400, True),
-        "failing_after_hours": (0.1, 24 * 365, False),
+    m = c.mapping(node, "poll", line, keys(PollConfig))
+    given: dict[str, Any] = {
+        k: c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
+        if k == "adaptive"
+        else _number(c, PollConfig, m, k, "poll", line)
+        for k, v in m.items()
     }
-    for k, v in m.items():
-        if k == "adaptive":
-            values[k] = c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
-            continue
-        lo, hi, integer = limits[k]
-        values[k] = c.number(v, f"poll.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer)
-    poll = PollConfig(**values)
-    if "max_interval_seconds" not in values and poll.interval_seconds > poll.max_interval_seconds:
-        poll = PollConfig(**{**values, "max_interval_seconds": poll.interval_seconds})
-    if poll.max_interval_seconds < poll.interval_seconds:
-        raise c.fail(
-            f"must be at least interval_seconds ({poll.interval_seconds})",
-            "poll.max_interval_seconds",
-            c.key_line(m, "max_interval_seconds", line),
-        )
-    return poll
+    interval, ceiling = _intervals(c, m, "poll", line, given, PollConfig())
+    return PollConfig(**{**given, "interval_seconds": interval, "max_interval_seconds": ceiling})
 
 
 def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
     if node is None:
         return StoriesConfig()
-    m = c.mapping(node, "stories", line, set(_STORY_LIMITS))
-    values: dict[str, Any] = {}
-    for k, v in m.items():
-        lo, hi, integer = _STORY_LIMITS[k]
-        values[k] = c.number(
-            v, f"stories.{k}", c.key_line(m, k, line), lo=lo, hi=hi, integer=integer
-        )
-    return StoriesConfig(**values)
+    m = c.mapping(node, "stories", line, keys(StoriesConfig))
+    return StoriesConfig(**{k: _number(c, StoriesConfig, m, k, "stories", line) for k in m})
 
 
 def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
     if node is None:
         return OpsConfig()
-    m = c.mapping(node, "ops", line, {"listen", "paused_after_minutes"})
-    values: dict[str, Any] = {}
+    m = c.mapping(node, "ops", line, keys(OpsConfig))
+    given: dict[str, Any] = {}
     if "listen" in m:
         kln = c.key_line(m, "listen", line)
-        listen = (
-            "" if m["listen"] is None else c.string(m["listen"], "ops.listen", kln, empty_ok=True)
+        given["listen"] = (
+            ""
+            if m["listen"] is None
+            else c.value(values.listen, m["listen"], "ops.listen", kln, empty_ok=True)
         )
-        if listen:
-            try:
-                split_listen(listen)
-            except ValueError as exc:
-                raise c.fail(str(exc), "ops.listen", kln) from None
-        values["listen"] = listen
     if "paused_after_minutes" in m:
-        values["paused_after_minutes"] = float(
-            c.number(
-                m["paused_after_minutes"],
-                "ops.paused_after_minutes",
-                c.key_line(m, "paused_after_minutes", line),
-                lo=0,
-                hi=7 * 24 * 60,
-            )
+        given["paused_after_minutes"] = _number(
+            c, OpsConfig, m, "paused_after_minutes", "ops", line
         )
-    return OpsConfig(**values)
+    return OpsConfig(**given)
 
 
 def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -406,7 +228,7 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
     names: set[str] = set()
     for i, raw in enumerate(seq):
         key, ln = f"feeds[{i}]", c.item_line(seq, i, line)
-        m = c.mapping(raw, key, ln, _FEED_KEYS)
+        m = c.mapping(raw, key, ln, keys(FeedConfig))
         for required in ("name", "url"):
             if required not in m:
                 raise c.fail(f"missing required key '{required}'", key, ln)
@@ -414,26 +236,13 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
         if name in names:
             raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
         names.add(name)
-        url = _http_url(c, m["url"], f"{key}.url", c.key_line(m, "url", ln))
-        interval, ceiling = poll.interval_seconds, poll.max_interval_seconds
-        for k in ("interval_seconds", "max_interval_seconds"):
-            if k in m:
-                value = int(
-                    c.number(
-                        m[k], f"{key}.{k}", c.key_line(m, k, ln), lo=10, hi=7 * 86400, integer=True
-                    )
-                )
-                interval, ceiling = (
-                    (value, ceiling) if k == "interval_seconds" else (interval, value)
-                )
-        if "max_interval_seconds" not in m:
-            ceiling = max(ceiling, interval)
-        if ceiling < interval:
-            raise c.fail(
-                f"must be at least interval_seconds ({interval})",
-                f"{key}.max_interval_seconds",
-                c.key_line(m, "max_interval_seconds", ln),
-            )
+        url = c.value(values.http_url, m["url"], f"{key}.url", c.key_line(m, "url", ln))
+        given = {
+            k: _number(c, FeedConfig, m, k, key, ln)
+            for k in ("interval_seconds", "max_interval_seconds")
+            if k in m
+        }
+        interval, ceiling = _intervals(c, m, key, ln, given, poll)
         feeds.append(
             FeedConfig(name=name, url=url, interval_seconds=interval, max_interval_seconds=ceiling)
         )
@@ -504,13 +313,7 @@ def _rules(
                 "watchlists",
                 line,
             )
-        return (
-            Rule(
-                name=DEFAULT_RULE["name"],
-                all_of=tuple(DEFAULT_RULE["all_of"]),
-                any_of=tuple(DEFAULT_RULE["any_of"]),
-            ),
-        )
+        return (DEFAULT_RULE,)
     seq = c.seq(node, "rules", line)
     if not seq:
         raise c.fail("must list at least one rule", "rules", line)
@@ -518,24 +321,16 @@ def _rules(
     rules: list[Rule] = []
     for i, raw in enumerate(seq):
         key, ln = f"rules[{i}]", c.item_line(seq, i, line)
-        m = c.mapping(raw, key, ln, _RULE_KEYS)
+        m = c.mapping(raw, key, ln, keys(Rule))
         if "name" not in m:
             raise c.fail("missing required key 'name'", key, ln)
         name = c.string(m["name"], f"{key}.name", c.key_line(m, "name", ln))
-        parts: dict[str, tuple[str, ...]] = {}
+        parts: dict[str, Any] = {}
         for k in ("all_of", "any_of", "none_of"):
             if k in m:
                 kln = c.key_line(m, k, ln)
                 cats = c.strings(m[k], f"{key}.{k}", kln)
-                for cat in cats:
-                    if cat not in watchlists:
-                        raise c.fail(
-                            f"refers to missing watchlist {cat!r} "
-                            f"(defined: {', '.join(watchlists)})",
-                            f"{key}.{k}",
-                            kln,
-                        )
-                parts[k] = cats
+                parts[k] = _defined(c, cats, f"{key}.{k}", kln, watchlists)
         if "terms" in m:
             kln = c.key_line(m, "terms", ln)
             names = c.strings(m["terms"], f"{key}.terms", kln)
@@ -560,16 +355,7 @@ def _rules(
             for j, role in enumerate(roles):
                 rkey = f"{key}.relation[{j}]"
                 cats = c.strings(role, rkey, c.item_line(roles, j, kln))
-                for cat in cats:
-                    if cat not in watchlists:
-                        raise c.fail(
-                            f"refers to missing watchlist {cat!r} "
-                            f"(defined: {', '.join(watchlists)})",
-                            rkey,
-                            kln,
-                        )
-                relation.append(cats)
-        within = 8
+                relation.append(_defined(c, cats, rkey, kln, watchlists))
         if "within" in m:
             if not relation:
                 raise c.fail(
@@ -577,46 +363,51 @@ def _rules(
                     f"{key}.within",
                     c.key_line(m, "within", ln),
                 )
-            within = int(
-                c.number(
-                    m["within"],
-                    f"{key}.within",
-                    c.key_line(m, "within", ln),
-                    lo=1,
-                    hi=100,
-                    integer=True,
-                )
-            )
+            parts["within"] = _number(c, Rule, m, "within", key, ln)
         if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
             raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
-        rules.append(Rule(name=name, **parts, relation=tuple(relation), within=within))
+        rules.append(Rule(name=name, **parts, relation=tuple(relation)))
     return tuple(rules)
+
+
+def _defined(
+    c: _Checker, cats: tuple[str, ...], key: str, line: int | None, watchlists: dict[str, Any]
+) -> tuple[str, ...]:
+    """``cats``, a rule's category names, when each is a watchlist of the config."""
+    for cat in cats:
+        if cat not in watchlists:
+            raise c.fail(
+                f"refers to missing watchlist {cat!r} (defined: {', '.join(watchlists)})", key, line
+            )
+    return cats
 
 
 def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
     if node is None:
         return Destinations()
-    m = c.mapping(node, "destinations", line, {"telegram", "slack", "console"})
+    m = c.mapping(node, "destinations", line, keys(Destinations) | {"console"})
     telegram = slack = None
     if m.get("telegram") is not None:
         tln = c.key_line(m, "telegram", line)
-        t = c.mapping(m["telegram"], "destinations.telegram", tln, _TELEGRAM_KEYS)
+        t = c.mapping(m["telegram"], "destinations.telegram", tln, keys(TelegramConfig))
         if "chat_id" in t:
 
             def kl(k: str) -> int | None:
                 return c.key_line(t, k, tln)
 
-            chat_id = c.string(t["chat_id"], "destinations.telegram.chat_id", kl("chat_id"))
-            if not (chat_id.startswith("@") or re.fullmatch(r"-?\d+", chat_id)):
-                raise c.fail(
-                    "must be @channelname or a numeric chat id",
-                    "destinations.telegram.chat_id",
-                    kl("chat_id"),
-                )
+            chat_id = c.value(
+                values.telegram_chat_id,
+                t["chat_id"],
+                "destinations.telegram.chat_id",
+                kl("chat_id"),
+            )
             opts: dict[str, Any] = {}
             if "api_base_url" in t:
-                opts["api_base_url"] = _http_url(
-                    c, t["api_base_url"], "destinations.telegram.api_base_url", kl("api_base_url")
+                opts["api_base_url"] = c.value(
+                    values.http_url,
+                    t["api_base_url"],
+                    "destinations.telegram.api_base_url",
+                    kl("api_base_url"),
                 )
             if "admins" in t:
                 admins = c.seq(t["admins"], "destinations.telegram.admins", kl("admins"))
@@ -636,10 +427,36 @@ def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
                 )
             telegram = TelegramConfig(chat_id=chat_id, **opts)
     if "slack" in m:
-        sln = c.key_line(m, "slack", line)
-        c.mapping(m["slack"] if m["slack"] is not None else {}, "destinations.slack", sln, set())
-        slack = SlackConfig()
+        slack = _slack(c, m["slack"], c.key_line(m, "slack", line))
     return Destinations(telegram=telegram, slack=slack)
+
+
+def _slack(c: _Checker, node: Any, line: int | None) -> SlackConfig:
+    """``{}``: a webhook; with ``channel``: an app (``api_base_url`` only means something then)."""
+    s = c.mapping(node if node is not None else {}, "destinations.slack", line, keys(SlackConfig))
+    if "channel" not in s:
+        if "api_base_url" in s:
+            raise c.fail(
+                "only means something with 'channel' (a Slack app; a webhook has no API)",
+                "destinations.slack.api_base_url",
+                c.key_line(s, "api_base_url", line),
+            )
+        return SlackConfig()
+    channel = c.value(
+        values.slack_channel,
+        s["channel"],
+        "destinations.slack.channel",
+        c.key_line(s, "channel", line),
+    )
+    if "api_base_url" not in s:
+        return SlackConfig(channel=channel)
+    api_base_url = c.value(
+        values.http_url,
+        s["api_base_url"],
+        "destinations.slack.api_base_url",
+        c.key_line(s, "api_base_url", line),
+    )
+    return SlackConfig(channel=channel, api_base_url=api_base_url)
 
 
 def parse_config(text: str, *, path: Path | str) -> Config:
@@ -659,14 +476,16 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         raise ConfigError(f"invalid YAML: {exc}", file=str(path)) from None
     if doc is None:
         raise ConfigError("the file is empty", file=str(path), line=1)
-    top = c.mapping(doc, "", 1, _TOP_KEYS)
+    top = c.mapping(doc, "", 1, keys(Config) - {"path"})
 
     def kl(k: str) -> int | None:
         return c.key_line(top, k, 1)
 
-    raw_db = c.string(top.get("database", "chipwatch.db"), "database", kl("database"))
-    database = _database(
-        raw_db, base=path.parent, fail=lambda message: c.fail(message, "database", kl("database"))
+    database = c.value(
+        lambda raw: values.database(raw, base=path.parent),
+        top.get("database", "chipwatch.db"),
+        "database",
+        kl("database"),
     )
     poll = _poll(c, top.get("poll"), kl("poll"))
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
@@ -708,44 +527,30 @@ def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -
     if database:
         config = replace(
             config,
-            database=_database(
-                database.strip(),
-                base=None,
-                fail=lambda message: ConfigError(
+            database=_from_env(
+                values.database,
+                database,
+                lambda message: ConfigError(
                     message, file=str(path), key="CHIPWATCH_DATABASE (environment)"
                 ),
             ),
         )
     listen = environ.get("CHIPWATCH_OPS_LISTEN")
     if listen is not None:
-        listen = listen.strip()
-        if listen:
-            try:
-                split_listen(listen)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{exc} (from the environment)", file="CHIPWATCH_OPS_LISTEN", key="ops.listen"
-                ) from None
+        listen = _from_env(
+            values.listen,
+            listen,
+            lambda message: ConfigError(
+                f"{message} (from the environment)", file="CHIPWATCH_OPS_LISTEN", key="ops.listen"
+            ),
+        )
         config = replace(config, ops=replace(config.ops, listen=listen))
     return config
 
 
-POSTGRES_SCHEMES = ("postgresql", "postgres")
-
-
-def _database(raw: str, *, base: Path | None, fail) -> Path | str:  # noqa: ANN001
-    """A SQLite path (relative to ``base``, the config's directory, when given) or a PostgreSQL
-    URL, checked for shape only: whether the server answers is for the store to say."""
-    scheme, sep, _ = raw.partition("://")
-    if not sep:
-        database = Path(raw).expanduser()
-        return base / database if base is not None and not database.is_absolute() else database
-    if scheme.lower() not in POSTGRES_SCHEMES:
-        raise fail(f"must be a SQLite file or a postgresql:// URL, got a {scheme}:// URL")
+def _from_env(parse: Callable[[str], T], raw: str, fail: Callable[[str], ConfigError]) -> T:
+    """An environment variable's value read by ``parse``, one of ``values``."""
     try:
-        port = urlsplit(raw).port
-    except ValueError:
-        port = -1
-    if port is not None and not 0 < port < 65536:
-        raise fail(f"bad port in {redact_database_url(raw)}")
-    return raw
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise fail(str(exc)) from None

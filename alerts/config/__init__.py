@@ -1,0 +1,47 @@
+"""``config.yaml``: what a valid config is (``model``), the forms of single values such as a
+database URL or a duration (``values``), reading and checking a config with file:line: key errors
+(``load``), and the ``/watch`` edits (``edit``)."""
+
+from .load import load_config, parse_config
+from .model import (
+    DEFAULT_CATEGORIES,
+    DEFAULT_RULE,
+    OPS_LISTEN_DEFAULT,
+    SLACK_API_BASE,
+    TELEGRAM_API_BASE,
+    Config,
+    Destinations,
+    FeedConfig,
+    OpsConfig,
+    PollConfig,
+    Rule,
+    SlackConfig,
+    StoriesConfig,
+    TelegramConfig,
+    Term,
+)
+from .values import POSTGRES_SCHEMES, is_postgres_url, parse_duration, split_listen
+
+__all__ = [
+    "DEFAULT_CATEGORIES",
+    "DEFAULT_RULE",
+    "OPS_LISTEN_DEFAULT",
+    "POSTGRES_SCHEMES",
+    "SLACK_API_BASE",
+    "TELEGRAM_API_BASE",
+    "Config",
+    "Destinations",
+    "FeedConfig",
+    "OpsConfig",
+    "PollConfig",
+    "Rule",
+    "SlackConfig",
+    "StoriesConfig",
+    "TelegramConfig",
+    "Term",
+    "is_postgres_url",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "split_listen",
+]

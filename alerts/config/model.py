@@ -1,0 +1,188 @@
+"""What a valid config is: frozen dataclasses, with their defaults, and each number's limits
+declared beside its field (``Annotated[int, Limit(10, 600)]``), where the loader finds them."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Annotated, get_args, get_origin, get_type_hints
+
+from ..logs import redact_database_url
+from .values import split_listen
+
+TELEGRAM_API_BASE = "https://api.telegram.org/bot"
+SLACK_API_BASE = "https://slack.com/api/"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The range a number field takes from config.yaml (an ``int`` field: whole numbers only)."""
+
+    lo: float
+    hi: float
+
+
+INTERVAL = Limit(10, 7 * 86400)  # poll intervals, and each feed's own
+
+
+@dataclass(frozen=True, kw_only=True)
+class Term:
+    """One watchlist entry: a canonical name plus everything that may stand for it."""
+
+    name: str
+    category: str
+    aliases: tuple[str, ...] = ()
+    case_sensitive: bool = False
+    context: tuple[str, ...] = ()  # at least one of these words must also appear
+    exclude: tuple[str, ...] = ()  # none of these words may appear
+    fuzzy: bool | None = None  # None: decided by the term's shape (long names only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    """A named combination of categories; a headline alerts when any rule holds."""
+
+    name: str
+    all_of: tuple[str, ...] = ()
+    any_of: tuple[str, ...] = ()
+    none_of: tuple[str, ...] = ()
+    terms: tuple[str, ...] = ()  # canonical term names; at least one must match
+    # A relation: one match from each role (a role is one or more categories), all in the same
+    # field and within ``within`` words of each other ("Nvidia can sell H200 to China").
+    relation: tuple[tuple[str, ...], ...] = ()
+    within: Annotated[int, Limit(1, 100)] = 8
+
+
+# Without ``rules``, this one applies; it needs the categories it names.
+DEFAULT_RULE = Rule(name="chip-trade", all_of=("export_terms",), any_of=("chips", "companies"))
+DEFAULT_CATEGORIES = tuple(sorted({*DEFAULT_RULE.all_of, *DEFAULT_RULE.any_of}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedConfig:
+    name: str
+    url: str
+    interval_seconds: Annotated[int, INTERVAL]  # the shortest: busy feeds are polled this often
+    max_interval_seconds: Annotated[int, INTERVAL] = 3600  # quiet feeds slow down to at most this
+
+    @property
+    def jitter_seconds(self) -> int:
+        """How late the scheduler may fire the feed's tick (so feeds do not fire in step); a
+        feed counts as due this much before its next poll time, or a tick that fires less late
+        than the last one would find it not due and skip a whole interval."""
+        return min(30, self.interval_seconds // 10)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollConfig:
+    interval_seconds: Annotated[int, INTERVAL] = 300
+    max_interval_seconds: Annotated[int, INTERVAL] = 3600
+    adaptive: bool = True
+    timeout_seconds: Annotated[float, Limit(1, 600)] = 20.0
+    max_age_hours: Annotated[float, Limit(0.1, 24 * 365)] = 24.0
+    concurrency: Annotated[int, Limit(1, 1000)] = 16
+    per_host_concurrency: Annotated[int, Limit(1, 100)] = 2
+    max_bytes: Annotated[int, Limit(10_000, 200_000_000)] = 5_000_000
+    max_backoff_seconds: Annotated[int, Limit(60, 7 * 86400)] = 6 * 3600
+    failing_after_hours: Annotated[float, Limit(0.1, 24 * 365)] = 24.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoriesConfig:
+    """Story clustering, momentum and retention."""
+
+    window_hours: Annotated[float, Limit(1, 24 * 30)] = 48.0
+    threshold: Annotated[float, Limit(0.05, 1.0)] = 0.4
+    momentum_sources: Annotated[int, Limit(2, 1000)] = 3
+    momentum_minutes: Annotated[float, Limit(1, 24 * 60)] = 60.0
+    edit_delay_seconds: Annotated[float, Limit(0, 3600)] = 30.0
+    retention_days: Annotated[float, Limit(1, 3650)] = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelegramConfig:
+    chat_id: str
+    api_base_url: str = TELEGRAM_API_BASE
+    admins: tuple[int, ...] = ()
+    link_preview: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlackConfig:
+    """No channel: an incoming webhook (SLACK_WEBHOOK_URL). A channel: a Slack app posting
+    there with a bot token (SLACK_BOT_TOKEN), which can edit its alerts and thread follow-ups."""
+
+    channel: str | None = None  # "#chip-news" or a channel id ("C0123ABCD")
+    api_base_url: str = SLACK_API_BASE
+
+
+OPS_LISTEN_DEFAULT = "127.0.0.1:9108"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpsConfig:
+    """The ``run`` process's /healthz and /metrics endpoint."""
+
+    listen: str = OPS_LISTEN_DEFAULT  # "host:port"; "" = off
+    # a destination down this long makes /healthz 503
+    paused_after_minutes: Annotated[float, Limit(0, 7 * 24 * 60)] = 60.0
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) to bind, or None when the endpoint is off."""
+        return split_listen(self.listen) if self.listen else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Destinations:
+    telegram: TelegramConfig | None = None
+    slack: SlackConfig | None = None
+
+    def names(self) -> tuple[str, ...]:
+        """Destination names in delivery order; ``console`` when nothing else is on."""
+        names = tuple(n for n in ("telegram", "slack") if getattr(self, n) is not None)
+        return names or ("console",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    path: Path
+    database: Path | str  # a SQLite file, or a PostgreSQL URL (a str, so that // survives)
+    poll: PollConfig
+    feeds: tuple[FeedConfig, ...]
+    watchlists: dict[str, tuple[Term, ...]] = field(hash=False)
+    rules: tuple[Rule, ...]
+    destinations: Destinations
+    stories: StoriesConfig = StoriesConfig()
+    log_format: str = "text"  # or "json": one JSON object a line (--log-format wins)
+    ops: OpsConfig = OpsConfig()
+
+    def summary(self) -> str:
+        """A few human lines: what this config polls, watches and where it sends."""
+        terms = ", ".join(f"{cat}={len(terms)}" for cat, terms in self.watchlists.items())
+        lines = [
+            f"config {self.path}: OK",
+            f"  database: {redact_database_url(str(self.database))}",
+            f"  feeds: {len(self.feeds)} (default interval {self.poll.interval_seconds}s)",
+            f"  watchlists: {terms}",
+            f"  rules: {', '.join(r.name for r in self.rules)}",
+            f"  destinations: {', '.join(self.destinations.names())}",
+        ]
+        return "\n".join(lines)
+
+
+@functools.cache
+def limits(cls: type) -> dict[str, tuple[Limit, type]]:
+    """``cls``'s number fields: name -> (its limit, ``int`` or ``float``)."""
+    found: dict[str, tuple[Limit, type]] = {}
+    for name, hint in get_type_hints(cls, include_extras=True).items():
+        if get_origin(hint) is Annotated:
+            kind, *extras = get_args(hint)
+            found.update((name, (x, kind)) for x in extras if isinstance(x, Limit))
+    return found
+
+
+def keys(cls: type) -> set[str]:
+    """The keys of ``cls``'s section of config.yaml: its fields' names."""
+    return {f.name for f in fields(cls)}

@@ -1,0 +1,108 @@
+"""The forms of single values a person types: a database, a listen address, a URL, a chat id,
+a duration.
+
+Each function takes the text and returns the value, or raises ValueError with the reason; the
+loader turns that into an error at the key's file and line (or names the environment variable),
+so a rule for a value is written once, whichever place the value comes from.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ..logs import redact_database_url
+
+# What libpq takes, exactly: it reads anything else (even ``PostgreSQL://``) as a keyword string.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+_POSTGRES_PREFIXES = tuple(f"{scheme}://" for scheme in POSTGRES_SCHEMES)
+
+
+def is_postgres_url(value: object) -> bool:
+    """Whether a ``database`` value names a PostgreSQL server (else it is a SQLite file)."""
+    return isinstance(value, str) and value.startswith(_POSTGRES_PREFIXES)
+
+
+def database(raw: str, *, base: Path | None = None) -> Path | str:
+    """A SQLite path (relative to ``base``, the config's directory, when given) or a PostgreSQL
+    URL, checked for shape only: whether the server answers is for the store to say."""
+    scheme, sep, _ = raw.partition("://")
+    if not sep:
+        path = Path(raw).expanduser()
+        return base / path if base is not None and not path.is_absolute() else path
+    if not is_postgres_url(raw):
+        raise ValueError(f"must be a SQLite file or a postgresql:// URL, got a {scheme}:// URL")
+    try:
+        port = urlsplit(raw).port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"bad port in {redact_database_url(raw)}")
+    return raw
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:9108"``, ``"[::1]:9108"`` or ``":9108"`` (every interface) into (host,
+    port); ValueError with a reason when it is none of those."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f'must be host:port (e.g. 127.0.0.1:9108), or "" for off; got {value!r}')
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port must be 0..65535, got {port}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address goes in brackets ([::1]:9108), got {value!r}")
+    if any(c.isspace() or c in "/[]" for c in host):
+        raise ValueError(f"not a host name or address: {host!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def listen(raw: str) -> str:
+    """An ``ops.listen`` value: an address ``split_listen`` takes, or ``""`` (off)."""
+    if raw:
+        split_listen(raw)
+    return raw
+
+
+def http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"must be an http:// or https:// URL, got {raw!r}")
+    return raw
+
+
+# A channel's name ("#chip-news"; Slack allows letters of any script, lowercase) or its id.
+_SLACK_CHANNEL = re.compile(r"^(#[^\s#,.A-Z]{1,80}|[CG][A-Z0-9]{6,})$")
+
+
+def slack_channel(raw: str) -> str:
+    if not _SLACK_CHANNEL.match(raw):
+        raise ValueError(
+            'must be "#channel-name" (lowercase, no spaces or periods) or a channel id like '
+            f"C0123456789, got {raw!r}"
+        )
+    return raw
+
+
+def telegram_chat_id(raw: str) -> str:
+    if not (raw.startswith("@") or re.fullmatch(r"-?\d+", raw)):
+        raise ValueError("must be @channelname or a numeric chat id")
+    return raw
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(min|m|h|d|w)", re.IGNORECASE)
+_UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(raw: str) -> timedelta:
+    """``30m`` (or ``30min``), ``48h``, ``7d``, ``2w``, ``1.5h``: a number and a unit."""
+    found = _DURATION.fullmatch(raw.strip())
+    if not found:
+        raise ValueError(f"expected a duration such as 30m, 48h, 7d or 2w, got {raw!r}")
+    try:
+        return timedelta(seconds=float(found[1]) * _UNIT_SECONDS[found[2].lower()])
+    except OverflowError:
+        raise ValueError(f"{raw.strip()!r} is longer than any duration can be") from None

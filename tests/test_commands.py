@@ -48,7 +48,7 @@ destinations:
   telegram:
     chat_id: "{channel}"
     api_base_url: {base_url}
-    admins: [{admin}]
+    admins: [{admins}]
 stories:
   edit_delay_seconds: 0
 ops:
@@ -122,11 +122,16 @@ class Bot:
         return [m["shown_text"] for m in self.telegram.sent if m["chat_id"] == CHANNEL_ID]
 
 
-def _setup(tmp_path, serve, telegram, items=()):
+def _setup(tmp_path, serve, telegram, items=(), admins=(ADMIN,)):
     url = serve(rss(list(items)))
     path = tmp_path / "config.yaml"
     path.write_text(
-        CONFIG_TEMPLATE.format(url=url, channel=CHANNEL, base_url=telegram.base_url, admin=ADMIN),
+        CONFIG_TEMPLATE.format(
+            url=url,
+            channel=CHANNEL,
+            base_url=telegram.base_url,
+            admins=", ".join(str(a) for a in admins),
+        ),
         encoding="utf-8",
     )
     return path, url
@@ -343,11 +348,13 @@ HOSTILE = [
 
 
 async def test_hostile_arguments_are_refused_and_replies_escaped(tmp_path, serve, telegram):
-    path, _ = _setup(tmp_path, serve, telegram)
+    # An admin for each command: no reply waits for the pace of a chat just written to.
+    admins = [ADMIN + i for i in range(len(HOSTILE))]
+    path, _ = _setup(tmp_path, serve, telegram, admins=admins)
     before = path.read_text()
     async with Bot(path, telegram) as bot:
-        for _, command, expected in HOSTILE:
-            reply = await bot.ask(ADMIN, command)
+        for admin, (_, command, expected) in zip(admins, HOSTILE, strict=True):
+            reply = await bot.ask(admin, command)
             assert expected in reply, (command[:40], reply)
         echoed = await bot.ask(USER, "/why <b>Nvidia</b> & <script>H20</script> export controls")
         assert "<script>H20</script>" in echoed, "shown literally: escaped, not parsed"

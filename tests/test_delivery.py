@@ -80,6 +80,11 @@ def _sink(fake, **kw):
     return TelegramSink(token=fake.token, chat_id=CHANNEL, base_url=fake.base_url, **kw)
 
 
+# For the tests on the deliverer's own clock (``Clock``): the sink's real-time pace of one
+# message a second per chat, tested above, would only make them wait.
+UNPACED = (1_000, 1.0)
+
+
 class Clock:
     """A clock for the deliverer that moves only when it sleeps."""
 
@@ -147,7 +152,7 @@ async def test_injected_429_waits_as_told_and_500_backs_off(database, telegram):
     clock = Clock()
     telegram.fail_next(1, 429, retry_after=7, method="sendMessage")
     telegram.fail_next(2, 500, method="sendMessage")
-    sink = _sink(telegram)
+    sink = _sink(telegram, per_chat=UNPACED)
     report = await Deliverer(store, [sink], now=clock, sleep=clock.sleep).drain(max_wait=600)
     await sink.aclose()
     assert report.sent == 1 and len(telegram.sent) == 1
@@ -162,7 +167,7 @@ async def test_403_pauses_destination_keeps_alerts_then_resumes(database, telegr
     store = open_store(database)
     _queue(store, ["Nvidia export controls kicked"])
     clock = Clock()
-    sink = _sink(telegram)
+    sink = _sink(telegram, per_chat=UNPACED)
     deliverer = Deliverer(store, [sink], now=clock, sleep=clock.sleep)
     telegram.kick(CHANNEL_ID)
     with caplog.at_level(logging.WARNING, logger="chipwatch"):

@@ -474,13 +474,15 @@ def test_a_taken_address_is_logged_and_run_goes_on(tmp_path, serve):
 async def test_a_rate_limit_is_no_outage_but_a_refusal_is_until_a_send_succeeds(tmp_path):
     from alerts.deliver import Deliverer
     from alerts.deliver.telegram import TelegramSink
-    from tests.test_delivery import Clock, _queue
+    from tests.test_delivery import UNPACED, Clock, _queue
 
     with FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "o"}}) as fake:
         store = open_store(tmp_path / "cw.db")
         _queue(store, ["Nvidia export controls widen"])
         clock = Clock()
-        sink = TelegramSink(token=fake.token, chat_id=CHANNEL, base_url=fake.base_url)
+        sink = TelegramSink(
+            token=fake.token, chat_id=CHANNEL, base_url=fake.base_url, per_chat=UNPACED
+        )
         deliverer = Deliverer(store, [sink], now=clock, sleep=clock.sleep)
         try:
             fake.fail_next(1, status=429, retry_after=1)

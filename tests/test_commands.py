@@ -475,9 +475,9 @@ async def test_recent_counts_follow_ups_and_why_explains_where_one_went(tmp_path
         assert recent[0].startswith(f"• {story} — Wire · ")
         assert recent[0].endswith(" · +1 follow-up")
         assert recent[1].startswith(f"   ↳ {followup} — Bloomberg · ")
-        why = await bot.ask(USER, f"/why {followup.lower()}")
+        why = await bot.ask(USER + 1, f"/why {followup.lower()}")  # a chat each: no pacing
         assert why.startswith(f"“{followup.lower()}”\n"), "the match explanation first"
         assert f"a quiet follow-up to “{story}”" in why
         assert "decision: follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)" in why
-        why = await bot.ask(USER, f"/why {story}")
+        why = await bot.ask(USER + 2, f"/why {story}")
         assert "a new story (1 follow-up under it)\ndecision: not recorded" in why

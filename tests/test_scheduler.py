@@ -81,11 +81,17 @@ async def test_scheduler_reschedules_added_and_removed_feeds():
     a = FeedConfig(name="a", url="http://127.0.0.1:9/a", interval_seconds=60)
     b = FeedConfig(name="b", url="http://127.0.0.1:9/b", interval_seconds=60)
     scheduler.start([a])
-    await asyncio.sleep(0.3)
+    await _until(lambda: seen == ["a"])
     scheduler.set_feeds([b])
-    await asyncio.sleep(0.3)
+    await _until(lambda: seen == ["a", "b"])
     await scheduler.stop()
     assert seen == ["a", "b"]
+
+
+async def _until(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def _read_until(proc: subprocess.Popen, needle: str, timeout: float) -> str:

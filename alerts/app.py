@@ -111,7 +111,7 @@ async def _run_once(
     # One cycle: every story update is in before delivery, so edits need not wait.
     config = replace(config, stories=replace(config.stories, edit_delay_seconds=0))
     try:
-        matcher = compile_matcher(config.watchlists, config.rules)
+        matcher = compile_matcher(config.watchlists, config.rules, config.learned)
         now = utcnow()
         clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
         async with Fetcher(config.poll) as fetcher:

@@ -4,20 +4,20 @@ and how a list of headlines would group into stories. The CLI prints them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .config import StoriesConfig
+from .config import StoriesConfig, Term
 from .match import Matcher
-from .stories import Decision, StoryIndex, headline_features
+from .stories import Decision, StoryIndex, categories_of, headline_features
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PlacedHeadline:
     title: str
     alerts: bool  # a rule holds for it
-    decision: Decision  # the story it started or joined, and why
+    decision: Decision  # the story it started, joined or followed up, and why
 
 
 def place_headlines(
@@ -27,9 +27,15 @@ def place_headlines(
     stories: StoriesConfig,
     at: datetime,
     apart: timedelta,
+    watchlists: Mapping[str, Sequence[Term]] | None = None,
 ) -> Iterator[PlacedHeadline]:
-    """Each headline in arrival order, ``apart`` after the previous one, from its own source."""
-    index = StoryIndex(window=timedelta(hours=stories.window_hours), threshold=stories.threshold)
+    """Each headline in arrival order, ``apart`` after the previous one, from its own source,
+    placed as the bot would (joined, followed up, or a new story)."""
+    index = StoryIndex(
+        window=timedelta(hours=stories.window_hours),
+        threshold=stories.threshold,
+        categories=categories_of(watchlists or {}),
+    )
     for n, title in enumerate(headlines, start=1):
         result = matcher.match(title)
         features = headline_features(title, result.matches)

@@ -51,11 +51,16 @@ class Metrics:
         self.new_items = Counter(
             "chipwatch_new_items", "Items seen for the first time.", registry=r
         )
-        self.alerts = Counter("chipwatch_alerts", "Alerts queued (one per new story).", registry=r)
+        self.alerts = Counter(
+            "chipwatch_alerts",
+            "Alerts queued (one per new story; a follow-up's is quiet).",
+            registry=r,
+        )
         self.story_reports = Counter(
             "chipwatch_story_reports",
             "Alerting items by placement: the first report of a new "
-            "story, or joined to an existing one (no new alert).",
+            "story, a follow-up (a new story posted quietly in an earlier one's thread), "
+            "or joined to an existing one (no new alert).",
             ["placement"],
             registry=r,
         )
@@ -74,7 +79,7 @@ class Metrics:
         build.info({"version": __version__, "python": platform.python_version()})
         for status in ("ok", "not_modified", "unchanged", "error", "disabled", "skipped"):
             self.polls.labels(status)  # present at 0 from the start, so rate() sees the first
-        for placement in ("new_story", "joined"):
+        for placement in ("new_story", "followup", "joined"):
             self.story_reports.labels(placement)
         for result in ("applied", "invalid"):
             self.reloads.labels(result)
@@ -87,14 +92,16 @@ class Metrics:
         new_items: int = 0,
         alerts: int = 0,
         story_joins: int = 0,
+        story_followups: int = 0,
     ) -> None:
-        """One feed poll's outcome."""
+        """One feed poll's outcome (``alerts`` counts its follow-ups too)."""
         self.polls.labels(status).inc()
         if seconds is not None:
             self.poll_seconds.observe(seconds)
         self.new_items.inc(new_items)
         self.alerts.inc(alerts)
-        self.story_reports.labels("new_story").inc(alerts)
+        self.story_reports.labels("new_story").inc(alerts - story_followups)
+        self.story_reports.labels("followup").inc(story_followups)
         self.story_reports.labels("joined").inc(story_joins)
 
     def delivery(self, results: Mapping[tuple[str, str], int]) -> None:

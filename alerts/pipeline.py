@@ -22,7 +22,7 @@ from .logs import event
 from .match import Matcher
 from .parse import parse_feed
 from .store import Store
-from .stories import Clusterer, outlet_of
+from .stories import FOLLOW, JOIN, NEW, Clusterer, outlet_of
 from .types import Alert, FeedItem, FeedState, MatchResult, NewItem, ParsedFeed
 
 log = logging.getLogger("chipwatch.pipeline")
@@ -39,6 +39,7 @@ class FeedOutcome:
     new_items: int = 0
     alerts: int = 0
     story_joins: int = 0  # alerting items that joined an existing story instead of alerting
+    story_followups: int = 0  # of the alerts, follow-ups: replies in a story's thread, quiet
     error: str | None = None
     consecutive_failures: int = 0
     failing_since: datetime | None = None
@@ -518,6 +519,7 @@ def apply(
         new_items=len(plan.items),
         alerts=len(alerting),
         story_joins=joins,
+        story_followups=sum(n.thread is not None for n in alerting),
         previews=previews,
     )
 
@@ -618,10 +620,10 @@ def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewI
     placed = clusterer.place(title, new.result.matches, source=outlet, at=now)
     event(
         log,
-        "story_new" if placed.new_story else "story_joined",
+        _STORY_EVENTS[placed.decision.outcome],
         story=placed.story_id,
         feed=item.feed,
-        outlet=outlet if outlet != item.feed else None,
+        outlet=outlet,
         title=item.title,
         decision=placed.decision.explain(),
     )
@@ -629,11 +631,17 @@ def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewI
         new,
         story_id=placed.story_id,
         new_story=placed.new_story,
+        thread=placed.thread,
+        decision=placed.decision.explain(),
         member=tuple(placed.member) if placed.member is not None else None,
         entities=placed.entities,
         story_actions=placed.actions,
         report=placed.says_more,
     )
+
+
+# One log event per story decision (scripts read them: see the interface contract).
+_STORY_EVENTS = {NEW: "story_new", JOIN: "story_joined", FOLLOW: "story_followup"}
 
 
 def strip_source_suffix(title: str, source: str) -> str:

@@ -97,3 +97,27 @@ def test_term_preview_of_a_term_not_on_the_watchlist_is_a_config_error(tmp_path)
     with pytest.raises(ConfigError, match="no term 'B300' in watchlist 'chips'") as err:
         term_preview(load_config(path), "chips", "B300", since=datetime.now(timezone.utc))
     assert err.value.file == str(path)
+
+
+def test_backtest_marks_what_the_learned_opinion_alone_would_add(tmp_path, serve):
+    title = "Washington turns the screws on Beijing's access to Nvidia chips"
+    url = serve(rss([{"title": title, "guid": "l", "link": "https://w.example/l", "date": ago()}]))
+    live = write_config(
+        tmp_path, [("Wire", url)], watchlists=WATCH, extra="learned:\n  enabled: false\n"
+    )
+    first = cli("once", "--config", str(live))
+    assert first.returncode == 0 and "alerts=0" in first.stdout, first.stdout + first.stderr
+    # The candidate turns the learned opinion on, with a threshold this small watchlist meets.
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    cfg = write_config(
+        candidate, [("Wire", url)], watchlists=WATCH, extra="learned:\n  threshold: 0.5\n"
+    )
+    cfg.write_text(cfg.read_text().replace("database: cw.db", f"database: {tmp_path / 'cw.db'}"))
+    out = cli("backtest", "--since", "1d", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert "--- WOULD NEWLY ALERT (1) ---" in out.stdout
+    assert f"[Wire] [learned only] {title}" in out.stdout
+    assert "learned opinion" in out.stdout and "to silence it" in out.stdout
+    assert "1 would newly alert, 0 would stop alerting" in out.stdout
+    assert "1 of the new by the learned opinion alone" in out.stdout

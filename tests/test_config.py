@@ -95,6 +95,27 @@ BAD_CONFIGS = [
         "@channelname",
     ),
     (
+        "learned_enabled_not_a_boolean",
+        GOOD_HEAD + MINIMAL_WATCHLISTS + "learned:\n  enabled: sometimes\n",
+        None,
+        "learned.enabled",
+        "true or false",
+    ),
+    (
+        "learned_unknown_key",
+        GOOD_HEAD + MINIMAL_WATCHLISTS + "learned:\n  cutoff: 0.9\n",
+        None,
+        "learned.cutoff",
+        "unknown key",
+    ),
+    (
+        "rule_named_like_the_learned_opinion",
+        GOOD_HEAD + MINIMAL_WATCHLISTS + "rules:\n  - name: learned\n    any_of: [chips]\n",
+        None,
+        "rules[0].name",
+        "names the learned opinion",
+    ),
+    (
         "bad_slack_channel",
         GOOD_HEAD + MINIMAL_WATCHLISTS + "destinations:\n  slack:\n    channel: chip news\n",
         None,
@@ -220,6 +241,7 @@ LIMITS = [
     ("stories:\n  edit_delay_seconds: {v}\n", "stories.edit_delay_seconds", 0, 3600, False),
     ("stories:\n  retention_days: {v}\n", "stories.retention_days", 1, 3650, False),
     ("ops:\n  paused_after_minutes: {v}\n", "ops.paused_after_minutes", 0, 10080, False),
+    ("learned:\n  threshold: {v}\n", "learned.threshold", 0.5, 1, False),
 ]
 
 

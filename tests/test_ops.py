@@ -527,3 +527,21 @@ async def test_config_reloads_are_counted_by_result(tmp_path):
     finally:
         await runtime.aclose()
         store.close()
+
+
+def test_follow_ups_are_counted_beside_new_stories_and_joins():
+    """A poll's alerts include its follow-ups (quiet replies): they are counted apart."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from alerts.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.poll(status="ok", seconds=0.1, new_items=6, alerts=3, story_joins=2, story_followups=1)
+    body, _ = metrics.render()
+    placements = {
+        s.labels["placement"]: s.value
+        for family in text_string_to_metric_families(body.decode())
+        if family.name == "chipwatch_story_reports"
+        for s in family.samples
+    }
+    assert placements == {"new_story": 2, "followup": 1, "joined": 2}

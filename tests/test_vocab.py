@@ -12,6 +12,7 @@ import pytest
 from alerts.config import load_config
 from alerts.match import compile_matcher
 from alerts.stories import cluster_offline, headline_features
+from alerts.stories.features import numbers_agree
 from alerts.stories.vocab import VOCAB, VocabularyError, load
 from tests.support import ROOT
 
@@ -183,4 +184,107 @@ def test_two_reports_of_one_export_control_list_join():
         )
     ]
     first, second = cluster_offline(items, window=timedelta(hours=48), threshold=0.4)
-    assert first == second
+    assert first.story == second.story
+
+
+def test_a_hedge_must_be_a_plan_word(tmp_path):
+    path, _ = _edited(tmp_path, "hedges: could may might", "hedges: could may might reportedly")
+    assert "hedges: 'reportedly' is not under actions.plan" in _refused(path)
+
+
+# --- what a headline says: outlets' wording of one kind of action ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("worded", "plain"),
+    [
+        # approval
+        ("China gives nod to Nvidia's H200 imports", "China approves Nvidia's H200 imports"),
+        ("US green-lights Nvidia H20 sales to China", "US approves Nvidia H20 sales to China"),
+        ("Beijing signs off on H200 imports", "Beijing approves H200 imports"),
+        ("Trump opens door to Nvidia H200 sales in China", "Trump allows Nvidia H200 sales"),
+        ("China lets Nvidia's H200 chips in", "China allows Nvidia's H200 chips"),
+        # avoidance, and permissions lost or required
+        ("Beijing tells tech firms to avoid Nvidia H20", "Beijing bans Nvidia H20 for tech firms"),
+        ("Regulators steer big tech away from Nvidia's H20", "Regulators ban Nvidia's H20"),
+        ("US warns companies against using Huawei chips", "US bans use of Huawei chips"),
+        ("Samsung loses US waiver for China fab", "US revokes Samsung waiver for China fab"),
+        ("US pulls Huawei's export licences", "US revokes Huawei's export licences"),
+        ("AMD's MI308 now needs an export licence", "US restricts AMD's MI308 exports"),
+        # findings, allegations, deals, purchases
+        ("Regulator finds Nvidia violated antitrust law", "Nvidia breached antitrust law"),
+        ("DoJ alleges pair shipped Nvidia GPUs to China", "DoJ charges pair over Nvidia GPUs"),
+        ("Nvidia and AMD strike deal to share China revenue", "Nvidia and AMD agree to pay US"),
+        ("ByteDance places big H20 orders", "ByteDance buys H20 chips"),
+    ],
+)
+def test_an_idiom_says_the_kind_of_action_its_plain_wording_says(worded, plain):
+    assert headline_features(worded).primary == headline_features(plain).primary != ""
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "agree"),
+    [
+        ("Nvidia to take five billion charge", "Nvidia takes $5bn charge", True),
+        ("Nvidia to take five billion charge", "Nvidia takes $5.5bn charge", True),  # rounded
+        ("Naura and 138 other firms added", "US adds 140 firms", True),
+        ("Japan curbs 23 types of tools", "Japan curbs 25 types of tools", False),
+        ("Two men charged", "2 men charged", True),
+        ("US takes 15% cut", "US takes 15 percent cut", True),
+        ("US takes 15% cut", "US takes 16% cut", False),
+    ],
+)
+def test_amounts_written_differently_agree(a, b, agree):
+    x, y = headline_features(a), headline_features(b)
+    assert x.numbers and y.numbers
+    assert numbers_agree(x.numbers, y.numbers) is agree
+
+
+@pytest.mark.parametrize(
+    ("title", "plan"),
+    [
+        ("Singapore may charge three men over Nvidia servers", True),
+        ("Singapore charges three men over servers that may contain Nvidia chips", False),
+        ("Nvidia falls on possible US curbs on H20 sales", True),
+        ("AMD says new US export curbs on MI308 could cost $800 million", False),
+    ],
+)
+def test_a_hedge_makes_a_plan_of_the_action_after_it_only(title, plan):
+    assert ("plan" in headline_features(title).actions) is plan
+
+
+def test_the_kind_of_action_is_the_main_clauses():
+    """Said in a clause of context ("after", "amid", "despite"…), a kind of action is
+    background: a headline whose main clause says none has none of its own."""
+    visit = headline_features("Nvidia CEO visits Beijing days after US restricts H20 sales")
+    assert visit.primary == "" and "restrict" in visit.actions
+    launch = headline_features("Nvidia to launch cheaper Blackwell chip for China after US curbs")
+    assert launch.primary == "product"
+    meeting = headline_features("Nvidia's Huang meets Chinese vice premier after new US curbs")
+    assert meeting.primary == "", "meeting a minister is not a product made to meet rules"
+    assert headline_features("Nvidia offers chip to meet US export rules").primary == "product"
+
+
+@pytest.mark.parametrize(
+    ("title", "same_as"),
+    [
+        ("Nvidia H200 imports approved by China", "China approves Nvidia H200 imports"),
+        ("TSMC ordered by Washington to halt shipments", "US orders TSMC to halt shipments"),
+        ("China slows its processors, Nvidia unveils weaker chip", "Nvidia unveils weaker chip"),
+    ],
+)
+def test_who_acts_is_read_from_a_passive_and_from_the_clause_that_acts(title, same_as):
+    assert headline_features(title).lead == headline_features(same_as).lead
+
+
+@pytest.mark.parametrize(
+    ("title", "kind"),
+    [
+        ("US revokes status letting Samsung ship tools to China", "restrict"),
+        ("US lifts ban on Nvidia H20 sales", "allow"),
+        ("US ban on Nvidia H20 sales lifted", "allow"),
+        ("Trump scraps Biden's AI chip export controls", "allow"),
+    ],
+)
+def test_of_both_directions_the_one_said_first_is_the_event(title, kind):
+    assert headline_features(title).primary == kind

@@ -34,22 +34,37 @@ headline says, ``index`` the stories of the window and blocking, ``decide`` the 
 policy, ``place`` the ``Clusterer`` the pipeline calls (``Clusterer.place``).
 """
 
-from .decide import JOIN, NEW, Decision
+from .decide import FOLLOW, FOLLOW_UP, JOIN, NEW, Decision, FollowUpRules
 from .features import Headline, headline_features
-from .index import CANDIDATES, Story, StoryIndex
-from .place import IDF_ITEMS, Clusterer, Placement, cluster_offline, outlet_of, says_more
+from .index import CANDIDATES, Rarity, Story, StoryIndex
+from .place import (
+    IDF_ITEMS,
+    Clusterer,
+    Offline,
+    Placement,
+    categories_of,
+    cluster_offline,
+    outlet_of,
+    says_more,
+)
 
 __all__ = [
     "CANDIDATES",
     "IDF_ITEMS",
     "JOIN",
     "NEW",
+    "Offline",
     "Clusterer",
     "Decision",
+    "FollowUpRules",
+    "FOLLOW",
+    "FOLLOW_UP",
     "Headline",
     "Placement",
+    "Rarity",
     "Story",
     "StoryIndex",
+    "categories_of",
     "cluster_offline",
     "headline_features",
     "outlet_of",

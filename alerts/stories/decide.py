@@ -1,11 +1,17 @@
 """The decision policy: given an item's features and the stories blocking found for it, does it
 join one of them or start a new story, and why. Pure: it reads the stories, changes nothing.
 
+Three outcomes, by what each costs when wrong: a wrong **join** hides news (the story's message
+is edited, and edits do not notify); a wrong **follow-up** only mutes it (posted as a reply to
+the story's message, visible, without a notification); a needless **new** story only annoys.
+So an item joins only when confidently the same event; it follows a story up when it shares a
+specific subject and the kind of action with it and nothing vetoes the pair, but the evidence
+is not enough to join; else it is a new story.
+
 The steps, in order: the item must name a subject; each candidate story must be open, and
 pass the gates (same outlet, other companies, the vetoes against its first headline); its
-closest member headline is scored; the best story is chosen; ``_conclude`` turns the best
-(or the vetoes met) into the outcome. A new outcome (a follow-up of an earlier story) belongs
-in ``_conclude``, beside ``JOIN`` and ``NEW``."""
+closest member headline is scored, and the closest that could be followed up; the best story
+of each is chosen; ``_conclude`` turns them (or the vetoes met) into the outcome."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from .features import (
     by_kind,
     conflict,
     nested,
+    numbers_agree,
     same_subject,
     specific_of,
 )
@@ -30,30 +37,65 @@ if TYPE_CHECKING:
     from .index import Story
 
 JOIN: Literal["join"] = "join"
+FOLLOW: Literal["follow-up"] = "follow-up"
 NEW: Literal["new"] = "new"
-Outcome = Literal["join", "new"]
+Outcome = Literal["join", "follow-up", "new"]
 
 OPPOSITE = {"restrict": "allow", "allow": "restrict"}
 # An outlet's second headline on a story it just reported, saying exactly what one of the
 # story's headlines says, is the same article re-titled (a new guid and URL), not a new event.
 RETITLE_WITHIN = timedelta(hours=1)
+CHIPS = "chips"  # the watchlist category of models, the most specific subjects
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FollowUpRules:
+    """What a follow-up needs besides the kind of action, a specific subject and no veto. The
+    bot uses ``FOLLOW_UP``; the evaluation loosens or tightens it to show the trade-off
+    (``benchmarks/eval_events.py --follow-ups``)."""
+
+    enabled: bool = True
+    same_actor: bool = True  # led by the same actor, or neither names one
+    within: bool = True  # names no company the story does not (chips: one of the story's)
+    model: bool = True  # names the model the headline it follows names
+    min_similarity: float = 0.0
+
+
+FOLLOW_UP = FollowUpRules()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
-    """Why an item joined a story or started one; logged, and shown by the ``cluster`` command."""
+    """Why an item joined a story, followed one up or started one; logged, kept with the alert
+    (``/why``), and shown by the ``cluster`` command."""
 
     outcome: Outcome
-    story: Story | None = None  # the story joined
-    score: float = 0.0  # the best similarity to an open story (0: none was scored)
-    shared: tuple[str, ...] = ()  # what the item shares with the story joined
-    reason: str = ""  # why a new story
+    story: Story | None = None  # the story joined, or followed up
+    score: float = 0.0  # the similarity to that story (else the best to an open one, or 0)
+    shared: tuple[str, ...] = ()  # what the item shares with the story joined or followed
+    reason: str = ""  # why a new story, or a follow-up and not a join
+
+    @property
+    def thread(self) -> int | None:
+        """A follow-up's thread: the story whose message it replies to. A follow-up of a
+        follow-up replies to the first story of the thread, so threads stay flat."""
+        if self.outcome != FOLLOW or self.story is None:
+            return None
+        return self.story.parent if self.story.parent is not None else self.story.id
 
     def explain(self) -> str:
         if self.outcome == JOIN and self.story is not None:
             return (
                 f'joins story {self.story.id} "{self.story.title}" (similarity '
                 f"{self.score:.2f}, shared: {', '.join(self.shared)})"
+            )
+        if self.outcome == FOLLOW and self.story is not None:
+            under = (
+                f", in the thread of story {self.thread}" if self.thread != self.story.id else ""
+            )
+            return (
+                f'follow-up of story {self.story.id} "{self.story.title}" (shares '
+                f"{', '.join(self.shared)}; not enough to join: {self.reason}{under})"
             )
         return f"new story ({self.reason})"
 
@@ -68,6 +110,7 @@ def decide(
     categories: Mapping[str, str],
     window: timedelta,
     threshold: float,
+    rules: FollowUpRules = FOLLOW_UP,
 ) -> Decision:
     """The story this item belongs to, or why it starts a new one.
 
@@ -77,7 +120,16 @@ def decide(
         return Decision(outcome=NEW, reason="it names no chip or company to match on")
     mine = by_kind(item.specific)
     mine_specific = specific_of(item.entities)
+    scored: dict[int, float] = {}
+
+    def alike(item: Headline, member: Headline) -> float:  # each member scored once
+        key = id(member)
+        if key not in scored:
+            scored[key] = similarity(item, member)
+        return scored[key]
+
     best: tuple[float, Story, Headline] | None = None
+    follow: Followed | None = None
     vetoes: Counter[str] = Counter()
     for story in candidates(item):
         if not _open(story, at, window):
@@ -86,13 +138,34 @@ def decide(
         if reason:
             vetoes[reason] += 1
             continue
-        score, closest = _closest(item, story, mine_specific, categories, similarity)
+        follow = _likelier(follow, _followed(item, story, mine_specific, categories, alike, rules))
+        score, closest = _closest(item, story, mine_specific, categories, alike)
         if closest is None:
             vetoes["nothing but the subject"] += 1
             continue
+        if score >= threshold and closest.lead != item.lead:
+            # Alike enough, but only one of them names who acted ("Nvidia wins US approval…" /
+            # "US clears Nvidia…", "TSMC to halt shipments after US order" / "US orders
+            # TSMC…"): not confident, so a follow-up (when the item names nobody the story
+            # does not), unless a member led as the item is joins.
+            shared = tuple(sorted(_display(t) for t in item.tokens & closest.tokens))
+            if rules.enabled and (not rules.within or _within(item, story, categories)):
+                follow = _likelier(
+                    follow,
+                    Followed(
+                        score=score,
+                        story=story,
+                        shared=shared,
+                        reason=f"similarity {score:.2f}, but only one of them names who acted",
+                    ),
+                )
+            score, closest = _closest(item, story, mine_specific, categories, alike, lead=item.lead)
+            if closest is None:
+                vetoes["who acted"] += 1
+                continue
         if best is None or score > best[0]:
             best = (score, story, closest)
-    return _conclude(item, best, vetoes, threshold)
+    return _conclude(item, best, follow, vetoes, threshold)
 
 
 def _open(story: Story, at: datetime, window: timedelta) -> bool:
@@ -104,11 +177,14 @@ def _open(story: Story, at: datetime, window: timedelta) -> bool:
 def _gate(
     item: Headline, story: Story, *, at: datetime, source: str, mine: dict[str, frozenset[str]]
 ) -> str:
-    """Why the item cannot join this story whatever its score, or ""."""
+    """Why the item can neither join nor follow up this story, or ""."""
     if source and source in story.sources and not _retitled(item, story, at):
         return "the same outlet"
     if conflict(mine, story.specific):
         return "other companies or chips"
+    # A specific headline is never hidden in a vaguer story, nor muted under one.
+    if mine and not specific_of(story.entities):
+        return "a vaguer story"
     return veto(item, story.members[0]) if story.members else ""
 
 
@@ -118,23 +194,35 @@ def _closest(
     mine_specific: frozenset[str],
     categories: Mapping[str, str],
     similarity: Callable[[Headline, Headline], float],
+    *,
+    lead: str | None = None,
 ) -> tuple[float, Headline | None]:
-    """The story's member headline most like the item, and its score (``None``: no member
-    shares more than the subject with it, or every one vetoes it)."""
+    """The story's member headline most like the item (of those led by ``lead``, when given),
+    and its score (``None``: no member shares more than the subject with it, or every one
+    vetoes it)."""
     first = story.members[0] if story.members else None
     score, closest = 0.0, None
     for member in story.members:
         if member is not first and veto(item, member):
             continue
+        if lead is not None and member.lead != lead:
+            continue
+        # A headline naming the company but not the model is no report of the model's event
+        # ("Commerce revokes some Nvidia licences…" / "US tells Nvidia its H20 now needs a
+        # licence").
+        if mine_specific and not _covers(item, member, categories):
+            continue
         # Sharing only the kind of action is an event only about the same subjects, one side
         # naming no other ("US bans Nvidia H20 sales" / "Washington blocks Nvidia H20
-        # sales"), or when the item names only everyday subjects ("US blocks sales of some AI
-        # chips") and is led by the same actor. Never the other way round: a specific headline
-        # is not hidden in a vaguer story.
+        # sales"), or when the item names only everyday subjects, one of the member's ("US
+        # blocks sales of some AI chips") and is led by the same actor.
         if all(t[0] == "!" for t in item.tokens & member.tokens):
             theirs = specific_of(member.entities)
             if not _nested_by_kind(mine_specific, theirs, categories) and not (
-                not mine_specific and item.lead and item.lead == member.lead
+                not mine_specific
+                and item.lead
+                and item.lead == member.lead
+                and item.entities & member.entities
             ):
                 continue
         s = similarity(item, member)
@@ -143,20 +231,128 @@ def _closest(
     return score, closest
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Followed:
+    """A story an item could follow up, with what they share and why it is not a join."""
+
+    score: float
+    story: Story
+    shared: tuple[str, ...]
+    reason: str
+
+
+def _likelier(a: Followed | None, b: Followed | None) -> Followed | None:
+    if a is None or (b is not None and b.score > a.score):
+        return b
+    return a
+
+
+def _followed(
+    item: Headline,
+    story: Story,
+    mine_specific: frozenset[str],
+    categories: Mapping[str, str],
+    similarity: Callable[[Headline, Headline], float],
+    rules: FollowUpRules = FOLLOW_UP,
+) -> Followed | None:
+    """Whether the item can follow the story up, however unalike their words: one of the
+    story's headlines (its first one did not veto the item: see ``_gate``)
+
+    - agrees with the item on the kind of action and is not vetoed by it;
+    - is led by the same actor, or neither names one ("Nvidia tells suppliers to halt H20
+      production" is not "Washington tightens grip on Nvidia's H20");
+    - shares a specific subject with it, and the item names no company the story does not,
+      no chip unless one of the story's, and a chip of the headline's if it names one (see
+      ``_within`` and ``_covers``). When neither the item nor the story names a specific
+      subject, the item must share a word, term, number or country instead, and name its
+      actor ("China tightens rare earth export rules" / "China expands rare earth export
+      controls").
+
+    Everyday subjects ("AI chips") are not enough, nor is the kind of action alone."""
+    if not rules.enabled or not item.primary:
+        return None
+    vague = not mine_specific
+    if vague and not (item.lead and not specific_of(story.entities)):
+        return None
+    if rules.within and not _within(item, story, categories):
+        return None
+    found: Followed | None = None
+    for member in story.members:
+        if member.primary != item.primary or veto(item, member):
+            continue
+        if rules.same_actor and item.lead != member.lead:
+            continue
+        if vague:
+            subjects = {_display(t) for t in item.tokens & member.tokens if t[0] != "!"}
+        else:
+            theirs = specific_of(member.entities)
+            subjects = {x for x in mine_specific if any(same_subject(x, y) for y in theirs)}
+        if not subjects or (rules.model and not _covers(item, member, categories)):
+            continue
+        s = similarity(item, member)
+        if s < rules.min_similarity:
+            continue
+        if found is None or s > found.score:
+            found = Followed(
+                score=s,
+                story=story,
+                shared=(*sorted(subjects), item.primary),
+                reason=f"similarity {s:.2f}",
+            )
+    return found
+
+
+def _within(item: Headline, story: Story, categories: Mapping[str, str]) -> bool:
+    """The item names no specific company the story does not, and chips only when one of them
+    is the story's ("Nvidia to launch three China-focused chips, H20, L20 and L2" is within
+    "Nvidia plans H20 chip for China"; "TSMC halts orders from Huawei" is not within "US adds
+    Huawei to trade blacklist")."""
+    mine = by_kind((categories.get(e, ""), e) for e in specific_of(item.entities))
+    story_kinds = by_kind((categories.get(e, ""), e) for e in specific_of(story.entities))
+    for kind, terms in mine.items():
+        theirs = story_kinds.get(kind, frozenset())
+        inside = [any(same_subject(x, y) for y in theirs) for x in terms]
+        if not (any(inside) if kind == CHIPS else all(inside)):
+            return False
+    return True
+
+
+def _covers(item: Headline, member: Headline, categories: Mapping[str, str]) -> bool:
+    """The member names no chip, or the item names one of its chips."""
+    theirs = [e for e in specific_of(member.entities) if categories.get(e) == CHIPS]
+    return not theirs or any(
+        same_subject(x, y)
+        for x in specific_of(item.entities)
+        if categories.get(x) == CHIPS
+        for y in theirs
+    )
+
+
 def _conclude(
     item: Headline,
     best: tuple[float, Story, Headline] | None,
+    follow: Followed | None,
     vetoes: Counter[str],
     threshold: float,
 ) -> Decision:
-    """The outcome: join the best story when it is alike enough, else a new story, saying why."""
+    """The outcome: join the best story when it is alike enough; else follow up the story it
+    can follow; else a new story, saying why."""
+    if best is not None and best[0] >= threshold:
+        score, story, closest = best
+        shared = sorted(item.entities & story.entities) + sorted(
+            _display(t) for t in item.tokens & closest.tokens
+        )
+        return Decision(outcome=JOIN, story=story, score=score, shared=tuple(shared))
+    if follow is not None:
+        return Decision(
+            outcome=FOLLOW,
+            story=follow.story,
+            score=follow.score,
+            shared=follow.shared,
+            reason=follow.reason,
+        )
     if best is not None:
         score, story, closest = best
-        if score >= threshold:
-            shared = sorted(item.entities & story.entities) + sorted(
-                _display(t) for t in item.tokens & closest.tokens
-            )
-            return Decision(outcome=JOIN, story=story, score=score, shared=tuple(shared))
         return Decision(
             outcome=NEW,
             score=score,
@@ -182,7 +378,7 @@ def veto(item: Headline, member: Headline) -> str:
         item.primary == member.primary
         and item.primary != "product"
         and ("plan" in item.actions) != ("plan" in member.actions)
-        and not item.numbers & member.numbers
+        and not numbers_agree(item.numbers, member.numbers)
     ):
         return "a plan, not the action"
     for a, b in ((item, member), (member, item)):
@@ -198,7 +394,7 @@ def veto(item: Headline, member: Headline) -> str:
             return "other countries or agencies"
     if item.lead and member.lead and item.lead != member.lead:
         return "another actor"
-    if item.numbers and member.numbers and not item.numbers & member.numbers:
+    if item.numbers and member.numbers and not numbers_agree(item.numbers, member.numbers):
         return "other numbers"
     return ""
 
@@ -235,4 +431,9 @@ _REASONS = {
     "other companies or chips": "related stories are about other companies or chips",
     "nothing but the subject": "recent stories share the chip or company but nothing else",
     "the opposite action": "related stories report the opposite action",
+    "a vaguer story": "related stories name no chip or company, and this item does",
+    "who acted": (
+        "a related story is alike, but only one of them names who acted, and this item names "
+        "a company or chip the story does not"
+    ),
 }

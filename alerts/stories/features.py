@@ -20,7 +20,8 @@ GENERIC = VOCAB.generic
 PRIORITY = VOCAB.priority
 _ACTION_OF = VOCAB.actions
 _ANNOUNCING = VOCAB.announcing
-_POLICY_KINDS = frozenset({"restrict", "allow", "tariff"})
+_HEDGES = VOCAB.hedges
+_POLICY_KINDS = frozenset({"restrict", "allow", "tariff", "probe"})
 _ACTORS = VOCAB.countries
 _AGENCIES = VOCAB.agencies
 _LEADERS = VOCAB.leaders
@@ -30,42 +31,103 @@ _SKIP_LEAD = STOPWORDS | VOCAB.skip_lead
 _MARKET = VOCAB.market
 _MOVES = VOCAB.moves
 _CONNECTIVES = VOCAB.connectives
+_CONTEXT = VOCAB.context
 _SYNONYMS = VOCAB.synonyms
 POLICY_TOKENS = VOCAB.policy_tokens
 AGENCY_NAMES = frozenset(_AGENCIES.values())
 COUNTRY_NAMES = frozenset(_ACTORS.values())
 
-# Phrases whose words mislead one by one.
+
+@dataclass(frozen=True, slots=True)
+class _Phrase:
+    """A phrase rewritten before the words are read, and the lower-case pieces of text one of
+    which it cannot match without (checked first: most headlines have none of them)."""
+
+    needs: tuple[str, ...]
+    pattern: re.Pattern[str]
+    replacement: str
+
+
+def _phrase(needs: str, pattern: str, replacement: str) -> _Phrase:
+    return _Phrase(tuple(needs.split()), re.compile(pattern, re.I), replacement)
+
+
+# Phrases whose words mislead one by one, or that say a kind of action in other words.
 _PHRASES = (
-    (re.compile(r"\bdeep[- ]ultraviolet\b", re.I), " DUV "),
-    (re.compile(r"\bextreme[- ]ultraviolet\b", re.I), " EUV "),
-    (re.compile(r"\bgraphics[- ]processing(?:\s+units?)?\b", re.I), " GPU "),
+    _phrase("ultraviolet", r"\bdeep[- ]ultraviolet\b", " DUV "),
+    _phrase("ultraviolet", r"\bextreme[- ]ultraviolet\b", " EUV "),
+    _phrase("graphics", r"\bgraphics[- ]processing(?:\s+units?)?\b", " GPU "),
     # "to take a $5.5 billion charge" is an accounting loss, not a criminal charge.
-    (
-        re.compile(
-            r"\b(?:take|takes|taking|took|book|books|booked|record|records|recorded)\s+"
-            r"(?:an?\s+)?(?:\$?[\d.,]+\s*(?:bn|billion|million|mn|m)?\s+)?"
-            r"(?:charge|charges|writedown|write-down)\b",
-            re.I,
-        ),
+    _phrase(
+        "charge writedown write-down",
+        r"\b(?:take|takes|taking|took|book|books|booked|record|records|recorded)\s+"
+        r"(?:an?\s+)?(?:\$?[\d.,]+\s*(?:bn|billion|million|mn|m)?\s+)?"
+        r"(?:charge|charges|writedown|write-down)\b",
         " writedown ",
     ),
     # "Seizes control of Nexperia" is a takeover; customs seizing chips is a legal action.
-    (
-        re.compile(
-            r"\b(?:(?:take|takes|took|taking)\s+(?:over|control)|"
-            r"(?:seize|seizes|seized|seizing)\s+control)\b",
-            re.I,
-        ),
+    _phrase(
+        "over control",
+        r"\b(?:(?:take|takes|took|taking)\s+(?:over|control)|"
+        r"(?:seize|seizes|seized|seizing)\s+control)\b",
         " takeover ",
     ),
-    (
-        re.compile(
-            r"\b(?:issue|issues|issued|issuing|grant|grants|granting|win|wins|won|get|"
-            r"gets|got|receive|receives|received|secure|secures|secured)\s+"
-            r"(?:\w+\s+){0,3}?(?:licen[cs]es?|approvals?|permits?|waivers?)\b",
-            re.I,
-        ),
+    # Approval, the loss of a permission, avoidance, a deal, a purchase and a launch, as
+    # outlets word them.
+    _phrase("green", r"\bgreen[- ]?light(?:s|ed|ing)?\b", " greenlight "),
+    _phrase("off", r"\bsign(?:s|ed|ing)?\s+off\b", " approves "),
+    _phrase("door", r"\bopen(?:s|ed|ing)?\s+(?:the\s+)?door\s+to\b", " allows "),
+    _phrase(
+        "los pull yank end suspend",
+        r"\b(?:lose|loses|losing|lost|pull|pulls|pulled|yank|yanks|yanked|end|ends|ended|"
+        r"suspend|suspends|suspended|suspending)\s+(?:\S+\s+){0,3}?(?:licen[cs]es?|"
+        r"waivers?|exemptions?|access|status|permits?)\b",
+        " revoked ",
+    ),
+    _phrase("against", r"\bwarn(?:s|ed|ing)?\s+(?:\w+\s+){0,2}?against\b", " discourages "),
+    _phrase("steer", r"\bsteer(?:s|ed|ing)?\b(?=(?:\s+\S+){0,4}\s+away\b)", " discourages "),
+    _phrase(
+        "deal",
+        r"\b(?:strike|strikes|struck|sign|signs|signed|reach|reaches|reached|seal|seals|"
+        r"sealed)\s+(?:\w+\s+){0,2}?deals?\b",
+        " agree ",
+    ),
+    _phrase(
+        "order rush",
+        r"\b(?:(?:place|places|placed|placing)\s+(?:\w+\s+){0,3}?orders?|"
+        r"rush(?:es|ed)?\s+to\s+(?:order|buy)|order(?:s|ed)?(?=\s+\$?\d))\b",
+        " purchase ",
+    ),
+    _phrase(
+        "sell ship sale",
+        r"\b(?:(?:start|starts|started|starting|begin|begins|began)\s+(?:selling|shipping)|"
+        r"go(?:es)?\s+on\s+sale)\b",
+        " launches ",
+    ),
+    # A licence required is a restriction ("now needs an export licence", "licensing
+    # requirement", "requires permits").
+    _phrase(
+        "licen permit",
+        r"\b(?:(?:need|needs|needed|require|requires|required|requiring|impose|imposes|"
+        r"imposed|imposing)\s+(?:\S+\s+){0,3}?(?:licen[cs]es?|licensing|permits?)|"
+        r"licen[cs](?:e|ing)\s+requirements?)\b",
+        " restricts licence ",
+    ),
+    _phrase("call", r"\bcall(?:s|ed)?\s+in\b", " summons "),
+    # "To meet US rules" is a product made to fit them; meeting a minister is not.
+    _phrase(
+        "meet",
+        r"\bmeets?\b(?=\s+(?:\S+\s+){0,3}?(?:rules?|regulations?|requirements?|curbs?|"
+        r"restrictions?|controls?|limits?|thresholds?|standards?)\b)",
+        " complies ",
+    ),
+    # Export rules are export controls.
+    _phrase("export", r"\bexport\s+(?:rules?|regulations?)\b", " export controls "),
+    _phrase(
+        "licen approval permit waiver",
+        r"\b(?:issue|issues|issued|issuing|grant|grants|granting|win|wins|won|get|"
+        r"gets|got|receive|receives|received|secure|secures|secured)\s+"
+        r"(?:\w+\s+){0,3}?(?:licen[cs]es?|approvals?|permits?|waivers?)\b",
         " granted licence ",
     ),
 )
@@ -224,7 +286,42 @@ def conflict(mine: dict[str, frozenset[str]], theirs: dict[str, frozenset[str]])
     return False
 
 
+_UNITS = "two three four five six seven eight nine ten eleven twelve".split()
+_NUMBER_WORDS = {w: n for n, w in enumerate(_UNITS, start=2)} | {
+    w: n * 10
+    for n, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)
+}
+_SCALES = "thousand|million|billion|trillion|bn|mn|tn"
+# Amounts written in words ("five billion", "two dozen" is not one): "one" only before a scale,
+# where it cannot be a pronoun.
+_NUMBER_WORD_RE = re.compile(
+    rf"\b(?:({'|'.join(_NUMBER_WORDS)})|one(?=\s+(?:{_SCALES})\b))\b", re.IGNORECASE
+)
+
+
+def _digits(title: str) -> str:
+    return _NUMBER_WORD_RE.sub(
+        lambda m: str(_NUMBER_WORDS.get((m.group(1) or "").lower(), 1)), title
+    )
+
+
+def numbers_agree(a: Iterable[str], b: Iterable[str]) -> bool:
+    """Whether two headlines' numbers name one amount: the same, or (100 and over) within 10%
+    of each other, as outlets round ("$5.5bn" / "five billion", "138 other firms" / "140")."""
+    for x in a:
+        for y in b:
+            if x == y:
+                return True
+            if x[-1] == "%" or y[-1] == "%":
+                continue
+            low, high = sorted((float(x), float(y)))
+            if low >= 100 and high <= 1.1 * low:
+                return True
+    return False
+
+
 def _numbers(title: str) -> set[str]:
+    """The amounts and counts in a title (its number words already digits)."""
     out = set()
     for m in _NUMBER_RE.finditer(title):
         digits, unit = m.group(1).replace(",", ""), (m.group(2) or "").lower()
@@ -252,14 +349,66 @@ def _event_start(words: Sequence[str]) -> int:
     return 0
 
 
+def _key(tokens: Sequence[str], i: int) -> tuple[str, str, int]:
+    """The word at ``i``, the key it reads as (two words, when they name a country or an
+    agency: "white house", "commerce department"), and the index after it."""
+    w = tokens[i]
+    pair = f"{w} {tokens[i + 1]}" if i + 1 < len(tokens) else ""
+    if pair in _AGENCIES or pair in _ACTORS:
+        return w, pair, i + 2
+    return w, w, i + 1
+
+
+def _lead(tokens: Sequence[str]) -> str:
+    """The country a headline opens with as its actor ("China bans…"), or the one it names as
+    the actor of a passive ("Nvidia H200 imports approved by China"), or ""."""
+    i, n = 0, len(tokens)
+    while i < n:
+        _, key, i = _key(tokens, i)
+        if key in _SKIP_LEAD:
+            continue
+        # "China bans…" leads with an actor; "China AI chip curbs…", "Chinese stocks…" do not.
+        after = tokens[i] if i < n else ""
+        if after in ("says", "said", "say", "warns", "confirms") and key not in _LEADERS:
+            continue  # "Nvidia says US…": the actor is what follows
+        if key in _LEADERS:
+            return _LEADERS[key] if _word(after) not in _NOT_ACTING else ""
+        break
+    for j in range(i, n - 1):
+        if tokens[j] == "by":
+            _, key, _ = _key(tokens, j + 1)
+            if key in _LEADERS:
+                return _LEADERS[key]
+    return ""
+
+
+def _acting_clause(text: str) -> list[str] | None:
+    """A second clause that says what happened when the first does not ("China slows down
+    its processors, Nvidia unveils less-powerful chip…": Nvidia acts): its words, else None.
+    It must open with a name and a kind of action, so a list ("US orders TSMC, other
+    foundries to…") is no clause."""
+    head, comma, rest = text.partition(", ")
+    if not comma or any(w in _ACTION_OF for w in normalise(head).split()):
+        return None
+    clause = normalise(rest).split()
+    return clause if len(clause) >= 2 and clause[1] in _ACTION_OF else None
+
+
 def headline_features(
     title: str, matches: Iterable[Match] = (), subjects: frozenset[str] = SUBJECT_CATEGORIES
 ) -> Headline:
+    title = _digits(title)
     text = _US_RE.sub(" us ", title)
-    for pattern, replacement in _PHRASES:
-        text = pattern.sub(replacement, text)
-    tokens_list = normalise(_KICKER_RE.sub(" ", text, count=1)).split()
-    tokens_list = tokens_list[_event_start(tokens_list) :]
+    lowered = text.lower()
+    for phrase in _PHRASES:
+        if any(piece in lowered for piece in phrase.needs):
+            text = phrase.pattern.sub(phrase.replacement, text)
+            lowered = text.lower()
+    text = _KICKER_RE.sub(" ", text, count=1)
+    tokens_list = normalise(text).split()
+    start = _event_start(tokens_list)
+    tokens_list = tokens_list[start:]
+    lead = _lead(tokens_list if start else _acting_clause(text) or tokens_list)
     matches = list(matches)
     covered: set[str] = set()
     entities, specific, tokens = set(), set(), set()
@@ -278,23 +427,13 @@ def headline_features(
             tokens.add(sys.intern(_word(term.replace(" ", ""))))
     words, actions, actors = set(), set(), set()
     kinds: list[tuple[str, str]] = []
-    lead = ""
+    said_at: dict[str, tuple[int, str]] = {}  # where each kind is first said, and the word
+    main: set[str] = set()  # the kinds said before a clause of context
+    context = False
     n = len(tokens_list)
     i = 0
     while i < n:
-        w = tokens_list[i]
-        pair = f"{w} {tokens_list[i + 1]}" if i + 1 < n else ""
-        if pair in _AGENCIES or pair in _ACTORS:
-            key, i = pair, i + 2
-        else:
-            key, i = w, i + 1
-        if not lead and key not in _SKIP_LEAD:
-            # "China bans…" leads with an actor; "China AI chip curbs…", "Chinese stocks…" do not.
-            after = tokens_list[i] if i < n else ""
-            if after in ("says", "said", "say", "warns", "confirms") and key not in _LEADERS:
-                pass  # "Nvidia says US…": the actor is what follows
-            else:
-                lead = _LEADERS.get(key, "-") if _word(after) not in _NOT_ACTING else "-"
+        w, key, i = _key(tokens_list, i)
         if key in _AGENCIES:
             actors.add(_AGENCIES[key])
             continue
@@ -304,8 +443,16 @@ def headline_features(
             continue
         if w in _ACTION_OF:
             kind = _ACTION_OF[w]
+            if w in _HEDGES and any(k != "plan" for k, _ in kinds):
+                continue  # it hedges something said after the action, not the action
             actions.add(kind)
             kinds.append((kind, w))
+            said_at.setdefault(kind, (i, w))
+            if not context:
+                main.add(kind)
+            continue
+        if w in _CONTEXT and i > 1:
+            context = True
             continue
         if w in STOPWORDS:
             continue
@@ -313,19 +460,26 @@ def headline_features(
         if w in STOPWORDS or w in GENERIC or len(w) < 2 or w in covered or w.isdigit():
             continue
         words.add(w)
-    # A ban lifted is an approval: when both directions appear, the verbs of easing win over
-    # the nouns they act on ("eases curbs", "lifts ban").
+    # When both directions appear, the one said first is the event ("eases curbs", "lifts
+    # ban"; "revokes status letting Samsung ship tools"), except a ban lifted ("US ban on
+    # H20 sales lifted": the easing said after, as a participle).
     if "allow" in actions and "restrict" in actions:
-        actions.discard("restrict")
+        (allow_at, allow_word), (restrict_at, _) = said_at["allow"], said_at["restrict"]
+        if allow_at < restrict_at or allow_word.endswith("ed"):
+            actions.discard("restrict")
+        else:
+            actions.discard("allow")
     numbers = _numbers(title)
     if (
-        "product" in actions
-        and actions & _POLICY_KINDS
+        "product" in main
+        and main & _POLICY_KINDS
         and all(w in _ANNOUNCING for kind, w in kinds if kind == "product")
     ):
         actions.discard("product")
-    # "Plan" marks an action not taken yet; the event is the action planned.
-    primary = next((a for a in PRIORITY if a in actions and a != "plan"), "")
+    # "Plan" marks an action not taken yet; the event is the action planned. The kinds said
+    # before a clause of context come first.
+    said = actions & main
+    primary = next((a for a in PRIORITY if a in said and a != "plan"), "")
     words |= {t for t in tokens if t[0] == "§"}
     tokens |= words
     if primary:
@@ -341,6 +495,6 @@ def headline_features(
         specific=shared_set(frozenset(specific)),
         actors=shared_set(frozenset(actors)),
         numbers=shared_set(frozenset(numbers)),
-        lead="" if lead == "-" else lead,
+        lead=lead,
         primary=primary,
     )

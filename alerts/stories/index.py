@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from itertools import islice, takewhile
 
 from . import decide as policy
-from .decide import JOIN, Decision
+from .decide import FOLLOW_UP, JOIN, Decision, FollowUpRules
 from .features import Headline, by_kind, generic_subject
 
 MAX_MEMBERS = 8  # member headlines a story keeps to compare with (the first ones)
@@ -21,6 +21,12 @@ IDF_FLOOR = 1.0  # the weight of a token every stored item has
 EXPIRE_EVERY = timedelta(minutes=10)
 POSTING_READ = 256  # most recently active stories read from each posting for one item
 CANDIDATES = 32  # stories compared in full with one item, the best ranked by blocking
+
+
+def _subject_key(term: str) -> str:
+    """The index key of a subject: everyday subjects ("chips", "semiconductors", "AI chips")
+    share one, so two vague headlines about one event find each other."""
+    return "" if generic_subject(term) else term
 
 
 class Rarity:
@@ -37,8 +43,11 @@ class Rarity:
         self.df.update(set(tokens))
 
     def total(self, tokens: Iterable[str]) -> float:
+        """The tokens' summed weight. ``fsum`` is exact whatever the order: a plain sum of
+        floats follows the set's order, which changes with PYTHONHASHSEED, so a decision on the
+        threshold could differ between two runs of the same code on the same items."""
         docs, df = self.docs + 1, self.df
-        return sum(
+        return math.fsum(
             ACTION_WEIGHT if t[0] == "!" else IDF_FLOOR + math.log(docs / (df.get(t, 0) + 1))
             for t in tokens
         )
@@ -60,6 +69,7 @@ class Story:
     sources: list[str] = field(default_factory=list)  # outlets, first one first
     alert_id: int | None = None
     title: str = ""
+    parent: int | None = None  # a follow-up: the story whose thread it is posted in
     specific: dict[str, frozenset[str]] = field(default_factory=dict)  # kept by StoryIndex
 
     @property
@@ -95,9 +105,11 @@ class StoryIndex:
         threshold: float,
         categories: Mapping[str, str] | None = None,
         rarity: Rarity | None = None,
+        follow_up: FollowUpRules = FOLLOW_UP,
     ):
         self.window = window
         self.threshold = threshold
+        self.follow_up = follow_up
         # Subject term -> its watchlist category, to know which of a stored story's subjects
         # are companies and which are chips; learnt from each item too.
         self._category: dict[str, str] = dict(categories or {})
@@ -109,7 +121,10 @@ class StoryIndex:
 
     def _keys(self, story: Story) -> tuple[tuple[dict[str, dict[int, None]], set[str]], ...]:
         """Each index with the keys the story is filed under in it."""
-        return ((self._by_entity, story.entities), (self._by_word, story.words))
+        return (
+            (self._by_entity, {_subject_key(e) for e in story.entities}),
+            (self._by_word, story.words),
+        )
 
     def _post(self, story: Story) -> None:
         """(Re)file the story under all its keys, as the most recently active."""
@@ -119,9 +134,7 @@ class StoryIndex:
         keys_by_index = self._keys(story)
         category = self._category
         story.specific = by_kind(
-            (category[e], e)
-            for e in keys_by_index[0][1]
-            if e in category and not generic_subject(e)
+            (category[e], e) for e in story.entities if e in category and not generic_subject(e)
         )
         for index, keys in keys_by_index:
             for key in keys:
@@ -144,14 +157,14 @@ class StoryIndex:
         self, item: Headline, *, at: datetime, source: str, title: str, new_id: int
     ) -> tuple[Decision, Story]:
         """Count the item towards token rarity, decide, then record: the item joins the story
-        chosen, or starts story ``new_id``."""
+        chosen, or starts story ``new_id`` (a follow-up's in the thread it follows up)."""
         self.rarity.observe(item.tokens)
         decision = self.decide(item, at, source=source)
         if decision.outcome == JOIN:
             assert decision.story is not None  # a join names its story
             self.absorb(decision.story, item, source=source, at=at)
             return decision, decision.story
-        story = Story(id=new_id, first_seen=at, last_seen=at, title=title)
+        story = Story(id=new_id, first_seen=at, last_seen=at, title=title, parent=decision.thread)
         story.absorb(item, source=source, at=at)
         self.add(story)
         return decision, story
@@ -163,7 +176,7 @@ class StoryIndex:
         hits: Counter[int] = Counter()
         subjects = []
         specific = {term for _, term in item.specific}
-        for entity in item.entities:
+        for entity in {_subject_key(e) for e in item.entities}:
             posting = self._by_entity.get(entity)
             if posting:
                 subjects.append(posting)
@@ -231,4 +244,5 @@ class StoryIndex:
             categories=self._category,
             window=self.window,
             threshold=self.threshold,
+            rules=self.follow_up,
         )

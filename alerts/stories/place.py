@@ -7,11 +7,12 @@ import gc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from ..config import StoriesConfig, Term
 from ..types import Match, StoryRecord
-from .decide import NEW, Decision
+from .decide import FOLLOW_UP, JOIN, NEW, Decision, FollowUpRules, Outcome
 from .features import Headline, headline_features
 from .index import Story, StoryIndex
 
@@ -31,17 +32,14 @@ class Clusterer:
         *,
         now: datetime,
         watchlists: Mapping[str, Sequence[Term]] | None = None,
+        follow_up: FollowUpRules = FOLLOW_UP,
     ):
         self.config = config
-        categories = {
-            term.name.casefold(): term.category
-            for terms in (watchlists or {}).values()
-            for term in terms
-        }
         self.index = StoryIndex(
             window=timedelta(hours=config.window_hours),
             threshold=config.threshold,
-            categories=categories,
+            categories=categories_of(watchlists or {}),
+            follow_up=follow_up,
         )
         # Tens of thousands of stories are tens of thousands of new containers: left on, the
         # cyclic collector traverses them over and over while they load (most of the startup
@@ -100,7 +98,7 @@ class Clusterer:
         decision, story = self.index.assign(
             features, at=at, source=source, title=title, new_id=self._next_id
         )
-        is_new = decision.outcome == NEW
+        is_new = decision.outcome != JOIN  # a follow-up is a story of its own
         if is_new:
             self._next_id += 1
         member = story.members[-1] is features if story.members else False
@@ -109,11 +107,17 @@ class Clusterer:
             decision=decision,
             story_id=story.id,
             new_story=is_new,
+            thread=decision.thread,
             member=features.encode() if member else None,
             entities=tuple(sorted(features.entities)),
             actions=tuple(sorted(first.actions)),
             says_more=not is_new and says_more(features, first),
         )
+
+
+def categories_of(watchlists: Mapping[str, Sequence[Term]]) -> dict[str, str]:
+    """Each watchlist term (as clustering reads it) and its category (chips, companies…)."""
+    return {term.name.casefold(): term.category for terms in watchlists.values() for term in terms}
 
 
 def story_of(r: StoryRecord) -> Story:
@@ -130,6 +134,7 @@ def story_of(r: StoryRecord) -> Story:
         sources=list(r.outlets or r.sources),
         alert_id=r.alert_id,
         title=r.title,
+        parent=r.parent,
     )
 
 
@@ -151,11 +156,24 @@ class Placement:
 
     decision: Decision
     story_id: int
-    new_story: bool
+    new_story: bool  # a story of its own: new, or a follow-up
+    thread: int | None  # a follow-up: the story whose message it replies to, quietly
     member: list[str] | None  # the headline's stored features when it became a member
     entities: tuple[str, ...]
     actions: tuple[str, ...]  # of the story's first headline
     says_more: bool = False
+
+
+class Offline(NamedTuple):
+    """Where ``cluster_offline`` put one item."""
+
+    story: int
+    thread: int  # the story whose message carries it: its own, or a follow-up's thread
+    outcome: Outcome
+
+    @property
+    def notifies(self) -> bool:
+        return self.outcome == NEW
 
 
 def cluster_offline(
@@ -163,19 +181,24 @@ def cluster_offline(
     *,
     window: timedelta,
     threshold: float,
-) -> list[int]:
-    """Cluster (title, time, source, matches) in time order; returns a story id per item.
+    categories: Mapping[str, str] | None = None,
+    follow_up: FollowUpRules = FOLLOW_UP,
+) -> list[Offline]:
+    """Cluster (title, time, source, matches) in time order; returns where each item went.
     Used by the evaluation and the tests; the pipeline uses ``Clusterer`` with the store."""
-    index = StoryIndex(window=window, threshold=threshold)
-    assigned = [0] * len(items)
+    index = StoryIndex(
+        window=window, threshold=threshold, categories=categories, follow_up=follow_up
+    )
+    placed: dict[int, Offline] = {}
     next_id = 1
     for i in sorted(range(len(items)), key=lambda i: items[i][1]):
         title, at, source, matches = items[i]
         features = headline_features(title, matches)
         decision, story = index.assign(features, at=at, source=source, title=title, new_id=next_id)
-        next_id += decision.outcome == NEW
-        assigned[i] = story.id
-    return assigned
+        next_id += decision.outcome != JOIN
+        thread = story.parent if story.parent is not None else story.id
+        placed[i] = Offline(story.id, thread, decision.outcome)
+    return [placed[i] for i in range(len(items))]
 
 
 def outlet_of(*, source: str, link: str, feed: str) -> str:

@@ -24,11 +24,13 @@ WORD_LISTS = (
     "stopwords",
     "generic",
     "announcing",
+    "hedges",
     "not_acting",
     "skip_lead",
     "market",
     "moves",
     "connectives",
+    "context",
 )
 WORDS_BY_KIND = ("actions", "synonyms")
 NAMES_BY_KIND = ("countries", "agencies", "leading_agencies", "policy_tokens")
@@ -55,6 +57,7 @@ class Vocabulary:
     actions: dict[str, str]  # word -> kind of action
     priority: tuple[str, ...]  # the kinds of action, first the one a headline reports
     announcing: frozenset[str]
+    hedges: frozenset[str]  # plan words that only hedge the action after them
     countries: dict[str, str]  # name -> country
     agencies: dict[str, str]  # name -> agency
     leaders: dict[str, str]  # name -> the country a headline it opens is led by
@@ -63,6 +66,7 @@ class Vocabulary:
     market: frozenset[str]
     moves: frozenset[str]
     connectives: frozenset[str]
+    context: frozenset[str]
     synonyms: dict[str, str]  # form -> word
     policy_tokens: dict[str, str]  # watchlist term -> token
 
@@ -182,6 +186,12 @@ def load(path: Path | None = None) -> Vocabulary:
         raise reader.fail(
             reader.line_of("announcing"), f"announcing: {stray[0]!r} is not under actions.product"
         )
+    plans = {w for w, kind in actions.items() if kind == "plan"}
+    stray = sorted(lists["hedges"] - plans)
+    if stray:
+        raise reader.fail(
+            reader.line_of("hedges"), f"hedges: {stray[0]!r} is not under actions.plan"
+        )
     countries = lookup("countries")
     return Vocabulary(
         stopwords=lists["stopwords"],
@@ -189,6 +199,7 @@ def load(path: Path | None = None) -> Vocabulary:
         actions=actions,
         priority=tuple(str(kind) for kind in doc["actions"]),
         announcing=lists["announcing"],
+        hedges=lists["hedges"],
         countries=countries,
         agencies=agencies,
         leaders={**countries, **lookup("leading_agencies")},
@@ -197,6 +208,7 @@ def load(path: Path | None = None) -> Vocabulary:
         market=lists["market"],
         moves=lists["moves"],
         connectives=lists["connectives"],
+        context=lists["context"],
         synonyms=lookup("synonyms"),
         policy_tokens=lookup("policy_tokens"),
     )

@@ -9,7 +9,7 @@ import pytest
 
 from alerts.config import SlackConfig, load_config, model, parse_duration
 from alerts.errors import ConfigError
-from tests.support import MINIMAL_WATCHLISTS, ROOT, run_bot
+from tests.support import MINIMAL_WATCHLISTS, ROOT, cli
 
 GOOD_HEAD = "database: x.db\nfeeds:\n  - name: A\n    url: http://127.0.0.1:9/a.xml\n"
 
@@ -162,19 +162,19 @@ def test_cli_exits_2_with_file_line_key_on_config_error(tmp_path, command):
         encoding="utf-8",
     )
     args = [command, "--config", str(path)] + (["H200"] if command == "match" else [])
-    result = run_bot(*args)
+    result = cli(*args)
     assert result.returncode == 2
     assert f"{path}:4: feeds[0].urll: unknown key" in result.stderr
 
 
 def test_missing_config_file_exits_2(tmp_path):
-    result = run_bot("check-config", "--config", str(tmp_path / "nope.yaml"))
+    result = cli("check-config", "--config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "nope.yaml: file not found" in result.stderr
 
 
 def test_shipped_config_is_valid_and_summarised():
-    result = run_bot("check-config", "--config", str(ROOT / "config.yaml"))
+    result = cli("check-config", "--config", str(ROOT / "config.yaml"))
     assert result.returncode == 0, result.stderr
     config = load_config(ROOT / "config.yaml")
     assert f"feeds: {len(config.feeds)}" in result.stdout

@@ -18,7 +18,7 @@ from alerts.deliver.format import matched_line
 from alerts.match import compile_matcher, normalise
 from alerts.relevance import MODEL_PATH, features, read_model, shipped_model
 from alerts.types import Alert
-from tests.support import ROOT, run_bot, write_config
+from tests.support import ROOT, cli, write_config
 
 CONFIG = load_config(ROOT / "config.yaml")
 ON = compile_matcher(CONFIG.watchlists, CONFIG.rules, CONFIG.learned)
@@ -111,7 +111,7 @@ def test_admins_turn_it_off_or_raise_its_threshold(tmp_path):
     off = tmp_path / "off.yaml"
     off.write_text(base.replace("  enabled: true\n", "  enabled: false\n"), encoding="utf-8")
     assert not load_config(off).learned.enabled
-    out = run_bot("match", "--config", str(off), AFFILIATES)
+    out = cli("match", "--config", str(off), AFFILIATES)
     assert out.returncode == 0 and out.stdout.startswith("no alert"), out.stdout
     assert "learned" not in out.stdout
     score = ON.match(AFFILIATES).opinion.score  # type: ignore[union-attr]
@@ -120,13 +120,13 @@ def test_admins_turn_it_off_or_raise_its_threshold(tmp_path):
         base.replace("  threshold: 0.88\n", f"  threshold: {min(1.0, score + 0.005):.3f}\n"),
         encoding="utf-8",
     )
-    out = run_bot("match", "--config", str(high), AFFILIATES)
+    out = cli("match", "--config", str(high), AFFILIATES)
     assert out.stdout.startswith("no alert") and "learned opinion" in out.stdout, out.stdout
 
 
 def test_match_jsonl_adds_the_learned_field_and_keeps_the_contracts(tmp_path):
     lines = [{"title": AFFILIATES}, {"title": "Local bakery wins award for sourdough bread"}]
-    out = run_bot(
+    out = cli(
         "match",
         "--jsonl",
         "--config",
@@ -140,7 +140,7 @@ def test_match_jsonl_adds_the_learned_field_and_keeps_the_contracts(tmp_path):
 
 def test_a_bad_threshold_is_a_config_error_with_file_line_and_key(tmp_path):
     path = write_config(tmp_path, [], extra="learned:\n  enabled: true\n  threshold: 1.5\n")
-    out = run_bot("check-config", "--config", str(path))
+    out = cli("check-config", "--config", str(path))
     lines = path.read_text(encoding="utf-8").splitlines()
     line = lines.index("  threshold: 1.5") + 1
     assert out.returncode == 2
@@ -162,6 +162,7 @@ def test_features_are_words_pairs_and_categories():
     }
 
 
+@pytest.mark.system  # the training script, run as its users run it
 def test_training_reproduces_the_committed_model_byte_for_byte():
     """One training run on the real data (numpy, a dev dependency), compared with the file."""
     out = subprocess.run(

@@ -25,7 +25,12 @@ from .match import compile_matcher
 from .ops import HealthCheck, start_ops
 from .pipeline import CycleReport, FeedOutcome, PollContext, run_cycle
 from .runtime import Runtime
-from .scheduler import DELIVER_EVERY_SECONDS, FIRST_RUN_SPREAD_SECONDS, Scheduler
+from .scheduler import (
+    DELIVER_EVERY_SECONDS,
+    FIRST_RUN_SPREAD_SECONDS,
+    STOP_GRACE_SECONDS,
+    Scheduler,
+)
 from .store import Store, open_store
 from .stories import Clusterer
 from .types import utcnow
@@ -180,9 +185,11 @@ async def run_forever(
     first_run_spread: float = FIRST_RUN_SPREAD_SECONDS,
     deliver_every: float = DELIVER_EVERY_SECONDS,
     commands_retry: float = RETRY_FIRST_SECONDS,
+    stop_grace: float = STOP_GRACE_SECONDS,
 ) -> int:
     """Poll on schedule, deliver, answer bot commands and follow config edits, until
-    SIGINT/SIGTERM (or ``stop`` is set). The timings are the scheduler's and the command
+    SIGINT/SIGTERM (or ``stop`` is set): then polls in flight are cancelled and a delivery in
+    flight gets ``stop_grace`` seconds. The timings are the scheduler's and the command
     poller's first retry (tests shorten them)."""
     stop = stop or asyncio.Event()
     with DatabaseLock(config.database, command="run"):
@@ -193,6 +200,7 @@ async def run_forever(
             first_run_spread=first_run_spread,
             deliver_every=deliver_every,
             commands_retry=commands_retry,
+            stop_grace=stop_grace,
         )
 
 
@@ -204,6 +212,7 @@ async def _run_forever(
     first_run_spread: float,
     deliver_every: float,
     commands_retry: float,
+    stop_grace: float,
 ) -> int:
     _on_termination(stop.set)
     store: Store = open_store(config.database)
@@ -285,7 +294,7 @@ async def _run_forever(
             await ops.aclose()
             ops = None
         runtime.deliverer.stop.set()
-        await scheduler.stop()  # waits for the poll or send in flight
+        await scheduler.stop(grace_seconds=stop_grace)
     finally:
         if ops is not None:
             await ops.aclose()

@@ -261,7 +261,8 @@ async def _run_forever(
         reload = await runtime.reload_if_changed()
         if reload.status == "applied":
             scheduler.set_feeds(runtime.config.feeds)
-        elif reload.status == "invalid" and not reload.repeated:
+        elif reload.status == "invalid" and not reload.repeated and runtime.commands == "up":
+            # From the instance that answers commands only: one notice, not one per instance.
             await runtime.notify_admins(
                 f"⚠️ config not applied: {reload.error}\n"
                 f"chipwatch keeps running on the last good config."

@@ -4,6 +4,7 @@ arguments and prints. A new module must be given its layer here, deliberately.""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,17 @@ def test_only_the_adapters_import_telegram():
             if any(n.split(".")[0] == "telegram" for n in names):
                 importers.add(str(path.relative_to(PACKAGE)))
     assert importers == {"bot/telegram.py", "deliver/telegram.py"}
+
+
+def test_no_sql_outside_the_store():
+    """Every query is the store's (on both engines): no other module runs SQL or opens a
+    database connection of its own."""
+    sql = re.compile(r"\.(execute|query|executescript)\(|\bimport (sqlite3|psycopg)\b|sqlite_utils")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in MODULES
+        if path.relative_to(PACKAGE).parts[0] != "store"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if sql.search(line)
+    ]
+    assert found == []

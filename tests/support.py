@@ -223,19 +223,28 @@ def cli(
 
 
 class RunningBot:
-    """``python bot.py run`` as its own process, logging to a file."""
+    """``python bot.py run`` as its own process, logging to a file (or ``argv`` in ``cwd``,
+    e.g. the Docker image's entry point)."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config: Path | None,
+        log: Path,
+        env: dict[str, str] | None = None,
+        *,
+        argv: list[str] | None = None,
+        cwd: Path = ROOT,
+    ):
         self.log = log
         full = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
         full.update(env or {})
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
+                argv or [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=full,
-                cwd=ROOT,
+                cwd=cwd,
             )
 
     def text(self) -> str:

@@ -328,6 +328,15 @@ async def _healthz(base):
     return status, json.loads(body)
 
 
+def _news(guid, title, *, minutes):
+    return {
+        "title": title,
+        "guid": guid,
+        "link": f"https://n.example/{guid}",
+        "date": ago(minutes=minutes),
+    }
+
+
 def _notices(telegram):
     return [
         m["shown_text"]
@@ -350,25 +359,11 @@ async def test_item2_a_blocked_subscriber_is_suspended_and_the_bot_stays_healthy
             base = await bot.wait_for(lambda: _ops_address(caplog.text), "the ops endpoint")
             assert "subscribed to term H20" in await bot.ask(USER, "/subscribe H20")
             telegram.kick(USER)  # the subscriber blocks the bot
-            items = [
-                {
-                    "title": "US widens export controls on Nvidia H20",
-                    "guid": "b1",
-                    "link": "https://n.example/b1",
-                    "date": ago(minutes=2),
-                }
-            ]
+            items = [_news("b1", "US widens export controls on Nvidia H20", minutes=2)]
             _set_feed(feed_server, url, items)
             await bot.wait_for(lambda: _notices(telegram), "the admins' notice")
             await bot.wait_for(bot.channel_posts, "the channel's alert")
-            items.append(
-                {
-                    "title": "Huawei hit by new export controls on H20 parts",
-                    "guid": "b2",
-                    "link": "https://n.example/b2",
-                    "date": ago(minutes=1),
-                }
-            )
+            items.append(_news("b2", "Huawei hit by new export controls on H20 parts", minutes=1))
             _set_feed(feed_server, url, items)
             await bot.wait_for(lambda: len(bot.channel_posts()) == 2, "the channel's next alert")
 
@@ -398,14 +393,7 @@ async def test_item2_a_blocked_subscriber_is_suspended_and_the_bot_stays_healthy
 
             telegram.unkick(USER)  # they come back
             assert (await bot.ask(USER, "/subscriptions")).startswith("👋 Welcome back")
-            items.append(
-                {
-                    "title": "Nvidia H20 benchmarks leak",
-                    "guid": "b3",
-                    "link": "https://n.example/b3",
-                    "date": ago(minutes=1),
-                }
-            )
+            items.append(_news("b3", "Nvidia H20 benchmarks leak", minutes=1))
             _set_feed(feed_server, url, items)
             await bot.wait_for(
                 lambda: [m for m in telegram.sent if "benchmarks leak" in m["shown_text"]],

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.support import CHANNEL, ROOT, rss
-from tests.test_ops import _without_root_overrides
+from tests.support import CHANNEL, ROOT, RunningBot, rss
+from tests.test_ops import _wait, _without_root_overrides
 
 ADMIN = 111
 
@@ -107,26 +105,13 @@ class _Run:
 
     def __init__(self, app: Path, env: dict[str, str], log: Path, telegram, *args: str):
         self.telegram = telegram
-        self.log = log
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                [*_without_root_overrides(), "sh", str(app / "docker-entrypoint.sh"), "run", *args],
-                cwd=app,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        entrypoint = ["sh", str(app / "docker-entrypoint.sh"), "run", *args]
+        self.bot = RunningBot(
+            None, log, env, argv=[*_without_root_overrides(), *entrypoint], cwd=app
+        )
 
-    def wait_for(self, predicate, what: str, timeout: float = 40.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"exited {self.proc.returncode}: {self.log.read_text()}")
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}: {self.log.read_text()}")
+    def wait_for(self, predicate, what: str):
+        return _wait(predicate, f"{what} ({self.bot.text()})", proc=self.bot.proc)
 
     def ask(self, text: str) -> str:
         before = len([m for m in self.telegram.sent if m["chat_id"] == ADMIN])
@@ -143,14 +128,8 @@ class _Run:
         return self
 
     def __exit__(self, *exc):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        assert self.proc.returncode == 0, self.log.read_text()
+        self.bot.stop()
+        assert self.bot.proc.returncode == 0, self.bot.text()
 
 
 @pytest.mark.system

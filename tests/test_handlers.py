@@ -17,42 +17,18 @@ from alerts.runtime import Runtime
 from alerts.scheduler import Scheduler
 from alerts.store import open_store
 from tests.fakes.telegram_api import parse_html
-from tests.support import alerting_item, read_only_directory, record
+from tests.support import CHANNEL, alerting_item, read_only_directory, record
+from tests.test_commands import ADMIN, CONFIG_TEMPLATE, USER
 
-ADMIN, USER = 111, 222
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=timezone.utc)
-
-CONFIG = """# chipwatch test config — this comment must survive /watch
-database: cw.db
-poll:
-  interval_seconds: 10
-feeds:
-  - name: Wire
-    url: "http://127.0.0.1:9/wire.xml"
-watchlists:
-  chips:
-    - term: H200
-      context: [Nvidia, chip, chips, AI]   # guard: the Hyundai van
-    - H20
-  companies:
-    - Nvidia
-    - Huawei
-  export_terms:
-    - export controls
-    - term: import approval
-      aliases: [imports]
-rules:
-  - name: chip-trade
-    all_of: [export_terms]
-    any_of: [chips, companies]
-destinations:
-  telegram:
-    chat_id: "@chipwatch_test"
-    api_base_url: http://127.0.0.1:9/bot
-    admins: [111]
-ops:
-  listen: ""
-"""
+# The end-to-end tests' config; nothing is fetched or sent here.
+CONFIG = CONFIG_TEMPLATE.format(
+    url="http://127.0.0.1:9/wire.xml",
+    channel=CHANNEL,
+    base_url="http://127.0.0.1:9/bot",
+    admins=ADMIN,
+    ops='  listen: ""\n',
+)
 
 
 class Bot:

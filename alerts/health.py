@@ -22,7 +22,7 @@ user id.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .config import Config
@@ -90,7 +90,6 @@ class Health:
     database_bytes: int
     instances: tuple[InstanceRecord, ...] = ()
     live: Live | None = None  # None: the database alone (``status``)
-    failing_after: timedelta = field(default=timedelta(hours=24))
 
     @property
     def healthy(self) -> bool:
@@ -269,7 +268,6 @@ def assess(
         database_bytes=facts.size_bytes,
         instances=facts.instances,
         live=live,
-        failing_after=failing_after,
     )
 
 

@@ -80,14 +80,16 @@ class HealthCheck:
         self.runtime = runtime
         self.scheduler = scheduler
 
-    def __call__(self, now: datetime | None = None) -> Health:
+    def __call__(self, now: datetime | None = None, *, probe: bool = True) -> Health:
+        """The assessment as of ``now`` (default: the current time); ``probe``: try a write
+        into the database (a metrics scrape, which shows no verdict, skips it)."""
         runtime, now = self.runtime, now or utcnow()
         last = self.scheduler.last_tick
         coordinator = runtime.coordinator
         live = Live(
             tick_age=None if last is None else time.monotonic() - last,
             tick_every=self.scheduler.tick_every,
-            database_error=runtime.store.probe_write(now=now),
+            database_error=runtime.store.probe_write(now=now) if probe else None,
             destinations=runtime.live_destinations(),
             commands=runtime.commands,
             instance={"id": coordinator.id, "roles": coordinator.roles()}
@@ -111,7 +113,8 @@ class StateCollector:
         return []  # nothing to check at registration; collect() needs a live store
 
     def collect(self) -> Iterator[Metric]:
-        health, now = self.check(), utcnow()
+        now = utcnow()
+        health = self.check(now, probe=False)
         pending = GaugeMetricFamily(
             "chipwatch_outbox_pending",
             "Alerts waiting for delivery, by destination.",

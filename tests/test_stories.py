@@ -700,6 +700,20 @@ def test_a_busy_subject_still_finds_the_items_story_and_compares_few():
     assert decision.story is not None and decision.story.id == 1, decision.explain()
 
 
+def test_of_stories_sharing_as_much_with_an_item_the_newest_are_compared():
+    """An item sharing only an everyday subject ("AI chips") ties with every vague story of
+    the window: the newest are compared, not the first ids."""
+    index = StoryIndex(window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
+    for n in range(1, 2 * CANDIDATES + 1):
+        title = f"{_name(n)} weighs {_name(n + 5000)} for AI chips"
+        at = NOW + timedelta(minutes=n)
+        story = Story(id=n, first_seen=at, last_seen=at, title=title)
+        story.absorb(_features(title), source=f"outlet {n}", at=at)
+        index.add(story)
+    found = index._candidates(_features("Japan adds AI chips to its export control list"))
+    assert found == set(range(CANDIDATES + 1, 2 * CANDIDATES + 1))
+
+
 def test_stories_leave_the_index_when_the_window_passes_them():
     index = StoryIndex(window=timedelta(hours=48), threshold=CONFIG.stories.threshold)
     for n, (title, hours) in enumerate(

@@ -197,7 +197,13 @@ class StoryIndex:
         for posting in subjects:
             found |= hits.keys() & posting.keys()
         if len(found) > CANDIDATES:
-            return set(heapq.nlargest(CANDIDATES, found, key=hits.__getitem__))
+            # Of stories sharing as much, the newest (ids grow): an item sharing only an
+            # everyday subject ("chips") ties with every vague story of the window, and its
+            # event's story is likelier among the recent ones than among the first ids
+            # (``nlargest`` keeps the first of equals).
+            return set(
+                heapq.nlargest(CANDIDATES, sorted(found, reverse=True), key=hits.__getitem__)
+            )
         return found
 
     def candidate_stories(self, item: Headline) -> list[Story]:

@@ -568,6 +568,83 @@ def test_alike_headlines_naming_who_acted_on_one_side_only_are_a_follow_up_not_a
     assert item.outcome == FOLLOW and item.thread == story.story
 
 
+# --- a join needs today's evidence: weaker evidence only threads ---------------------------------
+
+
+def _decisions(titles):
+    """Each headline's decision, each from its own outlet a minute apart."""
+    index = StoryIndex(
+        window=timedelta(hours=48),
+        threshold=CONFIG.stories.threshold,
+        categories=categories_of(CONFIG.watchlists),
+    )
+    return [
+        index.assign(
+            _features(t), at=NOW + timedelta(minutes=i), source=f"s{i}", title=t, new_id=i + 1
+        )[0]
+        for i, t in enumerate(titles)
+    ]
+
+
+def test_a_kind_of_action_said_only_as_an_idiom_makes_a_follow_up_never_a_join():
+    """ "Warns … against" reads as a restriction, an outlet's idiom: alike enough to join, it
+    follows the story up instead; the same report in the established words joins."""
+    ban = "US bans Nvidia H20 sales to China"
+    first, plain, idiom = _placed(
+        [
+            (ban, NOW),
+            ("Washington blocks Nvidia H20 chip sales to China", NOW + timedelta(minutes=1)),
+            ("Washington warns firms against Nvidia H20 chips", NOW + timedelta(minutes=2)),
+        ]
+    )
+    assert plain.outcome == JOIN and plain.story == first.story
+    assert idiom.outcome == FOLLOW and idiom.thread == first.story
+    _, decision = _decisions([ban, "Washington warns firms against Nvidia H20 chips"])
+    assert "its kind of action is said as an idiom" in decision.explain()
+
+
+def test_two_idioms_join_only_on_distinctive_words_in_common():
+    """Both say their kind of action as idioms ("avoid", "shun"): that agreement is no
+    evidence, so they join only when their own words make them alike enough."""
+    avoid = "Beijing tells tech firms to avoid Nvidia H20 chips"
+    assert [d.outcome for d in _decisions([avoid, "China urges firms to shun Nvidia H20"])] == [
+        NEW,
+        FOLLOW,
+    ]
+    same_words = [
+        "China tells state firms to avoid Nvidia H20 over security concerns",
+        "China tells state firms to shun Nvidia H20 over security concerns",
+    ]
+    assert [d.outcome for d in _decisions(same_words)] == [NEW, JOIN]
+
+
+def test_a_stored_story_keeps_its_idiom_reading(tmp_path):
+    """A story loaded at startup still knows its headline said its kind as an idiom."""
+    store = open_store(tmp_path / "cw.db")
+    title = "Washington warns firms against Nvidia H20 chips"
+    f = _features(title)
+    assert f.soft
+    store.db["stories"].insert(
+        {
+            "id": 1,
+            "title": title,
+            "actions": json.dumps(sorted(f.actions)),
+            "first_seen": NOW.isoformat(timespec="milliseconds"),
+            "last_seen": NOW.isoformat(timespec="milliseconds"),
+            "words": json.dumps([f.encode()]),
+            "entities": json.dumps([sorted(f.entities)]),
+            "sources": json.dumps(["FT"]),
+        }
+    )
+    clusterer = Clusterer(store, CONFIG.stories, now=NOW, watchlists=CONFIG.watchlists)
+    loaded = clusterer.index.stories[1].members[0]
+    assert loaded.soft and loaded.primary == "restrict" and loaded.tokens == f.tokens
+    item = _features("US bans Nvidia H20 sales to China")
+    decision = clusterer.index.decide(item, NOW + timedelta(minutes=5), source="Reuters")
+    assert decision.outcome == FOLLOW, decision.explain()
+    store.close()
+
+
 def test_a_follow_up_explains_what_it_shares_and_why_it_is_no_join():
     index = StoryIndex(
         window=timedelta(hours=48),

@@ -153,6 +153,17 @@ def decide(
         if closest is None:
             vetoes["nothing but the subject"] += 1
             continue
+        if not mine_specific and specific_of(story.entities):
+            # A vague headline (no specific chip or company) never joins a specific story: a
+            # word in common is all they can share ("Biden administration unveils rule to cap
+            # AI chip exports" / "Trump administration blocks Nvidia's China-tailored AI
+            # processor"). Alike enough to join, it follows the story up.
+            if rules.enabled and score >= threshold:
+                follow = _likelier(
+                    follow, _alike_but(item, closest, score, story, "it names no chip or company")
+                )
+            vetoes["a more specific story"] += 1
+            continue
         if score >= threshold and closest.lead != item.lead:
             # Alike enough, but only one of them names who acted ("Nvidia wins US approval…" /
             # "US clears Nvidia…", "TSMC to halt shipments after US order" / "US orders
@@ -451,6 +462,7 @@ _REASONS = {
     "nothing but the subject": "recent stories share the chip or company but nothing else",
     "the opposite action": "related stories report the opposite action",
     "a vaguer story": "related stories name no chip or company, and this item does",
+    "a more specific story": "related stories name a chip or company, and this item names none",
     "who acted": (
         "a related story is alike, but only one of them names who acted, and this item names "
         "a company or chip the story does not"

@@ -661,6 +661,36 @@ def test_a_vague_headline_never_joins_a_specific_story(titles):
     assert "it names no chip or company" in item.explain()
 
 
+@pytest.mark.parametrize(
+    ("title", "kind", "idiom"),
+    [
+        ("Chinese customs say Nvidia H200 chips are not permitted entry", "restrict", True),
+        ("White House will not allow Nvidia to sell B30A chip to China", "restrict", True),
+        (
+            "H20 no longer exempt: Nvidia says every China shipment needs a licence",
+            "restrict",
+            True,
+        ),
+        ("US has not yet approved Nvidia H200 sales", "restrict", True),
+        ("Washington won't ban Nvidia H20 sales, officials say", "", False),
+        ("US bans Nvidia H20 sales to China", "restrict", False),
+    ],
+)
+def test_a_negated_approval_is_a_restriction_and_another_negated_kind_none(title, kind, idiom):
+    """Read as an idiom: weaker evidence, it can make a follow-up, not a join."""
+    h = _features(title)
+    assert (h.primary, h.soft) == (kind, idiom)
+
+
+def test_an_approval_after_a_negated_one_is_news():
+    """ "Not permitted entry" is no approval: China's later approval is the opposite action, a
+    notification of its own, not a follow-up in the refusal's thread."""
+    refused = "Chinese customs say Nvidia H200 chips are not permitted entry"
+    assert _notifications([refused, "China allows Nvidia H200 imports"]) == 2
+    border = [refused, "China blocks Nvidia H200 imports at the border"]
+    assert [d.outcome for d in _decisions(border)] == [NEW, FOLLOW], "a restriction, an idiom"
+
+
 def test_a_follow_up_explains_what_it_shares_and_why_it_is_no_join():
     index = StoryIndex(
         window=timedelta(hours=48),

@@ -143,7 +143,7 @@ def decide(
         score, closest = _closest(item, story, mine_specific, categories, alike)
         if rules.enabled and (item.soft or any(m.soft for m in story.members)):
             # Alike enough to join only when a kind of action said as an idiom counts ("tells
-            # firms to avoid"): weaker evidence, so a follow-up.
+            # firms to avoid", "not permitted"): weaker evidence, so a follow-up.
             read, near = _closest(item, story, mine_specific, categories, alike, idioms=True)
             if near is not None and read >= threshold > score:
                 if near.lead == item.lead or _within(item, story, categories):

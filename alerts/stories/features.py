@@ -22,6 +22,7 @@ _ACTION_OF = VOCAB.actions
 _ANNOUNCING = VOCAB.announcing
 _HEDGES = VOCAB.hedges
 _IDIOMS = VOCAB.idioms
+_NEGATIONS = VOCAB.negations
 _POLICY_KINDS = frozenset({"restrict", "allow", "tariff", "probe"})
 _ACTORS = VOCAB.countries
 _AGENCIES = VOCAB.agencies
@@ -192,8 +193,8 @@ class Headline:
     companies it is about, ``specific`` those of them that are not everyday words ((category,
     term) pairs); ``actions`` the kinds of action; ``actors`` its third countries and agencies;
     ``numbers`` its amounts; ``lead`` the actor it opens with ("china" in "China bans…");
-    ``soft``: its kind of action is said only as an idiom ("tells firms to avoid"), weaker
-    evidence: it may make a follow-up, never confirm a join."""
+    ``soft``: its kind of action is said only as an idiom or negated ("tells firms to avoid",
+    "not permitted"), weaker evidence: it may make a follow-up, never confirm a join."""
 
     tokens: frozenset[str]
     entities: frozenset[str] = frozenset()
@@ -489,7 +490,14 @@ def headline_features(
             kind = _ACTION_OF[w]
             if w in _HEDGES and any(k != "plan" for k, _ in kinds):
                 continue  # it hedges something said after the action, not the action
+            before = tokens_list[max(0, at - 3) : at]
             idiom = w in _IDIOMS or at in idiom_at
+            if _NEGATIONS.intersection(before):
+                # "Not permitted", "no longer exempt": an approval negated is a restriction
+                # (said in other words, so an idiom's evidence); another kind negated is none.
+                if kind != "allow":
+                    continue
+                kind, idiom = "restrict", True
             actions.add(kind)
             kinds.append((kind, w))
             said_at.setdefault(kind, (i, w))
@@ -501,7 +509,7 @@ def headline_features(
         if w in _CONTEXT and i > 1:
             context = True
             continue
-        if w in STOPWORDS:
+        if w in STOPWORDS or w in _NEGATIONS:  # a negation is read with the action it negates
             continue
         w = _word(w)
         if w in STOPWORDS or w in GENERIC or len(w) < 2 or w in covered or w.isdigit():

@@ -31,6 +31,7 @@ WORD_LISTS = (
     "moves",
     "connectives",
     "context",
+    "negations",
 )
 WORDS_BY_KIND = ("actions", "idioms", "synonyms")
 NAMES_BY_KIND = ("countries", "agencies", "leading_agencies", "policy_tokens")
@@ -68,6 +69,7 @@ class Vocabulary:
     moves: frozenset[str]
     connectives: frozenset[str]
     context: frozenset[str]
+    negations: frozenset[str]
     synonyms: dict[str, str]  # form -> word
     policy_tokens: dict[str, str]  # watchlist term -> token
 
@@ -214,6 +216,7 @@ def load(path: Path | None = None) -> Vocabulary:
         moves=lists["moves"],
         connectives=lists["connectives"],
         context=lists["context"],
+        negations=lists["negations"],
         synonyms=lookup("synonyms"),
         policy_tokens=lookup("policy_tokens"),
     )

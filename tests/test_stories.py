@@ -691,6 +691,29 @@ def test_an_approval_after_a_negated_one_is_news():
     assert [d.outcome for d in _decisions(border)] == [NEW, FOLLOW], "a restriction, an idiom"
 
 
+@pytest.mark.parametrize(
+    ("title", "kind"),
+    [
+        ("Market regulator probes Nvidia over suspected breach of anti-monopoly law", "probe"),
+        ("China investigates Nvidia for possible breach of Mellanox deal conditions", "probe"),
+        ("US probes Applied Materials over export violations", "probe"),
+        ("Prosecutors charge pair over alleged export violations", "legal"),
+        ("Regulator finds Nvidia breached antitrust law", "finding"),
+        ("Probe finds Nvidia violated antitrust law", "finding"),
+    ],
+)
+def test_a_suspected_finding_is_no_finding(title, kind):
+    """A finding suspected ("suspected", "alleged", after a hedge) or what a probe looks into
+    ("probes … over violations") is not what the headline reports."""
+    assert _features(title).primary == kind
+
+
+def test_a_finding_after_the_probe_is_news():
+    probe = "Market regulator probes Nvidia over suspected breach of anti-monopoly law"
+    finding = "Nvidia broke anti-monopoly rules over Mellanox deal, Chinese regulator finds"
+    assert [d.outcome for d in _decisions([probe, finding])] == [NEW, NEW]
+
+
 def test_a_follow_up_explains_what_it_shares_and_why_it_is_no_join():
     index = StoryIndex(
         window=timedelta(hours=48),

@@ -23,6 +23,8 @@ _ANNOUNCING = VOCAB.announcing
 _HEDGES = VOCAB.hedges
 _IDIOMS = VOCAB.idioms
 _NEGATIONS = VOCAB.negations
+_UNPROVEN = VOCAB.unproven | VOCAB.hedges
+_PROBE_OBJECTS = VOCAB.probe_objects
 _POLICY_KINDS = frozenset({"restrict", "allow", "tariff", "probe"})
 _ACTORS = VOCAB.countries
 _AGENCIES = VOCAB.agencies
@@ -498,6 +500,8 @@ def headline_features(
                 if kind != "allow":
                     continue
                 kind, idiom = "restrict", True
+            if kind == "finding" and _unproven(tokens_list, at, kinds):
+                continue
             actions.add(kind)
             kinds.append((kind, w))
             said_at.setdefault(kind, (i, w))
@@ -568,3 +572,14 @@ def _unmarked(tokens: list[str]) -> tuple[list[str], set[int]]:
         else:
             out.append(t)
     return out, marked
+
+
+def _unproven(tokens: Sequence[str], at: int, said: Sequence[tuple[str, str]]) -> bool:
+    """Whether the finding said at ``at`` is only suspected ("suspected breach", "alleged
+    violations", "possible breach", "risks violating") or, after a probe, what the probe looks
+    into ("probes Nvidia over breach of law"): then the headline reports no finding."""
+    if _UNPROVEN.intersection(tokens[max(0, at - 2) : at]):
+        return True
+    return bool(_PROBE_OBJECTS.intersection(tokens[max(0, at - 3) : at])) and any(
+        k == "probe" for k, _ in said
+    )

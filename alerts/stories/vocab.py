@@ -32,6 +32,8 @@ WORD_LISTS = (
     "connectives",
     "context",
     "negations",
+    "unproven",
+    "probe_objects",
 )
 WORDS_BY_KIND = ("actions", "idioms", "synonyms")
 NAMES_BY_KIND = ("countries", "agencies", "leading_agencies", "policy_tokens")
@@ -70,6 +72,8 @@ class Vocabulary:
     connectives: frozenset[str]
     context: frozenset[str]
     negations: frozenset[str]
+    unproven: frozenset[str]
+    probe_objects: frozenset[str]
     synonyms: dict[str, str]  # form -> word
     policy_tokens: dict[str, str]  # watchlist term -> token
 
@@ -217,6 +221,8 @@ def load(path: Path | None = None) -> Vocabulary:
         connectives=lists["connectives"],
         context=lists["context"],
         negations=lists["negations"],
+        unproven=lists["unproven"],
+        probe_objects=lists["probe_objects"],
         synonyms=lookup("synonyms"),
         policy_tokens=lookup("policy_tokens"),
     )

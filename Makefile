@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform linux --quiet
 
-.PHONY: run once demo test check bench lock clean
+.PHONY: run once demo test test-fast check bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,20 @@ check: $(VENV)/.dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# More workers than cores: most of the suite waits (on servers, processes, pacing), not
+# computes. --maxschedchunk 1 hands tests out one at a time, so the slow ones (sorted first)
+# spread over the workers. The tests marked alone measure real time under a load of their own:
+# they run afterwards, by themselves.
+TEST_WORKERS ?= 4
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --maxschedchunk 1
+
 test: check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not alone"
+	$(BIN)/python -m pytest -q -m alone
+
+# The unit tier: no process started, no PostgreSQL (the marks in pytest.ini).
+test-fast: $(VENV)/.dev
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL) -m "not system and not postgres"
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_match.py

@@ -24,7 +24,7 @@ from .match import compile_matcher
 from .ops import start_ops
 from .pipeline import CycleReport, FeedOutcome, PollContext, run_cycle
 from .runtime import Runtime
-from .scheduler import Scheduler
+from .scheduler import DELIVER_EVERY_SECONDS, FIRST_RUN_SPREAD_SECONDS, Scheduler
 from .store import Store, open_store
 from .stories import Clusterer
 from .types import utcnow
@@ -111,7 +111,7 @@ async def _run_once(
     # One cycle: every story update is in before delivery, so edits need not wait.
     config = replace(config, stories=replace(config.stories, edit_delay_seconds=0))
     try:
-        matcher = compile_matcher(config.watchlists, config.rules)
+        matcher = compile_matcher(config.watchlists, config.rules, config.learned)
         now = utcnow()
         clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
         async with Fetcher(config.poll) as fetcher:
@@ -172,16 +172,34 @@ async def _run_once(
 
 
 async def run_forever(
-    config: Config, *, stop: asyncio.Event | None = None, reload_every: float = RELOAD_CHECK_SECONDS
+    config: Config,
+    *,
+    stop: asyncio.Event | None = None,
+    reload_every: float = RELOAD_CHECK_SECONDS,
+    first_run_spread: float = FIRST_RUN_SPREAD_SECONDS,
+    deliver_every: float = DELIVER_EVERY_SECONDS,
 ) -> int:
     """Poll on schedule, deliver, answer bot commands and follow config edits, until
-    SIGINT/SIGTERM (or ``stop`` is set)."""
+    SIGINT/SIGTERM (or ``stop`` is set). The timings are the scheduler's (tests shorten them)."""
     stop = stop or asyncio.Event()
     with DatabaseLock(config.database, command="run"):
-        return await _run_forever(config, stop=stop, reload_every=reload_every)
+        return await _run_forever(
+            config,
+            stop=stop,
+            reload_every=reload_every,
+            first_run_spread=first_run_spread,
+            deliver_every=deliver_every,
+        )
 
 
-async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: float) -> int:
+async def _run_forever(
+    config: Config,
+    *,
+    stop: asyncio.Event,
+    reload_every: float,
+    first_run_spread: float,
+    deliver_every: float,
+) -> int:
     _on_termination(stop.set)
     store: Store = open_store(config.database)
     coordinator = Coordinator.for_store(store, command="run")
@@ -192,7 +210,12 @@ async def _run_forever(config: Config, *, stop: asyncio.Event, reload_every: flo
             coordinator.close()
         store.close()
         raise
-    scheduler = Scheduler(poll=runtime.poll, deliver=runtime.deliver)
+    scheduler = Scheduler(
+        poll=runtime.poll,
+        deliver=runtime.deliver,
+        first_run_spread=first_run_spread,
+        deliver_every=deliver_every,
+    )
     commands: Commands | None = None
 
     async def lead() -> None:

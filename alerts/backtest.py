@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .config import Config
+from .config import LEARNED_RULE, Config, LearnedConfig
 from .errors import ConfigError
 from .match import Matcher, compile_matcher
 from .store import stored_items
@@ -18,6 +18,11 @@ class Change:
     item: StoredItem
     result: MatchResult  # under the candidate config
 
+    @property
+    def learned_only(self) -> bool:
+        """It alerts by the learned opinion alone (no rule of the config holds)."""
+        return self.result.rules == (LEARNED_RULE,)
+
 
 @dataclass(frozen=True, slots=True)
 class BacktestReport:
@@ -27,11 +32,16 @@ class BacktestReport:
     stopped: tuple[Change, ...]  # alerted then, would not now
     kept: int  # alerted then and would still
 
+    @property
+    def learned_only(self) -> int:
+        """How many of those that would newly alert do so by the learned opinion alone."""
+        return sum(change.learned_only for change in self.newly)
+
 
 def backtest(config: Config, *, since: datetime, matcher: Matcher | None = None) -> BacktestReport:
     """The stored items seen since ``since`` through ``config``'s watchlists and rules
     (``matcher``: that config's, when the caller has compiled it already)."""
-    matcher = matcher or compile_matcher(config.watchlists, config.rules)
+    matcher = matcher or compile_matcher(config.watchlists, config.rules, config.learned)
     items = stored_items(config.database, since=since)
     newly, stopped, kept = [], [], 0
     for item in items:
@@ -58,8 +68,9 @@ def term_preview(
     )
     if term is None:
         raise ConfigError(f"no term {name!r} in watchlist {category!r}", file=str(config.path))
-    # The whole watchlist, so the term's guards ("@governments") are judged as in the bot.
-    matcher = compile_matcher(config.watchlists, ())
+    # The whole watchlist, so the term's guards ("@governments") are judged as in the bot; no
+    # rules, and no learned opinion: only the term's matches count.
+    matcher = compile_matcher(config.watchlists, (), LearnedConfig(enabled=False))
     hits = [
         i
         for i in stored_items(config.database, since=since)

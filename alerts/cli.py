@@ -152,7 +152,7 @@ def main(
 
 
 def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: TextIO) -> int:
-    matcher = compile_matcher(config.watchlists, config.rules)
+    matcher = compile_matcher(config.watchlists, config.rules, config.learned)
     if not args.jsonl:
         if not args.text:
             print(
@@ -175,7 +175,7 @@ def _backtest(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> in
     except ValueError as exc:
         print(f"backtest: --since: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    matcher = compile_matcher(config.watchlists, config.rules)
+    matcher = compile_matcher(config.watchlists, config.rules, config.learned)
     report = backtest(config, since=utcnow() - window, matcher=matcher)
     for label, changes in (
         ("WOULD NEWLY ALERT", report.newly),
@@ -185,12 +185,14 @@ def _backtest(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> in
             print(f"--- {label} ({len(changes)}) ---", file=stdout)
         for change in changes:
             item = change.item
-            print(f"{item.seen_at:%Y-%m-%d %H:%M} [{item.feed}] {item.title}", file=stdout)
+            only = " [learned only]" if change.learned_only else ""
+            print(f"{item.seen_at:%Y-%m-%d %H:%M} [{item.feed}]{only} {item.title}", file=stdout)
             print("   " + matcher.explain(change.result).replace("\n", "\n   "), file=stdout)
     print(
         f"backtest: {report.items} items since {report.since:%Y-%m-%d %H:%M} UTC: "
         f"{len(report.newly)} would newly alert, {len(report.stopped)} would stop alerting, "
-        f"{report.kept} alert either way",
+        f"{report.kept} alert either way; {report.learned_only} of the new by the learned opinion"
+        " alone",
         file=stdout,
     )
     return EXIT_OK
@@ -198,7 +200,7 @@ def _backtest(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> in
 
 def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int:
     """Run the story clustering on the given headlines and explain every decision."""
-    matcher = compile_matcher(config.watchlists, config.rules)
+    matcher = compile_matcher(config.watchlists, config.rules, config.learned)
     for n, placed in enumerate(
         place_headlines(
             args.headlines,

@@ -15,6 +15,9 @@ whole words, never substrings, which keeps "Arm" out of "farm" and "SMIC" out of
    cached per word, so short tokens and model numbers never fuzz: H20, H200 and H2O stay apart.
 4. Context and exclude words guard ambiguous terms; a context word is also met by a matched
    term's canonical name or, written ``@category``, by any match in that category.
+5. When no rule holds, an item that matched something on the watchlists (or comes from a primary
+   source) gets the learned second opinion (``alerts.relevance``): above its threshold it alerts
+   as the rule ``learned``, and says which of its words weighed most.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from typing import NamedTuple
 import ahocorasick
 from rapidfuzz.distance import OSA
 
-from .config import Rule, Term
-from .types import Field, Kind, Match, MatchResult
+from .config import LEARNED_RULE, LearnedConfig, Rule, Term
+from .relevance import features, shipped_model
+from .types import Field, Kind, Match, MatchResult, Opinion
 
 # A summary mention is weaker evidence than a title mention; scores are quality × field weight.
 FIELD_WEIGHT = {"title": 1.0, "summary": 0.8}
 FUZZY_MIN_TERM_LEN = 6
 FUZZY_MIN_TOKEN_LEN = 5
 _FUZZY_CACHE_MAX = 200_000
+LEARNED_ON = LearnedConfig()  # the learned opinion as config.yaml has it by default
 
 # --- normalising and tokenising -----------------------------------------------------------
 
@@ -182,9 +187,17 @@ class _TermInfo:
 class Matcher:
     """A compiled watchlist: call ``match(title, summary)`` as often as you like."""
 
-    def __init__(self, watchlists: Mapping[str, Sequence[Term]], rules: Sequence[Rule]):
+    def __init__(
+        self,
+        watchlists: Mapping[str, Sequence[Term]],
+        rules: Sequence[Rule],
+        learned: LearnedConfig = LEARNED_ON,
+    ):
         self.watchlists = {cat: tuple(terms) for cat, terms in watchlists.items()}
         self.rules = tuple(rules)
+        self.learned = learned
+        if learned.enabled:
+            shipped_model()  # read it now, not on the first headline
         self._category_rules: dict[frozenset[str], tuple[Rule, ...]] = {}
         self._terms: list[_TermInfo] = []
         entries: dict[str, list[tuple[int, Kind, int]]] = {}  # key -> (term index, kind, tokens)
@@ -346,15 +359,19 @@ class Matcher:
             )
         return results, guards
 
-    def match(self, title: str, summary: str = "") -> MatchResult:
-        """Match one item's title and summary; the result names the rules that held."""
+    def match(self, title: str, summary: str = "", *, primary: bool = False) -> MatchResult:
+        """Match one item's title and summary; the result names the rules that held. When none
+        holds, the learned opinion is asked if anything matched or the item is ``primary`` (from
+        a feed tagged as a primary source: the hook for feed tags, which do not exist yet)."""
         raw, guards = self._scan(title, "title")
         if summary:
             more, more_guards = self._scan(summary, "summary")
             raw += more
             guards |= more_guards
         if not raw:
-            return MatchResult(matches=(), rules=self._rules_that_hold(()))
+            return self._second_opinion(
+                title, summary, MatchResult(matches=(), rules=self._rules_that_hold(())), primary
+            )
         alive = _outermost(raw)
         terms = self._terms
         # Settle the guards: a match its own context or exclude rules out must not vouch for
@@ -397,7 +414,22 @@ class Matcher:
                 key=lambda m: (-m.score, m.category, m.term),
             )
         )
-        return MatchResult(matches=matches, rules=_judge(candidates, matches))
+        return self._second_opinion(
+            title, summary, MatchResult(matches=matches, rules=_judge(candidates, matches)), primary
+        )
+
+    def _second_opinion(
+        self, title: str, summary: str, result: MatchResult, primary: bool
+    ) -> MatchResult:
+        """The result, with the learned opinion when it applies: on, no rule held, and the
+        item named something on the watchlists or comes from a primary source."""
+        if result.rules or not self.learned.enabled or not (result.matches or primary):
+            return result
+        opinion = second_opinion(
+            title, summary, result.categories(), threshold=self.learned.threshold
+        )
+        rules = (LEARNED_RULE,) if opinion.alert else ()
+        return MatchResult(matches=result.matches, rules=rules, opinion=opinion)
 
     @staticmethod
     def _guards_pass(
@@ -417,8 +449,20 @@ class Matcher:
         )
 
     def explain(self, result: MatchResult) -> str:
-        """``result.explain()``, plus how each relation rule that held was met."""
+        """``result.explain()``, plus how each relation rule that held was met, and how to
+        silence a learned alert."""
         lines = [result.explain()]
+        opinion = result.opinion
+        if opinion and opinion.alert:
+            # What an admin can do about a wrong one: an item whose terms are all excluded has
+            # no watchlist match left, and an item with none is not scored.
+            terms = ", ".join(dict.fromkeys(m.term for m in result.matches)) or "none"
+            words = f"{opinion.weighed[0][0]!r}" if opinion.weighed else "its words"
+            lines.append(
+                f"  to silence it: add {words} to the exclude: of the terms it matched ({terms}),"
+                f" raise learned.threshold above {opinion.score:.3f}, or set learned:"
+                " {enabled: false}"
+            )
         for rule in self.rules:
             if rule.name in result.rules and rule.relation:
                 span = relation_span(rule, result.matches) or ()
@@ -434,7 +478,12 @@ class Matcher:
         kept = tuple(m for m in result.matches if m.term.casefold() not in terms)
         if len(kept) == len(result.matches):
             return result
-        return MatchResult(matches=kept, rules=self._rules_that_hold(kept))
+        rules = self._rules_that_hold(kept)
+        # The learned opinion stands while a watchlist match is left to let it be asked.
+        opinion = result.opinion if kept and not rules else None
+        if opinion and opinion.alert:
+            rules = (LEARNED_RULE,)
+        return MatchResult(matches=kept, rules=rules, opinion=opinion)
 
     def _by_categories(self, cats: frozenset[str]) -> tuple[Rule, ...]:
         """The rules whose category conditions these matched categories meet (cached: a few
@@ -527,6 +576,25 @@ def _outermost(raw: list[_Hit]) -> list[_Hit]:
     return kept
 
 
-def compile_matcher(watchlists: Mapping[str, Sequence[Term]], rules: Sequence[Rule]) -> Matcher:
-    """Build the matcher for a config; do it once per config load, not per headline."""
-    return Matcher(watchlists, rules)
+def second_opinion(
+    title: str,
+    summary: str,
+    categories: Collection[str],
+    *,
+    threshold: float = LEARNED_ON.threshold,
+) -> Opinion:
+    """The shipped model's opinion of an item, given the categories the matcher found in it."""
+    title_text = normalise(title)
+    summary_text = normalise(summary) if summary else " "
+    found = features(title_text.split(), summary_text.split(), sorted(categories))
+    return shipped_model().opinion(found, threshold=threshold, text=title_text + summary_text)
+
+
+def compile_matcher(
+    watchlists: Mapping[str, Sequence[Term]],
+    rules: Sequence[Rule],
+    learned: LearnedConfig = LEARNED_ON,
+) -> Matcher:
+    """Build the matcher for a config; do it once per config load, not per headline.
+    ``learned``: the config's ``learned`` section (the learned opinion is on by default)."""
+    return Matcher(watchlists, rules, learned)

@@ -80,7 +80,7 @@ class Runtime:
         # personal chats, command replies and admin notices all go through it.
         self.telegram = _telegram_client(config)
         self.config = config
-        self.matcher: Matcher = compile_matcher(config.watchlists, config.rules)
+        self.matcher: Matcher = compile_matcher(config.watchlists, config.rules, config.learned)
         self.fetcher = Fetcher(config.poll)
         self.clusterer = Clusterer(
             store, config.stories, now=utcnow(), watchlists=config.watchlists
@@ -209,7 +209,7 @@ class Runtime:
                 reason="a new ops.listen needs a restart",
                 listen=new.ops.listen or '""',
             )
-        self.matcher = compile_matcher(new.watchlists, new.rules)
+        self.matcher = compile_matcher(new.watchlists, new.rules, new.learned)
         if new.poll != old.poll:
             old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)
             await old_fetcher.aclose()

@@ -22,6 +22,9 @@ from .logs import event
 
 log = logging.getLogger("chipwatch.scheduler")
 
+DELIVER_EVERY_SECONDS = 2.0
+FIRST_RUN_SPREAD_SECONDS = 5.0  # first polls are spread over this, so feeds do not fire at once
+
 
 class Scheduler:
     """Calls ``poll(feed)`` for each feed on its interval and ``deliver()`` every few seconds."""
@@ -31,8 +34,8 @@ class Scheduler:
         *,
         poll: Callable[[FeedConfig], Awaitable[object]],
         deliver: Callable[[], Awaitable[object]],
-        deliver_every: float = 2.0,
-        first_run_spread: float = 5.0,
+        deliver_every: float = DELIVER_EVERY_SECONDS,
+        first_run_spread: float = FIRST_RUN_SPREAD_SECONDS,
         tick_every: float = 5.0,
     ):
         self._poll = poll

@@ -67,12 +67,45 @@ class Match:
         }
 
 
+def _quoted(phrase: str) -> str:
+    """A phrase in quotes, a single word as it is."""
+    return f'"{phrase}"' if " " in phrase else phrase
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Opinion:
+    """The learned second opinion on an item the rules left alone (``alerts.relevance``)."""
+
+    score: float  # how likely it is chip-trade news, 0 to 1
+    threshold: float  # it alerts at or above this
+    # the words and phrases that weighed most for it, and how much
+    weighed: tuple[tuple[str, float], ...]
+
+    @property
+    def alert(self) -> bool:
+        return self.score >= self.threshold
+
+    def explain(self) -> str:
+        """``learned 0.94: "slams the", china, "ai chips"``"""
+        return f"learned {self.score:.2f}: " + ", ".join(_quoted(text) for text, _ in self.weighed)
+
+    def to_json(self) -> dict:
+        return {
+            "score": round(self.score, 3),
+            "threshold": self.threshold,
+            "alert": self.alert,
+            "features": [text for text, _ in self.weighed],
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class MatchResult:
-    """Everything the matcher found in one item, and the rules that held."""
+    """Everything the matcher found in one item, and the rules that held; ``opinion`` is the
+    learned second opinion when it was asked (no rule held, and the item qualified)."""
 
     matches: tuple[Match, ...]
     rules: tuple[str, ...]
+    opinion: Opinion | None = None
 
     @property
     def alert(self) -> bool:
@@ -82,14 +115,18 @@ class MatchResult:
         return frozenset(m.category for m in self.matches)
 
     def to_json(self) -> dict:
-        return {
+        """The contract's fields, and ``learned`` when the learned opinion was asked."""
+        found = {
             "alert": self.alert,
             "rules": list(self.rules),
             "matches": [m.to_json() for m in self.matches],
         }
+        if self.opinion:
+            found["learned"] = self.opinion.to_json()
+        return found
 
     def explain(self) -> str:
-        """A few lines for a person: verdict, then each match."""
+        """A few lines for a person: verdict, then each match, then the learned opinion."""
         if self.alert:
             head = f"ALERT: rule(s) {', '.join(self.rules)} held"
         elif self.matches:
@@ -100,6 +137,14 @@ class MatchResult:
         for m in self.matches:
             lines.append(
                 f"  {m.category}: {m.term} ← {m.text!r} ({m.kind}, {m.field}, score {m.score:.0f})"
+            )
+        if self.opinion:
+            o = self.opinion
+            verdict = "alerts" if o.alert else "no alert"
+            weighed = ", ".join(f"{_quoted(text)} {c:+.2f}" for text, c in o.weighed) or "nothing"
+            lines.append(
+                f"  learned opinion {o.score:.2f} (threshold {o.threshold:g}, {verdict});"
+                f" weighed most: {weighed}"
             )
         return "\n".join(lines)
 

@@ -29,8 +29,9 @@ for p in (ROOT, ROOT / "benchmarks"):
 
 from rapidfuzz import fuzz, process, utils  # noqa: E402
 
-from alerts.config import Rule, Term, load_config  # noqa: E402
+from alerts.config import LearnedConfig, Rule, Term, load_config  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
+from alerts.relevance import MODEL_PATH  # noqa: E402
 
 from common import made_up_word  # noqa: E402
 from eval_match import (  # noqa: E402
@@ -367,6 +368,27 @@ def _rate(fn, items: Sequence[str]) -> tuple[float, float]:
     return dt, len(items) / dt if dt else float("inf")
 
 
+def _learned_cost(watchlists, cfg, headlines: Sequence[str]) -> list[tuple[str, str]]:
+    """The learned opinion's cost: the same headlines matched with it off and on, taking turns
+    (best of 3 each), the difference spread over the headlines it scored."""
+    alone = compile_matcher(watchlists, cfg.rules, LearnedConfig(enabled=False))
+    learned = compile_matcher(watchlists, cfg.rules, LearnedConfig())
+    scored = sum(learned.match(h).opinion is not None for h in headlines)
+    times: dict[str, list[float]] = {"alone": [], "learned": []}
+    for _ in range(3):
+        for name, m in (("alone", alone), ("learned", learned)):
+            times[name].append(_rate(m.match, headlines)[0])
+    t_alone, t_learned = min(times["alone"]), min(times["learned"])
+    per = (t_learned - t_alone) / scored * 1e6 if scored else 0.0
+    size = MODEL_PATH.stat().st_size
+    return [
+        ("headlines the learned opinion scored", f"{scored} of {len(headlines)}"),
+        ("match time, learned on / matcher alone", f"{t_learned / t_alone:.2f}x"),
+        ("learned opinion, per scored headline", f"{per:.1f} µs (limit 1,000 µs)"),
+        ("learned model file", f"{size / 1024:.0f} KiB ({MODEL_PATH.name})"),
+    ]
+
+
 def _quality(
     items: Sequence[Item], matcher, baseline: FuzzyBaseline, rules: Sequence[Rule]
 ) -> tuple[Scores, Scores]:
@@ -401,13 +423,14 @@ def main(argv: list[str] | None = None) -> int:
     headlines = make_headlines(args.headlines, watchlists, [it.title for it in labelled], rng)
 
     compile_times = []
+    off = LearnedConfig(enabled=False)  # the matcher alone; the learned opinion is timed below
     for _ in range(3):
         t0 = time.perf_counter()
-        matcher = compile_matcher(watchlists, cfg.rules)
+        matcher = compile_matcher(watchlists, cfg.rules, off)
         compile_times.append(time.perf_counter() - t0)
     tracemalloc.start()
     base_mem = tracemalloc.get_traced_memory()[0]
-    probe = compile_matcher(watchlists, cfg.rules)
+    probe = compile_matcher(watchlists, cfg.rules, off)
     retained, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del probe
@@ -449,18 +472,19 @@ def main(argv: list[str] | None = None) -> int:
         ),
         ("speed-up (cold / baseline)", f"{cold_rate / base_rate:.1f}x"),
     ]
+    rows += _learned_cost(watchlists, cfg, headlines)
     print(f"{'measure':<42} value")
     for label, value in rows:
         print(f"{label:<42} {value}")
 
-    default_matcher = compile_matcher(cfg.watchlists, cfg.rules)
+    default_matcher = compile_matcher(cfg.watchlists, cfg.rules, cfg.learned)
     default_baseline = FuzzyBaseline(cfg.watchlists)
     sets = [("labelled (title+summary)", labelled)]
     if args.real.exists():
         sets.append(("real (title only)", read_real(args.real)[0]))
     print(
         f"\nquality with the default config ({args.config.name}), alert = rule over matched "
-        f"categories"
+        f"categories, or the learned opinion ({'on' if cfg.learned.enabled else 'off'})"
     )
     print(
         f"{'data set':<26} {'matcher':<10} {'prec':>6} {'recall':>7} {'F1':>6} "

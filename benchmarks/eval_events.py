@@ -168,7 +168,7 @@ async def _simulate(
             config, feeds=tuple(feeds), database=Path(tmp) / "eval.db", destinations=Destinations()
         )
         store = open_store(cfg.database)
-        matcher = compile_matcher(cfg.watchlists, cfg.rules)
+        matcher = compile_matcher(cfg.watchlists, cfg.rules, cfg.learned)
         clusterer = Clusterer(
             store, cfg.stories, now=BASE, watchlists=cfg.watchlists, follow_up=follow_up
         )

@@ -1,17 +1,24 @@
-"""Builders the tests share: feed documents, temp configs, and running the CLI. Plain
-functions, imported by the tests; ``conftest.py`` holds only fixtures."""
+"""Builders the tests share: feed documents, temp configs, and running the CLI (in a new
+process, or in this one). Plain functions, imported by the tests; ``conftest.py`` holds the
+fixtures."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from alerts.cli import main
 from alerts.config import Config
 from alerts.coordinate import Coordinator
 from alerts.fetch import Fetcher
@@ -154,6 +161,65 @@ def run_bot(
         text=True,
         timeout=timeout,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ran:
+    """What ``cli`` ran, as ``subprocess.CompletedProcess`` would have it."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+_NOISY_LOGGERS = ("httpx", "httpcore", "telegram", "apscheduler")  # setup_logging sets these
+
+
+@contextlib.contextmanager
+def _as_a_new_process(cwd: Path, env: dict | None) -> Iterator[None]:
+    """The environment and working directory ``run_bot`` gives a process; afterwards this
+    process's environment, directory and logging as they were."""
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    saved_levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    os.environ.pop("CHIPWATCH_DATABASE", None)
+    os.environ.update(env or {})
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for handler in root.handlers[:]:
+            if handler not in saved_handlers:
+                root.removeHandler(handler)
+        root.setLevel(saved_level)
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, stdin: str | None = None
+) -> Ran:
+    """``python bot.py ARGS`` in this process: the same ``main``, its exit code, stdout and
+    stderr (the log included). For the tests where a real process is not the point: it costs
+    no interpreter start and no imports. Not from inside a running event loop."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        _as_a_new_process(cwd or ROOT, env),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = main(list(args), stdin=io.StringIO(stdin or ""))
+        except SystemExit as exc:  # argparse: --help, --version, bad arguments
+            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+    return Ran(args=args, returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 class RunningBot:

@@ -16,6 +16,7 @@ LAYERS = [
     {"types", "errors"},
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit
+    {"relevance"},  # the learned second opinion's model, below the matcher that asks it
     {"loopback", "fetch", "parse", "match"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},

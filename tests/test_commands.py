@@ -4,6 +4,7 @@ Bot API on loopback, hot reload of config.yaml, and operator state that survives
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -12,6 +13,7 @@ import pytest
 from alerts.app import run_forever
 from alerts.config import load_config
 from alerts.loopback import Route
+from alerts.scheduler import FIRST_RUN_SPREAD_SECONDS
 from alerts.store import open_store
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import CHANNEL, CHANNEL_ID, ago, alerting_item, record, rss
@@ -46,7 +48,7 @@ destinations:
   telegram:
     chat_id: "{channel}"
     api_base_url: {base_url}
-    admins: [{admin}]
+    admins: [{admins}]
 stories:
   edit_delay_seconds: 0
 ops:
@@ -67,15 +69,27 @@ def telegram(monkeypatch):
 class Bot:
     """``python bot.py run`` in this process, driven through the fake Bot API."""
 
-    def __init__(self, config_path, telegram):
+    def __init__(self, config_path, telegram, *, first_run_spread=FIRST_RUN_SPREAD_SECONDS):
         self.config_path = config_path
         self.telegram = telegram
         self.stop = asyncio.Event()
         self.task = None
+        # 0 for a test that waits for the first poll. The others keep the real spread (up to
+        # 5 s): a test that changes something and waits for the next poll would otherwise
+        # always wait the whole interval (10 s), as the first poll came before the change.
+        self.first_run_spread = first_run_spread
 
     async def __aenter__(self):
         config = load_config(self.config_path)
-        self.task = asyncio.create_task(run_forever(config, stop=self.stop, reload_every=0.2))
+        self.task = asyncio.create_task(
+            run_forever(
+                config,
+                stop=self.stop,
+                reload_every=0.2,
+                first_run_spread=self.first_run_spread,
+                deliver_every=0.2,  # a real bot delivers every 2 s: no test waits on that clock
+            )
+        )
         await self.wait_for(lambda: self.telegram.calls_to("getUpdates"), "commands to start")
         return self
 
@@ -108,11 +122,16 @@ class Bot:
         return [m["shown_text"] for m in self.telegram.sent if m["chat_id"] == CHANNEL_ID]
 
 
-def _setup(tmp_path, serve, telegram, items=()):
+def _setup(tmp_path, serve, telegram, items=(), admins=(ADMIN,)):
     url = serve(rss(list(items)))
     path = tmp_path / "config.yaml"
     path.write_text(
-        CONFIG_TEMPLATE.format(url=url, channel=CHANNEL, base_url=telegram.base_url, admin=ADMIN),
+        CONFIG_TEMPLATE.format(
+            url=url,
+            channel=CHANNEL,
+            base_url=telegram.base_url,
+            admins=", ".join(str(a) for a in admins),
+        ),
         encoding="utf-8",
     )
     return path, url
@@ -132,27 +151,31 @@ async def test_public_commands_answer_everyone(tmp_path, serve, telegram):
         }
     ]
     path, _ = _setup(tmp_path, serve, telegram, items)
-    async with Bot(path, telegram) as bot:
+    # A different user for each command: everyone is answered (and no reply waits for the
+    # one-a-second pace of a chat that was just written to).
+    users = itertools.count(USER)
+    async with Bot(path, telegram, first_run_spread=0) as bot:
         await bot.wait_for(bot.channel_posts, "the first alert")
-        assert "/watchlist" in await bot.ask(USER, "/start")
-        assert "/why" in await bot.ask(USER, "/help")
-        watchlist = await bot.ask(USER, "/watchlist")
+        assert "/watchlist" in await bot.ask(next(users), "/start")
+        assert "/why" in await bot.ask(next(users), "/help")
+        watchlist = await bot.ask(next(users), "/watchlist")
         assert (
             "chips (2): H200, H20" in watchlist and "chip-trade: all of export_terms" in watchlist
         )
-        status = await bot.ask(USER, "/status")
+        status = await bot.ask(next(users), "/status")
         assert "Feeds: 1 OK, 0 failing" in status and "Alerts today: 1" in status
         assert "Pending deliveries: 0" in status and "Channel: delivering" in status
-        recent = await bot.ask(USER, "/recent 3")
+        recent = await bot.ask(next(users), "/recent 3")
         assert "China approves Nvidia H200 imports — Wire" in recent
-        why = await bot.ask(USER, "/why US bans Nvidia H20 export controls")
+        why = await bot.ask(next(users), "/why US bans Nvidia H20 export controls")
         assert "ALERT: rule(s) chip-trade held" in why and "H20" in why
-        assert "don't know that command" in await bot.ask(USER, "/frobnicate")
+        assert "don't know that command" in await bot.ask(next(users), "/frobnicate")
 
 
 async def test_admin_commands_refuse_non_admins_politely(tmp_path, serve, telegram, caplog):
     path, _ = _setup(tmp_path, serve, telegram)
     before = path.read_text()
+    users = itertools.count(USER)  # none of them an admin, and a chat each
     async with Bot(path, telegram) as bot:
         with caplog.at_level(logging.WARNING, logger="chipwatch"):
             for command in (
@@ -163,7 +186,7 @@ async def test_admin_commands_refuse_non_admins_politely(tmp_path, serve, telegr
                 "/pause",
                 "/resume",
             ):
-                assert "only the bot's admins" in await bot.ask(USER, command)
+                assert "only the bot's admins" in await bot.ask(next(users), command)
     assert path.read_text() == before
     assert caplog.text.count("command_refused") == 6 and f"user={USER}" in caplog.text
 
@@ -325,11 +348,13 @@ HOSTILE = [
 
 
 async def test_hostile_arguments_are_refused_and_replies_escaped(tmp_path, serve, telegram):
-    path, _ = _setup(tmp_path, serve, telegram)
+    # An admin for each command: no reply waits for the pace of a chat just written to.
+    admins = [ADMIN + i for i in range(len(HOSTILE))]
+    path, _ = _setup(tmp_path, serve, telegram, admins=admins)
     before = path.read_text()
     async with Bot(path, telegram) as bot:
-        for _, command, expected in HOSTILE:
-            reply = await bot.ask(ADMIN, command)
+        for admin, (_, command, expected) in zip(admins, HOSTILE, strict=True):
+            reply = await bot.ask(admin, command)
             assert expected in reply, (command[:40], reply)
         echoed = await bot.ask(USER, "/why <b>Nvidia</b> & <script>H20</script> export controls")
         assert "<script>H20</script>" in echoed, "shown literally: escaped, not parsed"
@@ -359,7 +384,7 @@ async def test_watch_previews_what_the_term_would_have_matched(tmp_path, serve, 
     ]
     path, _ = _setup(tmp_path, serve, telegram, items)
     with caplog.at_level(logging.INFO, logger="chipwatch"):
-        async with Bot(path, telegram) as bot:
+        async with Bot(path, telegram, first_run_spread=0) as bot:
             await bot.wait_for(
                 lambda: "feed_polled status=ok feed=Wire" in caplog.text, "the first poll"
             )
@@ -450,9 +475,9 @@ async def test_recent_counts_follow_ups_and_why_explains_where_one_went(tmp_path
         assert recent[0].startswith(f"• {story} — Wire · ")
         assert recent[0].endswith(" · +1 follow-up")
         assert recent[1].startswith(f"   ↳ {followup} — Bloomberg · ")
-        why = await bot.ask(USER, f"/why {followup.lower()}")
+        why = await bot.ask(USER + 1, f"/why {followup.lower()}")  # a chat each: no pacing
         assert why.startswith(f"“{followup.lower()}”\n"), "the match explanation first"
         assert f"a quiet follow-up to “{story}”" in why
         assert "decision: follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)" in why
-        why = await bot.ask(USER, f"/why {story}")
+        why = await bot.ask(USER + 2, f"/why {story}")
         assert "a new story (1 follow-up under it)\ndecision: not recorded" in why

@@ -9,7 +9,7 @@ import pytest
 
 from alerts.config import SlackConfig, load_config, model, parse_duration
 from alerts.errors import ConfigError
-from tests.support import MINIMAL_WATCHLISTS, ROOT, run_bot
+from tests.support import MINIMAL_WATCHLISTS, ROOT, cli
 
 GOOD_HEAD = "database: x.db\nfeeds:\n  - name: A\n    url: http://127.0.0.1:9/a.xml\n"
 
@@ -95,6 +95,27 @@ BAD_CONFIGS = [
         "@channelname",
     ),
     (
+        "learned_enabled_not_a_boolean",
+        GOOD_HEAD + MINIMAL_WATCHLISTS + "learned:\n  enabled: sometimes\n",
+        None,
+        "learned.enabled",
+        "true or false",
+    ),
+    (
+        "learned_unknown_key",
+        GOOD_HEAD + MINIMAL_WATCHLISTS + "learned:\n  cutoff: 0.9\n",
+        None,
+        "learned.cutoff",
+        "unknown key",
+    ),
+    (
+        "rule_named_like_the_learned_opinion",
+        GOOD_HEAD + MINIMAL_WATCHLISTS + "rules:\n  - name: learned\n    any_of: [chips]\n",
+        None,
+        "rules[0].name",
+        "names the learned opinion",
+    ),
+    (
         "bad_slack_channel",
         GOOD_HEAD + MINIMAL_WATCHLISTS + "destinations:\n  slack:\n    channel: chip news\n",
         None,
@@ -141,19 +162,19 @@ def test_cli_exits_2_with_file_line_key_on_config_error(tmp_path, command):
         encoding="utf-8",
     )
     args = [command, "--config", str(path)] + (["H200"] if command == "match" else [])
-    result = run_bot(*args)
+    result = cli(*args)
     assert result.returncode == 2
     assert f"{path}:4: feeds[0].urll: unknown key" in result.stderr
 
 
 def test_missing_config_file_exits_2(tmp_path):
-    result = run_bot("check-config", "--config", str(tmp_path / "nope.yaml"))
+    result = cli("check-config", "--config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
     assert "nope.yaml: file not found" in result.stderr
 
 
 def test_shipped_config_is_valid_and_summarised():
-    result = run_bot("check-config", "--config", str(ROOT / "config.yaml"))
+    result = cli("check-config", "--config", str(ROOT / "config.yaml"))
     assert result.returncode == 0, result.stderr
     config = load_config(ROOT / "config.yaml")
     assert f"feeds: {len(config.feeds)}" in result.stdout
@@ -220,6 +241,7 @@ LIMITS = [
     ("stories:\n  edit_delay_seconds: {v}\n", "stories.edit_delay_seconds", 0, 3600, False),
     ("stories:\n  retention_days: {v}\n", "stories.retention_days", 1, 3650, False),
     ("ops:\n  paused_after_minutes: {v}\n", "ops.paused_after_minutes", 0, 10080, False),
+    ("learned:\n  threshold: {v}\n", "learned.threshold", 0.5, 1, False),
 ]
 
 

@@ -31,6 +31,7 @@ from tests.support import (
     ROOT,
     ago,
     alerting_item,
+    cli,
     deliveries,
     record,
     rss,
@@ -77,6 +78,11 @@ def _queue(store, titles, *, destinations=("telegram",), feed="Wire"):
 
 def _sink(fake, **kw):
     return TelegramSink(token=fake.token, chat_id=CHANNEL, base_url=fake.base_url, **kw)
+
+
+# For the tests on the deliverer's own clock (``Clock``): the sink's real-time pace of one
+# message a second per chat, tested above, would only make them wait.
+UNPACED = (1_000, 1.0)
 
 
 class Clock:
@@ -146,7 +152,7 @@ async def test_injected_429_waits_as_told_and_500_backs_off(database, telegram):
     clock = Clock()
     telegram.fail_next(1, 429, retry_after=7, method="sendMessage")
     telegram.fail_next(2, 500, method="sendMessage")
-    sink = _sink(telegram)
+    sink = _sink(telegram, per_chat=UNPACED)
     report = await Deliverer(store, [sink], now=clock, sleep=clock.sleep).drain(max_wait=600)
     await sink.aclose()
     assert report.sent == 1 and len(telegram.sent) == 1
@@ -161,7 +167,7 @@ async def test_403_pauses_destination_keeps_alerts_then_resumes(database, telegr
     store = open_store(database)
     _queue(store, ["Nvidia export controls kicked"])
     clock = Clock()
-    sink = _sink(telegram)
+    sink = _sink(telegram, per_chat=UNPACED)
     deliverer = Deliverer(store, [sink], now=clock, sleep=clock.sleep)
     telegram.kick(CHANNEL_ID)
     with caplog.at_level(logging.WARNING, logger="chipwatch"):
@@ -274,8 +280,9 @@ def _config(tmp_path, feed_url, destination):
 
 
 def _once(config, **secrets):
-    """``bot.py -v once`` with only these secrets in its environment; checks none is shown."""
-    result = run_bot("-v", "once", "--config", str(config), env=_env(**secrets))
+    """``bot.py -v once`` (in this process) with only these secrets in its environment; checks
+    none is shown."""
+    result = cli("-v", "once", "--config", str(config), env=_env(**secrets))
     for secret in secrets.values():
         shown = result.stderr + result.stdout
         assert secret not in shown and secret[-16:] not in shown, "a secret was shown"
@@ -302,6 +309,38 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
         )
 
 
+def test_once_threads_a_follow_up_quietly_under_its_story_end_to_end(tmp_path, serve, telegram):
+    """From two feeds to the channel: the clusterer makes the second report a follow-up, the
+    pipeline records it in the story's thread, and the deliverer posts it as a quiet reply to
+    the story's message."""
+    story = _one_alert_feed(serve, "s1", title="US tightens export controls on Nvidia H20 chips")
+    follow = serve(
+        rss(
+            [
+                {
+                    "title": "Nvidia halts H20 shipments to China after new export controls",
+                    "guid": "f1",
+                    "link": "https://m.example/f1",
+                    "date": ago(minutes=2),
+                }
+            ]
+        )
+    )
+    chat = f'  telegram:\n    chat_id: "{CHANNEL}"\n    api_base_url: {telegram.base_url}\n'
+    config = write_config(
+        tmp_path, [("Wire", story), ("Bloomberg", follow)], extra=f"destinations:\n{chat}"
+    )
+    result = _once(config, TELEGRAM_BOT_TOKEN=telegram.token)
+    assert result.returncode == 0, result.stderr
+    assert "sent=2 pending=0" in result.stdout
+    first, second = telegram.sent
+    assert "US tightens export controls on Nvidia H20 chips" in first["text"]
+    assert not first["disable_notification"] and first["reply_to_message_id"] is None
+    assert "Nvidia halts H20 shipments" in second["text"]
+    assert second["disable_notification"], "a follow-up does not notify"
+    assert second["reply_to_message_id"] == first["message_id"], "it replies to the story"
+
+
 def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, telegram):
     url = _one_alert_feed(serve, "r1", title="Nvidia H20 export controls")
     config = _telegram_config(tmp_path, url, telegram)
@@ -315,7 +354,7 @@ def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, te
 
 def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
     config = _telegram_config(tmp_path, serve(rss([])), telegram)
-    result = run_bot("once", "--config", str(config), env=_env())
+    result = cli("once", "--config", str(config), env=_env())
     assert result.returncode == 2
     assert "TELEGRAM_BOT_TOKEN is not set" in result.stderr
 
@@ -350,7 +389,7 @@ def test_once_posts_to_a_slack_app_and_never_logs_the_token(tmp_path, serve, sla
 
 def test_a_slack_app_without_its_token_is_a_config_error(tmp_path, serve, slack_api):
     config = _slack_app_config(tmp_path, serve(rss([])), slack_api)
-    result = run_bot("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL="x"))
+    result = cli("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL="x"))
     assert result.returncode == 2
     assert "destinations.slack.channel: " in result.stderr
     assert "SLACK_BOT_TOKEN is not set" in result.stderr
@@ -369,6 +408,7 @@ DISTINCT = [
 ]
 
 
+@pytest.mark.system
 def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat(
     tmp_path, serve, telegram
 ):
@@ -410,6 +450,7 @@ def test_kill_9_mid_delivery_then_restart_delivers_everything_at_most_one_repeat
     assert "pending=0" in again.stdout
 
 
+@pytest.mark.system
 def test_sigterm_during_once_finishes_the_send_in_flight_and_keeps_the_rest(
     tmp_path, serve, telegram
 ):

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from alerts.loopback import Route
 from tests.support import ago, atom, rss, run_bot, write_config
+
+pytestmark = pytest.mark.system  # every test here runs bot.py as its own process
 
 H200 = "China approves first imports of Nvidia H200 AI chips"
 ENTITY = "US adds SMIC units to entity list"

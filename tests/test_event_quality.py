@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.eval_events import DEV, evaluate
-from tests.support import ROOT, ago, rss, run_bot, write_config
+from tests.support import ROOT, ago, cli, rss, write_config
 
 BUSY = ROOT / "tests" / "data" / "busy_days.tsv"
 
@@ -67,7 +67,7 @@ def test_aggregator_items_are_their_outlets(tmp_path, serve):
         },
     ]
     config = _aggregator_config(tmp_path, serve, items)
-    out = run_bot("once", "--config", str(config))
+    out = cli("once", "--config", str(config))
     assert out.returncode == 0, out.stderr
     assert "alerts=2" in out.stdout, out.stdout
     # Bloomberg joined the first Reuters story; Reuters' second headline is its own alert.

@@ -63,7 +63,7 @@ def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypa
     same event names and fields, secrets redacted in messages and tracebacks alike."""
     import json as _json
 
-    from tests.support import rss, run_bot, write_config
+    from tests.support import cli, rss, write_config
 
     token_url = serve(rss([]), suffix=f"-{TOKEN}.xml")
     config = write_config(
@@ -78,7 +78,7 @@ def test_json_logs_carry_the_same_events_and_redaction(tmp_path, serve, monkeypa
     ):
         if path is None:  # the same, asked for in the config file
             config.write_text(config.read_text() + "log_format: json\n")
-        out = run_bot(*args, env=env)
+        out = cli(*args, env=env)
         assert out.returncode == 0, out.stderr
         lines = [_json.loads(line) for line in out.stderr.splitlines() if line.strip()]
         polled = {r["feed"]: r for r in lines if r.get("event") == "feed_polled"}

@@ -8,7 +8,7 @@ import pytest
 
 from alerts.config import load_config
 from alerts.match import compile_matcher, token_spans
-from tests.support import ROOT, run_bot
+from tests.support import ROOT, cli
 
 CONFIG = load_config(ROOT / "config.yaml")
 MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
@@ -92,7 +92,7 @@ def test_tokens_keep_offsets_into_original_text():
 
 
 def test_match_cli_human_and_jsonl():
-    human = run_bot("match", "China approves first imports of Nvidia H200 AI chips")
+    human = cli("match", "China approves first imports of Nvidia H200 AI chips")
     assert human.returncode == 0
     assert "ALERT" in human.stdout and "H200" in human.stdout
 
@@ -108,7 +108,7 @@ def test_match_cli_human_and_jsonl():
         )
         + "\n"
     )
-    result = run_bot("match", "--jsonl", stdin=lines)
+    result = cli("match", "--jsonl", stdin=lines)
     assert result.returncode == 0
     out = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(out) == 5

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +32,7 @@ from alerts.store import open_store
 from alerts.store.schema import _iso
 from alerts.types import utcnow
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import MINIMAL_WATCHLISTS, ROOT, ago, rss, run_bot, write_config
+from tests.support import MINIMAL_WATCHLISTS, ROOT, ago, cli, rss, run_bot, write_config
 
 CHANNEL = "@chipwatch_ops"
 CHANNEL_ID = -1009876543210
@@ -204,12 +205,12 @@ def test_bad_ops_listen_names_file_line_and_key(value, message):
 
 def test_check_config_exits_2_on_a_bad_listen_and_on_a_bad_environment(tmp_path):
     config = write_config(tmp_path, [], ops_listen="127.0.0.1:99999")
-    out = run_bot("check-config", "--config", str(config))
+    out = cli("check-config", "--config", str(config))
     assert out.returncode == 2
     assert f"{config}:3: ops.listen: port must be 0..65535, got 99999" in out.stderr
 
     config = write_config(tmp_path, [])
-    out = run_bot("check-config", "--config", str(config), env={"CHIPWATCH_OPS_LISTEN": "nowhere"})
+    out = cli("check-config", "--config", str(config), env={"CHIPWATCH_OPS_LISTEN": "nowhere"})
     assert (
         out.returncode == 2 and "CHIPWATCH_OPS_LISTEN: ops.listen: must be host:port" in out.stderr
     )
@@ -297,9 +298,19 @@ async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_pat
 # --- over HTTP, against a running `run` ------------------------------------------------------
 
 
-def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, serve, feed_server):
-    items = [{"title": FIRST, "link": "https://n.example/1", "guid": "1", "date": ago(minutes=3)}]
-    url = serve(rss(items))
+@pytest.mark.system
+def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, serve):
+    # The feed answers only once the Bot API is gone: the first alert is the one that cannot
+    # be sent (no waiting for a second poll, ten seconds on).
+    gone = threading.Event()
+
+    def feed() -> bytes:
+        gone.wait(30)
+        return rss(
+            [{"title": FIRST, "link": "https://n.example/1", "guid": "1", "date": ago(minutes=3)}]
+        ).encode()
+
+    url = serve(Route(body=feed))
     fake = FakeTelegram(
         chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "ops"}},
         per_chat_interval=0.05,
@@ -316,30 +327,15 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
     proc = _start(config, log, _env(TELEGRAM_BOT_TOKEN=fake.token))
     try:
         base = _wait(lambda: _listening(log), "the ops endpoint", proc=proc)
-        _wait(lambda: fake.sent, "the first alert", proc=proc)
+        _wait(lambda: "commands_started" in log.read_text(), "commands (getMe)", proc=proc)
         health = _until(base, 200, "a healthy answer", proc)
         assert health["status"] == "ok" and health["reasons"] == []
         assert health["destinations"] == {"telegram": {"state": "ok"}}
         assert health["database"]["writable"] is True
-        m = _wait(lambda: _sent(base, 1), "the delivery counted", proc=proc)
-        assert m[("chipwatch_polls_total", (("status", "ok"),))] >= 1
-        assert m[("chipwatch_poll_duration_seconds_count", ())] >= 1
-        assert m[("chipwatch_new_items_total", ())] == 1
-        assert m[("chipwatch_alerts_total", ())] == 1
-        assert m[("chipwatch_story_reports_total", (("placement", "new_story"),))] == 1
-        assert m[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
-        assert m[("chipwatch_feeds_failing", ())] == 0
-        assert (
-            "chipwatch_build_info",
-            (("python", sys.version.split()[0]), ("version", "0.1.0")),
-        ) in m
 
         port = fake.port
         fake.close()  # the Bot API goes away
-        items.append(
-            {"title": SECOND, "link": "https://n.example/2", "guid": "2", "date": ago(minutes=1)}
-        )
-        feed_server.route(url.split(str(feed_server.port))[1], Route(body=rss(items).encode()))
+        gone.set()
         health = _until(base, 503, "503 while telegram cannot be reached", proc)
         assert health["status"] == "unhealthy"
         assert health["destinations"]["telegram"]["state"] == "failing"
@@ -362,9 +358,21 @@ def test_healthz_turns_503_while_the_bot_api_is_gone_then_recovers(tmp_path, ser
         ).start()  # it comes back
         health = _until(base, 200, "recovery", proc, timeout=60)
         assert health["destinations"] == {"telegram": {"state": "ok"}}
-        assert [m["shown_text"].split("\n")[0] for m in fake.sent] == [SECOND]
-        assert _metrics(base)[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
+        assert [m["shown_text"].split("\n")[0] for m in fake.sent] == [FIRST]
+        m = _wait(lambda: _sent(base, 1), "the delivery counted", proc=proc)
+        assert m[("chipwatch_polls_total", (("status", "ok"),))] >= 1
+        assert m[("chipwatch_poll_duration_seconds_count", ())] >= 1
+        assert m[("chipwatch_new_items_total", ())] == 1
+        assert m[("chipwatch_alerts_total", ())] == 1
+        assert m[("chipwatch_story_reports_total", (("placement", "new_story"),))] == 1
+        assert m[("chipwatch_outbox_pending", (("destination", "telegram"),))] == 0
+        assert m[("chipwatch_feeds_failing", ())] == 0
+        assert (
+            "chipwatch_build_info",
+            (("python", sys.version.split()[0]), ("version", "0.1.0")),
+        ) in m
     finally:
+        gone.set()
         try:
             _stop(proc, log)
         finally:
@@ -391,6 +399,7 @@ def _healthcheck_command() -> list[str]:
     return json.loads(command) if command.startswith("[") else shlex.split(command)
 
 
+@pytest.mark.system
 def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
     prefix = _without_root_overrides()
     command = _healthcheck_command()
@@ -437,6 +446,7 @@ def test_dockerfile_healthcheck_and_a_read_only_database(tmp_path, serve):
         _stop(proc, log)
 
 
+@pytest.mark.system
 def test_a_taken_address_is_logged_and_run_goes_on(tmp_path, serve):
     url = serve(
         rss([{"title": FIRST, "link": "https://n.example/t", "guid": "t", "date": ago(minutes=2)}])
@@ -464,13 +474,15 @@ def test_a_taken_address_is_logged_and_run_goes_on(tmp_path, serve):
 async def test_a_rate_limit_is_no_outage_but_a_refusal_is_until_a_send_succeeds(tmp_path):
     from alerts.deliver import Deliverer
     from alerts.deliver.telegram import TelegramSink
-    from tests.test_delivery import Clock, _queue
+    from tests.test_delivery import UNPACED, Clock, _queue
 
     with FakeTelegram(chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "o"}}) as fake:
         store = open_store(tmp_path / "cw.db")
         _queue(store, ["Nvidia export controls widen"])
         clock = Clock()
-        sink = TelegramSink(token=fake.token, chat_id=CHANNEL, base_url=fake.base_url)
+        sink = TelegramSink(
+            token=fake.token, chat_id=CHANNEL, base_url=fake.base_url, per_chat=UNPACED
+        )
         deliverer = Deliverer(store, [sink], now=clock, sleep=clock.sleep)
         try:
             fake.fail_next(1, status=429, retry_after=1)

@@ -6,6 +6,7 @@ Also: the hashed locks agree with the pins they are compiled from and with pypro
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -60,12 +61,28 @@ def _pip(*args: str) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    base = tmp_path_factory.mktemp("packaging")
+@pytest.fixture(scope="session")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The wheel and a fresh venv it is installed in, built once per run: under xdist the
+    workers share the run's temporary directory, and the first to get there builds under a
+    lock while the others wait, then reuse it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's directory, above each worker's own
+    base = shared / "packaging"
+    with (shared / "packaging.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / "built").exists():
+            _build(base)
+            (base / "built").touch()
+    (wheel,) = (base / "dist").glob("chipwatch-*.whl")
+    return wheel, base / "venv"
+
+
+def _build(base: Path) -> None:
     # Build from a copy so that build/ and *.egg-info never land in the working tree.
     src = base / "src"
-    src.mkdir()
+    src.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md", "config.yaml"):
         shutil.copy2(ROOT / name, src / name)
     shutil.copytree(
@@ -94,11 +111,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     paths = dict.fromkeys([sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
     (found[0] / "_chipwatch_test_deps.pth").write_text("\n".join(paths) + "\n", encoding="utf-8")
 
-    outside = base / "elsewhere"
+
+@pytest.fixture
+def installed(built: tuple[Path, Path], tmp_path: Path) -> Installed:
+    wheel, env_dir = built
+    outside = tmp_path / "elsewhere"
     outside.mkdir()
     return Installed(wheel=wheel, venv=env_dir, outside=outside)
 
 
+@pytest.mark.system
 def test_the_wheel_carries_the_package_its_data_and_the_entry_point(installed):
     with zipfile.ZipFile(installed.wheel) as whl:
         names = set(whl.namelist())
@@ -126,6 +148,7 @@ def test_the_wheel_carries_the_package_its_data_and_the_entry_point(installed):
     assert "Requires-Python: >=3.11\n" in metadata
 
 
+@pytest.mark.system
 def test_chipwatch_imports_the_installed_copy_not_the_checkout(installed):
     done = installed.run("python", "-c", "import alerts; print(alerts.__file__)")
 
@@ -133,6 +156,7 @@ def test_chipwatch_imports_the_installed_copy_not_the_checkout(installed):
     assert Path(done.stdout.strip()).is_relative_to(installed.venv)
 
 
+@pytest.mark.system
 def test_chipwatch_help_and_version(installed):
     helped = installed.run("chipwatch", "--help")
     version = installed.run("chipwatch", "--version")
@@ -144,6 +168,7 @@ def test_chipwatch_help_and_version(installed):
     assert version.returncode == 0 and version.stdout.strip() == f"chipwatch {alerts.__version__}"
 
 
+@pytest.mark.system
 def test_chipwatch_check_config_accepts_a_good_file_and_names_the_line_of_a_bad_one(installed):
     good = installed.outside.parent / "good.yaml"
     shutil.copy2(ROOT / "config.yaml", good)
@@ -162,6 +187,7 @@ def test_chipwatch_check_config_accepts_a_good_file_and_names_the_line_of_a_bad_
     assert "config.yaml" in missing.stderr
 
 
+@pytest.mark.system
 def test_chipwatch_demo_runs_from_the_wheel_outside_the_repository(installed):
     done = installed.run("chipwatch", "demo")
 

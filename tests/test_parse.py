@@ -1045,6 +1045,7 @@ def test_entity_bombs_are_bounded_in_memory_and_not_expanded(name):
         assert all(len(i.title) < 2000 and "lollol" not in i.title for i in parsed.items)
 
 
+@pytest.mark.system
 def test_entity_bombs_use_little_memory_in_a_fresh_process():
     """libxml2 allocates outside tracemalloc's view: measure the process's peak RSS instead."""
     code = textwrap.dedent("""

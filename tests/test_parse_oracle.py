@@ -164,6 +164,7 @@ def test_empty_entry_exceptions_still_apply():
         assert theirs > len(parse_feed(corpus_body(name), feed=name).items), name
 
 
+@pytest.mark.system
 def test_runtime_code_never_imports_feedparser():
     """feedparser is a dev dependency now: the bot must parse feeds, dates included, without it."""
     code = (

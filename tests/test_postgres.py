@@ -15,7 +15,7 @@ from alerts.errors import ConfigError, StoreError
 from alerts.logs import REDACTED, RedactingFilter, redact_database_url
 from alerts.store import open_store
 from tests.pg_server import SECRET_PASSWORD, SECRET_USER
-from tests.support import CHANNEL, ago, rss, run_bot, write_config
+from tests.support import CHANNEL, ago, cli, rss, write_config
 
 WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [export controls]\n"
 
@@ -60,7 +60,7 @@ def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_pat
         load_config(config, environ={})
     assert f"{config}:1" in str(err.value) and "database" in str(err.value)
     assert "hunter22" not in str(err.value)
-    out = run_bot("check-config", "--config", str(config))
+    out = cli("check-config", "--config", str(config))
     assert out.returncode == 2 and "database" in out.stderr and "hunter22" not in out.stderr
     with pytest.raises(ConfigError, match="CHIPWATCH_DATABASE"):
         load_config(write_config(tmp_path, []), environ={"CHIPWATCH_DATABASE": value})
@@ -77,7 +77,7 @@ def test_every_scheme_the_config_takes_has_its_password_redacted(tmp_path, schem
 
 def test_check_config_shows_the_database_url_without_its_password(tmp_path):
     config = write_config(tmp_path, [], database="postgresql://cw:hunter22@db.example/chipwatch")
-    out = run_bot("check-config", "--config", str(config))
+    out = cli("check-config", "--config", str(config))
     assert out.returncode == 0, out.stderr
     assert f"database: postgresql://cw:{REDACTED}@db.example/chipwatch" in out.stdout
     assert "hunter22" not in out.stdout + out.stderr
@@ -165,7 +165,7 @@ def test_an_unreachable_server_is_a_clear_error(tmp_path):
         watchlists=WATCH,
         database=f"postgresql://cw:hunter22@127.0.0.1:{port}/chipwatch",
     )
-    out = run_bot("status", "--config", str(config))
+    out = cli("status", "--config", str(config))
     assert out.returncode == 1 and "cannot connect" in out.stderr
     assert "hunter22" not in out.stderr
 
@@ -204,22 +204,22 @@ def test_once_status_and_backtest_end_to_end_on_postgresql(postgres, tmp_path, s
     )
     env = {"CHIPWATCH_DATABASE": url, "TELEGRAM_BOT_TOKEN": telegram.token}
 
-    first = run_bot("-v", "once", "--config", str(config), env=env)
+    first = cli("-v", "once", "--config", str(config), env=env)
     assert first.returncode == 0, first.stderr
     assert "new_items=2 alerts=1 sent=1 pending=0" in first.stdout
     assert [m["shown_text"].split("\n")[0] for m in telegram.sent] == [
         "Nvidia H20 export controls tightened"
     ]
-    again = run_bot("once", "--config", str(config), env=env)
+    again = cli("once", "--config", str(config), env=env)
     assert "new_items=0 alerts=0 sent=0 pending=0" in again.stdout, again.stderr
     assert len(telegram.sent) == 1, "seen items are remembered in PostgreSQL"
     assert not (tmp_path / "cw.db").exists(), "nothing went to the SQLite file"
 
-    status = run_bot("status", "--config", str(config), env=env)
+    status = cli("status", "--config", str(config), env=env)
     assert status.returncode == 0, status.stdout + status.stderr
     assert "feeds: 1 ok" in status.stdout
     assert "Nvidia H20 export controls tightened" in status.stdout
-    backtest = run_bot("backtest", "--config", str(config), "--since", "1d", env=env)
+    backtest = cli("backtest", "--config", str(config), "--since", "1d", env=env)
     assert backtest.returncode == 0, backtest.stderr
     for out in (first, again, status, backtest):
         assert SECRET_PASSWORD not in out.stdout + out.stderr

@@ -11,6 +11,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from alerts.config import FeedConfig
 from alerts.pipeline import not_due
 from alerts.scheduler import Scheduler
@@ -34,7 +36,9 @@ async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():
 
     scheduler = Scheduler(poll=poll, deliver=deliver, deliver_every=0.5, first_run_spread=0)
     scheduler.start([FeedConfig(name="slow", url="http://127.0.0.1:9/", interval_seconds=1)])
-    await asyncio.sleep(3.4)
+    deadline = time.monotonic() + 30
+    while (len(polls) < 2 or len(delivers) < 3) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     await scheduler.stop()
 
     assert peak == 1
@@ -77,11 +81,17 @@ async def test_scheduler_reschedules_added_and_removed_feeds():
     a = FeedConfig(name="a", url="http://127.0.0.1:9/a", interval_seconds=60)
     b = FeedConfig(name="b", url="http://127.0.0.1:9/b", interval_seconds=60)
     scheduler.start([a])
-    await asyncio.sleep(0.3)
+    await _until(lambda: seen == ["a"])
     scheduler.set_feeds([b])
-    await asyncio.sleep(0.3)
+    await _until(lambda: seen == ["a", "b"])
     await scheduler.stop()
     assert seen == ["a", "b"]
+
+
+async def _until(predicate, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
 
 
 def _read_until(proc: subprocess.Popen, needle: str, timeout: float) -> str:
@@ -96,6 +106,7 @@ def _read_until(proc: subprocess.Popen, needle: str, timeout: float) -> str:
     return out
 
 
+@pytest.mark.system
 def test_run_polls_delivers_and_exits_0_on_sigterm(tmp_path, serve):
     title = "Nvidia H20 sales to China need new export controls licence"
     url = serve(

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from alerts.store import open_store
 from alerts.types import FeedItem, Match, MatchResult, NewItem
-from tests.support import run_bot, write_config
+from tests.support import cli, write_config
 
 WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [export controls]\n"
 
@@ -64,7 +64,7 @@ def _state(tmp_path, database, *, stale_alert: bool, failing_days: float):
 
 def test_status_names_what_is_wrong_and_exits_1(tmp_path, database):
     config = _state(tmp_path, database, stale_alert=True, failing_days=2)
-    out = run_bot("status", "--config", str(config))
+    out = cli("status", "--config", str(config))
     assert out.returncode == 1, out.stdout + out.stderr
     assert "feeds: 1 ok, 1 failing" in out.stdout
     assert "FAILING       Missing  since" in out.stdout and "(http_404)" in out.stdout
@@ -72,7 +72,7 @@ def test_status_names_what_is_wrong_and_exits_1(tmp_path, database):
     assert "last alert:" in out.stdout and "US widens export controls on Nvidia" in out.stdout
     assert "status: UNHEALTHY:" in out.stdout
     assert "feed Missing failing since" in out.stdout and "1 alert(s) for telegram" in out.stdout
-    report = json.loads(run_bot("status", "--json", "--config", str(config)).stdout)
+    report = json.loads(cli("status", "--json", "--config", str(config)).stdout)
     assert report["healthy"] is False and report["pending"] == {"telegram": 1}
     assert {f["name"]: f["state"] for f in report["feeds"]} == {"Wire": "ok", "Missing": "failing"}
     assert report["database_bytes"] > 0
@@ -81,12 +81,12 @@ def test_status_names_what_is_wrong_and_exits_1(tmp_path, database):
 
 def test_a_fresh_failure_and_a_fresh_alert_are_healthy(tmp_path, database):
     config = _state(tmp_path, database, stale_alert=False, failing_days=0)
-    out = run_bot("status", "--config", str(config))
+    out = cli("status", "--config", str(config))
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.rstrip().endswith("status: healthy")
 
 
 def test_status_without_a_database(tmp_path, database):
     config = write_config(tmp_path, [], watchlists=WATCH, database=database)
-    out = run_bot("status", "--config", str(config))
+    out = cli("status", "--config", str(config))
     assert out.returncode == 1 and "(run the bot first)" in out.stderr

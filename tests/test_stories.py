@@ -31,7 +31,7 @@ from alerts.stories import (
 )
 from alerts.types import FeedItem, NewItem
 from tests.fakes.slack_webhook import FakeSlack
-from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, rss, run_bot, write_config
+from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, cli, rss, write_config
 
 CONFIG = load_config(ROOT / "config.yaml")
 MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
@@ -90,13 +90,13 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(
         ),
     )
     env = _env(TELEGRAM_BOT_TOKEN=telegram.token)
-    first = run_bot("once", "--config", str(config), env=env)
+    first = cli("once", "--config", str(config), env=env)
     assert first.returncode == 0, first.stderr
     assert len(telegram.sent) == 1 and "alerts=1" in first.stdout
 
     for (_outlet, url), body in zip(feeds[1:], bodies[1:], strict=True):
         feed_server.routes[url.split(str(feed_server.port))[1]].body = body
-    second = run_bot("once", "--config", str(config), env=env)
+    second = cli("once", "--config", str(config), env=env)
     assert second.returncode == 0, second.stderr
     assert "alerts=0" in second.stdout and len(telegram.sent) == 1, "no second message"
     assert len(telegram.edits) == 1, "the four updates of one cycle merge into one edit"
@@ -145,7 +145,7 @@ def test_different_events_with_the_same_entities_stay_apart(tmp_path, serve, tel
             f"    api_base_url: {telegram.base_url}\n"
         ),
     )
-    result = run_bot("once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token))
+    result = cli("once", "--config", str(config), env=_env(TELEGRAM_BOT_TOKEN=telegram.token))
     assert result.returncode == 0, result.stderr
     assert len(telegram.sent) == 2 and telegram.edits == []
     assert result.stderr.count("story_new ") == 2, "two notifications: neither is a follow-up"
@@ -163,7 +163,7 @@ def test_republished_and_edited_items_alert_nothing_new(tmp_path, serve, feed_se
     ]
     url = serve(rss(items))
     config = _config(tmp_path, [("Wire", url)], destinations="")
-    first = run_bot("once", "--config", str(config))
+    first = cli("once", "--config", str(config))
     assert "alerts=1" in first.stdout
     # New guid, same article behind a different tracking URL; and a lightly edited title.
     items += [
@@ -187,7 +187,7 @@ def test_republished_and_edited_items_alert_nothing_new(tmp_path, serve, feed_se
         },
     ]
     feed_server.routes[url.split(str(feed_server.port))[1]].body = rss(items).encode()
-    second = run_bot("once", "--config", str(config))
+    second = cli("once", "--config", str(config))
     assert second.returncode == 0, second.stderr
     assert "alerts=0" in second.stdout and "🔔" not in second.stdout
     assert second.stderr.count("item_edited") == 2
@@ -214,7 +214,7 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
             for i, (o, t) in enumerate(OUTLETS[:3])
         ]
         config = _config(tmp_path, feeds, destinations="destinations:\n  slack: {}\n")
-        result = run_bot("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
+        result = cli("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
         assert result.returncode == 0, result.stderr
         assert len(slack.received) == 1
     store = open_store(tmp_path / "cw.db")
@@ -1020,7 +1020,7 @@ def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serv
         ),
     ]
     config = _config(tmp_path, feeds, destinations="")
-    out = run_bot("once", "--config", str(config))
+    out = cli("once", "--config", str(config))
     assert out.returncode == 0, out.stderr
     assert "alerts=1" in out.stdout
     alert = out.stdout.split("🔔 ", 1)[1]
@@ -1055,7 +1055,7 @@ def test_stories_stored_before_schema_5_keep_their_kind_of_action(tmp_path):
 
 def test_cluster_command_explains_each_placement(tmp_path):
     config = _config(tmp_path, [], destinations="")
-    out = run_bot(
+    out = cli(
         "cluster",
         "--config",
         str(config),
@@ -1101,7 +1101,7 @@ def test_a_follow_up_is_recorded_threaded_and_logged_and_its_events_later_report
     before = Clusterer(store, CONFIG.stories, now=NOW, watchlists=CONFIG.watchlists)
     store.close()
 
-    out = run_bot("--log-format", "json", "once", "--config", str(config), env=_env())
+    out = cli("--log-format", "json", "once", "--config", str(config), env=_env())
     assert out.returncode == 0, out.stderr
 
     store = open_store(database)

@@ -21,9 +21,11 @@ from . import values
 from .model import (
     DEFAULT_CATEGORIES,
     DEFAULT_RULE,
+    LEARNED_RULE,
     Config,
     Destinations,
     FeedConfig,
+    LearnedConfig,
     OpsConfig,
     PollConfig,
     Rule,
@@ -201,6 +203,20 @@ def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
     return StoriesConfig(**{k: _number(c, StoriesConfig, m, k, "stories", line) for k in m})
 
 
+def _learned(c: _Checker, node: Any, line: int | None) -> LearnedConfig:
+    if node is None:
+        return LearnedConfig()
+    m = c.mapping(node, "learned", line, keys(LearnedConfig))
+    return LearnedConfig(
+        **{
+            k: c.boolean(v, "learned.enabled", c.key_line(m, k, line))
+            if k == "enabled"
+            else _number(c, LearnedConfig, m, k, "learned", line)
+            for k, v in m.items()
+        }
+    )
+
+
 def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
     if node is None:
         return OpsConfig()
@@ -325,6 +341,12 @@ def _rules(
         if "name" not in m:
             raise c.fail("missing required key 'name'", key, ln)
         name = c.string(m["name"], f"{key}.name", c.key_line(m, "name", ln))
+        if name == LEARNED_RULE:
+            raise c.fail(
+                f"'{LEARNED_RULE}' names the learned opinion (set it under learned:)",
+                f"{key}.name",
+                c.key_line(m, "name", ln),
+            )
         parts: dict[str, Any] = {}
         for k in ("all_of", "any_of", "none_of"):
             if k in m:
@@ -497,6 +519,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     if log_format not in ("text", "json"):
         raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
     ops = _ops(c, top.get("ops"), kl("ops"))
+    learned = _learned(c, top.get("learned"), kl("learned"))
     return Config(
         path=path,
         database=database,
@@ -508,6 +531,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         stories=stories,
         log_format=log_format,
         ops=ops,
+        learned=learned,
     )
 
 

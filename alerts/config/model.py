@@ -100,6 +100,19 @@ class StoriesConfig:
     retention_days: Annotated[float, Limit(1, 3650)] = 30.0
 
 
+LEARNED_RULE = "learned"  # the rule name an alert made by the learned opinion carries
+
+
+@dataclass(frozen=True, kw_only=True)
+class LearnedConfig:
+    """The learned second opinion on items the rules leave alone (``alerts.relevance``)."""
+
+    enabled: bool = True
+    # it alerts at or above this score; the default is the one chosen by cross-validation when
+    # the shipped model was trained (benchmarks/train_relevance.py)
+    threshold: Annotated[float, Limit(0.5, 1.0)] = 0.88
+
+
 @dataclass(frozen=True, kw_only=True)
 class TelegramConfig:
     chat_id: str
@@ -157,6 +170,7 @@ class Config:
     stories: StoriesConfig = StoriesConfig()
     log_format: str = "text"  # or "json": one JSON object a line (--log-format wins)
     ops: OpsConfig = OpsConfig()
+    learned: LearnedConfig = LearnedConfig()
 
     def summary(self) -> str:
         """A few human lines: what this config polls, watches and where it sends."""
@@ -167,6 +181,8 @@ class Config:
             f"  feeds: {len(self.feeds)} (default interval {self.poll.interval_seconds}s)",
             f"  watchlists: {terms}",
             f"  rules: {', '.join(r.name for r in self.rules)}",
+            "  learned opinion: "
+            + (f"on, threshold {self.learned.threshold:g}" if self.learned.enabled else "off"),
             f"  destinations: {', '.join(self.destinations.names())}",
         ]
         return "\n".join(lines)

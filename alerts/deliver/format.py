@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, urlsplit
 
+from ..config import LEARNED_RULE
+from ..match import second_opinion
 from ..types import Alert
 
 TELEGRAM_LIMIT = 4096
@@ -157,7 +159,14 @@ def major_line(alert: Alert) -> str:
 
 
 def matched_line(alert: Alert) -> str:
-    rules = f"rule {', '.join(alert.rules)}" if alert.rules else "no rule"
+    # A learned alert says its score and the words that weighed most (rescored: not stored).
+    names = [
+        second_opinion(alert.title, alert.summary, {m.category for m in alert.matches}).explain()
+        if rule == LEARNED_RULE
+        else rule
+        for rule in alert.rules
+    ]
+    rules = f"rule {', '.join(names)}" if names else "no rule"
     return " · ".join([*matched_items(alert), rules])
 
 

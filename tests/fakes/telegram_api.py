@@ -535,7 +535,8 @@ class FakeTelegram(LoopbackServer):
         self.strict_ampersand = strict_ampersand
         self.clock = clock
 
-        # records (read them under no lock: list appends are atomic)
+        # records (read them under no lock: list appends are atomic); ``calls`` in order of
+        # arrival, each with ``status`` None until it is answered
         self.sent: list[dict] = []
         self.edits: list[dict] = []
         self.calls: list[dict] = []
@@ -744,6 +745,11 @@ class FakeTelegram(LoopbackServer):
     # ---- HTTP plumbing ----------------------------------------------------------------------
 
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        if self._closed:
+            # Gone, also for a client's kept-alive connection (http.server would go on serving
+            # it after shutdown, at once and forever: a client would poll getUpdates in a loop).
+            req.close_connection = True
+            return
         split = urlsplit(req.path)
         parts = split.path.split("/")
         method = parts[2] if len(parts) >= 3 else ""
@@ -755,7 +761,9 @@ class FakeTelegram(LoopbackServer):
             "content_type": req.headers.get("Content-Type", ""),
             "params": {},
             "timestamp": time.time(),
+            "status": None,  # until answered: a long poll is seen while it waits
         }
+        self.calls.append(record)  # on arrival, so a test can wait for a call in flight
         try:
             body = self._read_body(req)
             if token is None or len(parts) != 3 or not TOKEN_RE.match(token):
@@ -769,6 +777,9 @@ class FakeTelegram(LoopbackServer):
             if handler is None:
                 raise ApiError(404, "Not Found")
             result = handler(token, params)
+            if self._closed:  # a long poll that close() ended: no answer, as from a dead server
+                req.close_connection = True
+                return
         except ApiError as err:
             payload: dict[str, Any] = {
                 "ok": False,
@@ -778,14 +789,12 @@ class FakeTelegram(LoopbackServer):
             if err.parameters:
                 payload["parameters"] = err.parameters
             record.update(status=err.status, description=err.description)
-            self.calls.append(record)
             if err.raw_body is not None:
                 self._respond(req, err.status, err.raw_body, "text/html")
             else:
                 self._respond(req, err.status, json.dumps(payload).encode(), "application/json")
             return
         record.update(status=200, result=result)
-        self.calls.append(record)
         with self._lock:
             hold = next((h for h in self._holds if h["method"] == method.lower()), None)
             if hold is not None:

@@ -714,6 +714,28 @@ def test_a_finding_after_the_probe_is_news():
     assert [d.outcome for d in _decisions([probe, finding])] == [NEW, NEW]
 
 
+def test_an_item_as_alike_to_two_stories_joins_the_first_reported():
+    """Two stories of other numbers (two events), and a report naming none, as alike to each:
+    it joins the first reported, whatever order blocking found them in (a set of ids 2 and 9
+    lists 9 first)."""
+    index = StoryIndex(
+        window=timedelta(hours=48),
+        threshold=CONFIG.stories.threshold,
+        categories=categories_of(CONFIG.watchlists),
+    )
+    for n, (sid, title) in enumerate(
+        [
+            (2, "US bans Nvidia H20 sales to 12 firms"),
+            (9, "US bans Nvidia H20 sales to 15 firms"),
+            (10, "US bans Nvidia H20 sales to Chinese firms"),
+        ]
+    ):
+        decision, story = index.assign(
+            _features(title), at=NOW + timedelta(minutes=n), source=f"s{n}", title=title, new_id=sid
+        )
+    assert decision.outcome == JOIN and story.id == 2, decision.explain()
+
+
 def test_a_follow_up_explains_what_it_shares_and_why_it_is_no_join():
     index = StoryIndex(
         window=timedelta(hours=48),

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING, Literal
 
 from .features import (
@@ -132,7 +133,9 @@ def decide(
     best: tuple[float, Story, Headline] | None = None
     follow: Followed | None = None
     vetoes: Counter[str] = Counter()
-    for story in candidates(item):
+    # In order of id: of stories as alike, the first reported wins, whatever order blocking
+    # found them in.
+    for story in sorted(candidates(item), key=attrgetter("id")):
         if not _open(story, at, window):
             continue
         reason = _gate(item, story, at=at, source=source, mine=mine)

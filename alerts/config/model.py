@@ -37,6 +37,8 @@ class Term:
     context: tuple[str, ...] = ()  # at least one of these words must also appear
     exclude: tuple[str, ...] = ()  # none of these words may appear
     fuzzy: bool | None = None  # None: decided by the term's shape (long names only)
+    # A pattern (RE2 syntax) matched instead of the name and aliases; the name is how it is shown.
+    regex: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -189,6 +189,8 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     given: dict[str, Any] = {
         k: c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
         if k == "adaptive"
+        else _proxy(c, m, "poll", line)
+        if k == "proxy"
         else _number(c, PollConfig, m, k, "poll", line)
         for k, v in m.items()
     }
@@ -259,10 +261,26 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
             if k in m
         }
         interval, ceiling = _intervals(c, m, key, ln, given, poll)
+        proxy = _proxy(c, m, key, ln) if "proxy" in m else poll.proxy
         feeds.append(
-            FeedConfig(name=name, url=url, interval_seconds=interval, max_interval_seconds=ceiling)
+            FeedConfig(
+                name=name,
+                url=url,
+                interval_seconds=interval,
+                max_interval_seconds=ceiling,
+                proxy=proxy or None,
+            )
         )
     return tuple(feeds)
+
+
+def _proxy(c: _Checker, m: dict, section: str, line: int | None) -> str | None:
+    """A ``proxy`` key: a proxy URL; empty (or null) for none."""
+    at = c.key_line(m, "proxy", line)
+    if m["proxy"] is None:
+        return ""
+    raw = c.string(m["proxy"], f"{section}.proxy", at, empty_ok=True)
+    return c.value(values.proxy_url, raw, f"{section}.proxy", at) if raw else ""
 
 
 def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> Term:

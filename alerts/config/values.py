@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import re2
 
-from ..logs import redact_database_url
+from ..logs import redact_credentials
 
 # What libpq takes, exactly: it reads anything else (even ``PostgreSQL://``) as a keyword string.
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -41,7 +41,7 @@ def database(raw: str, *, base: Path | None = None) -> Path | str:
     except ValueError:
         port = -1
     if port is not None and not 0 < port < 65536:
-        raise ValueError(f"bad port in {redact_database_url(raw)}")
+        raise ValueError(f"bad port in {redact_credentials(raw)}")
     return raw
 
 
@@ -66,6 +66,28 @@ def listen(raw: str) -> str:
     """An ``ops.listen`` value: an address ``split_listen`` takes, or ``""`` (off)."""
     if raw:
         split_listen(raw)
+    return raw
+
+
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def proxy_url(raw: str) -> str:
+    """A proxy: ``scheme://[user:password@]host:port`` with one of ``PROXY_SCHEMES``."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a proxy URL ({exc})") from None
+    if parts.scheme.lower() not in PROXY_SCHEMES:
+        raise ValueError(
+            "a proxy URL starts with http://, https://, socks5:// or socks5h://, got "
+            + repr(redact_credentials(raw))
+        )
+    if not parts.hostname or port is None:
+        raise ValueError(f"a proxy URL names a host and a port, got {redact_credentials(raw)!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a proxy URL is scheme://[user:password@]host:port, nothing after")
     return raw
 
 

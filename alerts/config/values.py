@@ -106,3 +106,36 @@ def parse_duration(raw: str) -> timedelta:
         return timedelta(seconds=float(found[1]) * _UNIT_SECONDS[found[2].lower()])
     except OverflowError:
         raise ValueError(f"{raw.strip()!r} is longer than any duration can be") from None
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+
+
+def destination_name(raw: str) -> str:
+    """A destination's name: it labels the outbox, metrics and logs, so it stays plain."""
+    if not _NAME.match(raw):
+        raise ValueError(
+            f"must be letters, digits, - and _ (at most 40, no spaces or colons), got {raw!r}"
+        )
+    return raw
+
+
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+
+
+def tag(raw: str) -> str:
+    if not _TAG.match(raw):
+        raise ValueError(f"a feed tag is lowercase letters, digits, - and _, got {raw!r}")
+    return raw
+
+
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def env_name(raw: str) -> str:
+    """The name of an environment variable (the secret itself never goes in the file)."""
+    if not _ENV.match(raw):
+        raise ValueError(
+            "must name an environment variable (letters, digits and _), not hold the secret"
+        )
+    return raw

@@ -84,7 +84,7 @@ def _listed(c: _Checker, seq: list[Any], line: int | None, known: Known) -> Dest
                 nln,
             )
         seen[name] = i
-        kinds = [k for k in DESTINATION_KINDS if k in m]
+        kinds = [k for k in m if k in DESTINATION_KINDS]  # as written: the second one is named
         if not kinds:
             raise c.fail("needs a kind: telegram: {chat_id: …}, slack: {…} or console: {}", key, ln)
         if len(kinds) > 1:

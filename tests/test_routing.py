@@ -7,6 +7,7 @@ on that feed's items; bad routes are refused with file:line: key."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,8 +20,13 @@ from alerts.deliver.pacing import RateLimiter
 from alerts.deliver.sinks import build_sinks
 from alerts.errors import ConfigError
 from alerts.match import compile_matcher
+from alerts.ops import HealthCheck, StateCollector, healthz_json
+from alerts.runtime import Runtime
+from alerts.scheduler import Scheduler
+from alerts.status import read_status
 from alerts.store import open_store
 from alerts.stories import Clusterer
+from alerts.types import utcnow
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import poll_cycle, rss
@@ -491,3 +497,67 @@ def test_the_shipped_config_still_sends_to_the_console():
     shipped = load_config(root / "config.yaml", environ={})
     assert shipped.destinations.names() == ("console",)
     assert shipped.destinations.telegram is None and shipped.destinations.bot is None
+
+
+# --- everything that reads destinations: health, status, metrics, /pause, hot reload ----------
+
+CONSOLES = """\
+destinations:
+  - {name: compliance, console: {}, rules: [chip-trade]}
+  - {name: exec, console: {}, tags: [primary]}
+"""
+
+
+async def test_health_status_and_metrics_are_per_named_destination(tmp_path, serve, capsys):
+    title = "BIS adds SMIC subsidiaries to the entity list"
+    url = serve(rss([_item(title, datetime.now(timezone.utc) - timedelta(minutes=5), "1")]))
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f'database: cw.db\nops: {{listen: ""}}\nfeeds:\n'
+        f'  - {{name: Regulator, url: "{url}", tags: [primary]}}\n' + WATCH + CONSOLES
+    )
+    config = load_config(path)
+    store = open_store(config.database)
+    runtime = Runtime(config, store)
+    scheduler = Scheduler(poll=runtime.poll, deliver=runtime.deliver)
+    scheduler.last_tick = time.monotonic()
+    check = HealthCheck(runtime, scheduler)
+    runtime.metrics.add_collector(StateCollector(check))
+    try:
+        runtime.set_paused("exec", True)  # what /pause exec does
+        await runtime.poll(config.feeds[0])
+        await runtime.deliver()
+        assert capsys.readouterr().out.count(title) == 1, "compliance printed it; exec holds it"
+
+        health = check()
+        assert {n: (d.state, d.pending) for n, d in health.destinations.items()} == {
+            "compliance": ("ok", 0),
+            "exec": ("held", 1),
+        }
+        assert healthz_json(health)["destinations"] == {
+            "compliance": {"state": "ok"},
+            "exec": {"state": "held"},
+        }
+        status = read_status(config, now=utcnow()).to_json()
+        assert status["pending"] == {"exec": 1} and status["paused"] == ["exec"]
+
+        def sample(name: str, **labels: str) -> float | None:
+            return runtime.metrics.registry.get_sample_value(name, labels)
+
+        assert sample("chipwatch_outbox_pending", destination="exec") == 1
+        assert sample("chipwatch_destination_held", destination="exec") == 1
+        assert sample("chipwatch_outbox_pending", destination="compliance") == 0
+        assert sample("chipwatch_deliveries_total", destination="compliance", result="sent") == 1
+
+        # A route naming an unknown rule on reload: refused, the old config stays.
+        path.write_text(path.read_text().replace("rules: [chip-trade]", "rules: [chip-trad]"))
+        reload = await runtime.reload_if_changed()
+        assert reload.status == "invalid" and reload.error is not None
+        assert "destinations[0].rules[0]: refers to unknown rule 'chip-trad'" in reload.error
+        assert runtime.config is config and [s.name for s in runtime.deliverer.sinks] == [
+            "compliance",
+            "exec",
+        ]
+    finally:
+        await runtime.aclose()
+        store.close()

@@ -29,7 +29,7 @@ from alerts.stories import Clusterer
 from alerts.types import utcnow
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import poll_cycle, rss
+from tests.support import ROOT, poll_cycle, rss
 
 COMPLIANCE, COMPLIANCE_ID = "@chip_compliance", -1002000000001
 SALES_ID = -1002000000002
@@ -493,8 +493,7 @@ def test_check_config_shows_the_routes_and_exits_2_on_a_bad_one(tmp_path, capsys
 
 
 def test_the_shipped_config_still_sends_to_the_console():
-    root = Path(__file__).resolve().parent.parent
-    shipped = load_config(root / "config.yaml", environ={})
+    shipped = load_config(ROOT / "config.yaml", environ={})
     assert shipped.destinations.names() == ("console",)
     assert shipped.destinations.telegram is None and shipped.destinations.bot is None
 
@@ -561,3 +560,43 @@ async def test_health_status_and_metrics_are_per_named_destination(tmp_path, ser
     finally:
         await runtime.aclose()
         store.close()
+
+
+def _yaml_blocks(path: Path) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+
+
+def test_the_routing_docs_example_loads_and_routes_as_written(tmp_path):
+    [example] = _yaml_blocks(ROOT / "docs" / "routing.md")
+    config = _parsed(tmp_path, example)
+    assert config.destinations.names() == ("compliance", "china-sales", "exec")
+    matcher = compile_matcher(config.watchlists, config.rules, config.learned)
+    tags = {f.name: f.tags for f in config.feeds}
+
+    def goes_to(title: str, feed: str) -> tuple[str, ...]:
+        result = matcher.match(title, tags=tags[feed])
+        if not result.alert:
+            return ()
+        return config.destinations.route(
+            rules=result.rules, categories=result.categories(), feed=feed, feed_tags=tags[feed]
+        )
+
+    controlled = "Nvidia H200 added to the list of controlled items"
+    assert goes_to(controlled, "BIS press releases") == ("compliance", "exec")
+    assert goes_to(controlled, "Reuters Technology") == ()
+    sale = "Beijing approves imports of AMD MI308 for Tencent"
+    assert goes_to(sale, "SCMP China tech") == ("china-sales",)
+    assert goes_to("US widens export controls on Nvidia H20 to China", "Reuters Technology") == (
+        "compliance",
+        "china-sales",
+    )
+
+
+def test_the_readme_config_reference_keeps_its_destination_names(tmp_path):
+    """The README's configuration block, in the mapping form: one destination each, named as
+    before."""
+    block = next(b for b in _yaml_blocks(ROOT / "README.md") if "\ndestinations:" in b)
+    section = "destinations:" + block.split("\ndestinations:", 1)[1].split("\nstories:", 1)[0]
+    config = _parsed(tmp_path, FEEDS_TEXT + WATCH + section + "\n")
+    assert config.destinations.names() == ("telegram", "slack")
+    assert not any(d.filtered for d in config.destinations.all)

@@ -1,8 +1,8 @@
-"""Named, routed destinations and feed tags (issue #21, its routing half): each destination
-takes the alerts its filters (rules, categories, feeds, feed tags) let through; two Telegram
-chats with two bots and a Slack app each get exactly theirs over a day of mixed headlines, and
-a story's edit and follow-up go to its message in each; a rule limited to a feed tag alerts only
-on that feed's items; bad routes are refused with file:line: key."""
+"""Named, routed destinations and feed tags (issue #21, its routing half), end to end: each
+destination takes the alerts its filters (rules, categories, feeds, feed tags) let through; two
+Telegram chats with two bots and a Slack app each get exactly theirs over a day of mixed
+headlines, and a story's edit and follow-up go to its message in each; health, status, metrics
+and /pause name each destination. The config side is in ``test_routing_config.py``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from alerts.bot.handlers import Request, Services, handle
 from alerts.config import load_config
 from alerts.deliver import Deliverer
 from alerts.deliver.pacing import RateLimiter
@@ -280,7 +281,24 @@ async def test_health_status_and_metrics_are_per_named_destination(tmp_path, ser
     check = HealthCheck(runtime, scheduler)
     runtime.metrics.add_collector(StateCollector(check))
     try:
-        runtime.set_paused("exec", True)  # what /pause exec does
+
+        def admin(command: str, args: str = "") -> str | None:
+            request = Request(
+                user_id=1,
+                chat_id=1,
+                private=True,
+                is_admin=True,
+                command=command,
+                args=args,
+                now=utcnow(),
+            )
+            return handle(request, Services(runtime=runtime, health=check))
+
+        assert "no destination &#x27;nowhere&#x27;; the destinations: compliance, exec" in (
+            admin("pause", "nowhere") or ""
+        )
+        assert "name a destination" in (admin("pause") or ""), "no Telegram channel here"
+        assert "Destination exec delivery paused" in (admin("pause", "exec") or "")
         await runtime.poll(config.feeds[0])
         await runtime.deliver()
         assert capsys.readouterr().out.count(title) == 1, "compliance printed it; exec holds it"
@@ -310,6 +328,7 @@ async def test_health_status_and_metrics_are_per_named_destination(tmp_path, ser
         reload = await runtime.reload_if_changed()
         assert reload.status == "invalid" and reload.error is not None
         assert "destinations[0].rules[0]: refers to unknown rule 'chip-trad'" in reload.error
+        assert "<b>exec</b>: paused (alerts are queued)" in (admin("status") or "")
         assert runtime.config is config and [s.name for s in runtime.deliverer.sinks] == [
             "compliance",
             "exec",

@@ -79,12 +79,12 @@ _SLACK_CHANNEL = re.compile(r"^(#[^\s#,.A-Z]{1,80}|[CG][A-Z0-9]{6,})$")
 
 
 def slack_channel(raw: str) -> str:
-    if not _SLACK_CHANNEL.match(raw):
-        raise ValueError(
-            'must be "#channel-name" (lowercase, no spaces or periods) or a channel id like '
-            f"C0123456789, got {raw!r}"
-        )
-    return raw
+    return _shaped(
+        _SLACK_CHANNEL,
+        raw,
+        'must be "#channel-name" (lowercase, no spaces or periods) or a channel id like '
+        f"C0123456789, got {raw!r}",
+    )
 
 
 def telegram_chat_id(raw: str) -> str:
@@ -108,34 +108,29 @@ def parse_duration(raw: str) -> timedelta:
         raise ValueError(f"{raw.strip()!r} is longer than any duration can be") from None
 
 
+def _shaped(pattern: re.Pattern[str], raw: str, problem: str) -> str:
+    """``raw`` when ``pattern`` matches it, else ValueError(``problem``)."""
+    if not pattern.match(raw):
+        raise ValueError(problem)
+    return raw
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def destination_name(raw: str) -> str:
     """A destination's name: it labels the outbox, metrics and logs, so it stays plain."""
-    if not _NAME.match(raw):
-        raise ValueError(
-            f"must be letters, digits, - and _ (at most 40, no spaces or colons), got {raw!r}"
-        )
-    return raw
-
-
-_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    problem = f"must be letters, digits, - and _ (at most 40, no spaces or colons), got {raw!r}"
+    return _shaped(_NAME, raw, problem)
 
 
 def tag(raw: str) -> str:
-    if not _TAG.match(raw):
-        raise ValueError(f"a feed tag is lowercase letters, digits, - and _, got {raw!r}")
-    return raw
-
-
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+    return _shaped(_TAG, raw, f"a feed tag is lowercase letters, digits, - and _, got {raw!r}")
 
 
 def env_name(raw: str) -> str:
     """The name of an environment variable (the secret itself never goes in the file)."""
-    if not _ENV.match(raw):
-        raise ValueError(
-            "must name an environment variable (letters, digits and _), not hold the secret"
-        )
-    return raw
+    problem = "must name an environment variable (letters, digits and _), not hold the secret"
+    return _shaped(_ENV, raw, problem)

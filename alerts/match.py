@@ -28,13 +28,15 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import ahocorasick
 from rapidfuzz.distance import OSA
 
 from .config import LEARNED_RULE, LearnedConfig, Rule, Term
+from .config.values import term_regex
 from .relevance import features, shipped_model
+from .rules import judge, relation_span
 from .types import Field, Kind, Match, MatchResult, Opinion
 
 # A summary mention is weaker evidence than a title mention; scores are quality × field weight.
@@ -206,6 +208,7 @@ class Matcher:
         self._typos: dict[str, tuple[tuple[int, float], ...]] = {}  # word -> typo matches
         self._no_typo: set[str] = set()  # words seen that are no typo of any watched name
         vocabulary: set[str] = set()
+        self._regexes: list[tuple[int, Any]] = []  # (term index, compiled RE2 pattern)
 
         for terms in self.watchlists.values():
             for term in terms:
@@ -215,6 +218,10 @@ class Matcher:
                     (term.name, "exact"),
                     *((a, "alias") for a in term.aliases),
                 ]
+                if term.regex is not None:
+                    pattern = term_regex(term.regex, case_sensitive=term.case_sensitive)
+                    self._regexes.append((index, pattern))
+                    phrases = []  # the name only labels the pattern
                 for phrase, kind in phrases:
                     for key in phrase_keys(phrase):
                         entries.setdefault(key, []).append((index, kind, key.count(" ") - 1))
@@ -242,7 +249,12 @@ class Matcher:
         def norm_words(words: Sequence[str]) -> frozenset[str]:
             return frozenset(normalise(w).strip() for w in words if not w.startswith("@"))
 
-        written = {_squash(p) for p in (term.name, *term.aliases)} if term.case_sensitive else set()
+        # (A regex term's case is its pattern's business.)
+        written = (
+            {_squash(p) for p in (term.name, *term.aliases)}
+            if term.case_sensitive and term.regex is None
+            else set()
+        )
         return _TermInfo(
             term=term,
             norm_name=normalise(term.name).strip(),
@@ -258,6 +270,8 @@ class Matcher:
     @staticmethod
     def _fuzzy_ok(term: Term) -> bool:
         name = term.name
+        if term.regex is not None:
+            return False
         if term.fuzzy is False or not name.isalpha() or len(name) < FUZZY_MIN_TERM_LEN:
             return False
         # Auto: only capitalised single names ("Nvidia", "Huawei"); ordinary words ("export")
@@ -329,13 +343,27 @@ class Matcher:
                 for m in re.finditer(f" {re.escape(word)}(?= )", norm):
                     for index, _ in found:
                         hits.append((index, "fuzzy", m.start() + 1, m.end()))
-        if not hits:
-            return [], guards
-
-        tokens = None if fast else _TokenMap(text, norm)
         weight = FIELD_WEIGHT[field]
         terms = self._terms
-        results = []
+        results = [
+            _Hit(
+                index,
+                m.start(),
+                m.end(),
+                terms[index].term.category,
+                "regex",
+                m.group(0),
+                100.0 * weight,
+                field,
+            )
+            for index, pattern in self._regexes
+            for m in pattern.finditer(text)
+            if m.end() > m.start()
+        ]
+        if not hits:
+            return results, guards
+
+        tokens = None if fast else _TokenMap(text, norm)
         for index, kind, a, b in hits:
             info = terms[index]
             if tokens is None:
@@ -416,7 +444,7 @@ class Matcher:
                 key=lambda m: (-m.score, m.category, m.term),
             )
         )
-        result = MatchResult(matches=matches, rules=_judge(candidates, matches, tags))
+        result = MatchResult(matches=matches, rules=judge(candidates, matches, tags))
         return self._second_opinion(title, summary, result, primary)
 
     def _second_opinion(
@@ -507,43 +535,12 @@ class Matcher:
         return found
 
     def _holding(self, matches: Sequence[Match], tags: Collection[str]) -> tuple[str, ...]:
-        return _judge(self._by_categories(frozenset(m.category for m in matches)), matches, tags)
-
-
-def _judge(
-    candidates: Sequence[Rule], matches: Sequence[Match], tags: Collection[str]
-) -> tuple[str, ...]:
-    """Of the rules whose categories are met, those whose terms, relations and tags hold too."""
-    names = {m.term for m in matches} if candidates else set()
-    return tuple(
-        rule.name
-        for rule in candidates
-        if rule.applies(tags)
-        and not (rule.terms and names.isdisjoint(rule.terms))
-        and not (rule.relation and relation_span(rule, matches) is None)
-    )
+        return judge(self._by_categories(frozenset(m.category for m in matches)), matches, tags)
 
 
 def _word_starts(text: str) -> list[int]:
     """Where each token of ``text`` starts, as ``token_spans`` splits it."""
     return [start for start, _ in token_spans(text)] if text else []
-
-
-def relation_span(rule: Rule, matches: Sequence[Match]) -> tuple[Match, ...] | None:
-    """One match per role of a relation rule, all in one field and spanning at most
-    ``rule.within`` words, in reading order; None when there is no such combination."""
-    for field in ("title", "summary"):
-        candidates = [
-            [m for m in matches if m.field == field and m.at >= 0 and m.category in role]
-            for role in rule.relation
-        ]
-        if not all(candidates):
-            continue
-        for combo in itertools.product(*candidates):
-            at = [m.at for m in combo]
-            if max(at) - min(at) <= rule.within:
-                return tuple(sorted(combo, key=lambda m: m.at))
-    return None
 
 
 class _Hit(NamedTuple):

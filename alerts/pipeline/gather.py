@@ -39,7 +39,11 @@ async def gather(feed: FeedConfig, ctx: PollContext) -> Fetched | FeedOutcome:
     if state is not None and state.last_status != "error":
         validators = Validators(etag=state.etag, last_modified=state.last_modified)
     result = await ctx.fetcher.fetch(
-        feed.name, url, validators=validators, previous_hash=state.body_hash if state else None
+        feed.name,
+        url,
+        validators=validators,
+        previous_hash=state.body_hash if state else None,
+        proxy=feed.proxy,
     )
     fetched = Fetched(feed=feed, state=state, url=url, result=replace(result, body=b""))
     if result.status != "ok":

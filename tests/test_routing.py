@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -26,7 +27,7 @@ from alerts.stories import Clusterer
 from alerts.types import utcnow
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import poll_cycle, rss
+from tests.support import deliveries, poll_cycle, rss
 
 COMPLIANCE, COMPLIANCE_ID = "@chip_compliance", -1002000000001
 SALES_ID = -1002000000002
@@ -336,3 +337,29 @@ async def test_health_status_and_metrics_are_per_named_destination(tmp_path, ser
     finally:
         await runtime.aclose()
         store.close()
+
+
+async def test_an_alert_no_destination_takes_is_recorded_and_sent_nowhere(tmp_path, serve, capsys):
+    now = datetime.now(timezone.utc)
+    sale = "TSMC to sell Blackwell wafers to Alibaba"  # chip-sale, from a feed with no tag
+    url = serve(rss([_item(sale, now - timedelta(minutes=5), "1")]))
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f'database: cw.db\nops: {{listen: ""}}\nfeeds:\n'
+        f'  - {{name: Wire, url: "{url}"}}\n'
+        '  - {name: Regulator, url: "http://127.0.0.1:9/r", tags: [primary]}\n' + WATCH + CONSOLES
+    )
+    config = load_config(path)
+    store = open_store(config.database)
+    clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
+    report = await poll_cycle(
+        replace(config, feeds=config.feeds[:1]), store, now=now, clusterer=clusterer
+    )
+    assert sum(o.alerts for o in report.outcomes) == 1
+    [alert] = store.recent_alerts(5)
+    assert (alert.title, alert.rules, alert.story_id is not None) == (sale, ("chip-sale",), True)
+    assert deliveries(store, alert.id) == [], "compliance takes chip-trade, exec primary only"
+    sinks = build_sinks(config)
+    assert (await Deliverer(store, sinks).drain()).sent == 0
+    assert sale not in capsys.readouterr().out
+    store.close()

@@ -15,7 +15,7 @@ from alerts.deliver.sinks import build_sinks
 from alerts.errors import ConfigError
 from alerts.match import compile_matcher
 from tests.support import ROOT
-from tests.test_routing import MAIN_TOKEN, WATCH
+from tests.test_routing import MAIN_TOKEN, SALES_TOKEN, WATCH
 
 # --- feed tags in rules ---------------------------------------------------------------------
 
@@ -141,6 +141,29 @@ def test_a_missing_secret_names_the_destination_and_its_variable(tmp_path, monke
         build_sinks(config)
     assert "destinations[1] is configured" in str(err.value)
     assert "B_TOKEN is not set" in str(err.value)
+
+
+async def test_chats_of_one_bot_share_its_budget_and_another_bot_has_its_own(tmp_path, monkeypatch):
+    config = _parsed(
+        tmp_path,
+        FEEDS_TEXT
+        + WATCH
+        + "destinations:\n"
+        + '  - {name: a, telegram: {chat_id: "@a"}}\n'
+        + '  - {name: b, telegram: {chat_id: "@b", token_env: B_TOKEN}}\n'
+        + '  - {name: c, telegram: {chat_id: "@c"}}\n',
+    )
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", MAIN_TOKEN)
+    monkeypatch.setenv("B_TOKEN", SALES_TOKEN)
+    a, b, c = sinks = build_sinks(config)
+    try:
+        assert [s.name for s in sinks] == ["a", "b", "c"]
+        assert c.bot is a.bot and c.overall is a.overall, "one bot: one 30-a-second budget"
+        assert b.bot is not a.bot and b.overall is not a.overall
+        assert c.limiter is not a.limiter, "each chat keeps its own pace"
+    finally:
+        for sink in sinks:
+            await sink.aclose()
 
 
 BAD = [

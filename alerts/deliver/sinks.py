@@ -27,27 +27,38 @@ def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> li
     """One sink per destination in ``config.destinations``, named as it is; a Telegram one goes
     through ``telegram`` (the bot's one client) when it is the same bot, else through a client
     of its own."""
-    return [_sink(d, config, telegram) for d in config.destinations.all]
+    bots: dict[tuple[str, str], Sink] = {}  # (token, API) -> the first sink of that bot
+    return [_sink(d, config, telegram, bots) for d in config.destinations.all]
 
 
-def _sink(dest: Destination, config: Config, telegram: TelegramClient | None) -> Sink:
+def _sink(
+    dest: Destination,
+    config: Config,
+    telegram: TelegramClient | None,
+    bots: dict[tuple[str, str], Sink],
+) -> Sink:
     if dest.telegram is not None:
         from .telegram import TelegramSink
 
         t = dest.telegram
         token = _secret(t.token_env, config, dest.key)
-        same_bot = telegram is not None and (telegram.base_url, telegram.token) == (
-            t.api_base_url,
-            token,
-        )
-        return TelegramSink(
+        bot = (token, t.api_base_url)
+        same_client = telegram is not None and (telegram.token, telegram.base_url) == bot
+        # Chats of one bot share its Bot and its 30-a-second budget (the first sink owns them).
+        first = bots.get(bot)
+        shared = first if isinstance(first, TelegramSink) and not same_client else None
+        sink = TelegramSink(
             token=token,
             chat_id=t.chat_id,
             name=dest.name,
             base_url=t.api_base_url,
             link_preview=t.link_preview,
-            client=telegram if same_bot else None,
+            client=telegram if same_client else None,
+            bot=shared.bot if shared else None,
+            overall_limiter=shared.overall if shared else None,
         )
+        bots.setdefault(bot, sink)
+        return sink
     if dest.slack is not None:
         from .slack import SlackAppSink, SlackSink
 

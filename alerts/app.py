@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import TextIO
 
 from .commands import Commands
-from .config import Config
+from .config import Config, unused_secrets
 from .coordinate import HEARTBEAT_SECONDS, LEADER_CHECK_SECONDS, Coordinator
 from .deliver import Deliverer
 from .deliver.console import format_text
@@ -43,6 +43,13 @@ def prune(store: Store, config: Config) -> None:
     removed = store.prune(older_than=timedelta(days=config.stories.retention_days), now=utcnow())
     if any(removed.values()):
         event(log, "pruned", **removed)
+
+
+def warn_unused_secrets(config: Config) -> None:
+    """A secret set for a destination the config lacks: say so at start (``check-config``
+    refuses it), since the alerts then go elsewhere without a word."""
+    for problem in unused_secrets(config):
+        event(log, "secret_unused", logging.WARNING, problem=str(problem))
 
 
 def _on_termination(callback) -> None:  # noqa: ANN001
@@ -92,6 +99,7 @@ async def run_once(
     drain_wait: float = 120.0,
 ) -> int:
     """One cycle of every feed, then deliver everything pending; prints a summary line."""
+    warn_unused_secrets(config)
     lock = DatabaseLock(config.database, command="once")
     lock.acquire()  # before anything else: a refusal must not leave half-built sinks behind
     try:
@@ -182,6 +190,7 @@ async def run_forever(
     """Poll on schedule, deliver, answer bot commands and follow config edits, until
     SIGINT/SIGTERM (or ``stop`` is set). The timings are the scheduler's (tests shorten them)."""
     stop = stop or asyncio.Event()
+    warn_unused_secrets(config)
     with DatabaseLock(config.database, command="run"):
         return await _run_forever(
             config,

@@ -15,7 +15,7 @@ from typing import TextIO
 from . import __version__
 from .app import run_forever, run_once
 from .backtest import backtest
-from .config import Config, load_config, parse_duration
+from .config import Config, check_environment, load_config, parse_duration
 from .errors import ConfigError, StoreError
 from .explain import match_json_line, place_headlines
 from .logs import setup_logging
@@ -69,7 +69,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help='read {"title": ..., "summary": ...} lines on stdin, write JSON lines',
     )
-    cmd("check-config", "validate the config and print a short summary")
+    check = cmd(
+        "check-config",
+        "validate the config and what run needs from the environment (secrets); print a "
+        "short summary",
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the file only, not the environment (for CI, where no secrets are set)",
+    )
     back = cmd(
         "backtest",
         "replay stored items through a (candidate) config: what would newly "
@@ -114,10 +123,13 @@ def main(
             if not args.verbose:
                 setup_logging(logging.WARNING, json_lines=args.log_format == "json")
             return run_demo(args.config, stdout=stdout)
-        config = load_config(args.config)
+        offline = args.command == "check-config" and args.offline
+        config = load_config(args.config, environ={} if offline else None)
         if args.log_format is None and config.log_format == "json":
             setup_logging(level, json_lines=True)
         if args.command == "check-config":
+            if not offline:
+                check_environment(config)
             print(config.summary(), file=stdout)
             return EXIT_OK
         if args.command == "match":

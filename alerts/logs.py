@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterable
 
 SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "PGPASSWORD")
-_SHAPES = (
-    re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token
-    re.compile(r"https://hooks\.slack\.com/\S+"),  # Slack incoming webhook
-    re.compile(r"\bxox[abepors]-[A-Za-z0-9-]{10,}"),  # Slack token (bot, user, app…)
-)
+# What each secret looks like: redacted wherever it appears, and what the config checks a
+# secret against (``alerts.config.environment``).
+TELEGRAM_TOKEN_SHAPE = re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}")
+SLACK_WEBHOOK_SHAPE = re.compile(r"https://hooks\.slack\.com/\S+")
+SLACK_TOKEN_SHAPE = re.compile(r"\bxox[abepors]-[A-Za-z0-9-]{10,}")  # bot, user, app…
+_SHAPES = (TELEGRAM_TOKEN_SHAPE, SLACK_WEBHOOK_SHAPE, SLACK_TOKEN_SHAPE)
 REDACTED = "[REDACTED]"
 # The password of a database URL (postgresql://user:PASSWORD@host/db), wherever it appears,
 # and of a libpq keyword string (password=PASSWORD).

@@ -329,7 +329,7 @@ def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
 
 def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
     url = _one_alert_feed(serve, "s1", title="Nvidia H20 export controls")
-    config = _config(tmp_path, url, "  slack: {}\n")
+    config = _config(tmp_path, url, f"  slack: {slack.destination}\n")
     result = _once(config, SLACK_WEBHOOK_URL=slack.url)
     assert result.returncode == 0, result.stderr
     assert len(slack.received) == 1

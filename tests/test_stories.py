@@ -213,7 +213,7 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
             )
             for i, (o, t) in enumerate(OUTLETS[:3])
         ]
-        config = _config(tmp_path, feeds, destinations="destinations:\n  slack: {}\n")
+        config = _config(tmp_path, feeds, destinations=f"destinations:\n  slack: {slack.destination}\n")
         result = cli("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
         assert result.returncode == 0, result.stderr
         assert len(slack.received) == 1

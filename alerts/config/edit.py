@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import tempfile
 import unicodedata
 from pathlib import Path
@@ -17,11 +16,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from ..errors import ConfigError
+from . import values
 from .load import parse_config
-
-MAX_TERM_CHARS = 60
-# Letters and digits of any script, spaces and the punctuation real names use.
-_TERM_OK = re.compile(r"^[\w][\w .\-'’&+/()]*$")
 
 
 class EditRefused(ValueError):
@@ -33,13 +29,12 @@ def clean_term(raw: str) -> str:
     term = " ".join(raw.split())
     if not term:
         raise EditRefused("give a term, e.g. /watch chips B300")
-    if len(term) > MAX_TERM_CHARS:
-        raise EditRefused(f"a term is at most {MAX_TERM_CHARS} characters")
     if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co") for c in raw):
         raise EditRefused("control characters are not allowed in a term")
-    if not _TERM_OK.match(term):
-        raise EditRefused("a term is letters, digits, spaces and . - ' & + / ( ) only")
-    return term
+    try:
+        return values.term(term)  # the rule config.yaml's terms follow
+    except ValueError as exc:
+        raise EditRefused(str(exc)) from None
 
 
 def _yaml() -> YAML:

@@ -121,12 +121,18 @@ class _Checker:
             raise self.fail(f"must be true or false, got {_type_name(node)}", key, line)
         return node
 
-    def strings(self, node: Any, key: str, line: int | None) -> tuple[str, ...]:
+    def strings(
+        self, node: Any, key: str, line: int | None, parse: Callable[[str], str] | None = None
+    ) -> tuple[str, ...]:
+        """A string or a list of strings, each read by ``parse`` when given."""
         if isinstance(node, str):
             node = [node]
         seq = self.seq(node, key, line)
         return tuple(
-            self.string(v, f"{key}[{i}]", self.item_line(seq, i, line)) for i, v in enumerate(seq)
+            self.value(parse, v, f"{key}[{i}]", self.item_line(seq, i, line))
+            if parse is not None
+            else self.string(v, f"{key}[{i}]", self.item_line(seq, i, line))
+            for i, v in enumerate(seq)
         )
 
 
@@ -242,6 +248,7 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
     seq = c.seq(node, "feeds", line)
     feeds: list[FeedConfig] = []
     names: set[str] = set()
+    urls: dict[str, str] = {}  # the same URL (as ``values.same_url`` compares) -> its feed
     for i, raw in enumerate(seq):
         key, ln = f"feeds[{i}]", c.item_line(seq, i, line)
         m = c.mapping(raw, key, ln, keys(FeedConfig))
@@ -253,6 +260,13 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
             raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
         names.add(name)
         url = c.value(values.http_url, m["url"], f"{key}.url", c.key_line(m, "url", ln))
+        if values.same_url(url) in urls:
+            raise c.fail(
+                f"the same URL as feed {urls[values.same_url(url)]!r}: list a feed once",
+                f"{key}.url",
+                c.key_line(m, "url", ln),
+            )
+        urls[values.same_url(url)] = name
         given = {
             k: _number(c, FeedConfig, m, k, key, ln)
             for k in ("interval_seconds", "max_interval_seconds")
@@ -265,9 +279,14 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
     return tuple(feeds)
 
 
+def _guard_word(raw: str) -> str:
+    """A context or exclude entry: a term, or ``@category`` (any match in that category)."""
+    return raw if raw.startswith("@") and raw[1:] else values.term(raw)
+
+
 def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> Term:
     if not isinstance(raw, dict):
-        return Term(name=c.string(raw, key, line), category=category)
+        return Term(name=c.value(values.term, raw, key, line), category=category)
     m = c.mapping(raw, key, line, _TERM_KEYS)
     if "term" not in m:
         raise c.fail("missing required key 'term'", key, line)
@@ -278,11 +297,13 @@ def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> T
     opts: dict[str, Any] = {}
     for k in ("aliases", "context", "exclude"):
         if k in m:
-            opts[k] = c.strings(m[k], f"{key}.{k}", kl(k))
+            parse = values.term if k == "aliases" else _guard_word
+            opts[k] = c.strings(m[k], f"{key}.{k}", kl(k), parse)
     for k in ("case_sensitive", "fuzzy"):
         if k in m:
             opts[k] = c.boolean(m[k], f"{key}.{k}", kl(k))
-    return Term(name=c.string(m["term"], f"{key}.term", kl("term")), category=category, **opts)
+    name = c.value(values.term, m["term"], f"{key}.term", kl("term"))
+    return Term(name=name, category=category, **opts)
 
 
 def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Term, ...]]:
@@ -404,79 +425,97 @@ def _defined(
     return cats
 
 
-def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
+def _destinations(c: _Checker, node: Any, line: int | None, lines: dict[str, int]) -> Destinations:
+    """The destinations; ``lines`` gets the line of each one written (for the environment's
+    checks, which come after loading)."""
     if node is None:
         return Destinations()
     m = c.mapping(node, "destinations", line, keys(Destinations) | {"console"})
     telegram = slack = None
-    if m.get("telegram") is not None:
+    if "telegram" in m:
         tln = c.key_line(m, "telegram", line)
-        t = c.mapping(m["telegram"], "destinations.telegram", tln, keys(TelegramConfig))
-        if "chat_id" in t:
-
-            def kl(k: str) -> int | None:
-                return c.key_line(t, k, tln)
-
-            chat_id = c.value(
-                values.telegram_chat_id,
-                t["chat_id"],
-                "destinations.telegram.chat_id",
-                kl("chat_id"),
-            )
-            opts: dict[str, Any] = {}
-            if "api_base_url" in t:
-                opts["api_base_url"] = c.value(
-                    values.http_url,
-                    t["api_base_url"],
-                    "destinations.telegram.api_base_url",
-                    kl("api_base_url"),
-                )
-            if "admins" in t:
-                admins = c.seq(t["admins"], "destinations.telegram.admins", kl("admins"))
-                ids = []
-                for i, a in enumerate(admins):
-                    if isinstance(a, bool) or not isinstance(a, int):
-                        raise c.fail(
-                            f"must be a numeric Telegram user id, got {a!r}",
-                            f"destinations.telegram.admins[{i}]",
-                            c.item_line(admins, i, kl("admins")),
-                        )
-                    ids.append(a)
-                opts["admins"] = tuple(ids)
-            if "link_preview" in t:
-                opts["link_preview"] = c.boolean(
-                    t["link_preview"], "destinations.telegram.link_preview", kl("link_preview")
-                )
-            telegram = TelegramConfig(chat_id=chat_id, **opts)
+        if tln is not None:
+            lines["destinations.telegram"] = tln
+        telegram = _telegram(c, m["telegram"], tln)
     if "slack" in m:
-        slack = _slack(c, m["slack"], c.key_line(m, "slack", line))
+        sln = c.key_line(m, "slack", line)
+        if sln is not None:
+            lines["destinations.slack"] = sln
+        slack = _slack(c, m["slack"], sln)
+        if slack.channel and (cln := c.key_line(m["slack"], "channel", None)) is not None:
+            lines["destinations.slack.channel"] = cln
     return Destinations(telegram=telegram, slack=slack)
 
 
+def _telegram(c: _Checker, node: Any, tln: int | None) -> TelegramConfig:
+    key = "destinations.telegram"
+    t = c.mapping(node if node is not None else {}, key, tln, keys(TelegramConfig))
+    if "chat_id" not in t:
+        # Without a chat there is nothing to send to: say so, rather than drop the section
+        # (and its admins) silently.
+        raise c.fail(
+            "missing required key 'chat_id' (the channel: \"@name\" or -100…); without it "
+            "Telegram is off and admins cannot use commands",
+            key,
+            tln,
+        )
+
+    def kl(k: str) -> int | None:
+        return c.key_line(t, k, tln)
+
+    chat_id = c.value(values.telegram_chat_id, t["chat_id"], f"{key}.chat_id", kl("chat_id"))
+    opts: dict[str, Any] = {}
+    if "api_base_url" in t:
+        opts["api_base_url"] = c.value(
+            values.http_url, t["api_base_url"], f"{key}.api_base_url", kl("api_base_url")
+        )
+    if "admins" in t:
+        admins = c.seq(t["admins"], f"{key}.admins", kl("admins"))
+        ids = []
+        for i, a in enumerate(admins):
+            if isinstance(a, bool) or not isinstance(a, int):
+                raise c.fail(
+                    f"must be a numeric Telegram user id, got {a!r}",
+                    f"{key}.admins[{i}]",
+                    c.item_line(admins, i, kl("admins")),
+                )
+            ids.append(a)
+        opts["admins"] = tuple(ids)
+    if "link_preview" in t:
+        opts["link_preview"] = c.boolean(
+            t["link_preview"], f"{key}.link_preview", kl("link_preview")
+        )
+    return TelegramConfig(chat_id=chat_id, **opts)
+
+
 def _slack(c: _Checker, node: Any, line: int | None) -> SlackConfig:
-    """``{}``: a webhook; with ``channel``: an app (``api_base_url`` only means something then)."""
+    """``{}``: a webhook (on ``webhook_host``); with ``channel``: an app (``api_base_url`` only
+    means something then)."""
     s = c.mapping(node if node is not None else {}, "destinations.slack", line, keys(SlackConfig))
+
+    def only_with(k: str, what: str) -> None:
+        if k in s:
+            raise c.fail(f"only means something {what}", f"destinations.slack.{k}", kl(k))
+
+    def kl(k: str) -> int | None:
+        return c.key_line(s, k, line)
+
     if "channel" not in s:
-        if "api_base_url" in s:
-            raise c.fail(
-                "only means something with 'channel' (a Slack app; a webhook has no API)",
-                "destinations.slack.api_base_url",
-                c.key_line(s, "api_base_url", line),
-            )
-        return SlackConfig()
+        only_with("api_base_url", "with 'channel' (a Slack app; a webhook has no API)")
+        if "webhook_host" not in s:
+            return SlackConfig()
+        host = c.value(
+            values.host, s["webhook_host"], "destinations.slack.webhook_host", kl("webhook_host")
+        )
+        return SlackConfig(webhook_host=host)
+    only_with("webhook_host", "without 'channel' (an incoming webhook)")
     channel = c.value(
-        values.slack_channel,
-        s["channel"],
-        "destinations.slack.channel",
-        c.key_line(s, "channel", line),
+        values.slack_channel, s["channel"], "destinations.slack.channel", kl("channel")
     )
     if "api_base_url" not in s:
         return SlackConfig(channel=channel)
     api_base_url = c.value(
-        values.http_url,
-        s["api_base_url"],
-        "destinations.slack.api_base_url",
-        c.key_line(s, "api_base_url", line),
+        values.http_url, s["api_base_url"], "destinations.slack.api_base_url", kl("api_base_url")
     )
     return SlackConfig(channel=channel, api_base_url=api_base_url)
 
@@ -498,7 +537,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         raise ConfigError(f"invalid YAML: {exc}", file=str(path)) from None
     if doc is None:
         raise ConfigError("the file is empty", file=str(path), line=1)
-    top = c.mapping(doc, "", 1, keys(Config) - {"path"})
+    top = c.mapping(doc, "", 1, keys(Config) - {"path", "lines"})
 
     def kl(k: str) -> int | None:
         return c.key_line(top, k, 1)
@@ -513,7 +552,8 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
     watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
     rules = _rules(c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists)
-    destinations = _destinations(c, top.get("destinations"), kl("destinations"))
+    lines = {k: ln for k in top if isinstance(k, str) and (ln := kl(k)) is not None}
+    destinations = _destinations(c, top.get("destinations"), kl("destinations"), lines)
     stories = _stories(c, top.get("stories"), kl("stories"))
     log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
     if log_format not in ("text", "json"):
@@ -532,6 +572,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         log_format=log_format,
         ops=ops,
         learned=learned,
+        lines=lines,
     )
 
 

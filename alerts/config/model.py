@@ -13,6 +13,7 @@ from .values import split_listen
 
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
 SLACK_API_BASE = "https://slack.com/api/"
+SLACK_WEBHOOK_HOST = "hooks.slack.com"
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,8 @@ class SlackConfig:
 
     channel: str | None = None  # "#chip-news" or a channel id ("C0123ABCD")
     api_base_url: str = SLACK_API_BASE
+    # the host a webhook URL must be on (a stand-in for tests, or a proxy: then http is allowed)
+    webhook_host: str = SLACK_WEBHOOK_HOST
 
 
 OPS_LISTEN_DEFAULT = "127.0.0.1:9108"
@@ -171,6 +174,17 @@ class Config:
     log_format: str = "text"  # or "json": one JSON object a line (--log-format wins)
     ops: OpsConfig = OpsConfig()
     learned: LearnedConfig = LearnedConfig()
+    # The line each section and destination key was written on ("destinations.slack": 40), for
+    # errors found after loading, such as a secret missing from the environment.
+    lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+
+    def line(self, key: str) -> int | None:
+        """Where ``key``, or the nearest enclosing key written in the file, is."""
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key.rpartition(".")[0]
+        return None
 
     def summary(self) -> str:
         """A few human lines: what this config polls, watches and where it sends."""

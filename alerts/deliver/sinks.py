@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from ..config import Config
-from ..errors import ConfigError
+from ..config.environment import SLACK_BOT_TOKEN, SLACK_WEBHOOK, TELEGRAM_TOKEN, secret
 from . import Sink
 from .console import ConsoleSink
 from .telegram import TelegramClient
-
-
-def _secret(name: str, config: Config, key: str) -> str:
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise ConfigError(
-            f"{key} is configured, but the environment variable {name} is not set",
-            file=str(config.path),
-            key=key,
-        )
-    return value
 
 
 def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> list[Sink]:
@@ -36,7 +23,7 @@ def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> li
             assert dest.telegram is not None
             sinks.append(
                 TelegramSink(
-                    token=_secret("TELEGRAM_BOT_TOKEN", config, "destinations.telegram"),
+                    token=secret(config, TELEGRAM_TOKEN),
                     chat_id=dest.telegram.chat_id,
                     base_url=dest.telegram.api_base_url,
                     link_preview=dest.telegram.link_preview,
@@ -50,13 +37,13 @@ def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> li
 
             assert dest.slack is not None
             if dest.slack.channel:  # a Slack app: posts, edits, threads
-                token = _secret("SLACK_BOT_TOKEN", config, "destinations.slack.channel")
+                token = secret(config, SLACK_BOT_TOKEN)
                 sinks.append(
                     SlackAppSink(
                         token=token, channel=dest.slack.channel, base_url=dest.slack.api_base_url
                     )
                 )
             else:  # an incoming webhook: one post per alert
-                webhook_url = _secret("SLACK_WEBHOOK_URL", config, "destinations.slack")
+                webhook_url = secret(config, SLACK_WEBHOOK)
                 sinks.append(SlackSink(webhook_url=webhook_url))
     return sinks

@@ -220,7 +220,7 @@ async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(
             )
             posts = await bot.wait_for(bot.channel_posts, "the B300 alert on the next poll")
             assert "US widens export controls to Nvidia B300" in posts[0]
-            assert "B300 (chips)" in posts[0]
+            assert "🎯 B300 · export controls" in posts[0]
             assert "removed B300" in await bot.ask(ADMIN, "/unwatch chips B300")
         assert "B300" not in path.read_text()
 
@@ -328,7 +328,7 @@ async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram
             ],
             "the personal alert",
         )
-        assert "H20 (chips)" in private[0]
+        assert "🎯 H20" in private[0]
         assert bot.channel_posts() == []
         assert "Unsubscribed from H20" in await bot.ask(USER, "/unsubscribe H20")
 

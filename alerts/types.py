@@ -208,7 +208,7 @@ class NewItem:
     story_id: int | None = None
     new_story: bool = False
     outlet: str = ""  # who published it: <source>, else the link's host, else the feed
-    source_name: str = ""  # how alerts name that outlet: <source>, else the feed's name
+    source_name: str = ""  # how alerts name that outlet (alerts.outlets: "Reuters")
     member: tuple[str, ...] | None = None  # its clustering tokens, when it became a member
     entities: tuple[str, ...] = ()
     story_actions: tuple[str, ...] = ()  # of the story's first headline

@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from eval_match import DEFAULT_REAL, read_real  # noqa: E402
-
 from alerts.config import load_config  # noqa: E402
 from alerts.deliver import format as fmt  # noqa: E402
 from alerts.match import compile_matcher  # noqa: E402
 from alerts.types import Alert  # noqa: E402
+
+from eval_match import DEFAULT_REAL, read_real  # noqa: E402
 
 # The line as this revision renders it: the short why, or (before it) the full match line.
 render = getattr(fmt, "why_line", None) or fmt.matched_line  # type: ignore[attr-defined]
@@ -70,9 +70,7 @@ def main() -> int:
     for title, why in rows[: args.show]:
         print(f"  {title}\n    🎯 {why}")
     if args.out:
-        args.out.write_text(
-            "".join(f"{title}\t{why}\n" for title, why in rows), encoding="utf-8"
-        )
+        args.out.write_text("".join(f"{title}\t{why}\n" for title, why in rows), encoding="utf-8")
     return 0
 
 

@@ -17,7 +17,7 @@ LAYERS = [
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit
     {"relevance"},  # the learned second opinion's model, below the matcher that asks it
-    {"loopback", "fetch", "parse", "match"},
+    {"loopback", "fetch", "parse", "match", "outlets"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},
     {"pipeline", "backtest", "status", "explain"},

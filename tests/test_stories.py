@@ -71,9 +71,7 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(
 ):
     feeds, bodies = [], []
     for i, (outlet, title) in enumerate(OUTLETS):
-        link = (
-            f"https://{outlet.lower().replace(' ', '')}.example/h200-{i}?utm_source=rss&fbclid=x{i}"
-        )
+        link = f"https://{outlet.lower().replace(' ', '')}.com/h200-{i}?utm_source=rss&fbclid=x{i}"
         bodies.append(
             rss(
                 [{"title": title, "link": link, "guid": f"{outlet}-1", "date": ago(minutes=30 - i)}]
@@ -204,7 +202,7 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
                             {
                                 "title": t,
                                 "guid": o,
-                                "link": f"https://{i}.example/s",
+                                "link": f"https://www.{o.lower()}.com/s",
                                 "date": ago(minutes=10 - i),
                             }
                         ]
@@ -213,7 +211,9 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
             )
             for i, (o, t) in enumerate(OUTLETS[:3])
         ]
-        config = _config(tmp_path, feeds, destinations=f"destinations:\n  slack: {slack.destination}\n")
+        config = _config(
+            tmp_path, feeds, destinations=f"destinations:\n  slack: {slack.destination}\n"
+        )
         result = cli("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
         assert result.returncode == 0, result.stderr
         assert len(slack.received) == 1
@@ -837,7 +837,7 @@ def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serv
                             "title": later[1],
                             "guid": "l",
                             "date": ago(minutes=5),
-                            "link": "https://bloomberg.example/l",
+                            "link": "https://www.bloomberg.com/l",
                         }
                     ]
                 )
@@ -852,7 +852,7 @@ def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serv
                             "title": earlier[1],
                             "guid": "e",
                             "date": ago(minutes=30),
-                            "link": "https://reuters.example/e",
+                            "link": "https://www.reuters.com/e",
                         }
                     ]
                 )

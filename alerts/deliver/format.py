@@ -205,9 +205,8 @@ def why_parts(alert: Alert) -> list[str]:
     titled_actions = [m for m in actions if m.field == "title"] or actions
     # a policy term says more than the trade verb beside it ("ban" before "ship")
     titled_actions.sort(key=lambda m: m.category in TRADE_VERBS)
-    action = list(
-        dict.fromkeys(m.term for m in titled_actions if m.term.casefold() not in named)
-    )[:WHY_ACTION_MAX]
+    fresh = dict.fromkeys(m.term for m in titled_actions if m.term.casefold() not in named)
+    action = list(fresh)[:WHY_ACTION_MAX]
     named.update(t.casefold() for t in action)
     where = _pick(titled, WHERE, 1, named) or _pick(ordered, WHERE, 1, named)
     # "sales to China" already says where, "AI chip rules" what

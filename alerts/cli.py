@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -24,6 +26,7 @@ from .status import format_status, read_status
 from .types import utcnow
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_USAGE = 2  # a command used wrongly, as argparse exits for its own usage errors
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,9 +110,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool ended by SIGPIPE
+
+
 def main(
     argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stdin: TextIO | None = None
 ) -> int:
+    """Run one command; its exit status."""
+    try:
+        return _main(argv, stdout=stdout, stdin=stdin)
+    except BrokenPipeError:
+        # The reader went away (`… | head -1`): stop quietly, as Unix tools do. Later writes,
+        # and the interpreter's last flush, go nowhere instead of raising again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None, *, stdout: TextIO | None, stdin: TextIO | None) -> int:
     args = _parser().parse_args(argv)
     stdout = stdout or sys.stdout
     stdin = stdin or sys.stdin
@@ -170,7 +188,7 @@ def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: T
             print(
                 "match: give a headline, or --jsonl to read JSON lines from stdin", file=sys.stderr
             )
-            return EXIT_FAILURE
+            return EXIT_USAGE
         print(matcher.explain(matcher.match(" ".join(args.text), args.summary)), file=stdout)
         return EXIT_OK
     for line in stdin:

@@ -47,8 +47,22 @@ def event(
 ) -> None:
     """Log one event as ``name key=value …``; None values are left out."""
     if logger.isEnabledFor(level):
-        parts = [name, *(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)]
-        logger.log(level, " ".join(parts))
+        kept = {k: v for k, v in fields.items() if v is not None}
+        parts = [name, *(f"{k}={_quote(v)}" for k, v in kept.items())]
+        # The fields ride along as they are, so JSON lines keep numbers and booleans typed.
+        logger.log(level, " ".join(parts), extra={_FIELDS: (name, kept)})
+
+
+_FIELDS = "chipwatch_event"  # the LogRecord attribute that carries an event's typed fields
+
+
+def _json_value(value: object, secrets: Iterable[str]) -> object:
+    """A field as JSON keeps it: a number or boolean as it is, anything else as redacted text."""
+    if isinstance(value, bool) or (
+        isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+    ):
+        return value
+    return redact(str(value), secrets)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -81,6 +95,12 @@ class RedactingFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - a bad format string must not lose the record
             message = str(record.msg)
         record.msg, record.args = redact(message, secrets), ()
+        typed = getattr(record, _FIELDS, None)
+        if typed is not None:
+            name, fields = typed
+            setattr(
+                record, _FIELDS, (name, {k: _json_value(v, secrets) for k, v in fields.items()})
+            )
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -132,7 +152,12 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
         }
-        fields = parse_event(message)
+        typed = getattr(record, _FIELDS, None)
+        fields = (
+            {"event": typed[0], **{k: _json_value(v, ()) for k, v in typed[1].items()}}
+            if typed
+            else parse_event(message)
+        )
         if fields is None:
             out["message"] = message
         else:
@@ -142,6 +167,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             out["traceback"] = record.exc_text
         return json.dumps(out, ensure_ascii=False)
+
+
+def json_logging() -> bool:
+    """Whether chipwatch's log handler writes JSON lines (then nothing else goes to stderr)."""
+    return any(
+        getattr(h, "_chipwatch", False) and isinstance(h.formatter, JsonFormatter)
+        for h in logging.getLogger().handlers
+    )
 
 
 def setup_logging(

@@ -27,7 +27,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import ahocorasick
@@ -80,7 +80,10 @@ def token_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _plural(word: str) -> list[str]:
-    if word.endswith("s") or not (len(word) >= 4 or any(c.isdigit() for c in word)):
+    # Words of three letters too ("ban" → "bans", "GPU" → "GPUs"); a case-sensitive term's
+    # plural still has to be written as the term is ("Arm" never matches "arms"). Two-letter
+    # words ("US", "UK") have none.
+    if word.endswith("s") or not (len(word) >= 3 or any(c.isdigit() for c in word)):
         return []
     if word.endswith("y") and len(word) > 4 and word[-2] not in "aeiou":
         return [word + "s", word[:-1] + "ies"]
@@ -388,6 +391,7 @@ class Matcher:
             if len(kept) == len(alive):
                 break
             alive = kept
+        vetoed = self._vetoed(raw, alive, guards) if guarded else ()
         best: dict[int, _Hit] = {}
         for h in alive:
             if h.term_index not in best or h.score > best[h.term_index].score:
@@ -414,9 +418,24 @@ class Matcher:
                 key=lambda m: (-m.score, m.category, m.term),
             )
         )
-        return self._second_opinion(
-            title, summary, MatchResult(matches=matches, rules=_judge(candidates, matches)), primary
-        )
+        result = MatchResult(matches=matches, rules=_judge(candidates, matches), vetoed=vetoed)
+        return self._second_opinion(title, summary, result, primary)
+
+    def _vetoed(
+        self, raw: list[_Hit], alive: list[_Hit], guards: set[str]
+    ) -> tuple[tuple[str, str, str, str], ...]:
+        """The terms found but dropped because a word of their exclude list is there (for the
+        explanation: "Hyundai H200 minivan" names H200, and says why it does not count)."""
+        kept = {h.term_index for h in alive}
+        found: dict[int, tuple[str, str, str, str]] = {}
+        for h in raw:
+            info = self._terms[h.term_index]
+            if h.term_index in kept or h.term_index in found or not info.exclude_words:
+                continue
+            words = sorted(guards & info.exclude_words)
+            if words:
+                found[h.term_index] = (info.term.name, h.category, h.text, words[0])
+        return tuple(found.values())
 
     def _second_opinion(
         self, title: str, summary: str, result: MatchResult, primary: bool
@@ -429,7 +448,7 @@ class Matcher:
             title, summary, result.categories(), threshold=self.learned.threshold
         )
         rules = (LEARNED_RULE,) if opinion.alert else ()
-        return MatchResult(matches=result.matches, rules=rules, opinion=opinion)
+        return replace(result, rules=rules, opinion=opinion)
 
     @staticmethod
     def _guards_pass(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, TypeVar
@@ -138,6 +138,8 @@ class PollContext:
     respect_schedule: bool = False
     # several instances on one database: claim each feed, and place stories under a lock
     coordinator: Coordinator | None = None
+    # called as each feed's fetch and decision are done (``once``'s progress line)
+    on_feed_done: Callable[[], object] | None = None
 
 
 # --- gather: everything the decision needs, read from the store and the network -----------
@@ -697,7 +699,14 @@ async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleRepor
 
 
 async def _run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleReport:
-    planned = await asyncio.gather(*(_guarded(f, ctx, _planned(f, ctx)) for f in feeds))
+    async def plan(feed: FeedConfig) -> FeedPlan | FeedOutcome:
+        try:
+            return await _guarded(feed, ctx, _planned(feed, ctx))
+        finally:
+            if ctx.on_feed_done is not None:
+                ctx.on_feed_done()
+
+    planned = await asyncio.gather(*(plan(f) for f in feeds))
     plans = [p for p in planned if isinstance(p, FeedPlan)]
     placing: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
     if ctx.coordinator is not None and any(p.items for p in plans):

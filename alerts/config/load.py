@@ -407,6 +407,10 @@ def _rules(
                     c.key_line(m, "within", ln),
                 )
             parts["within"] = _number(c, Rule, m, "within", key, ln)
+        if "description" in m:
+            parts["description"] = c.string(
+                m["description"], f"{key}.description", c.key_line(m, "description", ln)
+            )
         if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
             raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
         rules.append(Rule(name=name, **parts, relation=tuple(relation)))

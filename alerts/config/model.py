@@ -53,6 +53,25 @@ class Rule:
     # field and within ``within`` words of each other ("Nvidia can sell H200 to China").
     relation: tuple[tuple[str, ...], ...] = ()
     within: Annotated[int, Limit(1, 100)] = 8
+    description: str = ""  # what it catches, in a few words, for /watchlist
+
+    def describe(self) -> str:
+        """What the rule asks, for a person: its description, then its conditions."""
+        parts = [
+            f"{label} {', '.join(values)}"
+            for label, values in (
+                ("all of", self.all_of),
+                ("any of", self.any_of),
+                ("none of", self.none_of),
+                ("a term of", self.terms),
+            )
+            if values
+        ]
+        if self.relation:
+            roles = " · ".join(" or ".join(role) for role in self.relation)
+            parts.insert(0, f"{roles}, within {self.within} words")
+        conditions = "; ".join(parts)
+        return f"{self.description} — {conditions}" if self.description else conditions
 
 
 # Without ``rules``, this one applies; it needs the categories it names.

@@ -18,7 +18,8 @@ from typing import TextIO
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .commands import Commands
+from .bot.handlers import Services
+from .bot.telegram import RETRY_FIRST_SECONDS, TelegramCommands
 from .config import Config, is_postgres_url, unused_secrets
 from .coordinate import HEARTBEAT_SECONDS, LEADER_CHECK_SECONDS, Coordinator
 from .deliver import Deliverer
@@ -28,10 +29,15 @@ from .fetch import Fetcher
 from .lock import DatabaseLock
 from .logs import event, json_logging
 from .match import compile_matcher
-from .ops import start_ops
+from .ops import HealthCheck, start_ops
 from .pipeline import CycleReport, FeedOutcome, PollContext, run_cycle
 from .runtime import Runtime
-from .scheduler import DELIVER_EVERY_SECONDS, FIRST_RUN_SPREAD_SECONDS, Scheduler
+from .scheduler import (
+    DELIVER_EVERY_SECONDS,
+    FIRST_RUN_SPREAD_SECONDS,
+    STOP_GRACE_SECONDS,
+    Scheduler,
+)
 from .store import Store, copy_database, open_store
 from .stories import Clusterer
 from .types import utcnow
@@ -223,9 +229,13 @@ async def run_forever(
     reload_every: float = RELOAD_CHECK_SECONDS,
     first_run_spread: float = FIRST_RUN_SPREAD_SECONDS,
     deliver_every: float = DELIVER_EVERY_SECONDS,
+    commands_retry: float = RETRY_FIRST_SECONDS,
+    stop_grace: float = STOP_GRACE_SECONDS,
 ) -> int:
     """Poll on schedule, deliver, answer bot commands and follow config edits, until
-    SIGINT/SIGTERM (or ``stop`` is set). The timings are the scheduler's (tests shorten them)."""
+    SIGINT/SIGTERM (or ``stop`` is set): then polls in flight are cancelled and a delivery in
+    flight gets ``stop_grace`` seconds. The timings are the scheduler's and the command
+    poller's first retry (tests shorten them)."""
     stop = stop or asyncio.Event()
     warn_unused_secrets(config)
     with DatabaseLock(config.database, command="run"):
@@ -235,6 +245,8 @@ async def run_forever(
             reload_every=reload_every,
             first_run_spread=first_run_spread,
             deliver_every=deliver_every,
+            commands_retry=commands_retry,
+            stop_grace=stop_grace,
         )
 
 
@@ -245,6 +257,8 @@ async def _run_forever(
     reload_every: float,
     first_run_spread: float,
     deliver_every: float,
+    commands_retry: float,
+    stop_grace: float,
 ) -> int:
     _on_termination(stop.set)
     store: Store = open_store(config.database)
@@ -262,14 +276,25 @@ async def _run_forever(
         first_run_spread=first_run_spread,
         deliver_every=deliver_every,
     )
-    commands: Commands | None = None
+    check = HealthCheck(runtime, scheduler)
+    commands: TelegramCommands | None = None
+    starting: asyncio.Task | None = None
 
     async def lead() -> None:
-        """Answer commands when this instance leads (always, with one instance)."""
-        nonlocal commands
-        if commands is None and runtime.telegram is not None:
-            if coordinator is None or coordinator.lead():
-                commands = await _start_commands(runtime)
+        """Answer commands when this instance leads (always, with one instance); until
+        Telegram is reached, the poller retries in the background."""
+        nonlocal commands, starting
+        if commands is not None or runtime.telegram is None:
+            return
+        if coordinator is not None and not coordinator.lead():
+            runtime.commands = "elsewhere"
+            return
+        commands = TelegramCommands(
+            Services(runtime=runtime, health=check),
+            client=runtime.telegram,
+            retry_first=commands_retry,
+        )
+        starting = asyncio.create_task(commands.run(stop), name="commands")
 
     async def heartbeat() -> None:
         assert coordinator is not None
@@ -282,8 +307,9 @@ async def _run_forever(
         reload = await runtime.reload_if_changed()
         if reload.status == "applied":
             scheduler.set_feeds(runtime.config.feeds)
-        elif reload.status == "invalid" and not reload.repeated and commands is not None:
-            await commands.notify_admins(
+        elif reload.status == "invalid" and not reload.repeated and runtime.commands == "up":
+            # From the instance that answers commands only: one notice, not one per instance.
+            await runtime.notify_admins(
                 f"⚠️ config not applied: {reload.error}\n"
                 f"chipwatch keeps running on the last good config."
             )
@@ -297,14 +323,14 @@ async def _run_forever(
         scheduler.every(HEARTBEAT_SECONDS, heartbeat, name="heartbeat")
         # Telegram allows one getUpdates poller per token: the others wait for the lead.
         scheduler.every(LEADER_CHECK_SECONDS, lead, name="leader")
-    ops = await start_ops(runtime, scheduler)
+    ops = await start_ops(runtime, check)
     event(
         log,
         "bot_running",
         feeds=len(config.feeds),
         destinations=",".join(config.destinations.names()),
         database=config.database,
-        commands="on" if commands else ("waiting for the lead" if coordinator else "off"),
+        commands=runtime.commands,
         ops=ops.address if ops else "off",
         instance=coordinator.id if coordinator else None,
     )
@@ -315,10 +341,13 @@ async def _run_forever(
             await ops.aclose()
             ops = None
         runtime.deliverer.stop.set()
-        await scheduler.stop()  # waits for the poll or send in flight
+        await scheduler.stop(grace_seconds=stop_grace)
     finally:
         if ops is not None:
             await ops.aclose()
+        if starting is not None:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
         if commands is not None:
             await commands.stop()
         await runtime.aclose()
@@ -327,18 +356,3 @@ async def _run_forever(
         store.close()
     event(log, "bot_stopped")
     return EXIT_OK
-
-
-async def _start_commands(runtime: Runtime) -> Commands | None:
-    """Bot commands run when Telegram is configured; a failure to start them is logged and the
-    bot goes on delivering (commands are retried at the next start)."""
-    if runtime.telegram is None:
-        return None
-    commands = Commands(runtime, client=runtime.telegram)
-    try:
-        await commands.start()
-    except Exception as exc:  # noqa: BLE001 - delivery must go on without commands
-        event(log, "commands_unavailable", logging.ERROR, error=f"{type(exc).__name__}: {exc}")
-        await commands.stop()
-        return None
-    return commands

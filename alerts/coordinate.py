@@ -125,7 +125,7 @@ class Coordinator:
                     if clusterer is not None:
                         clusterer.recorded(self.store)
                 finally:
-                    self.store.db.execute("SELECT pg_advisory_unlock(?)", [PLACEMENT_LOCK])
+                    self.store.unlock(PLACEMENT_LOCK)
 
     # --- delivery and commands ------------------------------------------------------------
 
@@ -134,9 +134,7 @@ class Coordinator:
         takes it now because no live instance does."""
         if destination in self._destinations:
             return True
-        taken = self.store.db.execute(
-            "SELECT pg_try_advisory_lock(?, hashtext(?))", [DESTINATION_LOCKS, destination]
-        ).fetchone()[0]
+        taken = self.store.try_lock(DESTINATION_LOCKS, destination)
         if taken:
             self._destinations.add(destination)
             event(log, "destination_claimed", destination=destination, instance=self.id)
@@ -156,7 +154,7 @@ class Coordinator:
         self.store.set_roles(self.id, ",".join(self.roles()))
 
     def _try_lock(self, key: int) -> bool:
-        return bool(self.store.db.execute("SELECT pg_try_advisory_lock(?)", [key]).fetchone()[0])
+        return self.store.try_lock(key)
 
     def roles(self) -> list[str]:
         """What this instance does besides polling: ``commands``, ``deliver:<destination>``."""
@@ -202,11 +200,8 @@ class Coordinator:
         self.leader = False
         self._destinations.clear()
         try:
-            self.store.db.execute("SELECT pg_advisory_unlock_all()")
-            self.store.db.execute(
-                "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
-                [self.id],
-            )
+            self.store.unlock_all()
+            self.store.release_feeds(owner=self.id)
             self.store.forget_instance(self.id, before=utcnow() - timedelta(days=1))
         except Exception as exc:  # noqa: BLE001 - a lost session took its locks with it
             event(log, "coordinator_close_failed", logging.WARNING, error=str(exc).strip())

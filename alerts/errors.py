@@ -8,6 +8,8 @@ ChipwatchError
     ├── RetryLater     transient: rate limit, network, 5xx; ``retry_after`` seconds if known
     ├── Rejected       permanent for this message (malformed, 400): recorded, not retried
     └── Unavailable    the destination itself is unusable (401/403, chat gone): pause it
+        └── RecipientGone  a subscriber's private chat cannot be written to (blocked the
+                           bot, account deleted): suspend that subscription, never pause
 
 A feed that cannot be fetched is not an exception: it is data (``FetchResult.status``),
 recorded against that feed.
@@ -61,3 +63,8 @@ class Rejected(DeliveryError):
 
 class Unavailable(DeliveryError):
     """The destination cannot take any message now (401/403/chat not found): pause it."""
+
+
+class RecipientGone(Unavailable):
+    """A subscriber's private chat cannot take messages: they blocked the bot, deleted their
+    account, or the chat is gone. Their subscriptions are suspended; nothing else is paused."""

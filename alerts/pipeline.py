@@ -16,6 +16,7 @@ from typing import Literal, TypeVar
 from .config import Config, FeedConfig, PollConfig
 from .coordinate import Coordinator, feed_lease
 from .dedupe import edited_titles, find_new, title_key
+from .deliver import personal_destination
 from .errors import ParseError
 from .fetch import Fetcher, FetchResult, Validators
 from .logs import event
@@ -600,7 +601,7 @@ def subscribers(
     terms = {m.term.casefold() for m in result.matches}
     return tuple(
         dict.fromkeys(
-            f"telegram:{chat}"
+            personal_destination(chat)
             for chat, kind, value in subscriptions
             if (kind == "term" and value.casefold() in terms)
             or (kind == "rule" and value in result.rules)

@@ -7,6 +7,7 @@ keeps running on the last good one, logs the error (file, line, key) and tells t
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import time
@@ -17,12 +18,13 @@ from typing import Literal
 
 from .config import Config, FeedConfig, load_config
 from .coordinate import Coordinator
-from .deliver import Deliverer, Sink
+from .deliver import Deliverer, Sink, personal_chat, personal_destination, public_destination
 from .deliver.sinks import build_sinks
 from .deliver.telegram import TelegramClient, TelegramSink
 from .errors import ConfigError
 from .fetch import Fetcher
-from .logs import event
+from .health import DestinationLive
+from .logs import event, redact
 from .match import Matcher, compile_matcher
 from .metrics import Metrics
 from .pipeline import PollContext, poll_feed
@@ -31,8 +33,6 @@ from .stories import Clusterer
 from .types import utcnow
 
 log = logging.getLogger("chipwatch.runtime")
-
-PAUSED_KEY = "paused:{}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,9 @@ class Runtime:
         self._add_private_sinks()
         self._stamp = FileStamp.of(config.path)
         self._last_error: str | None = None
+        # Bot commands: off (no Telegram) | starting (Telegram not reached yet) | up |
+        # elsewhere (another instance on the same database answers them)
+        self.commands = "off"
         self._load_paused()
 
     # --- the work the scheduler ticks -----------------------------------------------------
@@ -125,7 +128,75 @@ class Runtime:
             self._load_paused()
             self._add_private_sinks()
         report = await self.deliverer.deliver_due()
-        self.metrics.delivery(report.results)
+        for destination, reason in report.gone:
+            await self._suspend(destination, reason)
+        # Every subscriber's chat under one label: bounded, and no user id in the metrics.
+        results: dict[tuple[str, str], int] = {}
+        for (destination, result), n in report.results.items():
+            key = (public_destination(destination), result)
+            results[key] = results.get(key, 0) + n
+        self.metrics.delivery(results)
+
+    async def _suspend(self, destination: str, reason: str) -> None:
+        """A subscriber's chat cannot be written to: suspend their subscriptions (they come
+        back when the subscriber writes to the bot again) and tell the admins, once."""
+        chat = personal_chat(destination)
+        if chat is None:
+            return
+        suspended, rejected = self.store.suspend_subscriber(
+            chat, destination, reason=reason, now=utcnow()
+        )
+        event(
+            log,
+            "subscription_suspended",
+            logging.WARNING,
+            chat=chat,
+            subscriptions=suspended,
+            rejected=rejected,
+            reason=reason,
+        )
+        if suspended:
+            await self.notify_admins(
+                f"ℹ️ A subscriber ({chat}) can no longer be written to ({reason}): their "
+                f"{suspended} subscription{'' if suspended == 1 else 's'} "
+                f"{'is' if suspended == 1 else 'are'} suspended until they write to the bot "
+                f"again. The channel is not affected."
+            )
+
+    async def notify_admins(self, text: str) -> None:
+        """A notice to every admin in a private chat (they must have sent /start once); a
+        failure is logged, never raised."""
+        telegram = self.config.destinations.telegram
+        if self.telegram is None or telegram is None:
+            return
+        for admin in telegram.admins:
+            try:
+                await self.telegram.send_html(admin, html.escape(text))
+            except Exception as exc:  # noqa: BLE001 - a notice must never stop delivery
+                event(
+                    log,
+                    "admin_notify_failed",
+                    logging.WARNING,
+                    admin=admin,
+                    error=redact(f"{type(exc).__name__}: {exc}", [self.telegram.token]),
+                )
+
+    def live_destinations(self) -> dict[str, DestinationLive]:
+        """Each sink's delivery state as this process sees it."""
+        deliverer = self.deliverer
+        out = {}
+        for sink in deliverer.sinks:
+            down = deliverer.down_since(sink.name)
+            if sink.name in deliverer.held_back:
+                out[sink.name] = DestinationLive(state="held")
+            elif sink.name in deliverer.elsewhere:
+                out[sink.name] = DestinationLive(state="elsewhere")
+            elif down is not None:
+                state = "paused" if deliverer.is_paused(sink.name) else "failing"
+                out[sink.name] = DestinationLive(state=state, since=down)
+            else:
+                out[sink.name] = DestinationLive(state="ok")
+        return out
 
     # --- personal subscriptions ---------------------------------------------------------------
 
@@ -142,7 +213,7 @@ class Runtime:
     def ensure_private_sink(self, chat_id: int) -> None:
         """A sink for a subscriber's private chat, so its outbox rows can be delivered."""
         channel = self.channel_sink()
-        name = f"telegram:{chat_id}"
+        name = personal_destination(chat_id)
         if channel is not None and all(s.name != name for s in self.deliverer.sinks):
             self.deliverer.sinks.append(channel.for_chat(chat_id))
 
@@ -153,14 +224,15 @@ class Runtime:
     # --- pause and resume (operator state, kept in SQLite) --------------------------------
 
     def _load_paused(self) -> None:
+        held = self.store.held()
         for sink in self.deliverer.sinks:
-            if self.store.get_setting(PAUSED_KEY.format(sink.name)):
+            if sink.name in held:
                 self.deliverer.held_back.add(sink.name)
             else:
                 self.deliverer.held_back.discard(sink.name)
 
     def set_paused(self, destination: str, paused: bool) -> None:
-        self.store.set_setting(PAUSED_KEY.format(destination), "1" if paused else None)
+        self.store.set_held(destination, paused)
         (self.deliverer.held_back.add if paused else self.deliverer.held_back.discard)(destination)
 
     # --- hot reload ---------------------------------------------------------------------------

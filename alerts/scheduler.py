@@ -1,8 +1,14 @@
 """The scheduler only ticks: one APScheduler job per feed on its interval, plus a delivery job.
 
 ``max_instances=1`` means a feed is never polled twice at once; a tick that comes while the
-previous poll still runs is skipped (and coalesced), not queued. ``stop`` lets in-flight polls and
-deliveries finish before it returns.
+previous poll still runs is skipped (and coalesced), not queued. Such skips are one named event,
+``job_still_running``, at most once a minute per job with the count (APScheduler's own WARNING
+for each skip, every 2 s while a send hangs, is dropped).
+
+``stop`` (SIGTERM) cancels the polls in flight at once (nothing of theirs is recorded: they are
+polled again at the next start) and gives the deliveries in flight ``grace_seconds`` to finish,
+then cancels them too (the alert stays pending; at most that one message repeats), so ``run``
+exits well within Docker's 10-second stop timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta, timezone
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from .config import FeedConfig
@@ -24,6 +31,22 @@ log = logging.getLogger("chipwatch.scheduler")
 
 DELIVER_EVERY_SECONDS = 2.0
 FIRST_RUN_SPREAD_SECONDS = 5.0  # first polls are spread over this, so feeds do not fire at once
+STOP_GRACE_SECONDS = 5.0  # deliveries in flight at SIGTERM get this long (Docker waits 10 s)
+OVERLAP_LOG_EVERY_SECONDS = 60.0  # job_still_running at most this often per job
+
+
+class _DropSkipWarnings(logging.Filter):
+    """APScheduler's WARNING for each skipped tick; ``job_still_running`` says it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(
+            'Execution of job "%s" skipped: maximum number of running instances'
+        )
+
+
+_APSCHEDULER_LOG = logging.getLogger("apscheduler.scheduler")
+if not any(isinstance(f, _DropSkipWarnings) for f in _APSCHEDULER_LOG.filters):
+    _APSCHEDULER_LOG.addFilter(_DropSkipWarnings())
 
 
 class Scheduler:
@@ -37,6 +60,7 @@ class Scheduler:
         deliver_every: float = DELIVER_EVERY_SECONDS,
         first_run_spread: float = FIRST_RUN_SPREAD_SECONDS,
         tick_every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._poll = poll
         self._deliver = deliver
@@ -47,23 +71,61 @@ class Scheduler:
         self.last_tick: float | None = None  # time.monotonic() of the last tick
         self._spread = first_run_spread
         self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
-        self._in_flight: set[asyncio.Task] = set()
+        self._scheduler.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        self._clock = clock
+        self._in_flight: dict[asyncio.Task, str] = {}  # task -> job name
+        self._polls: set[asyncio.Task] = set()  # those of them that are polls
+        self._stopping = False
         self._feeds: dict[str, FeedConfig] = {}
+        # job id -> (ticks skipped since the last job_still_running, when that was logged)
+        self._skips: dict[str, tuple[int, float | None]] = {}
+        self.skipped: dict[str, int] = {}  # job id -> ticks skipped in all
 
-    def _tracked(self, make: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    def _tracked(
+        self, make: Callable[[], Awaitable[object]], *, name: str, poll: bool = False
+    ) -> Callable[[], Awaitable[None]]:
         async def job() -> None:
             task = asyncio.current_task()
             if task is not None:
-                self._in_flight.add(task)
+                self._in_flight[task] = name
+                if poll:
+                    self._polls.add(task)
             try:
                 await make()
+            except asyncio.CancelledError:
+                if not self._stopping:
+                    raise
+                # Cut short by stop(): a poll records nothing and runs again at the next start;
+                # a delivery leaves its alert pending.
+                event(log, "poll_cancelled" if poll else "job_cut_short", job=name)
             except Exception:  # a failing tick must not kill the job; the next tick retries
                 log.exception("scheduled_job_failed")
             finally:
                 if task is not None:
-                    self._in_flight.discard(task)
+                    self._in_flight.pop(task, None)
+                    self._polls.discard(task)
 
         return job
+
+    def _skipped(self, submission: JobSubmissionEvent) -> None:
+        """A tick came while the job's previous run was still going: counted, and logged as
+        one event at most once a minute per job."""
+        job = submission.job_id
+        self.skipped[job] = self.skipped.get(job, 0) + 1
+        count, logged = self._skips.get(job, (0, None))
+        now = self._clock()
+        if logged is not None and now - logged < OVERLAP_LOG_EVERY_SECONDS:
+            self._skips[job] = (count + 1, logged)
+            return
+        self._skips[job] = (0, now)
+        event(
+            log,
+            "job_still_running",
+            logging.WARNING,
+            job=job,
+            skipped=count + 1,
+            note="its ticks are skipped until it ends",
+        )
 
     def set_feeds(self, feeds: Iterable[FeedConfig]) -> None:
         """Add, remove and reschedule feed jobs to match ``feeds``."""
@@ -81,7 +143,7 @@ class Scheduler:
             # Spread first polls over a few seconds so feeds do not all fire at once.
             first = now + timedelta(seconds=random.uniform(0, self._spread))
             self._scheduler.add_job(
-                self._tracked(functools.partial(self._poll, feed)),
+                self._tracked(functools.partial(self._poll, feed), name=f"feed:{name}", poll=True),
                 "interval",
                 seconds=feed.interval_seconds,
                 id=f"feed:{name}",
@@ -110,7 +172,7 @@ class Scheduler:
             misfire_grace_time=None,
         )
         self._scheduler.add_job(
-            self._tracked(self._deliver),
+            self._tracked(self._deliver, name="deliver"),
             "interval",
             seconds=self._deliver_every,
             id="deliver",
@@ -127,7 +189,7 @@ class Scheduler:
     def every(self, seconds: float, job: Callable[[], Awaitable[object]], *, name: str) -> None:
         """A housekeeping job (e.g. pruning) every ``seconds``, first run after one period."""
         self._scheduler.add_job(
-            self._tracked(job),
+            self._tracked(job, name=name),
             "interval",
             seconds=seconds,
             id=name,
@@ -136,13 +198,22 @@ class Scheduler:
             misfire_grace_time=None,
         )
 
-    async def stop(self, *, grace_seconds: float = 30.0) -> None:
-        """Stop ticking, then wait (up to the grace period) for running jobs to finish."""
+    async def stop(self, *, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        """Stop ticking; cancel the polls in flight; give the other jobs (a delivery, a
+        reload) up to ``grace_seconds`` to finish, then cancel them too."""
         # Pause first: shutting down APScheduler's asyncio executor cancels running jobs.
         self._scheduler.pause()
-        running = [t for t in self._in_flight if not t.done()]
-        if running:
-            event(log, "scheduler_draining", jobs=len(running))
-            await asyncio.wait(running, timeout=grace_seconds)
+        self._stopping = True
+        polls = [t for t in self._polls if not t.done()]
+        for task in polls:
+            task.cancel()
+        others = [t for t in self._in_flight if not t.done() and t not in self._polls]
+        late: set[asyncio.Task] = set()
+        if others:
+            event(log, "scheduler_draining", jobs=",".join(self._in_flight[t] for t in others))
+            _, late = await asyncio.wait(others, timeout=grace_seconds)
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*polls, *late, return_exceptions=True)
         self._scheduler.shutdown(wait=False)
-        event(log, "scheduler_stopped")
+        event(log, "scheduler_stopped", polls_cancelled=len(polls), cut_short=len(late))

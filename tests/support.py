@@ -223,19 +223,28 @@ def cli(
 
 
 class RunningBot:
-    """``python bot.py run`` as its own process, logging to a file."""
+    """``python bot.py run`` as its own process, logging to a file (or ``argv`` in ``cwd``,
+    e.g. the Docker image's entry point)."""
 
-    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        config: Path | None,
+        log: Path,
+        env: dict[str, str] | None = None,
+        *,
+        argv: list[str] | None = None,
+        cwd: Path = ROOT,
+    ):
         self.log = log
         full = {k: v for k, v in os.environ.items() if k != "CHIPWATCH_DATABASE"}
         full.update(env or {})
         with log.open("w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
+                argv or [sys.executable, str(ROOT / "bot.py"), "run", "--config", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=full,
-                cwd=ROOT,
+                cwd=cwd,
             )
 
     def text(self) -> str:
@@ -322,3 +331,34 @@ async def poll_cycle(
                 coordinator=coordinator,
             ),
         )
+
+
+FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_IMMUTABLE_FL = 0x80086601, 0x40086602, 0x10
+
+
+@contextlib.contextmanager
+def read_only_directory(path: Path) -> Iterator[None]:
+    """Nothing can be created, renamed or removed in ``path`` meanwhile, for this process
+    too: by its mode for a user, by the immutable flag for root (whom modes do not bind)."""
+    if os.geteuid() != 0:
+        mode = path.stat().st_mode
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(mode)
+        return
+    import array
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        flags = array.array("l", [0])
+        fcntl.ioctl(fd, FS_IOC_GETFLAGS, flags, True)
+        fcntl.ioctl(fd, FS_IOC_SETFLAGS, array.array("l", [flags[0] | FS_IMMUTABLE_FL]))
+        try:
+            yield
+        finally:
+            fcntl.ioctl(fd, FS_IOC_SETFLAGS, flags)
+    finally:
+        os.close(fd)

@@ -4,6 +4,7 @@ arguments and prints. A new module must be given its layer here, deliberately.""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,10 @@ LAYERS = [
     {"loopback", "fetch", "parse", "match", "outlets"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},
+    {"health"},  # the one health model: store facts and live state to a verdict
     {"pipeline", "backtest", "status", "explain"},
     {"runtime", "scheduler"},
-    {"commands", "ops"},
+    {"bot", "ops"},  # bot: the command handlers and their Telegram adapter
     {"app"},
     {"demo"},
     {"cli"},
@@ -116,3 +118,35 @@ def test_cli_only_parses_arguments_and_prints():
     assert classes == [] and coroutines == [], "services belong in app/explain/status, not cli"
     imported = {u for _, u in _imports(PACKAGE / "cli.py")}
     assert not imported & {"store", "pipeline", "fetch", "deliver", "stories", "runtime"}
+
+
+def test_only_the_adapters_import_telegram():
+    """Command handlers are plain functions: only the python-telegram-bot adapter for
+    commands and the Telegram sink know the library."""
+    importers = set()
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            if any(n.split(".")[0] == "telegram" for n in names):
+                importers.add(str(path.relative_to(PACKAGE)))
+    assert importers == {"bot/telegram.py", "deliver/telegram.py"}
+
+
+def test_no_sql_outside_the_store():
+    """Every query is the store's (on both engines): no other module runs SQL or opens a
+    database connection of its own."""
+    sql = re.compile(r"\.(execute|query|executescript)\(|\bimport (sqlite3|psycopg)\b|sqlite_utils")
+    found = [
+        f"{path.relative_to(PACKAGE)}:{n}"
+        for path in MODULES
+        if path.relative_to(PACKAGE).parts[0] != "store"
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if sql.search(line)
+    ]
+    assert found == []

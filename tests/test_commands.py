@@ -1,12 +1,15 @@
-"""Living with the bot: commands through the real python-telegram-bot Application polling a fake
-Bot API on loopback, hot reload of config.yaml, and operator state that survives restarts."""
+"""Living with the bot, end to end: commands through the real python-telegram-bot Application
+polling a fake Bot API on loopback, hot reload of config.yaml, personal subscriptions. The
+commands themselves are tested as plain functions in ``tests/test_handlers.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
 import logging
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -14,9 +17,11 @@ from alerts.app import run_forever
 from alerts.config import load_config
 from alerts.loopback import Route
 from alerts.scheduler import FIRST_RUN_SPREAD_SECONDS
+from alerts.status import format_status, read_status
 from alerts.store import open_store
+from alerts.types import utcnow
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import CHANNEL, CHANNEL_ID, ago, alerting_item, record, rss
+from tests.support import CHANNEL, CHANNEL_ID, ago, rss
 
 ADMIN, USER = 111, 222
 
@@ -52,8 +57,7 @@ destinations:
 stories:
   edit_delay_seconds: 0
 ops:
-  listen: ""
-"""
+{ops}"""
 
 
 @pytest.fixture
@@ -69,9 +73,19 @@ def telegram(monkeypatch):
 class Bot:
     """``python bot.py run`` in this process, driven through the fake Bot API."""
 
-    def __init__(self, config_path, telegram, *, first_run_spread=FIRST_RUN_SPREAD_SECONDS):
+    def __init__(
+        self,
+        config_path,
+        telegram,
+        *,
+        first_run_spread=FIRST_RUN_SPREAD_SECONDS,
+        wait_for_commands=True,
+        commands_retry=5.0,
+    ):
         self.config_path = config_path
         self.telegram = telegram
+        self.wait_for_commands = wait_for_commands
+        self.commands_retry = commands_retry
         self.stop = asyncio.Event()
         self.task = None
         # 0 for a test that waits for the first poll. The others keep the real spread (up to
@@ -88,9 +102,11 @@ class Bot:
                 reload_every=0.2,
                 first_run_spread=self.first_run_spread,
                 deliver_every=0.2,  # a real bot delivers every 2 s: no test waits on that clock
+                commands_retry=self.commands_retry,
             )
         )
-        await self.wait_for(lambda: self.telegram.calls_to("getUpdates"), "commands to start")
+        if self.wait_for_commands:
+            await self.wait_for(lambda: self.telegram.calls_to("getUpdates"), "commands to start")
         return self
 
     async def __aexit__(self, *exc):
@@ -122,15 +138,18 @@ class Bot:
         return [m["shown_text"] for m in self.telegram.sent if m["chat_id"] == CHANNEL_ID]
 
 
-def _setup(tmp_path, serve, telegram, items=(), admins=(ADMIN,)):
+def _setup(
+    tmp_path, serve, telegram, items=(), admins=(ADMIN,), ops='  listen: ""\n', base_url=None
+):
     url = serve(rss(list(items)))
     path = tmp_path / "config.yaml"
     path.write_text(
         CONFIG_TEMPLATE.format(
             url=url,
             channel=CHANNEL,
-            base_url=telegram.base_url,
+            base_url=base_url or telegram.base_url,
             admins=", ".join(str(a) for a in admins),
+            ops=ops,
         ),
         encoding="utf-8",
     )
@@ -139,56 +158,6 @@ def _setup(tmp_path, serve, telegram, items=(), admins=(ADMIN,)):
 
 def _set_feed(feed_server, url, items):
     feed_server.routes[url.split(str(feed_server.port))[1]] = Route(body=rss(items).encode())
-
-
-async def test_public_commands_answer_everyone(tmp_path, serve, telegram):
-    items = [
-        {
-            "title": "China approves Nvidia H200 imports",
-            "guid": "p1",
-            "link": "https://n.example/p1",
-            "date": ago(minutes=5),
-        }
-    ]
-    path, _ = _setup(tmp_path, serve, telegram, items)
-    # A different user for each command: everyone is answered (and no reply waits for the
-    # one-a-second pace of a chat that was just written to).
-    users = itertools.count(USER)
-    async with Bot(path, telegram, first_run_spread=0) as bot:
-        await bot.wait_for(bot.channel_posts, "the first alert")
-        assert "/watchlist" in await bot.ask(next(users), "/start")
-        assert "/why" in await bot.ask(next(users), "/help")
-        watchlist = await bot.ask(next(users), "/watchlist")
-        assert (
-            "chips (2): H200, H20" in watchlist and "chip-trade: all of export_terms" in watchlist
-        )
-        status = await bot.ask(next(users), "/status")
-        assert "Feeds: 1 OK, 0 failing" in status and "Alerts today: 1" in status
-        assert "Pending deliveries: 0" in status and "Channel: delivering" in status
-        recent = await bot.ask(next(users), "/recent 3")
-        assert "China approves Nvidia H200 imports — Wire" in recent
-        why = await bot.ask(next(users), "/why US bans Nvidia H20 export controls")
-        assert "ALERT: rule(s) chip-trade held" in why and "H20" in why
-        assert "don't know that command" in await bot.ask(next(users), "/frobnicate")
-
-
-async def test_admin_commands_refuse_non_admins_politely(tmp_path, serve, telegram, caplog):
-    path, _ = _setup(tmp_path, serve, telegram)
-    before = path.read_text()
-    users = itertools.count(USER)  # none of them an admin, and a chat each
-    async with Bot(path, telegram) as bot:
-        with caplog.at_level(logging.WARNING, logger="chipwatch"):
-            for command in (
-                "/watch chips B300",
-                "/unwatch chips H20",
-                "/mute Nvidia 1h",
-                "/unmute Nvidia",
-                "/pause",
-                "/resume",
-            ):
-                assert "only the bot's admins" in await bot.ask(next(users), command)
-    assert path.read_text() == before
-    assert caplog.text.count("command_refused") == 6 and f"user={USER}" in caplog.text
 
 
 async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(
@@ -255,53 +224,6 @@ async def test_invalid_hand_edit_keeps_old_config_and_tells_admins(
         assert "B30A" in await bot.ask(USER, "/watchlist")
 
 
-async def test_mutes_and_pause_survive_a_restart(tmp_path, serve, telegram, feed_server):
-    path, url = _setup(tmp_path, serve, telegram)
-    async with Bot(path, telegram) as bot:
-        assert "Huawei muted until" in await bot.ask(ADMIN, "/mute huawei 2h")
-        assert "paused" in await bot.ask(ADMIN, "/pause")
-    async with Bot(path, telegram) as bot:
-        assert "Muted: huawei until" in await bot.ask(USER, "/watchlist")
-        assert "Channel: paused" in await bot.ask(USER, "/status")
-        why = await bot.ask(USER, "/why Huawei hit by export controls")
-        assert "muted terms drop out: no alert" in why
-        _set_feed(
-            feed_server,
-            url,
-            [
-                {
-                    "title": "Huawei hit by new export controls",
-                    "guid": "m1",
-                    "link": "https://n.example/m1",
-                    "date": ago(minutes=1),
-                },
-                {
-                    "title": "Nvidia H20 export controls tightened",
-                    "guid": "m2",
-                    "link": "https://n.example/m2",
-                    "date": ago(minutes=1),
-                },
-            ],
-        )
-        await bot.wait_for(
-            lambda: "Pending deliveries: 1" in _sync_status(bot), "the queued alert", timeout=25
-        )
-        assert bot.channel_posts() == [], "paused: the alert waits"
-        assert "1 queued alerts go out now" in await bot.ask(ADMIN, "/resume")
-        posts = await bot.wait_for(bot.channel_posts, "the released alert")
-        assert posts[0].startswith("Nvidia H20 export controls tightened"), "Huawei stayed muted"
-        assert "unmuted" in await bot.ask(ADMIN, "/unmute Huawei")
-
-
-def _sync_status(bot):
-    # The store is SQLite: reading it from the test is the same as /status, without a round trip.
-    import sqlite3
-
-    with sqlite3.connect(bot.config_path.parent / "cw.db") as db:
-        n = db.execute("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'").fetchone()[0]
-    return f"Pending deliveries: {n}"
-
-
 async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram, feed_server):
     path, url = _setup(tmp_path, serve, telegram)
     async with Bot(path, telegram) as bot:
@@ -333,75 +255,12 @@ async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram
         assert "Unsubscribed from H20" in await bot.ask(USER, "/unsubscribe H20")
 
 
-HOSTILE = [
-    ("too_long", "/why " + "x" * 5000, "too long"),
-    ("control_chars", "/why Nvidia\u0000H20", "control characters"),
-    ("yaml_injection", "/watch chips x: {evil: 1}", "letters, digits"),
-    ("yaml_newline_key", "/watch chips B300\ndatabase: /etc/passwd", "control characters"),
-    ("unknown_category", "/watch gadgets B300", "no watchlist 'gadgets'"),
-    ("category_shape", "/watch ../etc B300", "a category is lowercase"),
-    ("bad_duration", "/mute Nvidia forever", "duration like 30m"),
-    ("too_long_mute", "/mute Nvidia 90d", "between 1 minute and 30 days"),
-    ("too_short_mute", "/mute Nvidia 0.5m", "between 1 minute and 30 days"),
-    ("recent_not_number", "/recent lots", "a number from 1 to 20"),
-]
-
-
-async def test_hostile_arguments_are_refused_and_replies_escaped(tmp_path, serve, telegram):
-    # An admin for each command: no reply waits for the pace of a chat just written to.
-    admins = [ADMIN + i for i in range(len(HOSTILE))]
-    path, _ = _setup(tmp_path, serve, telegram, admins=admins)
-    before = path.read_text()
-    async with Bot(path, telegram) as bot:
-        for admin, (_, command, expected) in zip(admins, HOSTILE, strict=True):
-            reply = await bot.ask(admin, command)
-            assert expected in reply, (command[:40], reply)
-        echoed = await bot.ask(USER, "/why <b>Nvidia</b> & <script>H20</script> export controls")
-        assert "<script>H20</script>" in echoed, "shown literally: escaped, not parsed"
-    assert path.read_text() == before, "no hostile input reached the config file"
-
-
-async def test_watch_previews_what_the_term_would_have_matched(tmp_path, serve, telegram, caplog):
-    items = [
-        {
-            "title": "Nvidia B300 shipments to China face new export controls",
-            "guid": "b1",
-            "link": "https://n.example/b1",
-            "date": ago(minutes=3),
-        },
-        {
-            "title": "B300 racks arrive at Oracle",
-            "guid": "b2",
-            "link": "https://n.example/b2",
-            "date": ago(minutes=2),
-        },
-        {
-            "title": "Huawei phone sales rise",
-            "guid": "h1",
-            "link": "https://n.example/h1",
-            "date": ago(minutes=1),
-        },
-    ]
-    path, _ = _setup(tmp_path, serve, telegram, items)
-    with caplog.at_level(logging.INFO, logger="chipwatch"):
-        async with Bot(path, telegram, first_run_spread=0) as bot:
-            await bot.wait_for(
-                lambda: "feed_polled status=ok feed=Wire" in caplog.text, "the first poll"
-            )
-            reply = await bot.ask(ADMIN, "/watch chips B300")
-    assert "added B300 to chips" in reply
-    assert "In the last 7 days it would have matched 2 items:" in reply
-    assert "• Nvidia B300 shipments to China face new export controls — Wire" in reply
-    assert "• B300 racks arrive at Oracle — Wire" in reply
-    assert "Huawei" not in reply.split("matched", 1)[1]
-
-
 async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
     """The channel sink, personal chats, command replies and admin notices share one Bot and
     one 30-a-second budget: every sendMessage the fake saw was counted in that budget."""
-    from alerts.commands import Commands
+    from alerts.bot.handlers import Services
+    from alerts.bot.telegram import TelegramCommands
     from alerts.runtime import Runtime
-    from alerts.store import open_store
     from alerts.types import Alert, utcnow
 
     path, _ = _setup(tmp_path, serve, telegram)
@@ -410,7 +269,9 @@ async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
     runtime = Runtime(config, store)
     try:
         client = runtime.telegram
-        commands = Commands(runtime, client=client)
+        commands = TelegramCommands(
+            Services(runtime=runtime, health=lambda now: None), client=client
+        )
         channel = runtime.channel_sink()
         telegram.add_chat(ADMIN, "private", first_name="Admin")  # the admin has said /start
         runtime.ensure_private_sink(ADMIN)
@@ -434,7 +295,7 @@ async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
         )
         await channel.send(alert)
         await personal.send(alert)
-        await commands.notify_admins("config not applied")
+        await runtime.notify_admins("config not applied")
         sent = telegram.calls_to("sendMessage")
         assert len(sent) == 3, [(c.get("chat_id"), c.get("status")) for c in sent]
         assert len(counted) == 3, "one budget counted every send"
@@ -444,40 +305,141 @@ async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
         store.close()
 
 
-async def test_recent_counts_follow_ups_and_why_explains_where_one_went(tmp_path, serve, telegram):
-    path, _ = _setup(tmp_path, serve, telegram)
-    store = open_store(tmp_path / "cw.db")
-    story = "US curbs Nvidia H20 exports"
-    followup = "Nvidia halts H20 output after Beijing warning"
-    record(
-        store,
-        "Wire",
-        alerting_item("s", story, feed="Wire", destinations=("telegram",), story_id=1),
-    )
-    record(
-        store,
-        "Bloomberg",
-        alerting_item(
-            "f",
-            followup,
-            feed="Bloomberg",
-            destinations=("telegram",),
-            story_id=2,
-            thread=1,
-            decision="follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)",
-        ),
-    )
-    store.close()
-    async with Bot(path, telegram) as bot:
-        posts = await bot.wait_for(lambda: len(telegram.sent) >= 2 and telegram.sent, "alerts")
-        assert posts[1]["reply_to_message_id"] == posts[0]["message_id"], "a quiet reply"
-        recent = (await bot.ask(USER, "/recent")).split("\n")
-        assert recent[0].startswith(f"• {story} — Wire · ")
-        assert recent[0].endswith(" · +1 follow-up")
-        assert recent[1].startswith(f"   ↳ {followup} — Bloomberg · ")
-        why = await bot.ask(USER + 1, f"/why {followup.lower()}")  # a chat each: no pacing
-        assert why.startswith(f"“{followup.lower()}”\n"), "the match explanation first"
-        assert f"a quiet follow-up to “{story}”" in why
-        assert "decision: follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)" in why
-        why = await bot.ask(USER + 2, f"/why {story}")
-        assert "a new story (1 follow-up under it)\ndecision: not recorded" in why
+OPS = '  listen: "127.0.0.1:0"\n  paused_after_minutes: 0\n'  # any outage counts at once
+
+
+def _ops_address(text):
+    for line in text.splitlines():
+        if "ops_listening address=" in line:
+            return "http://" + line.split("ops_listening address=")[1].split()[0]
+    return None
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+async def _healthz(base):
+    status, body = await asyncio.to_thread(_get, base + "/healthz")
+    return status, json.loads(body)
+
+
+def _news(guid, title, *, minutes):
+    return {
+        "title": title,
+        "guid": guid,
+        "link": f"https://n.example/{guid}",
+        "date": ago(minutes=minutes),
+    }
+
+
+def _notices(telegram):
+    return [
+        m["shown_text"]
+        for m in telegram.sent
+        if m["chat_id"] == ADMIN and "can no longer be written to" in m["shown_text"]
+    ]
+
+
+async def test_item2_a_blocked_subscriber_is_suspended_and_the_bot_stays_healthy(
+    tmp_path, serve, telegram, feed_server, caplog
+):
+    """A subscriber who blocks the bot used to pause their chat as a destination: /healthz went
+    503 (a HEALTHCHECK restarts a healthy container), and their user id was in /healthz and a
+    /metrics label. Now their subscription is suspended, the admins are told once, and the
+    channel and every health view carry on."""
+    path, url = _setup(tmp_path, serve, telegram, ops=OPS)
+    telegram.add_chat(ADMIN, "private", first_name="Admin")  # the admin has sent /start
+    with caplog.at_level(logging.INFO, logger="chipwatch"):
+        async with Bot(path, telegram) as bot:
+            base = await bot.wait_for(lambda: _ops_address(caplog.text), "the ops endpoint")
+            assert "subscribed to term H20" in await bot.ask(USER, "/subscribe H20")
+            telegram.kick(USER)  # the subscriber blocks the bot
+            items = [_news("b1", "US widens export controls on Nvidia H20", minutes=2)]
+            _set_feed(feed_server, url, items)
+            await bot.wait_for(lambda: _notices(telegram), "the admins' notice")
+            await bot.wait_for(bot.channel_posts, "the channel's alert")
+            items.append(_news("b2", "Huawei hit by new export controls on H20 parts", minutes=1))
+            _set_feed(feed_server, url, items)
+            await bot.wait_for(lambda: len(bot.channel_posts()) == 2, "the channel's next alert")
+
+            status, health = await _healthz(base)
+            assert status == 200 and health["reasons"] == [], health
+            assert health["destinations"] == {
+                "telegram": {"state": "ok"},
+                "telegram:subscribers": {"state": "ok", "chats": 0, "suspended": 1},
+            }
+            _, metrics = await asyncio.to_thread(_get, base + "/metrics")
+            for text in (json.dumps(health), metrics):
+                assert f"telegram:{USER}" not in text and f":{USER}" not in text
+            assert 'chipwatch_outbox_pending{destination="telegram:subscribers"} 0.0' in metrics
+            assert (
+                'chipwatch_deliveries_total{destination="telegram:subscribers",'
+                'result="unreachable"} 1.0' in metrics
+            )
+            reply = await bot.ask(USER + 1, "/status")
+            assert "Health: ok" in reply and "Channel: delivering" in reply
+            assert "Subscribers: 0 (1 suspended)" in reply
+            status = read_status(load_config(path), now=utcnow())
+            assert status.healthy, status.problems
+            assert "subscribers: 0 chat(s), 1 suspended (blocked the bot)" in format_status(status)
+            [notice] = _notices(telegram)
+            assert f"A subscriber ({USER}) can no longer be written to" in notice
+            assert "bot was blocked by the user" in notice and "channel is not affected" in notice
+
+            telegram.unkick(USER)  # they come back
+            assert (await bot.ask(USER, "/subscriptions")).startswith("👋 Welcome back")
+            items.append(_news("b3", "Nvidia H20 benchmarks leak", minutes=1))
+            _set_feed(feed_server, url, items)
+            await bot.wait_for(
+                lambda: [m for m in telegram.sent if "benchmarks leak" in m["shown_text"]],
+                "their next alert",
+            )
+    assert "subscription_suspended chat=222 subscriptions=1" in caplog.text
+    assert "destination_paused" not in caplog.text
+
+
+async def test_item3_commands_start_once_telegram_can_be_reached(
+    tmp_path, serve, feed_server, caplog, monkeypatch
+):
+    """Telegram unreachable at start used to leave commands off for the life of the process
+    (one log line, /healthz 200, no metric). Now the poller retries until it starts, and
+    /healthz and /metrics say so meanwhile."""
+    chats = {CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}
+    away = FakeTelegram(chats=chats).start()
+    away.close()  # the Bot API is away: nothing listens on its port
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", away.token)
+    path, _ = _setup(tmp_path, serve, away, ops=OPS)
+    back = None
+    try:
+        with caplog.at_level(logging.INFO, logger="chipwatch"):
+            async with Bot(path, away, wait_for_commands=False, commands_retry=0.1) as bot:
+                base = await bot.wait_for(lambda: _ops_address(caplog.text), "the ops endpoint")
+                await bot.wait_for(
+                    lambda: caplog.text.count("commands_unavailable") >= 2, "a retry, and another"
+                )
+                status, health = await _healthz(base)
+                assert status == 200 and health["commands"] == "starting"
+                assert health["warnings"] == [
+                    "commands are not answered yet: Telegram could not be reached (retrying)"
+                ]
+                _, metrics = await asyncio.to_thread(_get, base + "/metrics")
+                assert "chipwatch_commands_up 0.0" in metrics
+
+                # Telegram comes back, on the same address.
+                back = FakeTelegram(chats=chats, per_chat_interval=0.05, port=away.port).start()
+                bot.telegram = back
+                await bot.wait_for(lambda: back.calls_to("getUpdates"), "the poller", timeout=40)
+                assert "Health: ok" in await bot.ask(USER, "/status")
+                _, health = await _healthz(base)
+                assert health["commands"] == "up" and health["warnings"] == []
+                _, metrics = await asyncio.to_thread(_get, base + "/metrics")
+                assert "chipwatch_commands_up 1.0" in metrics
+    finally:
+        if back is not None:
+            back.close()
+    assert "commands_started" in caplog.text

@@ -309,6 +309,38 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
         )
 
 
+def test_once_threads_a_follow_up_quietly_under_its_story_end_to_end(tmp_path, serve, telegram):
+    """From two feeds to the channel: the clusterer makes the second report a follow-up, the
+    pipeline records it in the story's thread, and the deliverer posts it as a quiet reply to
+    the story's message."""
+    story = _one_alert_feed(serve, "s1", title="US tightens export controls on Nvidia H20 chips")
+    follow = serve(
+        rss(
+            [
+                {
+                    "title": "Nvidia halts H20 shipments to China after new export controls",
+                    "guid": "f1",
+                    "link": "https://m.example/f1",
+                    "date": ago(minutes=2),
+                }
+            ]
+        )
+    )
+    chat = f'  telegram:\n    chat_id: "{CHANNEL}"\n    api_base_url: {telegram.base_url}\n'
+    config = write_config(
+        tmp_path, [("Wire", story), ("Bloomberg", follow)], extra=f"destinations:\n{chat}"
+    )
+    result = _once(config, TELEGRAM_BOT_TOKEN=telegram.token)
+    assert result.returncode == 0, result.stderr
+    assert "sent=2 pending=0" in result.stdout
+    first, second = telegram.sent
+    assert "US tightens export controls on Nvidia H20 chips" in first["text"]
+    assert not first["disable_notification"] and first["reply_to_message_id"] is None
+    assert "Nvidia halts H20 shipments" in second["text"]
+    assert second["disable_notification"], "a follow-up does not notify"
+    assert second["reply_to_message_id"] == first["message_id"], "it replies to the story"
+
+
 def test_revoked_token_keeps_alert_pending_and_is_not_logged(tmp_path, serve, telegram):
     url = _one_alert_feed(serve, "r1", title="Nvidia H20 export controls")
     config = _telegram_config(tmp_path, url, telegram)

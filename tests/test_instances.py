@@ -490,7 +490,9 @@ def test_the_compose_files_instances_share_one_database(postgres, tmp_path, serv
     for v in apps.values():
         assert v["depends_on"]["db"]["condition"] == "service_healthy"
         assert v["environment"]["PGPASSWORD"].startswith("${"), "secrets from the environment"
-        assert "./config.yaml:/app/config.yaml:ro" in v["volumes"]
+        # The config on a volume they share and may write (/watch), not a read-only mount.
+        assert v["volumes"] == ["chipwatch-config:/data"]
+    assert "chipwatch-config" in compose["volumes"]
 
     database = postgres.new_database().rsplit("/", 1)[1]
     here = url.replace("@db:5432/chipwatch", f"@127.0.0.1:{postgres.port}/{database}")

@@ -23,12 +23,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.config import OpsConfig, load_config, parse_config
 from alerts.errors import ConfigError
+from alerts.health import DestinationLive, Live, assess
 from alerts.healthcheck import url_from_env
 from alerts.loopback import Route
-from alerts.ops import DestinationHealth, HealthCheck, assess
+from alerts.ops import HealthCheck, healthz_json
 from alerts.runtime import Runtime
 from alerts.scheduler import Scheduler
 from alerts.store import open_store
+from alerts.store.health import HealthFacts
 from alerts.store.schema import _iso
 from alerts.types import utcnow
 from tests.fakes.telegram_api import FakeTelegram
@@ -231,40 +233,52 @@ def test_healthcheck_asks_the_listen_address_on_loopback():
 # --- the verdict, from state --------------------------------------------------------------------
 
 
-def _assess(**kw):
-    base = {
-        "tick_age": 1.0,
-        "tick_every": 5.0,
-        "database": "cw.db",
-        "database_error": None,
-        "feeds": [],
-        "configured_feeds": 0,
-        "failing_after": timedelta(hours=24),
-        "destinations": {},
-        "paused_after": timedelta(hours=1),
-        "now": utcnow(),
-    }
-    return assess(**{**base, **kw})
+def _assess(tmp_path, *, destinations=None, tick_age=1.0, now=None):
+    """The verdict on an empty database, with the given live state."""
+    config = load_config(
+        write_config(
+            tmp_path,
+            [],
+            extra='destinations:\n  telegram:\n    chat_id: "@c"\n',  # paused after 60 min
+        )
+    )
+    facts = HealthFacts(
+        feeds={},
+        pending={},
+        held=frozenset(),
+        last_alert=None,
+        alerts_today=0,
+        subscribers=0,
+        suspended=0,
+        instances=(),
+        size_bytes=0,
+    )
+    live = Live(
+        tick_age=tick_age,
+        tick_every=5.0,
+        database_error=None,
+        destinations=destinations or {"telegram": DestinationLive(state="ok")},
+    )
+    return assess(config, facts, now=now or utcnow(), live=live)
 
 
-def test_destination_down_counts_only_after_paused_after():
+def test_destination_down_counts_only_after_paused_after(tmp_path):
     now = utcnow()
 
     def down(minutes, state="failing"):
-        return {
-            "telegram": DestinationHealth(
-                state=state, since=(now - timedelta(minutes=minutes)).isoformat()
-            )
-        }
+        return {"telegram": DestinationLive(state=state, since=now - timedelta(minutes=minutes))}
 
-    assert _assess(destinations=down(59), now=now).healthy
-    late = _assess(destinations=down(61, "paused"), now=now)
+    assert _assess(tmp_path, destinations=down(59), now=now).healthy
+    late = _assess(tmp_path, destinations=down(61, "paused"), now=now)
     assert not late.healthy
     assert late.reasons[0].startswith("destination telegram is paused since")
-    assert _assess(destinations={"telegram": DestinationHealth(state="held")}, now=now).healthy
-    stalled = _assess(tick_age=11.0)
+    held = _assess(tmp_path, destinations={"telegram": DestinationLive(state="held")}, now=now)
+    assert held.healthy and held.warnings == (
+        "destination telegram is paused (/resume to release it)",
+    )
+    stalled = _assess(tmp_path, tick_age=11.0)
     assert stalled.reasons == ("scheduler stalled: last tick 11s ago (it ticks every 5s)",)
-    assert _assess(tick_age=9.0).healthy
+    assert _assess(tmp_path, tick_age=9.0).healthy
 
 
 async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_path):
@@ -280,16 +294,19 @@ async def test_every_feed_failing_longer_than_failing_after_is_unhealthy(tmp_pat
         now = utcnow()
         store.record_failure("A", "http://127.0.0.1:9/a", "http_404", now=now - timedelta(days=2))
         store.record_failure("B", "http://127.0.0.1:9/b", "http_404", now=now - timedelta(hours=1))
-        health = await check()
-        assert health.healthy and health.feeds_failing == 2, "B has failed for an hour only"
+        health = check()
+        assert health.healthy and health.count("failing") == 2, "B has failed for an hour only"
+        assert health.warnings == (
+            f"feed A failing since {(now - timedelta(days=2)):%Y-%m-%d %H:%M} UTC (http_404)",
+        )
         # B has now been failing for a day and a minute as well.
         store.db.execute(
             "UPDATE feeds SET failing_since = ? WHERE name = 'B'",
             [_iso(now - timedelta(days=1, minutes=1))],
         )
-        health = await check()
+        health = check()
         assert health.reasons == ("every feed is failing, for over 24h",)
-        assert health.to_json()["status"] == "unhealthy"
+        assert healthz_json(health)["status"] == "unhealthy"
     finally:
         await runtime.aclose()
         store.close()

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from alerts.config import FeedConfig
+from alerts.app import run_forever
+from alerts.config import FeedConfig, load_config
+from alerts.loopback import Route
 from alerts.pipeline import not_due
 from alerts.scheduler import Scheduler
+from alerts.store import open_store
 from alerts.types import FeedState
 from tests.support import ROOT, ago, rss, write_config
 
@@ -28,8 +33,10 @@ async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():
         running += 1
         peak = max(peak, running)
         polls.append(feed.name)
-        await asyncio.sleep(1.5)  # longer than the interval: the next tick must be skipped
-        running -= 1
+        try:
+            await asyncio.sleep(1.5)  # longer than the interval: the next tick must be skipped
+        finally:
+            running -= 1
 
     async def deliver():
         delivers.append(1)
@@ -43,8 +50,70 @@ async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():
 
     assert peak == 1
     assert 2 <= len(polls) <= 3
-    assert running == 0, "stop() waits for the in-flight poll"
+    assert running == 0, "stop() ends the in-flight poll before it returns"
     assert len(delivers) >= 3
+
+
+async def test_item8_a_job_still_running_is_one_named_event_not_a_warning_a_tick(caplog):
+    """A send that hangs used to log APScheduler's unnamed "skipped: maximum number of running
+    instances" WARNING every 2 s. Now the skips are counted and logged as one named event at
+    most once a minute per job."""
+    release = asyncio.Event()
+
+    async def deliver():
+        await release.wait()  # a send that hangs
+
+    async def poll(feed):
+        pass
+
+    scheduler = Scheduler(poll=poll, deliver=deliver, deliver_every=0.05, first_run_spread=0)
+    with caplog.at_level(logging.INFO):
+        scheduler.start([])
+        deadline = time.monotonic() + 30
+        while scheduler.skipped.get("deliver", 0) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        release.set()
+        await scheduler.stop()
+    assert scheduler.skipped["deliver"] >= 5
+    assert "maximum number of running instances" not in caplog.text
+    lines = [r.getMessage() for r in caplog.records if "job_still_running" in r.getMessage()]
+    assert lines == [
+        'job_still_running job=deliver skipped=1 note="its ticks are skipped until it ends"'
+    ]
+
+
+async def test_item8_stop_cancels_polls_in_flight_and_cuts_a_hung_delivery_short(caplog):
+    """SIGTERM used to wait for fetches in flight (up to ``timeout_seconds`` each) and for a
+    send, which can exceed Docker's 10-second stop timeout. Now polls are cancelled at once
+    (they run again at the next start) and a delivery gets ``grace_seconds``."""
+    started, cancelled = asyncio.Event(), []
+    hang = asyncio.Event()  # never set: a fetch and a send that do not answer
+
+    async def poll(feed):
+        started.set()
+        try:
+            await hang.wait()
+        except asyncio.CancelledError:
+            cancelled.append(feed.name)
+            raise
+
+    async def deliver():
+        try:
+            await hang.wait()
+        except asyncio.CancelledError:
+            cancelled.append("deliver")
+            raise
+
+    scheduler = Scheduler(poll=poll, deliver=deliver, deliver_every=60, first_run_spread=0)
+    with caplog.at_level(logging.INFO):
+        scheduler.start([FeedConfig(name="slow", url="http://127.0.0.1:9/", interval_seconds=60)])
+        await asyncio.wait_for(started.wait(), 30)
+        await scheduler.stop(grace_seconds=0.2)
+    assert sorted(cancelled) == ["deliver", "slow"]
+    assert "poll_cancelled job=feed:slow" in caplog.text
+    assert "job_cut_short job=deliver" in caplog.text
+    assert "scheduler_stopped polls_cancelled=1 cut_short=1" in caplog.text
+    assert "raised an exception" not in caplog.text
 
 
 def test_a_tick_that_fires_less_late_than_the_last_still_finds_its_feed_due():
@@ -141,3 +210,38 @@ def test_run_polls_delivers_and_exits_0_on_sigterm(tmp_path, serve):
     err = proc.stderr.read()
     assert code == 0, err
     assert "shutdown_requested" in err and "bot_stopped" in err
+
+
+async def test_item8_run_stops_with_a_fetch_in_flight_and_records_nothing(
+    tmp_path, serve, feed_server, caplog
+):
+    """``run`` told to stop while a server is still answering (``timeout_seconds`` is 60):
+    the fetch is cancelled, nothing about the feed is recorded, and the next start polls it."""
+    answer = threading.Event()
+
+    def slow() -> bytes:
+        answer.wait(60)
+        return rss([]).encode()
+
+    url = serve(Route(body=slow))
+    config = load_config(write_config(tmp_path, [("Wire", url)], timeout=60))
+    stop = asyncio.Event()
+    try:
+        with caplog.at_level(logging.INFO):
+            task = asyncio.create_task(run_forever(config, stop=stop, first_run_spread=0))
+            deadline = time.monotonic() + 30
+            while not any(url.endswith(path) for path, _ in feed_server.requests):
+                assert time.monotonic() < deadline and not task.done(), "the fetch"
+                await asyncio.sleep(0.05)
+            stop.set()
+            assert await asyncio.wait_for(task, 30) == 0
+        assert not answer.is_set(), "it stopped while the server still had not answered"
+    finally:
+        answer.set()
+    assert "poll_cancelled job=feed:Wire" in caplog.text
+    assert "scheduler_stopped polls_cancelled=1" in caplog.text
+    store = open_store(config.database)
+    try:
+        assert store.feed_state("Wire") is None, "nothing recorded: polled afresh next start"
+    finally:
+        store.close()

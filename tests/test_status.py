@@ -10,6 +10,7 @@ from alerts.types import FeedItem, Match, MatchResult, NewItem
 from tests.support import cli, write_config
 
 WATCH = "watchlists:\n  chips: [H20]\n  companies: [Nvidia]\n  export_terms: [export controls]\n"
+TELEGRAM = 'destinations:\n  telegram:\n    chat_id: "@chipwatch_test"\n'
 
 
 def _state(tmp_path, database, *, stale_alert: bool, failing_days: float):
@@ -18,6 +19,7 @@ def _state(tmp_path, database, *, stale_alert: bool, failing_days: float):
         [("Wire", "http://127.0.0.1:9/wire.xml"), ("Missing", "http://127.0.0.1:9/missing.xml")],
         watchlists=WATCH,
         database=database,
+        extra=TELEGRAM,
     )
     now = datetime.now(timezone.utc)
     store = open_store(database)

@@ -9,6 +9,8 @@ marked sent only after its destination accepted it:
 - ``Rejected``: recorded with the API's reason, not retried.
 - ``Unavailable`` (401/403, chat gone): the destination is paused, loudly; its alerts stay pending
   and a probe retries it later (1 min, doubling to 15 min) until it works again.
+- ``RecipientGone`` (a subscriber blocked the bot): that private chat's sink is dropped and
+  reported (``DeliveryReport.gone``); the runtime suspends the subscription. Nothing pauses.
 
 When more alerts wait for a destination than its rate allows in the next ten seconds, they go
 out as digests: one message listing several headlines.
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from ..errors import Rejected, RetryLater, Unavailable
+from ..errors import RecipientGone, Rejected, RetryLater, Unavailable
 from ..logs import event
 from ..store import Store
 from ..types import Alert, utcnow
@@ -39,6 +41,26 @@ BACKOFF_MAX_SECONDS = 3600.0
 PAUSE_FIRST_SECONDS = 60.0
 PAUSE_MAX_SECONDS = 900.0
 DIGEST_WINDOW_SECONDS = 10.0
+
+# A subscriber's private chat is a destination of its own, ``telegram:<chat id>``; whatever is
+# shown outside (/healthz, /metrics, ``status``) names them all as one, without a user id.
+SUBSCRIBERS = "telegram:subscribers"
+_PERSONAL = "telegram:"
+
+
+def personal_destination(chat_id: int) -> str:
+    return f"{_PERSONAL}{chat_id}"
+
+
+def personal_chat(destination: str) -> int | None:
+    """The chat id of a subscriber's destination; None for any other destination."""
+    rest = destination.removeprefix(_PERSONAL)
+    return int(rest) if rest != destination and rest.isdigit() else None
+
+
+def public_destination(destination: str) -> str:
+    """The name to show: a configured destination's own, or ``telegram:subscribers``."""
+    return SUBSCRIBERS if personal_chat(destination) is not None else destination
 
 
 class Sink(Protocol):
@@ -73,8 +95,10 @@ class DeliveryReport:
     retrying: int = 0
     rejected: int = 0
     paused: list[str] = field(default_factory=list)
-    # (destination, result) -> alerts: sent, retry, rejected, unavailable, edited; followup:
-    # the sent alerts that were follow-ups
+    # subscribers' chats that can no longer be written to: (destination, reason)
+    gone: list[tuple[str, str]] = field(default_factory=list)
+    # (destination, result) -> alerts: sent, retry, rejected, unavailable, unreachable (a
+    # subscriber's chat gone), edited; followup: the sent alerts that were follow-ups
     results: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def count(self, destination: str, result: str, n: int = 1) -> None:
@@ -88,6 +112,7 @@ class DeliveryReport:
         self.retrying += other.retrying
         self.rejected += other.rejected
         self.paused += [p for p in other.paused if p not in self.paused]
+        self.gone += other.gone
         for (destination, result), n in other.results.items():
             self.count(destination, result, n)
 
@@ -163,7 +188,7 @@ class Deliverer:
     async def deliver_due(self) -> DeliveryReport:
         """Send every alert whose time has come, per sink, oldest first."""
         report = DeliveryReport()
-        for sink in self.sinks:
+        for sink in list(self.sinks):  # a subscriber's sink may leave (RecipientGone)
             if sink.name in self.held_back or self.stop.is_set():
                 continue
             hold = self._hold.get(sink.name)
@@ -172,7 +197,7 @@ class Deliverer:
             if not self._mine(sink.name):
                 continue
             await self._deliver_sink(sink, report)
-            if sink.name not in report.paused and not self.stop.is_set():
+            if sink in self.sinks and sink.name not in report.paused and not self.stop.is_set():
                 await self._edit_sink(sink, report)
         return report
 
@@ -220,6 +245,9 @@ class Deliverer:
                 )
                 report.count(sink.name, "rejected")
                 continue
+            except RecipientGone as exc:
+                self._gone(sink, exc, report)
+                return
             except Unavailable as exc:
                 self._pause(sink, exc)
                 report.paused.append(sink.name)
@@ -302,6 +330,9 @@ class Deliverer:
                 report.count(sink.name, "rejected")
                 i += 1
                 continue
+            except RecipientGone as exc:
+                self._gone(sink, exc, report)
+                return
             except Unavailable as exc:
                 self._pause(sink, exc)
                 report.paused.append(sink.name)
@@ -350,6 +381,14 @@ class Deliverer:
             wait=f"{wait:g}s",
             error=str(exc),
         )
+
+    def _gone(self, sink: Sink, exc: RecipientGone, report: DeliveryReport) -> None:
+        """A subscriber's chat cannot be written to: stop sending there (the runtime suspends
+        the subscription and rejects what waits, with the reason)."""
+        self.sinks.remove(sink)
+        report.gone.append((sink.name, str(exc)))
+        report.count(sink.name, "unreachable")
+        event(log, "recipient_unreachable", logging.WARNING, destination=sink.name, error=str(exc))
 
     def _pause(self, sink: Sink, exc: Unavailable) -> None:
         interval = self._paused.get(sink.name)

@@ -7,6 +7,7 @@ delivery error tree; their text is redacted, because PTB puts the token into som
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import warnings
@@ -25,10 +26,10 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
-from ..errors import Rejected, RetryLater, Unavailable
+from ..errors import RecipientGone, Rejected, RetryLater, Unavailable
 from ..logs import redact
 from ..types import Alert
-from . import log_not_threaded
+from . import log_not_threaded, personal_destination
 from .format import TELEGRAM_LIMIT, telegram_digest, telegram_html
 from .pacing import RateLimiter
 
@@ -51,6 +52,9 @@ _CHAT_GONE = (
     "user is deactivated",
     "bot was blocked",
 )
+# What Telegram answers about a private chat whose user blocked the bot, deleted their account
+# or never started a chat with it (403s), or that no longer exists (400 "chat not found").
+_PERSON_GONE = ("chat not found", "user is deactivated", "bot was blocked")
 # A reply whose message is gone (deleted, or too old): Telegram's 400 descriptions, as worded
 # now and before.
 _REPLY_GONE = (
@@ -101,6 +105,26 @@ class TelegramClient:
         self.bot = Bot(token, base_url=base_url, request=request, get_updates_request=updates)
         self.budget = RateLimiter([overall])
         self._chats: dict[str, RateLimiter] = {}
+
+    async def send_html(self, chat_id: int, text: str) -> None:
+        """A message from the bot itself (a command's reply, a notice to an admin), in the
+        chat's pace and the bot's budget; a 429 waits as told, twice."""
+        limiter = self.chat_pace(chat_id)
+        for attempt in range(3):
+            await limiter.acquire()
+            await self.budget.acquire()
+            try:
+                await self.bot.send_message(
+                    chat_id,
+                    text,
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+                return
+            except RetryAfter as exc:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(retry_seconds(exc))
 
     def chat_pace(self, chat_id: str | int) -> RateLimiter:
         """The one pace of a chat, whoever writes to it (a sink, a reply, a notice)."""
@@ -157,9 +181,13 @@ class TelegramSink:
         bot: Bot | None = None,
         overall_limiter: RateLimiter | None = None,
         client: TelegramClient | None = None,
+        personal: bool = False,
     ):
         self.name = name
         self.chat_id = chat_id
+        # A subscriber's private chat (``for_chat``): a 403 there is that person's choice, not
+        # a broken destination.
+        self.personal = personal
         self._token = token
         self._base_url = base_url
         self._link_preview = link_preview
@@ -186,12 +214,13 @@ class TelegramSink:
         return TelegramSink(
             token=self._token,
             chat_id=chat_id,
-            name=f"telegram:{chat_id}",
+            name=personal_destination(chat_id),
             base_url=self._base_url,
             link_preview=self._link_preview,
             bot=self.bot,
             overall_limiter=self.overall,
             client=self._client,
+            personal=True,
         )
 
     def allowance(self, within: float) -> int:
@@ -202,6 +231,11 @@ class TelegramSink:
         text = redact(f"{type(exc).__name__}: {exc.message}", [self._token])
         if isinstance(exc, RetryAfter):
             return RetryLater(text, retry_after=retry_seconds(exc))
+        if self.personal and (
+            isinstance(exc, Forbidden)
+            or (isinstance(exc, BadRequest) and any(m in exc.message.lower() for m in _PERSON_GONE))
+        ):
+            return RecipientGone(redact(exc.message, [self._token]))  # Telegram's words
         if isinstance(exc, (InvalidToken, Forbidden)):
             return Unavailable(text)
         if isinstance(exc, ChatMigrated):

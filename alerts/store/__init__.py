@@ -5,7 +5,9 @@ behind one ``Store`` facade:
 - ``items``: seen items, and the one transaction that records a poll;
 - ``stories``: what the clusterer decided, edits of sent alerts, momentum;
 - ``outbox``: alerts and their delivery state per destination;
-- ``operator``: mutes, settings (pause), personal subscriptions;
+- ``operator``: mutes, settings, personal subscriptions and their suspension;
+- ``health``: what the three health views read (feeds, outbox, holds, subscribers, instances),
+  the write probe, and operator holds (/pause);
 - ``shared``: feed leases and instance heartbeats, for several instances on one database;
 - ``schema``: migrations (``PRAGMA user_version``) and shared conversions;
 - ``engine``: the PostgreSQL handle and the few differences between the engines.
@@ -27,6 +29,7 @@ from ..config import is_postgres_url
 from ..errors import StoreError
 from .engine import Database, PgDatabase, redact_url
 from .feeds import FeedsStore, FeedState
+from .health import HealthFacts, HealthStore, read_health_facts
 from .items import ItemsStore, stored_items
 from .operator import OperatorStore
 from .outbox import OutboxStore
@@ -36,16 +39,20 @@ from .stories import StoriesStore
 
 __all__ = [
     "FeedState",
+    "HealthFacts",
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Store",
     "copy_database",
     "open_store",
+    "read_health_facts",
     "stored_items",
 ]
 
 
-class Store(FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore, SharedStore):
+class Store(
+    FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore, SharedStore, HealthStore
+):
     """The chipwatch database. Open it with ``open_store``."""
 
     def __init__(self, db: Database, path: Path | None):

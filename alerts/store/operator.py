@@ -1,4 +1,4 @@
-"""Operator state: mutes, settings (pause), personal subscriptions."""
+"""Operator state: mutes, settings, personal subscriptions (and their suspension)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,37 @@ class OperatorStore:
         )
 
     def subscriptions(self, chat_id: int | None = None) -> list[tuple[int, str, str]]:
-        sql, args = "SELECT chat_id, kind, value FROM subscriptions", []
+        """Active subscriptions (chat, kind, value); suspended ones are left out."""
+        sql, args = "SELECT chat_id, kind, value FROM subscriptions WHERE suspended_at IS NULL", []
         if chat_id is not None:
-            sql, args = sql + " WHERE chat_id = ?", [chat_id]
+            sql, args = sql + " AND chat_id = ?", [chat_id]
         return [tuple(r) for r in self.db.execute(sql + " ORDER BY chat_id, kind, value", args)]
+
+    def suspend_subscriber(
+        self, chat_id: int, destination: str, *, reason: str, now: datetime
+    ) -> tuple[int, int]:
+        """The subscriber cannot be written to (blocked the bot, account deleted): suspend
+        their subscriptions and reject what waits for their chat, with the reason, in one
+        transaction. Returns (subscriptions suspended, alerts rejected); (0, 0) when they
+        were suspended already."""
+        with self.db.atomic():
+            suspended = self.db.execute(
+                "UPDATE subscriptions SET suspended_at = ?, suspended_reason = ? "
+                "WHERE chat_id = ? AND suspended_at IS NULL",
+                [_iso(now), reason, chat_id],
+            ).rowcount
+            rejected = self.db.execute(
+                "UPDATE deliveries SET status = 'rejected', last_error = ? "
+                "WHERE destination = ? AND status = 'pending'",
+                [f"subscriber unreachable: {reason}", destination],
+            ).rowcount
+        return suspended, rejected
+
+    def resume_subscriber(self, chat_id: int) -> int:
+        """The subscriber wrote to the bot again: their suspended subscriptions are active
+        again. Returns how many."""
+        return self.db.execute(
+            "UPDATE subscriptions SET suspended_at = NULL, suspended_reason = NULL "
+            "WHERE chat_id = ? AND suspended_at IS NOT NULL",
+            [chat_id],
+        ).rowcount

@@ -230,6 +230,18 @@ def _migrate_8(db: Database) -> None:
     )
 
 
+def _migrate_9(db: Database) -> None:
+    """Subscriptions of a subscriber who blocked the bot (or whose account is gone) are
+    suspended, not deleted: they come back when the subscriber writes to the bot again."""
+    _run_script(
+        db,
+        """
+    ALTER TABLE subscriptions ADD COLUMN suspended_at TEXT;
+    ALTER TABLE subscriptions ADD COLUMN suspended_reason TEXT
+    """,
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -239,6 +251,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_6,
     _migrate_7,
     _migrate_8,
+    _migrate_9,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

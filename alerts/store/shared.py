@@ -67,6 +67,31 @@ class SharedStore:
             [name, owner],
         )
 
+    def release_feeds(self, *, owner: str) -> None:
+        """Every lease ``owner`` holds (a clean stop hands its feeds over at once)."""
+        self.db.execute(
+            "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+            [owner],
+        )
+
+    # --- advisory locks (PostgreSQL): held by this session until released or closed -------
+
+    def try_lock(self, key: int, name: str | None = None) -> bool:
+        """Take the session lock ``key`` (or, with ``name``, the two-key lock (key, name))
+        unless another session holds it."""
+        if name is None:
+            row = self.db.execute("SELECT pg_try_advisory_lock(?)", [key]).fetchone()
+        else:
+            row = self.db.execute("SELECT pg_try_advisory_lock(?, hashtext(?))", [key, name])
+            row = row.fetchone()
+        return bool(row[0])
+
+    def unlock(self, key: int) -> None:
+        self.db.execute("SELECT pg_advisory_unlock(?)", [key])
+
+    def unlock_all(self) -> None:
+        self.db.execute("SELECT pg_advisory_unlock_all()")
+
     # --- instances ------------------------------------------------------------------------
 
     def heartbeat(

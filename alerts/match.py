@@ -80,9 +80,9 @@ def token_spans(text: str) -> list[tuple[int, int]]:
 
 
 def _plural(word: str) -> list[str]:
-    # Words of three letters too ("ban" → "bans", "GPU" → "GPUs"); a case-sensitive term's
-    # plural still has to be written as the term is ("Arm" never matches "arms"). Two-letter
-    # words ("US", "UK") have none.
+    # Words of three letters too ("ban" → "bans", "GPU" → "GPUs"); a case-sensitive term still
+    # matches only as written, so "Arm" never matches "Arms". Two-letter words ("US", "UK")
+    # have none: "USS" is not a plural.
     if word.endswith("s") or not (len(word) >= 3 or any(c.isdigit() for c in word)):
         return []
     if word.endswith("y") and len(word) > 4 and word[-2] not in "aeiou":

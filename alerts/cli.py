@@ -18,10 +18,12 @@ from . import __version__
 from .app import run_forever, run_once
 from .backtest import backtest
 from .config import Config, check_environment, load_config, parse_duration
-from .errors import ConfigError, StoreError
+from .config.edit import EditRefused, add_feeds
+from .errors import ConfigError, OpmlError, StoreError
 from .explain import match_json_line, place_headlines
 from .logs import setup_logging
 from .match import compile_matcher
+from .parse.opml import OpmlFeed, read_opml, write_opml
 from .status import format_status, read_status
 from .types import utcnow
 
@@ -107,6 +109,18 @@ def _parser() -> argparse.ArgumentParser:
         default=5.0,
         help="time between consecutive headlines (default 5)",
     )
+    feeds = cmd(
+        "feeds",
+        "import feeds from an OPML file into the config (keeping its comments), or export "
+        "the config's feeds as OPML 2.0",
+    )
+    feeds.add_argument("action", choices=("import", "export"))
+    feeds.add_argument(
+        "file", nargs="?", type=Path, help="import: the OPML file; export: where (default stdout)"
+    )
+    feeds.add_argument(
+        "--dry-run", action="store_true", help="import: say what would be added; write nothing"
+    )
     return p
 
 
@@ -156,6 +170,8 @@ def _main(argv: Sequence[str] | None, *, stdout: TextIO | None, stdin: TextIO | 
             return _cluster(config, args, stdout=stdout)
         if args.command == "backtest":
             return _backtest(config, args, stdout=stdout)
+        if args.command == "feeds":
+            return _feeds(config, args, stdout=stdout)
         if args.command == "status":
             report = read_status(config, now=utcnow())
             print(
@@ -174,6 +190,9 @@ def _main(argv: Sequence[str] | None, *, stdout: TextIO | None, stdin: TextIO | 
         return EXIT_CONFIG
     except StoreError as exc:
         print(f"database error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OpmlError as exc:
+        print(f"opml error: {args.file}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_FAILURE  # unreachable: argparse requires a known command
 
@@ -244,4 +263,46 @@ def _cluster(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int
     ):
         verdict = "alerts" if placed.alerts else "would not alert (no rule holds)"
         print(f"{n}. {placed.title}\n   {verdict}; {placed.decision.explain()}", file=stdout)
+    return EXIT_OK
+
+
+# --- feeds import / export -----------------------------------------------------------------
+
+
+def _feeds(config: Config, args: argparse.Namespace, *, stdout: TextIO) -> int:
+    if args.action == "export":
+        feeds = [OpmlFeed(name=f.name, url=f.url) for f in config.feeds]
+        data = write_opml(feeds, now=utcnow())
+        if args.file is None:
+            stdout.write(data.decode("utf-8"))
+        else:
+            args.file.write_bytes(data)
+            print(f"feeds export: {len(feeds)} feeds written to {args.file}", file=stdout)
+        return EXIT_OK
+    if args.file is None:
+        print("feeds import: give the OPML file to import", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"feeds import: {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    found = read_opml(data)
+    try:
+        report = add_feeds(args.config, [(f.name, f.url) for f in found], write=not args.dry_run)
+    except EditRefused as exc:
+        print(f"feeds import: nothing written: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    verb = "would add" if args.dry_run else "added"
+    for name in report.added:
+        print(f"  + {name}", file=stdout)
+    for name, url, why in report.skipped:
+        print(f"  - {name or url}: {why}", file=stdout)
+    present = sum(why == "already present" for _, _, why in report.skipped)
+    print(
+        f"feeds import: {len(found)} feeds in {args.file}: {verb} {len(report.added)}, "
+        f"{present} already present, {len(report.skipped) - present} refused"
+        + ("" if args.dry_run or not report.added else f"; {args.config} written"),
+        file=stdout,
+    )
     return EXIT_OK

@@ -4,6 +4,7 @@ ChipwatchError
 ├── ConfigError        invalid config file: names file, line and key (exit status 2)
 ├── ParseError         one feed body could not be parsed (recorded against that feed)
 ├── StoreError         the database is unusable (wrong schema version, corrupt file)
+├── OpmlError          an OPML file to import is not OPML (the message says why)
 └── DeliveryError      a destination did not accept an alert
     ├── RetryLater     transient: rate limit, network, 5xx; ``retry_after`` seconds if known
     ├── Rejected       permanent for this message (malformed, 400): recorded, not retried
@@ -35,6 +36,10 @@ class ConfigError(ChipwatchError):
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class OpmlError(ChipwatchError):
+    """An OPML file to import is not OPML we can read; the message says why."""
 
 
 class ParseError(ChipwatchError):

@@ -32,6 +32,7 @@ import httpx
 
 from . import USER_AGENT
 from .config import PollConfig
+from .logs import add_secret, redact_credentials
 
 try:  # brotli is optional: offered only when it can be decoded
     import brotli
@@ -180,7 +181,14 @@ class Fetcher:
     def __init__(self, poll: PollConfig, *, client: httpx.AsyncClient | None = None):
         self.poll = poll
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(
+        self.client = client or self._client(None)
+        self._proxied: dict[str, httpx.AsyncClient] = {}  # one client per proxy, made when asked
+        self._global = asyncio.Semaphore(poll.concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    def _client(self, proxy: str | None) -> httpx.AsyncClient:
+        poll = self.poll
+        return httpx.AsyncClient(
             headers={
                 "User-Agent": USER_AGENT,
                 "Accept": ACCEPT,
@@ -192,13 +200,25 @@ class Fetcher:
             limits=httpx.Limits(
                 max_connections=poll.concurrency, max_keepalive_connections=poll.concurrency
             ),
+            proxy=proxy,
         )
-        self._global = asyncio.Semaphore(poll.concurrency)
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    def _client_for(self, proxy: str | None) -> httpx.AsyncClient:
+        if not proxy:
+            return self.client
+        client = self._proxied.get(proxy)
+        if client is None:
+            password = urlsplit(proxy).password
+            if password:
+                add_secret(password)  # libraries' debug logs show it in their own shapes
+            client = self._proxied[proxy] = self._client(proxy)
+        return client
 
     async def aclose(self) -> None:
         if self._own_client:
             await self.client.aclose()
+        for client in self._proxied.values():
+            await client.aclose()
 
     async def __aenter__(self) -> Fetcher:
         return self
@@ -220,19 +240,31 @@ class Fetcher:
         *,
         validators: Validators = Validators(),
         previous_hash: str | None = None,
+        proxy: str | None = None,
     ) -> FetchResult:
-        """GET one feed within ``timeout_seconds`` in total, however slowly the server drips."""
+        """GET one feed within ``timeout_seconds`` in total, however slowly the server drips;
+        through ``proxy`` when given."""
         asked = time.monotonic()
         async with self._host_gate(url), self._global:
             # Under a second is noise against intervals of ten seconds and more.
             queued = float(int(time.monotonic() - asked))
             result = await self._fetch(
-                feed, url, validators=validators, previous_hash=previous_hash
+                feed,
+                url,
+                validators=validators,
+                previous_hash=previous_hash,
+                client=self._client_for(proxy),
             )
         return replace(result, queued=queued) if queued else result
 
     async def _fetch(
-        self, feed: str, url: str, *, validators: Validators, previous_hash: str | None
+        self,
+        feed: str,
+        url: str,
+        *,
+        validators: Validators,
+        previous_hash: str | None,
+        client: httpx.AsyncClient,
     ) -> FetchResult:
         headers = {}
         if validators.etag:
@@ -250,7 +282,7 @@ class Fetcher:
 
         try:
             async with asyncio.timeout(poll.timeout_seconds):
-                async with self.client.stream("GET", url, headers=headers) as response:
+                async with client.stream("GET", url, headers=headers) as response:
                     final_url = str(response.url)
                     moved_to = None
                     if response.history and all(
@@ -305,6 +337,8 @@ class Fetcher:
             return result("error", error="redirects: too many redirects")
         except httpx.ConnectError as exc:
             return result("error", error=f"connect: {exc or 'connection failed'}")
+        except httpx.ProxyError as exc:
+            return result("error", error=f"proxy: {redact_credentials(str(exc)) or 'failed'}")
         except (zlib.error, ValueError) as exc:
             return result("error", error=f"decoding: {exc}")
         except httpx.HTTPError as exc:

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from .config import Config
 from .deliver import SUBSCRIBERS, public_destination
-from .logs import redact_database_url
+from .logs import redact_credentials
 from .store.health import HealthFacts, InstanceRecord, LastAlert
 
 MAX_LISTED = 10  # findings named one by one in /healthz and /status; the rest are counted
@@ -264,7 +264,7 @@ def assess(
         last_poll=max(polls) if polls else None,
         last_alert=facts.last_alert,
         alerts_today=facts.alerts_today,
-        database=redact_database_url(str(config.database)),
+        database=redact_credentials(str(config.database)),
         database_bytes=facts.size_bytes,
         instances=facts.instances,
         live=live,

@@ -14,6 +14,7 @@ import re
 import sys
 import time
 from collections.abc import Iterable
+from urllib.parse import unquote
 
 SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "PGPASSWORD")
 # What each secret looks like: redacted wherever it appears, and what the config checks a
@@ -23,15 +24,25 @@ SLACK_WEBHOOK_SHAPE = re.compile(r"https://hooks\.slack\.com/\S+")
 SLACK_TOKEN_SHAPE = re.compile(r"\bxox[abepors]-[A-Za-z0-9-]{10,}")  # bot, user, app…
 _SHAPES = (TELEGRAM_TOKEN_SHAPE, SLACK_WEBHOOK_SHAPE, SLACK_TOKEN_SHAPE)
 REDACTED = "[REDACTED]"
-# The password of a database URL (postgresql://user:PASSWORD@host/db), wherever it appears,
-# and of a libpq keyword string (password=PASSWORD).
-_DB_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
+# The password of any URL (postgresql://user:PASSWORD@host/db, socks5://user:PASSWORD@proxy:1080),
+# wherever it appears, and of a libpq keyword string (password=PASSWORD).
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]*@", re.IGNORECASE)
 _DB_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+# Secrets only known at run time (a proxy's password): libraries log them in other shapes than
+# a URL (httpcore's debug trace shows a SOCKS proxy's ``auth=(b'user', b'password')``).
+_RUNTIME_SECRETS: set[str] = set()
 
 
-def redact_database_url(text: str) -> str:
-    """``text`` with the password of any database URL in it replaced."""
-    text = _DB_URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
+def add_secret(value: str) -> None:
+    """Redact ``value`` (and its percent-decoded form) from every log line from now on."""
+    for form in (value, unquote(value)):
+        if len(form) >= 3:
+            _RUNTIME_SECRETS.add(form)
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with the password of any URL, or of a libpq keyword string, in it replaced."""
+    text = _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)
     return _DB_KEYWORD_PASSWORD.sub(rf"\1{REDACTED}", text)
 
 
@@ -71,7 +82,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
             text = text.replace(secret, REDACTED)
     for shape in _SHAPES:
         text = shape.sub(REDACTED, text)
-    return redact_database_url(text)
+    return redact_credentials(text)
 
 
 class RedactingFilter(logging.Filter):
@@ -86,7 +97,7 @@ class RedactingFilter(logging.Filter):
             return self._explicit
         # Read at log time, so a secret set after logging was configured is still covered.
         values = (os.environ.get(name, "") for name in SECRET_ENV_VARS)
-        return tuple(v for v in values if len(v) >= 8)
+        return (*(v for v in values if len(v) >= 8), *_RUNTIME_SECRETS)
 
     def filter(self, record: logging.LogRecord) -> bool:
         secrets = self.secrets()

@@ -28,12 +28,13 @@ import unicodedata
 from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import ahocorasick
 from rapidfuzz.distance import OSA
 
 from .config import LEARNED_RULE, LearnedConfig, Rule, Term
+from .config.values import term_regex
 from .relevance import features, shipped_model
 from .types import Field, Kind, Match, MatchResult, Opinion
 
@@ -209,6 +210,7 @@ class Matcher:
         self._typos: dict[str, tuple[tuple[int, float], ...]] = {}  # word -> typo matches
         self._no_typo: set[str] = set()  # words seen that are no typo of any watched name
         vocabulary: set[str] = set()
+        self._regexes: list[tuple[int, Any]] = []  # (term index, compiled RE2 pattern)
 
         for terms in self.watchlists.values():
             for term in terms:
@@ -218,6 +220,10 @@ class Matcher:
                     (term.name, "exact"),
                     *((a, "alias") for a in term.aliases),
                 ]
+                if term.regex is not None:
+                    pattern = term_regex(term.regex, case_sensitive=term.case_sensitive)
+                    self._regexes.append((index, pattern))
+                    phrases = []  # the name only labels the pattern
                 for phrase, kind in phrases:
                     for key in phrase_keys(phrase):
                         entries.setdefault(key, []).append((index, kind, key.count(" ") - 1))
@@ -245,7 +251,12 @@ class Matcher:
         def norm_words(words: Sequence[str]) -> frozenset[str]:
             return frozenset(normalise(w).strip() for w in words if not w.startswith("@"))
 
-        written = {_squash(p) for p in (term.name, *term.aliases)} if term.case_sensitive else set()
+        # (A regex term's case is its pattern's business.)
+        written = (
+            {_squash(p) for p in (term.name, *term.aliases)}
+            if term.case_sensitive and term.regex is None
+            else set()
+        )
         return _TermInfo(
             term=term,
             norm_name=normalise(term.name).strip(),
@@ -261,6 +272,8 @@ class Matcher:
     @staticmethod
     def _fuzzy_ok(term: Term) -> bool:
         name = term.name
+        if term.regex is not None:
+            return False
         if term.fuzzy is False or not name.isalpha() or len(name) < FUZZY_MIN_TERM_LEN:
             return False
         # Auto: only capitalised single names ("Nvidia", "Huawei"); ordinary words ("export")
@@ -332,13 +345,27 @@ class Matcher:
                 for m in re.finditer(f" {re.escape(word)}(?= )", norm):
                     for index, _ in found:
                         hits.append((index, "fuzzy", m.start() + 1, m.end()))
-        if not hits:
-            return [], guards
-
-        tokens = None if fast else _TokenMap(text, norm)
         weight = FIELD_WEIGHT[field]
         terms = self._terms
-        results = []
+        results = [
+            _Hit(
+                index,
+                m.start(),
+                m.end(),
+                terms[index].term.category,
+                "regex",
+                m.group(0),
+                100.0 * weight,
+                field,
+            )
+            for index, pattern in self._regexes
+            for m in pattern.finditer(text)
+            if m.end() > m.start()
+        ]
+        if not hits:
+            return results, guards
+
+        tokens = None if fast else _TokenMap(text, norm)
         for index, kind, a, b in hits:
             info = terms[index]
             if tokens is None:

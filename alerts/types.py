@@ -41,7 +41,7 @@ class ParsedFeed:
 
 # --- matching --------------------------------------------------------------------------------
 
-Kind = Literal["exact", "alias", "fuzzy"]
+Kind = Literal["exact", "alias", "fuzzy", "regex"]
 Field = Literal["title", "summary"]
 
 

@@ -654,9 +654,9 @@ class Probe:
                 probe.last = found
                 return found
 
-            def similarity(index, item, member):
+            def similarity(index, item, member, idioms=False):
                 probe.scored += 1
-                return orig_similarity(index, item, member)
+                return orig_similarity(index, item, member, idioms)
 
             StoryIndex._candidates = candidates
             StoryIndex.similarity = similarity

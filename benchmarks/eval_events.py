@@ -23,7 +23,7 @@ Then it reads what the database says happened and reports, losing errors first:
   precision and recall of the joins and of the threads (joins plus follow-ups).
 
     python benchmarks/eval_events.py [FILE…] [--real-dates] [--follow-ups LEVEL] [--step 5]
-                                     [--threshold T] [--show] [--sweep]
+                                     [--threshold T] [--show] [--sweep] [--rules-alone]
 """
 
 from __future__ import annotations
@@ -205,10 +205,13 @@ def evaluate(
     any_subject: bool = False,
     real_dates: bool = False,
     follow_up: FollowUpRules = FOLLOW_UP,
+    rules_alone: bool = False,
 ) -> dict:
     """Run the file through the pipeline and score it."""
     rows = read_rows(path, real_dates=real_dates)
     config = load_config(ROOT / "config.yaml")
+    if rules_alone:  # the matcher's rules without the learned second opinion
+        config = replace(config, learned=replace(config.learned, enabled=False))
     if any_subject:  # clustering alone: every headline naming a chip or company alerts
         config = replace(config, rules=(Rule(name="any-subject", any_of=("chips", "companies")),))
     if threshold is not None:
@@ -351,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="place each report at its real date (the file's date column) plus its minute",
     )
+    ap.add_argument(
+        "--rules-alone",
+        action="store_true",
+        help="the matcher's rules alone, without the learned second opinion",
+    )
     args = ap.parse_args(argv)
     files = args.files or [p for p in (BUSY, DEV) if p.exists()]
     if args.sweep:
@@ -367,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
                     aggregator=args.aggregator,
                     any_subject=args.any_subject,
                     real_dates=args.real_dates,
+                    rules_alone=args.rules_alone,
                     follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
                 )
                 print(
@@ -385,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
             show=args.show,
             any_subject=args.any_subject,
             real_dates=args.real_dates,
+            rules_alone=args.rules_alone,
             follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
         )
         print(report(r))

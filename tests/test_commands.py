@@ -10,6 +10,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 
 import pytest
 
@@ -81,8 +82,12 @@ class Bot:
         first_run_spread=FIRST_RUN_SPREAD_SECONDS,
         wait_for_commands=True,
         commands_retry=5.0,
+        interval=None,
     ):
         self.config_path = config_path
+        # Seconds between a feed's polls, below the config's floor of 10: for a test that waits
+        # for several polls in turn (the loaded config is changed, not the file).
+        self.interval = interval
         self.telegram = telegram
         self.wait_for_commands = wait_for_commands
         self.commands_retry = commands_retry
@@ -95,6 +100,12 @@ class Bot:
 
     async def __aenter__(self):
         config = load_config(self.config_path)
+        if self.interval is not None:
+            feeds = tuple(
+                replace(f, interval_seconds=self.interval, max_interval_seconds=self.interval)
+                for f in config.feeds
+            )
+            config = replace(config, feeds=feeds)
         self.task = asyncio.create_task(
             run_forever(
                 config,
@@ -355,7 +366,7 @@ async def test_item2_a_blocked_subscriber_is_suspended_and_the_bot_stays_healthy
     path, url = _setup(tmp_path, serve, telegram, ops=OPS)
     telegram.add_chat(ADMIN, "private", first_name="Admin")  # the admin has sent /start
     with caplog.at_level(logging.INFO, logger="chipwatch"):
-        async with Bot(path, telegram) as bot:
+        async with Bot(path, telegram, interval=2, first_run_spread=0) as bot:
             base = await bot.wait_for(lambda: _ops_address(caplog.text), "the ops endpoint")
             assert "subscribed to term H20" in await bot.ask(USER, "/subscribe H20")
             telegram.kick(USER)  # the subscriber blocks the bot

@@ -12,7 +12,7 @@ import pytest
 
 from alerts.config import POSTGRES_SCHEMES, load_config
 from alerts.errors import ConfigError, StoreError
-from alerts.logs import REDACTED, RedactingFilter, redact_database_url
+from alerts.logs import REDACTED, RedactingFilter, redact_credentials
 from alerts.store import open_store
 from tests.pg_server import SECRET_PASSWORD, SECRET_USER
 from tests.support import CHANNEL, ago, cli, rss, write_config
@@ -70,7 +70,7 @@ def test_a_bad_database_url_names_file_line_and_key_without_the_password(tmp_pat
 def test_every_scheme_the_config_takes_has_its_password_redacted(tmp_path, scheme):
     url = f"{scheme}://cw:hunter22@db.example/chipwatch"
     assert load_config(write_config(tmp_path, [], database=url), environ={}).database == url
-    assert redact_database_url(f"cannot open {url}") == (
+    assert redact_credentials(f"cannot open {url}") == (
         f"cannot open {scheme}://cw:{REDACTED}@db.example/chipwatch"
     )
 
@@ -103,7 +103,7 @@ def test_check_config_shows_the_database_url_without_its_password(tmp_path):
     ],
 )
 def test_database_passwords_are_redacted(text, shown):
-    assert redact_database_url(text) == shown
+    assert redact_credentials(text) == shown
 
 
 def test_the_log_filter_hides_database_passwords_in_messages_and_tracebacks(monkeypatch):

@@ -105,7 +105,7 @@ def test_a_name_under_a_country_and_an_agency_is_refused(tmp_path):
 
 def test_a_word_listed_twice_under_one_kind_is_refused(tmp_path):
     path, text = _edited(tmp_path, "  deal: agree agrees agreed", "  deal: agree agrees agree")
-    line = _line(text, r"^  deal:")
+    line = _line(text, r"^  deal: agree")
     assert _refused(path) == (
         f"{path}:{line}: 'agree' is listed twice under actions.deal (lines {line} and {line})"
     )
@@ -185,6 +185,15 @@ def test_two_reports_of_one_export_control_list_join():
     ]
     first, second = cluster_offline(items, window=timedelta(hours=48), threshold=0.4)
     assert first.story == second.story
+
+
+def test_an_idiom_is_under_a_kind_of_action_and_not_also_a_plain_word(tmp_path):
+    path, text = _edited(tmp_path, "  deal: pay pays paying", "  deals: pay pays paying")
+    line = _line(text, r"^  deals: pay")
+    assert _refused(path) == f"{path}:{line}: idioms: 'deals' is not a kind under actions"
+    path, text = _edited(tmp_path, "  deal: pay pays paying", "  deal: pay pays paying agree")
+    assert "'agree' is listed under two kinds: actions.deal" in _refused(path)
+    assert "idioms.deal" in _refused(path)
 
 
 def test_a_hedge_must_be_a_plan_word(tmp_path):

@@ -11,9 +11,13 @@ import io
 import os
 import tempfile
 import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..errors import ConfigError
 from . import values
@@ -114,3 +118,68 @@ def remove_term(path: Path, category: str, raw_term: str) -> str:
                 raise EditRefused(f"the config would not be valid: {exc.message}") from None
             return name
     raise EditRefused(f"'{term}' is not on the {category} watchlist")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedsAdded:
+    """What adding feeds did: the names added, and the feeds left out with the reason."""
+
+    added: tuple[str, ...]
+    skipped: tuple[tuple[str, str, str], ...]  # (name, url, why)
+
+
+def _url_key(url: str) -> str:
+    """A feed URL as compared for "already present": scheme and host in any case, no
+    trailing slash."""
+    parts = urlsplit(url.strip())
+    return urlunsplit(
+        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, "")
+    )
+
+
+def add_feeds(path: Path, feeds: Sequence[tuple[str, str]], *, write: bool = True) -> FeedsAdded:
+    """Append feeds (name, URL) to the config, keeping its comments; a feed whose URL is there
+    already (or earlier in ``feeds``) is skipped, and a name taken by another feed gets its
+    host added. Nothing is written when nothing is added, or when ``write`` is false."""
+    doc = _load(path)
+    if doc.get("feeds") is None:
+        doc["feeds"] = CommentedSeq()
+    entries = doc["feeds"]
+    urls = {_url_key(str(e.get("url", ""))) for e in entries if isinstance(e, dict)}
+    names = {str(e.get("name", "")).casefold() for e in entries if isinstance(e, dict)}
+    added: list[str] = []
+    skipped: list[tuple[str, str, str]] = []
+    for raw_name, url in feeds:
+        url = url.strip()
+        try:
+            values.http_url(url)
+            if any(c.isspace() for c in url):
+                raise ValueError("a URL has no spaces")
+        except ValueError as exc:
+            skipped.append((raw_name, url, str(exc)))
+            continue
+        if _url_key(url) in urls:
+            skipped.append((raw_name, url, "already present"))
+            continue
+        name = _free_name(" ".join(raw_name.split()) or urlsplit(url).netloc, url, names)
+        entries.append(CommentedMap([("name", name), ("url", url)]))
+        urls.add(_url_key(url))
+        names.add(name.casefold())
+        added.append(name)
+    if added and write:
+        try:
+            _save(path, doc)
+        except ConfigError as exc:
+            raise EditRefused(f"the config would not be valid: {exc}") from None
+    return FeedsAdded(added=tuple(added), skipped=tuple(skipped))
+
+
+def _free_name(name: str, url: str, taken: set[str]) -> str:
+    """``name``, or, when another feed has it, ``name (host)``, then ``name (host) 2``…"""
+    if name.casefold() not in taken:
+        return name
+    base = f"{name} ({urlsplit(url).netloc})"
+    candidate, n = base, 2
+    while candidate.casefold() in taken:
+        candidate, n = f"{base} {n}", n + 1
+    return candidate

@@ -195,6 +195,8 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     given: dict[str, Any] = {
         k: c.boolean(v, "poll.adaptive", c.key_line(m, k, line))
         if k == "adaptive"
+        else _proxy(c, m, "poll", line)
+        if k == "proxy"
         else _number(c, PollConfig, m, k, "poll", line)
         for k, v in m.items()
     }
@@ -273,8 +275,15 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
             if k in m
         }
         interval, ceiling = _intervals(c, m, key, ln, given, poll)
+        proxy = _proxy(c, m, key, ln) if "proxy" in m else poll.proxy
         feeds.append(
-            FeedConfig(name=name, url=url, interval_seconds=interval, max_interval_seconds=ceiling)
+            FeedConfig(
+                name=name,
+                url=url,
+                interval_seconds=interval,
+                max_interval_seconds=ceiling,
+                proxy=proxy or None,
+            )
         )
     return tuple(feeds)
 
@@ -284,12 +293,21 @@ def _guard_word(raw: str) -> str:
     return raw if raw.startswith("@") and raw[1:] else values.term(raw)
 
 
+def _proxy(c: _Checker, m: dict, section: str, line: int | None) -> str | None:
+    """A ``proxy`` key: a proxy URL; empty (or null) for none."""
+    at = c.key_line(m, "proxy", line)
+    if m["proxy"] is None:
+        return ""
+    raw = c.string(m["proxy"], f"{section}.proxy", at, empty_ok=True)
+    return c.value(values.proxy_url, raw, f"{section}.proxy", at) if raw else ""
+
+
 def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> Term:
     if not isinstance(raw, dict):
         return Term(name=c.value(values.term, raw, key, line), category=category)
     m = c.mapping(raw, key, line, _TERM_KEYS)
-    if "term" not in m:
-        raise c.fail("missing required key 'term'", key, line)
+    if "term" not in m and "regex" not in m:
+        raise c.fail("missing required key 'term' (or 'regex')", key, line)
 
     def kl(k: str) -> int | None:
         return c.key_line(m, k, line)
@@ -302,8 +320,30 @@ def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> T
     for k in ("case_sensitive", "fuzzy"):
         if k in m:
             opts[k] = c.boolean(m[k], f"{key}.{k}", kl(k))
-    name = c.value(values.term, m["term"], f"{key}.term", kl("term"))
+    if "regex" in m:
+        opts["regex"] = _regex(c, m, key, line, opts)
+    name = (
+        c.value(values.term, m["term"], f"{key}.term", kl("term")) if "term" in m else opts["regex"]
+    )
     return Term(name=name, category=category, **opts)
+
+
+def _regex(c: _Checker, m: dict, key: str, line: int | None, opts: dict[str, Any]) -> str:
+    """A regex term's pattern, checked: it compiles in RE2 and cannot match an empty text."""
+    at = c.key_line(m, "regex", line)
+    pattern = c.string(m["regex"], f"{key}.regex", at)
+    for k in ("aliases", "fuzzy"):
+        if k in m:
+            raise c.fail(
+                f"a regex term takes no {k!r} (write the variants into the pattern)",
+                f"{key}.{k}",
+                c.key_line(m, k, line),
+            )
+    try:
+        values.term_regex(pattern, case_sensitive=opts.get("case_sensitive", False))
+    except ValueError as exc:
+        raise c.fail(str(exc), f"{key}.regex", at) from None
+    return pattern
 
 
 def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Term, ...]]:

@@ -4,11 +4,12 @@ declared beside its field (``Annotated[int, Limit(10, 600)]``), where the loader
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, get_args, get_origin, get_type_hints
 
-from ..logs import redact_database_url
+from ..logs import redact_credentials
 from .values import split_listen
 
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
@@ -38,6 +39,8 @@ class Term:
     context: tuple[str, ...] = ()  # at least one of these words must also appear
     exclude: tuple[str, ...] = ()  # none of these words may appear
     fuzzy: bool | None = None  # None: decided by the term's shape (long names only)
+    # A pattern (RE2 syntax) matched instead of the name and aliases; the name is how it is shown.
+    regex: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +88,9 @@ class FeedConfig:
     url: str
     interval_seconds: Annotated[int, INTERVAL]  # the shortest: busy feeds are polled this often
     max_interval_seconds: Annotated[int, INTERVAL] = 3600  # quiet feeds slow down to at most this
+    # Fetched through this proxy (http://, https://, socks5://, socks5h://): the feed's own
+    # ``proxy``, else ``poll.proxy``; a feed's ``proxy: ""`` goes direct.
+    proxy: str | None = None
 
     @property
     def jitter_seconds(self) -> int:
@@ -106,6 +112,7 @@ class PollConfig:
     max_bytes: Annotated[int, Limit(10_000, 200_000_000)] = 5_000_000
     max_backoff_seconds: Annotated[int, Limit(60, 7 * 86400)] = 6 * 3600
     failing_after_hours: Annotated[float, Limit(0.1, 24 * 365)] = 24.0
+    proxy: str | None = None  # every feed's proxy, unless a feed names its own
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,8 +217,12 @@ class Config:
         terms = ", ".join(f"{cat}={len(terms)}" for cat, terms in self.watchlists.items())
         lines = [
             f"config {self.path}: OK",
-            f"  database: {redact_database_url(str(self.database))}",
+            f"  database: {redact_credentials(str(self.database))}",
             f"  feeds: {len(self.feeds)} (default interval {self.poll.interval_seconds}s)",
+            *(
+                f"  proxy: {redact_credentials(p)} for {n} feed(s)"
+                for p, n in Counter(f.proxy for f in self.feeds if f.proxy).items()
+            ),
             f"  watchlists: {terms}",
             f"  rules: {', '.join(r.name for r in self.rules)}",
             "  learned opinion: "

@@ -13,7 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..logs import redact_database_url
+import re2
+
+from ..logs import redact_credentials
 
 # What libpq takes, exactly: it reads anything else (even ``PostgreSQL://``) as a keyword string.
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -39,7 +41,7 @@ def database(raw: str, *, base: Path | None = None) -> Path | str:
     except ValueError:
         port = -1
     if port is not None and not 0 < port < 65536:
-        raise ValueError(f"bad port in {redact_database_url(raw)}")
+        raise ValueError(f"bad port in {redact_credentials(raw)}")
     return raw
 
 
@@ -64,6 +66,28 @@ def listen(raw: str) -> str:
     """An ``ops.listen`` value: an address ``split_listen`` takes, or ``""`` (off)."""
     if raw:
         split_listen(raw)
+    return raw
+
+
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def proxy_url(raw: str) -> str:
+    """A proxy: ``scheme://[user:password@]host:port`` with one of ``PROXY_SCHEMES``."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"not a proxy URL ({exc})") from None
+    if parts.scheme.lower() not in PROXY_SCHEMES:
+        raise ValueError(
+            "a proxy URL starts with http://, https://, socks5:// or socks5h://, got "
+            + repr(redact_credentials(raw))
+        )
+    if not parts.hostname or port is None:
+        raise ValueError(f"a proxy URL names a host and a port, got {redact_credentials(raw)!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a proxy URL is scheme://[user:password@]host:port, nothing after")
     return raw
 
 
@@ -172,3 +196,21 @@ def parse_duration(raw: str) -> timedelta:
         return timedelta(seconds=float(found[1]) * _UNIT_SECONDS[found[2].lower()])
     except OverflowError:
         raise ValueError(f"{raw.strip()!r} is longer than any duration can be") from None
+
+
+def term_regex(pattern: str, *, case_sensitive: bool) -> re2._Regexp:
+    """A regex term's pattern, compiled by RE2: linear time in the text, so no pattern and no
+    headline can stall a cycle. ValueError names what is wrong with it."""
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also print the error to stderr
+    options.case_sensitive = case_sensitive
+    try:
+        compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise ValueError(f"invalid regular expression (RE2 syntax): {detail}") from None
+    if compiled.search("") is not None:
+        raise ValueError("the pattern matches an empty text, so it would match every headline")
+    return compiled

@@ -1,5 +1,6 @@
 """Feed bodies → ``ParsedFeed``: ``parse_feed`` (``feed``) reads the tree ``tree`` builds from
-the text ``decode`` finds; ``text`` turns markup into plain text, ``dates`` reads dates."""
+the text ``decode`` finds; ``text`` turns markup into plain text, ``dates`` reads dates.
+``opml`` reads and writes OPML, the feed readers' format for lists of feeds."""
 
 from ..types import FeedItem, ParsedFeed
 from .feed import SUMMARY_MAX_CHARS, TITLE_MAX_CHARS, parse_feed, stable_guid

@@ -81,7 +81,7 @@ class _Local(threading.local):
 _local = _Local()
 
 
-def _xml_parser(*, recover: bool) -> etree.XMLParser:
+def xml_parser(*, recover: bool) -> etree.XMLParser:
     parser = _local.recover if recover else _local.strict
     if parser is None:
         parser = etree.XMLParser(
@@ -122,7 +122,7 @@ def _html_parser() -> etree.HTMLParser:
 def strict_parse(data: bytes) -> tuple[etree._Element | None, str | None]:
     """(root, None) for a well-formed document, else (None, the parser's complaint)."""
     try:
-        return etree.fromstring(data, _xml_parser(recover=False)), None
+        return etree.fromstring(data, xml_parser(recover=False)), None
     except etree.XMLSyntaxError as exc:
         return None, str(exc) or type(exc).__name__
     except (ValueError, MemoryError) as exc:  # lxml refuses some inputs outright
@@ -133,7 +133,7 @@ def recover_xml(data: bytes) -> etree._Element | None:
     """What libxml2's XML recover mode makes of ``data``; None when it makes nothing."""
     try:
         root = etree.fromstring(
-            _BARE_AMP.sub(b"&amp;", _CUT_TAG.sub(b"", data)), _xml_parser(recover=True)
+            _BARE_AMP.sub(b"&amp;", _CUT_TAG.sub(b"", data)), xml_parser(recover=True)
         )
     except (etree.XMLSyntaxError, ValueError, MemoryError):
         return None

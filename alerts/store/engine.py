@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from ..errors import StoreError
-from ..logs import redact_database_url as redact_url
+from ..logs import redact_credentials as redact_url
 
 # Advisory lock keys (any 64-bit numbers, fixed so every instance agrees on them).
 MIGRATION_LOCK = 0x63770001

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import TYPE_CHECKING, Literal
 
 from .features import (
@@ -106,7 +107,7 @@ def decide(
     at: datetime,
     source: str,
     candidates: Callable[[Headline], Iterable[Story]],
-    similarity: Callable[[Headline, Headline], float],
+    similarity: Callable[[Headline, Headline, bool], float],
     categories: Mapping[str, str],
     window: timedelta,
     threshold: float,
@@ -120,18 +121,21 @@ def decide(
         return Decision(outcome=NEW, reason="it names no chip or company to match on")
     mine = by_kind(item.specific)
     mine_specific = specific_of(item.entities)
-    scored: dict[int, float] = {}
+    scored: dict[tuple[int, bool], float] = {}
 
-    def alike(item: Headline, member: Headline) -> float:  # each member scored once
-        key = id(member)
+    def alike(item: Headline, member: Headline, idioms: bool = False) -> float:
+        idioms = idioms and (item.soft or member.soft)  # else both ways are one
+        key = (id(member), idioms)  # each member scored once (each way)
         if key not in scored:
-            scored[key] = similarity(item, member)
+            scored[key] = similarity(item, member, idioms)
         return scored[key]
 
     best: tuple[float, Story, Headline] | None = None
     follow: Followed | None = None
     vetoes: Counter[str] = Counter()
-    for story in candidates(item):
+    # In order of id: of stories as alike, the first reported wins, whatever order blocking
+    # found them in.
+    for story in sorted(candidates(item), key=attrgetter("id")):
         if not _open(story, at, window):
             continue
         reason = _gate(item, story, at=at, source=source, mine=mine)
@@ -140,24 +144,38 @@ def decide(
             continue
         follow = _likelier(follow, _followed(item, story, mine_specific, categories, alike, rules))
         score, closest = _closest(item, story, mine_specific, categories, alike)
+        if rules.enabled and (item.soft or any(m.soft for m in story.members)):
+            # Alike enough to join only when a kind of action said as an idiom counts ("tells
+            # firms to avoid", "not permitted"): weaker evidence, so a follow-up.
+            read, near = _closest(item, story, mine_specific, categories, alike, idioms=True)
+            if near is not None and read >= threshold > score:
+                if near.lead == item.lead or _within(item, story, categories):
+                    why = "its kind of action is said as an idiom"
+                    # A tie goes to this reason, which says more.
+                    follow = _likelier(_alike_but(item, near, read, story, why), follow)
         if closest is None:
             vetoes["nothing but the subject"] += 1
+            continue
+        if not mine_specific and specific_of(story.entities):
+            # A vague headline (no specific chip or company) never joins a specific story: a
+            # word in common is all they can share ("Biden administration unveils rule to cap
+            # AI chip exports" / "Trump administration blocks Nvidia's China-tailored AI
+            # processor"). Alike enough to join, it follows the story up.
+            if rules.enabled and score >= threshold:
+                follow = _likelier(
+                    follow, _alike_but(item, closest, score, story, "it names no chip or company")
+                )
+            vetoes["a more specific story"] += 1
             continue
         if score >= threshold and closest.lead != item.lead:
             # Alike enough, but only one of them names who acted ("Nvidia wins US approval…" /
             # "US clears Nvidia…", "TSMC to halt shipments after US order" / "US orders
             # TSMC…"): not confident, so a follow-up (when the item names nobody the story
             # does not), unless a member led as the item is joins.
-            shared = tuple(sorted(_display(t) for t in item.tokens & closest.tokens))
             if rules.enabled and (not rules.within or _within(item, story, categories)):
                 follow = _likelier(
                     follow,
-                    Followed(
-                        score=score,
-                        story=story,
-                        shared=shared,
-                        reason=f"similarity {score:.2f}, but only one of them names who acted",
-                    ),
+                    _alike_but(item, closest, score, story, "only one of them names who acted"),
                 )
             score, closest = _closest(item, story, mine_specific, categories, alike, lead=item.lead)
             if closest is None:
@@ -166,6 +184,16 @@ def decide(
         if best is None or score > best[0]:
             best = (score, story, closest)
     return _conclude(item, best, follow, vetoes, threshold)
+
+
+def _alike_but(item: Headline, member: Headline, score: float, story: Story, why: str) -> Followed:
+    """A follow-up of a story alike enough to join, but for ``why``."""
+    return Followed(
+        score=score,
+        story=story,
+        shared=tuple(sorted(_display(t) for t in item.tokens & member.tokens)),
+        reason=f"similarity {score:.2f}, but {why}",
+    )
 
 
 def _open(story: Story, at: datetime, window: timedelta) -> bool:
@@ -193,13 +221,15 @@ def _closest(
     story: Story,
     mine_specific: frozenset[str],
     categories: Mapping[str, str],
-    similarity: Callable[[Headline, Headline], float],
+    similarity: Callable[[Headline, Headline, bool], float],
     *,
     lead: str | None = None,
+    idioms: bool = False,
 ) -> tuple[float, Headline | None]:
     """The story's member headline most like the item (of those led by ``lead``, when given),
     and its score (``None``: no member shares more than the subject with it, or every one
-    vetoes it)."""
+    vetoes it). ``idioms``: a kind of action said as an idiom counts as agreeing (it does not,
+    for a join)."""
     first = story.members[0] if story.members else None
     score, closest = 0.0, None
     for member in story.members:
@@ -215,8 +245,11 @@ def _closest(
         # Sharing only the kind of action is an event only about the same subjects, one side
         # naming no other ("US bans Nvidia H20 sales" / "Washington blocks Nvidia H20
         # sales"), or when the item names only everyday subjects, one of the member's ("US
-        # blocks sales of some AI chips") and is led by the same actor.
+        # blocks sales of some AI chips") and is led by the same actor. Never when one of them
+        # says its kind only as an idiom (unless ``idioms``): that is no evidence of one event.
         if all(t[0] == "!" for t in item.tokens & member.tokens):
+            if not idioms and (item.soft or member.soft):
+                continue
             theirs = specific_of(member.entities)
             if not _nested_by_kind(mine_specific, theirs, categories) and not (
                 not mine_specific
@@ -225,7 +258,7 @@ def _closest(
                 and item.entities & member.entities
             ):
                 continue
-        s = similarity(item, member)
+        s = similarity(item, member, idioms)
         if s > score:
             score, closest = s, member
     return score, closest
@@ -252,7 +285,7 @@ def _followed(
     story: Story,
     mine_specific: frozenset[str],
     categories: Mapping[str, str],
-    similarity: Callable[[Headline, Headline], float],
+    similarity: Callable[[Headline, Headline, bool], float],
     rules: FollowUpRules = FOLLOW_UP,
 ) -> Followed | None:
     """Whether the item can follow the story up, however unalike their words: one of the
@@ -289,7 +322,7 @@ def _followed(
             subjects = {x for x in mine_specific if any(same_subject(x, y) for y in theirs)}
         if not subjects or (rules.model and not _covers(item, member, categories)):
             continue
-        s = similarity(item, member)
+        s = similarity(item, member, True)  # a follow-up reads idioms as what they say
         if s < rules.min_similarity:
             continue
         if found is None or s > found.score:
@@ -432,6 +465,7 @@ _REASONS = {
     "nothing but the subject": "recent stories share the chip or company but nothing else",
     "the opposite action": "related stories report the opposite action",
     "a vaguer story": "related stories name no chip or company, and this item does",
+    "a more specific story": "related stories name a chip or company, and this item names none",
     "who acted": (
         "a related story is alike, but only one of them names who acted, and this item names "
         "a company or chip the story does not"

@@ -21,6 +21,10 @@ PRIORITY = VOCAB.priority
 _ACTION_OF = VOCAB.actions
 _ANNOUNCING = VOCAB.announcing
 _HEDGES = VOCAB.hedges
+_IDIOMS = VOCAB.idioms
+_NEGATIONS = VOCAB.negations
+_UNPROVEN = VOCAB.unproven | VOCAB.hedges
+_PROBE_OBJECTS = VOCAB.probe_objects
 _POLICY_KINDS = frozenset({"restrict", "allow", "tariff", "probe"})
 _ACTORS = VOCAB.countries
 _AGENCIES = VOCAB.agencies
@@ -48,10 +52,21 @@ class _Phrase:
     replacement: str
 
 
-def _phrase(needs: str, pattern: str, replacement: str) -> _Phrase:
+# Put before the action word of an idiom's rewriting: the kind of action it says is an idiom's,
+# weaker evidence (see ``idioms`` in vocab.yaml). A token no headline has; it is not read as a
+# word.
+_IDIOM_MARK = "zzidiom"
+
+
+def _phrase(needs: str, pattern: str, replacement: str, *, idiom: bool = False) -> _Phrase:
+    """``idiom``: the kind of action the replacement says (its word marked ``^``) is an
+    idiom's."""
+    replacement = replacement.replace("^", f"{_IDIOM_MARK} " if idiom else "")
     return _Phrase(tuple(needs.split()), re.compile(pattern, re.I), replacement)
 
 
+# What a permission lost is ("loses its licence", "ends the waiver").
+_PERMISSIONS = r"(?:\S+\s+){0,3}?(?:licen[cs]es?|waivers?|exemptions?|access|status|permits?)\b"
 # Phrases whose words mislead one by one, or that say a kind of action in other words.
 _PHRASES = (
     _phrase("ultraviolet", r"\bdeep[- ]ultraviolet\b", " DUV "),
@@ -73,36 +88,53 @@ _PHRASES = (
         " takeover ",
     ),
     # Approval, the loss of a permission, avoidance, a deal, a purchase and a launch, as
-    # outlets word them.
+    # outlets word them: idioms, except a spelling of "greenlight".
     _phrase("green", r"\bgreen[- ]?light(?:s|ed|ing)?\b", " greenlight "),
-    _phrase("off", r"\bsign(?:s|ed|ing)?\s+off\b", " approves "),
-    _phrase("door", r"\bopen(?:s|ed|ing)?\s+(?:the\s+)?door\s+to\b", " allows "),
+    _phrase("off", r"\bsign(?:s|ed|ing)?\s+off\b", " ^approves ", idiom=True),
+    _phrase("door", r"\bopen(?:s|ed|ing)?\s+(?:the\s+)?door\s+to\b", " ^allows ", idiom=True),
+    # A permission lost: an idiom, except when "suspends" (an established word) says it.
     _phrase(
-        "los pull yank end suspend",
-        r"\b(?:lose|loses|losing|lost|pull|pulls|pulled|yank|yanks|yanked|end|ends|ended|"
-        r"suspend|suspends|suspended|suspending)\s+(?:\S+\s+){0,3}?(?:licen[cs]es?|"
-        r"waivers?|exemptions?|access|status|permits?)\b",
-        " revoked ",
+        "los pull yank end",
+        r"\b(?:lose|loses|losing|lost|pull|pulls|pulled|yank|yanks|yanked|end|ends|ended)\s+"
+        + _PERMISSIONS,
+        " ^revoked ",
+        idiom=True,
     ),
-    _phrase("against", r"\bwarn(?:s|ed|ing)?\s+(?:\w+\s+){0,2}?against\b", " discourages "),
-    _phrase("steer", r"\bsteer(?:s|ed|ing)?\b(?=(?:\s+\S+){0,4}\s+away\b)", " discourages "),
+    _phrase(
+        "suspend", r"\b(?:suspend|suspends|suspended|suspending)\s+" + _PERMISSIONS, " revoked "
+    ),
+    _phrase(
+        "against",
+        r"\bwarn(?:s|ed|ing)?\s+(?:\w+\s+){0,2}?against\b",
+        " ^discourages ",
+        idiom=True,
+    ),
+    _phrase(
+        "steer",
+        r"\bsteer(?:s|ed|ing)?\b(?=(?:\s+\S+){0,4}\s+away\b)",
+        " ^discourages ",
+        idiom=True,
+    ),
     _phrase(
         "deal",
         r"\b(?:strike|strikes|struck|sign|signs|signed|reach|reaches|reached|seal|seals|"
         r"sealed)\s+(?:\w+\s+){0,2}?deals?\b",
-        " agree ",
+        " ^agree ",
+        idiom=True,
     ),
     _phrase(
         "order rush",
         r"\b(?:(?:place|places|placed|placing)\s+(?:\w+\s+){0,3}?orders?|"
         r"rush(?:es|ed)?\s+to\s+(?:order|buy)|order(?:s|ed)?(?=\s+\$?\d))\b",
-        " purchase ",
+        " ^purchase ",
+        idiom=True,
     ),
     _phrase(
         "sell ship sale",
         r"\b(?:(?:start|starts|started|starting|begin|begins|began)\s+(?:selling|shipping)|"
         r"go(?:es)?\s+on\s+sale)\b",
-        " launches ",
+        " ^launches ",
+        idiom=True,
     ),
     # A licence required is a restriction ("now needs an export licence", "licensing
     # requirement", "requires permits").
@@ -111,9 +143,10 @@ _PHRASES = (
         r"\b(?:(?:need|needs|needed|require|requires|required|requiring|impose|imposes|"
         r"imposed|imposing)\s+(?:\S+\s+){0,3}?(?:licen[cs]es?|licensing|permits?)|"
         r"licen[cs](?:e|ing)\s+requirements?)\b",
-        " restricts licence ",
+        " ^restricts licence ",
+        idiom=True,
     ),
-    _phrase("call", r"\bcall(?:s|ed)?\s+in\b", " summons "),
+    _phrase("call", r"\bcall(?:s|ed)?\s+in\b", " ^summons ", idiom=True),
     # "To meet US rules" is a product made to fit them; meeting a minister is not.
     _phrase(
         "meet",
@@ -122,7 +155,7 @@ _PHRASES = (
         " complies ",
     ),
     # Export rules are export controls.
-    _phrase("export", r"\bexport\s+(?:rules?|regulations?)\b", " export controls "),
+    _phrase("export", r"\bexport\s+(?:rules?|regulations?)\b", " export ^controls ", idiom=True),
     _phrase(
         "licen approval permit waiver",
         r"\b(?:issue|issues|issued|issuing|grant|grants|granting|win|wins|won|get|"
@@ -161,7 +194,9 @@ class Headline:
     ``tokens`` say what happened (see the package docstring); ``entities`` are the chips and
     companies it is about, ``specific`` those of them that are not everyday words ((category,
     term) pairs); ``actions`` the kinds of action; ``actors`` its third countries and agencies;
-    ``numbers`` its amounts; ``lead`` the actor it opens with ("china" in "China bans…")."""
+    ``numbers`` its amounts; ``lead`` the actor it opens with ("china" in "China bans…");
+    ``soft``: its kind of action is said only as an idiom or negated ("tells firms to avoid",
+    "not permitted"), weaker evidence: it may make a follow-up, never confirm a join."""
 
     tokens: frozenset[str]
     entities: frozenset[str] = frozenset()
@@ -171,6 +206,7 @@ class Headline:
     numbers: frozenset[str] = frozenset()
     lead: str = ""
     primary: str = ""  # the kind of action it reports (see ``PRIORITY``)
+    soft: bool = False
 
     @property
     def words(self) -> frozenset[str]:
@@ -181,6 +217,7 @@ class Headline:
         """Tokens for storage (``Story`` members are saved as these lists)."""
         extra = [f"^{self.lead}"] if self.lead else []
         extra += [f"&{a}" for a in sorted(self.actions)]
+        extra += ["~"] if self.soft else []
         return sorted(self.tokens) + extra
 
     @staticmethod
@@ -189,9 +226,11 @@ class Headline:
     ) -> Headline:
         """A stored member back. Stories stored before schema 5 kept plain words, and the
         first headline's kinds of action beside them (``actions``)."""
-        tokens, kinds, lead = set(), set(), ""
+        tokens, kinds, lead, soft = set(), set(), "", False
         for t in stored:
-            if t.startswith("^"):
+            if t == "~":
+                soft = True
+            elif t.startswith("^"):
                 lead = t[1:]
             elif t.startswith("&"):
                 kinds.add(t[1:])
@@ -207,6 +246,7 @@ class Headline:
             actors=shared_set(frozenset(t[1:] for t in tokens if t.startswith("@"))),
             numbers=shared_set(frozenset(t[1:] for t in tokens if t.startswith("#"))),
             lead=sys.intern(lead),
+            soft=soft,
         )
 
 
@@ -405,9 +445,12 @@ def headline_features(
             text = phrase.pattern.sub(phrase.replacement, text)
             lowered = text.lower()
     text = _KICKER_RE.sub(" ", text, count=1)
-    tokens_list = normalise(text).split()
+    tokens_list, idiom_at = _unmarked(normalise(text).split())
     start = _event_start(tokens_list)
     tokens_list = tokens_list[start:]
+    idiom_at = {j - start for j in idiom_at}
+    if idiom_at:
+        text = text.replace(_IDIOM_MARK, "")
     lead = _lead(tokens_list if start else _acting_clause(text) or tokens_list)
     matches = list(matches)
     covered: set[str] = set()
@@ -429,10 +472,14 @@ def headline_features(
     kinds: list[tuple[str, str]] = []
     said_at: dict[str, tuple[int, str]] = {}  # where each kind is first said, and the word
     main: set[str] = set()  # the kinds said before a clause of context
+    # The kinds said in other words than idioms (in a clause of context too: the reading
+    # before idioms were read had no clauses of context either).
+    established: set[str] = set()
     context = False
     n = len(tokens_list)
     i = 0
     while i < n:
+        at = i
         w, key, i = _key(tokens_list, i)
         if key in _AGENCIES:
             actors.add(_AGENCIES[key])
@@ -445,16 +492,28 @@ def headline_features(
             kind = _ACTION_OF[w]
             if w in _HEDGES and any(k != "plan" for k, _ in kinds):
                 continue  # it hedges something said after the action, not the action
+            before = tokens_list[max(0, at - 3) : at]
+            idiom = w in _IDIOMS or at in idiom_at
+            if _NEGATIONS.intersection(before):
+                # "Not permitted", "no longer exempt": an approval negated is a restriction
+                # (said in other words, so an idiom's evidence); another kind negated is none.
+                if kind != "allow":
+                    continue
+                kind, idiom = "restrict", True
+            if kind == "finding" and _unproven(tokens_list, at, kinds):
+                continue
             actions.add(kind)
             kinds.append((kind, w))
             said_at.setdefault(kind, (i, w))
             if not context:
                 main.add(kind)
+            if not idiom:
+                established.add(kind)
             continue
         if w in _CONTEXT and i > 1:
             context = True
             continue
-        if w in STOPWORDS:
+        if w in STOPWORDS or w in _NEGATIONS:  # a negation is read with the action it negates
             continue
         w = _word(w)
         if w in STOPWORDS or w in GENERIC or len(w) < 2 or w in covered or w.isdigit():
@@ -497,4 +556,30 @@ def headline_features(
         numbers=shared_set(frozenset(numbers)),
         lead=lead,
         primary=primary,
+        soft=bool(primary) and primary not in established,
+    )
+
+
+def _unmarked(tokens: list[str]) -> tuple[list[str], set[int]]:
+    """The tokens without the idiom marks, and where each marked word now is."""
+    if _IDIOM_MARK not in tokens:
+        return tokens, set()
+    out: list[str] = []
+    marked: set[int] = set()
+    for t in tokens:
+        if t == _IDIOM_MARK:
+            marked.add(len(out))
+        else:
+            out.append(t)
+    return out, marked
+
+
+def _unproven(tokens: Sequence[str], at: int, said: Sequence[tuple[str, str]]) -> bool:
+    """Whether the finding said at ``at`` is only suspected ("suspected breach", "alleged
+    violations", "possible breach", "risks violating") or, after a probe, what the probe looks
+    into ("probes Nvidia over breach of law"): then the headline reports no finding."""
+    if _UNPROVEN.intersection(tokens[max(0, at - 2) : at]):
+        return True
+    return bool(_PROBE_OBJECTS.intersection(tokens[max(0, at - 3) : at])) and any(
+        k == "probe" for k, _ in said
     )

@@ -197,7 +197,13 @@ class StoryIndex:
         for posting in subjects:
             found |= hits.keys() & posting.keys()
         if len(found) > CANDIDATES:
-            return set(heapq.nlargest(CANDIDATES, found, key=hits.__getitem__))
+            # Of stories sharing as much, the newest (ids grow): an item sharing only an
+            # everyday subject ("chips") ties with every vague story of the window, and its
+            # event's story is likelier among the recent ones than among the first ids
+            # (``nlargest`` keeps the first of equals).
+            return set(
+                heapq.nlargest(CANDIDATES, sorted(found, reverse=True), key=hits.__getitem__)
+            )
         return found
 
     def candidate_stories(self, item: Headline) -> list[Story]:
@@ -222,9 +228,13 @@ class StoryIndex:
                         if not posting:
                             del index[key]
 
-    def similarity(self, item: Headline, member: Headline) -> float:
-        """Weighted Dice of the two headlines' event tokens (each weighted by its rarity)."""
+    def similarity(self, item: Headline, member: Headline, idioms: bool = False) -> float:
+        """Weighted Dice of the two headlines' event tokens (each weighted by its rarity). A
+        kind of action one of them says only as an idiom is no evidence that they agree (unless
+        ``idioms``, as for a follow-up): it counts in what each says, not in what they share."""
         shared = item.tokens & member.tokens
+        if not idioms and (item.soft or member.soft):
+            shared -= {f"!{h.primary}" for h in (item, member) if h.soft}
         if not shared:
             return 0.0
         total = self.rarity.total

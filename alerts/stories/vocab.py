@@ -31,12 +31,15 @@ WORD_LISTS = (
     "moves",
     "connectives",
     "context",
+    "negations",
+    "unproven",
+    "probe_objects",
 )
-WORDS_BY_KIND = ("actions", "synonyms")
+WORDS_BY_KIND = ("actions", "idioms", "synonyms")
 NAMES_BY_KIND = ("countries", "agencies", "leading_agencies", "policy_tokens")
 # Sections whose words share one namespace: a word may be under one kind of them only.
 NAMESPACES = (
-    ("actions",),
+    ("actions", "idioms"),
     ("countries", "agencies"),
     ("leading_agencies",),
     ("synonyms",),
@@ -54,7 +57,8 @@ class Vocabulary:
 
     stopwords: frozenset[str]
     generic: frozenset[str]
-    actions: dict[str, str]  # word -> kind of action
+    actions: dict[str, str]  # word -> kind of action (idioms too)
+    idioms: frozenset[str]  # the action words that are weaker evidence: they only thread
     priority: tuple[str, ...]  # the kinds of action, first the one a headline reports
     announcing: frozenset[str]
     hedges: frozenset[str]  # plan words that only hedge the action after them
@@ -67,6 +71,9 @@ class Vocabulary:
     moves: frozenset[str]
     connectives: frozenset[str]
     context: frozenset[str]
+    negations: frozenset[str]
+    unproven: frozenset[str]
+    probe_objects: frozenset[str]
     synonyms: dict[str, str]  # form -> word
     policy_tokens: dict[str, str]  # watchlist term -> token
 
@@ -176,7 +183,10 @@ def load(path: Path | None = None) -> Vocabulary:
     def lookup(name: str) -> dict[str, str]:
         return {e.word: e.kind for e in kinds[name]}
 
-    actions, agencies = lookup("actions"), lookup("agencies")
+    actions, idioms, agencies = lookup("actions"), lookup("idioms"), lookup("agencies")
+    for e in kinds["idioms"]:
+        if e.kind not in doc["actions"]:
+            raise reader.fail(e.line, f"idioms: {e.kind!r} is not a kind under actions")
     for e in kinds["leading_agencies"]:
         if e.word not in agencies:
             raise reader.fail(e.line, f"leading_agencies: {e.word!r} is not under agencies")
@@ -196,7 +206,8 @@ def load(path: Path | None = None) -> Vocabulary:
     return Vocabulary(
         stopwords=lists["stopwords"],
         generic=lists["generic"],
-        actions=actions,
+        actions={**actions, **idioms},
+        idioms=frozenset(idioms),
         priority=tuple(str(kind) for kind in doc["actions"]),
         announcing=lists["announcing"],
         hedges=lists["hedges"],
@@ -209,6 +220,9 @@ def load(path: Path | None = None) -> Vocabulary:
         moves=lists["moves"],
         connectives=lists["connectives"],
         context=lists["context"],
+        negations=lists["negations"],
+        unproven=lists["unproven"],
+        probe_objects=lists["probe_objects"],
         synonyms=lookup("synonyms"),
         policy_tokens=lookup("policy_tokens"),
     )

@@ -15,6 +15,7 @@ from tests.support import ROOT
 LAYERS = [
     {"alerts"},  # the package root: version and user agent
     {"types", "errors"},
+    {"text"},  # text as the matcher sees it: normalised words and a term's keys
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit
     {"relevance"},  # the learned second opinion's model, below the matcher that asks it

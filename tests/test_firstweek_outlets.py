@@ -4,7 +4,7 @@ through the same feed (an aggregator) edits the story's message."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from alerts.config import load_config
 from alerts.deliver import Deliverer
@@ -12,21 +12,20 @@ from alerts.deliver.telegram import TelegramSink
 from alerts.outlets import outlet_name
 from alerts.store import open_store
 from alerts.stories import Clusterer
-from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, cli, poll_cycle, rss, write_config
+from tests.support import (
+    CHANNEL,
+    CHANNEL_ID,
+    Clock,
+    ago,
+    cli,
+    poll_cycle,
+    rss,
+    shipped_watchlists,
+    write_config,
+)
 
 FIRST = "China approves first imports of Nvidia H200 AI chips"
 SECOND = "Beijing approves Nvidia H200 imports for Chinese tech giants"
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self):
-        return self.now
-
-    async def sleep(self, seconds):
-        self.now += timedelta(seconds=seconds)
 
 
 def _env(**extra):
@@ -34,9 +33,9 @@ def _env(**extra):
     return {k: v for k, v in os.environ.items() if k not in drop} | extra
 
 
-def _watchlists() -> str:
-    text = (ROOT / "config.yaml").read_text()
-    return "\nwatchlists:" + text.split("\nwatchlists:", 1)[1].split("\ndestinations:", 1)[0] + "\n"
+def _entry(title: str, link: str, guid: str, *, minutes: int, **extra: str) -> dict:
+    """A feed entry published ``minutes`` ago."""
+    return {"title": title, "link": link, "guid": guid, "date": ago(minutes=minutes), **extra}
 
 
 def _aggregated(tmp_path, serve, telegram, feed_server, first: dict, second: dict):
@@ -45,7 +44,7 @@ def _aggregated(tmp_path, serve, telegram, feed_server, first: dict, second: dic
     config = write_config(
         tmp_path,
         [("Aggregator", url)],
-        watchlists=_watchlists() + f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
+        watchlists=shipped_watchlists() + f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
         f"    api_base_url: {telegram.base_url}\n",
     )
     env = _env(TELEGRAM_BOT_TOKEN=telegram.token)
@@ -63,18 +62,8 @@ def _aggregated(tmp_path, serve, telegram, feed_server, first: dict, second: dic
 def test_item6_an_aggregators_other_outlet_joins_with_an_edit_naming_it(
     tmp_path, serve, telegram, feed_server
 ):
-    first = {
-        "title": FIRST,
-        "link": "https://www.reuters.com/a",
-        "guid": "1",
-        "date": ago(minutes=9),
-    }
-    second = {
-        "title": SECOND,
-        "link": "https://www.bloomberg.com/b",
-        "guid": "2",
-        "date": ago(minutes=5),
-    }
+    first = _entry(FIRST, "https://www.reuters.com/a", "1", minutes=9)
+    second = _entry(SECOND, "https://www.bloomberg.com/b", "2", minutes=5)
     final, _ = _aggregated(tmp_path, serve, telegram, feed_server, first, second)
     assert len(telegram.edits) == 1, "the join edits the story's message"
     assert final.split("\n")[1].startswith("Reuters via Aggregator · ")
@@ -86,18 +75,13 @@ def test_item6_a_join_saying_nothing_new_still_edits_to_name_its_outlet(
 ):
     """The case that produced no edit: the joining headline says nothing the story's does not,
     so only the outlet is new, and the outlet used to be named by the feed (the same one)."""
-    first = {
-        "title": FIRST,
-        "link": "https://www.reuters.com/a",
-        "guid": "1",
-        "date": ago(minutes=9),
-    }
-    second = {
-        "title": "Nvidia H200 imports approved by China, sources say",
-        "link": "https://www.scmp.com/b",
-        "guid": "2",
-        "date": ago(minutes=5),
-    }
+    first = _entry(FIRST, "https://www.reuters.com/a", "1", minutes=9)
+    second = _entry(
+        "Nvidia H200 imports approved by China, sources say",
+        "https://www.scmp.com/b",
+        "2",
+        minutes=5,
+    )
     final, _ = _aggregated(tmp_path, serve, telegram, feed_server, first, second)
     assert len(telegram.edits) == 1
     assert "📣 also reported by SCMP" in final and "•" not in final
@@ -108,25 +92,20 @@ async def test_item6_the_join_edit_arrives_after_edit_delay_seconds(
 ):
     """``run``'s path with an injected clock: the aggregator's second outlet joins at t, and the
     edit goes out at the first delivery after t + edit_delay_seconds, not later."""
-    first = {
-        "title": FIRST,
-        "link": "https://www.reuters.com/a",
-        "guid": "1",
-        "date": ago(minutes=9),
-    }
-    second = {
-        "title": FIRST + " - Bloomberg",
-        "link": "https://news.google.com/rss/articles/b",
-        "guid": "2",
-        "date": ago(minutes=5),
-        "source": "Bloomberg",
-    }
+    first = _entry(FIRST, "https://www.reuters.com/a", "1", minutes=9)
+    second = _entry(
+        FIRST + " - Bloomberg",
+        "https://news.google.com/rss/articles/b",
+        "2",
+        minutes=5,
+        source="Bloomberg",
+    )
     url = serve(rss([first]))
     config = load_config(
         write_config(
             tmp_path,
             [("Google News - Nvidia China", url)],
-            watchlists=_watchlists()
+            watchlists=shipped_watchlists()
             + "stories:\n  edit_delay_seconds: 20\n"
             + f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n',
         )

@@ -22,16 +22,11 @@ from alerts.logs import event, setup_logging
 from alerts.match import compile_matcher
 from alerts.runtime import Runtime
 from alerts.store import open_store
-from tests.support import CHANNEL, ROOT, ago, cli, rss, write_config
+from tests.support import CHANNEL, ROOT, ago, cli, rss, shipped_watchlists, write_config
 from tests.test_commands import Bot
 
 SHIPPED = load_config(ROOT / "config.yaml")
 H200 = "China approves first imports of Nvidia H200 AI chips"
-
-
-def _shipped_watchlists() -> str:
-    text = (ROOT / "config.yaml").read_text(encoding="utf-8")
-    return "\nwatchlists:" + text.split("\nwatchlists:", 1)[1].split("\ndestinations:", 1)[0]
 
 
 # --- /watchlist: every rule says what it is ---------------------------------------------------
@@ -44,7 +39,7 @@ async def test_item8_watchlist_describes_every_rule_relation_rules_too(
     path = write_config(
         tmp_path,
         [("Wire", serve(rss([])))],
-        watchlists=_shipped_watchlists()
+        watchlists=shipped_watchlists()
         + f'\ndestinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
         f"    api_base_url: {telegram.base_url}\n",
     )

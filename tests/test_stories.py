@@ -31,7 +31,17 @@ from alerts.stories import (
 )
 from alerts.types import FeedItem, NewItem
 from tests.fakes.slack_webhook import FakeSlack
-from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, cli, rss, write_config
+from tests.support import (
+    CHANNEL,
+    CHANNEL_ID,
+    ROOT,
+    Clock,
+    ago,
+    cli,
+    rss,
+    shipped_watchlists,
+    write_config,
+)
 
 CONFIG = load_config(ROOT / "config.yaml")
 MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
@@ -57,12 +67,7 @@ def _config(tmp_path, feeds, *, destinations):
     return write_config(
         tmp_path,
         feeds,
-        watchlists=(ROOT / "config.yaml")
-        .read_text()
-        .split("\nwatchlists:", 1)[1]
-        .split("\ndestinations:", 1)[0]
-        .join(["\nwatchlists:", "\n"])
-        + destinations,
+        watchlists=shipped_watchlists() + destinations,
     )
 
 
@@ -224,17 +229,6 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
 
 
 # --- deliverer: edits are merged, paced, and "not modified" is fine -------------------------
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self):
-        return self.now
-
-    async def sleep(self, seconds):
-        self.now += timedelta(seconds=seconds)
 
 
 def _item(feed, title, i):

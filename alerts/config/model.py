@@ -137,7 +137,7 @@ class LearnedConfig:
     enabled: bool = True
     # it alerts at or above this score; the default is the one chosen by cross-validation when
     # the shipped model was trained (benchmarks/train_relevance.py)
-    threshold: Annotated[float, Limit(0.5, 1.0)] = 0.88
+    threshold: Annotated[float, Limit(0.5, 1.0)] = 0.89
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,7 +18,8 @@ LAYERS = [
     {"text"},  # text as the matcher sees it: normalised words and a term's keys
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit
-    {"relevance"},  # the learned second opinion's model, below the matcher that asks it
+    # the learned second opinion's model, and whether a rule holds: below the matcher
+    {"relevance", "rules"},
     {"loopback", "fetch", "parse", "match", "outlets"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},

@@ -48,8 +48,10 @@ async def test_item8_watchlist_describes_every_rule_relation_rules_too(
     async with Bot(path, telegram) as bot:
         reply = await bot.ask(424242, "/watchlist")
     lines = {line.split(":", 1)[0]: line for line in reply.split("\n") if line.startswith("• ")}
-    assert set(lines) == {f"• {rule.name}" for rule in SHIPPED.rules}
-    for rule in SHIPPED.rules:
+    # (shipped_watchlists() leaves out the rules limited to feed tags: these feeds have none)
+    untagged = [rule for rule in SHIPPED.rules if not rule.tags]
+    assert set(lines) == {f"• {rule.name}" for rule in untagged}
+    for rule in untagged:
         line = lines[f"• {rule.name}"]
         assert rule.description and rule.description in line, rule.name
         if rule.relation:  # the conditions too, which were the empty part

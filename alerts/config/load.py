@@ -24,19 +24,17 @@ from .model import (
     DEFAULT_RULE,
     LEARNED_RULE,
     Config,
-    Destinations,
     FeedConfig,
     LearnedConfig,
     OpsConfig,
     PollConfig,
     Rule,
-    SlackConfig,
     StoriesConfig,
-    TelegramConfig,
     Term,
     keys,
     limits,
 )
+from .routes import Known, parse_destinations
 
 T = TypeVar("T")
 
@@ -163,6 +161,11 @@ def _feeds(c: Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[F
             if k in m
         }
         interval, ceiling = _intervals(c, m, key, ln, given, poll)
+        tags = (
+            c.strings(m["tags"], f"{key}.tags", c.key_line(m, "tags", ln), values.tag)
+            if "tags" in m
+            else ()
+        )
         proxy = _proxy(c, m, key, ln) if "proxy" in m else poll.proxy
         feeds.append(
             FeedConfig(
@@ -170,6 +173,7 @@ def _feeds(c: Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[F
                 url=url,
                 interval_seconds=interval,
                 max_interval_seconds=ceiling,
+                tags=tuple(dict.fromkeys(tags)),
                 proxy=proxy or None,
             )
         )
@@ -267,7 +271,11 @@ def _watchlists(c: Checker, node: Any, line: int | None) -> dict[str, tuple[Term
 
 
 def _rules(
-    c: Checker, node: Any, line: int | None, watchlists: dict[str, tuple[Term, ...]]
+    c: Checker,
+    node: Any,
+    line: int | None,
+    watchlists: dict[str, tuple[Term, ...]],
+    tags: frozenset[str],
 ) -> tuple[Rule, ...]:
     if node is None:
         missing = [cat for cat in DEFAULT_CATEGORIES if cat not in watchlists]
@@ -339,6 +347,17 @@ def _rules(
             parts["description"] = c.string(
                 m["description"], f"{key}.description", c.key_line(m, "description", ln)
             )
+        if "tags" in m:
+            kln = c.key_line(m, "tags", ln)
+            parts["tags"] = c.strings(m["tags"], f"{key}.tags", kln)
+            for t in parts["tags"]:
+                if t not in tags:
+                    raise c.fail(
+                        f"refers to unknown feed tag {t!r} "
+                        f"(defined: {', '.join(sorted(tags)) or 'none'}; tag a feed first)",
+                        f"{key}.tags",
+                        kln,
+                    )
         if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
             raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
         rules.append(Rule(name=name, **parts, relation=tuple(relation)))
@@ -355,101 +374,6 @@ def _defined(
                 f"refers to missing watchlist {cat!r} (defined: {', '.join(watchlists)})", key, line
             )
     return cats
-
-
-def _destinations(c: Checker, node: Any, line: int | None, lines: dict[str, int]) -> Destinations:
-    """The destinations; ``lines`` gets the line of each one written (for the environment's
-    checks, which come after loading)."""
-    if node is None:
-        return Destinations()
-    m = c.mapping(node, "destinations", line, keys(Destinations) | {"console"})
-    telegram = slack = None
-    if "telegram" in m:
-        tln = c.key_line(m, "telegram", line)
-        if tln is not None:
-            lines["destinations.telegram"] = tln
-        telegram = _telegram(c, m["telegram"], tln)
-    if "slack" in m:
-        sln = c.key_line(m, "slack", line)
-        if sln is not None:
-            lines["destinations.slack"] = sln
-        slack = _slack(c, m["slack"], sln)
-        if slack.channel and (cln := c.key_line(m["slack"], "channel", None)) is not None:
-            lines["destinations.slack.channel"] = cln
-    return Destinations(telegram=telegram, slack=slack)
-
-
-def _telegram(c: Checker, node: Any, tln: int | None) -> TelegramConfig:
-    key = "destinations.telegram"
-    t = c.mapping(node if node is not None else {}, key, tln, keys(TelegramConfig))
-    if "chat_id" not in t:
-        # Without a chat there is nothing to send to: say so, rather than drop the section
-        # (and its admins) silently.
-        raise c.fail(
-            "missing required key 'chat_id' (the channel: \"@name\" or -100…); without it "
-            "Telegram is off and admins cannot use commands",
-            key,
-            tln,
-        )
-
-    def kl(k: str) -> int | None:
-        return c.key_line(t, k, tln)
-
-    chat_id = c.value(values.telegram_chat_id, t["chat_id"], f"{key}.chat_id", kl("chat_id"))
-    opts: dict[str, Any] = {}
-    if "api_base_url" in t:
-        opts["api_base_url"] = c.value(
-            values.http_url, t["api_base_url"], f"{key}.api_base_url", kl("api_base_url")
-        )
-    if "admins" in t:
-        admins = c.seq(t["admins"], f"{key}.admins", kl("admins"))
-        ids = []
-        for i, a in enumerate(admins):
-            if isinstance(a, bool) or not isinstance(a, int):
-                raise c.fail(
-                    f"must be a numeric Telegram user id, got {a!r}",
-                    f"{key}.admins[{i}]",
-                    c.item_line(admins, i, kl("admins")),
-                )
-            ids.append(a)
-        opts["admins"] = tuple(ids)
-    if "link_preview" in t:
-        opts["link_preview"] = c.boolean(
-            t["link_preview"], f"{key}.link_preview", kl("link_preview")
-        )
-    return TelegramConfig(chat_id=chat_id, **opts)
-
-
-def _slack(c: Checker, node: Any, line: int | None) -> SlackConfig:
-    """``{}``: a webhook (on ``webhook_host``); with ``channel``: an app (``api_base_url`` only
-    means something then)."""
-    s = c.mapping(node if node is not None else {}, "destinations.slack", line, keys(SlackConfig))
-
-    def only_with(k: str, what: str) -> None:
-        if k in s:
-            raise c.fail(f"only means something {what}", f"destinations.slack.{k}", kl(k))
-
-    def kl(k: str) -> int | None:
-        return c.key_line(s, k, line)
-
-    if "channel" not in s:
-        only_with("api_base_url", "with 'channel' (a Slack app; a webhook has no API)")
-        if "webhook_host" not in s:
-            return SlackConfig()
-        host = c.value(
-            values.host, s["webhook_host"], "destinations.slack.webhook_host", kl("webhook_host")
-        )
-        return SlackConfig(webhook_host=host)
-    only_with("webhook_host", "without 'channel' (an incoming webhook)")
-    channel = c.value(
-        values.slack_channel, s["channel"], "destinations.slack.channel", kl("channel")
-    )
-    if "api_base_url" not in s:
-        return SlackConfig(channel=channel)
-    api_base_url = c.value(
-        values.http_url, s["api_base_url"], "destinations.slack.api_base_url", kl("api_base_url")
-    )
-    return SlackConfig(channel=channel, api_base_url=api_base_url)
 
 
 def parse_config(text: str, *, path: Path | str) -> Config:
@@ -483,9 +407,18 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     poll = _poll(c, top.get("poll"), kl("poll"))
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
     watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
-    rules = _rules(c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists)
+    tags = frozenset(t for f in feeds for t in f.tags)
+    rules = _rules(
+        c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists, tags
+    )
+    known = Known(
+        rules=frozenset({r.name for r in rules} | {LEARNED_RULE}),
+        categories=frozenset(watchlists),
+        feeds=frozenset(f.name for f in feeds),
+        tags=tags,
+    )
+    destinations = parse_destinations(c, top.get("destinations"), kl("destinations"), known)
     lines = {k: ln for k in top if isinstance(k, str) and (ln := kl(k)) is not None}
-    destinations = _destinations(c, top.get("destinations"), kl("destinations"), lines)
     stories = _stories(c, top.get("stories"), kl("stories"))
     log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
     if log_format not in ("text", "json"):

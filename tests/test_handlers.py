@@ -4,6 +4,7 @@ the few that go end to end through python-telegram-bot and the fake Bot API."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,7 @@ from alerts.runtime import Runtime
 from alerts.scheduler import Scheduler
 from alerts.store import open_store
 from tests.fakes.telegram_api import parse_html
-from tests.support import CHANNEL, alerting_item, read_only_directory, record
+from tests.support import CHANNEL, CHANNEL_ID, alerting_item, read_only_directory, record
 from tests.test_commands import ADMIN, CONFIG_TEMPLATE, USER
 
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=timezone.utc)
@@ -71,16 +72,33 @@ class Bot:
             self.store.close()
 
 
+@contextlib.asynccontextmanager
+async def _bot(tmp_path, monkeypatch, *, token, config=CONFIG):
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
+    path = tmp_path / "config.yaml"
+    path.write_text(config, encoding="utf-8")
+    bot = Bot(path)
+    try:
+        yield bot
+    finally:
+        await bot.aclose()
+
+
 @pytest.fixture
 async def bot(tmp_path, monkeypatch):
-    monkeypatch.setenv(
-        "TELEGRAM_BOT_TOKEN", "123456789:AAwellFormedButNothingIsSentNoServer"
-    )  # nothing is sent: no server
-    path = tmp_path / "config.yaml"
-    path.write_text(CONFIG, encoding="utf-8")
-    bot = Bot(path)
-    yield bot
-    await bot.aclose()
+    # Nothing is sent: no server listens at the config's Bot API.
+    async with _bot(
+        tmp_path, monkeypatch, token="123456789:AAwellFormedButNothingIsSentNoServer"
+    ) as b:
+        yield b
+
+
+@pytest.fixture
+async def sending_bot(tmp_path, monkeypatch, telegram):
+    """The same, with its channel on the fake Bot API: what it delivers is sent."""
+    config = CONFIG.replace("http://127.0.0.1:9/bot", telegram.base_url)
+    async with _bot(tmp_path, monkeypatch, token=telegram.token, config=config) as b:
+        yield b
 
 
 def _alert(store, guid, title, **story):
@@ -283,3 +301,20 @@ async def test_recent_counts_follow_ups_and_why_explains_where_one_went(bot):
     assert "decision: follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)" in why
     why = bot.ask(USER, f"/why {story}")
     assert "a new story (1 follow-up under it)\ndecision: not recorded" in why
+
+
+def _channel_posts(telegram):
+    return [m["shown_text"] for m in telegram.sent if m["chat_id"] == CHANNEL_ID]
+
+
+async def test_resume_releases_the_alerts_queued_while_paused(sending_bot, telegram):
+    bot = sending_bot
+    assert "paused" in bot.ask(ADMIN, "/pause")
+    _alert(bot.store, "q1", "US widens export controls on Nvidia H20", story_id=1)
+    await bot.runtime.deliver()
+    assert _channel_posts(telegram) == [], "held while paused"
+    assert "1 queued alerts go out now" in bot.ask(ADMIN, "/resume")
+    await bot.runtime.deliver()
+    [post] = _channel_posts(telegram)
+    assert "US widens export controls on Nvidia H20" in post
+    assert bot.store.count_pending("telegram") == 0

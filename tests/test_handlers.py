@@ -318,3 +318,21 @@ async def test_resume_releases_the_alerts_queued_while_paused(sending_bot, teleg
     [post] = _channel_posts(telegram)
     assert "US widens export controls on Nvidia H20" in post
     assert bot.store.count_pending("telegram") == 0
+
+
+async def test_a_paused_channel_stays_paused_across_a_reload_that_changes_destinations(
+    sending_bot, telegram
+):
+    bot = sending_bot
+    assert "paused" in bot.ask(ADMIN, "/pause")
+    _alert(bot.store, "r1", "US widens export controls on Nvidia H20", story_id=1)
+    text = bot.path.read_text()
+    assert f"admins: [{ADMIN}]" in text
+    bot.path.write_text(text.replace(f"admins: [{ADMIN}]", f"admins: [{ADMIN}, 333]"))
+    old = bot.runtime.deliverer
+    assert (await bot.runtime.reload_if_changed()).status == "applied"
+    assert bot.runtime.deliverer is not old, "new destinations: new sinks, a new deliverer"
+    await bot.runtime.deliver()
+    assert _channel_posts(telegram) == [], "still held"
+    assert bot.store.count_pending("telegram") == 1
+    assert "Channel: paused (alerts are queued)" in bot.ask(USER, "/status")

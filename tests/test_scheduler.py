@@ -82,6 +82,50 @@ async def test_item8_a_job_still_running_is_one_named_event_not_a_warning_a_tick
     ]
 
 
+async def test_job_still_running_is_logged_again_after_a_minute_with_the_skips_since(caplog):
+    """At most one line a minute per job; the next one counts the ticks skipped since the last
+    (on the scheduler's injected clock, which moves only when the test moves it)."""
+    release = asyncio.Event()
+    now = [1000.0]
+
+    async def deliver():
+        await release.wait()  # a send that hangs
+
+    async def poll(feed):
+        pass
+
+    async def skips(at_least):
+        deadline = time.monotonic() + 30
+        while scheduler.skipped.get("deliver", 0) < at_least and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return scheduler.skipped["deliver"]
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if "job_still_running" in r.getMessage()]
+
+    scheduler = Scheduler(
+        poll=poll, deliver=deliver, deliver_every=0.05, first_run_spread=0, clock=lambda: now[0]
+    )
+    with caplog.at_level(logging.INFO):
+        scheduler.start([])
+        await skips(3)
+        now[0] += 59
+        await skips(scheduler.skipped["deliver"] + 3)
+        assert len(lines()) == 1, "none before the minute"
+        # No tick comes between these two lines: the next skip is the first after the minute.
+        seen = scheduler.skipped["deliver"]
+        now[0] += 2  # 61 s after the first line
+        await skips(seen + 1)
+        release.set()
+        await scheduler.stop()
+    note = 'note="its ticks are skipped until it ends"'
+    assert lines() == [
+        f"job_still_running job=deliver skipped=1 {note}",
+        f"job_still_running job=deliver skipped={seen} {note}",
+    ]
+    assert seen >= 6
+
+
 async def test_item8_stop_cancels_polls_in_flight_and_cuts_a_hung_delivery_short(caplog):
     """SIGTERM used to wait for fetches in flight (up to ``timeout_seconds`` each) and for a
     send, which can exceed Docker's 10-second stop timeout. Now polls are cancelled at once

@@ -389,6 +389,24 @@ async def test_kicked_and_unknown_chats(tg, bot):
 
 
 @pytest.mark.asyncio
+async def test_deactivated_users_forgotten_chats_and_revoked_tokens(tg, bot):
+    tg.deactivate(USER_ID)
+    with pytest.raises(Forbidden) as info:
+        await bot.send_message(USER_ID, "x")
+    assert info.value.message == "Forbidden: user is deactivated"
+    with pytest.raises(ValueError, match="not a user's private chat"):
+        tg.deactivate(CHANNEL)
+    tg.forget(CHANNEL)
+    for chat in (CHANNEL, CHANNEL_ID):
+        with pytest.raises(BadRequest, match="^Chat not found$"):
+            await bot.send_message(chat, "x")
+    tg.revoke()
+    with pytest.raises(InvalidToken):
+        await bot.send_message(GROUP_ID, "x")
+    assert tg.calls[-1]["status"] == 401 and tg.sent == []
+
+
+@pytest.mark.asyncio
 async def test_unknown_token_is_rejected():
     with FakeTelegram(tokens=[TOKEN]) as fake:
         with pytest.raises(InvalidToken, match="rejected by the server"):

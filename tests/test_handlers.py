@@ -18,7 +18,14 @@ from alerts.runtime import Runtime
 from alerts.scheduler import Scheduler
 from alerts.store import open_store
 from tests.fakes.telegram_api import parse_html
-from tests.support import CHANNEL, CHANNEL_ID, alerting_item, read_only_directory, record
+from tests.support import (
+    CHANNEL,
+    CHANNEL_ID,
+    alerting_item,
+    deliveries,
+    read_only_directory,
+    record,
+)
 from tests.test_commands import ADMIN, CONFIG_TEMPLATE, USER
 
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=timezone.utc)
@@ -336,3 +343,62 @@ async def test_a_paused_channel_stays_paused_across_a_reload_that_changes_destin
     assert _channel_posts(telegram) == [], "still held"
     assert bot.store.count_pending("telegram") == 1
     assert "Channel: paused (alerts are queued)" in bot.ask(USER, "/status")
+
+
+def _subscriber_and_alert(bot, telegram, guid):
+    """USER subscribed to H20 and ADMIN able to get notices (both have started the bot), and
+    an alert queued for the channel and for USER's chat."""
+    telegram.add_chat(USER, "private")
+    telegram.add_chat(ADMIN, "private")
+    assert "subscribed to term H20" in bot.ask(USER, "/subscribe H20")
+    item = alerting_item(
+        guid,
+        "US widens export controls on Nvidia H20",
+        feed="Wire",
+        destinations=("telegram", f"telegram:{USER}"),
+        story_id=1,
+    )
+    [alert_id] = record(bot.store, "Wire", item)
+    return alert_id
+
+
+@pytest.mark.parametrize(
+    "gone, reason",
+    [("forget", "Chat not found"), ("deactivate", "Forbidden: user is deactivated")],
+    ids=["chat_not_found", "user_deactivated"],
+)
+async def test_a_subscriber_whose_chat_is_gone_is_suspended(
+    sending_bot, telegram, caplog, gone, reason
+):
+    bot = sending_bot
+    _subscriber_and_alert(bot, telegram, "g1")
+    getattr(telegram, gone)(USER)
+    with caplog.at_level(logging.INFO, logger="chipwatch"):
+        await bot.runtime.deliver()
+    assert bot.store.subscriptions(USER) == []
+    assert f"subscription_suspended chat={USER} subscriptions=1" in caplog.text
+    assert "destination_paused" not in caplog.text
+    [notice] = [m["shown_text"] for m in telegram.sent if m["chat_id"] == ADMIN]
+    assert f"A subscriber ({USER}) can no longer be written to ({reason})" in notice
+    assert len(_channel_posts(telegram)) == 1, "the channel is not affected"
+    status = bot.ask(USER + 1, "/status")
+    assert "Channel: delivering" in status and "Subscribers: 0 (1 suspended)" in status
+
+
+async def test_a_revoked_token_pauses_delivery_and_suspends_no_subscriber(
+    sending_bot, telegram, caplog
+):
+    """A 401 is the bot's own problem, not the subscriber's: their subscription stays, and
+    everything waits for a new token."""
+    bot = sending_bot
+    alert_id = _subscriber_and_alert(bot, telegram, "t1")
+    telegram.revoke()
+    with caplog.at_level(logging.INFO, logger="chipwatch"):
+        await bot.runtime.deliver()
+    assert [kind for _, kind, _ in bot.store.subscriptions(USER)] == ["term"]
+    assert "subscription_suspended" not in caplog.text
+    assert bot.runtime.deliverer.is_paused("telegram")
+    assert "destination_paused destination=telegram " in caplog.text
+    assert {r["status"] for r in deliveries(bot.store, alert_id)} == {"pending"}
+    assert telegram.sent == []
+    assert "Subscribers: 1" in bot.ask(USER + 1, "/status")

@@ -219,16 +219,15 @@ BAD = [
         2,
         "destinations[0].slack.webhook_env: only means something without 'channel'",
     ),
-    # Digests come next: until then their keys are unknown, not half-understood.
     (
-        "  - name: a\n    console: {}\n    digest: {every: day}\n",
+        "  - name: a\n    console: {}\n    digest: {every: fortnight}\n",
         4,
-        "destinations[0].digest: unknown key",
+        "destinations[0].digest.every: must be day or week",
     ),
     (
         "  - {name: a, console: {}, instant: false}\n",
         2,
-        "destinations[0].instant: unknown key",
+        "destinations[0].instant: instant: false needs a digest",
     ),
     ("  - {name: a, console: {}, rules: []}\n", 2, "destinations[0].rules: must name at least"),
 ]

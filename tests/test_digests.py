@@ -355,3 +355,86 @@ def test_back_to_instant_releases_what_was_held(tmp_path):
     assert [a.title for a in store.pending(mine, now=_utc(2026, 3, 30, 6))] == [
         "Nvidia H20 for you"
     ]
+
+
+# --- /digest ----------------------------------------------------------------------------------
+
+TEAM = """database: cw.db
+feeds:
+  - name: Wire
+    url: "http://127.0.0.1:9/wire.xml"
+watchlists:
+  chips: [H20]
+  companies: [Nvidia]
+  export_terms: [export controls]
+destinations:
+  - name: channel
+    telegram: {chat_id: "@chipwatch_test", api_base_url: "http://127.0.0.1:9/bot", admins: [111]}
+  - name: exec
+    console: {}
+    digest: {at: "08:00", timezone: Europe/Berlin}
+    instant: false
+ops:
+  listen: ""
+"""
+
+
+@pytest.fixture
+async def team_bot(tmp_path, monkeypatch):
+    from tests.test_handlers import Bot
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:TEST")  # nothing is sent: no server
+    path = tmp_path / "config.yaml"
+    path.write_text(TEAM, encoding="utf-8")
+    bot = Bot(path)
+    yield bot
+    await bot.aclose()
+
+
+NOON = _utc(2026, 3, 30, 10)
+
+
+def test_a_subscriber_chooses_a_daily_digest_and_goes_back_to_instant(team_bot):
+    reply = team_bot.ask(222, "/digest daily 07:30 Europe/Berlin", now=NOON)
+    assert "one digest a day at 07:30 Europe/Berlin (next: Tue 31 Mar 07:30)" in reply
+    mine = personal_destination(222)
+    assert json.loads(team_bot.store.digest_modes()[mine])["at"] == "07:30"
+    assert "one digest a day, at 07:30 Europe/Berlin" in team_bot.ask(222, "/digest", now=NOON)
+    _record(team_bot.store, "Nvidia H20 held", at=NOON, guid="h", destinations=(mine,))
+    assert team_bot.store.pending(mine, now=NOON) == []
+    assert "The 1 held alert(s) go out now" in team_bot.ask(222, "/digest instant", now=NOON)
+    assert [a.title for a in team_bot.store.pending(mine, now=NOON)] == ["Nvidia H20 held"]
+    assert "each alert as it comes" in team_bot.ask(222, "/digest", now=NOON)
+
+
+@pytest.mark.parametrize(
+    "text, refusal",
+    [
+        ("/digest daily 8am", "must be a time of day as HH:MM"),
+        ("/digest daily 08:00 Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_a_bad_digest_choice_is_refused_and_changes_nothing(team_bot, text, refusal):
+    assert refusal in team_bot.ask(222, text, now=NOON)
+    assert team_bot.store.digest_modes() == {}
+
+
+def test_the_choice_is_made_in_a_private_chat(team_bot):
+    reply = team_bot.ask(222, "/digest daily", now=NOON, private=False, chat=-100123)
+    assert "choose in a private chat with me" in reply
+
+
+def test_an_admin_gets_the_digest_so_far_through_the_outbox(team_bot):
+    _record(team_bot.store, "Nvidia H20 export controls", at=_utc(2026, 3, 30, 7), guid="x")
+    _record(team_bot.store, "Before the period", at=_utc(2026, 3, 30, 5), guid="y")
+    reply = team_bot.ask(111, "/digest", now=NOON, private=False, chat=-100123)
+    assert "The exec digest so far is on its way in our private chat" in reply
+    [queued] = team_bot.store.digests_due(personal_destination(111), now=NOON)
+    text = "".join(queued.parts)
+    assert "Digest so far · exec · since Mon 30 Mar 08:00 Europe/Berlin" in text
+    assert "Nvidia H20 export controls" in text
+    assert "Before the period" not in text
+    assert any(s.name == personal_destination(111) for s in team_bot.runtime.deliverer.sinks)
+    # Not an admin: their own choice is shown instead; a name that has no digest is refused.
+    assert "Your subscriptions come as" in team_bot.ask(222, "/digest exec", now=NOON)
+    assert "no such destination with a digest (exec)" in team_bot.ask(111, "/digest channel")

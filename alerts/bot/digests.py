@@ -40,7 +40,7 @@ def digest_command(request: Request, services: Services) -> str:
         )
     routes = runtime.config.destinations
     name = words[0] if words else None
-    dest = next((d for d in routes.all if d.name == name), None) if name else None
+    dest = next((d for d in routes.digests if d.name == name), None) if name else None
     dest = dest or (None if name else next(iter(routes.digests), None))
     if dest is None:
         known = ", ".join(d.name for d in routes.digests) or "none has one"

@@ -381,14 +381,10 @@ ops:
 
 @pytest.fixture
 async def team_bot(tmp_path, monkeypatch):
-    from tests.test_handlers import Bot
+    from tests.test_handlers import bot_on
 
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:TEST")  # nothing is sent: no server
-    path = tmp_path / "config.yaml"
-    path.write_text(TEAM, encoding="utf-8")
-    bot = Bot(path)
-    yield bot
-    await bot.aclose()
+    async for bot in bot_on(TEAM, tmp_path, monkeypatch):
+        yield bot
 
 
 NOON = _utc(2026, 3, 30, 10)

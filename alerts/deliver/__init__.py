@@ -254,13 +254,8 @@ class Deliverer:
                 )
                 report.count(sink.name, "rejected")
                 continue
-            except RecipientGone as exc:
-                self._gone(sink, exc, report)
-                return
-            except Unavailable as exc:
-                self._pause(sink, exc)
-                report.paused.append(sink.name)
-                report.count(sink.name, "unavailable")
+            except (RecipientGone, Unavailable) as exc:
+                self._cannot_send(sink, exc, report)
                 return
             self.store.edit_done(alert.id, sink.name)
             event(
@@ -339,13 +334,8 @@ class Deliverer:
                 report.count(sink.name, "rejected")
                 i += 1
                 continue
-            except RecipientGone as exc:
-                self._gone(sink, exc, report)
-                return
-            except Unavailable as exc:
-                self._pause(sink, exc)
-                report.paused.append(sink.name)
-                report.count(sink.name, "unavailable")
+            except (RecipientGone, Unavailable) as exc:
+                self._cannot_send(sink, exc, report)
                 return
             now = self._now()
             for alert in included:
@@ -381,26 +371,22 @@ class Deliverer:
             for part in range(digest.sent_parts, len(digest.parts)):
                 if self.stop.is_set():
                     return
+
+                where = {
+                    "destination": sink.name,
+                    "period": digest.period_end.isoformat(),
+                    "part": f"{part + 1}/{len(digest.parts)}",
+                }
                 try:
                     message_id = await sink.send_prepared(digest.parts[part])
                 except RetryLater as exc:
-                    wait = (
-                        exc.retry_after
-                        if exc.retry_after is not None
-                        else backoff(digest.attempts + 1)
-                    )
-                    at = self._now() + timedelta(seconds=wait)
+                    wait, at = self._hold_for(sink, exc, digest.attempts + 1)
                     self.store.digest_retry(digest, error=str(exc), at=at)
-                    self._hold[sink.name] = at
-                    if exc.retry_after is None:
-                        self._down_since.setdefault(sink.name, self._now())
                     event(
                         log,
                         "scheduled_digest_retry",
                         logging.WARNING,
-                        destination=sink.name,
-                        period=digest.period_end.isoformat(),
-                        part=part + 1,
+                        **where,
                         wait=f"{wait:g}s",
                         error=str(exc),
                     )
@@ -408,47 +394,23 @@ class Deliverer:
                     return
                 except Rejected as exc:
                     self.store.digest_rejected(digest, error=str(exc))
-                    event(
-                        log,
-                        "scheduled_digest_rejected",
-                        logging.ERROR,
-                        destination=sink.name,
-                        period=digest.period_end.isoformat(),
-                        part=part + 1,
-                        error=str(exc),
-                    )
+                    event(log, "scheduled_digest_rejected", logging.ERROR, **where, error=str(exc))
                     report.count(sink.name, "rejected")
                     break
-                except RecipientGone as exc:
-                    self._gone(sink, exc, report)
-                    return
-                except Unavailable as exc:
-                    self._pause(sink, exc)
-                    report.paused.append(sink.name)
-                    report.count(sink.name, "unavailable")
+                except (RecipientGone, Unavailable) as exc:
+                    self._cannot_send(sink, exc, report)
                     return
                 self.store.digest_part_sent(digest, part, message_id=message_id, now=self._now())
                 self._down_since.pop(sink.name, None)
                 report.messages += 1
-                event(
-                    log,
-                    "scheduled_digest_sent",
-                    destination=sink.name,
-                    period=digest.period_end.isoformat(),
-                    part=f"{part + 1}/{len(digest.parts)}",
-                    message_id=message_id,
-                )
+                event(log, "scheduled_digest_sent", **where, message_id=message_id)
             else:
                 report.count(sink.name, "digest")
 
     def _retry_later(self, sink: Sink, alert: Alert, exc: RetryLater) -> None:
         attempts = self.store.attempts(alert.id, sink.name) + 1
-        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts)
-        at = self._now() + timedelta(seconds=wait)
+        wait, at = self._hold_for(sink, exc, attempts)
         self.store.mark_retry(alert.id, sink.name, error=str(exc), at=at)
-        self._hold[sink.name] = at
-        if exc.retry_after is None:
-            self._down_since.setdefault(sink.name, self._now())
         event(
             log,
             "alert_retry",
@@ -459,6 +421,28 @@ class Deliverer:
             wait=f"{wait:g}s",
             error=str(exc),
         )
+
+    def _hold_for(self, sink: Sink, exc: RetryLater, attempts: int) -> tuple[float, datetime]:
+        """Hold the whole destination as told, or for the n-th attempt's backoff (then it
+        counts as failing); returns the wait and when it ends."""
+        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts)
+        at = self._now() + timedelta(seconds=wait)
+        self._hold[sink.name] = at
+        if exc.retry_after is None:
+            self._down_since.setdefault(sink.name, self._now())
+        return wait, at
+
+    def _cannot_send(
+        self, sink: Sink, exc: RecipientGone | Unavailable, report: DeliveryReport
+    ) -> None:
+        """Nothing more goes to this sink for now: a subscriber's chat is gone, or the
+        destination is paused until a probe finds it working."""
+        if isinstance(exc, RecipientGone):
+            self._gone(sink, exc, report)
+            return
+        self._pause(sink, exc)
+        report.paused.append(sink.name)
+        report.count(sink.name, "unavailable")
 
     def _gone(self, sink: Sink, exc: RecipientGone, report: DeliveryReport) -> None:
         """A subscriber's chat cannot be written to: stop sending there (the runtime suspends

@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -51,10 +51,10 @@ def trigger(schedule: DigestConfig) -> CronTrigger:
 
 
 def next_due(schedule: DigestConfig, now: datetime) -> datetime:
-    """The first due time after ``now``."""
+    """The first due time after ``now`` (in UTC, as everything stored)."""
     found = trigger(schedule).get_next_fire_time(None, now + _TICK)
     assert found is not None  # a cron trigger without an end date always has a next time
-    return found
+    return found.astimezone(timezone.utc)
 
 
 def last_due(schedule: DigestConfig, now: datetime) -> datetime:
@@ -64,7 +64,7 @@ def last_due(schedule: DigestConfig, now: datetime) -> datetime:
     assert t is not None
     while (n := cron.get_next_fire_time(None, t + _TICK)) is not None and n <= now:
         t = n
-    return t
+    return t.astimezone(timezone.utc)
 
 
 def period(schedule: DigestConfig, now: datetime) -> tuple[datetime, datetime]:

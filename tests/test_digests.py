@@ -19,7 +19,7 @@ from alerts.digest import last_due, next_due, period, queue_due
 from alerts.store import open_store
 from alerts.types import Match
 from tests.fakes.slack_api import FakeSlackApi
-from tests.fakes.telegram_api import FakeTelegram, utf16_len
+from tests.fakes.telegram_api import FakeTelegram, parse_html, utf16_len
 from tests.support import CHANNEL, CHANNEL_ID, alerting_item, cli, write_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -434,3 +434,69 @@ def test_an_admin_gets_the_digest_so_far_through_the_outbox(team_bot):
     # Not an admin: their own choice is shown instead; a name that has no digest is refused.
     assert "Your subscriptions come as" in team_bot.ask(222, "/digest exec", now=NOON)
     assert "no such destination with a digest (exec)" in team_bot.ask(111, "/digest channel")
+
+
+async def test_a_digest_that_failed_or_stopped_midway_goes_on_from_the_part_it_reached(
+    tmp_path, telegram
+):
+    config = _digest_config(tmp_path, telegram)
+    store = open_store(tmp_path / "cw.db")
+    titles = _sixty(store, _utc(2026, 3, 30, 4))
+    queue_due(config, store, now=_utc(2026, 3, 30, 6, 1))
+    [queued] = store.digests_due("exec", now=_utc(2026, 3, 30, 6, 1))
+    assert len(queued.parts) >= 3
+    # A process that sent the first part and died: the row says one part went out.
+    store.db.execute("UPDATE digests SET sent_parts = 1")
+    telegram.fail_next(status=500, method="sendMessage")  # and the next try fails
+    clock = [_utc(2026, 3, 30, 6, 2)]
+    sink = _sink(telegram)
+    deliverer = Deliverer(store, [sink], now=lambda: clock[0])
+    try:
+        await deliverer.deliver_due()
+        assert not [m for m in telegram.sent if m["chat_id"] == CHANNEL_ID], "it failed"
+        assert store.db.execute("SELECT status, sent_parts FROM digests").fetchone() == (
+            "pending",
+            1,
+        )
+        clock[0] += timedelta(minutes=1)  # past the backoff
+        await deliverer.drain(max_wait=60)
+    finally:
+        await sink.aclose()
+    shown = [m["shown_text"] for m in telegram.sent if m["chat_id"] == CHANNEL_ID]
+    assert len(shown) == len(queued.parts) - 1, "the parts after the first, once each"
+    first = parse_html(queued.parts[0])[0]
+    assert [t for t in titles if not any(t in m for m in [first, *shown])] == []
+    assert shown[0].startswith(f"📰 Daily digest · exec · Mon 30 Mar 2026 (2/{len(queued.parts)})")
+
+
+async def test_health_shows_each_digest_and_a_bad_reload_keeps_the_old_schedule(team_bot):
+    from alerts.ops import healthz_json
+    from alerts.status import format_status, read_status
+
+    runtime, store = team_bot.runtime, team_bot.store
+    now = _utc(2026, 3, 30, 6, 30)
+    _record(store, "Nvidia H20 export controls", at=_utc(2026, 3, 30, 5), guid="x")
+    assert queue_due(runtime.config, store, now=now) == ["exec"]
+    health = team_bot.services.health(now, probe=False)
+    digest = healthz_json(health)["destinations"]["exec"]["digest"]
+    assert digest["schedule"] == "daily at 08:00 Europe/Berlin"
+    assert digest["next_due"] == "2026-03-31T06:00:00+00:00"
+    assert (digest["last_period"], digest["last_status"]) == (
+        "2026-03-30T06:00:00+00:00",
+        "pending",
+    )
+    status = read_status(runtime.config, now=now)
+    assert status.to_json()["digests"]["exec"]["last_status"] == "pending"
+    assert (
+        "digest: exec daily at 08:00 Europe/Berlin; last pending 2026-03-30 06:00 UTC; "
+        "next 2026-03-31 06:00 UTC" in format_status(status)
+    )
+    # A bad time zone on reload: refused at its line, the old schedule stays.
+    path = runtime.config.path
+    path.write_text(path.read_text().replace("Europe/Berlin", "Europe/Berlln"))
+    reload = await runtime.reload_if_changed()
+    assert reload.status == "invalid" and reload.error is not None
+    line = 1 + TEAM.splitlines().index('    digest: {at: "08:00", timezone: Europe/Berlin}')
+    assert f"{path}:{line}: destinations[1].digest.timezone: unknown time zone" in reload.error
+    [exec_] = runtime.config.destinations.digests
+    assert exec_.digest is not None and exec_.digest.timezone == "Europe/Berlin"

@@ -485,6 +485,21 @@ async def test_health_shows_each_digest_and_a_bad_reload_keeps_the_old_schedule(
         "2026-03-30T06:00:00+00:00",
         "pending",
     )
+    from alerts.ops import StateCollector
+
+    gauges = {
+        (m.name, s.labels.get("destination")): s.value
+        for m in StateCollector(team_bot.services.health).collect()
+        for s in m.samples
+    }
+    # /metrics reads as of the wall clock: the next 08:00 in Berlin, within a day.
+    due = datetime.fromtimestamp(
+        gauges[("chipwatch_digest_next_due_timestamp_seconds", "exec")], UTC
+    )
+    wall = datetime.now(UTC)
+    assert due.astimezone(BERLIN).strftime("%H:%M") == "08:00"
+    assert wall < due.astimezone(UTC) <= wall + timedelta(days=1)
+    assert gauges[("chipwatch_digest_last_sent_timestamp_seconds", "exec")] == 0.0, "not yet"
     status = read_status(runtime.config, now=now)
     assert status.to_json()["digests"]["exec"]["last_status"] == "pending"
     assert (

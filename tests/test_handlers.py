@@ -73,7 +73,9 @@ class Bot:
 
 async def bot_on(config: str, tmp_path, monkeypatch):
     """A ``Bot`` on this config text (a fixture's body: yields it, closes it after)."""
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:TEST")  # nothing is sent: no server
+    monkeypatch.setenv(
+        "TELEGRAM_BOT_TOKEN", "123456789:AAwellFormedButNothingIsSentNoServer"
+    )  # nothing is sent: no server
     path = tmp_path / "config.yaml"
     path.write_text(config, encoding="utf-8")
     bot = Bot(path)

@@ -158,6 +158,16 @@ async def test_a_digest_only_destination_gets_no_instant_alert_but_its_filtered_
     assert "Nvidia from elsewhere" not in text, "its feeds filter holds in the digest too"
 
 
+def _sixty_queued(tmp_path, telegram):
+    """A store with 60 long-headlined stories recorded at 06:00 Berlin on 30 March and exec's
+    08:00 digest of them queued; the store and the titles."""
+    config = _digest_config(tmp_path, telegram)
+    store = open_store(tmp_path / "cw.db")
+    titles = _sixty(store, _utc(2026, 3, 30, 4))
+    queue_due(config, store, now=_utc(2026, 3, 30, 6, 1))
+    return store, titles
+
+
 def _sixty(store, at: datetime) -> list[str]:
     titles = []
     for n in range(60):
@@ -172,10 +182,7 @@ def _sixty(store, at: datetime) -> list[str]:
 async def test_a_digest_of_60_stories_is_split_within_telegrams_limit_and_loses_none(
     tmp_path, telegram
 ):
-    config = _digest_config(tmp_path, telegram)
-    store = open_store(tmp_path / "cw.db")
-    titles = _sixty(store, _utc(2026, 3, 30, 4))
-    queue_due(config, store, now=_utc(2026, 3, 30, 6, 1))
+    store, titles = _sixty_queued(tmp_path, telegram)
     sink = _sink(telegram)
     try:
         await Deliverer(store, [sink], now=lambda: _utc(2026, 3, 30, 6, 2)).drain(max_wait=60)
@@ -439,10 +446,7 @@ def test_an_admin_gets_the_digest_so_far_through_the_outbox(team_bot):
 async def test_a_digest_that_failed_or_stopped_midway_goes_on_from_the_part_it_reached(
     tmp_path, telegram
 ):
-    config = _digest_config(tmp_path, telegram)
-    store = open_store(tmp_path / "cw.db")
-    titles = _sixty(store, _utc(2026, 3, 30, 4))
-    queue_due(config, store, now=_utc(2026, 3, 30, 6, 1))
+    store, titles = _sixty_queued(tmp_path, telegram)
     [queued] = store.digests_due("exec", now=_utc(2026, 3, 30, 6, 1))
     assert len(queued.parts) >= 3
     # A process that sent the first part and died: the row says one part went out.

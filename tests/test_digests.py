@@ -519,3 +519,25 @@ async def test_health_shows_each_digest_and_a_bad_reload_keeps_the_old_schedule(
     assert f"{path}:{line}: destinations[1].digest.timezone: unknown time zone" in reload.error
     [exec_] = runtime.config.destinations.digests
     assert exec_.digest is not None and exec_.digest.timezone == "Europe/Berlin"
+
+
+def test_once_sends_a_digest_that_fell_due_and_only_once(tmp_path):
+    now = datetime.now(UTC)
+    at = (now - timedelta(hours=1)).astimezone(BERLIN).strftime("%H:%M")
+    path = write_config(
+        tmp_path,
+        [],
+        extra=(
+            "destinations:\n  - name: exec\n    console: {}\n"
+            f'    digest: {{at: "{at}", timezone: Europe/Berlin}}\n    instant: false\n'
+        ),
+    )
+    store = open_store(tmp_path / "cw.db")
+    _record(store, "Nvidia H20 export controls tightened", at=now - timedelta(hours=3), guid="a")
+    store.close()
+    first = cli("once", "--config", str(path))
+    assert first.returncode == 0, first.stderr
+    assert "Daily digest · exec" in first.stdout
+    assert "1. Nvidia H20 export controls tightened — Wire" in first.stdout
+    again = cli("once", "--config", str(path))
+    assert again.returncode == 0 and "Daily digest" not in again.stdout

@@ -71,16 +71,22 @@ class Bot:
             self.store.close()
 
 
-@pytest.fixture
-async def bot(tmp_path, monkeypatch):
+async def bot_on(config: str, tmp_path, monkeypatch):
+    """A ``Bot`` on this config text (a fixture's body: yields it, closes it after)."""
     monkeypatch.setenv(
         "TELEGRAM_BOT_TOKEN", "123456789:AAwellFormedButNothingIsSentNoServer"
     )  # nothing is sent: no server
     path = tmp_path / "config.yaml"
-    path.write_text(CONFIG, encoding="utf-8")
+    path.write_text(config, encoding="utf-8")
     bot = Bot(path)
     yield bot
     await bot.aclose()
+
+
+@pytest.fixture
+async def bot(tmp_path, monkeypatch):
+    async for b in bot_on(CONFIG, tmp_path, monkeypatch):
+        yield b
 
 
 def _alert(store, guid, title, **story):

@@ -25,6 +25,7 @@ from .coordinate import HEARTBEAT_SECONDS, LEADER_CHECK_SECONDS, Coordinator
 from .deliver import Deliverer
 from .deliver.console import format_text
 from .deliver.sinks import build_sinks
+from .digest import DIGEST_CHECK_SECONDS, queue_due, trigger
 from .fetch import Fetcher
 from .lock import DatabaseLock
 from .logs import event, json_logging
@@ -180,6 +181,8 @@ async def _run_once(
                     ),
                 )
         sent = 0
+        if not dry_run:  # a digest that fell due goes out with this run, once
+            queue_due(config, store, now=utcnow())
         deliverer = Deliverer(
             store, sinks, may_send=coordinator.may_send if coordinator is not None else None
         )
@@ -303,10 +306,20 @@ async def _run_forever(
     async def maintain() -> None:
         prune(store, runtime.config)
 
+    async def digests() -> None:
+        queue_due(runtime.config, store, now=utcnow())
+
+    def schedule_digests() -> None:
+        scheduler.set_digests(
+            {d.name: trigger(d.digest) for d in runtime.config.destinations.digests if d.digest},
+            digests,
+        )
+
     async def watch_config() -> None:
         reload = await runtime.reload_if_changed()
         if reload.status == "applied":
             scheduler.set_feeds(runtime.config.feeds)
+            schedule_digests()
         elif reload.status == "invalid" and not reload.repeated and runtime.commands == "up":
             # From the instance that answers commands only: one notice, not one per instance.
             await runtime.notify_admins(
@@ -318,6 +331,14 @@ async def _run_forever(
     scheduler.start(config.feeds)
     scheduler.every(PRUNE_EVERY_SECONDS, maintain, name="prune")
     scheduler.every(reload_every, watch_config, name="config-watch")
+    # A digest that fell due while the bot was down goes out now, once; then each at its time
+    # (its cron job), and subscribers' digests (their own times) within a minute of theirs.
+    try:
+        await digests()
+    except Exception:  # the check every minute tries again; polling must start regardless
+        log.exception("digest_check_failed")
+    schedule_digests()
+    scheduler.every(DIGEST_CHECK_SECONDS, digests, name="digests")
     if coordinator is not None:
         await heartbeat()
         scheduler.every(HEARTBEAT_SECONDS, heartbeat, name="heartbeat")

@@ -68,6 +68,15 @@ def explain_headline(
             feed_tags=tags,
         )
         text += f"\n  goes to: {', '.join(taken) or 'no destination (its filters take none)'}"
+        digests = [
+            d.name
+            for d in routes.digests
+            if d.takes(
+                rules=result.rules, categories=result.categories(), feed=feed or "", feed_tags=tags
+            )
+        ]
+        if digests:
+            text += f"\n  in the digest of: {', '.join(digests)}"
     return text
 
 

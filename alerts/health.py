@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from .config import Config
 from .deliver import SUBSCRIBERS, public_destination
+from .digest import DigestState, states
 from .logs import redact_credentials
 from .store.health import HealthFacts, InstanceRecord, LastAlert
 
@@ -75,6 +76,7 @@ class DestinationHealth:
     oldest: datetime | None = None  # when the oldest pending alert was queued
     chats: int | None = None  # telegram:subscribers: private chats subscribed
     suspended: int | None = None  # telegram:subscribers: chats suspended (blocked the bot)
+    digest: DigestState | None = None  # its scheduled digest: last sent, next due
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,7 +147,7 @@ def _feeds(config: Config, facts: HealthFacts) -> tuple[FeedHealth, ...]:
 
 
 def _destinations(
-    config: Config, facts: HealthFacts, live: Live | None
+    config: Config, facts: HealthFacts, live: Live | None, now: datetime
 ) -> dict[str, DestinationHealth]:
     pending: dict[str, tuple[int, datetime | None]] = {}
     for name, waiting in facts.pending.items():
@@ -156,6 +158,7 @@ def _destinations(
             waiting.oldest if oldest is None else min(oldest, waiting.oldest),
         )
     out = {}
+    digests = states(config, facts.digests, now=now)
     configured = config.destinations.names()
     for name in (*configured, *(n for n in pending if n not in configured)):
         if name == SUBSCRIBERS:
@@ -171,6 +174,7 @@ def _destinations(
             since=state.since if state else None,
             pending=count,
             oldest=oldest,
+            digest=digests.get(name),
         )
     count, oldest = pending.get(SUBSCRIBERS, (0, None))
     if config.destinations.telegram is not None and (facts.subscribers or facts.suspended or count):
@@ -191,7 +195,7 @@ def assess(
     failing_after = timedelta(hours=config.poll.failing_after_hours)
     paused_after = timedelta(minutes=config.ops.paused_after_minutes)
     feeds = _feeds(config, facts)
-    destinations = _destinations(config, facts, live)
+    destinations = _destinations(config, facts, live, now)
     reasons: list[str] = []
     warnings: list[str] = []
 

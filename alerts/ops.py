@@ -45,6 +45,8 @@ def healthz_json(health: Health) -> dict:
             entry["since"] = d.since.isoformat(timespec="milliseconds")
         if name == SUBSCRIBERS:
             entry.update(chats=d.chats, suspended=d.suspended)
+        if d.digest is not None:
+            entry["digest"] = d.digest.to_json()
         destinations[name] = entry
     return {
         "status": "ok" if health.healthy else "unhealthy",
@@ -135,12 +137,26 @@ class StateCollector:
             "1 while an operator has paused the destination (/pause).",
             labels=["destination"],
         )
+        last_digest = GaugeMetricFamily(
+            "chipwatch_digest_last_sent_timestamp_seconds",
+            "When the destination's last scheduled digest went out (0: none yet).",
+            labels=["destination"],
+        )
+        next_digest = GaugeMetricFamily(
+            "chipwatch_digest_next_due_timestamp_seconds",
+            "When the destination's next scheduled digest falls due.",
+            labels=["destination"],
+        )
         for name, d in sorted(health.destinations.items()):
             pending.add_metric([name], d.pending)
             oldest.add_metric([name], (now - d.oldest).total_seconds() if d.oldest else 0.0)
             down.add_metric([name], (now - d.since).total_seconds() if d.since else 0.0)
             held.add_metric([name], 1.0 if d.state == "held" else 0.0)
-        yield from (pending, oldest, down, held)
+            if d.digest is not None:
+                sent = d.digest.last_sent
+                last_digest.add_metric([name], sent.timestamp() if sent else 0.0)
+                next_digest.add_metric([name], d.digest.next_due.timestamp())
+        yield from (pending, oldest, down, held, last_digest, next_digest)
 
         yield GaugeMetricFamily(
             "chipwatch_feeds_configured", "Feeds in the config.", value=len(health.feeds)

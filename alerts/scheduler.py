@@ -23,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from .config import FeedConfig
 from .logs import event
@@ -80,6 +81,7 @@ class Scheduler:
         # job id -> (ticks skipped since the last job_still_running, when that was logged)
         self._skips: dict[str, tuple[int, float | None]] = {}
         self.skipped: dict[str, int] = {}  # job id -> ticks skipped in all
+        self._digests: dict[str, CronTrigger] = {}
 
     def _tracked(
         self, make: Callable[[], Awaitable[object]], *, name: str, poll: bool = False
@@ -155,6 +157,28 @@ class Scheduler:
                 jitter=feed.jitter_seconds,
             )
             self._feeds[name] = feed
+
+    def set_digests(
+        self, triggers: dict[str, CronTrigger], job: Callable[[], Awaitable[object]]
+    ) -> None:
+        """One cron job per scheduled digest (``job`` queues whatever is due), replacing the
+        jobs of the last call."""
+        for name in list(self._digests):
+            if repr(triggers.get(name)) != repr(self._digests[name]):
+                self._scheduler.remove_job(f"digest:{name}")
+                del self._digests[name]
+        for name, trigger in triggers.items():
+            if name in self._digests:
+                continue
+            self._scheduler.add_job(
+                self._tracked(job, name=f"digest:{name}"),
+                trigger,
+                id=f"digest:{name}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,  # however late it fires, the digest is queued
+            )
+            self._digests[name] = trigger
 
     async def _tick(self) -> None:
         self.last_tick = time.monotonic()

@@ -67,6 +67,9 @@ def status_json(health: Health) -> dict:
             n: _iso(d.oldest) for n, d in health.destinations.items() if d.oldest is not None
         },
         "paused": [n for n, d in health.destinations.items() if d.state == "held"],
+        "digests": {
+            n: d.digest.to_json() for n, d in health.destinations.items() if d.digest is not None
+        },
         "subscribers": _subscribers(health),
         "last_alert": {"title": last.title, "feed": last.feed, "created_at": _iso(last.created_at)}
         if last
@@ -124,6 +127,15 @@ def format_status(status: Status) -> str:
     )
     held = [n for n, d in health.destinations.items() if d.state == "held"]
     lines.append("paused: " + (", ".join(held) if held else "no"))
+    for n, d in health.destinations.items():
+        if d.digest is not None:
+            dg = d.digest
+            done = (
+                f"last {dg.last_status} {when(dg.last_sent or dg.last_period)}"
+                if dg.last_status
+                else "none yet"
+            )
+            lines.append(f"digest: {n} {dg.schedule}; {done}; next {when(dg.next_due)}")
     subscribers = _subscribers(health)
     if subscribers:
         lines.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Any, Literal
 
 
 def utcnow() -> datetime:
@@ -265,3 +265,15 @@ class FeedState:
     @property
     def fetch_url(self) -> str:
         return self.effective_url or self.url
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuedDigest:
+    """A scheduled digest in the outbox: its messages, rendered for its destination's sink
+    when it was queued, and how many of them went out."""
+
+    destination: str
+    period_end: datetime
+    parts: tuple[Any, ...]  # Telegram HTML, a Slack payload, or console text, one per message
+    sent_parts: int = 0
+    attempts: int = 0

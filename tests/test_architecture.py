@@ -23,6 +23,7 @@ LAYERS = [
     {"loopback", "fetch", "parse", "match", "outlets"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},
+    {"digest"},  # scheduled digests: when each falls due, what goes in, queued once
     {"health"},  # the one health model: store facts and live state to a verdict
     {"pipeline", "backtest", "status", "explain"},
     {"runtime", "scheduler"},

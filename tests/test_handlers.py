@@ -4,7 +4,6 @@ the few that go end to end through python-telegram-bot and the fake Bot API."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from datetime import datetime, timedelta, timezone
@@ -29,11 +28,14 @@ from tests.support import (
 from tests.test_commands import ADMIN, CONFIG_TEMPLATE, USER
 
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=timezone.utc)
-# The end-to-end tests' config; nothing is fetched or sent here.
+# The end-to-end tests' config; nothing is fetched, and nothing is sent (no Bot API listens at
+# NO_SERVER) unless a test asks for ``sending_bot``.
+NO_SERVER = "http://127.0.0.1:9/bot"
+NO_SERVER_TOKEN = "123456789:AAwellFormedButNothingIsSentNoServer"
 CONFIG = CONFIG_TEMPLATE.format(
     url="http://127.0.0.1:9/wire.xml",
     channel=CHANNEL,
-    base_url="http://127.0.0.1:9/bot",
+    base_url=NO_SERVER,
     admins=ADMIN,
     ops='  listen: ""\n',
 )
@@ -79,8 +81,8 @@ class Bot:
             self.store.close()
 
 
-@contextlib.asynccontextmanager
-async def _bot(tmp_path, monkeypatch, *, token, config=CONFIG):
+async def bot_on(config: str, tmp_path, monkeypatch, *, token: str = NO_SERVER_TOKEN):
+    """A ``Bot`` on this config text (a fixture's body: yields it, closes it after)."""
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
     path = tmp_path / "config.yaml"
     path.write_text(config, encoding="utf-8")
@@ -93,18 +95,15 @@ async def _bot(tmp_path, monkeypatch, *, token, config=CONFIG):
 
 @pytest.fixture
 async def bot(tmp_path, monkeypatch):
-    # Nothing is sent: no server listens at the config's Bot API.
-    async with _bot(
-        tmp_path, monkeypatch, token="123456789:AAwellFormedButNothingIsSentNoServer"
-    ) as b:
+    async for b in bot_on(CONFIG, tmp_path, monkeypatch):
         yield b
 
 
 @pytest.fixture
 async def sending_bot(tmp_path, monkeypatch, telegram):
     """The same, with its channel on the fake Bot API: what it delivers is sent."""
-    config = CONFIG.replace("http://127.0.0.1:9/bot", telegram.base_url)
-    async with _bot(tmp_path, monkeypatch, token=telegram.token, config=config) as b:
+    config = CONFIG.replace(NO_SERVER, telegram.base_url)
+    async for b in bot_on(config, tmp_path, monkeypatch, token=telegram.token):
         yield b
 
 

@@ -217,16 +217,15 @@ BAD = [
         2,
         "destinations[0].slack.webhook_env: only means something without 'channel'",
     ),
-    # Digests come next: until then their keys are unknown, not half-understood.
     (
-        "  - name: a\n    console: {}\n    digest: {every: day}\n",
+        "  - name: a\n    console: {}\n    digest: {every: fortnight}\n",
         4,
-        "destinations[0].digest: unknown key",
+        "destinations[0].digest.every: must be day or week",
     ),
     (
         "  - {name: a, console: {}, instant: false}\n",
         2,
-        "destinations[0].instant: unknown key",
+        "destinations[0].instant: instant: false needs a digest",
     ),
     ("  - {name: a, console: {}, rules: []}\n", 2, "destinations[0].rules: must name at least"),
 ]
@@ -293,7 +292,22 @@ def test_the_routing_docs_example_loads_and_routes_as_written(tmp_path):
         )
 
     controlled = "Nvidia H200 added to the list of controlled items"
-    assert goes_to(controlled, "BIS press releases") == ("compliance", "exec")
+    # exec takes the regulator's own news in its 08:00 Berlin digest only (instant: false)
+    assert goes_to(controlled, "BIS press releases") == ("compliance",)
+    [exec_] = config.destinations.digests
+    assert exec_.name == "exec" and exec_.digest is not None
+    assert (exec_.digest.at, exec_.digest.timezone, exec_.instant) == (
+        "08:00",
+        "Europe/Berlin",
+        False,
+    )
+    result = matcher.match(controlled, tags=tags["BIS press releases"])
+    assert exec_.takes(
+        rules=result.rules,
+        categories=result.categories(),
+        feed="BIS press releases",
+        feed_tags=tags["BIS press releases"],
+    )
     assert goes_to(controlled, "Reuters Technology") == ()
     sale = "Beijing approves imports of AMD MI308 for Tencent"
     assert goes_to(sale, "SCMP China tech") == ("china-sales",)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -37,10 +35,11 @@ from ..health import Health, listed
 from ..logs import event
 from ..runtime import Runtime
 from ..types import Alert
+from .digests import digest_command
+from .request import Refused, Request, Services, args_of, clean_arg
 
 log = logging.getLogger("chipwatch.commands")
 
-MAX_ARG_CHARS = 300
 MAX_SUBSCRIPTIONS = 50
 MAX_RECENT = 20
 PREVIEW_DAYS = 7  # /watch shows what the new term would have matched in this many days
@@ -56,47 +55,17 @@ export/trade-policy terms) and posts one alert per story to the channel.
 /why &lt;text&gt;: how a headline matches; for an alert's headline, where it went and why
 /subscribe &lt;term or rule&gt;: matching alerts in this private chat too
 /unsubscribe &lt;term or rule&gt;, /subscriptions
+/digest daily [HH:MM] [time zone], /digest instant: your subscriptions as one message a day
+(default 08:00 UTC), or each alert as it comes
 
 <b>Admins</b>
 /watch &lt;category&gt; &lt;term&gt;, /unwatch &lt;category&gt; &lt;term&gt;: edit the watchlists
 /mute &lt;term&gt; &lt;duration&gt; (30m, 2h, 1d), /unmute &lt;term&gt;
 /pause [destination], /resume [destination]: hold and release delivery to the channel, or to
-the named destination (alerts queue meanwhile)"""
+the named destination (alerts queue meanwhile)
+/digest [destination]: that destination's digest so far, to you now"""
 
 NOT_A_COMMAND = "I answer commands only. Send /help for the list."
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Request:
-    """One message to the bot, as the handlers need it."""
-
-    user_id: int | None
-    chat_id: int
-    private: bool  # a private chat with the bot (not a group)
-    is_admin: bool
-    command: str  # without the slash, lower case ("watch"); "" for a message that is no command
-    args: str  # the text after the command, as sent
-    now: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Services:
-    """What the handlers work with: the running bot's state, and its health."""
-
-    runtime: Runtime  # config, store, matcher, deliverer, pause, subscribers' chats
-    health: Callable[[datetime], Health]  # the assessment /healthz answers, as of a time
-
-
-class Refused(Exception):
-    """A command argument we will not take; the message is shown to the user."""
-
-
-def clean_arg(text: str, *, limit: int = MAX_ARG_CHARS) -> str:
-    if len(text) > limit:
-        raise Refused(f"that is too long: at most {limit} characters, please")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co") and c not in " " for c in text):
-        raise Refused("control characters are not allowed")
-    return " ".join(text.split())
 
 
 def mute_duration(text: str) -> timedelta:
@@ -167,8 +136,7 @@ def _welcome_back(request: Request, services: Services) -> str:
     return f"👋 Welcome back: your {resumed} {are} active again.\n\n"
 
 
-def _args(request: Request) -> str:
-    return clean_arg(request.args) if request.args.strip() else ""
+_args = args_of
 
 
 def _find_term(runtime: Runtime, name: str) -> Term | None:
@@ -535,6 +503,7 @@ _PUBLIC: dict[str, _Handler] = {
     "subscribe": _subscribe,
     "unsubscribe": _unsubscribe,
     "subscriptions": _subscriptions,
+    "digest": digest_command,
 }
 _ADMIN: dict[str, _Handler] = {
     "watch": _watch,

@@ -191,6 +191,27 @@ DESTINATION_KINDS = ("telegram", "slack", "console")
 
 
 @dataclass(frozen=True, kw_only=True)
+class DigestConfig:
+    """A scheduled digest: the period's alerts in one message, every day (or week) at ``at``
+    in ``timezone`` (a week's on ``weekday``); ``empty``: send "nothing" or skip."""
+
+    every: str = "day"  # day | week
+    at: str = "08:00"  # HH:MM, local to ``timezone``
+    timezone: str = "UTC"  # an IANA name (zoneinfo)
+    weekday: str = "mon"  # for every: week (mon … sun)
+    empty: str = "skip"  # skip | send
+
+    def describe(self) -> str:
+        """ "daily at 08:00 Europe/Berlin", "weekly on mon at 08:00 UTC"."""
+        when = "daily" if self.every == "day" else f"weekly on {self.weekday}"
+        return f"{when} at {self.at} {self.timezone}"
+
+
+DIGEST_EVERY = ("day", "week")
+DIGEST_EMPTY = ("skip", "send")
+
+
+@dataclass(frozen=True, kw_only=True)
 class Destination:
     """A named place alerts go, of one kind, and the alerts it takes: those for which every
     filter given holds (no filter: every alert)."""
@@ -205,6 +226,8 @@ class Destination:
     # where the item came from).
     feeds: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    digest: DigestConfig | None = None  # also (or, with instant: false, only) a digest
+    instant: bool = True  # each alert as it comes
     key: str = field(default="destinations", compare=False)  # where it is in config.yaml
     # the line its secret is asked for by: its kind's key (a Slack app's: its channel)
     line: int | None = field(default=None, compare=False)
@@ -254,7 +277,11 @@ class Destination:
         source += [f"feeds tagged {', '.join(self.tags)}"] if self.tags else []
         if source:
             takes.append("from " + " or ".join(source))
-        return f"{self.name} ({where}): {'; '.join(takes) or 'every alert'}"
+        modes = ["instant"] if self.instant else []
+        if self.digest is not None:
+            modes.append(f"digest {self.digest.describe()}")
+        mode = f" [{', '.join(modes)}]" if self.digest is not None else ""
+        return f"{self.name} ({where}): {'; '.join(takes) or 'every alert'}{mode}"
 
 
 OPS_LISTEN_DEFAULT = "127.0.0.1:9108"
@@ -298,12 +325,20 @@ class Destinations:
         feed: str,
         feed_tags: Collection[str],
     ) -> tuple[str, ...]:
-        """The names of the destinations that take an alert (see ``Destination.takes``)."""
+        """The names of the destinations that take an alert as it comes (see
+        ``Destination.takes``); a digest-only one (``instant: false``) is left out: its digest
+        picks the period's alerts itself."""
         return tuple(
             d.name
             for d in self.all
-            if d.takes(rules=rules, categories=categories, feed=feed, feed_tags=feed_tags)
+            if d.instant
+            and d.takes(rules=rules, categories=categories, feed=feed, feed_tags=feed_tags)
         )
+
+    @property
+    def digests(self) -> tuple[Destination, ...]:
+        """The destinations with a scheduled digest."""
+        return tuple(d for d in self.all if d.digest is not None)
 
     @property
     def bot(self) -> Destination | None:
@@ -370,7 +405,9 @@ class Config:
         tagged = [f"{f.name} [{', '.join(f.tags)}]" for f in self.feeds if f.tags]
         if tagged:
             lines.append(f"  feed tags: {'; '.join(tagged)}")
-        if any(d.filtered for d in self.destinations.routes) or len(self.destinations.all) > 1:
+        if len(self.destinations.all) > 1 or any(
+            d.filtered or d.digest for d in self.destinations.routes
+        ):
             lines.append("  routes:")
             lines += [f"    {d.describe()}" for d in self.destinations.all]
         return "\n".join(lines)

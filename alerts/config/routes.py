@@ -15,9 +15,12 @@ from typing import TYPE_CHECKING, Any
 from . import values
 from .model import (
     DESTINATION_KINDS,
+    DIGEST_EMPTY,
+    DIGEST_EVERY,
     ConsoleConfig,
     Destination,
     Destinations,
+    DigestConfig,
     SlackConfig,
     TelegramConfig,
     keys,
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from .checker import Checker
 
 FILTERS = ("rules", "categories", "feeds", "tags")
-_ITEM_KEYS = {"name", *DESTINATION_KINDS, *FILTERS}
+_ITEM_KEYS = {"name", *DESTINATION_KINDS, *FILTERS, "digest", "instant"}
 _WHAT = {"rules": "rule", "categories": "watchlist", "feeds": "feed", "tags": "feed tag"}
 
 
@@ -106,6 +109,19 @@ def _listed(c: Checker, seq: list[Any], line: int | None, known: Known) -> Desti
             c.mapping(m[kind] if m[kind] is not None else {}, kkey, kln, set())
             target = ConsoleConfig()
         filters: dict[str, Any] = {f: _filter(c, m, f, key, ln, known) for f in FILTERS if f in m}
+        if "digest" in m:
+            filters["digest"] = parse_digest(
+                c, m["digest"], f"{key}.digest", c.key_line(m, "digest", ln)
+            )
+        if "instant" in m:
+            iln = c.key_line(m, "instant", ln)
+            filters["instant"] = c.boolean(m["instant"], f"{key}.instant", iln)
+            if not filters["instant"] and "digest" not in m:
+                raise c.fail(
+                    "instant: false needs a digest: (else this destination gets nothing)",
+                    f"{key}.instant",
+                    iln,
+                )
         routes.append(Destination(name=name, key=key, line=kln, **{kind: target}, **filters))
     return Destinations(routes=tuple(routes))
 
@@ -216,3 +232,30 @@ def _slack(c: Checker, node: Any, key: str, line: int | None) -> SlackConfig:
             values.host, s["webhook_host"], f"{key}.webhook_host", kl("webhook_host")
         )
     return SlackConfig(**opts)
+
+
+def parse_digest(c: Checker, node: Any, key: str, line: int | None) -> DigestConfig:
+    """``{every: day|week, at: "08:00", timezone: Europe/Berlin, weekday: mon, empty: skip}``."""
+    d = c.mapping(node if node is not None else {}, key, line, keys(DigestConfig))
+
+    def kl(k: str) -> int | None:
+        return c.key_line(d, k, line)
+
+    opts: dict[str, Any] = {}
+    for k, allowed in (("every", DIGEST_EVERY), ("empty", DIGEST_EMPTY)):
+        if k in d:
+            value = c.string(d[k], f"{key}.{k}", kl(k)).lower()
+            if value not in allowed:
+                raise c.fail(f"must be {' or '.join(allowed)}, got {d[k]!r}", f"{key}.{k}", kl(k))
+            opts[k] = value
+    if "at" in d:
+        opts["at"] = c.value(values.clock_time, d["at"], f"{key}.at", kl("at"))
+    if "timezone" in d:
+        opts["timezone"] = c.value(
+            values.time_zone, d["timezone"], f"{key}.timezone", kl("timezone")
+        )
+    if "weekday" in d:
+        if opts.get("every", "day") != "week":
+            raise c.fail("only means something with every: week", f"{key}.weekday", kl("weekday"))
+        opts["weekday"] = c.value(values.weekday, d["weekday"], f"{key}.weekday", kl("weekday"))
+    return DigestConfig(**opts)

@@ -242,3 +242,40 @@ def env_name(raw: str) -> str:
     """The name of an environment variable (the secret itself never goes in the file)."""
     problem = "must name an environment variable (letters, digits and _), not hold the secret"
     return _shaped(_ENV, raw, problem)
+
+
+_CLOCK = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def clock_time(raw: str) -> str:
+    """A time of day, ``HH:MM`` (24-hour clock), as ``08:00``."""
+    m = _CLOCK.match(raw.strip())
+    if not m:
+        raise ValueError(f"must be a time of day as HH:MM (24-hour clock), got {raw!r}")
+    return f"{int(m[1]):02d}:{m[2]}"
+
+
+def time_zone(raw: str) -> str:
+    """An IANA time zone name (``Europe/Berlin``, ``UTC``) that zoneinfo knows."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {raw!r} (an IANA name such as Europe/Berlin or UTC)"
+        ) from None
+    return raw
+
+
+def weekday(raw: str) -> str:
+    """A day of the week, as its first three letters (``mon`` … ``sun``; ``Monday`` too)."""
+    text = raw.strip().lower()
+    day = text[:3]
+    if day not in WEEKDAYS or text not in (day, _FULL_DAYS[WEEKDAYS.index(day)]):
+        raise ValueError(f"must be a day of the week ({', '.join(WEEKDAYS)}), got {raw!r}")
+    return day
+
+
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import RecipientGone, Rejected, RetryLater, Unavailable
 from ..logs import event
@@ -78,6 +78,10 @@ class Sink(Protocol):
     async def send_digest(self, alerts: list[Alert]) -> tuple[str | None, list[Alert]]:
         """Deliver several alerts in one message; return its id and the alerts it included
         (the first ones given)."""
+
+    async def send_prepared(self, message: Any) -> str | None:
+        """Deliver one message rendered ahead for this kind of sink (a part of a scheduled
+        digest: ``deliver.digest.render``); return its id if it has one."""
 
     # Optional: ``async def edit(self, message_id: str, alert: Alert, *, reply_to: str | None)
     # -> None`` re-renders a sent alert whose story grew (``reply_to`` as for ``send``). Sinks
@@ -180,6 +184,9 @@ class Deliverer:
         edit_at = self.store.next_edit_at(sink.name)
         if edit_at is not None:
             times.append(edit_at)
+        digest_at = self.store.next_digest_at(sink.name)
+        if digest_at is not None:
+            times.append(digest_at)
         if not times:
             return None
         hold = self._hold.get(sink.name)
@@ -197,6 +204,8 @@ class Deliverer:
             if not self._mine(sink.name):
                 continue
             await self._deliver_sink(sink, report)
+            if sink in self.sinks and sink.name not in report.paused and not self.stop.is_set():
+                await self._digest_sink(sink, report)
             if sink in self.sinks and sink.name not in report.paused and not self.stop.is_set():
                 await self._edit_sink(sink, report)
         return report
@@ -245,13 +254,8 @@ class Deliverer:
                 )
                 report.count(sink.name, "rejected")
                 continue
-            except RecipientGone as exc:
-                self._gone(sink, exc, report)
-                return
-            except Unavailable as exc:
-                self._pause(sink, exc)
-                report.paused.append(sink.name)
-                report.count(sink.name, "unavailable")
+            except (RecipientGone, Unavailable) as exc:
+                self._cannot_send(sink, exc, report)
                 return
             self.store.edit_done(alert.id, sink.name)
             event(
@@ -330,13 +334,8 @@ class Deliverer:
                 report.count(sink.name, "rejected")
                 i += 1
                 continue
-            except RecipientGone as exc:
-                self._gone(sink, exc, report)
-                return
-            except Unavailable as exc:
-                self._pause(sink, exc)
-                report.paused.append(sink.name)
-                report.count(sink.name, "unavailable")
+            except (RecipientGone, Unavailable) as exc:
+                self._cannot_send(sink, exc, report)
                 return
             now = self._now()
             for alert in included:
@@ -363,14 +362,55 @@ class Deliverer:
                 report.count(sink.name, "followup", len(followups))
             i += len(included)
 
+    async def _digest_sink(self, sink: Sink, report: DeliveryReport) -> None:
+        """Send the destination's scheduled digests that are due, part by part: each part is
+        recorded as it goes, so a digest cut short goes on where it stopped."""
+        if self._hold.get(sink.name, self._now()) > self._now():
+            return  # the alerts just now were told to wait
+        for digest in self.store.digests_due(sink.name, now=self._now()):
+            for part in range(digest.sent_parts, len(digest.parts)):
+                if self.stop.is_set():
+                    return
+
+                where = {
+                    "destination": sink.name,
+                    "period": digest.period_end.isoformat(),
+                    "part": f"{part + 1}/{len(digest.parts)}",
+                }
+                try:
+                    message_id = await sink.send_prepared(digest.parts[part])
+                except RetryLater as exc:
+                    wait, at = self._hold_for(sink, exc, digest.attempts + 1)
+                    self.store.digest_retry(digest, error=str(exc), at=at)
+                    event(
+                        log,
+                        "scheduled_digest_retry",
+                        logging.WARNING,
+                        **where,
+                        wait=f"{wait:g}s",
+                        error=str(exc),
+                    )
+                    report.count(sink.name, "retry")
+                    return
+                except Rejected as exc:
+                    self.store.digest_rejected(digest, error=str(exc))
+                    event(log, "scheduled_digest_rejected", logging.ERROR, **where, error=str(exc))
+                    report.count(sink.name, "rejected")
+                    break
+                except (RecipientGone, Unavailable) as exc:
+                    self._cannot_send(sink, exc, report)
+                    return
+                self.store.digest_part_sent(digest, part, message_id=message_id, now=self._now())
+                self._down_since.pop(sink.name, None)
+                report.messages += 1
+                event(log, "scheduled_digest_sent", **where, message_id=message_id)
+            else:
+                report.count(sink.name, "digest")
+
     def _retry_later(self, sink: Sink, alert: Alert, exc: RetryLater) -> None:
         attempts = self.store.attempts(alert.id, sink.name) + 1
-        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts)
-        at = self._now() + timedelta(seconds=wait)
+        wait, at = self._hold_for(sink, exc, attempts)
         self.store.mark_retry(alert.id, sink.name, error=str(exc), at=at)
-        self._hold[sink.name] = at
-        if exc.retry_after is None:
-            self._down_since.setdefault(sink.name, self._now())
         event(
             log,
             "alert_retry",
@@ -381,6 +421,28 @@ class Deliverer:
             wait=f"{wait:g}s",
             error=str(exc),
         )
+
+    def _hold_for(self, sink: Sink, exc: RetryLater, attempts: int) -> tuple[float, datetime]:
+        """Hold the whole destination as told, or for the n-th attempt's backoff (then it
+        counts as failing); returns the wait and when it ends."""
+        wait = exc.retry_after if exc.retry_after is not None else backoff(attempts)
+        at = self._now() + timedelta(seconds=wait)
+        self._hold[sink.name] = at
+        if exc.retry_after is None:
+            self._down_since.setdefault(sink.name, self._now())
+        return wait, at
+
+    def _cannot_send(
+        self, sink: Sink, exc: RecipientGone | Unavailable, report: DeliveryReport
+    ) -> None:
+        """Nothing more goes to this sink for now: a subscriber's chat is gone, or the
+        destination is paused until a probe finds it working."""
+        if isinstance(exc, RecipientGone):
+            self._gone(sink, exc, report)
+            return
+        self._pause(sink, exc)
+        report.paused.append(sink.name)
+        report.count(sink.name, "unavailable")
 
     def _gone(self, sink: Sink, exc: RecipientGone, report: DeliveryReport) -> None:
         """A subscriber's chat cannot be written to: stop sending there (the runtime suspends

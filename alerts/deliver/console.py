@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..types import Alert
 from .format import (
@@ -81,6 +81,13 @@ class ConsoleSink:
         for alert in alerts:
             await self.send(alert)
         return None, list(alerts)
+
+    async def send_prepared(self, message: Any) -> str | None:
+        stream = self._stream or sys.stdout
+        stream.write(f"{message}\n\n")
+        stream.flush()
+        self._thread = set()
+        return None
 
     async def edit(self, message_id: str, alert: Alert, *, reply_to: str | None = None) -> None:
         """A console cannot edit what it printed: it prints the update instead."""

@@ -13,6 +13,7 @@ The token and the webhook URL are secrets: neither appears in an error or a log 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import aiohttp
 import httpx
@@ -179,6 +180,10 @@ class SlackAppSink:
         data = await self._post(payload, channel=self.channel)
         return message_ref(data["channel"], data["ts"]), included
 
+    async def send_prepared(self, message: Any) -> str | None:
+        data = await self._post(dict(message), channel=self.channel)
+        return message_ref(data["channel"], data["ts"])
+
     async def edit(self, message_id: str, alert: Alert, *, reply_to: str | None = None) -> None:
         """Re-render a sent alert (``chat.update``; a follow-up in its thread keeps the short
         form)."""
@@ -246,6 +251,10 @@ class SlackSink:
         payload, included = slack_digest(alerts)
         await self._post(payload)
         return None, included
+
+    async def send_prepared(self, message: Any) -> str | None:
+        await self._post(dict(message))
+        return None
 
     async def aclose(self) -> None:
         await self._client.aclose()

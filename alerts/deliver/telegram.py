@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import warnings
+from typing import Any
 
 from telegram import Bot, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
@@ -299,6 +300,9 @@ class TelegramSink:
         # A digest of follow-ups only is as quiet as they would have been one by one.
         quiet = all(a.thread_of is not None for a in included)
         return await self._send_html(text, quiet=quiet), included
+
+    async def send_prepared(self, message: Any) -> str | None:
+        return await self._send_html(str(message))
 
     async def edit(self, message_id: str, alert: Alert, *, reply_to: str | None = None) -> None:
         """Re-render a sent alert (a follow-up in the form it was sent in: a reply when its

@@ -5,6 +5,7 @@ behind one ``Store`` facade:
 - ``items``: seen items, and the one transaction that records a poll;
 - ``stories``: what the clusterer decided, edits of sent alerts, momentum;
 - ``outbox``: alerts and their delivery state per destination;
+- ``digests``: scheduled digests, once per destination and period, and what they are made of;
 - ``operator``: mutes, settings, personal subscriptions and their suspension;
 - ``health``: what the three health views read (feeds, outbox, holds, subscribers, instances),
   the write probe, and operator holds (/pause);
@@ -27,6 +28,7 @@ import sqlite_utils
 
 from ..config import is_postgres_url
 from ..errors import StoreError
+from .digests import DigestStore
 from .engine import Database, PgDatabase, redact_url
 from .feeds import FeedsStore, FeedState
 from .health import HealthFacts, HealthStore, read_health_facts
@@ -51,7 +53,14 @@ __all__ = [
 
 
 class Store(
-    FeedsStore, ItemsStore, StoriesStore, OutboxStore, OperatorStore, SharedStore, HealthStore
+    FeedsStore,
+    ItemsStore,
+    StoriesStore,
+    OutboxStore,
+    DigestStore,
+    OperatorStore,
+    SharedStore,
+    HealthStore,
 ):
     """The chipwatch database. Open it with ``open_store``."""
 
@@ -71,9 +80,16 @@ class Store(
             stories = self.db.execute("DELETE FROM stories WHERE last_seen < ?", [cutoff]).rowcount
             alerts = self.db.execute(
                 "DELETE FROM alerts WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM "
-                "deliveries d WHERE d.alert_id = alerts.id AND d.status = 'pending')",
+                "deliveries d WHERE d.alert_id = alerts.id AND d.status IN ('pending', 'digest'))",
                 [cutoff],
             ).rowcount
+            # A digest's row is what makes it once: kept while its period can still be the
+            # latest due (a week), whatever the retention.
+            digest_cutoff = _iso(min(now - older_than, now - timedelta(days=8)))
+            self.db.execute(
+                "DELETE FROM digests WHERE period_end < ? AND status != 'pending'",
+                [digest_cutoff],
+            )
         if self.path is not None:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             free = self.db.execute("PRAGMA freelist_count").fetchone()[0]

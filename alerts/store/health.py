@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ class HealthFacts:
     suspended: int  # private chats whose subscriptions are suspended (the bot was blocked)
     instances: tuple[InstanceRecord, ...]
     size_bytes: int
+    # configured destination -> its latest scheduled digest: (period end, status, sent at)
+    digests: dict[str, tuple[datetime, str, datetime | None]] = field(default_factory=dict)
 
 
 _Reader = Database | sqlite3.Connection | PgReader
@@ -143,8 +145,20 @@ def health_facts(db: _Reader, *, path: Path | None, now: datetime) -> HealthFact
                 [_iso(now - LIVE_INSTANCE)],
             )
         )
+    digests = {}
+    if _columns(db, "digests"):  # schema 10 and later; a subscriber's (telegram:<id>) left out
+        digests = {
+            r[0]: (datetime.fromisoformat(r[1]), r[2], _dt(r[3]))
+            for r in _rows(
+                db,
+                "SELECT destination, period_end, status, sent_at FROM digests d "
+                "WHERE destination NOT LIKE '%:%' AND period_end = "
+                "(SELECT MAX(period_end) FROM digests e WHERE e.destination = d.destination)",
+            )
+        }
     return HealthFacts(
         feeds=feeds,
+        digests=digests,
         pending=pending,
         held=held,
         last_alert=LastAlert(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..types import FeedItem, NewItem, StoredItem
+from .digests import DIGEST_MODE_PREFIX
 from .engine import Database, insert_id
 from .schema import _chunks, _iso, _marks, _match_json, _when, read_only, table_columns
 
@@ -121,10 +122,13 @@ class ItemsStore:
                     )
                     alert_ids.append(alert_id)
                     for dest in new.destinations:
+                        # A subscriber who chose a digest: held for it, not sent now.
                         self.db.execute(
-                            "INSERT INTO deliveries (alert_id, destination) "
-                            "VALUES (?, ?) ON CONFLICT DO NOTHING",
-                            [alert_id, dest],
+                            "INSERT INTO deliveries (alert_id, destination, status) "
+                            "SELECT ?, ?, CASE WHEN EXISTS (SELECT 1 FROM settings WHERE "
+                            "key = ?) THEN 'digest' ELSE 'pending' END WHERE 1 = 1 "
+                            "ON CONFLICT DO NOTHING",
+                            [alert_id, dest, f"{DIGEST_MODE_PREFIX}{dest}"],
                         )
                     if story_id is not None:
                         self._new_story(story_id, alert_id, item, new, now=now)

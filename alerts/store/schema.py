@@ -242,6 +242,34 @@ def _migrate_9(db: Database) -> None:
     )
 
 
+def _migrate_10(db: Database) -> None:
+    """Scheduled digests: one row per destination and period, queued once (the primary key)
+    whichever instance or restart gets there first; its messages rendered when queued, and
+    sent part by part."""
+    _run_script(
+        db,
+        """
+    CREATE TABLE digests (
+        destination TEXT NOT NULL,
+        period_end TEXT NOT NULL,            -- when it fell due
+        period_start TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        stories INTEGER NOT NULL,
+        parts TEXT NOT NULL,                 -- JSON: the messages, rendered for the sink
+        sent_parts INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | skipped | rejected
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        message_ids TEXT NOT NULL DEFAULT '[]',
+        sent_at TEXT,
+        PRIMARY KEY (destination, period_end)
+    );
+    CREATE INDEX digests_pending ON digests (status, destination)
+    """,
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -252,6 +280,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_7,
     _migrate_8,
     _migrate_9,
+    _migrate_10,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

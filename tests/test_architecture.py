@@ -18,13 +18,13 @@ LAYERS = [
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit
     {"relevance"},  # the learned second opinion's model, below the matcher that asks it
-    {"loopback", "fetch", "parse", "match"},
+    {"loopback", "fetch", "parse", "match", "httpd"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},
     {"health"},  # the one health model: store facts and live state to a verdict
     {"pipeline", "backtest", "status", "explain"},
     {"runtime", "scheduler"},
-    {"bot", "ops"},  # bot: the command handlers and their Telegram adapter
+    {"bot", "ops", "websub"},  # bot: the command handlers and their Telegram adapter
     {"app"},
     {"demo"},
     {"cli"},

@@ -21,6 +21,7 @@ from .model import (
     StoriesConfig,
     TelegramConfig,
     Term,
+    WebSubConfig,
 )
 from .values import POSTGRES_SCHEMES, is_postgres_url, parse_duration, split_listen
 
@@ -43,6 +44,7 @@ __all__ = [
     "StoriesConfig",
     "TelegramConfig",
     "Term",
+    "WebSubConfig",
     "is_postgres_url",
     "load_config",
     "parse_config",

@@ -33,6 +33,7 @@ from .model import (
     StoriesConfig,
     TelegramConfig,
     Term,
+    WebSubConfig,
     keys,
     limits,
 )
@@ -223,19 +224,38 @@ def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
     if node is None:
         return OpsConfig()
     m = c.mapping(node, "ops", line, keys(OpsConfig))
-    given: dict[str, Any] = {}
-    if "listen" in m:
-        kln = c.key_line(m, "listen", line)
-        given["listen"] = (
-            ""
-            if m["listen"] is None
-            else c.value(values.listen, m["listen"], "ops.listen", kln, empty_ok=True)
-        )
+    given: dict[str, Any] = _listen(c, m, "ops", line, empty_ok=True)
     if "paused_after_minutes" in m:
         given["paused_after_minutes"] = _number(
             c, OpsConfig, m, "paused_after_minutes", "ops", line
         )
     return OpsConfig(**given)
+
+
+def _listen(c: _Checker, m: dict, section: str, line: int | None, *, empty_ok: bool) -> dict:
+    """``{"listen": …}`` when the section gives one (null: off, where off is allowed)."""
+    if "listen" not in m:
+        return {}
+    at, raw = c.key_line(m, "listen", line), m["listen"]
+    if raw is None and empty_ok:
+        return {"listen": ""}
+    return {"listen": c.value(values.listen, raw, f"{section}.listen", at, empty_ok=empty_ok)}
+
+
+def _websub(c: _Checker, node: Any, line: int | None) -> WebSubConfig | None:
+    if node is None:
+        return None
+    m = c.mapping(node, "websub", line, keys(WebSubConfig))
+    if "callback_url" not in m:
+        raise c.fail("missing required key 'callback_url' (the URL the hub calls)", "websub", line)
+    at = c.key_line(m, "callback_url", line)
+    given = {
+        "callback_url": c.value(values.callback_url, m["callback_url"], "websub.callback_url", at),
+        **_listen(c, m, "websub", line, empty_ok=False),
+    }
+    if "lease_seconds" in m:
+        given["lease_seconds"] = _number(c, WebSubConfig, m, "lease_seconds", "websub", line)
+    return WebSubConfig(**given)
 
 
 def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -559,6 +579,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
     ops = _ops(c, top.get("ops"), kl("ops"))
     learned = _learned(c, top.get("learned"), kl("learned"))
+    websub = _websub(c, top.get("websub"), kl("websub"))
     return Config(
         path=path,
         database=database,
@@ -571,6 +592,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         log_format=log_format,
         ops=ops,
         learned=learned,
+        websub=websub,
     )
 
 

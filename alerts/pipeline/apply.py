@@ -21,6 +21,10 @@ def apply(
     """Record a plan (its items already placed in stories) and log it; a dry run only logs
     and previews."""
     feed, store, now, dry = plan.feed, ctx.store, ctx.now, ctx.dry_run
+    if plan.hub is not None and not dry:
+        store.record_hub(feed.name, plan.hub, now=now)
+    if plan.pushed:
+        return _pushed(plan, ctx, deferred=deferred)
     moved: dict[str, object] = {"effective_url": plan.moved_to} if plan.moved_to else {}
     if plan.moved_to:
         event(log, "feed_moved", logging.WARNING, feed=feed.name, old=plan.url, new=plan.moved_to)
@@ -139,6 +143,45 @@ def apply(
         story_joins=joins,
         story_followups=sum(n.thread is not None for n in alerting),
         previews=previews,
+    )
+
+
+def _pushed(plan: FeedPlan, ctx: PollContext, *, deferred: list[NewItem] | None) -> FeedOutcome:
+    """Record what a WebSub hub pushed: its new items, as a poll would; the feed's poll state
+    (validators, schedule, failures) is the polls' alone, so a bad push leaves it as it was."""
+    feed, store, now = plan.feed, ctx.store, ctx.now
+    if plan.status != "ok":
+        event(log, "feed_push_failed", logging.WARNING, feed=feed.name, error=plan.error)
+        return FeedOutcome(feed=feed.name, status="error", error=plan.error)
+    alerting = plan.alerting
+    if not ctx.dry_run:
+        store.record_poll(
+            feed.name,
+            feed.url,
+            plan.items,
+            now=now,
+            edit_delay=edit_delay(ctx.config),
+            deferred=deferred,
+            pushed=True,
+            **({"last_new_at": now} if plan.items else {}),
+        )
+        momentum(plan.items, config=ctx.config, store=store, now=now)
+    event(
+        log,
+        "feed_pushed",
+        feed=feed.name,
+        items=plan.item_count,
+        new=len(plan.items),
+        alerts=len(alerting),
+        warning=plan.warning,
+    )
+    return FeedOutcome(
+        feed=feed.name,
+        status="ok",
+        items=plan.item_count,
+        new_items=len(plan.items),
+        alerts=len(alerting),
+        story_followups=sum(n.thread is not None for n in alerting),
     )
 
 

@@ -7,6 +7,7 @@ keeps running on the last good one, logs the error (file, line, key) and tells t
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
@@ -22,12 +23,12 @@ from .deliver import Deliverer, Sink, personal_chat, personal_destination, publi
 from .deliver.sinks import build_sinks
 from .deliver.telegram import TelegramClient, TelegramSink
 from .errors import ConfigError
-from .fetch import Fetcher
+from .fetch import Fetcher, FetchResult
 from .health import DestinationLive
 from .logs import event, redact
 from .match import Matcher, compile_matcher
 from .metrics import Metrics
-from .pipeline import PollContext, poll_feed
+from .pipeline import FeedOutcome, PollContext, poll_feed, push_feed
 from .store import Store
 from .stories import Clusterer
 from .types import utcnow
@@ -92,25 +93,18 @@ class Runtime:
         # Bot commands: off (no Telegram) | starting (Telegram not reached yet) | up |
         # elsewhere (another instance on the same database answers them)
         self.commands = "off"
+        self._feed_locks: dict[str, asyncio.Lock] = {}
+        # Set when a push queued alerts: the delivery job runs at once instead of at its tick.
+        self.deliver_soon = asyncio.Event()
+        self._delivering = asyncio.Lock()
         self._load_paused()
 
     # --- the work the scheduler ticks -----------------------------------------------------
 
     async def poll(self, feed: FeedConfig) -> None:
         started = time.perf_counter()
-        outcome = await poll_feed(
-            feed,
-            PollContext(
-                config=self.config,
-                store=self.store,
-                matcher=self.matcher,
-                fetcher=self.fetcher,
-                now=utcnow(),
-                clusterer=self.clusterer,
-                respect_schedule=True,
-                coordinator=self.coordinator,
-            ),
-        )
+        async with self._feed_lock(feed.name):
+            outcome = await poll_feed(feed, self._context(respect_schedule=True))
         seconds = time.perf_counter() - started if outcome.status != "skipped" else None
         self.metrics.poll(
             status=outcome.status,
@@ -121,7 +115,45 @@ class Runtime:
             story_followups=outcome.story_followups,
         )
 
+    async def push(self, feed: FeedConfig, pushed: FetchResult) -> FeedOutcome:
+        """What a WebSub hub pushed for ``feed``, through the poll's steps; a poll of the same
+        feed in this process waits (both would take the same items for new)."""
+        async with self._feed_lock(feed.name):
+            outcome = await push_feed(feed, pushed, self._context())
+        self.metrics.found(
+            new_items=outcome.new_items,
+            alerts=outcome.alerts,
+            story_joins=outcome.story_joins,
+            story_followups=outcome.story_followups,
+        )
+        if outcome.alerts:
+            self.deliver_soon.set()
+        return outcome
+
+    def _context(self, **kw: bool) -> PollContext:
+        return PollContext(
+            config=self.config,
+            store=self.store,
+            matcher=self.matcher,
+            fetcher=self.fetcher,
+            now=utcnow(),
+            clusterer=self.clusterer,
+            coordinator=self.coordinator,
+            **kw,
+        )
+
+    def _feed_lock(self, name: str) -> asyncio.Lock:
+        lock = self._feed_locks.get(name)
+        if lock is None:
+            lock = self._feed_locks[name] = asyncio.Lock()
+        return lock
+
     async def deliver(self) -> None:
+        """One delivery round; the scheduler's tick and a push's wake-up take turns."""
+        async with self._delivering:
+            await self._deliver()
+
+    async def _deliver(self) -> None:
         if self.coordinator is not None:
             # The instance answering commands may have paused a destination or added a
             # subscriber since the last tick: follow the shared state.
@@ -280,6 +312,13 @@ class Runtime:
                 logging.WARNING,
                 reason="a new ops.listen needs a restart",
                 listen=new.ops.listen or '""',
+            )
+        if new.websub != old.websub:
+            event(
+                log,
+                "config_websub_ignored",
+                logging.WARNING,
+                reason="a new websub section needs a restart (feeds added or removed apply now)",
             )
         self.matcher = compile_matcher(new.watchlists, new.rules, new.learned)
         if new.poll != old.poll:

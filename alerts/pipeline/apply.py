@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..config import Config
 from ..logs import event
@@ -98,7 +99,7 @@ def apply(
     if dry:
         previews = tuple(preview(n, now) for n in alerting)
     else:
-        fields: dict[str, object] = dict(
+        fields: dict[str, Any] = dict(
             etag=plan.validators.etag,
             last_modified=plan.validators.last_modified,
             body_hash=plan.body_hash,
@@ -155,6 +156,7 @@ def _pushed(plan: FeedPlan, ctx: PollContext, *, deferred: list[NewItem] | None)
         return FeedOutcome(feed=feed.name, status="error", error=plan.error)
     alerting = plan.alerting
     if not ctx.dry_run:
+        new: dict[str, Any] = {"last_new_at": now} if plan.items else {}
         store.record_poll(
             feed.name,
             feed.url,
@@ -163,7 +165,7 @@ def _pushed(plan: FeedPlan, ctx: PollContext, *, deferred: list[NewItem] | None)
             edit_delay=edit_delay(ctx.config),
             deferred=deferred,
             pushed=True,
-            **({"last_new_at": now} if plan.items else {}),
+            **new,
         )
         momentum(plan.items, config=ctx.config, store=store, now=now)
     event(

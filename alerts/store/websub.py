@@ -86,17 +86,19 @@ class WebSubStore:
         )
 
     def websub_requested(self, sub_id: str, mode: str, *, now: datetime, due_at: datetime) -> None:
-        """About to ask the hub (before the request: the hub may verify before answering)."""
+        """About to ask the hub (recorded first: the hub may verify before it answers); one
+        more attempt until the hub verifies one."""
         state = ", state = 'unsubscribing'" if mode == "unsubscribe" else ""
         self.db.execute(
-            f"UPDATE websub SET pending = ?, requested_at = ?, due_at = ?{state} WHERE id = ?",
+            "UPDATE websub SET pending = ?, requested_at = ?, due_at = ?, attempts = attempts + 1"
+            f"{state} WHERE id = ?",
             [mode, _iso(now), _iso(due_at), sub_id],
         )
 
     def websub_failed(self, sub_id: str, error: str, *, due_at: datetime) -> None:
-        """The hub refused or did not verify the request: try again at ``due_at``."""
+        """The hub refused the request: try again at ``due_at``."""
         self.db.execute(
-            "UPDATE websub SET attempts = attempts + 1, last_error = ?, due_at = ? WHERE id = ?",
+            "UPDATE websub SET last_error = ?, due_at = ? WHERE id = ?",
             [error, _iso(due_at), sub_id],
         )
 

@@ -304,7 +304,7 @@ async def _run_forever(
     hub_calls = await start_callback(runtime, callback) if callback and not shared else None
     pushes: asyncio.Task | None = None
     if websub is not None:
-        scheduler.every(websub_every, Subscriber(runtime).maintain, name="websub")
+        scheduler.every(websub_every, Subscriber(runtime, websub).maintain, name="websub")
         pushes = asyncio.create_task(_deliver_on_push(runtime), name="deliver-on-push")
     event(
         log,

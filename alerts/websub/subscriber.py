@@ -37,15 +37,13 @@ def renew_at(verified: datetime, lease_seconds: int) -> datetime:
 class Subscriber:
     """Keeps the subscriptions at hubs in step with the config and what polls found."""
 
-    def __init__(self, runtime: Runtime):
+    def __init__(self, runtime: Runtime, config: WebSubConfig):
         self.runtime = runtime
+        self.config = config  # as the process started: the callback it serves
 
     async def maintain(self, now: datetime | None = None) -> None:
         """Subscribe, renew, retry and unsubscribe whatever is due."""
-        runtime = self.runtime
-        config = runtime.config.websub
-        if config is None:
-            return
+        runtime, config = self.runtime, self.config
         if runtime.coordinator is not None and not runtime.coordinator.lead_websub():
             return
         now = now or utcnow()

@@ -89,9 +89,11 @@ class _Feed:
 
 
 def _write(tmp_path: Path, feeds: list[tuple[str, str]], telegram: FakeTelegram, port: int,
-           *, ops: str = "") -> Path:  # fmt: skip
+           *, ops: str = "", database: str = "cw.db", callback: int | None = None) -> Path:  # fmt: skip
+    """A config polling ``feeds`` hourly, alerting to the fake Bot API, its WebSub callback
+    on ``port`` (or, behind a proxy, called on ``callback``)."""
     lines = [
-        "database: cw.db",
+        f"database: {database}",
         f'ops:\n  listen: "{ops}"',
         "poll:\n  timeout_seconds: 5\n  interval_seconds: 3600\n  max_interval_seconds: 7200",
         "feeds:" if feeds else "feeds: []",
@@ -99,9 +101,10 @@ def _write(tmp_path: Path, feeds: list[tuple[str, str]], telegram: FakeTelegram,
         f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
         f"    api_base_url: {telegram.base_url}",
         "stories:\n  edit_delay_seconds: 0",
-        f"websub:\n  callback_url: http://127.0.0.1:{port}/websub\n  listen: 127.0.0.1:{port}",
+        f"websub:\n  callback_url: http://127.0.0.1:{callback or port}/websub\n"
+        f"  listen: 127.0.0.1:{port}",
     ]
-    path = tmp_path / "config.yaml"
+    path = tmp_path / f"config-{port}.yaml"
     path.write_text("\n".join(lines) + "\n" + MINIMAL_WATCHLISTS, encoding="utf-8")
     return path
 
@@ -482,3 +485,29 @@ async def test_a_feed_removed_from_the_config_is_unsubscribed(tmp_path, serve, t
         assert store.websub_subscriptions() == []
     finally:
         store.close()
+
+
+async def test_one_instance_subscribes_and_any_instance_takes_a_push(
+    pg_database, tmp_path, serve, telegram, hub
+):
+    """Two instances on one PostgreSQL database, their callbacks behind one public URL (here
+    the first one's): one subscribes; the hub's call reaches the other just as well."""
+    feed = _Feed(hub.url)
+    feed.url = serve(Route(respond=feed.respond))
+    first, second = _free_port(), _free_port()
+    paths = [
+        _write(tmp_path, [("Wire", feed.url)], telegram, port, database=pg_database,
+               callback=first)
+        for port in (first, second)
+    ]  # fmt: skip
+    async with _Bot(paths[0]) as one, _Bot(paths[1]):
+        (sub,) = await one.wait_for(lambda: hub.live(feed.url), "a verified subscription")
+        await asyncio.sleep(1.0)  # five rounds of both subscribers
+        assert [r["hub.mode"] for r in hub.requests] == ["subscribe"], "one instance asks"
+        feed.add(NEWS, 1)
+        body = feed.respond({})[2]
+        elsewhere = replace(sub, callback=sub.callback.replace(f"127.0.0.1:{first}/", f"127.0.0.1:{second}/"))
+        status = await asyncio.to_thread(hub.deliver, elsewhere, body, "application/rss+xml")
+        assert status == 204
+        await one.wait_for(lambda: _posts(telegram, NEWS), "the alert of the push")
+    assert len(_posts(telegram, NEWS)) == 1

@@ -98,7 +98,7 @@ def _write(tmp_path: Path, feeds: list[tuple[str, str]], telegram: FakeTelegram,
         "poll:\n  timeout_seconds: 5\n  interval_seconds: 3600\n  max_interval_seconds: 7200",
         "feeds:" if feeds else "feeds: []",
         *(f'  - name: "{n}"\n    url: "{u}"' for n, u in feeds),
-        f"destinations:\n  telegram:\n    chat_id: \"{CHANNEL}\"\n"
+        f'destinations:\n  telegram:\n    chat_id: "{CHANNEL}"\n'
         f"    api_base_url: {telegram.base_url}",
         "stories:\n  edit_delay_seconds: 0",
         f"websub:\n  callback_url: http://127.0.0.1:{callback or port}/websub\n"
@@ -223,7 +223,9 @@ def test_the_feed_names_its_hub_in_atom_and_in_rss():
         b"</entry></feed>"
     )
     parsed = parse_feed(atom, feed="a", url="https://blog.example/feed")
-    assert parsed.hubs == ("https://pubsubhubbub.appspot.com/",), "an entry's link is not the feed's"
+    assert parsed.hubs == ("https://pubsubhubbub.appspot.com/",), (
+        "an entry's link is not the feed's"
+    )
     assert parsed.self_link == "https://blog.example/atom.xml"
     rss_doc = rss([{"title": "x", "link": "https://w.example/1"}]).replace(
         "<channel>",
@@ -429,7 +431,11 @@ async def test_a_forged_push_is_rejected_and_alerts_nothing(tmp_path, serve, tel
             await bot.wait_for(lambda: _posts(telegram, NEWS), "the genuine push's alert")
     assert not [m for m in telegram.sent if FORGED in m["shown_text"]]
     rejected = [r.getMessage() for r in caplog.records if "websub_push_rejected" in r.getMessage()]
-    assert [m.split("signature=")[1].split()[0] for m in rejected] == ["missing", "mismatch", "mismatch"]
+    assert [m.split("signature=")[1].split()[0] for m in rejected] == [
+        "missing",
+        "mismatch",
+        "mismatch",
+    ]
     assert sub.secret not in caplog.text
     store = open_store(tmp_path / "cw.db")
     try:
@@ -506,7 +512,9 @@ async def test_one_instance_subscribes_and_any_instance_takes_a_push(
         assert [r["hub.mode"] for r in hub.requests] == ["subscribe"], "one instance asks"
         feed.add(NEWS, 1)
         body = feed.respond({})[2]
-        elsewhere = replace(sub, callback=sub.callback.replace(f"127.0.0.1:{first}/", f"127.0.0.1:{second}/"))
+        elsewhere = replace(
+            sub, callback=sub.callback.replace(f"127.0.0.1:{first}/", f"127.0.0.1:{second}/")
+        )
         status = await asyncio.to_thread(hub.deliver, elsewhere, body, "application/rss+xml")
         assert status == 204
         await one.wait_for(lambda: _posts(telegram, NEWS), "the alert of the push")

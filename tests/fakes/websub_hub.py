@@ -135,9 +135,7 @@ class FakeHub(LoopbackServer):
             self._workers.append(thread)
         thread.start()
 
-    def _verify(
-        self, mode: str, topic: str, callback: str, secret: str | None, lease: int
-    ) -> None:
+    def _verify(self, mode: str, topic: str, callback: str, secret: str | None, lease: int) -> None:
         challenge = secrets.token_urlsafe(16)
         params = {"hub.mode": mode, "hub.topic": topic, "hub.challenge": challenge}
         if mode == "subscribe":
@@ -145,7 +143,11 @@ class FakeHub(LoopbackServer):
         joiner = "&" if urlsplit(callback).query else "?"
         asked_at = time.time()
         status, body, headers = _http("GET", callback + joiner + urlencode(params))
-        ok = status is not None and 200 <= status < 300 and body.decode("utf-8", "replace") == challenge
+        ok = (
+            status is not None
+            and 200 <= status < 300
+            and body.decode("utf-8", "replace") == challenge
+        )
         key = (topic, callback)
         with self._lock:
             before = self.subscriptions.get(key)
@@ -158,7 +160,9 @@ class FakeHub(LoopbackServer):
                 "at": asked_at,
                 "content_type": headers.get("Content-Type", ""),
                 # a subscribe that renews a live subscription (before its lease ran out)
-                "renewed_live": bool(ok and mode == "subscribe" and before and before.live(asked_at)),
+                "renewed_live": bool(
+                    ok and mode == "subscribe" and before and before.live(asked_at)
+                ),
                 "same_secret": bool(before and before.secret == secret),
             }
             self.verifications.append(record)

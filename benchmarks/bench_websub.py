@@ -36,8 +36,8 @@ import sys
 import tempfile
 import threading
 import time
-from email.utils import format_datetime
 from datetime import datetime, timezone
+from email.utils import format_datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +141,7 @@ def start_bot(tmp: Path, name: str, text: str, token: str) -> subprocess.Popen:
     )
 
 
-def wait(predicate, what: str, timeout: float) -> object:  # noqa: ANN001
+def wait(predicate, what: str, timeout: float) -> object:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                 published = time.monotonic()
                 statuses = hub.publish(pushed.url)  # the publisher's ping: fetch, push
                 assert statuses == [204], statuses
-                got_push = wait(lambda: pushed_api.when(title), "the pushed alert", 30)
-                got_poll = wait(lambda: polled_api.when(title), "the polled alert",
+                got_push = wait(lambda t=title: pushed_api.when(t), "the pushed alert", 30)
+                got_poll = wait(lambda t=title: polled_api.when(t), "the polled alert",
                                 args.interval * 3 + 30)  # fmt: skip
                 push_ms.append((got_push - published) * 1000)
                 poll_ms.append((got_poll - published) * 1000)

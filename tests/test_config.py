@@ -325,7 +325,10 @@ def test_every_number_field_declares_its_limit():
         if hint in (int, float) and name not in model.limits(cls)
     ]
     assert not unlimited
-    assert set(model.limits(model.PollConfig)) == model.keys(model.PollConfig) - {"adaptive", "proxy"}
+    assert set(model.limits(model.PollConfig)) == model.keys(model.PollConfig) - {
+        "adaptive",
+        "proxy",
+    }
 
 
 @pytest.mark.parametrize(

@@ -141,7 +141,7 @@ class _Bot:
         assert self.task is not None
         assert await asyncio.wait_for(self.task, 30) == 0
 
-    async def wait_for(self, predicate, what: str, timeout: float = 25.0):  # noqa: ANN001
+    async def wait_for(self, predicate, what: str, timeout: float = 25.0):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.task is not None

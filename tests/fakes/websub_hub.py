@@ -129,7 +129,7 @@ class FakeHub(LoopbackServer):
                          granted)  # fmt: skip
         return 202, ""
 
-    def _background(self, work, *args) -> None:  # noqa: ANN001
+    def _background(self, work, *args) -> None:
         thread = threading.Thread(target=work, args=args, daemon=True)
         with self._lock:
             self._workers.append(thread)

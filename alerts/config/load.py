@@ -26,17 +26,16 @@ from .model import (
     Destinations,
     FeedConfig,
     LearnedConfig,
-    OpsConfig,
     PollConfig,
     Rule,
     SlackConfig,
     StoriesConfig,
     TelegramConfig,
     Term,
-    WebSubConfig,
     keys,
-    limits,
 )
+from .sections import number_field as _number
+from .sections import ops_section, websub_section
 
 T = TypeVar("T")
 
@@ -157,14 +156,6 @@ _CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 _TERM_KEYS = keys(Term) - {"name", "category"} | {"term"}
 
 
-def _number(c: _Checker, cls: type, m: dict, name: str, section: str, line: int | None) -> Any:
-    """``m[name]``, for the number field ``name`` of ``cls`` in ``section``: within the limit
-    declared beside the field, and whole when the field is an ``int``."""
-    limit, kind = limits(cls)[name]
-    key, kln = f"{section}.{name}", c.key_line(m, name, line)
-    return kind(c.number(m[name], key, kln, lo=limit.lo, hi=limit.hi, integer=kind is int))
-
-
 def _intervals(
     c: _Checker, m: dict, key: str, line: int | None, given: dict[str, Any], default: PollConfig
 ) -> tuple[int, int]:
@@ -218,44 +209,6 @@ def _learned(c: _Checker, node: Any, line: int | None) -> LearnedConfig:
             for k, v in m.items()
         }
     )
-
-
-def _ops(c: _Checker, node: Any, line: int | None) -> OpsConfig:
-    if node is None:
-        return OpsConfig()
-    m = c.mapping(node, "ops", line, keys(OpsConfig))
-    given: dict[str, Any] = _listen(c, m, "ops", line, empty_ok=True)
-    if "paused_after_minutes" in m:
-        given["paused_after_minutes"] = _number(
-            c, OpsConfig, m, "paused_after_minutes", "ops", line
-        )
-    return OpsConfig(**given)
-
-
-def _listen(c: _Checker, m: dict, section: str, line: int | None, *, empty_ok: bool) -> dict:
-    """``{"listen": …}`` when the section gives one (null: off, where off is allowed)."""
-    if "listen" not in m:
-        return {}
-    at, raw = c.key_line(m, "listen", line), m["listen"]
-    if raw is None and empty_ok:
-        return {"listen": ""}
-    return {"listen": c.value(values.listen, raw, f"{section}.listen", at, empty_ok=empty_ok)}
-
-
-def _websub(c: _Checker, node: Any, line: int | None) -> WebSubConfig | None:
-    if node is None:
-        return None
-    m = c.mapping(node, "websub", line, keys(WebSubConfig))
-    if "callback_url" not in m:
-        raise c.fail("missing required key 'callback_url' (the URL the hub calls)", "websub", line)
-    at = c.key_line(m, "callback_url", line)
-    given = {
-        "callback_url": c.value(values.callback_url, m["callback_url"], "websub.callback_url", at),
-        **_listen(c, m, "websub", line, empty_ok=False),
-    }
-    if "lease_seconds" in m:
-        given["lease_seconds"] = _number(c, WebSubConfig, m, "lease_seconds", "websub", line)
-    return WebSubConfig(**given)
 
 
 def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -577,9 +530,9 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
     if log_format not in ("text", "json"):
         raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
-    ops = _ops(c, top.get("ops"), kl("ops"))
+    ops = ops_section(c, top.get("ops"), kl("ops"))
     learned = _learned(c, top.get("learned"), kl("learned"))
-    websub = _websub(c, top.get("websub"), kl("websub"))
+    websub = websub_section(c, top.get("websub"), kl("websub"))
     return Config(
         path=path,
         database=database,

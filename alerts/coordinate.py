@@ -147,19 +147,20 @@ class Coordinator:
 
     def lead(self) -> bool:
         """Whether this instance answers commands (taking the lead when nobody holds it)."""
-        if not self.leader and self._try_lock(COMMANDS_LOCK):
-            self.leader = True
-            event(log, "leader_elected", instance=self.id, role="commands")
-            self._roles_changed()
-        return self.leader
+        return self._lead("leader", COMMANDS_LOCK, "commands")
 
     def lead_websub(self) -> bool:
         """Whether this instance subscribes to hubs (taking the role when nobody holds it)."""
-        if not self.websub and self._try_lock(WEBSUB_LOCK):
-            self.websub = True
-            event(log, "leader_elected", instance=self.id, role="websub")
+        return self._lead("websub", WEBSUB_LOCK, "websub")
+
+    def _lead(self, attribute: str, key: int, role: str) -> bool:
+        """A role one instance holds at a time, by its advisory lock: ours already, or taken
+        now because no live instance holds it."""
+        if not getattr(self, attribute) and self._try_lock(key):
+            setattr(self, attribute, True)
+            event(log, "leader_elected", instance=self.id, role=role)
             self._roles_changed()
-        return self.websub
+        return bool(getattr(self, attribute))
 
     def _roles_changed(self) -> None:
         """Shown at once (``status``), not at the next heartbeat."""

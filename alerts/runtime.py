@@ -297,29 +297,28 @@ class Runtime:
 
     async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
         old = self.config
-        if new.database != old.database:
-            event(
-                log,
+        for changed, name, reason, fields in (
+            (
+                new.database != old.database,
                 "config_database_ignored",
-                logging.WARNING,
-                reason="a new database path needs a restart",
-                database=new.database,
-            )
-        if new.ops.listen != old.ops.listen:
-            event(
-                log,
+                "a new database path needs a restart",
+                {"database": new.database},
+            ),
+            (
+                new.ops.listen != old.ops.listen,
                 "config_ops_listen_ignored",
-                logging.WARNING,
-                reason="a new ops.listen needs a restart",
-                listen=new.ops.listen or '""',
-            )
-        if new.websub != old.websub:
-            event(
-                log,
+                "a new ops.listen needs a restart",
+                {"listen": new.ops.listen or '""'},
+            ),
+            (
+                new.websub != old.websub,
                 "config_websub_ignored",
-                logging.WARNING,
-                reason="a new websub section needs a restart (feeds added or removed apply now)",
-            )
+                "a new websub section needs a restart (feeds added or removed apply now)",
+                {},
+            ),
+        ):
+            if changed:
+                event(log, name, logging.WARNING, reason=reason, **fields)
         self.matcher = compile_matcher(new.watchlists, new.rules, new.learned)
         if new.poll != old.poll:
             old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)

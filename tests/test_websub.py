@@ -159,13 +159,11 @@ def _posts(telegram: FakeTelegram, title: str) -> list[dict]:
     return [m for m in telegram.sent if m["chat_id"] == CHANNEL_ID and title in m["shown_text"]]
 
 
-@pytest.fixture
-def telegram(monkeypatch):
-    with FakeTelegram(
-        chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}, per_chat_interval=0.05
-    ) as fake:
-        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", fake.token)
-        yield fake
+@pytest.fixture(autouse=True)
+def _token(request, monkeypatch):
+    """The bot's token, for the tests that run it against the fake Bot API."""
+    if "telegram" in request.fixturenames:
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", request.getfixturevalue("telegram").token)
 
 
 @pytest.fixture

@@ -66,6 +66,10 @@ class _Feed:
                     "date": ago(minutes=1)},
             )  # fmt: skip
 
+    def clear(self) -> None:
+        with self._lock:
+            self.items.clear()
+
     def respond(self, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
             self.gets.append(headers.get("User-Agent", ""))
@@ -422,8 +426,7 @@ async def test_a_forged_push_is_rejected_and_alerts_nothing(tmp_path, serve, tel
                 if s.name == "chipwatch_websub_pushes_total"
             }
             assert pushes["rejected"] == 3 and pushes["accepted"] == 0 and pushes["gone"] == 1
-            with feed._lock:
-                feed.items.clear()
+            feed.clear()
             feed.add(NEWS, 1)
             assert await asyncio.to_thread(hub.publish, feed.url) == [204]
             await bot.wait_for(lambda: _posts(telegram, NEWS), "the genuine push's alert")
@@ -517,3 +520,26 @@ async def test_one_instance_subscribes_and_any_instance_takes_a_push(
         assert status == 204
         await one.wait_for(lambda: _posts(telegram, NEWS), "the alert of the push")
     assert len(_posts(telegram, NEWS)) == 1
+
+
+async def test_a_denied_subscription_is_recorded_and_the_feed_is_polled_again(
+    tmp_path, serve, telegram, hub
+):
+    """The hub may deny a subscription at any time (``hub.mode=denied``): the bot records it,
+    stops counting the feed as pushed, and asks again only a day later."""
+    feed = _Feed(hub.url)
+    feed.url = serve(Route(respond=feed.respond))
+    path = _write(tmp_path, [("Wire", feed.url)], telegram, _free_port())
+    async with _Bot(path) as bot:
+        (sub,) = await bot.wait_for(lambda: hub.live(feed.url), "a verified subscription")
+        assert await asyncio.to_thread(hub.deny, feed.url, sub.callback, "quota") == 200
+        await asyncio.sleep(0.5)  # two subscriber rounds: nothing is asked again
+        assert [r["hub.mode"] for r in hub.requests] == ["subscribe"]
+    store = open_store(tmp_path / "cw.db")
+    try:
+        (denied,) = store.websub_subscriptions()
+        assert denied.state == "denied" and denied.last_error == "denied: quota"
+        assert denied.due_at is not None and denied.due_at > utcnow() + timedelta(hours=23)
+        assert not store.websub_active("Wire", now=utcnow())
+    finally:
+        store.close()

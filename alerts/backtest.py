@@ -43,9 +43,10 @@ def backtest(config: Config, *, since: datetime, matcher: Matcher | None = None)
     (``matcher``: that config's, when the caller has compiled it already)."""
     matcher = matcher or compile_matcher(config.watchlists, config.rules, config.learned)
     items = stored_items(config.database, since=since)
+    tags = {f.name: f.tags for f in config.feeds}  # the rules limited to feed tags need them
     newly, stopped, kept = [], [], 0
     for item in items:
-        result = matcher.match(item.title, item.summary)
+        result = matcher.match(item.title, item.summary, tags=tags.get(item.feed, ()))
         if result.alert and not item.alerted:
             newly.append(Change(item, result))
         elif item.alerted and not result.alert:

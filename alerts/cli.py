@@ -18,7 +18,7 @@ from .backtest import backtest
 from .config import Config, load_config, parse_duration
 from .config.edit import EditRefused, add_feeds
 from .errors import ConfigError, OpmlError, StoreError
-from .explain import match_json_line, place_headlines
+from .explain import explain_headline, match_json_line, place_headlines
 from .logs import setup_logging
 from .match import compile_matcher
 from .parse.opml import OpmlFeed, read_opml, write_opml
@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     match = cmd("match", "explain how a headline matches the watchlists and rules")
     match.add_argument("text", nargs="*", help="the headline")
     match.add_argument("--summary", default="", help="an optional summary to match as well")
+    match.add_argument(
+        "--feed",
+        default=None,
+        help="match it as an item of this configured feed (its tags count; shows its routes)",
+    )
     match.add_argument(
         "--jsonl",
         action="store_true",
@@ -178,7 +183,8 @@ def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: T
                 "match: give a headline, or --jsonl to read JSON lines from stdin", file=sys.stderr
             )
             return EXIT_FAILURE
-        print(matcher.explain(matcher.match(" ".join(args.text), args.summary)), file=stdout)
+        text = explain_headline(config, matcher, " ".join(args.text), args.summary, feed=args.feed)
+        print(text, file=stdout)
         return EXIT_OK
     for line in stdin:
         print(

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .config import StoriesConfig, Term
+from .config import Config, StoriesConfig, Term
+from .errors import ConfigError
 from .match import Matcher
 from .stories import Decision, StoryIndex, categories_of, headline_features
 
@@ -42,6 +43,32 @@ def place_headlines(
         decision, _ = index.assign(features, at=at, source=f"source {n}", title=title, new_id=n)
         yield PlacedHeadline(title=title, alerts=result.alert, decision=decision)
         at += apart
+
+
+def explain_headline(
+    config: Config, matcher: Matcher, title: str, summary: str = "", *, feed: str | None = None
+) -> str:
+    """``match``'s answer for a person: the matcher's explanation of a headline (as an item of
+    ``feed``, whose tags the rules limited to tags need), and, when it alerts and the config
+    routes alerts, the destinations that would take it."""
+    feeds = {f.name: f for f in config.feeds}
+    if feed is not None and feed not in feeds:
+        known = ", ".join(feeds) or "none"
+        raise ConfigError(f"no feed {feed!r} in the config (feeds: {known})", file=str(config.path))
+    source = feeds.get(feed) if feed is not None else None
+    tags = source.tags if source else ()
+    result = matcher.match(title, summary, tags=tags)
+    text = matcher.explain(result)
+    routes = config.destinations
+    if result.alert and (len(routes.all) > 1 or any(d.filtered for d in routes.all)):
+        taken = routes.route(
+            rules=result.rules,
+            categories=result.categories(),
+            feed=feed or "",
+            feed_tags=tags,
+        )
+        text += f"\n  goes to: {', '.join(taken) or 'no destination (its filters take none)'}"
+    return text
 
 
 def match_json_line(matcher: Matcher, line: str) -> dict:

@@ -15,9 +15,9 @@ whole words, never substrings, which keeps "Arm" out of "farm" and "SMIC" out of
    cached per word, so short tokens and model numbers never fuzz: H20, H200 and H2O stay apart.
 4. Context and exclude words guard ambiguous terms; a context word is also met by a matched
    term's canonical name or, written ``@category``, by any match in that category.
-5. When no rule holds, an item that matched something on the watchlists (or comes from a primary
-   source) gets the learned second opinion (``alerts.relevance``): above its threshold it alerts
-   as the rule ``learned``, and says which of its words weighed most.
+5. A rule may be limited to the items of feeds with given tags. When no rule holds, an item that
+   matched something gets the learned second opinion (``alerts.relevance``): above its threshold
+   it alerts as the rule ``learned``, and says which of its words weighed most.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from rapidfuzz.distance import OSA
 from .config import LEARNED_RULE, LearnedConfig, Rule, Term
 from .config.values import term_regex
 from .relevance import features, shipped_model
+from .rules import judge, relation_span
 from .types import Field, Kind, Match, MatchResult, Opinion
 
 # A summary mention is weaker evidence than a title mention; scores are quality × field weight.
@@ -386,10 +387,12 @@ class Matcher:
             )
         return results, guards
 
-    def match(self, title: str, summary: str = "", *, primary: bool = False) -> MatchResult:
-        """Match one item's title and summary; the result names the rules that held. When none
-        holds, the learned opinion is asked if anything matched or the item is ``primary`` (from
-        a feed tagged as a primary source: the hook for feed tags, which do not exist yet)."""
+    def match(
+        self, title: str, summary: str = "", *, tags: Collection[str] = (), primary: bool = False
+    ) -> MatchResult:
+        """Match one item's title and summary, from a feed with ``tags``; the result names the
+        rules that held. The learned opinion is asked when none holds and anything matched or the
+        item is ``primary`` (a hook for primary sources; no feed tag sets it yet)."""
         raw, guards = self._scan(title, "title")
         if summary:
             more, more_guards = self._scan(summary, "summary")
@@ -397,7 +400,7 @@ class Matcher:
             guards |= more_guards
         if not raw:
             return self._second_opinion(
-                title, summary, MatchResult(matches=(), rules=self._rules_that_hold(())), primary
+                title, summary, MatchResult(matches=(), rules=self._holding((), tags)), primary
             )
         alive = _outermost(raw)
         terms = self._terms
@@ -441,9 +444,8 @@ class Matcher:
                 key=lambda m: (-m.score, m.category, m.term),
             )
         )
-        return self._second_opinion(
-            title, summary, MatchResult(matches=matches, rules=_judge(candidates, matches)), primary
-        )
+        result = MatchResult(matches=matches, rules=judge(candidates, matches, tags))
+        return self._second_opinion(title, summary, result, primary)
 
     def _second_opinion(
         self, title: str, summary: str, result: MatchResult, primary: bool
@@ -499,13 +501,15 @@ class Matcher:
                 )
         return "\n".join(lines)
 
-    def without(self, result: MatchResult, terms: Collection[str]) -> MatchResult:
-        """The result with the given (casefolded) terms' matches removed, rules re-judged:
-        how a muted term is silenced without editing it out of the watchlist."""
+    def without(
+        self, result: MatchResult, terms: Collection[str], tags: Collection[str] = ()
+    ) -> MatchResult:
+        """The result with the given (casefolded) terms' matches removed, rules re-judged (for
+        a feed with ``tags``): how a muted term is silenced without editing the watchlist."""
         kept = tuple(m for m in result.matches if m.term.casefold() not in terms)
         if len(kept) == len(result.matches):
             return result
-        rules = self._rules_that_hold(kept)
+        rules = self._holding(kept, tags)
         # The learned opinion stands while a watchlist match is left to let it be asked.
         opinion = result.opinion if kept and not rules else None
         if opinion and opinion.alert:
@@ -530,43 +534,13 @@ class Matcher:
             self._category_rules[cats] = found
         return found
 
-    def _rules_that_hold(self, matches: Sequence[Match]) -> tuple[str, ...]:
-        return _judge(self._by_categories(frozenset(m.category for m in matches)), matches)
-
-
-def _judge(candidates: Sequence[Rule], matches: Sequence[Match]) -> tuple[str, ...]:
-    """Of the rules whose categories are met, those whose terms and relations hold too."""
-    if not candidates:
-        return ()
-    names = {m.term for m in matches}
-    return tuple(
-        rule.name
-        for rule in candidates
-        if not (rule.terms and names.isdisjoint(rule.terms))
-        and not (rule.relation and relation_span(rule, matches) is None)
-    )
+    def _holding(self, matches: Sequence[Match], tags: Collection[str]) -> tuple[str, ...]:
+        return judge(self._by_categories(frozenset(m.category for m in matches)), matches, tags)
 
 
 def _word_starts(text: str) -> list[int]:
     """Where each token of ``text`` starts, as ``token_spans`` splits it."""
     return [start for start, _ in token_spans(text)] if text else []
-
-
-def relation_span(rule: Rule, matches: Sequence[Match]) -> tuple[Match, ...] | None:
-    """One match per role of a relation rule, all in one field and spanning at most
-    ``rule.within`` words, in reading order; None when there is no such combination."""
-    for field in ("title", "summary"):
-        candidates = [
-            [m for m in matches if m.field == field and m.at >= 0 and m.category in role]
-            for role in rule.relation
-        ]
-        if not all(candidates):
-            continue
-        for combo in itertools.product(*candidates):
-            at = [m.at for m in combo]
-            if max(at) - min(at) <= rule.within:
-                return tuple(sorted(combo, key=lambda m: m.at))
-    return None
 
 
 class _Hit(NamedTuple):
@@ -604,16 +578,12 @@ def _outermost(raw: list[_Hit]) -> list[_Hit]:
 
 
 def second_opinion(
-    title: str,
-    summary: str,
-    categories: Collection[str],
-    *,
-    threshold: float = LEARNED_ON.threshold,
+    title: str, summary: str, cats: Collection[str], *, threshold: float = LEARNED_ON.threshold
 ) -> Opinion:
     """The shipped model's opinion of an item, given the categories the matcher found in it."""
     title_text = normalise(title)
     summary_text = normalise(summary) if summary else " "
-    found = features(title_text.split(), summary_text.split(), sorted(categories))
+    found = features(title_text.split(), summary_text.split(), sorted(cats))
     return shipped_model().opinion(found, threshold=threshold, text=title_text + summary_text)
 
 

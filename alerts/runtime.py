@@ -198,10 +198,9 @@ class Runtime:
     async def notify_admins(self, text: str) -> None:
         """A notice to every admin in a private chat (they must have sent /start once); a
         failure is logged, never raised."""
-        telegram = self.config.destinations.telegram
-        if self.telegram is None or telegram is None:
+        if self.telegram is None:
             return
-        for admin in telegram.admins:
+        for admin in self.config.destinations.admins:
             try:
                 await self.telegram.send_html(admin, html.escape(text))
             except Exception as exc:  # noqa: BLE001 - a notice must never stop delivery
@@ -233,11 +232,13 @@ class Runtime:
     # --- personal subscriptions ---------------------------------------------------------------
 
     def channel_sink(self) -> TelegramSink | None:
+        """The sink of the bot's own destination (the first Telegram one)."""
+        bot = self.config.destinations.bot
         return next(
             (
                 s
                 for s in self.deliverer.sinks
-                if isinstance(s, TelegramSink) and s.name == "telegram"
+                if isinstance(s, TelegramSink) and bot is not None and s.name == bot.name
             ),
             None,
         )
@@ -327,6 +328,7 @@ class Runtime:
             self.clusterer = Clusterer(
                 self.store, new.stories, now=utcnow(), watchlists=new.watchlists
             )
+        self.config = new  # before the private sinks: they come from its bot's destination
         if sinks is not None:
             old_sinks = self.deliverer.sinks
             held = self.deliverer.held_back
@@ -335,7 +337,6 @@ class Runtime:
             self._add_private_sinks()
             for sink in old_sinks:
                 await sink.aclose()
-        self.config = new
         self._last_error = None
         terms = sum(len(t) for t in new.watchlists.values())
         event(
@@ -360,7 +361,7 @@ class Runtime:
 
 def _telegram_client(config: Config) -> TelegramClient | None:
     telegram = config.destinations.telegram
-    token = os.environ.get("TELEGRAM_BOT_TOKEN", "").strip()
+    token = os.environ.get(telegram.token_env, "").strip() if telegram else ""
     if telegram is None or not token:
         return None
     return TelegramClient(token=token, base_url=telegram.api_base_url)

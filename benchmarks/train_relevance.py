@@ -49,9 +49,15 @@ TRAINING = (
     (DATA / "events_heldout.tsv", "events"),
     (DATA / "events_blind.tsv", "events"),
 )
-BLIND = ("relevance_blind.tsv", "events_blind2.tsv", "events_blind3.tsv")
+BLIND = (
+    "relevance_blind.tsv",
+    "relevance_blind2.tsv",
+    "events_blind2.tsv",
+    "events_blind3.tsv",
+    "events_blind4.tsv",
+)
 C = 1.0  # inverse regularisation strength, as scikit-learn's C (chosen with --cv)
-THRESHOLD = 0.88  # chosen with --cv (the rule in the docstring); the config's default
+THRESHOLD = 0.89  # chosen with --cv (the rule in the docstring); the config's default
 MAX_CV_FALSE = 1
 TOLERANCE = 1e-8  # of the gradient's norm
 FOLDS = 10

@@ -17,7 +17,8 @@ LAYERS = [
     {"types", "errors"},
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit
-    {"relevance"},  # the learned second opinion's model, below the matcher that asks it
+    # the learned second opinion's model, and whether a rule holds: below the matcher
+    {"relevance", "rules"},
     {"loopback", "fetch", "parse", "match", "httpd"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},

@@ -3,7 +3,7 @@
 Telegram's HTML. Nothing here knows Telegram; ``alerts.bot.telegram`` turns updates into
 requests and replies into messages.
 
-Anyone may ask; admins (``destinations.telegram.admins``) may change. Every argument is
+Anyone may ask; admins (the ``admins`` of the Telegram destinations) may change. Every argument is
 untrusted: it is length-limited, refused when it carries control characters, and escaped in
 replies; config edits go through ``alerts.config.edit``. Every command gets an answer: a
 refusal, a failed config write or a bug is replied to (and the bug logged), never dropped.
@@ -60,7 +60,8 @@ export/trade-policy terms) and posts one alert per story to the channel.
 <b>Admins</b>
 /watch &lt;category&gt; &lt;term&gt;, /unwatch &lt;category&gt; &lt;term&gt;: edit the watchlists
 /mute &lt;term&gt; &lt;duration&gt; (30m, 2h, 1d), /unmute &lt;term&gt;
-/pause, /resume: hold and release channel delivery (alerts queue meanwhile)"""
+/pause [destination], /resume [destination]: hold and release delivery to the channel, or to
+the named destination (alerts queue meanwhile)"""
 
 NOT_A_COMMAND = "I answer commands only. Send /help for the list."
 
@@ -261,14 +262,14 @@ def status_text(health: Health) -> str:
     lines.append(
         f"<b>Pending deliveries</b>: {sum(d.pending for d in health.destinations.values())}"
     )
-    channel = health.destinations.get("telegram")
-    if channel is not None:
-        state = _CHANNEL.get(channel.state) or (
-            f"{channel.state} since {channel.since:%d %b %H:%M} UTC"
-            if channel.since
-            else channel.state
+    for name, d in health.destinations.items():
+        if name == SUBSCRIBERS:  # their own line below
+            continue
+        state = _CHANNEL.get(d.state) or (
+            f"{d.state} since {d.since:%d %b %H:%M} UTC" if d.since else d.state
         )
-        lines.append(f"<b>Channel</b>: {html.escape(state)}")
+        label = "Channel" if name == "telegram" else html.escape(name)
+        lines.append(f"<b>{label}</b>: {html.escape(state)}")
     subscribers = health.destinations.get(SUBSCRIBERS)
     if subscribers is not None:
         lines.append(
@@ -497,19 +498,38 @@ def _unmute(request: Request, services: Services) -> str:
     return f"🔈 <b>{html.escape(name)}</b> unmuted."
 
 
+def _paused(request: Request, services: Services) -> tuple[str, str]:
+    """The destination /pause and /resume name: the one given, else the bot's own channel;
+    and how to call it in the reply."""
+    destinations = services.runtime.config.destinations
+    name = clean_arg(request.args, limit=40)
+    if not name:
+        bot = destinations.bot
+        if bot is None:
+            raise Refused(f"name a destination: {', '.join(destinations.names())}")
+        return bot.name, "Channel"
+    if name not in destinations.names():
+        raise Refused(
+            f"no destination {name!r}; the destinations: {', '.join(destinations.names())}"
+        )
+    return name, f"Destination {name}"
+
+
 def _pause(request: Request, services: Services) -> str:
-    services.runtime.set_paused("telegram", True)
-    event(log, "channel_paused", logging.WARNING, user=request.user_id)
-    return "⏸ Channel delivery paused. Alerts queue until /resume."
+    name, label = _paused(request, services)
+    services.runtime.set_paused(name, True)
+    event(log, "channel_paused", logging.WARNING, user=request.user_id, destination=name)
+    return f"⏸ {html.escape(label)} delivery paused. Alerts queue until /resume."
 
 
 def _resume(request: Request, services: Services) -> str:
     runtime = services.runtime
-    runtime.set_paused("telegram", False)
-    event(log, "channel_resumed", user=request.user_id)
+    name, label = _paused(request, services)
+    runtime.set_paused(name, False)
+    event(log, "channel_resumed", user=request.user_id, destination=name)
     return (
-        f"▶️ Channel delivery resumed; "
-        f"{runtime.store.count_pending('telegram')} queued alerts go out now."
+        f"▶️ {html.escape(label)} delivery resumed; "
+        f"{runtime.store.count_pending(name)} queued alerts go out now."
     )
 
 

@@ -120,12 +120,12 @@ class TelegramCommands:
             if bot and bot.casefold() != (self.app.bot.username or "").casefold():
                 return None
             command = name.casefold()[:40]
-        telegram = self.runtime.config.destinations.telegram
+        admins = self.runtime.config.destinations.admins
         return Request(
             user_id=user.id if user else None,
             chat_id=chat.id,
             private=chat.type == ChatType.PRIVATE,
-            is_admin=bool(telegram and user and user.id in telegram.admins),
+            is_admin=bool(user and user.id in admins),
             command=command,
             args=args,
             now=self._clock(),

@@ -1,6 +1,6 @@
 """``config.yaml``: what a valid config is (``model``), the forms of single values such as a
 database URL or a duration (``values``), reading and checking a config with file:line: key errors
-(``load``), and the ``/watch`` edits (``edit``)."""
+(``load``; its ``destinations`` in ``routes``), and the ``/watch`` edits (``edit``)."""
 
 from .load import load_config, parse_config
 from .model import (
@@ -11,6 +11,8 @@ from .model import (
     SLACK_API_BASE,
     TELEGRAM_API_BASE,
     Config,
+    ConsoleConfig,
+    Destination,
     Destinations,
     FeedConfig,
     LearnedConfig,
@@ -34,6 +36,8 @@ __all__ = [
     "SLACK_API_BASE",
     "TELEGRAM_API_BASE",
     "Config",
+    "ConsoleConfig",
+    "Destination",
     "Destinations",
     "FeedConfig",
     "LearnedConfig",

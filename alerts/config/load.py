@@ -23,17 +23,15 @@ from .model import (
     DEFAULT_RULE,
     LEARNED_RULE,
     Config,
-    Destinations,
     FeedConfig,
     LearnedConfig,
     PollConfig,
     Rule,
-    SlackConfig,
     StoriesConfig,
-    TelegramConfig,
     Term,
     keys,
 )
+from .routes import Known, parse_destinations
 from .sections import number_field as _number
 from .sections import ops_section, websub_section
 
@@ -121,12 +119,16 @@ class _Checker:
             raise self.fail(f"must be true or false, got {_type_name(node)}", key, line)
         return node
 
-    def strings(self, node: Any, key: str, line: int | None) -> tuple[str, ...]:
+    def strings(
+        self, node: Any, key: str, line: int | None, parse: Callable[[str], str] | None = None
+    ) -> tuple[str, ...]:
+        """A string or a list of strings, each read by ``parse`` when given."""
         if isinstance(node, str):
             node = [node]
         seq = self.seq(node, key, line)
         return tuple(
-            self.string(v, f"{key}[{i}]", self.item_line(seq, i, line)) for i, v in enumerate(seq)
+            self.value(parse or str, v, f"{key}[{i}]", self.item_line(seq, i, line))
+            for i, v in enumerate(seq)
         )
 
 
@@ -234,6 +236,11 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
             if k in m
         }
         interval, ceiling = _intervals(c, m, key, ln, given, poll)
+        tags = (
+            c.strings(m["tags"], f"{key}.tags", c.key_line(m, "tags", ln), values.tag)
+            if "tags" in m
+            else ()
+        )
         proxy = _proxy(c, m, key, ln) if "proxy" in m else poll.proxy
         feeds.append(
             FeedConfig(
@@ -241,6 +248,7 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
                 url=url,
                 interval_seconds=interval,
                 max_interval_seconds=ceiling,
+                tags=tuple(dict.fromkeys(tags)),
                 proxy=proxy or None,
             )
         )
@@ -330,7 +338,11 @@ def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Ter
 
 
 def _rules(
-    c: _Checker, node: Any, line: int | None, watchlists: dict[str, tuple[Term, ...]]
+    c: _Checker,
+    node: Any,
+    line: int | None,
+    watchlists: dict[str, tuple[Term, ...]],
+    tags: frozenset[str],
 ) -> tuple[Rule, ...]:
     if node is None:
         missing = [cat for cat in DEFAULT_CATEGORIES if cat not in watchlists]
@@ -398,6 +410,17 @@ def _rules(
                     c.key_line(m, "within", ln),
                 )
             parts["within"] = _number(c, Rule, m, "within", key, ln)
+        if "tags" in m:
+            kln = c.key_line(m, "tags", ln)
+            parts["tags"] = c.strings(m["tags"], f"{key}.tags", kln)
+            for t in parts["tags"]:
+                if t not in tags:
+                    raise c.fail(
+                        f"refers to unknown feed tag {t!r} "
+                        f"(defined: {', '.join(sorted(tags)) or 'none'}; tag a feed first)",
+                        f"{key}.tags",
+                        kln,
+                    )
         if not (parts.get("all_of") or parts.get("any_of") or parts.get("terms") or relation):
             raise c.fail("needs at least one of all_of, any_of, terms or relation", key, ln)
         rules.append(Rule(name=name, **parts, relation=tuple(relation)))
@@ -414,83 +437,6 @@ def _defined(
                 f"refers to missing watchlist {cat!r} (defined: {', '.join(watchlists)})", key, line
             )
     return cats
-
-
-def _destinations(c: _Checker, node: Any, line: int | None) -> Destinations:
-    if node is None:
-        return Destinations()
-    m = c.mapping(node, "destinations", line, keys(Destinations) | {"console"})
-    telegram = slack = None
-    if m.get("telegram") is not None:
-        tln = c.key_line(m, "telegram", line)
-        t = c.mapping(m["telegram"], "destinations.telegram", tln, keys(TelegramConfig))
-        if "chat_id" in t:
-
-            def kl(k: str) -> int | None:
-                return c.key_line(t, k, tln)
-
-            chat_id = c.value(
-                values.telegram_chat_id,
-                t["chat_id"],
-                "destinations.telegram.chat_id",
-                kl("chat_id"),
-            )
-            opts: dict[str, Any] = {}
-            if "api_base_url" in t:
-                opts["api_base_url"] = c.value(
-                    values.http_url,
-                    t["api_base_url"],
-                    "destinations.telegram.api_base_url",
-                    kl("api_base_url"),
-                )
-            if "admins" in t:
-                admins = c.seq(t["admins"], "destinations.telegram.admins", kl("admins"))
-                ids = []
-                for i, a in enumerate(admins):
-                    if isinstance(a, bool) or not isinstance(a, int):
-                        raise c.fail(
-                            f"must be a numeric Telegram user id, got {a!r}",
-                            f"destinations.telegram.admins[{i}]",
-                            c.item_line(admins, i, kl("admins")),
-                        )
-                    ids.append(a)
-                opts["admins"] = tuple(ids)
-            if "link_preview" in t:
-                opts["link_preview"] = c.boolean(
-                    t["link_preview"], "destinations.telegram.link_preview", kl("link_preview")
-                )
-            telegram = TelegramConfig(chat_id=chat_id, **opts)
-    if "slack" in m:
-        slack = _slack(c, m["slack"], c.key_line(m, "slack", line))
-    return Destinations(telegram=telegram, slack=slack)
-
-
-def _slack(c: _Checker, node: Any, line: int | None) -> SlackConfig:
-    """``{}``: a webhook; with ``channel``: an app (``api_base_url`` only means something then)."""
-    s = c.mapping(node if node is not None else {}, "destinations.slack", line, keys(SlackConfig))
-    if "channel" not in s:
-        if "api_base_url" in s:
-            raise c.fail(
-                "only means something with 'channel' (a Slack app; a webhook has no API)",
-                "destinations.slack.api_base_url",
-                c.key_line(s, "api_base_url", line),
-            )
-        return SlackConfig()
-    channel = c.value(
-        values.slack_channel,
-        s["channel"],
-        "destinations.slack.channel",
-        c.key_line(s, "channel", line),
-    )
-    if "api_base_url" not in s:
-        return SlackConfig(channel=channel)
-    api_base_url = c.value(
-        values.http_url,
-        s["api_base_url"],
-        "destinations.slack.api_base_url",
-        c.key_line(s, "api_base_url", line),
-    )
-    return SlackConfig(channel=channel, api_base_url=api_base_url)
 
 
 def parse_config(text: str, *, path: Path | str) -> Config:
@@ -524,8 +470,17 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     poll = _poll(c, top.get("poll"), kl("poll"))
     feeds = _feeds(c, top.get("feeds"), kl("feeds"), poll)
     watchlists = _watchlists(c, top.get("watchlists"), kl("watchlists"))
-    rules = _rules(c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists)
-    destinations = _destinations(c, top.get("destinations"), kl("destinations"))
+    tags = frozenset(t for f in feeds for t in f.tags)
+    rules = _rules(
+        c, top.get("rules"), kl("rules" if "rules" in top else "watchlists"), watchlists, tags
+    )
+    known = Known(
+        rules=frozenset({r.name for r in rules} | {LEARNED_RULE}),
+        categories=frozenset(watchlists),
+        feeds=frozenset(f.name for f in feeds),
+        tags=tags,
+    )
+    destinations = parse_destinations(c, top.get("destinations"), kl("destinations"), known)
     stories = _stories(c, top.get("stories"), kl("stories"))
     log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
     if log_format not in ("text", "json"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, get_args, get_origin, get_type_hints
@@ -56,6 +57,11 @@ class Rule:
     # field and within ``within`` words of each other ("Nvidia can sell H200 to China").
     relation: tuple[tuple[str, ...], ...] = ()
     within: Annotated[int, Limit(1, 100)] = 8
+    tags: tuple[str, ...] = ()  # holds only for items from a feed with one of these tags
+
+    def applies(self, feed_tags: Collection[str]) -> bool:
+        """Whether the rule may hold for an item from a feed with these tags."""
+        return not self.tags or not set(self.tags).isdisjoint(feed_tags)
 
 
 # Without ``rules``, this one applies; it needs the categories it names.
@@ -72,6 +78,7 @@ class FeedConfig:
     # Fetched through this proxy (http://, https://, socks5://, socks5h://): the feed's own
     # ``proxy``, else ``poll.proxy``; a feed's ``proxy: ""`` goes direct.
     proxy: str | None = None
+    tags: tuple[str, ...] = ()  # e.g. primary, china: rules and destinations may name them
 
     @property
     def jitter_seconds(self) -> int:
@@ -118,12 +125,18 @@ class LearnedConfig:
     enabled: bool = True
     # it alerts at or above this score; the default is the one chosen by cross-validation when
     # the shipped model was trained (benchmarks/train_relevance.py)
-    threshold: Annotated[float, Limit(0.5, 1.0)] = 0.88
+    threshold: Annotated[float, Limit(0.5, 1.0)] = 0.89
+
+
+TELEGRAM_TOKEN_ENV = "TELEGRAM_BOT_TOKEN"
+SLACK_TOKEN_ENV = "SLACK_BOT_TOKEN"
+SLACK_WEBHOOK_ENV = "SLACK_WEBHOOK_URL"
 
 
 @dataclass(frozen=True, kw_only=True)
 class TelegramConfig:
     chat_id: str
+    token_env: str = TELEGRAM_TOKEN_ENV  # the environment variable holding the bot's token
     api_base_url: str = TELEGRAM_API_BASE
     admins: tuple[int, ...] = ()
     link_preview: bool = False
@@ -131,11 +144,92 @@ class TelegramConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SlackConfig:
-    """No channel: an incoming webhook (SLACK_WEBHOOK_URL). A channel: a Slack app posting
-    there with a bot token (SLACK_BOT_TOKEN), which can edit its alerts and thread follow-ups."""
+    """No channel: an incoming webhook (its URL in ``webhook_env``). A channel: a Slack app
+    posting there with a bot token (in ``token_env``), which can edit its alerts and thread
+    follow-ups."""
 
     channel: str | None = None  # "#chip-news" or a channel id ("C0123ABCD")
     api_base_url: str = SLACK_API_BASE
+    token_env: str = SLACK_TOKEN_ENV
+    webhook_env: str = SLACK_WEBHOOK_ENV
+
+    @property
+    def secret_env(self) -> str:
+        """The environment variable this destination's secret is read from."""
+        return self.token_env if self.channel else self.webhook_env
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConsoleConfig:
+    """Alerts printed to standard output."""
+
+
+DESTINATION_KINDS = ("telegram", "slack", "console")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Destination:
+    """A named place alerts go, of one kind, and the alerts it takes: those for which every
+    filter given holds (no filter: every alert)."""
+
+    name: str
+    telegram: TelegramConfig | None = None
+    slack: SlackConfig | None = None
+    console: ConsoleConfig | None = None
+    rules: tuple[str, ...] = ()  # one of these rules made the alert
+    categories: tuple[str, ...] = ()  # a term of one of these watchlists matched
+    # The item came from one of these feeds, or from a feed with one of these tags (one filter:
+    # where the item came from).
+    feeds: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    key: str = field(default="destinations", compare=False)  # where it is in config.yaml
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in DESTINATION_KINDS if getattr(self, k) is not None)
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.rules or self.categories or self.feeds or self.tags)
+
+    def takes(
+        self,
+        *,
+        rules: Collection[str],
+        categories: Collection[str],
+        feed: str,
+        feed_tags: Collection[str],
+    ) -> bool:
+        """Whether an alert made by ``rules``, with matches in ``categories``, from ``feed``
+        (tagged ``feed_tags``) goes here."""
+        return (
+            (not self.rules or not set(self.rules).isdisjoint(rules))
+            and (not self.categories or not set(self.categories).isdisjoint(categories))
+            and (
+                not (self.feeds or self.tags)
+                or feed in self.feeds
+                or not set(self.tags).isdisjoint(feed_tags)
+            )
+        )
+
+    def describe(self) -> str:
+        """Its kind and where, then what it takes, for ``check-config``."""
+        if self.telegram is not None:
+            where = f"telegram {self.telegram.chat_id}"
+        elif self.slack is not None:
+            where = f"slack {self.slack.channel}" if self.slack.channel else "slack webhook"
+        else:
+            where = "console"
+        takes = [
+            f"{label} {', '.join(values)}"
+            for label, values in (("rules", self.rules), ("categories", self.categories))
+            if values
+        ]
+        source = [f"feeds {', '.join(self.feeds)}"] if self.feeds else []
+        source += [f"feeds tagged {', '.join(self.tags)}"] if self.tags else []
+        if source:
+            takes.append("from " + " or ".join(source))
+        return f"{self.name} ({where}): {'; '.join(takes) or 'every alert'}"
 
 
 OPS_LISTEN_DEFAULT = "127.0.0.1:9108"
@@ -177,15 +271,55 @@ class WebSubConfig:
         return urlsplit(self.callback_url).path.rstrip("/") + "/"
 
 
+CONSOLE = Destination(name="console", console=ConsoleConfig())
+
+
 @dataclass(frozen=True, kw_only=True)
 class Destinations:
-    telegram: TelegramConfig | None = None
-    slack: SlackConfig | None = None
+    """The named destinations, in delivery order; none written: the console."""
+
+    routes: tuple[Destination, ...] = ()
+
+    @property
+    def all(self) -> tuple[Destination, ...]:
+        return self.routes or (CONSOLE,)
 
     def names(self) -> tuple[str, ...]:
-        """Destination names in delivery order; ``console`` when nothing else is on."""
-        names = tuple(n for n in ("telegram", "slack") if getattr(self, n) is not None)
-        return names or ("console",)
+        return tuple(d.name for d in self.all)
+
+    def route(
+        self,
+        *,
+        rules: Collection[str],
+        categories: Collection[str],
+        feed: str,
+        feed_tags: Collection[str],
+    ) -> tuple[str, ...]:
+        """The names of the destinations that take an alert (see ``Destination.takes``)."""
+        return tuple(
+            d.name
+            for d in self.all
+            if d.takes(rules=rules, categories=categories, feed=feed, feed_tags=feed_tags)
+        )
+
+    @property
+    def bot(self) -> Destination | None:
+        """The first Telegram destination: its bot answers commands and writes to
+        subscribers."""
+        return next((d for d in self.routes if d.telegram is not None), None)
+
+    @property
+    def telegram(self) -> TelegramConfig | None:
+        return self.bot.telegram if self.bot else None
+
+    @property
+    def slack(self) -> SlackConfig | None:
+        return next((d.slack for d in self.routes if d.slack is not None), None)
+
+    @property
+    def admins(self) -> tuple[int, ...]:
+        """Who may run admin commands: the admins of every Telegram destination."""
+        return tuple(dict.fromkeys(a for d in self.routes if d.telegram for a in d.telegram.admins))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,6 +360,12 @@ class Config:
                 else "off"
             ),
         ]
+        tagged = [f"{f.name} [{', '.join(f.tags)}]" for f in self.feeds if f.tags]
+        if tagged:
+            lines.append(f"  feed tags: {'; '.join(tagged)}")
+        if any(d.filtered for d in self.destinations.routes) or len(self.destinations.all) > 1:
+            lines.append("  routes:")
+            lines += [f"    {d.describe()}" for d in self.destinations.all]
         return "\n".join(lines)
 
 

@@ -113,12 +113,12 @@ _SLACK_CHANNEL = re.compile(r"^(#[^\s#,.A-Z]{1,80}|[CG][A-Z0-9]{6,})$")
 
 
 def slack_channel(raw: str) -> str:
-    if not _SLACK_CHANNEL.match(raw):
-        raise ValueError(
-            'must be "#channel-name" (lowercase, no spaces or periods) or a channel id like '
-            f"C0123456789, got {raw!r}"
-        )
-    return raw
+    return _shaped(
+        _SLACK_CHANNEL,
+        raw,
+        'must be "#channel-name" (lowercase, no spaces or periods) or a channel id like '
+        f"C0123456789, got {raw!r}",
+    )
 
 
 def telegram_chat_id(raw: str) -> str:
@@ -158,3 +158,31 @@ def term_regex(pattern: str, *, case_sensitive: bool) -> re2._Regexp:
     if compiled.search("") is not None:
         raise ValueError("the pattern matches an empty text, so it would match every headline")
     return compiled
+
+
+def _shaped(pattern: re.Pattern[str], raw: str, problem: str) -> str:
+    """``raw`` when ``pattern`` matches it, else ValueError(``problem``)."""
+    if not pattern.match(raw):
+        raise ValueError(problem)
+    return raw
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
+_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def destination_name(raw: str) -> str:
+    """A destination's name: it labels the outbox, metrics and logs, so it stays plain."""
+    problem = f"must be letters, digits, - and _ (at most 40, no spaces or colons), got {raw!r}"
+    return _shaped(_NAME, raw, problem)
+
+
+def tag(raw: str) -> str:
+    return _shaped(_TAG, raw, f"a feed tag is lowercase letters, digits, - and _, got {raw!r}")
+
+
+def env_name(raw: str) -> str:
+    """The name of an environment variable (the secret itself never goes in the file)."""
+    problem = "must name an environment variable (letters, digits and _), not hold the secret"
+    return _shaped(_ENV, raw, problem)

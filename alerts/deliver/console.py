@@ -59,9 +59,8 @@ def _followup_text(alert: Alert, *, under_story: bool) -> str:
 class ConsoleSink:
     """Prints each alert; never fails and never needs a digest."""
 
-    name = "console"
-
-    def __init__(self, *, stream: TextIO | None = None):
+    def __init__(self, *, stream: TextIO | None = None, name: str = "console"):
+        self.name = name
         self._stream = stream
         self._thread: set[int] = set()  # the alerts of the thread printed last
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..config import Config
+from ..config import Config, Destination
 from ..errors import ConfigError
 from . import Sink
 from .console import ConsoleSink
@@ -12,6 +12,7 @@ from .telegram import TelegramClient
 
 
 def _secret(name: str, config: Config, key: str) -> str:
+    """The environment variable ``name``, which the destination at ``key`` needs."""
     value = os.environ.get(name, "").strip()
     if not value:
         raise ConfigError(
@@ -23,40 +24,50 @@ def _secret(name: str, config: Config, key: str) -> str:
 
 
 def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> list[Sink]:
-    """One sink per destination in ``config.destinations.names()``; Telegram's goes through
-    ``telegram`` when given (the bot's one client), else through a client of its own."""
-    sinks: list[Sink] = []
-    dest = config.destinations
-    for name in dest.names():
-        if name == "console":
-            sinks.append(ConsoleSink())
-        elif name == "telegram":
-            from .telegram import TelegramSink
+    """One sink per destination in ``config.destinations``, named as it is; a Telegram one goes
+    through ``telegram`` (the bot's one client) when it is the same bot, else through a client
+    of its own."""
+    bots: dict[tuple[str, str], Sink] = {}  # (token, API) -> the first sink of that bot
+    return [_sink(d, config, telegram, bots) for d in config.destinations.all]
 
-            assert dest.telegram is not None
-            sinks.append(
-                TelegramSink(
-                    token=_secret("TELEGRAM_BOT_TOKEN", config, "destinations.telegram"),
-                    chat_id=dest.telegram.chat_id,
-                    base_url=dest.telegram.api_base_url,
-                    link_preview=dest.telegram.link_preview,
-                    client=telegram
-                    if telegram and telegram.base_url == dest.telegram.api_base_url
-                    else None,
-                )
+
+def _sink(
+    dest: Destination,
+    config: Config,
+    telegram: TelegramClient | None,
+    bots: dict[tuple[str, str], Sink],
+) -> Sink:
+    if dest.telegram is not None:
+        from .telegram import TelegramSink
+
+        t = dest.telegram
+        token = _secret(t.token_env, config, dest.key)
+        bot = (token, t.api_base_url)
+        same_client = telegram is not None and (telegram.token, telegram.base_url) == bot
+        # Chats of one bot share its Bot and its 30-a-second budget (the first sink owns them).
+        first = bots.get(bot)
+        shared = first if isinstance(first, TelegramSink) and not same_client else None
+        sink = TelegramSink(
+            token=token,
+            chat_id=t.chat_id,
+            name=dest.name,
+            base_url=t.api_base_url,
+            link_preview=t.link_preview,
+            client=telegram if same_client else None,
+            bot=shared.bot if shared else None,
+            overall_limiter=shared.overall if shared else None,
+        )
+        bots.setdefault(bot, sink)
+        return sink
+    if dest.slack is not None:
+        from .slack import SlackAppSink, SlackSink
+
+        s = dest.slack
+        if s.channel:  # a Slack app: posts, edits, threads
+            token = _secret(s.token_env, config, f"{dest.key}.channel")
+            return SlackAppSink(
+                token=token, channel=s.channel, base_url=s.api_base_url, name=dest.name
             )
-        elif name == "slack":
-            from .slack import SlackAppSink, SlackSink
-
-            assert dest.slack is not None
-            if dest.slack.channel:  # a Slack app: posts, edits, threads
-                token = _secret("SLACK_BOT_TOKEN", config, "destinations.slack.channel")
-                sinks.append(
-                    SlackAppSink(
-                        token=token, channel=dest.slack.channel, base_url=dest.slack.api_base_url
-                    )
-                )
-            else:  # an incoming webhook: one post per alert
-                webhook_url = _secret("SLACK_WEBHOOK_URL", config, "destinations.slack")
-                sinks.append(SlackSink(webhook_url=webhook_url))
-    return sinks
+        # an incoming webhook: one post per alert
+        return SlackSink(webhook_url=_secret(s.webhook_env, config, dest.key), name=dest.name)
+    return ConsoleSink(name=dest.name)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from ..config import Config
+from ..config import Config, FeedConfig
 from ..dedupe import edited_titles, title_key
 from ..deliver import personal_destination
 from ..match import Matcher
@@ -72,7 +72,7 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
     assert parsed is not None and known is not None
     first_poll = state is None or state.first_polled_at is None
     items, edited = _new_items(
-        known, config=config, matcher=matcher, now=now, first_poll=first_poll
+        known, feed, config=config, matcher=matcher, now=now, first_poll=first_poll
     )
     ttl = parsed.ttl_minutes
     hints = [h for h in (result.max_age, ttl * 60.0 if ttl else None) if h]
@@ -139,9 +139,16 @@ def _failure(
 
 
 def _new_items(
-    known: Known, *, config: Config, matcher: Matcher, now: datetime, first_poll: bool
+    known: Known,
+    feed: FeedConfig,
+    *,
+    config: Config,
+    matcher: Matcher,
+    now: datetime,
+    first_poll: bool,
 ) -> tuple[tuple[NewItem, ...], tuple[str, ...]]:
-    """Each unseen item matched (unless it is an edit or too old), with its destinations."""
+    """Each unseen item matched (unless it is an edit or too old; the rules limited to feed
+    tags apply by this feed's), with the destinations that take its alert."""
     cutoff = now - timedelta(hours=config.poll.max_age_hours)
     keys = [title_key(item.title) for item, _ in known.fresh]
     edits = edited_titles(keys, list(known.recent_title_keys))
@@ -152,11 +159,21 @@ def _new_items(
         if i in edits:
             edited.append(item.title)
         elif _eligible(item, first_poll=first_poll, cutoff=cutoff):
-            result = matcher.match(item.title, item.summary)
+            result = matcher.match(item.title, item.summary, tags=feed.tags)
             if known.muted:
-                result = matcher.without(result, known.muted)
+                result = matcher.without(result, known.muted, feed.tags)
             extra = subscribers(result, known.subscriptions)
-        who = (*(config.destinations.names() if result and result.alert else ()), *extra)
+        routed = (
+            config.destinations.route(
+                rules=result.rules,
+                categories=result.categories(),
+                feed=feed.name,
+                feed_tags=feed.tags,
+            )
+            if result and result.alert
+            else ()
+        )
+        who = (*routed, *extra)
         new.append(
             NewItem(
                 item=item,

@@ -107,7 +107,9 @@ class ItemsStore:
                         and deferred is not None
                     ):
                         deferred.append(new)
-                elif new.result is not None and new.destinations:
+                # An alert no destination takes is recorded all the same: its story stands
+                # for other outlets to join, and its follow-ups to thread under.
+                elif new.result is not None and (new.result.alert or new.destinations):
                     alert_id = insert_id(
                         self.db,
                         "INSERT INTO alerts (feed, title, link, summary, published, created_at, "

@@ -1,0 +1,202 @@
+"""The ``destinations:`` section: a list of named destinations, each of one kind (``telegram``,
+``slack`` or ``console``) with optional filters (``rules``, ``categories``, ``feeds``, ``tags``),
+or today's mapping form (``telegram:``, ``slack:``), which means one destination each, named
+after its kind, taking every alert.
+
+A filter may only name what the config defines (a rule, a watchlist, a feed, a feed's tag), so
+a typo is an error at load time rather than a destination that silently never gets anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import values
+from .model import (
+    DESTINATION_KINDS,
+    ConsoleConfig,
+    Destination,
+    Destinations,
+    SlackConfig,
+    TelegramConfig,
+    keys,
+)
+
+if TYPE_CHECKING:
+    from .load import _Checker
+
+FILTERS = ("rules", "categories", "feeds", "tags")
+_ITEM_KEYS = {"name", *DESTINATION_KINDS, *FILTERS}
+_WHAT = {"rules": "rule", "categories": "watchlist", "feeds": "feed", "tags": "feed tag"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Known:
+    """What the rest of the config defines, that a destination's filters may name."""
+
+    rules: frozenset[str]
+    categories: frozenset[str]
+    feeds: frozenset[str]
+    tags: frozenset[str]
+
+
+def parse_destinations(c: _Checker, node: Any, line: int | None, known: Known) -> Destinations:
+    if node is None:
+        return Destinations()
+    if isinstance(node, list):
+        return _listed(c, node, line, known)
+    if not isinstance(node, dict):
+        raise c.fail(
+            "must be a list of named destinations (- name: …), or the mapping form "
+            f"(telegram: …, slack: …), got {type(node).__name__}",
+            "destinations",
+            line,
+        )
+    m = c.mapping(node, "destinations", line, {"telegram", "slack", "console"})
+    routes = []
+    if m.get("telegram") is not None:
+        key = "destinations.telegram"
+        telegram = _telegram(c, m["telegram"], key, c.key_line(m, "telegram", line))
+        if telegram is not None:  # as before: a section without a chat is off
+            routes.append(Destination(name="telegram", telegram=telegram, key=key))
+    if "slack" in m:
+        key = "destinations.slack"
+        slack = _slack(c, m["slack"], key, c.key_line(m, "slack", line))
+        routes.append(Destination(name="slack", slack=slack, key=key))
+    return Destinations(routes=tuple(routes))
+
+
+def _listed(c: _Checker, seq: list[Any], line: int | None, known: Known) -> Destinations:
+    routes: list[Destination] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(seq):
+        key, ln = f"destinations[{i}]", c.item_line(seq, i, line)
+        m = c.mapping(raw, key, ln, _ITEM_KEYS)
+        if "name" not in m:
+            raise c.fail("missing required key 'name'", key, ln)
+        nln = c.key_line(m, "name", ln)
+        name = c.value(values.destination_name, m["name"], f"{key}.name", nln)
+        if name in seen:
+            raise c.fail(
+                f"duplicate destination name {name!r} (also destinations[{seen[name]}])",
+                f"{key}.name",
+                nln,
+            )
+        seen[name] = i
+        kinds = [k for k in m if k in DESTINATION_KINDS]  # as written: the second one is named
+        if not kinds:
+            raise c.fail("needs a kind: telegram: {chat_id: …}, slack: {…} or console: {}", key, ln)
+        if len(kinds) > 1:
+            raise c.fail(
+                f"has two kinds ({' and '.join(kinds)}); give each its own destination",
+                f"{key}.{kinds[1]}",
+                c.key_line(m, kinds[1], ln),
+            )
+        kind = kinds[0]
+        kkey, kln = f"{key}.{kind}", c.key_line(m, kind, ln)
+        target: Any
+        if kind == "telegram":
+            target = _telegram(c, m[kind], kkey, kln)
+            if target is None:
+                raise c.fail("missing required key 'chat_id'", kkey, kln)
+        elif kind == "slack":
+            target = _slack(c, m[kind], kkey, kln)
+        else:
+            c.mapping(m[kind] if m[kind] is not None else {}, kkey, kln, set())
+            target = ConsoleConfig()
+        filters: dict[str, Any] = {f: _filter(c, m, f, key, ln, known) for f in FILTERS if f in m}
+        routes.append(Destination(name=name, key=key, **{kind: target}, **filters))
+    return Destinations(routes=tuple(routes))
+
+
+def _filter(
+    c: _Checker, m: dict, f: str, key: str, line: int | None, known: Known
+) -> tuple[str, ...]:
+    """A filter's names, each one the config defines."""
+    fkey, fln = f"{key}.{f}", c.key_line(m, f, line)
+    given = c.strings(m[f], fkey, fln)
+    if not given:
+        raise c.fail(f"must name at least one {_WHAT[f]} (or leave the key out)", fkey, fln)
+    defined: frozenset[str] = getattr(known, f)
+    for i, name in enumerate(given):
+        if name not in defined:
+            raise c.fail(
+                f"refers to unknown {_WHAT[f]} {name!r} "
+                f"(defined: {', '.join(sorted(defined)) or 'none'})",
+                f"{fkey}[{i}]",
+                c.item_line(m[f], i, fln) if isinstance(m[f], list) else fln,
+            )
+    return given
+
+
+def _telegram(c: _Checker, node: Any, key: str, line: int | None) -> TelegramConfig | None:
+    """A Telegram destination's settings; None when it names no chat."""
+    t = c.mapping(node, key, line, keys(TelegramConfig))
+    if "chat_id" not in t:
+        return None
+
+    def kl(k: str) -> int | None:
+        return c.key_line(t, k, line)
+
+    chat_id = c.value(values.telegram_chat_id, t["chat_id"], f"{key}.chat_id", kl("chat_id"))
+    opts: dict[str, Any] = {}
+    if "token_env" in t:
+        opts["token_env"] = c.value(
+            values.env_name, t["token_env"], f"{key}.token_env", kl("token_env")
+        )
+    if "api_base_url" in t:
+        opts["api_base_url"] = c.value(
+            values.http_url, t["api_base_url"], f"{key}.api_base_url", kl("api_base_url")
+        )
+    if "admins" in t:
+        admins = c.seq(t["admins"], f"{key}.admins", kl("admins"))
+        ids = []
+        for i, a in enumerate(admins):
+            if isinstance(a, bool) or not isinstance(a, int):
+                raise c.fail(
+                    f"must be a numeric Telegram user id, got {a!r}",
+                    f"{key}.admins[{i}]",
+                    c.item_line(admins, i, kl("admins")),
+                )
+            ids.append(a)
+        opts["admins"] = tuple(ids)
+    if "link_preview" in t:
+        opts["link_preview"] = c.boolean(
+            t["link_preview"], f"{key}.link_preview", kl("link_preview")
+        )
+    return TelegramConfig(chat_id=chat_id, **opts)
+
+
+def _slack(c: _Checker, node: Any, key: str, line: int | None) -> SlackConfig:
+    """``{}``: a webhook (``webhook_env``); with ``channel``: an app (``token_env``;
+    ``api_base_url`` only means something then)."""
+    s = c.mapping(node if node is not None else {}, key, line, keys(SlackConfig))
+
+    def kl(k: str) -> int | None:
+        return c.key_line(s, k, line)
+
+    app = "channel" in s
+    for k, needs in (("api_base_url", True), ("token_env", True), ("webhook_env", False)):
+        if k in s and needs != app:
+            raise c.fail(
+                "only means something with 'channel' (a Slack app; a webhook has no API)"
+                if needs
+                else "only means something without 'channel' (an incoming webhook)",
+                f"{key}.{k}",
+                kl(k),
+            )
+    opts: dict[str, Any] = {
+        k: c.value(values.env_name, s[k], f"{key}.{k}", kl(k))
+        for k in ("token_env", "webhook_env")
+        if k in s
+    }
+    if app:
+        opts["channel"] = c.value(
+            values.slack_channel, s["channel"], f"{key}.channel", kl("channel")
+        )
+    if "api_base_url" in s:
+        opts["api_base_url"] = c.value(
+            values.http_url, s["api_base_url"], f"{key}.api_base_url", kl("api_base_url")
+        )
+    return SlackConfig(**opts)

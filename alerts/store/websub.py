@@ -30,8 +30,8 @@ class WebSubStore:
 
     def record_hub(self, feed: str, link: HubLink, *, now: datetime) -> None:
         """The hub (or none) a poll of ``feed`` found; written only when it changed."""
-        known = self.hubs().get(feed)
-        if known == link:
+        row = self.db.execute("SELECT hub, topic FROM hubs WHERE feed = ?", [feed]).fetchone()
+        if row is not None and (row[0], row[1]) == (link.hub, link.topic):
             return
         self.db.execute(
             "INSERT INTO hubs (feed, hub, topic, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT (feed) "

@@ -372,3 +372,17 @@ def test_slack_is_a_webhook_or_an_app_posting_to_a_channel(tmp_path):
     )
     slack = load_config(path).destinations.slack
     assert (slack.channel, slack.api_base_url) == ("C0123ABCDEF", "https://slack.com/api/")
+
+
+def test_the_shipped_primary_source_alerts_on_a_watched_chip_with_no_export_term():
+    """A regulator's own document naming a watched chip is news; the same words from an outlet
+    need an export term (issue #22: primary sources, tagged)."""
+    shipped = load_config(ROOT / "config.yaml")
+    primary = [f.name for f in shipped.feeds if "primary" in f.tags]
+    assert primary and all(f.url.startswith("https://") for f in shipped.feeds if f.tags)
+    headline = "Request for Comments on Nvidia H20 Accelerators"
+    ran = cli("match", "--config", str(ROOT / "config.yaml"), "--feed", primary[0], headline)
+    assert ran.stdout.startswith("ALERT: rule(s) primary-source held"), ran.stdout
+    outlet = next(f.name for f in shipped.feeds if not f.tags)
+    ran = cli("match", "--config", str(ROOT / "config.yaml"), "--feed", outlet, headline)
+    assert ran.stdout.startswith("no alert"), ran.stdout

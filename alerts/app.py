@@ -34,7 +34,7 @@ from .scheduler import (
 from .store import Store, open_store
 from .stories import Clusterer
 from .types import utcnow
-from .websub import Subscriber, callback_routes, start_callback
+from .websub import Subscriber, SubscriptionCollector, callback_routes, start_callback
 
 log = logging.getLogger("chipwatch")
 
@@ -304,6 +304,7 @@ async def _run_forever(
     hub_calls = await start_callback(runtime, callback) if callback and not shared else None
     pushes: asyncio.Task | None = None
     if websub is not None:
+        runtime.metrics.add_collector(SubscriptionCollector(store))
         scheduler.every(websub_every, Subscriber(runtime, websub).maintain, name="websub")
         pushes = asyncio.create_task(_deliver_on_push(runtime), name="deliver-on-push")
     event(

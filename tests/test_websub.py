@@ -427,6 +427,16 @@ async def test_a_forged_push_is_rejected_and_alerts_nothing(tmp_path, serve, tel
                 if s.name == "chipwatch_websub_pushes_total"
             }
             assert pushes["rejected"] == 3 and pushes["accepted"] == 0 and pushes["gone"] == 1
+            gauges = {
+                (s.name, s.labels.get("state")): s.value
+                for family in text_string_to_metric_families(metrics)
+                for s in family.samples
+                if s.name.startswith("chipwatch_websub_")
+            }
+            assert gauges[("chipwatch_websub_subscriptions", "active")] == 1
+            assert gauges[("chipwatch_websub_subscriptions", "requested")] == 0
+            lease = gauges[("chipwatch_websub_lease_remaining_seconds", None)]
+            assert 0 < lease <= 10 * 86400
             feed.clear()
             feed.add(NEWS, 1)
             assert await asyncio.to_thread(hub.publish, feed.url) == [204]

@@ -14,12 +14,13 @@ A pushed feed is still polled, at its ``max_interval_seconds``: a safety net for
 
 from .callback import callback_routes, start_callback
 from .signature import ALGORITHMS, check_signature, sign
-from .subscriber import RENEW_AT, Subscriber, callback_url
+from .subscriber import RENEW_AT, Subscriber, SubscriptionCollector, callback_url
 
 __all__ = [
     "ALGORITHMS",
     "RENEW_AT",
     "Subscriber",
+    "SubscriptionCollector",
     "callback_routes",
     "callback_url",
     "check_signature",

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from ..config import WebSubConfig
 from ..logs import event
 from ..runtime import Runtime
+from ..store import Store
 from ..types import WebSubscription, utcnow
 
 log = logging.getLogger("chipwatch.websub")
@@ -118,4 +122,39 @@ class Subscriber:
             hub=sub.hub,
             error=error,
             retry_in=f"{wait.total_seconds():g}s",
+        )
+
+
+class SubscriptionCollector:
+    """Gauges read at scrape time: subscriptions by state, and the shortest lease left among
+    the active ones (a renewal that keeps failing shows here before pushes stop)."""
+
+    STATES = ("requested", "active", "unsubscribing", "denied")
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def describe(self) -> list[Metric]:
+        return []  # collect() needs the live store
+
+    def collect(self) -> Iterator[Metric]:
+        now = utcnow()
+        subs = self.store.websub_subscriptions()
+        states = GaugeMetricFamily(
+            "chipwatch_websub_subscriptions",
+            "WebSub subscriptions by state (requested: the hub has not verified it yet).",
+            labels=["state"],
+        )
+        for state in self.STATES:
+            states.add_metric([state], sum(s.state == state for s in subs))
+        yield states
+        left = [
+            (s.expires_at - now).total_seconds()
+            for s in subs
+            if s.state == "active" and s.expires_at is not None
+        ]
+        yield GaugeMetricFamily(
+            "chipwatch_websub_lease_remaining_seconds",
+            "The shortest lease left among active WebSub subscriptions (-1: none).",
+            value=min(left) if left else -1.0,
         )

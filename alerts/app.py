@@ -179,10 +179,6 @@ async def _run_once(
 # --- run ----------------------------------------------------------------------------------
 
 
-class _Off:
-    address = "off"
-
-
 async def _deliver_on_push(runtime: Runtime) -> None:
     """A push that queued alerts delivers them at once, not at the next delivery tick."""
     while True:
@@ -307,6 +303,7 @@ async def _run_forever(
         runtime.metrics.add_collector(SubscriptionCollector(store))
         scheduler.every(websub_every, Subscriber(runtime, websub).maintain, name="websub")
         pushes = asyncio.create_task(_deliver_on_push(runtime), name="deliver-on-push")
+    callback_at = hub_calls.address if hub_calls else ops.address if shared and ops else "off"
     event(
         log,
         "bot_running",
@@ -315,7 +312,7 @@ async def _run_forever(
         database=config.database,
         commands=runtime.commands,
         ops=ops.address if ops else "off",
-        websub=(hub_calls or (ops if shared else None) or _Off()).address if websub else None,
+        websub=callback_at if websub else None,
         instance=coordinator.id if coordinator else None,
     )
     try:

@@ -4,23 +4,30 @@ and retention. ``cli`` only parses arguments and calls these."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Sequence
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TextIO
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from .bot.handlers import Services
 from .bot.telegram import RETRY_FIRST_SECONDS, TelegramCommands
-from .config import Config
+from .config import Config, is_postgres_url, unused_secrets
 from .coordinate import HEARTBEAT_SECONDS, LEADER_CHECK_SECONDS, Coordinator
 from .deliver import Deliverer
 from .deliver.console import format_text
 from .deliver.sinks import build_sinks
 from .fetch import Fetcher
 from .lock import DatabaseLock
-from .logs import event
+from .logs import event, json_logging
 from .match import compile_matcher
 from .ops import HealthCheck, start_ops
 from .pipeline import CycleReport, FeedOutcome, PollContext, run_cycle
@@ -31,7 +38,7 @@ from .scheduler import (
     STOP_GRACE_SECONDS,
     Scheduler,
 )
-from .store import Store, open_store
+from .store import Store, copy_database, open_store
 from .stories import Clusterer
 from .types import utcnow
 from .websub import Subscriber, SubscriptionCollector, callback_routes, start_callback
@@ -51,6 +58,13 @@ def prune(store: Store, config: Config) -> None:
     removed = store.prune(older_than=timedelta(days=config.stories.retention_days), now=utcnow())
     if any(removed.values()):
         event(log, "pruned", **removed)
+
+
+def warn_unused_secrets(config: Config) -> None:
+    """A secret set for a destination the config lacks: say so at start (``check-config``
+    refuses it), since the alerts then go elsewhere without a word."""
+    for problem in unused_secrets(config):
+        event(log, "secret_unused", logging.WARNING, problem=str(problem))
 
 
 def _on_termination(callback) -> None:  # noqa: ANN001
@@ -91,6 +105,22 @@ def _failing_note(o: FeedOutcome) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def progress(feeds: int) -> Iterator[Callable[[], object]]:
+    """``once``'s progress line (``polling feeds: 3/10``) on a terminal, so a slow feed is not
+    silence; yields what to call as each feed is done. Only when stdout and stderr are both a
+    terminal and the log is text: a pipe, a file and a JSON log never see it."""
+    if not (sys.stdout.isatty() and sys.stderr.isatty()) or json_logging() or feeds < 1:
+        yield lambda: None
+        return
+    bar = tqdm(total=feeds, desc="polling feeds", unit="feed", leave=False, file=sys.stderr)
+    try:
+        with logging_redirect_tqdm():  # log lines print above the bar, not through it
+            yield bar.update
+    finally:
+        bar.close()
+
+
 async def run_once(
     config: Config,
     *,
@@ -99,7 +129,20 @@ async def run_once(
     sinks: Sequence | None = None,
     drain_wait: float = 120.0,
 ) -> int:
-    """One cycle of every feed, then deliver everything pending; prints a summary line."""
+    """One cycle of every feed, then deliver everything pending; prints a summary line. A dry
+    run works on a throw-away copy of the database, so it creates and changes nothing."""
+    warn_unused_secrets(config)
+    if dry_run and not is_postgres_url(config.database):
+        with tempfile.TemporaryDirectory(prefix="chipwatch-dry-run-") as scratch:
+            copy = Path(scratch) / "dry-run.db"
+            copy_database(Path(config.database), copy)
+            return await _run_once(
+                replace(config, database=copy),
+                dry_run=True,
+                stdout=stdout,
+                sinks=sinks,
+                drain_wait=drain_wait,
+            )
     lock = DatabaseLock(config.database, command="once")
     lock.acquire()  # before anything else: a refusal must not leave half-built sinks behind
     try:
@@ -122,20 +165,22 @@ async def _run_once(
         matcher = compile_matcher(config.watchlists, config.rules, config.learned)
         now = utcnow()
         clusterer = Clusterer(store, config.stories, now=now, watchlists=config.watchlists)
-        async with Fetcher(config.poll) as fetcher:
-            report = await run_cycle(
-                config.feeds,
-                PollContext(
-                    config=config,
-                    store=store,
-                    matcher=matcher,
-                    fetcher=fetcher,
-                    now=now,
-                    clusterer=clusterer,
-                    dry_run=dry_run,
-                    coordinator=coordinator,
-                ),
-            )
+        with progress(len(config.feeds)) as done:
+            async with Fetcher(config.poll) as fetcher:
+                report = await run_cycle(
+                    config.feeds,
+                    PollContext(
+                        config=config,
+                        store=store,
+                        matcher=matcher,
+                        fetcher=fetcher,
+                        now=now,
+                        clusterer=clusterer,
+                        dry_run=dry_run,
+                        coordinator=coordinator,
+                        on_feed_done=done,
+                    ),
+                )
         sent = 0
         deliverer = Deliverer(
             store, sinks, may_send=coordinator.may_send if coordinator is not None else None
@@ -206,6 +251,7 @@ async def run_forever(
     flight gets ``stop_grace`` seconds. The timings are the scheduler's, the command
     poller's first retry and the WebSub subscriber's round (tests shorten them)."""
     stop = stop or asyncio.Event()
+    warn_unused_secrets(config)
     with DatabaseLock(config.database, command="run"):
         return await _run_forever(
             config,

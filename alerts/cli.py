@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
@@ -15,7 +17,7 @@ from typing import TextIO
 from . import __version__
 from .app import run_forever, run_once
 from .backtest import backtest
-from .config import Config, load_config, parse_duration
+from .config import Config, check_environment, load_config, parse_duration
 from .config.edit import EditRefused, add_feeds
 from .errors import ConfigError, OpmlError, StoreError
 from .explain import explain_headline, match_json_line, place_headlines
@@ -26,6 +28,7 @@ from .status import format_status, read_status
 from .types import utcnow
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+EXIT_USAGE = 2  # a command used wrongly, as argparse exits for its own usage errors
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,7 +79,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help='read {"title": ..., "summary": ...} lines on stdin, write JSON lines',
     )
-    cmd("check-config", "validate the config and print a short summary")
+    check = cmd(
+        "check-config",
+        "validate the config and what run needs from the environment (secrets); print a "
+        "short summary",
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="check the file only, not the environment (for CI, where no secrets are set)",
+    )
     back = cmd(
         "backtest",
         "replay stored items through a (candidate) config: what would newly "
@@ -117,9 +129,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool ended by SIGPIPE
+
+
 def main(
     argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stdin: TextIO | None = None
 ) -> int:
+    """Run one command; its exit status."""
+    try:
+        return _main(argv, stdout=stdout, stdin=stdin)
+    except BrokenPipeError:
+        # The reader went away (`… | head -1`): stop quietly, as Unix tools do. Later writes,
+        # and the interpreter's last flush, go nowhere instead of raising again.
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None, *, stdout: TextIO | None, stdin: TextIO | None) -> int:
     args = _parser().parse_args(argv)
     stdout = stdout or sys.stdout
     stdin = stdin or sys.stdin
@@ -133,10 +160,13 @@ def main(
             if not args.verbose:
                 setup_logging(logging.WARNING, json_lines=args.log_format == "json")
             return run_demo(args.config, stdout=stdout)
-        config = load_config(args.config)
+        offline = args.command == "check-config" and args.offline
+        config = load_config(args.config, environ={} if offline else None)
         if args.log_format is None and config.log_format == "json":
             setup_logging(level, json_lines=True)
         if args.command == "check-config":
+            if not offline:
+                check_environment(config)
             print(config.summary(), file=stdout)
             return EXIT_OK
         if args.command == "match":
@@ -182,7 +212,7 @@ def _match(config: Config, args: argparse.Namespace, *, stdout: TextIO, stdin: T
             print(
                 "match: give a headline, or --jsonl to read JSON lines from stdin", file=sys.stderr
             )
-            return EXIT_FAILURE
+            return EXIT_USAGE
         text = explain_headline(config, matcher, " ".join(args.text), args.summary, feed=args.feed)
         print(text, file=stdout)
         return EXIT_OK

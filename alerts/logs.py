@@ -17,11 +17,12 @@ from collections.abc import Iterable
 from urllib.parse import unquote
 
 SECRET_ENV_VARS = ("TELEGRAM_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN", "PGPASSWORD")
-_SHAPES = (
-    re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}"),  # Telegram bot token
-    re.compile(r"https://hooks\.slack\.com/\S+"),  # Slack incoming webhook
-    re.compile(r"\bxox[abepors]-[A-Za-z0-9-]{10,}"),  # Slack token (bot, user, app…)
-)
+# What each secret looks like: redacted wherever it appears, and what the config checks a
+# secret against (``alerts.config.environment``).
+TELEGRAM_TOKEN_SHAPE = re.compile(r"\d{6,12}:[A-Za-z0-9_-]{30,}")
+SLACK_WEBHOOK_SHAPE = re.compile(r"https://hooks\.slack\.com/\S+")
+SLACK_TOKEN_SHAPE = re.compile(r"\bxox[abepors]-[A-Za-z0-9-]{10,}")  # bot, user, app…
+_SHAPES = (TELEGRAM_TOKEN_SHAPE, SLACK_WEBHOOK_SHAPE, SLACK_TOKEN_SHAPE)
 REDACTED = "[REDACTED]"
 # The password of any URL (postgresql://user:PASSWORD@host/db, socks5://user:PASSWORD@proxy:1080),
 # wherever it appears, and of a libpq keyword string (password=PASSWORD).
@@ -57,8 +58,22 @@ def event(
 ) -> None:
     """Log one event as ``name key=value …``; None values are left out."""
     if logger.isEnabledFor(level):
-        parts = [name, *(f"{k}={_quote(v)}" for k, v in fields.items() if v is not None)]
-        logger.log(level, " ".join(parts))
+        kept = {k: v for k, v in fields.items() if v is not None}
+        parts = [name, *(f"{k}={_quote(v)}" for k, v in kept.items())]
+        # The fields ride along as they are, so JSON lines keep numbers and booleans typed.
+        logger.log(level, " ".join(parts), extra={_FIELDS: (name, kept)})
+
+
+_FIELDS = "chipwatch_event"  # the LogRecord attribute that carries an event's typed fields
+
+
+def _json_value(value: object, secrets: Iterable[str]) -> object:
+    """A field as JSON keeps it: a number or boolean as it is, anything else as redacted text."""
+    if isinstance(value, bool) or (
+        isinstance(value, (int, float)) and value == value and abs(value) != float("inf")
+    ):
+        return value
+    return redact(str(value), secrets)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -91,6 +106,12 @@ class RedactingFilter(logging.Filter):
         except Exception:  # noqa: BLE001 - a bad format string must not lose the record
             message = str(record.msg)
         record.msg, record.args = redact(message, secrets), ()
+        typed = getattr(record, _FIELDS, None)
+        if typed is not None:
+            name, fields = typed
+            setattr(
+                record, _FIELDS, (name, {k: _json_value(v, secrets) for k, v in fields.items()})
+            )
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -142,7 +163,12 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
         }
-        fields = parse_event(message)
+        typed = getattr(record, _FIELDS, None)
+        fields = (
+            {"event": typed[0], **{k: _json_value(v, ()) for k, v in typed[1].items()}}
+            if typed
+            else parse_event(message)
+        )
         if fields is None:
             out["message"] = message
         else:
@@ -152,6 +178,14 @@ class JsonFormatter(logging.Formatter):
         if record.exc_text:
             out["traceback"] = record.exc_text
         return json.dumps(out, ensure_ascii=False)
+
+
+def json_logging() -> bool:
+    """Whether chipwatch's log handler writes JSON lines (then nothing else goes to stderr)."""
+    return any(
+        getattr(h, "_chipwatch", False) and isinstance(h.formatter, JsonFormatter)
+        for h in logging.getLogger().handlers
+    )
 
 
 def setup_logging(

@@ -3,9 +3,9 @@
 ``compile_matcher(watchlists, rules)`` builds a ``Matcher`` once per config load. Matching is on
 whole words, never substrings, which keeps "Arm" out of "farm" and "SMIC" out of "seismic":
 
-1. The text is normalised with a few C-speed string operations: Unicode width (NFKC), case,
-   curly quotes and dashes, possessives ("Nvidia's" → "nvidia"), and every run of punctuation or
-   space becomes one space, with CJK runs set apart: " nvidia h 200 ai chips ".
+1. The text is normalised (``alerts.text``) with a few C-speed string operations: Unicode width
+   (NFKC), case, curly quotes and dashes, possessives ("Nvidia's" → "nvidia"), and every run of
+   punctuation or space becomes one space, with CJK runs set apart: " nvidia h 200 ai chips ".
 2. One Aho-Corasick automaton (pyahocorasick) holds every term, alias and guard word as a
    space-padded key, in all the variants that should match it: hyphen/space/joined forms of model
    numbers ("h200", "h 200"), plurals ("h200s", "chips"), singular last words of phrases
@@ -22,12 +22,10 @@ whole words, never substrings, which keeps "Arm" out of "farm" and "SMIC" out of
 
 from __future__ import annotations
 
-import itertools
 import re
-import unicodedata
 from bisect import bisect_right
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import ahocorasick
@@ -37,6 +35,15 @@ from .config import LEARNED_RULE, LearnedConfig, Rule, Term
 from .config.values import term_regex
 from .relevance import features, shipped_model
 from .rules import judge, relation_span
+from .text import (
+    TokenMap,
+    deletions,
+    normalise,
+    normalise_ascii,
+    phrase_keys,
+    squash,
+    token_spans,
+)
 from .types import Field, Kind, Match, MatchResult, Opinion
 
 # A summary mention is weaker evidence than a title mention; scores are quality × field weight.
@@ -45,129 +52,6 @@ FUZZY_MIN_TERM_LEN = 6
 FUZZY_MIN_TOKEN_LEN = 5
 _FUZZY_CACHE_MAX = 200_000
 LEARNED_ON = LearnedConfig()  # the learned opinion as config.yaml has it by default
-
-# --- normalising and tokenising -----------------------------------------------------------
-
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af"
-_CJK_RUN_RE = re.compile(f"[{_CJK}]+")
-_CJK_CHAR_RE = re.compile(f"[{_CJK}]")
-_WORD_RE = re.compile(r"[^\W_]+")
-_POSSESSIVE_RE = re.compile(r"(?<=[^\W_])'s?(?![^\W_])|(?<=s)'(?![^\W_])")
-_QUOTES = str.maketrans({c: "'" for c in "’‘ʼ`´′"})
-# The original text's tokens, in the same order as the normalised ones: a word may contain
-# apostrophes ("Nvidia's" is one token), and CJK runs stand apart.
-_TOKEN_RE = re.compile(rf"[{_CJK}]+|(?:(?![{_CJK}])[^\W_])+(?:['’ʼ`´′](?:(?![{_CJK}])[^\W_])+)*")
-_ASCII_TOKEN_RE = re.compile(r"[^\W_]+(?:['`][^\W_]+)*", re.ASCII)
-_DIGIT_BOUNDARY_RE = re.compile(r"(?<=\d)(?=[^\W\d_])|(?<=[^\W\d_])(?=\d)")
-
-
-def normalise(text: str) -> str:
-    """Space-padded, space-separated lowercase tokens: ``" nvidia h200 ai chips "``."""
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text).translate(_QUOTES)
-        if _CJK_CHAR_RE.search(text):
-            text = _CJK_RUN_RE.sub(r" \g<0> ", text)
-        text = text.casefold()
-    else:
-        text = text.lower()
-    if "'" in text:
-        text = _POSSESSIVE_RE.sub("", text).replace("'", "")
-    return " " + " ".join(_WORD_RE.findall(text)) + " "
-
-
-def token_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) in the original text, one per token of ``normalise(text)`` (usually)."""
-    pattern = _ASCII_TOKEN_RE if text.isascii() else _TOKEN_RE
-    return list(map(re.Match.span, pattern.finditer(text)))
-
-
-def _plural(word: str) -> list[str]:
-    if word.endswith("s") or not (len(word) >= 4 or any(c.isdigit() for c in word)):
-        return []
-    if word.endswith("y") and len(word) > 4 and word[-2] not in "aeiou":
-        return [word + "s", word[:-1] + "ies"]
-    if word.endswith(("x", "ch", "sh")):
-        return [word + "es"]
-    return [word + "s"]
-
-
-def _singular(word: str) -> list[str]:
-    if len(word) < 5 or not word.endswith("s") or word.endswith("ss") or not word.isalpha():
-        return []
-    if word.endswith("ies"):
-        return [word[:-3] + "y"]
-    return [word[:-1]]
-
-
-def _split_options(word: str) -> list[str]:
-    """Each letter/digit boundary either joined or split: "mi308x" → mi308x, mi 308x, …"""
-    parts = _DIGIT_BOUNDARY_RE.split(word)
-    if len(parts) == 1 or len(parts) > 5:
-        return [word]
-    options = []
-    for joins in itertools.product(("", " "), repeat=len(parts) - 1):
-        options.append(parts[0] + "".join(j + p for j, p in zip(joins, parts[1:], strict=True)))
-    return options
-
-
-def phrase_keys(phrase: str) -> set[str]:
-    """Automaton keys for a phrase: padded token sequences in every variant that should match,
-    or, for a phrase written only in CJK, the bare characters (matched inside CJK runs)."""
-    norm = normalise(phrase).strip()
-    if not norm:
-        return set()
-    if _CJK_CHAR_RE.search(norm) and " " not in norm:
-        return {norm}
-    words = norm.split(" ")
-    last_forms = [words[-1], *_plural(words[-1])]
-    if len(words) > 1:  # "export controls" also matches "export-control rules"
-        last_forms += _singular(words[-1])
-    sequences = {" ".join([*words[:-1], last]) for last in last_forms}
-    if len(words) > 1 and any(c.isdigit() for c in norm):
-        sequences.add("".join(words))  # "Ascend 910C" → "ascend910c"
-    keys = set()
-    for seq in sequences:
-        for variant in itertools.product(*(_split_options(w) for w in seq.split(" "))):
-            keys.add(" " + " ".join(variant) + " ")
-    return keys
-
-
-_ASCII_SEPARATORS = str.maketrans({chr(c): " " for c in range(128) if not chr(c).isalnum()})
-_POSSESSIVE_ASCII_RE = re.compile(r"(?<=[a-z0-9])'s\b")
-
-
-class _TokenMap:
-    """Maps character ranges of ``normalise(text)`` back to ranges of the original text,
-    token by token (normalising non-ASCII text can change lengths)."""
-
-    def __init__(self, text: str, norm: str):
-        self.spans = token_spans(text)
-        self.starts = [i + 1 for i, c in enumerate(norm[:-1]) if c == " "]  # token starts
-        self.aligned = len(self.spans) == len(self.starts)
-        self.text, self.norm = text, norm
-
-    def locate(self, a: int, b: int) -> tuple[int, int, str]:
-        """(start, end, text) in the original for ``norm[a:b]``."""
-        if not self.aligned:  # rare: show the normalised words rather than a wrong slice
-            return a, b, self.norm[a:b]
-        first = bisect_right(self.starts, a) - 1
-        last = bisect_right(self.starts, b - 1) - 1
-        offset = a - self.starts[first]  # inside a CJK run
-        start = self.spans[first][0] + offset
-        if offset or self.norm[b] != " ":
-            end = start + (b - a)  # a CJK key: characters map one to one
-        else:
-            end = self.spans[last][1]
-        return start, end, self.text[start:end]
-
-
-def _squash(text: str) -> str:
-    return re.sub(r"[\W_]+", "", re.sub(r"['’ʼ]s\b", "", text))
-
-
-def _deletions(word: str) -> set[str]:
-    """The word and every form of it with one character deleted (a symmetric-delete index)."""
-    return {word, *(word[:i] + word[i + 1 :] for i in range(len(word)))}
 
 
 # --- the matcher ----------------------------------------------------------------------------
@@ -231,7 +115,7 @@ class Matcher:
                         for key in phrase_keys(word):  # " chips " also stands for "chip"
                             guards.setdefault(key, set()).add(normalise(word).strip())
                 if self._fuzzy_ok(term):
-                    for key in _deletions(normalise(term.name).strip()):
+                    for key in deletions(normalise(term.name).strip()):
                         self._fuzzy.setdefault(key, []).append(index)
 
         self._guarded = frozenset(i for i, info in enumerate(self._terms) if info.guarded)
@@ -251,7 +135,7 @@ class Matcher:
 
         # (A regex term's case is its pattern's business.)
         written = (
-            {_squash(p) for p in (term.name, *term.aliases)}
+            {squash(p) for p in (term.name, *term.aliases)}
             if term.case_sensitive and term.regex is None
             else set()
         )
@@ -280,7 +164,7 @@ class Matcher:
 
     def _fuzzy_candidates(self, word: str) -> tuple[tuple[int, float], ...]:
         found: dict[int, float] = {}
-        for key in _deletions(word):
+        for key in deletions(word):
             for index in self._fuzzy.get(key, ()):
                 target = self._terms[index].norm_name
                 if OSA.distance(word, target, score_cutoff=1) <= 1:
@@ -315,13 +199,7 @@ class Matcher:
         # ASCII text (most headlines) is normalised in place, length for length, so offsets
         # in it are offsets in the text; anything else goes the general, token-mapping way.
         fast = text.isascii()
-        if fast:
-            low = text.lower()
-            if "'" in low:
-                low = _POSSESSIVE_ASCII_RE.sub("  ", low)
-            norm = " " + low.translate(_ASCII_SEPARATORS) + " "
-        else:
-            norm = normalise(text)
+        norm = normalise_ascii(text) if fast else normalise(text)
         # (term index, kind, start, end) in ``norm``; CJK keys are unpadded
         hits: list[tuple[int, Kind, int, int]] = []
         guards: set[str] = set()
@@ -363,7 +241,7 @@ class Matcher:
         if not hits:
             return results, guards
 
-        tokens = None if fast else _TokenMap(text, norm)
+        tokens = None if fast else TokenMap(text, norm)
         for index, kind, a, b in hits:
             info = terms[index]
             if tokens is None:
@@ -373,8 +251,7 @@ class Matcher:
                 start, end, snippet = tokens.locate(a, b)
             if (
                 info.squashed_written
-                and (snippet if snippet.isalnum() else _squash(snippet))
-                not in info.squashed_written
+                and (snippet if snippet.isalnum() else squash(snippet)) not in info.squashed_written
             ):
                 continue
             score = (
@@ -418,6 +295,7 @@ class Matcher:
             if len(kept) == len(alive):
                 break
             alive = kept
+        vetoed = self._vetoed(raw, alive, guards) if guarded else ()
         best: dict[int, _Hit] = {}
         for h in alive:
             if h.term_index not in best or h.score > best[h.term_index].score:
@@ -444,8 +322,24 @@ class Matcher:
                 key=lambda m: (-m.score, m.category, m.term),
             )
         )
-        result = MatchResult(matches=matches, rules=judge(candidates, matches, tags))
+        result = MatchResult(matches=matches, rules=judge(candidates, matches, tags), vetoed=vetoed)
         return self._second_opinion(title, summary, result, primary)
+
+    def _vetoed(
+        self, raw: list[_Hit], alive: list[_Hit], guards: set[str]
+    ) -> tuple[tuple[str, str, str, str], ...]:
+        """The terms found but dropped because a word of their exclude list is there (for the
+        explanation: "Hyundai H200 minivan" names H200, and says why it does not count)."""
+        kept = {h.term_index for h in alive}
+        found: dict[int, tuple[str, str, str, str]] = {}
+        for h in raw:
+            info = self._terms[h.term_index]
+            if h.term_index in kept or h.term_index in found or not info.exclude_words:
+                continue
+            words = sorted(guards & info.exclude_words)
+            if words:
+                found[h.term_index] = (info.term.name, h.category, h.text, words[0])
+        return tuple(found.values())
 
     def _second_opinion(
         self, title: str, summary: str, result: MatchResult, primary: bool
@@ -458,7 +352,7 @@ class Matcher:
             title, summary, result.categories(), threshold=self.learned.threshold
         )
         rules = (LEARNED_RULE,) if opinion.alert else ()
-        return MatchResult(matches=result.matches, rules=rules, opinion=opinion)
+        return replace(result, rules=rules, opinion=opinion)
 
     @staticmethod
     def _guards_pass(

@@ -130,7 +130,7 @@ class Runtime:
             self.deliver_soon.set()
         return outcome
 
-    def _context(self, **kw: bool) -> PollContext:
+    def _context(self, *, respect_schedule: bool = False) -> PollContext:
         return PollContext(
             config=self.config,
             store=self.store,
@@ -139,7 +139,7 @@ class Runtime:
             now=utcnow(),
             clusterer=self.clusterer,
             coordinator=self.coordinator,
-            **kw,
+            respect_schedule=respect_schedule,
         )
 
     def _feed_lock(self, name: str) -> asyncio.Lock:
@@ -274,7 +274,9 @@ class Runtime:
         """Apply the config file if it changed and is valid. The caller reschedules feeds
         after an applied reload and tells the admins about a new error."""
         stamp = FileStamp.of(self.config.path)
-        if stamp is None or stamp == self._stamp:
+        if stamp is None:
+            return self._missing()
+        if stamp == self._stamp:
             return Reload("unchanged")
         self._stamp = stamp
         try:
@@ -295,6 +297,27 @@ class Runtime:
         await self.apply(new, sinks=sinks)
         self.metrics.reload("applied")
         return Reload("applied")
+
+    def _missing(self) -> Reload:
+        """The config file is gone (deleted, moved, an unmounted volume): say so once, and go on
+        with the last good config until a file is there again (then it is loaded as an edit)."""
+        if self._stamp is None:
+            return Reload("unchanged")  # already said
+        self._stamp = None
+        message = (
+            f"{self.config.path}: the config file is gone (deleted or moved); chipwatch keeps "
+            "running on the last good config and loads the file again when it is back"
+        )
+        event(
+            log,
+            "config_missing",
+            logging.WARNING,
+            path=self.config.path,
+            keeping="the last good config",
+        )
+        self._last_error = message
+        self.metrics.reload("invalid")
+        return Reload("invalid", error=message)
 
     async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
         old = self.config

@@ -109,6 +109,8 @@ class MatchResult:
     matches: tuple[Match, ...]
     rules: tuple[str, ...]
     opinion: Opinion | None = None
+    # terms found but vetoed by their exclude list: (term, category, text, the exclude word)
+    vetoed: tuple[tuple[str, str, str, str], ...] = ()
 
     @property
     def alert(self) -> bool:
@@ -134,6 +136,8 @@ class MatchResult:
             head = f"ALERT: rule(s) {', '.join(self.rules)} held"
         elif self.matches:
             head = "no alert: matches found, but no rule holds"
+        elif self.vetoed:
+            head = "no alert: the terms found were vetoed by their exclude lists"
         else:
             head = "no alert: nothing on the watchlists matched"
         lines = [head]
@@ -141,6 +145,8 @@ class MatchResult:
             lines.append(
                 f"  {m.category}: {m.term} ← {m.text!r} ({m.kind}, {m.field}, score {m.score:.0f})"
             )
+        for term, category, text, word in self.vetoed:
+            lines.append(f"  {category}: {term} ← {text!r} vetoed: {word!r} is on its exclude list")
         if self.opinion:
             o = self.opinion
             verdict = "alerts" if o.alert else "no alert"
@@ -211,7 +217,7 @@ class NewItem:
     story_id: int | None = None
     new_story: bool = False
     outlet: str = ""  # who published it: <source>, else the link's host, else the feed
-    source_name: str = ""  # how alerts name that outlet: <source>, else the feed's name
+    source_name: str = ""  # how alerts name that outlet (alerts.outlets: "Reuters")
     member: tuple[str, ...] | None = None  # its clustering tokens, when it became a member
     entities: tuple[str, ...] = ()
     story_actions: tuple[str, ...] = ()  # of the story's first headline

@@ -29,6 +29,33 @@ from alerts.stories import Clusterer
 from alerts.types import FeedItem, Match, MatchResult, NewItem
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def shipped_watchlists() -> str:
+    """The shipped config's watchlists and rules, as YAML text for ``write_config``; without
+    the rules limited to feed tags, which the tests' own feeds do not carry."""
+    text = (ROOT / "config.yaml").read_text(encoding="utf-8")
+    text = text.split("\nwatchlists:", 1)[1].split("\ndestinations:", 1)[0]
+    items = text.split("\n  - name: ")
+    kept = [i for i in items[:1] + ["  - name: " + i for i in items[1:]] if "\n    tags:" not in i]
+    return "\nwatchlists:" + "\n".join(kept) + "\n"
+
+
+class Clock:
+    """A clock that moves only when it sleeps (as a deliverer or a debouncer sleeps)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(timezone.utc)
+        self.slept: list[float] = []
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += timedelta(seconds=seconds)
+
+
 CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890  # the fake Bot API's test channel
 
 MINIMAL_WATCHLISTS = """

@@ -15,11 +15,12 @@ from tests.support import ROOT
 LAYERS = [
     {"alerts"},  # the package root: version and user agent
     {"types", "errors"},
+    {"text"},  # text as the matcher sees it: normalised words and a term's keys
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit
     # the learned second opinion's model, and whether a rule holds: below the matcher
     {"relevance", "rules"},
-    {"loopback", "fetch", "parse", "match", "httpd"},
+    {"loopback", "fetch", "parse", "match", "outlets", "httpd"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},
     {"health"},  # the one health model: store facts and live state to a verdict

@@ -200,7 +200,7 @@ async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(
             )
             posts = await bot.wait_for(bot.channel_posts, "the B300 alert on the next poll")
             assert "US widens export controls to Nvidia B300" in posts[0]
-            assert "B300 (chips)" in posts[0]
+            assert "🎯 B300 · export controls" in posts[0]
             assert "removed B300" in await bot.ask(ADMIN, "/unwatch chips B300")
         assert "B300" not in path.read_text()
 
@@ -235,6 +235,34 @@ async def test_invalid_hand_edit_keeps_old_config_and_tells_admins(
         assert "B30A" in await bot.ask(USER, "/watchlist")
 
 
+async def test_item8_a_deleted_config_tells_the_admins_once_and_the_bot_goes_on(
+    tmp_path, serve, telegram, caplog
+):
+    path, _ = _setup(tmp_path, serve, telegram)
+
+    def notices() -> list[str]:
+        return [
+            m["shown_text"]
+            for m in telegram.sent
+            if m["chat_id"] == ADMIN and "config file is gone" in m["shown_text"]
+        ]
+
+    async with Bot(path, telegram) as bot:
+        await bot.ask(ADMIN, "/start")  # a bot can only write to users who started it
+        good = path.read_text()
+        with caplog.at_level(logging.INFO, logger="chipwatch"):
+            path.unlink()
+            note = await bot.wait_for(notices, "the admin notice")
+            assert f"{path}: the config file is gone" in note[0]
+            # Still running on the last good config, and said once, not at every look.
+            assert "ALERT" in await bot.ask(USER, "/why Nvidia H20 export controls")
+            path.write_text(good.replace("    - H20\n", "    - H20\n    - B30A\n"))
+            await bot.wait_for(lambda: "config_reloaded" in caplog.text, "the file back")
+        assert len(notices()) == 1
+        assert caplog.text.count("config_missing") == 1
+        assert "B30A" in await bot.ask(USER, "/watchlist")
+
+
 async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram, feed_server):
     path, url = _setup(tmp_path, serve, telegram)
     async with Bot(path, telegram) as bot:
@@ -261,7 +289,7 @@ async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram
             ],
             "the personal alert",
         )
-        assert "H20 (chips)" in private[0]
+        assert "🎯 H20" in private[0]
         assert bot.channel_posts() == []
         assert "Unsubscribed from H20" in await bot.ask(USER, "/unsubscribe H20")
 

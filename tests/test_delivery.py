@@ -29,6 +29,7 @@ from tests.support import (
     CHANNEL_ID,
     HOSTILE,
     ROOT,
+    Clock,
     ago,
     alerting_item,
     cli,
@@ -83,21 +84,6 @@ def _sink(fake, **kw):
 # For the tests on the deliverer's own clock (``Clock``): the sink's real-time pace of one
 # message a second per chat, tested above, would only make them wait.
 UNPACED = (1_000, 1.0)
-
-
-class Clock:
-    """A clock for the deliverer that moves only when it sleeps."""
-
-    def __init__(self):
-        self.now = datetime.now(timezone.utc)
-        self.slept = []
-
-    def __call__(self):
-        return self.now
-
-    async def sleep(self, seconds):
-        self.slept.append(seconds)
-        self.now += timedelta(seconds=seconds)
 
 
 def _429s(fake):
@@ -361,7 +347,7 @@ def test_missing_token_is_a_config_error(tmp_path, serve, telegram):
 
 def test_slack_webhook_url_never_logged(tmp_path, serve, slack):
     url = _one_alert_feed(serve, "s1", title="Nvidia H20 export controls")
-    config = _config(tmp_path, url, "  slack: {}\n")
+    config = _config(tmp_path, url, f"  slack: {slack.destination}\n")
     result = _once(config, SLACK_WEBHOOK_URL=slack.url)
     assert result.returncode == 0, result.stderr
     assert len(slack.received) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.eval_events import DEV, evaluate
-from tests.support import ROOT, ago, cli, rss, write_config
+from tests.support import ROOT, ago, cli, rss, shipped_watchlists, write_config
 
 BUSY = ROOT / "tests" / "data" / "busy_days.tsv"
 
@@ -32,11 +32,7 @@ def _aggregator_config(tmp_path: Path, serve, items) -> Path:
     return write_config(
         tmp_path,
         [("Google News", url)],
-        watchlists=(ROOT / "config.yaml")
-        .read_text()
-        .split("\nwatchlists:", 1)[1]
-        .split("\ndestinations:", 1)[0]
-        .join(["\nwatchlists:", "\n"]),
+        watchlists=shipped_watchlists(),
     )
 
 

@@ -75,9 +75,7 @@ def test_telegram_message_lists_link_source_time_and_matches():
     lines = message.split("\n")
     assert lines[0].startswith('<b><a href="https://news.example/a')
     assert lines[1] == "Wire &lt;&amp;&gt; · 28 Nov 2026 14:05 UTC"
-    assert "Nvidia (companies)" in lines[2]
-    assert 'export controls (export_terms, alias, "export &lt;ban&gt;")' in lines[2]
-    assert lines[2].endswith("rule chip-trade")
+    assert lines[2] == "🎯 Nvidia · export controls"  # terms, not categories or rule names
 
 
 def test_non_web_links_are_not_linked():
@@ -119,7 +117,7 @@ def test_utf16_len_counts_astral_characters_twice():
 def test_a_term_in_two_categories_is_named_once_and_aggregated_items_name_their_outlet():
     from dataclasses import replace
 
-    from alerts.deliver.format import matched_line, outlet_name
+    from alerts.deliver.format import outlet_name, why_line
 
     alert = replace(
         _alert("China approves Nvidia H200 imports"),
@@ -131,7 +129,7 @@ def test_a_term_in_two_categories_is_named_once_and_aggregated_items_name_their_
         feed="Google News",
         sources=("Reuters", "Bloomberg"),
     )
-    assert matched_line(alert) == "China (governments) · H200 (chips) · rule chip-trade"
+    assert why_line(alert) == "H200 · China"
     assert outlet_name(alert) == "Reuters via Google News"
     assert outlet_name(replace(alert, sources=())) == "Google News"
 
@@ -190,10 +188,10 @@ def test_a_digest_lists_follow_ups_under_their_story_or_names_it():
     assert included == [story, other, under, deeper, orphan]
     assert html.unescape(re.sub(r"<[^>]+>", "", message)).split("\n") == [
         "📰 5 alerts (digest)",
-        "1. US curbs Nvidia H20 exports — Wire <&> · Nvidia, export controls",
+        "1. US curbs Nvidia H20 exports — Wire <&> · Nvidia · export controls",
         "    ↳ Nvidia halts H20 output — Wire <&>",
         "    ↳ Nvidia resumes H20 talks — Wire <&>",
-        "2. SMIC added to entity list — Wire <&> · Nvidia, export controls",
+        "2. SMIC added to entity list — Wire <&> · Nvidia · export controls",
         "3. ↳ Huawei ramps up Ascend — Wire <&> · follow-up to “China bans H20”",
     ]
     payload, included = slack_digest([story, other, under, deeper, orphan])

@@ -73,7 +73,9 @@ class Bot:
 
 @pytest.fixture
 async def bot(tmp_path, monkeypatch):
-    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:TEST")  # nothing is sent: no server
+    monkeypatch.setenv(
+        "TELEGRAM_BOT_TOKEN", "123456789:AAwellFormedButNothingIsSentNoServer"
+    )  # nothing is sent: no server
     path = tmp_path / "config.yaml"
     path.write_text(CONFIG, encoding="utf-8")
     bot = Bot(path)

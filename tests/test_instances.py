@@ -43,11 +43,11 @@ WATCH = """watchlists:
 """
 
 
-def _item(n: int, title: str, *, minutes: int = 5) -> dict:
+def _item(n: int, title: str, *, minutes: int = 5, host: str = "w.example") -> dict:
     return {
         "title": title,
         "guid": f"g{n}",
-        "link": f"https://w.example/{n}",
+        "link": f"https://{host}/{n}",
         "date": ago(minutes=minutes),
     }
 
@@ -129,9 +129,20 @@ async def test_a_poll_that_lost_its_lease_records_nothing(pg_database, tmp_path,
 async def test_story_placement_knows_what_the_other_instance_recorded(pg_database, tmp_path, serve):
     """Two outlets carry one story; each is polled by a different instance, whose clusterers
     were both built before either poll. One alert, and the second outlet joins its story."""
-    first = serve(rss([_item(1, "US tightens export controls on Nvidia H20 chips")]))
+    # two outlets: the articles are on two sites (an outlet is named by its site)
+    first = serve(
+        rss([_item(1, "US tightens export controls on Nvidia H20 chips", host="one.example")])
+    )
     second = serve(
-        rss([_item(2, "US tightens export controls on Nvidia's H20 chips, sources say")])
+        rss(
+            [
+                _item(
+                    2,
+                    "US tightens export controls on Nvidia's H20 chips, sources say",
+                    host="two.example",
+                )
+            ]
+        )
     )
     third = serve(rss([_item(3, "US adds 14 Chinese firms to entity list over Nvidia H20")]))
     base = load_config(
@@ -163,7 +174,7 @@ async def test_story_placement_knows_what_the_other_instance_recorded(pg_databas
             "US tightens export controls on Nvidia H20 chips",
         ]
         story = {a.title: a for a in alerts}["US tightens export controls on Nvidia H20 chips"]
-        assert story.sources == ("One", "Two")
+        assert story.sources == ("one.example", "two.example")
         ids = [r[0] for r in stores[0].db.execute("SELECT id FROM stories ORDER BY id")]
         assert len(ids) == len(set(ids)) == 2
     finally:

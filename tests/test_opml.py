@@ -174,7 +174,7 @@ def test_a_name_taken_by_another_feed_gets_the_host_and_a_bad_url_is_refused(con
     ran = _import(config, opml)
     assert "added 2, 0 already present, 2 refused" in ran.stdout
     assert "- Old: must be an http:// or https:// URL" in ran.stdout
-    assert "- Spaced: a URL has no spaces" in ran.stdout
+    assert "- Spaced: must not contain spaces" in ran.stdout
     assert _feeds(config)[1:] == [
         ("Ars Technica (mirror.example.org)", "https://mirror.example.org/ars.xml"),
         ("untitled.example.net", "https://untitled.example.net/rss"),

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 import pytest
 
 from alerts.config import LEARNED_RULE, LearnedConfig, load_config
-from alerts.deliver.format import matched_line
+from alerts.deliver.format import why_line
 from alerts.match import compile_matcher, normalise
 from alerts.relevance import MODEL_PATH, features, read_model, shipped_model
 from alerts.types import Alert
@@ -70,7 +70,8 @@ def test_the_alerts_why_line_carries_the_learned_explanation():
         rules=result.rules,
     )
     assert result.opinion is not None
-    assert f"rule {result.opinion.explain()}" in matched_line(alert)
+    score, (top, _) = result.opinion.score, result.opinion.weighed[0]
+    assert why_line(alert).endswith(f'learned {score:.2f}: "{top}"')
 
 
 def test_the_opinion_is_asked_only_when_no_rule_holds_and_something_matched():

@@ -149,9 +149,10 @@ class Clock:
         self.now += timedelta(seconds=seconds)
 
 
-def _item(title: str, at: datetime, guid: str) -> dict:
+def _item(title: str, at: datetime, guid: str, *, site: str = "news.example") -> dict:
+    # An outlet is named by its site: two outlets' articles are on two sites.
     slug = re.sub(r"\W+", "-", title.lower())
-    return {"title": title, "link": f"https://news.example/{slug}", "guid": guid, "date": at}
+    return {"title": title, "link": f"https://{site}/{slug}", "guid": guid, "date": at}
 
 
 def _published(feed_server, url: str, items: list[dict]) -> None:
@@ -233,7 +234,7 @@ async def test_a_story_edit_and_a_follow_up_go_to_its_message_in_each_destinatio
     asia = [_item(story, clock.now - timedelta(minutes=1), "s")]
     await poll("Asia Desk", asia)
     clock.now += timedelta(minutes=10)
-    await poll("Wire", [_item(join, clock.now - timedelta(minutes=1), "j")])
+    await poll("Wire", [_item(join, clock.now - timedelta(minutes=1), "j", site="wire.example")])
     clock.now += timedelta(minutes=10)
     await poll("Asia Desk", [*asia, _item(followup, clock.now - timedelta(minutes=1), "f")])
     for sink in sinks:
@@ -245,7 +246,7 @@ async def test_a_story_edit_and_a_follow_up_go_to_its_message_in_each_destinatio
         assert followup in second["text"] and second["disable_notification"]
         assert second["reply_to_message_id"] == first["message_id"], "the story's message here"
         [edit] = [e for e in tg.edits if e["chat_id"] == chat]
-        assert edit["message_id"] == first["message_id"] and "Wire" in edit["shown_text"]
+        assert edit["message_id"] == first["message_id"] and "wire.example" in edit["shown_text"]
     # The two chats are two bots: each message went out with its destination's token.
     assert {m["token"] for m in tg.sent if m["chat_id"] == SALES_ID} == {SALES_TOKEN}
     assert {m["token"] for m in tg.sent if m["chat_id"] == COMPLIANCE_ID} == {MAIN_TOKEN}
@@ -253,7 +254,7 @@ async def test_a_story_edit_and_a_follow_up_go_to_its_message_in_each_destinatio
     assert story in top["text"] and top["thread_ts"] is None
     assert followup in reply["text"] and reply["thread_ts"] == top["ts"]
     [update] = slack.updates
-    assert update["ts"] == top["ts"] and "Wire" in update["blocks"][0]["text"]["text"]
+    assert update["ts"] == top["ts"] and "wire.example" in update["blocks"][0]["text"]["text"]
     store.close()
 
 

@@ -127,20 +127,16 @@ destinations:
 
 
 def test_a_missing_secret_names_the_destination_and_its_variable(tmp_path, monkeypatch):
-    config = _parsed(
-        tmp_path,
-        FEEDS_TEXT
-        + WATCH
-        + "destinations:\n"
-        + '  - {name: a, telegram: {chat_id: "@c"}}\n'
-        + '  - {name: b, telegram: {chat_id: "@d", token_env: B_TOKEN}}\n',
-    )
+    b = '  - {name: b, telegram: {chat_id: "@d", token_env: B_TOKEN}}'
+    text = FEEDS_TEXT + WATCH + "destinations:\n" + '  - {name: a, telegram: {chat_id: "@c"}}\n'
+    config = _parsed(tmp_path, text + b + "\n")
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", MAIN_TOKEN)
     monkeypatch.delenv("B_TOKEN", raising=False)
     with pytest.raises(ConfigError) as err:
         build_sinks(config)
-    assert "destinations[1] is configured" in str(err.value)
-    assert "B_TOKEN is not set" in str(err.value)
+    assert err.value.key == "destinations[1]"
+    assert err.value.line == 1 + (text + b).splitlines().index(b)
+    assert "B_TOKEN is not set in the environment" in str(err.value)
 
 
 async def test_chats_of_one_bot_share_its_budget_and_another_bot_has_its_own(tmp_path, monkeypatch):

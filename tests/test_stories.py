@@ -31,7 +31,17 @@ from alerts.stories import (
 )
 from alerts.types import FeedItem, NewItem
 from tests.fakes.slack_webhook import FakeSlack
-from tests.support import CHANNEL, CHANNEL_ID, ROOT, ago, cli, rss, write_config
+from tests.support import (
+    CHANNEL,
+    CHANNEL_ID,
+    ROOT,
+    Clock,
+    ago,
+    cli,
+    rss,
+    shipped_watchlists,
+    write_config,
+)
 
 CONFIG = load_config(ROOT / "config.yaml")
 MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
@@ -57,12 +67,7 @@ def _config(tmp_path, feeds, *, destinations):
     return write_config(
         tmp_path,
         feeds,
-        watchlists=(ROOT / "config.yaml")
-        .read_text()
-        .split("\nwatchlists:", 1)[1]
-        .split("\ndestinations:", 1)[0]
-        .join(["\nwatchlists:", "\n"])
-        + destinations,
+        watchlists=shipped_watchlists() + destinations,
     )
 
 
@@ -71,9 +76,7 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(
 ):
     feeds, bodies = [], []
     for i, (outlet, title) in enumerate(OUTLETS):
-        link = (
-            f"https://{outlet.lower().replace(' ', '')}.example/h200-{i}?utm_source=rss&fbclid=x{i}"
-        )
+        link = f"https://{outlet.lower().replace(' ', '')}.com/h200-{i}?utm_source=rss&fbclid=x{i}"
         bodies.append(
             rss(
                 [{"title": title, "link": link, "guid": f"{outlet}-1", "date": ago(minutes=30 - i)}]
@@ -204,7 +207,7 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
                             {
                                 "title": t,
                                 "guid": o,
-                                "link": f"https://{i}.example/s",
+                                "link": f"https://www.{o.lower()}.com/s",
                                 "date": ago(minutes=10 - i),
                             }
                         ]
@@ -213,7 +216,9 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
             )
             for i, (o, t) in enumerate(OUTLETS[:3])
         ]
-        config = _config(tmp_path, feeds, destinations="destinations:\n  slack: {}\n")
+        config = _config(
+            tmp_path, feeds, destinations=f"destinations:\n  slack: {slack.destination}\n"
+        )
         result = cli("once", "--config", str(config), env=_env(SLACK_WEBHOOK_URL=slack.url))
         assert result.returncode == 0, result.stderr
         assert len(slack.received) == 1
@@ -224,17 +229,6 @@ def test_slack_records_sources_but_posts_once(tmp_path, serve):
 
 
 # --- deliverer: edits are merged, paced, and "not modified" is fine -------------------------
-
-
-class Clock:
-    def __init__(self):
-        self.now = datetime.now(timezone.utc)
-
-    def __call__(self):
-        return self.now
-
-    async def sleep(self, seconds):
-        self.now += timedelta(seconds=seconds)
 
 
 def _item(feed, title, i):
@@ -1019,7 +1013,7 @@ def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serv
                             "title": later[1],
                             "guid": "l",
                             "date": ago(minutes=5),
-                            "link": "https://bloomberg.example/l",
+                            "link": "https://www.bloomberg.com/l",
                         }
                     ]
                 )
@@ -1034,7 +1028,7 @@ def test_one_cycle_places_items_in_publication_order_across_feeds(tmp_path, serv
                             "title": earlier[1],
                             "guid": "e",
                             "date": ago(minutes=30),
-                            "link": "https://reuters.example/e",
+                            "link": "https://www.reuters.com/e",
                         }
                     ]
                 )

@@ -204,17 +204,7 @@ def _watchlist(request: Request, services: Services) -> str:
     lines.append("")
     lines.append("<b>Rules</b> (an alert needs one to hold)")
     for rule in config.rules:
-        parts = [
-            f"{label} {', '.join(values)}"
-            for label, values in (
-                ("all of", rule.all_of),
-                ("any of", rule.any_of),
-                ("none of", rule.none_of),
-                ("a term of", rule.terms),
-            )
-            if values
-        ]
-        lines.append(f"• {html.escape(rule.name)}: {html.escape('; '.join(parts))}")
+        lines.append(f"• {html.escape(rule.name)}: {html.escape(rule.describe())}")
     muted = runtime.store.active_mutes(now=request.now)
     if muted:
         lines.append("")

@@ -2,6 +2,7 @@
 database URL or a duration (``values``), reading and checking a config with file:line: key errors
 (``load``; its ``destinations`` in ``routes``), and the ``/watch`` edits (``edit``)."""
 
+from .environment import check_environment, secret, unused_secrets
 from .load import load_config, parse_config
 from .model import (
     DEFAULT_CATEGORIES,
@@ -49,9 +50,12 @@ __all__ = [
     "TelegramConfig",
     "Term",
     "WebSubConfig",
+    "check_environment",
     "is_postgres_url",
     "load_config",
     "parse_config",
     "parse_duration",
+    "secret",
     "split_listen",
+    "unused_secrets",
 ]

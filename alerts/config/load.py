@@ -18,6 +18,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ..errors import ConfigError
 from . import values
+from .checker import Checker, type_name
 from .model import (
     DEFAULT_CATEGORIES,
     DEFAULT_RULE,
@@ -37,117 +38,6 @@ from .sections import ops_section, websub_section
 
 T = TypeVar("T")
 
-# --- validation helpers -------------------------------------------------------------------
-
-
-class _Checker:
-    """Carries the file name so every helper can raise a precise ConfigError."""
-
-    def __init__(self, file: str):
-        self.file = file
-
-    def fail(self, message: str, key: str | None, line: int | None) -> ConfigError:
-        return ConfigError(message, file=self.file, line=line, key=key)
-
-    @staticmethod
-    def key_line(node: Any, key: Any, fallback: int | None) -> int | None:
-        try:
-            return node.lc.key(key)[0] + 1
-        except (AttributeError, KeyError, TypeError):
-            return fallback
-
-    @staticmethod
-    def item_line(node: Any, index: int, fallback: int | None) -> int | None:
-        try:
-            return node.lc.item(index)[0] + 1
-        except (AttributeError, KeyError, TypeError, IndexError):
-            return fallback
-
-    def mapping(self, node: Any, key: str, line: int | None, allowed: set[str]) -> dict[Any, Any]:
-        if not isinstance(node, dict):
-            raise self.fail(f"must be a mapping, got {_type_name(node)}", key, line)
-        for k in node:
-            if k not in allowed:
-                sub = f"{key}.{k}" if key else str(k)
-                hint = f" (known keys: {', '.join(sorted(allowed))})"
-                raise self.fail(f"unknown key{hint}", sub, self.key_line(node, k, line))
-        return node
-
-    def seq(self, node: Any, key: str, line: int | None) -> list[Any]:
-        if not isinstance(node, list):
-            raise self.fail(f"must be a list, got {_type_name(node)}", key, line)
-        return node
-
-    def string(self, node: Any, key: str, line: int | None, *, empty_ok: bool = False) -> str:
-        if isinstance(node, bool) or not isinstance(node, (str, int, float)):
-            raise self.fail(f"must be a string, got {_type_name(node)}", key, line)
-        value = str(node).strip()
-        if not value and not empty_ok:
-            raise self.fail("must not be empty", key, line)
-        return value
-
-    def number(
-        self, node: Any, key: str, line: int | None, *, lo: float, hi: float, integer: bool = False
-    ) -> float:
-        if isinstance(node, bool) or not isinstance(node, (int, float)):
-            raise self.fail(f"must be a number, got {_type_name(node)}", key, line)
-        if integer and not isinstance(node, int):
-            raise self.fail(f"must be a whole number, got {node!r}", key, line)
-        if not lo <= node <= hi:
-            raise self.fail(f"must be between {lo:g} and {hi:g}, got {node!r}", key, line)
-        return node
-
-    def value(
-        self,
-        parse: Callable[[str], T],
-        node: Any,
-        key: str,
-        line: int | None,
-        *,
-        empty_ok: bool = False,
-    ) -> T:
-        """``node`` as a string, read by ``parse`` (one of ``values``): its ValueError becomes
-        this key's error."""
-        text = self.string(node, key, line, empty_ok=empty_ok)
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise self.fail(str(exc), key, line) from None
-
-    def boolean(self, node: Any, key: str, line: int | None) -> bool:
-        if not isinstance(node, bool):
-            raise self.fail(f"must be true or false, got {_type_name(node)}", key, line)
-        return node
-
-    def strings(
-        self, node: Any, key: str, line: int | None, parse: Callable[[str], str] | None = None
-    ) -> tuple[str, ...]:
-        """A string or a list of strings, each read by ``parse`` when given."""
-        if isinstance(node, str):
-            node = [node]
-        seq = self.seq(node, key, line)
-        return tuple(
-            self.value(parse or str, v, f"{key}[{i}]", self.item_line(seq, i, line))
-            for i, v in enumerate(seq)
-        )
-
-
-_TYPE_NAMES = (
-    (bool, "a boolean"),
-    (dict, "a mapping"),
-    (list, "a list"),
-    (str, "a string"),
-    (int, "a number"),
-    (float, "a number"),
-)
-
-
-def _type_name(node: Any) -> str:
-    if node is None:
-        return "nothing (null)"
-    return next((name for t, name in _TYPE_NAMES if isinstance(node, t)), type(node).__name__)
-
-
 _CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 
@@ -159,7 +49,7 @@ _TERM_KEYS = keys(Term) - {"name", "category"} | {"term"}
 
 
 def _intervals(
-    c: _Checker, m: dict, key: str, line: int | None, given: dict[str, Any], default: PollConfig
+    c: Checker, m: dict, key: str, line: int | None, given: dict[str, Any], default: PollConfig
 ) -> tuple[int, int]:
     """``interval_seconds`` and ``max_interval_seconds`` of a section (``poll``, or a feed), those
     not given taken from ``default``: a ceiling not given rises to the interval, one given must
@@ -176,7 +66,7 @@ def _intervals(
     return interval, given["max_interval_seconds"]
 
 
-def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
+def _poll(c: Checker, node: Any, line: int | None) -> PollConfig:
     if node is None:
         return PollConfig()
     m = c.mapping(node, "poll", line, keys(PollConfig))
@@ -192,14 +82,14 @@ def _poll(c: _Checker, node: Any, line: int | None) -> PollConfig:
     return PollConfig(**{**given, "interval_seconds": interval, "max_interval_seconds": ceiling})
 
 
-def _stories(c: _Checker, node: Any, line: int | None) -> StoriesConfig:
+def _stories(c: Checker, node: Any, line: int | None) -> StoriesConfig:
     if node is None:
         return StoriesConfig()
     m = c.mapping(node, "stories", line, keys(StoriesConfig))
     return StoriesConfig(**{k: _number(c, StoriesConfig, m, k, "stories", line) for k in m})
 
 
-def _learned(c: _Checker, node: Any, line: int | None) -> LearnedConfig:
+def _learned(c: Checker, node: Any, line: int | None) -> LearnedConfig:
     if node is None:
         return LearnedConfig()
     m = c.mapping(node, "learned", line, keys(LearnedConfig))
@@ -213,12 +103,13 @@ def _learned(c: _Checker, node: Any, line: int | None) -> LearnedConfig:
     )
 
 
-def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
+def _feeds(c: Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
     if node is None:
         return ()
     seq = c.seq(node, "feeds", line)
     feeds: list[FeedConfig] = []
     names: set[str] = set()
+    urls: dict[str, str] = {}  # the same URL (as ``values.same_url`` compares) -> its feed
     for i, raw in enumerate(seq):
         key, ln = f"feeds[{i}]", c.item_line(seq, i, line)
         m = c.mapping(raw, key, ln, keys(FeedConfig))
@@ -230,6 +121,13 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
             raise c.fail(f"duplicate feed name {name!r}", f"{key}.name", c.key_line(m, "name", ln))
         names.add(name)
         url = c.value(values.http_url, m["url"], f"{key}.url", c.key_line(m, "url", ln))
+        if values.same_url(url) in urls:
+            raise c.fail(
+                f"the same URL as feed {urls[values.same_url(url)]!r}: list a feed once",
+                f"{key}.url",
+                c.key_line(m, "url", ln),
+            )
+        urls[values.same_url(url)] = name
         given = {
             k: _number(c, FeedConfig, m, k, key, ln)
             for k in ("interval_seconds", "max_interval_seconds")
@@ -255,7 +153,12 @@ def _feeds(c: _Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[
     return tuple(feeds)
 
 
-def _proxy(c: _Checker, m: dict, section: str, line: int | None) -> str | None:
+def _guard_word(raw: str) -> str:
+    """A context or exclude entry: a term, or ``@category`` (any match in that category)."""
+    return raw if raw.startswith("@") and raw[1:] else values.term(raw)
+
+
+def _proxy(c: Checker, m: dict, section: str, line: int | None) -> str | None:
     """A ``proxy`` key: a proxy URL; empty (or null) for none."""
     at = c.key_line(m, "proxy", line)
     if m["proxy"] is None:
@@ -264,9 +167,9 @@ def _proxy(c: _Checker, m: dict, section: str, line: int | None) -> str | None:
     return c.value(values.proxy_url, raw, f"{section}.proxy", at) if raw else ""
 
 
-def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> Term:
+def _term(c: Checker, raw: Any, category: str, key: str, line: int | None) -> Term:
     if not isinstance(raw, dict):
-        return Term(name=c.string(raw, key, line), category=category)
+        return Term(name=c.value(values.term, raw, key, line), category=category)
     m = c.mapping(raw, key, line, _TERM_KEYS)
     if "term" not in m and "regex" not in m:
         raise c.fail("missing required key 'term' (or 'regex')", key, line)
@@ -277,17 +180,20 @@ def _term(c: _Checker, raw: Any, category: str, key: str, line: int | None) -> T
     opts: dict[str, Any] = {}
     for k in ("aliases", "context", "exclude"):
         if k in m:
-            opts[k] = c.strings(m[k], f"{key}.{k}", kl(k))
+            parse = values.term if k == "aliases" else _guard_word
+            opts[k] = c.strings(m[k], f"{key}.{k}", kl(k), parse)
     for k in ("case_sensitive", "fuzzy"):
         if k in m:
             opts[k] = c.boolean(m[k], f"{key}.{k}", kl(k))
     if "regex" in m:
         opts["regex"] = _regex(c, m, key, line, opts)
-    name = c.string(m["term"], f"{key}.term", kl("term")) if "term" in m else opts["regex"]
+    name = (
+        c.value(values.term, m["term"], f"{key}.term", kl("term")) if "term" in m else opts["regex"]
+    )
     return Term(name=name, category=category, **opts)
 
 
-def _regex(c: _Checker, m: dict, key: str, line: int | None, opts: dict[str, Any]) -> str:
+def _regex(c: Checker, m: dict, key: str, line: int | None, opts: dict[str, Any]) -> str:
     """A regex term's pattern, checked: it compiles in RE2 and cannot match an empty text."""
     at = c.key_line(m, "regex", line)
     pattern = c.string(m["regex"], f"{key}.regex", at)
@@ -305,11 +211,11 @@ def _regex(c: _Checker, m: dict, key: str, line: int | None, opts: dict[str, Any
     return pattern
 
 
-def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Term, ...]]:
+def _watchlists(c: Checker, node: Any, line: int | None) -> dict[str, tuple[Term, ...]]:
     if node is None:
         raise c.fail("missing required section (categories of terms to watch)", "watchlists", line)
     if not isinstance(node, dict):
-        raise c.fail(f"must be a mapping, got {_type_name(node)}", "watchlists", line)
+        raise c.fail(f"must be a mapping, got {type_name(node)}", "watchlists", line)
     lists: dict[str, tuple[Term, ...]] = {}
     for cat, raw in node.items():
         key, ln = f"watchlists.{cat}", c.key_line(node, cat, line)
@@ -338,7 +244,7 @@ def _watchlists(c: _Checker, node: Any, line: int | None) -> dict[str, tuple[Ter
 
 
 def _rules(
-    c: _Checker,
+    c: Checker,
     node: Any,
     line: int | None,
     watchlists: dict[str, tuple[Term, ...]],
@@ -410,6 +316,10 @@ def _rules(
                     c.key_line(m, "within", ln),
                 )
             parts["within"] = _number(c, Rule, m, "within", key, ln)
+        if "description" in m:
+            parts["description"] = c.string(
+                m["description"], f"{key}.description", c.key_line(m, "description", ln)
+            )
         if "tags" in m:
             kln = c.key_line(m, "tags", ln)
             parts["tags"] = c.strings(m["tags"], f"{key}.tags", kln)
@@ -428,7 +338,7 @@ def _rules(
 
 
 def _defined(
-    c: _Checker, cats: tuple[str, ...], key: str, line: int | None, watchlists: dict[str, Any]
+    c: Checker, cats: tuple[str, ...], key: str, line: int | None, watchlists: dict[str, Any]
 ) -> tuple[str, ...]:
     """``cats``, a rule's category names, when each is a watchlist of the config."""
     for cat in cats:
@@ -442,7 +352,7 @@ def _defined(
 def parse_config(text: str, *, path: Path | str) -> Config:
     """Validate config text; ``path`` names the file in errors and anchors relative paths."""
     path = Path(path)
-    c = _Checker(str(path))
+    c = Checker(str(path))
     try:
         doc = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as exc:
@@ -456,7 +366,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         raise ConfigError(f"invalid YAML: {exc}", file=str(path)) from None
     if doc is None:
         raise ConfigError("the file is empty", file=str(path), line=1)
-    top = c.mapping(doc, "", 1, keys(Config) - {"path"})
+    top = c.mapping(doc, "", 1, keys(Config) - {"path", "lines"})
 
     def kl(k: str) -> int | None:
         return c.key_line(top, k, 1)
@@ -481,6 +391,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         tags=tags,
     )
     destinations = parse_destinations(c, top.get("destinations"), kl("destinations"), known)
+    lines = {k: ln for k in top if isinstance(k, str) and (ln := kl(k)) is not None}
     stories = _stories(c, top.get("stories"), kl("stories"))
     log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
     if log_format not in ("text", "json"):
@@ -501,6 +412,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         ops=ops,
         learned=learned,
         websub=websub,
+        lines=lines,
     )
 
 

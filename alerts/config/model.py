@@ -16,6 +16,7 @@ from .values import split_listen
 
 TELEGRAM_API_BASE = "https://api.telegram.org/bot"
 SLACK_API_BASE = "https://slack.com/api/"
+SLACK_WEBHOOK_HOST = "hooks.slack.com"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,27 @@ class Rule:
     # field and within ``within`` words of each other ("Nvidia can sell H200 to China").
     relation: tuple[tuple[str, ...], ...] = ()
     within: Annotated[int, Limit(1, 100)] = 8
+    description: str = ""  # what it catches, in a few words, for /watchlist
+
+    def describe(self) -> str:
+        """What the rule asks, for a person: its description, then its conditions."""
+        parts = [
+            f"{label} {', '.join(values)}"
+            for label, values in (
+                ("all of", self.all_of),
+                ("any of", self.any_of),
+                ("none of", self.none_of),
+                ("a term of", self.terms),
+                ("from feeds tagged", self.tags),
+            )
+            if values
+        ]
+        if self.relation:
+            roles = " · ".join(" or ".join(role) for role in self.relation)
+            parts.insert(0, f"{roles}, within {self.within} words")
+        conditions = "; ".join(parts)
+        return f"{self.description} — {conditions}" if self.description else conditions
+
     tags: tuple[str, ...] = ()  # holds only for items from a feed with one of these tags
 
     def applies(self, feed_tags: Collection[str]) -> bool:
@@ -150,6 +172,8 @@ class SlackConfig:
 
     channel: str | None = None  # "#chip-news" or a channel id ("C0123ABCD")
     api_base_url: str = SLACK_API_BASE
+    # the host a webhook URL must be on (a stand-in for tests, or a proxy: then http is allowed)
+    webhook_host: str = SLACK_WEBHOOK_HOST
     token_env: str = SLACK_TOKEN_ENV
     webhook_env: str = SLACK_WEBHOOK_ENV
 
@@ -183,6 +207,8 @@ class Destination:
     feeds: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     key: str = field(default="destinations", compare=False)  # where it is in config.yaml
+    # the line its secret is asked for by: its kind's key (a Slack app's: its channel)
+    line: int | None = field(default=None, compare=False)
 
     @property
     def kind(self) -> str:
@@ -336,6 +362,17 @@ class Config:
     ops: OpsConfig = OpsConfig()
     learned: LearnedConfig = LearnedConfig()
     websub: WebSubConfig | None = None  # None: off
+    # The line each section and destination key was written on ("destinations.slack": 40), for
+    # errors found after loading, such as a secret missing from the environment.
+    lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
+
+    def line(self, key: str) -> int | None:
+        """Where ``key``, or the nearest enclosing key written in the file, is."""
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key.rpartition(".")[0]
+        return None
 
     def summary(self) -> str:
         """A few human lines: what this config polls, watches and where it sends."""

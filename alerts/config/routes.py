@@ -24,7 +24,7 @@ from .model import (
 )
 
 if TYPE_CHECKING:
-    from .load import _Checker
+    from .checker import Checker
 
 FILTERS = ("rules", "categories", "feeds", "tags")
 _ITEM_KEYS = {"name", *DESTINATION_KINDS, *FILTERS}
@@ -41,7 +41,7 @@ class Known:
     tags: frozenset[str]
 
 
-def parse_destinations(c: _Checker, node: Any, line: int | None, known: Known) -> Destinations:
+def parse_destinations(c: Checker, node: Any, line: int | None, known: Known) -> Destinations:
     if node is None:
         return Destinations()
     if isinstance(node, list):
@@ -55,19 +55,19 @@ def parse_destinations(c: _Checker, node: Any, line: int | None, known: Known) -
         )
     m = c.mapping(node, "destinations", line, {"telegram", "slack", "console"})
     routes = []
-    if m.get("telegram") is not None:
-        key = "destinations.telegram"
-        telegram = _telegram(c, m["telegram"], key, c.key_line(m, "telegram", line))
-        if telegram is not None:  # as before: a section without a chat is off
-            routes.append(Destination(name="telegram", telegram=telegram, key=key))
+    if "telegram" in m:
+        key, tln = "destinations.telegram", c.key_line(m, "telegram", line)
+        telegram = _telegram(c, m["telegram"] if m["telegram"] is not None else {}, key, tln)
+        routes.append(Destination(name="telegram", telegram=telegram, key=key, line=tln))
     if "slack" in m:
-        key = "destinations.slack"
-        slack = _slack(c, m["slack"], key, c.key_line(m, "slack", line))
-        routes.append(Destination(name="slack", slack=slack, key=key))
+        key, sln = "destinations.slack", c.key_line(m, "slack", line)
+        slack = _slack(c, m["slack"], key, sln)
+        line = c.key_line(m["slack"], "channel", sln) if slack.channel else sln
+        routes.append(Destination(name="slack", slack=slack, key=key, line=line))
     return Destinations(routes=tuple(routes))
 
 
-def _listed(c: _Checker, seq: list[Any], line: int | None, known: Known) -> Destinations:
+def _listed(c: Checker, seq: list[Any], line: int | None, known: Known) -> Destinations:
     routes: list[Destination] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(seq):
@@ -97,21 +97,21 @@ def _listed(c: _Checker, seq: list[Any], line: int | None, known: Known) -> Dest
         kkey, kln = f"{key}.{kind}", c.key_line(m, kind, ln)
         target: Any
         if kind == "telegram":
-            target = _telegram(c, m[kind], kkey, kln)
-            if target is None:
-                raise c.fail("missing required key 'chat_id'", kkey, kln)
+            target = _telegram(c, m[kind] if m[kind] is not None else {}, kkey, kln)
         elif kind == "slack":
             target = _slack(c, m[kind], kkey, kln)
+            if target.channel:  # an app's token is asked for because of its channel
+                kln = c.key_line(m[kind], "channel", kln)
         else:
             c.mapping(m[kind] if m[kind] is not None else {}, kkey, kln, set())
             target = ConsoleConfig()
         filters: dict[str, Any] = {f: _filter(c, m, f, key, ln, known) for f in FILTERS if f in m}
-        routes.append(Destination(name=name, key=key, **{kind: target}, **filters))
+        routes.append(Destination(name=name, key=key, line=kln, **{kind: target}, **filters))
     return Destinations(routes=tuple(routes))
 
 
 def _filter(
-    c: _Checker, m: dict, f: str, key: str, line: int | None, known: Known
+    c: Checker, m: dict, f: str, key: str, line: int | None, known: Known
 ) -> tuple[str, ...]:
     """A filter's names, each one the config defines."""
     fkey, fln = f"{key}.{f}", c.key_line(m, f, line)
@@ -130,11 +130,18 @@ def _filter(
     return given
 
 
-def _telegram(c: _Checker, node: Any, key: str, line: int | None) -> TelegramConfig | None:
-    """A Telegram destination's settings; None when it names no chat."""
+def _telegram(c: Checker, node: Any, key: str, line: int | None) -> TelegramConfig:
+    """A Telegram destination's settings."""
     t = c.mapping(node, key, line, keys(TelegramConfig))
     if "chat_id" not in t:
-        return None
+        # Without a chat there is nothing to send to: say so, rather than drop the section
+        # (and its admins) silently.
+        raise c.fail(
+            "missing required key 'chat_id' (the channel: \"@name\" or -100…); without it "
+            "Telegram is off and admins cannot use commands",
+            key,
+            line,
+        )
 
     def kl(k: str) -> int | None:
         return c.key_line(t, k, line)
@@ -168,7 +175,7 @@ def _telegram(c: _Checker, node: Any, key: str, line: int | None) -> TelegramCon
     return TelegramConfig(chat_id=chat_id, **opts)
 
 
-def _slack(c: _Checker, node: Any, key: str, line: int | None) -> SlackConfig:
+def _slack(c: Checker, node: Any, key: str, line: int | None) -> SlackConfig:
     """``{}``: a webhook (``webhook_env``); with ``channel``: an app (``token_env``;
     ``api_base_url`` only means something then)."""
     s = c.mapping(node if node is not None else {}, key, line, keys(SlackConfig))
@@ -177,7 +184,12 @@ def _slack(c: _Checker, node: Any, key: str, line: int | None) -> SlackConfig:
         return c.key_line(s, k, line)
 
     app = "channel" in s
-    for k, needs in (("api_base_url", True), ("token_env", True), ("webhook_env", False)):
+    for k, needs in (
+        ("api_base_url", True),
+        ("token_env", True),
+        ("webhook_env", False),
+        ("webhook_host", False),
+    ):
         if k in s and needs != app:
             raise c.fail(
                 "only means something with 'channel' (a Slack app; a webhook has no API)"
@@ -198,5 +210,9 @@ def _slack(c: _Checker, node: Any, key: str, line: int | None) -> SlackConfig:
     if "api_base_url" in s:
         opts["api_base_url"] = c.value(
             values.http_url, s["api_base_url"], f"{key}.api_base_url", kl("api_base_url")
+        )
+    if "webhook_host" in s:
+        opts["webhook_host"] = c.value(
+            values.host, s["webhook_host"], f"{key}.webhook_host", kl("webhook_host")
         )
     return SlackConfig(**opts)

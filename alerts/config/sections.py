@@ -4,16 +4,14 @@ one address), and the number check every section uses."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import values
+from .checker import Checker
 from .model import OpsConfig, WebSubConfig, keys, limits
 
-if TYPE_CHECKING:
-    from .load import _Checker
 
-
-def ops_section(c: _Checker, node: Any, line: int | None) -> OpsConfig:
+def ops_section(c: Checker, node: Any, line: int | None) -> OpsConfig:
     if node is None:
         return OpsConfig()
     m = c.mapping(node, "ops", line, keys(OpsConfig))
@@ -25,7 +23,7 @@ def ops_section(c: _Checker, node: Any, line: int | None) -> OpsConfig:
     return OpsConfig(**given)
 
 
-def websub_section(c: _Checker, node: Any, line: int | None) -> WebSubConfig | None:
+def websub_section(c: Checker, node: Any, line: int | None) -> WebSubConfig | None:
     """Absent: WebSub is off."""
     if node is None:
         return None
@@ -42,7 +40,7 @@ def websub_section(c: _Checker, node: Any, line: int | None) -> WebSubConfig | N
     return WebSubConfig(**given)
 
 
-def _listen(c: _Checker, m: dict, section: str, line: int | None, *, empty_ok: bool) -> dict:
+def _listen(c: Checker, m: dict, section: str, line: int | None, *, empty_ok: bool) -> dict:
     """``{"listen": …}`` when the section gives one (null: off, where off is allowed)."""
     if "listen" not in m:
         return {}
@@ -52,7 +50,7 @@ def _listen(c: _Checker, m: dict, section: str, line: int | None, *, empty_ok: b
     return {"listen": c.value(values.listen, raw, f"{section}.listen", at, empty_ok=empty_ok)}
 
 
-def number_field(c: _Checker, cls: type, m: dict, name: str, section: str, line: int | None) -> Any:
+def number_field(c: Checker, cls: type, m: dict, name: str, section: str, line: int | None) -> Any:
     """``m[name]``, for the number field ``name`` of ``cls`` in ``section``: within the limit
     declared beside the field, and whole when the field is an ``int``."""
     limit, kind = limits(cls)[name]

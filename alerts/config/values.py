@@ -91,10 +91,76 @@ def proxy_url(raw: str) -> str:
     return raw
 
 
+# A host name or IPv4 address (letters of any script: an IDN), or an IPv6 address in brackets.
+_HOST = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[\w-]+(\.[\w-]+)*\.?)$")
+
+
 def http_url(raw: str) -> str:
+    """An http(s) URL a request can be made to: a host, a port in range, no spaces."""
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"must be an http:// or https:// URL, got {raw!r}")
+    if any(c.isspace() for c in raw):
+        raise ValueError(f"must not contain spaces (write %20 in a path), got {raw!r}")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ValueError(f"bad port (must be 1 to 65535) in {raw!r}") from None
+    host = parts.netloc.rpartition("@")[2]
+    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if not _HOST.match(host) or parts.port == 0:
+        raise ValueError(f"not a valid host{' or port' if parts.port == 0 else ''} in {raw!r}")
+    return raw
+
+
+def host(raw: str) -> str:
+    """A host, with a port if need be: ``hooks.slack.com``, ``127.0.0.1:8080``."""
+    try:
+        http_url(f"http://{raw}/")
+    except ValueError:
+        raise ValueError(
+            f"must be a host name or address, with :port if need be, got {raw!r}"
+        ) from None
+    if any(c in raw for c in "/?#@"):
+        raise ValueError(f"a host only, no path, got {raw!r}")
+    return raw.lower()
+
+
+def same_url(url: str) -> str:
+    """A key under which two spellings of one URL are equal (scheme and host in any case, a
+    default port, a trailing slash), to find a feed listed twice."""
+    parts = urlsplit(url)
+    port = parts.port
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    netloc = (parts.hostname or "") + (f":{port}" if port and port != default else "")
+    path = parts.path.rstrip("/")
+    return f"{parts.scheme.lower()}://{netloc}{path}?{parts.query}"
+
+
+MAX_TERM_CHARS = 60
+# Letters and digits of any script, spaces and the punctuation real names use.
+_TERM_OK = re.compile(r"^[\w][\w .\-'’&+/()]*$")
+# "H20 - H200": YAML folds an over-indented "- H200" line into the item above it.
+_LIST_SHAPE = re.compile(r"(^|\s)-(\s|$)")
+
+
+def term(raw: str) -> str:
+    """A watchlist term, alias, context or exclude word: what ``config.yaml`` and ``/watch``
+    accept alike."""
+    if "\n" in raw or "\r" in raw:
+        raise ValueError("a term is one line; this one has a line break")
+    if _LIST_SHAPE.search(raw):
+        raise ValueError(
+            f"{raw!r} looks like two list items run together (a '- ' line indented deeper "
+            "than the one above it continues it); give each term its own '- ' line at the "
+            "same indent"
+        )
+    if not any(c.isalnum() for c in raw):
+        raise ValueError(f"a term needs a letter or a digit (it would match nothing), got {raw!r}")
+    if len(raw) > MAX_TERM_CHARS:
+        raise ValueError(f"a term is at most {MAX_TERM_CHARS} characters")
+    if not _TERM_OK.match(raw):
+        raise ValueError(f"a term is letters, digits, spaces and . - ' & + / ( ) only, got {raw!r}")
     return raw
 
 

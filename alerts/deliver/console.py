@@ -13,11 +13,11 @@ from .format import (
     followup_byline,
     followup_summary,
     major_line,
-    matched_line,
     outlet_name,
     report_lines,
     story_line,
     when_text,
+    why_line,
 )
 
 
@@ -32,7 +32,7 @@ def format_text(alert: Alert, *, under_story: bool = False) -> str:
         lines.insert(0, major_line(alert))
     if alert.link:
         lines.append(f"   {alert.link}")
-    lines.append(f"   matched: {matched_line(alert)}")
+    lines.append(f"   why: {why_line(alert)}")
     if story_line(alert):
         lines.append(f"   {story_line(alert, names=4)}")
         lines.extend(f"     {line}" for line in report_lines(alert))

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from ..config import LEARNED_RULE
 from ..match import second_opinion
-from ..types import Alert
+from ..types import Alert, Match
 
 TELEGRAM_LIMIT = 4096
 TITLE_MAX = 600
@@ -45,25 +45,6 @@ def cut_text(text: str, max_units: int) -> str:
 
 def when_text(alert: Alert) -> str:
     return alert.published.strftime("%d %b %Y %H:%M UTC") if alert.published else "undated"
-
-
-def matched_items(alert: Alert) -> list[str]:
-    """Plain ``term (category)`` pieces, with the headline's own text and the kind when they differ
-    from a plain exact match: ``Nvidia (companies, fuzzy "Nvida")``. A term that several
-    categories share ("China" as a government and as a party to trade) is named once."""
-    parts, named = [], set()
-    for m in alert.matches:
-        if m.term.casefold() in named:
-            continue
-        named.add(m.term.casefold())
-        extra: list[str] = []
-        if m.kind != "exact":
-            extra.append(m.kind)
-        if m.text.casefold() != m.term.casefold():
-            extra.append(f'"{m.text}"')
-        detail = ", ".join([m.category, *extra])
-        parts.append(f"{m.term} ({detail})")
-    return parts
 
 
 def outlet_name(alert: Alert) -> str:
@@ -158,16 +139,95 @@ def major_line(alert: Alert) -> str:
     return f"🔥 MAJOR STORY · {len(alert.sources)} sources" if alert.major else ""
 
 
-def matched_line(alert: Alert) -> str:
-    # A learned alert says its score and the words that weighed most (rescored: not stored).
-    names = [
-        second_opinion(alert.title, alert.summary, {m.category for m in alert.matches}).explain()
-        if rule == LEARNED_RULE
-        else rule
-        for rule in alert.rules
-    ]
-    rules = f"rule {', '.join(names)}" if names else "no rule"
-    return " · ".join([*matched_items(alert), rules])
+# --- the short why -----------------------------------------------------------------------
+#
+# An alert says in a few words why it matched, from the watchlist terms (never category ids),
+# each named once, in the order a person reads a trade story: what (the chip, else the
+# company), the action or policy, then where (the party of concern). ``/why`` and ``match``
+# give the full explanation. The categories' roles are the shipped config's names; a category
+# of a config of one's own is read as an action.
+
+WHAT = ("chips", "companies", "chip_buyers")  # in this order: a chip says most
+WHERE = ("china_parties", "jurisdictions", "governments")  # the party of concern first
+TRADE_VERBS = ("trade_actions",)  # sell, ship, buy: named when no policy term is
+WHY_WHAT_MAX = 2
+WHY_ACTION_MAX = 1
+WHY_MAX = 80  # characters; a why line never outgrows a headline
+
+
+def _generic(term: str) -> bool:
+    """A chip word rather than a chip ("chips", "AI chip", "semiconductors"), or "government":
+    named only when nothing more specific matched."""
+    words = term.casefold().split()
+    return not any(c.isdigit() for c in term) and (
+        term[:1].islower() or any(w.startswith("chip") for w in words)
+    )
+
+
+def _reading_order(alert: Alert) -> list[Match]:
+    """The matches, the title's first, each field's in the order its words come."""
+
+    def key(m: Match) -> tuple[int, int, float]:
+        text = alert.title if m.field == "title" else alert.summary
+        at = text.find(m.text)
+        return (m.field != "title", at if at >= 0 else len(text), -m.score)
+
+    return sorted(alert.matches, key=key)
+
+
+def _pick(matches: list[Match], categories: Sequence[str], n: int, named: set[str]) -> list[str]:
+    """Up to ``n`` terms of the first of ``categories`` (in order) that has a specific one,
+    else generic ones; the title's before the summary's, none already ``named``."""
+    for generic in (False, True):
+        for category in categories:
+            found = [
+                m.term
+                for m in matches
+                if m.category == category
+                and _generic(m.term) == generic
+                and m.term.casefold() not in named
+            ]
+            found = list(dict.fromkeys(found))[:n]
+            if found:
+                named.update(t.casefold() for t in found)
+                return found
+    return []
+
+
+def why_parts(alert: Alert) -> list[str]:
+    """The short why: ``["H20", "ban", "China"]``, and for an alert the learned opinion made,
+    its score and the phrase that weighed most (``learned 0.91: "tightens the noose"``)."""
+    ordered = _reading_order(alert)
+    titled = [m for m in ordered if m.field == "title"] or ordered
+    named: set[str] = set()
+    what = _pick(titled, WHAT, WHY_WHAT_MAX, named) or _pick(ordered, WHAT, WHY_WHAT_MAX, named)
+    actions = [m for m in ordered if m.category not in WHAT and m.category not in WHERE]
+    titled_actions = [m for m in actions if m.field == "title"] or actions
+    # a policy term says more than the trade verb beside it ("ban" before "ship")
+    titled_actions.sort(key=lambda m: m.category in TRADE_VERBS)
+    fresh = dict.fromkeys(m.term for m in titled_actions if m.term.casefold() not in named)
+    action = list(fresh)[:WHY_ACTION_MAX]
+    named.update(t.casefold() for t in action)
+    where = _pick(titled, WHERE, 1, named) or _pick(ordered, WHERE, 1, named)
+    # "sales to China" already says where, "AI chip rules" what
+    said = set(" ".join(action).casefold().split())
+    what = [w for w in what if not set(w.casefold().split()) <= said] if action else what
+    where = [w for w in where if not set(w.casefold().split()) <= said]
+    parts = [*what, *action, *where]
+    if LEARNED_RULE in alert.rules:
+        opinion = second_opinion(alert.title, alert.summary, {m.category for m in alert.matches})
+        top = f": {_quoted(opinion.weighed[0][0])}" if opinion.weighed else ""
+        parts.append(f"learned {opinion.score:.2f}{top}")
+    return parts or [f"rule {', '.join(alert.rules)}"]
+
+
+def _quoted(phrase: str) -> str:
+    return f'"{phrase}"'
+
+
+def why_line(alert: Alert, *, width: int = WHY_MAX) -> str:
+    """``H20 · ban · China``: why the alert matched, in a few words (see ``why_parts``)."""
+    return cut_text(" · ".join(why_parts(alert)), width)
 
 
 def _web_link(url: str) -> str | None:
@@ -223,7 +283,7 @@ def telegram_html(alert: Alert, *, limit: int = TELEGRAM_LIMIT, replying: bool =
     title = cut_text(alert.title, TITLE_MAX)
     head_html = f"<b>{_link_html(alert, title)}</b>"
     meta = f"{outlet_name(alert)} · {when_text(alert)}"
-    matched = "🎯 " + cut_text(matched_line(alert), 800)
+    matched = "🎯 " + why_line(alert)
     plain = [title, meta, matched]
     html_parts = [head_html, _esc(meta), _esc(matched)]
     if story_line(alert):
@@ -279,8 +339,7 @@ def _digest_tail(alert: Alert, *, under: bool, width: int) -> str:
         return f" — {outlet_name(alert)}"
     if alert.thread_of is not None:
         return f" — {outlet_name(alert)} · {follow_up_to(alert)}"
-    terms = ", ".join(dict.fromkeys(m.term for m in alert.matches))
-    return f" — {outlet_name(alert)} · {cut_text(terms, width)}"
+    return f" — {outlet_name(alert)} · {why_line(alert, width=width)}"
 
 
 def _digest_lead(number: int | None, alert: Alert) -> str:
@@ -356,7 +415,7 @@ def slack_payload(alert: Alert, *, replying: bool = False) -> dict:
     title = cut_text(alert.title, TITLE_MAX)
     head = f"*{_slack_link(alert, title)}*"
     meta = slack_escape(f"{outlet_name(alert)} · {when_text(alert)}")
-    matched = slack_escape("🎯 " + cut_text(matched_line(alert), 800))
+    matched = slack_escape("🎯 " + why_line(alert))
     body = "\n".join([head, meta, matched])
     if story_line(alert):
         body += "\n" + slack_escape("📣 " + story_line(alert, names=4))

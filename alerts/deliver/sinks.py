@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from ..config import Config, Destination
-from ..errors import ConfigError
+from ..config.environment import secret
 from . import Sink
 from .console import ConsoleSink
 from .telegram import TelegramClient
-
-
-def _secret(name: str, config: Config, key: str) -> str:
-    """The environment variable ``name``, which the destination at ``key`` needs."""
-    value = os.environ.get(name, "").strip()
-    if not value:
-        raise ConfigError(
-            f"{key} is configured, but the environment variable {name} is not set",
-            file=str(config.path),
-            key=key,
-        )
-    return value
 
 
 def build_sinks(config: Config, *, telegram: TelegramClient | None = None) -> list[Sink]:
@@ -41,7 +27,7 @@ def _sink(
         from .telegram import TelegramSink
 
         t = dest.telegram
-        token = _secret(t.token_env, config, dest.key)
+        token = secret(config, dest)
         bot = (token, t.api_base_url)
         same_client = telegram is not None and (telegram.token, telegram.base_url) == bot
         # Chats of one bot share its Bot and its 30-a-second budget (the first sink owns them).
@@ -64,10 +50,10 @@ def _sink(
 
         s = dest.slack
         if s.channel:  # a Slack app: posts, edits, threads
-            token = _secret(s.token_env, config, f"{dest.key}.channel")
+            token = secret(config, dest)
             return SlackAppSink(
                 token=token, channel=s.channel, base_url=s.api_base_url, name=dest.name
             )
         # an incoming webhook: one post per alert
-        return SlackSink(webhook_url=_secret(s.webhook_env, config, dest.key), name=dest.name)
+        return SlackSink(webhook_url=secret(config, dest), name=dest.name)
     return ConsoleSink(name=dest.name)

@@ -61,9 +61,14 @@ async def run_cycle(
 async def _run_cycle(
     feeds: Sequence[FeedConfig], ctx: PollContext, pushed: Mapping[str, FetchResult]
 ) -> CycleReport:
-    planned = await asyncio.gather(
-        *(_guarded(f, ctx, _planned(f, ctx, pushed.get(f.name))) for f in feeds)
-    )
+    async def plan(feed: FeedConfig) -> FeedPlan | FeedOutcome:
+        try:
+            return await _guarded(feed, ctx, _planned(feed, ctx, pushed.get(feed.name)))
+        finally:
+            if ctx.on_feed_done is not None:
+                ctx.on_feed_done()
+
+    planned = await asyncio.gather(*(plan(f) for f in feeds))
     plans = [p for p in planned if isinstance(p, FeedPlan)]
     placing: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
     if ctx.coordinator is not None and any(p.items for p in plans):

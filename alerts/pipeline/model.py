@@ -4,7 +4,7 @@ the plan, and each feed's outcome."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -89,6 +89,8 @@ class PollContext:
     respect_schedule: bool = False
     # several instances on one database: claim each feed, and place stories under a lock
     coordinator: Coordinator | None = None
+    # called as each feed's fetch and decision are done (``once``'s progress line)
+    on_feed_done: Callable[[], object] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

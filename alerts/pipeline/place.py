@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from ..logs import event
+from ..outlets import outlet_name
 from ..stories import FOLLOW, JOIN, NEW, Clusterer, outlet_of
 from ..types import NewItem
 from .model import FeedPlan
@@ -36,15 +37,15 @@ def place_in_order(
             if n.canonical_link in links:
                 n = replace(n, result=None)  # the same article from another feed: seen, silent
             links.add(n.canonical_link)
-        done[(k, j)] = _placed(n, clusterer, now=now)
+        done[(k, j)] = _placed(n, clusterer, now=now, feed_url=ready[k].feed.url)
     return {id(p): tuple(done[(k, j)] for j in range(len(p.items))) for k, p in enumerate(ready)}
 
 
-def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime) -> NewItem:
+def _placed(new: NewItem, clusterer: Clusterer | None, *, now: datetime, feed_url: str) -> NewItem:
     """Cluster an alerting item: it starts a story, or joins one instead of alerting."""
     item = new.item
     outlet = outlet_of(source=item.source, link=item.link, feed=item.feed)
-    name = item.source.strip() or item.feed
+    name = outlet_name(outlet, source=item.source, feed=item.feed, feed_url=feed_url)
     new = replace(new, outlet=outlet, source_name=name)
     if clusterer is None:
         return new

@@ -34,7 +34,7 @@ from .health import HealthFacts, HealthStore, read_health_facts
 from .items import ItemsStore, stored_items
 from .operator import OperatorStore
 from .outbox import OutboxStore
-from .schema import MIGRATIONS, SCHEMA_VERSION, _iso, migrate
+from .schema import MIGRATIONS, SCHEMA_VERSION, _iso, migrate, read_only
 from .shared import SharedStore
 from .stories import StoriesStore
 from .websub import WebSubStore
@@ -45,6 +45,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "Store",
+    "copy_database",
     "open_store",
     "read_health_facts",
     "stored_items",
@@ -114,6 +115,23 @@ def open_store(path: Path | str | None) -> Store:
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open database: {exc}") from exc
     return Store(db, Path(path) if path else None)
+
+
+def copy_database(source: Path, target: Path) -> None:
+    """A consistent copy of the SQLite file ``source`` (read-only: the running bot's WAL
+    included) at ``target``, for a dry run to work on; none when ``source`` does not exist."""
+    if not source.exists():
+        return
+    try:
+        with read_only(source) as db:
+            assert isinstance(db, sqlite3.Connection)
+            copy = sqlite3.connect(target)
+            try:
+                db.backup(copy)
+            finally:
+                copy.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{source}: cannot read database: {exc}") from exc
 
 
 def _enable_wal(db: sqlite_utils.Database, *, patience: float = 10.0) -> None:

@@ -124,6 +124,12 @@ class FakeSlack(LoopbackServer):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{self.path}"
 
+    @property
+    def destination(self) -> str:
+        """``destinations.slack`` for a config that posts here (its host stands in for
+        hooks.slack.com)."""
+        return f'{{webhook_host: "127.0.0.1:{self.port}"}}'
+
     # ---- controls ----
 
     def fail_next(

@@ -361,6 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     files = args.files or [p for p in (BUSY, DEV) if p.exists()]
+    options = dict(
+        step=args.step,
+        aggregator=args.aggregator,
+        any_subject=args.any_subject,
+        real_dates=args.real_dates,
+        rules_alone=args.rules_alone,
+        follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
+    )
     if args.sweep:
         print(
             f"{'file':20} {'threshold':>9} {'wrong':>5} {'silent':>6} {'threads':>7} "
@@ -368,16 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for path in files:
             for t in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
-                r = evaluate(
-                    path,
-                    threshold=t,
-                    step=args.step,
-                    aggregator=args.aggregator,
-                    any_subject=args.any_subject,
-                    real_dates=args.real_dates,
-                    rules_alone=args.rules_alone,
-                    follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
-                )
+                r = evaluate(path, threshold=t, **options)
                 print(
                     f"{r['file']:20} {t:9.2f} {len(r['wrong_joins']):5d} "
                     f"{len(r['silent']):6d} {len(r['wrong_threads']):7d} "
@@ -386,17 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
         return 0
     for path in files:
-        r = evaluate(
-            path,
-            threshold=args.threshold,
-            step=args.step,
-            aggregator=args.aggregator,
-            show=args.show,
-            any_subject=args.any_subject,
-            real_dates=args.real_dates,
-            rules_alone=args.rules_alone,
-            follow_up=FOLLOW_UP_LEVELS[args.follow_ups],
-        )
+        r = evaluate(path, threshold=args.threshold, show=args.show, **options)
         print(report(r))
     return 0
 

@@ -301,10 +301,12 @@ def test_the_routing_docs_example_loads_and_routes_as_written(tmp_path):
     )
 
 
-def test_the_readme_config_reference_keeps_its_destination_names(tmp_path):
-    """The README's configuration block, in the mapping form: one destination each, named as
-    before."""
-    block = next(b for b in _yaml_blocks(ROOT / "README.md") if "\ndestinations:" in b)
+def test_the_config_reference_keeps_its_destination_names(tmp_path):
+    """The config reference's block (docs/configuration.md), in the mapping form: one
+    destination each, named as before."""
+    block = next(
+        b for b in _yaml_blocks(ROOT / "docs" / "configuration.md") if "\ndestinations:" in b
+    )
     section = "destinations:" + block.split("\ndestinations:", 1)[1].split("\nstories:", 1)[0]
     config = _parsed(tmp_path, FEEDS_TEXT + WATCH + section + "\n")
     assert config.destinations.names() == ("telegram", "slack")

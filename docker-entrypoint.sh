@@ -33,7 +33,9 @@ done
 
 if [ "$command" = run ] && [ -z "$given" ]; then
     status=0
-    "$python" "$app/bot.py" check-config --config "$config" >/dev/null || status=$?
+    # --offline: the file only. A secret problem is run's to report (a missing or malformed
+    # one stops it with exit 2 too; one set for no destination is only a warning there).
+    "$python" "$app/bot.py" check-config --offline --config "$config" >/dev/null || status=$?
     if [ "$status" -eq 2 ]; then  # check-config printed "config error: file:line: key: …"
         echo "chipwatch: not starting: $config is invalid (the line above says where);" \
             "exit 2: fix the file on the data volume, then start again" >&2

@@ -168,3 +168,28 @@ def test_the_dockerfile_is_the_layout_simulated_here():
     assert 'VOLUME ["/data"]' in lines and "USER chipwatch" in lines
     assert "    CHIPWATCH_CONFIG=/data/config.yaml \\" in lines
     assert os.access(ROOT / "docker-entrypoint.sh", os.X_OK)
+
+
+@pytest.mark.system
+def test_a_token_set_for_no_destination_is_run_s_warning_not_the_images_refusal(tmp_path):
+    """The README's first `docker run … -e TELEGRAM_BOT_TOKEN=…` on the shipped config (no
+    destination yet): the image's pre-check takes the file only, so the bot starts and says
+    the token is unused, rather than stopping with exit 2 before you could copy your config in."""
+    app = _image(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    token = "123456789:AA" + "x" * 33
+    env = _env(data, TELEGRAM_BOT_TOKEN=token)
+    entrypoint = ["sh", str(app / "docker-entrypoint.sh"), "run"]
+    bot = RunningBot(
+        None, tmp_path / "run.log", env, argv=[*_without_root_overrides(), *entrypoint], cwd=app
+    )
+    try:
+        _wait(
+            lambda: "bot_running" in bot.text(), f"the bot to start ({bot.text()})", proc=bot.proc
+        )
+    finally:
+        bot.stop()
+    assert bot.proc.returncode == 0, bot.text()
+    assert "secret_unused" in bot.text() and "not starting" not in bot.text()
+    assert token not in bot.text()

@@ -224,3 +224,24 @@ def test_entities_are_not_expanded_and_nothing_is_fetched(config, tmp_path):
     with pytest.raises(OpmlError) as caught:
         read_opml(opml.read_bytes())
     assert "external entity" in str(caught.value) and "TOP-SECRET" not in str(caught.value)
+
+
+def test_a_url_spelled_with_its_default_port_or_a_slash_is_already_present(config, tmp_path):
+    """Import finds a feed listed twice as the config does: the dry run and the import agree."""
+    opml = tmp_path / "ports.opml"
+    opml.write_text(
+        '<opml version="2.0"><body>'
+        '<outline text="Ars again" xmlUrl="https://FEEDS.arstechnica.com:443/arstechnica/index/"/>'
+        '<outline text="New" xmlUrl="https://new.example/rss"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    dry = _import(config, opml, "--dry-run")
+    ran = _import(config, opml)
+    for out in (dry, ran):
+        assert out.returncode == 0, out.stderr
+        assert "1 already present" in out.stdout and "- Ars again: already present" in out.stdout
+    assert [u for _, u in _feeds(config)] == [
+        "https://feeds.arstechnica.com/arstechnica/index",
+        "https://new.example/rss",
+    ]

@@ -4,6 +4,7 @@ mapping form, feed tags in rules, per-destination secrets, check-config's routes
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from alerts.cli import main
 from alerts.config import load_config, parse_config
 from alerts.deliver.sinks import build_sinks
 from alerts.errors import ConfigError
+from alerts.logs import RedactingFilter
 from alerts.match import compile_matcher
 from tests.support import ROOT
 from tests.test_routing import MAIN_TOKEN, SALES_TOKEN, WATCH
@@ -311,3 +313,24 @@ def test_the_config_reference_keeps_its_destination_names(tmp_path):
     config = _parsed(tmp_path, FEEDS_TEXT + WATCH + section + "\n")
     assert config.destinations.names() == ("telegram", "slack")
     assert not any(d.filtered for d in config.destinations.all)
+
+
+def test_a_secret_read_from_a_variable_of_its_own_never_reaches_a_log_line(tmp_path, monkeypatch):
+    """A webhook on a host of its own, read from a webhook_env the admin named, has neither a
+    known variable name nor a known shape: it is redacted because a destination read it."""
+    hook = "http://hooks.internal:8080/services/T0/B0/s3cretHookPart"
+    text = (
+        FEEDS_TEXT
+        + WATCH
+        + "destinations:\n"
+        + "  - name: ops\n"
+        + "    slack: {webhook_env: OPS_HOOK, webhook_host: 'hooks.internal:8080'}\n"
+    )
+    config = _parsed(tmp_path, text)
+    monkeypatch.setenv("OPS_HOOK", hook)
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "POST %s", (hook,), None)
+    assert RedactingFilter().filter(record) and hook in record.getMessage()  # not yet read
+    build_sinks(config)
+    record = logging.LogRecord("httpx", logging.INFO, __file__, 1, "POST %s", (hook,), None)
+    RedactingFilter().filter(record)
+    assert "s3cretHookPart" not in record.getMessage() and "[REDACTED]" in record.getMessage()

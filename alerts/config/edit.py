@@ -14,7 +14,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
@@ -128,15 +128,6 @@ class FeedsAdded:
     skipped: tuple[tuple[str, str, str], ...]  # (name, url, why)
 
 
-def _url_key(url: str) -> str:
-    """A feed URL as compared for "already present": scheme and host in any case, no
-    trailing slash."""
-    parts = urlsplit(url.strip())
-    return urlunsplit(
-        (parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, "")
-    )
-
-
 def add_feeds(path: Path, feeds: Sequence[tuple[str, str]], *, write: bool = True) -> FeedsAdded:
     """Append feeds (name, URL) to the config, keeping its comments; a feed whose URL is there
     already (or earlier in ``feeds``) is skipped, and a name taken by another feed gets its
@@ -145,7 +136,7 @@ def add_feeds(path: Path, feeds: Sequence[tuple[str, str]], *, write: bool = Tru
     if doc.get("feeds") is None:
         doc["feeds"] = CommentedSeq()
     entries = doc["feeds"]
-    urls = {_url_key(str(e.get("url", ""))) for e in entries if isinstance(e, dict)}
+    urls = {values.same_url(str(e.get("url", ""))) for e in entries if isinstance(e, dict)}
     names = {str(e.get("name", "")).casefold() for e in entries if isinstance(e, dict)}
     added: list[str] = []
     skipped: list[tuple[str, str, str]] = []
@@ -156,12 +147,12 @@ def add_feeds(path: Path, feeds: Sequence[tuple[str, str]], *, write: bool = Tru
         except ValueError as exc:
             skipped.append((raw_name, url, str(exc)))
             continue
-        if _url_key(url) in urls:
+        if values.same_url(url) in urls:
             skipped.append((raw_name, url, "already present"))
             continue
         name = _free_name(" ".join(raw_name.split()) or urlsplit(url).netloc, url, names)
         entries.append(CommentedMap([("name", name), ("url", url)]))
-        urls.add(_url_key(url))
+        urls.add(values.same_url(url))
         names.add(name.casefold())
         added.append(name)
     if added and write:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
-from ..logs import SLACK_TOKEN_SHAPE, TELEGRAM_TOKEN_SHAPE
+from ..logs import SLACK_TOKEN_SHAPE, TELEGRAM_TOKEN_SHAPE, add_secret
 from .model import (
     SLACK_TOKEN_ENV,
     SLACK_WEBHOOK_ENV,
@@ -100,6 +100,9 @@ def secret(
     if problem:
         line = destination.line or config.line(need.key)
         raise ConfigError(problem, file=str(config.path), line=line, key=need.key)
+    # Redacted from every log line from now on, whatever its variable is called and whatever
+    # its shape (a webhook on its own host, read from a webhook_env of the admin's choosing).
+    add_secret(value)
     return value
 
 

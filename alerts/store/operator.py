@@ -73,8 +73,9 @@ class OperatorStore:
     ) -> tuple[int, int]:
         """The subscriber cannot be written to (blocked the bot, account deleted): suspend
         their subscriptions and reject what waits for their chat, with the reason, in one
-        transaction. Returns (subscriptions suspended, alerts rejected); (0, 0) when they
-        were suspended already."""
+        transaction. Returns (subscriptions suspended, alerts rejected); suspending again
+        suspends nothing more, and rejects what was queued for them since (another instance
+        may have queued it from subscriptions it read before the first suspension)."""
         with self.db.atomic():
             suspended = self.db.execute(
                 "UPDATE subscriptions SET suspended_at = ?, suspended_reason = ? "

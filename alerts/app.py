@@ -42,6 +42,7 @@ from .scheduler import (
 from .store import Store, copy_database, open_store
 from .stories import Clusterer
 from .types import utcnow
+from .websub import Subscriber, SubscriptionCollector, callback_routes, start_callback
 
 log = logging.getLogger("chipwatch")
 
@@ -50,6 +51,7 @@ EXIT_OK = 0
 
 PRUNE_EVERY_SECONDS = 6 * 3600
 RELOAD_CHECK_SECONDS = 2.0
+WEBSUB_EVERY_SECONDS = 10.0  # subscribe to hubs polls found, renew leases, retry
 
 
 def prune(store: Store, config: Config) -> None:
@@ -225,6 +227,17 @@ async def _run_once(
 # --- run ----------------------------------------------------------------------------------
 
 
+async def _deliver_on_push(runtime: Runtime) -> None:
+    """A push that queued alerts delivers them at once, not at the next delivery tick."""
+    while True:
+        await runtime.deliver_soon.wait()
+        runtime.deliver_soon.clear()
+        try:
+            await runtime.deliver()
+        except Exception:  # the delivery tick retries
+            log.exception("deliver_on_push_failed")
+
+
 async def run_forever(
     config: Config,
     *,
@@ -234,11 +247,12 @@ async def run_forever(
     deliver_every: float = DELIVER_EVERY_SECONDS,
     commands_retry: float = RETRY_FIRST_SECONDS,
     stop_grace: float = STOP_GRACE_SECONDS,
+    websub_every: float = WEBSUB_EVERY_SECONDS,
 ) -> int:
     """Poll on schedule, deliver, answer bot commands and follow config edits, until
     SIGINT/SIGTERM (or ``stop`` is set): then polls in flight are cancelled and a delivery in
-    flight gets ``stop_grace`` seconds. The timings are the scheduler's and the command
-    poller's first retry (tests shorten them)."""
+    flight gets ``stop_grace`` seconds. The timings are the scheduler's, the command
+    poller's first retry and the WebSub subscriber's round (tests shorten them)."""
     stop = stop or asyncio.Event()
     warn_unused_secrets(config)
     with DatabaseLock(config.database, command="run"):
@@ -250,6 +264,7 @@ async def run_forever(
             deliver_every=deliver_every,
             commands_retry=commands_retry,
             stop_grace=stop_grace,
+            websub_every=websub_every,
         )
 
 
@@ -262,6 +277,7 @@ async def _run_forever(
     deliver_every: float,
     commands_retry: float,
     stop_grace: float,
+    websub_every: float,
 ) -> int:
     _on_termination(stop.set)
     store: Store = open_store(config.database)
@@ -344,7 +360,17 @@ async def _run_forever(
         scheduler.every(HEARTBEAT_SECONDS, heartbeat, name="heartbeat")
         # Telegram allows one getUpdates poller per token: the others wait for the lead.
         scheduler.every(LEADER_CHECK_SECONDS, lead, name="leader")
-    ops = await start_ops(runtime, check)
+    websub = config.websub
+    callback = callback_routes(runtime, websub) if websub is not None else None
+    shared = websub is not None and websub.address == config.ops.address
+    ops = await start_ops(runtime, check, also=callback if shared else None)
+    hub_calls = await start_callback(runtime, callback) if callback and not shared else None
+    pushes: asyncio.Task | None = None
+    if websub is not None:
+        runtime.metrics.add_collector(SubscriptionCollector(store))
+        scheduler.every(websub_every, Subscriber(runtime, websub).maintain, name="websub")
+        pushes = asyncio.create_task(_deliver_on_push(runtime), name="deliver-on-push")
+    callback_at = hub_calls.address if hub_calls else ops.address if shared and ops else "off"
     event(
         log,
         "bot_running",
@@ -353,19 +379,25 @@ async def _run_forever(
         database=config.database,
         commands=runtime.commands,
         ops=ops.address if ops else "off",
+        websub=callback_at if websub else None,
         instance=coordinator.id if coordinator else None,
     )
     try:
         await stop.wait()
         event(log, "shutdown_requested")
-        if ops is not None:
-            await ops.aclose()
-            ops = None
+        for server in (ops, hub_calls):
+            if server is not None:
+                await server.aclose()
+        ops = hub_calls = None
         runtime.deliverer.stop.set()
         await scheduler.stop(grace_seconds=stop_grace)
     finally:
-        if ops is not None:
-            await ops.aclose()
+        for server in (ops, hub_calls):
+            if server is not None:
+                await server.aclose()
+        if pushes is not None:
+            pushes.cancel()
+            await asyncio.gather(pushes, return_exceptions=True)
         if starting is not None:
             starting.cancel()
             await asyncio.gather(starting, return_exceptions=True)

@@ -13,6 +13,8 @@ none of this: ``Coordinator.for_store`` gives ``None`` there.
   per-alert) claims keep one pacing budget and the outbox order per channel.
 - **Commands**: the holder of another advisory lock answers them (Telegram allows one
   ``getUpdates`` poller per token); the others try again every few seconds.
+- **WebSub**: the holder of a third advisory lock subscribes to hubs and renews leases (the
+  hub's calls may reach any instance: they read the shared subscriptions).
 - **Heartbeat**: each instance records itself and its watchlist hash, and warns when another
   one runs a different watchlist.
 """
@@ -40,6 +42,7 @@ log = logging.getLogger("chipwatch.coordinate")
 
 PLACEMENT_LOCK = 0x63770003
 COMMANDS_LOCK = 0x63770004
+WEBSUB_LOCK = 0x63770005
 DESTINATION_LOCKS = 0x6377  # the first key of the two-key locks, one per destination
 HEARTBEAT_SECONDS = 10.0
 LEADER_CHECK_SECONDS = 5.0
@@ -69,6 +72,7 @@ class Coordinator:
         self.command = command
         self.started_at = utcnow()
         self.leader = False  # answers commands
+        self.websub = False  # subscribes to WebSub hubs and renews the leases
         self._destinations: set[str] = set()
         self._warned: set[tuple[str, str, str]] = set()
         self._placing = asyncio.Lock()
@@ -143,11 +147,20 @@ class Coordinator:
 
     def lead(self) -> bool:
         """Whether this instance answers commands (taking the lead when nobody holds it)."""
-        if not self.leader and self._try_lock(COMMANDS_LOCK):
-            self.leader = True
-            event(log, "leader_elected", instance=self.id, role="commands")
+        return self._lead("leader", COMMANDS_LOCK, "commands")
+
+    def lead_websub(self) -> bool:
+        """Whether this instance subscribes to hubs (taking the role when nobody holds it)."""
+        return self._lead("websub", WEBSUB_LOCK, "websub")
+
+    def _lead(self, attribute: str, key: int, role: str) -> bool:
+        """A role one instance holds at a time, by its advisory lock: ours already, or taken
+        now because no live instance holds it."""
+        if not getattr(self, attribute) and self._try_lock(key):
+            setattr(self, attribute, True)
+            event(log, "leader_elected", instance=self.id, role=role)
             self._roles_changed()
-        return self.leader
+        return bool(getattr(self, attribute))
 
     def _roles_changed(self) -> None:
         """Shown at once (``status``), not at the next heartbeat."""
@@ -157,10 +170,13 @@ class Coordinator:
         return self.store.try_lock(key)
 
     def roles(self) -> list[str]:
-        """What this instance does besides polling: ``commands``, ``deliver:<destination>``."""
-        return (["commands"] if self.leader else []) + [
-            f"deliver:{d}" for d in sorted(self._destinations)
-        ]
+        """What this instance does besides polling: ``commands``, ``websub``,
+        ``deliver:<destination>``."""
+        return (
+            (["commands"] if self.leader else [])
+            + (["websub"] if self.websub else [])
+            + [f"deliver:{d}" for d in sorted(self._destinations)]
+        )
 
     # --- heartbeat ------------------------------------------------------------------------
 
@@ -197,7 +213,7 @@ class Coordinator:
 
     def close(self) -> None:
         """Give up every lock and lease at once (a clean stop hands over without waiting)."""
-        self.leader = False
+        self.leader = self.websub = False
         self._destinations.clear()
         try:
             self.store.unlock_all()

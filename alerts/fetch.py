@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -76,6 +76,9 @@ class FetchResult:
     # Whole seconds the request waited for a free slot (``concurrency``, per host) before it
     # went out: the poll happened that much after its tick.
     queued: float = 0.0
+    # WebSub discovery from ``Link:`` headers (absolute URLs): the hubs, and the topic (self)
+    hubs: tuple[str, ...] = ()
+    self_link: str | None = None
 
 
 class _TooLarge(Exception):
@@ -166,6 +169,24 @@ def _max_age(cache_control: str | None) -> float | None:
         return None
     m = _MAX_AGE_RE.search(cache_control)
     return float(m.group(1)) if m else None
+
+
+_LINK = re.compile(r"<([^>]*)>((?:\s*;\s*[^;,]+)*)")
+_REL = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;"]+))""", re.IGNORECASE)
+
+
+def links(values: list[str], base: str) -> list[tuple[str, str]]:
+    """(absolute URL, rel) for each relation of each ``Link:`` header value (RFC 8288); a
+    link with several relations (``rel="hub self"``) gives one pair per relation."""
+    found = []
+    for value in values:
+        for m in _LINK.finditer(value):
+            rel = _REL.search(m.group(2))
+            if rel is None:
+                continue
+            url = urljoin(base, m.group(1).strip())
+            found += [(url, r.lower()) for r in (rel.group(1) or rel.group(2)).split()]
+    return found
 
 
 def host_of(url: str) -> str:
@@ -289,11 +310,14 @@ class Fetcher:
                         r.status_code in _PERMANENT for r in response.history
                     ):
                         moved_to = final_url
+                    related = links(response.headers.get_list("link"), final_url)
                     common = dict(
                         http_status=response.status_code,
                         final_url=final_url,
                         moved_to=moved_to,
                         max_age=_max_age(response.headers.get("cache-control")),
+                        hubs=tuple(u for u, rel in related if rel == "hub"),
+                        self_link=next((u for u, rel in related if rel == "self"), None),
                     )
                     if response.status_code == 304:
                         await response.aread()  # empty: reading it lets the connection be reused
@@ -347,6 +371,23 @@ class Fetcher:
             return result("error", error=f"network: {type(exc).__name__}: {exc}")
         except Exception as exc:  # noqa: BLE001 - e.g. brotli.error; still this feed's problem
             return result("error", error=f"fetch: {type(exc).__name__}: {exc}")
+
+    async def post_form(
+        self, url: str, fields: dict[str, str], *, proxy: str | None = None
+    ) -> tuple[int | None, str]:
+        """POST a form (a WebSub hub request), through ``proxy`` when given, within
+        ``timeout_seconds``: (HTTP status, the body's start), or (None, why it failed). 307 and
+        308 redirects are followed with the POST, as a hub may move."""
+        try:
+            async with asyncio.timeout(self.poll.timeout_seconds):
+                response = await self._client_for(proxy).post(
+                    url, data=fields, headers={"Accept": "*/*"}
+                )
+                return response.status_code, response.text[:200]
+        except TimeoutError:
+            return None, f"timeout: no answer within {self.poll.timeout_seconds:g}s"
+        except httpx.HTTPError as exc:
+            return None, redact_credentials(f"{type(exc).__name__}: {exc}")
 
     async def _read(self, response: httpx.Response) -> bytes:
         limit = self.poll.max_bytes

@@ -75,6 +75,21 @@ class Metrics:
         self.reloads = Counter(
             "chipwatch_config_reloads", "Config file reloads by result.", ["result"], registry=r
         )
+        self.websub_pushes = Counter(
+            "chipwatch_websub_pushes",
+            "Content WebSub hubs pushed, by result: accepted (signature valid, its items "
+            "went through the pipeline), rejected (signature missing or wrong: ignored), "
+            "gone (no such subscription), failed (not processed; the hub retries).",
+            ["result"],
+            registry=r,
+        )
+        self.websub_requests = Counter(
+            "chipwatch_websub_requests",
+            "Requests to WebSub hubs by mode (subscribe, unsubscribe) and result (accepted, "
+            "failed), and the hubs' verifications by mode and result (verified, refused).",
+            ["mode", "result"],
+            registry=r,
+        )
         build = Info("chipwatch_build", "The running chipwatch.", registry=r)
         build.info({"version": __version__, "python": platform.python_version()})
         for status in ("ok", "not_modified", "unchanged", "error", "disabled", "skipped"):
@@ -83,6 +98,8 @@ class Metrics:
             self.story_reports.labels(placement)
         for result in ("applied", "invalid"):
             self.reloads.labels(result)
+        for result in ("accepted", "rejected", "gone", "failed"):
+            self.websub_pushes.labels(result)
 
     def poll(
         self,
@@ -98,6 +115,22 @@ class Metrics:
         self.polls.labels(status).inc()
         if seconds is not None:
             self.poll_seconds.observe(seconds)
+        self.found(
+            new_items=new_items,
+            alerts=alerts,
+            story_joins=story_joins,
+            story_followups=story_followups,
+        )
+
+    def found(
+        self,
+        *,
+        new_items: int = 0,
+        alerts: int = 0,
+        story_joins: int = 0,
+        story_followups: int = 0,
+    ) -> None:
+        """What a poll or a push found: new items, alerts and their placement."""
         self.new_items.inc(new_items)
         self.alerts.inc(alerts)
         self.story_reports.labels("new_story").inc(alerts - story_followups)

@@ -8,27 +8,24 @@ taken is logged and the bot goes on without the endpoint: alerts matter more.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from . import __version__
 from .deliver import SUBSCRIBERS
 from .health import Health, Live, assess, listed
+from .httpd import Handler, HttpServer, Request, Response, text
 from .logs import event
 from .runtime import Runtime
 from .scheduler import Scheduler
 from .types import utcnow
 
 log = logging.getLogger("chipwatch.ops")
-
-READ_TIMEOUT_SECONDS = 10.0
 
 
 # --- health -----------------------------------------------------------------------------------
@@ -202,116 +199,41 @@ class StateCollector:
 # --- the HTTP endpoint -----------------------------------------------------------------------
 
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
+def ops_routes(check: HealthCheck) -> dict[str, Handler]:
+    """/healthz and /metrics, for an ``HttpServer`` (their own, or shared with WebSub's)."""
+    metrics = check.runtime.metrics.render
+
+    async def healthz(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return text(405, "only GET and HEAD\n", "Allow: GET, HEAD")
+        health = check()
+        body = json.dumps(healthz_json(health), ensure_ascii=False).encode() + b"\n"
+        return Response(
+            status=200 if health.healthy else 503, body=body, content_type="application/json"
+        )
+
+    async def scrape(request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return text(405, "only GET and HEAD\n", "Allow: GET, HEAD")
+        body, ctype = metrics(request.headers.get("accept", ""))
+        return Response(status=200, body=body, content_type=ctype)
+
+    return {"/healthz": healthz, "/metrics": scrape}
 
 
-class OpsServer:
-    """A minimal HTTP/1.1 server (one request per connection) for /healthz and /metrics."""
-
-    def __init__(
-        self,
-        *,
-        health: Callable[[], Health],
-        metrics: Callable[[str], tuple[bytes, str]],
-    ):
-        self._health = health
-        self._metrics = metrics
-        self._server: asyncio.Server | None = None
-
-    @property
-    def address(self) -> str | None:
-        if self._server is None or not self._server.sockets:
-            return None
-        host, port = self._server.sockets[0].getsockname()[:2]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-    async def start(self, host: str, port: int) -> None:
-        """Listen; raises OSError when the address is taken or unusable."""
-        self._server = await asyncio.start_server(self._serve, host, port)
-
-    async def aclose(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_SECONDS)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-                return
-            status, ctype, body, extra = await self._answer(head)
-            request_method = head.split(b" ", 1)[0]
-            headers = [
-                f"HTTP/1.1 {status} {_REASONS[status]}",
-                f"Content-Type: {ctype}",
-                f"Content-Length: {len(body)}",
-                "Cache-Control: no-store",
-                "Connection: close",
-                *extra,
-            ]
-            writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
-            if request_method != b"HEAD":
-                writer.write(body)
-            await writer.drain()
-        except ConnectionError:
-            pass  # the client went away; nothing to answer
-        finally:
-            writer.close()
-            try:
-                await writer.wait_closed()
-            except ConnectionError:
-                pass
-
-    async def _answer(self, head: bytes) -> tuple[int, str, bytes, list[str]]:
-        lines = head.decode("latin-1").split("\r\n")
-        parts = lines[0].split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            return _text(400, "bad request line\n")
-        method, target = parts[0], parts[1]
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        path = urlsplit(target).path
-        if path not in ("/healthz", "/metrics"):
-            return _text(404, "not found: try /healthz or /metrics\n")
-        if method not in ("GET", "HEAD"):
-            status, ctype, body, _ = _text(405, "only GET and HEAD\n")
-            return status, ctype, body, ["Allow: GET, HEAD"]
-        try:
-            if path == "/healthz":
-                health = self._health()
-                body = json.dumps(healthz_json(health), ensure_ascii=False).encode() + b"\n"
-                return 200 if health.healthy else 503, "application/json", body, []
-            body, ctype = self._metrics(headers.get("accept", ""))
-            return 200, ctype, body, []
-        except Exception as exc:  # a bug here must not end the endpoint
-            log.exception("ops_request_failed path=%s", path)
-            return _text(500, f"internal error: {type(exc).__name__}\n")
-
-
-def _text(status: int, text: str) -> tuple[int, str, bytes, list[str]]:
-    return status, "text/plain; charset=utf-8", text.encode(), []
-
-
-async def start_ops(runtime: Runtime, check: HealthCheck) -> OpsServer | None:
-    """Serve /healthz and /metrics on ``ops.listen``; None when it is off or the address
-    cannot be used (logged as ``ops_listen_failed``; the bot goes on without it)."""
+async def start_ops(
+    runtime: Runtime, check: HealthCheck, *, also: Mapping[str, Handler] | None = None
+) -> HttpServer | None:
+    """Serve /healthz and /metrics on ``ops.listen`` (with ``also``'s paths, when another
+    endpoint shares the address); None when it is off or the address cannot be used (logged
+    as ``ops_listen_failed``; the bot goes on without it)."""
     address = runtime.config.ops.address
     if address is None:
         return None
     runtime.metrics.add_collector(StateCollector(check))
-    server = OpsServer(health=check, metrics=runtime.metrics.render)
+    server = HttpServer(
+        {**ops_routes(check), **(also or {})}, max_body=runtime.config.poll.max_bytes
+    )
     try:
         await server.start(*address)
     except OSError as exc:
@@ -324,5 +246,5 @@ async def start_ops(runtime: Runtime, check: HealthCheck) -> OpsServer | None:
             effect="running without /healthz and /metrics",
         )
         return None
-    event(log, "ops_listening", address=server.address, paths="/healthz,/metrics")
+    event(log, "ops_listening", address=server.address, paths=server.paths)
     return server

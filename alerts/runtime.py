@@ -7,6 +7,7 @@ keeps running on the last good one, logs the error (file, line, key) and tells t
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import os
@@ -22,12 +23,12 @@ from .deliver import Deliverer, Sink, personal_chat, personal_destination, publi
 from .deliver.sinks import build_sinks
 from .deliver.telegram import TelegramClient, TelegramSink
 from .errors import ConfigError
-from .fetch import Fetcher
+from .fetch import Fetcher, FetchResult
 from .health import DestinationLive
 from .logs import event, redact
 from .match import Matcher, compile_matcher
 from .metrics import Metrics
-from .pipeline import PollContext, poll_feed
+from .pipeline import FeedOutcome, PollContext, poll_feed, push_feed
 from .store import Store
 from .stories import Clusterer
 from .types import utcnow
@@ -92,25 +93,18 @@ class Runtime:
         # Bot commands: off (no Telegram) | starting (Telegram not reached yet) | up |
         # elsewhere (another instance on the same database answers them)
         self.commands = "off"
+        self._feed_locks: dict[str, asyncio.Lock] = {}
+        # Set when a push queued alerts: the delivery job runs at once instead of at its tick.
+        self.deliver_soon = asyncio.Event()
+        self._delivering = asyncio.Lock()
         self._load_paused()
 
     # --- the work the scheduler ticks -----------------------------------------------------
 
     async def poll(self, feed: FeedConfig) -> None:
         started = time.perf_counter()
-        outcome = await poll_feed(
-            feed,
-            PollContext(
-                config=self.config,
-                store=self.store,
-                matcher=self.matcher,
-                fetcher=self.fetcher,
-                now=utcnow(),
-                clusterer=self.clusterer,
-                respect_schedule=True,
-                coordinator=self.coordinator,
-            ),
-        )
+        async with self._feed_lock(feed.name):
+            outcome = await poll_feed(feed, self._context(respect_schedule=True))
         seconds = time.perf_counter() - started if outcome.status != "skipped" else None
         self.metrics.poll(
             status=outcome.status,
@@ -121,7 +115,45 @@ class Runtime:
             story_followups=outcome.story_followups,
         )
 
+    async def push(self, feed: FeedConfig, pushed: FetchResult) -> FeedOutcome:
+        """What a WebSub hub pushed for ``feed``, through the poll's steps; a poll of the same
+        feed in this process waits (both would take the same items for new)."""
+        async with self._feed_lock(feed.name):
+            outcome = await push_feed(feed, pushed, self._context())
+        self.metrics.found(
+            new_items=outcome.new_items,
+            alerts=outcome.alerts,
+            story_joins=outcome.story_joins,
+            story_followups=outcome.story_followups,
+        )
+        if outcome.alerts:
+            self.deliver_soon.set()
+        return outcome
+
+    def _context(self, *, respect_schedule: bool = False) -> PollContext:
+        return PollContext(
+            config=self.config,
+            store=self.store,
+            matcher=self.matcher,
+            fetcher=self.fetcher,
+            now=utcnow(),
+            clusterer=self.clusterer,
+            coordinator=self.coordinator,
+            respect_schedule=respect_schedule,
+        )
+
+    def _feed_lock(self, name: str) -> asyncio.Lock:
+        lock = self._feed_locks.get(name)
+        if lock is None:
+            lock = self._feed_locks[name] = asyncio.Lock()
+        return lock
+
     async def deliver(self) -> None:
+        """One delivery round; the scheduler's tick and a push's wake-up take turns."""
+        async with self._delivering:
+            await self._deliver()
+
+    async def _deliver(self) -> None:
         if self.coordinator is not None:
             # The instance answering commands may have paused a destination or added a
             # subscriber since the last tick: follow the shared state.
@@ -289,22 +321,28 @@ class Runtime:
 
     async def apply(self, new: Config, *, sinks: list[Sink] | None = None) -> None:
         old = self.config
-        if new.database != old.database:
-            event(
-                log,
+        for changed, name, reason, fields in (
+            (
+                new.database != old.database,
                 "config_database_ignored",
-                logging.WARNING,
-                reason="a new database path needs a restart",
-                database=new.database,
-            )
-        if new.ops.listen != old.ops.listen:
-            event(
-                log,
+                "a new database path needs a restart",
+                {"database": new.database},
+            ),
+            (
+                new.ops.listen != old.ops.listen,
                 "config_ops_listen_ignored",
-                logging.WARNING,
-                reason="a new ops.listen needs a restart",
-                listen=new.ops.listen or '""',
-            )
+                "a new ops.listen needs a restart",
+                {"listen": new.ops.listen or '""'},
+            ),
+            (
+                new.websub != old.websub,
+                "config_websub_ignored",
+                "a new websub section needs a restart (feeds added or removed apply now)",
+                {},
+            ),
+        ):
+            if changed:
+                event(log, name, logging.WARNING, reason=reason, **fields)
         self.matcher = compile_matcher(new.watchlists, new.rules, new.learned)
         if new.poll != old.poll:
             old_fetcher, self.fetcher = self.fetcher, Fetcher(new.poll)

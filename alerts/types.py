@@ -3,7 +3,7 @@ hand each other. Frozen dataclasses; no stage defines another's types."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -37,6 +37,9 @@ class ParsedFeed:
     ttl_minutes: int | None = None  # RSS <ttl>: how long the publisher says the feed may be cached
     format: str = ""  # "rss", "rdf" or "atom"
     salvaged: bool = False  # True when the strict XML parse failed and the forgiving one was used
+    # WebSub discovery from the feed's own <link rel="hub"> / <atom:link rel="self">, absolute
+    hubs: tuple[str, ...] = ()
+    self_link: str | None = None
 
 
 # --- matching --------------------------------------------------------------------------------
@@ -277,3 +280,41 @@ class QueuedDigest:
     parts: tuple[Any, ...]  # Telegram HTML, a Slack payload, or console text, one per message
     sent_parts: int = 0
     attempts: int = 0
+
+
+# --- WebSub ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HubLink:
+    """A feed's WebSub hub as its last poll found it (``hub`` None: it names none), and the
+    topic to subscribe to (its ``rel="self"``, else the feed's URL)."""
+
+    hub: str | None
+    topic: str
+
+
+WebSubState = Literal["requested", "active", "unsubscribing", "denied"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebSubscription:
+    """One subscription at a hub, as stored: ``id`` is the last segment of its callback URL."""
+
+    id: str
+    feed: str
+    hub: str
+    topic: str
+    secret: str = field(repr=False)  # never in a log line, nor in a repr
+    state: WebSubState
+    pending: Literal["subscribe", "unsubscribe"] | None  # asked of the hub, not verified yet
+    created_at: datetime
+    requested_at: datetime | None = None
+    verified_at: datetime | None = None
+    lease_seconds: int | None = None
+    expires_at: datetime | None = None
+    due_at: datetime | None = None  # when the subscriber acts on it next (renew, retry)
+    attempts: int = 0  # requests in a row that the hub refused or did not verify
+    last_error: str | None = None
+    pushes: int = 0
+    last_push_at: datetime | None = None

@@ -20,14 +20,14 @@ LAYERS = [
     {"config"},  # values, model, load, edit
     # the learned second opinion's model, and whether a rule holds: below the matcher
     {"relevance", "rules"},
-    {"loopback", "fetch", "parse", "match", "outlets"},
+    {"loopback", "fetch", "parse", "match", "outlets", "httpd"},
     {"stories", "store"},
     {"dedupe", "deliver", "lock", "coordinate"},
     {"digest"},  # scheduled digests: when each falls due, what goes in, queued once
     {"health"},  # the one health model: store facts and live state to a verdict
     {"pipeline", "backtest", "status", "explain"},
     {"runtime", "scheduler"},
-    {"bot", "ops"},  # bot: the command handlers and their Telegram adapter
+    {"bot", "ops", "websub"},  # bot: the command handlers and their Telegram adapter
     {"app"},
     {"demo"},
     {"cli"},

@@ -25,6 +25,7 @@ from .model import (
     StoriesConfig,
     TelegramConfig,
     Term,
+    WebSubConfig,
 )
 from .values import POSTGRES_SCHEMES, is_postgres_url, parse_duration, split_listen
 
@@ -50,6 +51,7 @@ __all__ = [
     "StoriesConfig",
     "TelegramConfig",
     "Term",
+    "WebSubConfig",
     "check_environment",
     "is_postgres_url",
     "load_config",

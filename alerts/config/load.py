@@ -26,15 +26,15 @@ from .model import (
     Config,
     FeedConfig,
     LearnedConfig,
-    OpsConfig,
     PollConfig,
     Rule,
     StoriesConfig,
     Term,
     keys,
-    limits,
 )
 from .routes import Known, parse_destinations
+from .sections import number_field as _number
+from .sections import ops_section, websub_section
 
 T = TypeVar("T")
 
@@ -46,14 +46,6 @@ _CATEGORY_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # A section's keys are its dataclass's fields; a term's name is written ``term``, and its category
 # is the watchlist it is listed in.
 _TERM_KEYS = keys(Term) - {"name", "category"} | {"term"}
-
-
-def _number(c: Checker, cls: type, m: dict, name: str, section: str, line: int | None) -> Any:
-    """``m[name]``, for the number field ``name`` of ``cls`` in ``section``: within the limit
-    declared beside the field, and whole when the field is an ``int``."""
-    limit, kind = limits(cls)[name]
-    key, kln = f"{section}.{name}", c.key_line(m, name, line)
-    return kind(c.number(m[name], key, kln, lo=limit.lo, hi=limit.hi, integer=kind is int))
 
 
 def _intervals(
@@ -109,25 +101,6 @@ def _learned(c: Checker, node: Any, line: int | None) -> LearnedConfig:
             for k, v in m.items()
         }
     )
-
-
-def _ops(c: Checker, node: Any, line: int | None) -> OpsConfig:
-    if node is None:
-        return OpsConfig()
-    m = c.mapping(node, "ops", line, keys(OpsConfig))
-    given: dict[str, Any] = {}
-    if "listen" in m:
-        kln = c.key_line(m, "listen", line)
-        given["listen"] = (
-            ""
-            if m["listen"] is None
-            else c.value(values.listen, m["listen"], "ops.listen", kln, empty_ok=True)
-        )
-    if "paused_after_minutes" in m:
-        given["paused_after_minutes"] = _number(
-            c, OpsConfig, m, "paused_after_minutes", "ops", line
-        )
-    return OpsConfig(**given)
 
 
 def _feeds(c: Checker, node: Any, line: int | None, poll: PollConfig) -> tuple[FeedConfig, ...]:
@@ -423,8 +396,9 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     log_format = c.string(top.get("log_format", "text"), "log_format", kl("log_format"))
     if log_format not in ("text", "json"):
         raise c.fail(f"must be text or json, got {log_format!r}", "log_format", kl("log_format"))
-    ops = _ops(c, top.get("ops"), kl("ops"))
+    ops = ops_section(c, top.get("ops"), kl("ops"))
     learned = _learned(c, top.get("learned"), kl("learned"))
+    websub = websub_section(c, top.get("websub"), kl("websub"))
     return Config(
         path=path,
         database=database,
@@ -437,6 +411,7 @@ def parse_config(text: str, *, path: Path | str) -> Config:
         log_format=log_format,
         ops=ops,
         learned=learned,
+        websub=websub,
         lines=lines,
     )
 

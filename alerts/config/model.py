@@ -9,6 +9,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 from ..logs import redact_credentials
 from .values import split_listen
@@ -301,6 +302,28 @@ class OpsConfig:
         return split_listen(self.listen) if self.listen else None
 
 
+WEBSUB_LISTEN_DEFAULT = "127.0.0.1:8080"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSubConfig:
+    """WebSub push: feeds whose publisher names a hub are subscribed to; the hub calls
+    ``callback_url`` (its path and below), which reaches this process on ``listen``."""
+
+    callback_url: str  # the public URL of the callback; each subscription gets a path below it
+    listen: str = WEBSUB_LISTEN_DEFAULT  # "host:port" (the same as ops.listen: one server)
+    lease_seconds: Annotated[int, Limit(3600, 30 * 86400)] = 10 * 86400  # asked of the hub
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return split_listen(self.listen)
+
+    @property
+    def path(self) -> str:
+        """The callback's path prefix, ``/websub/`` for ``https://bot.example.com/websub``."""
+        return urlsplit(self.callback_url).path.rstrip("/") + "/"
+
+
 CONSOLE = Destination(name="console", console=ConsoleConfig())
 
 
@@ -373,6 +396,7 @@ class Config:
     log_format: str = "text"  # or "json": one JSON object a line (--log-format wins)
     ops: OpsConfig = OpsConfig()
     learned: LearnedConfig = LearnedConfig()
+    websub: WebSubConfig | None = None  # None: off
     # The line each section and destination key was written on ("destinations.slack": 40), for
     # errors found after loading, such as a secret missing from the environment.
     lines: dict[str, int] = field(default_factory=dict, hash=False, compare=False)
@@ -401,6 +425,12 @@ class Config:
             "  learned opinion: "
             + (f"on, threshold {self.learned.threshold:g}" if self.learned.enabled else "off"),
             f"  destinations: {', '.join(self.destinations.names())}",
+            "  websub: "
+            + (
+                f"on, callback {self.websub.callback_url}, listening on {self.websub.listen}"
+                if self.websub
+                else "off"
+            ),
         ]
         tagged = [f"{f.name} [{', '.join(f.tags)}]" for f in self.feeds if f.tags]
         if tagged:

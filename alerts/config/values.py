@@ -164,6 +164,16 @@ def term(raw: str) -> str:
     return raw
 
 
+def callback_url(raw: str) -> str:
+    """A WebSub callback: the public http(s) URL the hub calls, without a query or fragment
+    (each subscription's own path goes below it)."""
+    http_url(raw)
+    parts = urlsplit(raw)
+    if parts.query or parts.fragment:
+        raise ValueError(f"a callback URL has no ?query or #fragment, got {raw!r}")
+    return raw.rstrip("/")
+
+
 # A channel's name ("#chip-news"; Slack allows letters of any script, lowercase) or its id.
 _SLACK_CHANNEL = re.compile(r"^(#[^\s#,.A-Z]{1,80}|[CG][A-Z0-9]{6,})$")
 

@@ -415,17 +415,36 @@ def _tidy_prolog(data: bytes) -> bytes:
     return data.translate(None, _CONTROL_BYTES)
 
 
-_Read = tuple[str, list[FeedItem], int | None]  # kind, items, ttl
+_Links = tuple[tuple[str, ...], str | None]  # hubs, self
+_Read = tuple[str, list[FeedItem], int | None, _Links]  # kind, items, ttl, links
 
 
 def _read(root: etree._Element | None, *, salvaged: bool, feed: str, url: str) -> _Read | None:
-    """(kind, items, ttl) from a tree; None when it holds no feed."""
+    """(kind, items, ttl, WebSub links) from a tree; None when it holds no feed."""
     found = _find_feed_root(root, salvaged=salvaged) if root is not None else None
     if found is None:
         return None
     feed_root, kind = found
     items, ttl = _extract(feed_root, kind, feed=feed, url=url)
-    return kind, items, ttl
+    return kind, items, ttl, _feed_links(feed_root, url)
+
+
+def _feed_links(feed_root: etree._Element, url: str) -> _Links:
+    """The feed-level ``<link rel="hub">`` and ``rel="self"`` (Atom's own, or RSS's
+    ``<atom:link>`` in the channel): an entry's links are not the feed's."""
+    container = next((c for c in feed_root if _local_name(c) == "channel"), feed_root)
+    hubs: list[str] = []
+    self_link = None
+    for el in container:
+        href = (el.get("href") or "").strip() if _local_name(el) == "link" else ""
+        if not href:
+            continue
+        rels = (el.get("rel") or "").lower().split()
+        if "hub" in rels:
+            hubs.append(_resolve(href, el, url))
+        if "self" in rels and self_link is None:
+            self_link = _resolve(href, el, url)
+    return tuple(hubs), self_link
 
 
 def _recover(data: bytes, *, feed: str, url: str) -> tuple[tree.Reader, _Read | None]:
@@ -471,7 +490,7 @@ def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "")
             f"not well-formed XML, salvaged {len(read[1])} item(s) by libxml2's "
             f"{reader.replace('-', ' ')}: {strict_error}",
         )
-    kind, items, ttl = read
+    kind, items, ttl, (hubs, self_link) = read
     warning = "; ".join(notes) or None
     return ParsedFeed(
         items=tuple(items),
@@ -479,4 +498,6 @@ def parse_feed(body: bytes, *, feed: str, url: str = "", content_type: str = "")
         ttl_minutes=ttl,
         format=kind,
         salvaged=strict_error is not None,
+        hubs=hubs,
+        self_link=self_link,
     )

@@ -4,8 +4,8 @@ story placement across feeds (``place``), ``apply`` (the only writes; a dry run 
 ``cycle`` runs them. No clocks, no sleeping: the caller passes ``now`` in the ``PollContext``."""
 
 from .apply import apply
-from .cycle import poll_feed, run_cycle
-from .decide import decide, subscribers
+from .cycle import poll_feed, push_feed, run_cycle
+from .decide import decide, discover, subscribers
 from .gather import EDIT_LOOKBACK, gather
 from .model import CycleReport, FeedOutcome, FeedPlan, Fetched, Known, PollContext
 from .place import strip_source_suffix
@@ -22,11 +22,13 @@ __all__ = [
     "apply",
     "backoff_seconds",
     "decide",
+    "discover",
     "due_by",
     "gather",
     "next_interval",
     "not_due",
     "poll_feed",
+    "push_feed",
     "run_cycle",
     "strip_source_suffix",
     "subscribers",

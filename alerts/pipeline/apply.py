@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from ..config import Config
 from ..logs import event
@@ -21,6 +22,12 @@ def apply(
     """Record a plan (its items already placed in stories) and log it; a dry run only logs
     and previews."""
     feed, store, now, dry = plan.feed, ctx.store, ctx.now, ctx.dry_run
+    if plan.hub is not None and not dry:
+        store.record_hub(feed.name, plan.hub, now=now)
+    if plan.pushed and plan.status != "ok":
+        # The feed's poll state (validators, schedule, failures) is the polls' alone.
+        event(log, "feed_push_failed", logging.WARNING, feed=feed.name, error=plan.error)
+        return FeedOutcome(feed=feed.name, status="error", error=plan.error)
     moved: dict[str, object] = {"effective_url": plan.moved_to} if plan.moved_to else {}
     if plan.moved_to:
         event(log, "feed_moved", logging.WARNING, feed=feed.name, old=plan.url, new=plan.moved_to)
@@ -94,13 +101,18 @@ def apply(
     if dry:
         previews = tuple(preview(n, now) for n in alerting)
     else:
-        fields: dict[str, object] = dict(
-            etag=plan.validators.etag,
-            last_modified=plan.validators.last_modified,
-            body_hash=plan.body_hash,
-            next_poll_at=plan.next_poll_at,
-            interval_seconds=plan.interval,
-            **moved,
+        # What a hub pushed records its items only: the poll state is the polls'.
+        fields: dict[str, Any] = (
+            {}
+            if plan.pushed
+            else dict(
+                etag=plan.validators.etag,
+                last_modified=plan.validators.last_modified,
+                body_hash=plan.body_hash,
+                next_poll_at=plan.next_poll_at,
+                interval_seconds=plan.interval,
+                **moved,
+            )
         )
         if plan.items:
             fields["last_new_at"] = now
@@ -111,19 +123,20 @@ def apply(
             now=now,
             edit_delay=edit_delay(ctx.config),
             deferred=deferred,
+            pushed=plan.pushed,
             **fields,
         )
         momentum(plan.items, config=ctx.config, store=store, now=now)
     event(
         log,
-        "feed_polled",
-        status="ok",
+        "feed_pushed" if plan.pushed else "feed_polled",
+        status=None if plan.pushed else "ok",
         feed=feed.name,
         items=plan.item_count,
         new=len(plan.items),
         alerts=len(alerting),
-        first_poll=plan.first_poll or None,
-        next_in=f"{plan.interval:g}s",
+        first_poll=(plan.first_poll and not plan.pushed) or None,
+        next_in=None if plan.pushed else f"{plan.interval:g}s",
         warning=plan.warning,
     )
     joins = sum(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
 from typing import TypeVar
 
 from ..config import FeedConfig
 from ..coordinate import feed_lease
+from ..fetch import FetchResult
 from ..logs import event
 from ..types import NewItem
 from .apply import apply, edit_delay, momentum
@@ -24,14 +25,21 @@ log = logging.getLogger("chipwatch.pipeline")
 T = TypeVar("T")
 
 
-async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleReport:
+async def run_cycle(
+    feeds: Sequence[FeedConfig],
+    ctx: PollContext,
+    *,
+    pushed: Mapping[str, FetchResult] | None = None,
+) -> CycleReport:
     """Poll the given feeds concurrently (the fetcher bounds concurrency, globally and per
     host) and decide each; place every feed's new items in order of publication, across
     feeds, so a story's first report starts it whichever feed carried it; then apply each
-    feed's plan. With a coordinator, only the feeds this instance could claim are polled."""
+    feed's plan. With a coordinator, only the feeds this instance could claim are polled.
+    ``pushed``: bodies WebSub hubs delivered, by feed name, taken instead of fetches."""
+    pushed = pushed or {}
     coordinator = ctx.coordinator
     if coordinator is None or ctx.dry_run:
-        return await _run_cycle(feeds, ctx)
+        return await _run_cycle(feeds, ctx, pushed)
     until = ctx.now + feed_lease(ctx.config.poll, len(feeds))
     claimed: list[FeedConfig] = []
     others: dict[str, FeedOutcome] = {}
@@ -42,7 +50,7 @@ async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleRepor
         else:
             others[feed.name] = FeedOutcome(feed=feed.name, status="skipped", elsewhere=True)
     try:
-        report = await _run_cycle(claimed, ctx)
+        report = await _run_cycle(claimed, ctx, pushed)
     finally:
         for feed in claimed:
             coordinator.release_feed(feed)
@@ -50,10 +58,12 @@ async def run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleRepor
     return CycleReport(tuple(mine.get(f.name) or others[f.name] for f in feeds))
 
 
-async def _run_cycle(feeds: Sequence[FeedConfig], ctx: PollContext) -> CycleReport:
+async def _run_cycle(
+    feeds: Sequence[FeedConfig], ctx: PollContext, pushed: Mapping[str, FetchResult]
+) -> CycleReport:
     async def plan(feed: FeedConfig) -> FeedPlan | FeedOutcome:
         try:
-            return await _guarded(feed, ctx, _planned(feed, ctx))
+            return await _guarded(feed, ctx, _planned(feed, ctx, pushed.get(feed.name)))
         finally:
             if ctx.on_feed_done is not None:
                 ctx.on_feed_done()
@@ -86,8 +96,20 @@ async def poll_feed(feed: FeedConfig, ctx: PollContext) -> FeedOutcome:
     return report.outcomes[0]
 
 
-async def _planned(feed: FeedConfig, ctx: PollContext) -> FeedPlan | FeedOutcome:
-    fetched = await gather(feed, ctx)
+async def push_feed(feed: FeedConfig, pushed: FetchResult, ctx: PollContext) -> FeedOutcome:
+    """What a WebSub hub pushed for one feed, through the poll's own steps (gather with the
+    pushed body instead of a fetch, decide, place, apply): its new items alert as a poll's
+    would. Skipped (``elsewhere``) while another instance holds the feed's lease."""
+    report = await run_cycle(
+        [feed], replace(ctx, respect_schedule=False), pushed={feed.name: pushed}
+    )
+    return report.outcomes[0]
+
+
+async def _planned(
+    feed: FeedConfig, ctx: PollContext, pushed: FetchResult | None = None
+) -> FeedPlan | FeedOutcome:
+    fetched = await gather(feed, ctx, pushed=pushed)
     if isinstance(fetched, FeedOutcome):
         return fetched
     return decide(fetched, config=ctx.config, matcher=ctx.matcher, now=ctx.now)

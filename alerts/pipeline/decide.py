@@ -11,7 +11,7 @@ from ..config import Config, FeedConfig
 from ..dedupe import edited_titles, title_key
 from ..deliver import personal_destination
 from ..match import Matcher
-from ..types import FeedItem, FeedState, MatchResult, NewItem
+from ..types import FeedItem, FeedState, HubLink, MatchResult, NewItem
 from .model import FeedPlan, Fetched, Known
 from .schedule import backoff_seconds, next_interval
 
@@ -22,7 +22,14 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
     """The poll's outcome from what was fetched and what was known; no I/O."""
     feed, state, result = fetched.feed, fetched.state, fetched.result
     moved = result.moved_to if result.moved_to and result.moved_to != fetched.url else None
-    plan = FeedPlan(feed=feed, status="ok", url=fetched.url, moved_to=moved)
+    plan = FeedPlan(
+        feed=feed,
+        status="ok",
+        url=fetched.url,
+        moved_to=moved,
+        pushed=fetched.pushed,
+        hub=discover(fetched) if config.websub is not None and not fetched.pushed else None,
+    )
     if result.status == "gone":
         return replace(
             plan,
@@ -48,7 +55,12 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
     previous = state.interval_seconds if state else None
     if result.status in ("not_modified", "unchanged"):
         interval = next_interval(
-            feed, config.poll, previous=previous, had_new=False, hint=result.max_age
+            feed,
+            config.poll,
+            previous=previous,
+            had_new=False,
+            hint=result.max_age,
+            pushed=fetched.subscribed,
         )
         return replace(
             plan,
@@ -70,6 +82,7 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
         previous=previous,
         had_new=bool(items),
         hint=max(hints) if hints else None,
+        pushed=fetched.subscribed,
     )
     return replace(
         plan,
@@ -83,6 +96,21 @@ def decide(fetched: Fetched, *, config: Config, matcher: Matcher, now: datetime)
         first_poll=first_poll,
         warning=parsed.warning,
     )
+
+
+def discover(fetched: Fetched) -> HubLink | None:
+    """The feed's WebSub hub and topic: from ``Link:`` headers first, else from the feed's own
+    links (the spec's order); the topic is ``rel="self"``, else the feed's URL. None when
+    nothing can be said (a 304 or a failure: the body's links are as last time)."""
+    result, parsed = fetched.result, fetched.parsed
+    body_hubs, body_self = (parsed.hubs, parsed.self_link) if parsed else ((), None)
+    hubs = result.hubs or body_hubs
+    if hubs:
+        topic = (result.self_link if result.hubs else body_self) or result.self_link or body_self
+        return HubLink(hub=hubs[0], topic=topic or fetched.url)
+    if parsed is None:
+        return None
+    return HubLink(hub=None, topic=fetched.url)
 
 
 def _failure(

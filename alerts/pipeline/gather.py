@@ -10,7 +10,7 @@ from datetime import timedelta
 from ..config import FeedConfig
 from ..dedupe import find_new
 from ..errors import ParseError
-from ..fetch import Validators
+from ..fetch import FetchResult, Validators
 from ..parse import parse_feed
 from ..store import Store
 from ..types import FeedState
@@ -28,24 +28,44 @@ def _state(feed: FeedConfig, store: Store) -> FeedState | None:
     return None if state is not None and state.url != feed.url else state
 
 
-async def gather(feed: FeedConfig, ctx: PollContext) -> Fetched | FeedOutcome:
-    """Fetch and parse one feed and read what the store knows of its items. Writes nothing."""
+async def gather(
+    feed: FeedConfig, ctx: PollContext, *, pushed: FetchResult | None = None
+) -> Fetched | FeedOutcome:
+    """Fetch and parse one feed and read what the store knows of its items. Writes nothing.
+    ``pushed``: the body a WebSub hub delivered, taken instead of a fetch."""
     state = _state(feed, ctx.store)
-    skip = not_due(feed, state, now=ctx.now, respect_schedule=ctx.respect_schedule)
-    if skip is not None:
-        return skip
     url = state.fetch_url if state else feed.url
-    validators = Validators()
-    if state is not None and state.last_status != "error":
-        validators = Validators(etag=state.etag, last_modified=state.last_modified)
-    result = await ctx.fetcher.fetch(
-        feed.name,
-        url,
-        validators=validators,
-        previous_hash=state.body_hash if state else None,
-        proxy=feed.proxy,
+    if pushed is not None:
+        if state is not None and state.disabled_reason:
+            return FeedOutcome(feed=feed.name, status="disabled", error=state.disabled_reason)
+        result = pushed
+    else:
+        skip = not_due(feed, state, now=ctx.now, respect_schedule=ctx.respect_schedule)
+        if skip is not None:
+            return skip
+        validators = Validators()
+        if state is not None and state.last_status != "error":
+            validators = Validators(etag=state.etag, last_modified=state.last_modified)
+        result = await ctx.fetcher.fetch(
+            feed.name,
+            url,
+            validators=validators,
+            previous_hash=state.body_hash if state else None,
+            proxy=feed.proxy,
+        )
+    subscribed = (
+        pushed is None
+        and ctx.config.websub is not None
+        and ctx.store.websub_active(feed.name, now=ctx.now)
     )
-    fetched = Fetched(feed=feed, state=state, url=url, result=replace(result, body=b""))
+    fetched = Fetched(
+        feed=feed,
+        state=state,
+        url=url,
+        result=replace(result, body=b""),
+        pushed=pushed is not None,
+        subscribed=subscribed,
+    )
     if result.status != "ok":
         return fetched
     try:

@@ -15,7 +15,7 @@ from ..fetch import Fetcher, FetchResult, Validators
 from ..match import Matcher
 from ..store import Store
 from ..stories import Clusterer
-from ..types import Alert, FeedItem, FeedState, NewItem, ParsedFeed
+from ..types import Alert, FeedItem, FeedState, HubLink, NewItem, ParsedFeed
 
 log = logging.getLogger("chipwatch.pipeline")
 
@@ -114,6 +114,8 @@ class Fetched:
     parsed: ParsedFeed | None = None
     parse_error: str | None = None
     known: Known | None = None
+    pushed: bool = False  # the body came from the feed's WebSub hub, not from a fetch
+    subscribed: bool = False  # a hub pushes this feed: polled at its slowest, a safety net
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +139,8 @@ class FeedPlan:
     item_count: int = 0
     first_poll: bool = False
     warning: str | None = None
+    pushed: bool = False  # items a hub pushed: the feed's poll state is left as it was
+    hub: HubLink | None = None  # WebSub discovery to record (websub on)
 
     @property
     def alerting(self) -> tuple[NewItem, ...]:

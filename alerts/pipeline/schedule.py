@@ -19,11 +19,15 @@ def next_interval(
     previous: float | None,
     had_new: bool,
     hint: float | None = None,
+    pushed: bool = False,
 ) -> float:
     """Seconds until the next poll after a success. Busy feeds stay at ``interval_seconds``; each
     quiet poll stretches the interval by half, up to ``max_interval_seconds``. ``hint`` (from
-    Cache-Control max-age or RSS <ttl>) is a lower bound, capped by the same maximum."""
+    Cache-Control max-age or RSS <ttl>) is a lower bound, capped by the same maximum. A feed
+    its WebSub hub ``pushed`` is polled at the maximum: a safety net against a silent hub."""
     low, high = feed.interval_seconds, feed.max_interval_seconds
+    if pushed:
+        return float(high)
     if not poll.adaptive or had_new or previous is None:
         seconds = float(low)
     else:

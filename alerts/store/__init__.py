@@ -9,6 +9,7 @@ behind one ``Store`` facade:
 - ``operator``: mutes, settings, personal subscriptions and their suspension;
 - ``health``: what the three health views read (feeds, outbox, holds, subscribers, instances),
   the write probe, and operator holds (/pause);
+- ``websub``: the hub each feed names, and the subscriptions at hubs;
 - ``shared``: feed leases and instance heartbeats, for several instances on one database;
 - ``schema``: migrations (``PRAGMA user_version``) and shared conversions;
 - ``engine``: the PostgreSQL handle and the few differences between the engines.
@@ -38,6 +39,7 @@ from .outbox import OutboxStore
 from .schema import MIGRATIONS, SCHEMA_VERSION, _iso, migrate, read_only
 from .shared import SharedStore
 from .stories import StoriesStore
+from .websub import WebSubStore
 
 __all__ = [
     "FeedState",
@@ -61,6 +63,7 @@ class Store(
     OperatorStore,
     SharedStore,
     HealthStore,
+    WebSubStore,
 ):
     """The chipwatch database. Open it with ``open_store``."""
 

@@ -22,6 +22,9 @@ class ItemsStore:
     if TYPE_CHECKING:  # the other parts of Store (FeedsStore, StoriesStore) provide these
 
         def _upsert_feed(self, name: str, url: str) -> None: ...
+        def _set_feed(
+            self, name: str, fields: dict[str, object], *, url: str | None = None
+        ) -> int: ...
         def _mark_ok(
             self, name: str, status: str, now: datetime, fields: dict[str, object]
         ) -> None: ...
@@ -76,21 +79,27 @@ class ItemsStore:
         now: datetime,
         edit_delay: timedelta = timedelta(0),
         deferred: list[NewItem] | None = None,
+        pushed: bool = False,
         **fields: object,
     ) -> list[int]:
         """In one transaction: mark the poll successful (with ``fields`` such as validators and
         the next poll time), record new items as seen, and queue each new alert for the
         destinations the pipeline chose (``NewItem.destinations``). Returns the new alert ids. An
         item joining a story that another feed of the same cycle has not recorded yet goes to
-        ``deferred`` (see ``apply_joins``)."""
+        ``deferred`` (see ``apply_joins``). ``pushed``: the items came from a WebSub hub, not a
+        poll: the feed's poll state (validators, schedule, failures) stays as it was."""
         alert_ids = []
         with self.db.atomic():
             self._upsert_feed(name, url)
-            self.db.execute(
-                "UPDATE feeds SET first_polled_at = COALESCE(first_polled_at, ?) WHERE name = ?",
-                [_iso(now), name],
-            )
-            self._mark_ok(name, "ok", now, fields)
+            if pushed:
+                self._set_feed(name, fields)
+            else:
+                self.db.execute(
+                    "UPDATE feeds SET first_polled_at = COALESCE(first_polled_at, ?) "
+                    "WHERE name = ?",
+                    [_iso(now), name],
+                )
+                self._mark_ok(name, "ok", now, fields)
             for new in new_items:
                 item, alert_id, story_id = new.item, None, new.story_id
                 if story_id is not None and not new.new_story:

@@ -270,6 +270,42 @@ def _migrate_10(db: Database) -> None:
     )
 
 
+def _migrate_11(db: Database) -> None:
+    """WebSub: the hub each feed names, and the subscriptions at hubs (shared by every
+    instance on the database: any of them may answer the hub, one subscribes and renews)."""
+    _run_script(
+        db,
+        """
+    CREATE TABLE hubs (
+        feed TEXT PRIMARY KEY,
+        hub TEXT,                        -- NULL: the feed's last full poll named no hub
+        topic TEXT NOT NULL,             -- its rel=self, else the feed's URL
+        seen_at TEXT NOT NULL
+    );
+    CREATE TABLE websub (
+        id TEXT PRIMARY KEY,             -- the callback URL's last segment, random
+        feed TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        secret TEXT NOT NULL,            -- hub.secret: HMAC key of the pushes
+        state TEXT NOT NULL,             -- requested | active | unsubscribing | denied
+        pending TEXT,                    -- subscribe | unsubscribe: asked, not verified yet
+        created_at TEXT NOT NULL,
+        requested_at TEXT,
+        verified_at TEXT,
+        lease_seconds INTEGER,
+        expires_at TEXT,
+        due_at TEXT,                     -- the next renewal or retry
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        pushes INTEGER NOT NULL DEFAULT 0,
+        last_push_at TEXT
+    );
+    CREATE INDEX websub_feed ON websub (feed)
+    """,
+    )
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_1,
     _migrate_2,
@@ -281,6 +317,7 @@ MIGRATIONS: list[Callable[[Database], None]] = [
     _migrate_8,
     _migrate_9,
     _migrate_10,
+    _migrate_11,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -158,3 +158,24 @@ class HttpProxy(_ThreadedServer):
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+class Balancer(_ThreadedServer):
+    """A reverse proxy in front of several instances (TCP, as nginx's ``upstream`` with
+    failover): each connection goes to the first of ``upstreams`` (loopback ports) that
+    accepts it."""
+
+    def __init__(self, upstreams: list[int]) -> None:
+        super().__init__()
+        self.upstreams = upstreams
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for port in self.upstreams:
+            try:
+                upstream = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.requests.append({"upstream": port})
+            await _relay(reader, writer, upstream)
+            return
+        writer.close()

@@ -482,3 +482,37 @@ async def test_item3_commands_start_once_telegram_can_be_reached(
         if back is not None:
             back.close()
     assert "commands_started" in caplog.text
+
+
+GROUP = -1009876543210  # a group the bot is in, where admins and others talk
+
+
+async def test_who_may_do_what_and_where_comes_from_the_telegram_update(tmp_path, serve, telegram):
+    """The adapter turns each update into a request: admin or not from the sender's id, private
+    or not from the chat's type, and a command addressed to another bot is not ours."""
+    path, _ = _setup(tmp_path, serve, telegram)
+    before = path.read_text()
+
+    def in_group():
+        return [m["shown_text"] for m in telegram.sent if m["chat_id"] == GROUP]
+
+    async def ask_in_group(user, text, *, replies):
+        """Send ``text`` to the group; wait for the group to have ``replies`` messages."""
+        telegram.push_message(GROUP, user, text, "supergroup")
+        return await bot.wait_for(lambda: len(in_group()) >= replies, f"a reply to {text!r}")
+
+    async with Bot(path, telegram) as bot:
+        assert "only the bot's admins" in await bot.ask(USER, "/pause")
+        assert "only the bot's admins" in await bot.ask(USER, "/watch chips B300")
+        # Updates are handled in turn: once a later message is answered, every earlier one was.
+        telegram.push_message(GROUP, USER, "hello everyone", "supergroup")
+        await ask_in_group(USER, "/subscribe H20", replies=1)
+        assert in_group() == ["⚠️ subscribe in a private chat with me"], "no reply to chatter"
+        assert "No subscriptions" in await bot.ask(USER, "/subscriptions")
+
+        telegram.push_message(GROUP, ADMIN, "/pause@someotherbot", "supergroup")
+        await ask_in_group(ADMIN, "/status@chipwatch_test_bot", replies=2)
+        assert len(in_group()) == 2, "the other bot's /pause got no reply"
+        assert "Channel: delivering" in in_group()[1], "and paused nothing"
+        assert "paused" in await bot.ask(ADMIN, "/pause"), "the admin may, in private"
+    assert path.read_text() == before, "no refused command changed the config"

@@ -373,19 +373,42 @@ async def test_fail_next_maps_to_ptb_exceptions(tg, bot):
 
 
 @pytest.mark.asyncio
-async def test_kicked_and_unknown_chats(tg, bot):
-    tg.kick(CHANNEL)
-    with pytest.raises(Forbidden) as info:
-        await bot.send_message(CHANNEL, "x")
-    assert info.value.message == "Forbidden: bot was kicked from the channel chat"
-    tg.kick(USER_ID)
-    with pytest.raises(Forbidden, match="bot was blocked by the user"):
-        await bot.send_message(USER_ID, "x")
-    with pytest.raises(BadRequest, match="^Chat not found$"):
-        await bot.send_message("@nobody_here", "x")
-    with pytest.raises(BadRequest, match="^Chat not found$"):
-        await bot.send_message(99999, "x")  # a user who never started the bot
+@pytest.mark.parametrize(
+    "control, chat, error, says",
+    [
+        ("kick", CHANNEL, Forbidden, "Forbidden: bot was kicked from the channel chat"),
+        ("kick", USER_ID, Forbidden, "Forbidden: bot was blocked by the user"),
+        ("deactivate", USER_ID, Forbidden, "Forbidden: user is deactivated"),
+        ("forget", CHANNEL, BadRequest, "Chat not found"),
+        (None, "@nobody_here", BadRequest, "Chat not found"),
+        (None, 99999, BadRequest, "Chat not found"),  # a user who never started the bot
+    ],
+    ids=["kicked", "blocked", "deactivated", "forgotten", "unknown_name", "unknown_id"],
+)
+async def test_chats_that_cannot_be_written_to(tg, bot, control, chat, error, says):
+    if control is not None:
+        getattr(tg, control)(chat)
+    with pytest.raises(error) as info:
+        await bot.send_message(chat, "x")
+    assert info.value.message == says
     assert tg.sent == []
+
+
+@pytest.mark.asyncio
+async def test_forget_drops_the_chat_by_name_and_id_and_only_users_deactivate(tg, bot):
+    tg.forget(CHANNEL)
+    with pytest.raises(BadRequest, match="^Chat not found$"):
+        await bot.send_message(CHANNEL_ID, "x")
+    with pytest.raises(ValueError, match="not a user's private chat"):
+        tg.deactivate(GROUP_ID)
+
+
+@pytest.mark.asyncio
+async def test_a_revoked_token_gets_401_for_every_call(tg, bot):
+    tg.revoke()
+    with pytest.raises(InvalidToken):
+        await bot.send_message(GROUP_ID, "x")
+    assert tg.calls[-1]["status"] == 401 and tg.sent == []
 
 
 @pytest.mark.asyncio

@@ -17,15 +17,25 @@ from alerts.runtime import Runtime
 from alerts.scheduler import Scheduler
 from alerts.store import open_store
 from tests.fakes.telegram_api import parse_html
-from tests.support import CHANNEL, alerting_item, read_only_directory, record
+from tests.support import (
+    CHANNEL,
+    CHANNEL_ID,
+    alerting_item,
+    deliveries,
+    read_only_directory,
+    record,
+)
 from tests.test_commands import ADMIN, CONFIG_TEMPLATE, USER
 
 NOW = datetime(2026, 12, 5, 14, 30, tzinfo=timezone.utc)
-# The end-to-end tests' config; nothing is fetched or sent here.
+# The end-to-end tests' config; nothing is fetched, and nothing is sent (no Bot API listens at
+# NO_SERVER) unless a test asks for ``sending_bot``.
+NO_SERVER = "http://127.0.0.1:9/bot"
+NO_SERVER_TOKEN = "123456789:AAwellFormedButNothingIsSentNoServer"
 CONFIG = CONFIG_TEMPLATE.format(
     url="http://127.0.0.1:9/wire.xml",
     channel=CHANNEL,
-    base_url="http://127.0.0.1:9/bot",
+    base_url=NO_SERVER,
     admins=ADMIN,
     ops='  listen: ""\n',
 )
@@ -71,21 +81,29 @@ class Bot:
             self.store.close()
 
 
-async def bot_on(config: str, tmp_path, monkeypatch):
+async def bot_on(config: str, tmp_path, monkeypatch, *, token: str = NO_SERVER_TOKEN):
     """A ``Bot`` on this config text (a fixture's body: yields it, closes it after)."""
-    monkeypatch.setenv(
-        "TELEGRAM_BOT_TOKEN", "123456789:AAwellFormedButNothingIsSentNoServer"
-    )  # nothing is sent: no server
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", token)
     path = tmp_path / "config.yaml"
     path.write_text(config, encoding="utf-8")
     bot = Bot(path)
-    yield bot
-    await bot.aclose()
+    try:
+        yield bot
+    finally:
+        await bot.aclose()
 
 
 @pytest.fixture
 async def bot(tmp_path, monkeypatch):
     async for b in bot_on(CONFIG, tmp_path, monkeypatch):
+        yield b
+
+
+@pytest.fixture
+async def sending_bot(tmp_path, monkeypatch, telegram):
+    """The same, with its channel on the fake Bot API: what it delivers is sent."""
+    config = CONFIG.replace(NO_SERVER, telegram.base_url)
+    async for b in bot_on(config, tmp_path, monkeypatch, token=telegram.token):
         yield b
 
 
@@ -289,3 +307,97 @@ async def test_recent_counts_follow_ups_and_why_explains_where_one_went(bot):
     assert "decision: follow-up of story 1 (similarity 0.31 < 0.4; shared: nvidia, h20)" in why
     why = bot.ask(USER, f"/why {story}")
     assert "a new story (1 follow-up under it)\ndecision: not recorded" in why
+
+
+def _channel_posts(telegram):
+    return [m["shown_text"] for m in telegram.sent if m["chat_id"] == CHANNEL_ID]
+
+
+async def test_resume_releases_the_alerts_queued_while_paused(sending_bot, telegram):
+    bot = sending_bot
+    assert "paused" in bot.ask(ADMIN, "/pause")
+    _alert(bot.store, "q1", "US widens export controls on Nvidia H20", story_id=1)
+    await bot.runtime.deliver()
+    assert _channel_posts(telegram) == [], "held while paused"
+    assert "1 queued alerts go out now" in bot.ask(ADMIN, "/resume")
+    await bot.runtime.deliver()
+    [post] = _channel_posts(telegram)
+    assert "US widens export controls on Nvidia H20" in post
+    assert bot.store.count_pending("telegram") == 0
+
+
+async def test_a_paused_channel_stays_paused_across_a_reload_that_changes_destinations(
+    sending_bot, telegram
+):
+    bot = sending_bot
+    assert "paused" in bot.ask(ADMIN, "/pause")
+    _alert(bot.store, "r1", "US widens export controls on Nvidia H20", story_id=1)
+    text = bot.path.read_text()
+    assert f"admins: [{ADMIN}]" in text
+    bot.path.write_text(text.replace(f"admins: [{ADMIN}]", f"admins: [{ADMIN}, 333]"))
+    old = bot.runtime.deliverer
+    assert (await bot.runtime.reload_if_changed()).status == "applied"
+    assert bot.runtime.deliverer is not old, "new destinations: new sinks, a new deliverer"
+    await bot.runtime.deliver()
+    assert _channel_posts(telegram) == [], "still held"
+    assert bot.store.count_pending("telegram") == 1
+    assert "Channel: paused (alerts are queued)" in bot.ask(USER, "/status")
+
+
+def _subscriber_and_alert(bot, telegram, guid):
+    """USER subscribed to H20 and ADMIN able to get notices (both have started the bot), and
+    an alert queued for the channel and for USER's chat."""
+    telegram.add_chat(USER, "private")
+    telegram.add_chat(ADMIN, "private")
+    assert "subscribed to term H20" in bot.ask(USER, "/subscribe H20")
+    item = alerting_item(
+        guid,
+        "US widens export controls on Nvidia H20",
+        feed="Wire",
+        destinations=("telegram", f"telegram:{USER}"),
+        story_id=1,
+    )
+    [alert_id] = record(bot.store, "Wire", item)
+    return alert_id
+
+
+@pytest.mark.parametrize(
+    "gone, reason",
+    [("forget", "Chat not found"), ("deactivate", "Forbidden: user is deactivated")],
+    ids=["chat_not_found", "user_deactivated"],
+)
+async def test_a_subscriber_whose_chat_is_gone_is_suspended(
+    sending_bot, telegram, caplog, gone, reason
+):
+    bot = sending_bot
+    _subscriber_and_alert(bot, telegram, "g1")
+    getattr(telegram, gone)(USER)
+    with caplog.at_level(logging.INFO, logger="chipwatch"):
+        await bot.runtime.deliver()
+    assert bot.store.subscriptions(USER) == []
+    assert f"subscription_suspended chat={USER} subscriptions=1" in caplog.text
+    assert "destination_paused" not in caplog.text
+    [notice] = [m["shown_text"] for m in telegram.sent if m["chat_id"] == ADMIN]
+    assert f"A subscriber ({USER}) can no longer be written to ({reason})" in notice
+    assert len(_channel_posts(telegram)) == 1, "the channel is not affected"
+    status = bot.ask(USER + 1, "/status")
+    assert "Channel: delivering" in status and "Subscribers: 0 (1 suspended)" in status
+
+
+async def test_a_revoked_token_pauses_delivery_and_suspends_no_subscriber(
+    sending_bot, telegram, caplog
+):
+    """A 401 is the bot's own problem, not the subscriber's: their subscription stays, and
+    everything waits for a new token."""
+    bot = sending_bot
+    alert_id = _subscriber_and_alert(bot, telegram, "t1")
+    telegram.revoke()
+    with caplog.at_level(logging.INFO, logger="chipwatch"):
+        await bot.runtime.deliver()
+    assert [kind for _, kind, _ in bot.store.subscriptions(USER)] == ["term"]
+    assert "subscription_suspended" not in caplog.text
+    assert bot.runtime.deliverer.is_paused("telegram")
+    assert "destination_paused destination=telegram " in caplog.text
+    assert {r["status"] for r in deliveries(bot.store, alert_id)} == {"pending"}
+    assert telegram.sent == []
+    assert "Subscribers: 1" in bot.ask(USER + 1, "/status")

@@ -17,12 +17,25 @@ import pytest
 
 from alerts.app import run_forever
 from alerts.config import FeedConfig, load_config
+from alerts.deliver import Deliverer
+from alerts.deliver.telegram import TelegramSink
 from alerts.loopback import Route
 from alerts.pipeline import not_due
 from alerts.scheduler import Scheduler
 from alerts.store import open_store
 from alerts.types import FeedState
-from tests.support import ROOT, ago, rss, write_config
+from tests.fakes.telegram_api import FakeTelegram
+from tests.support import (
+    CHANNEL,
+    CHANNEL_ID,
+    ROOT,
+    ago,
+    alerting_item,
+    deliveries,
+    record,
+    rss,
+    write_config,
+)
 
 
 async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():
@@ -82,6 +95,50 @@ async def test_item8_a_job_still_running_is_one_named_event_not_a_warning_a_tick
     ]
 
 
+async def test_job_still_running_is_logged_again_after_a_minute_with_the_skips_since(caplog):
+    """At most one line a minute per job; the next one counts the ticks skipped since the last
+    (on the scheduler's injected clock, which moves only when the test moves it)."""
+    release = asyncio.Event()
+    now = [1000.0]
+
+    async def deliver():
+        await release.wait()  # a send that hangs
+
+    async def poll(feed):
+        pass
+
+    async def skips(at_least):
+        deadline = time.monotonic() + 30
+        while scheduler.skipped.get("deliver", 0) < at_least and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return scheduler.skipped["deliver"]
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if "job_still_running" in r.getMessage()]
+
+    scheduler = Scheduler(
+        poll=poll, deliver=deliver, deliver_every=0.05, first_run_spread=0, clock=lambda: now[0]
+    )
+    with caplog.at_level(logging.INFO):
+        scheduler.start([])
+        await skips(3)
+        now[0] += 59
+        await skips(scheduler.skipped["deliver"] + 3)
+        assert len(lines()) == 1, "none before the minute"
+        # No tick comes between these two lines: the next skip is the first after the minute.
+        seen = scheduler.skipped["deliver"]
+        now[0] += 2  # 61 s after the first line
+        await skips(seen + 1)
+        release.set()
+        await scheduler.stop()
+    note = 'note="its ticks are skipped until it ends"'
+    assert lines() == [
+        f"job_still_running job=deliver skipped=1 {note}",
+        f"job_still_running job=deliver skipped={seen} {note}",
+    ]
+    assert seen >= 6
+
+
 async def test_item8_stop_cancels_polls_in_flight_and_cuts_a_hung_delivery_short(caplog):
     """SIGTERM used to wait for fetches in flight (up to ``timeout_seconds`` each) and for a
     send, which can exceed Docker's 10-second stop timeout. Now polls are cancelled at once
@@ -114,6 +171,56 @@ async def test_item8_stop_cancels_polls_in_flight_and_cuts_a_hung_delivery_short
     assert "job_cut_short job=deliver" in caplog.text
     assert "scheduler_stopped polls_cancelled=1 cut_short=1" in caplog.text
     assert "raised an exception" not in caplog.text
+
+
+def _channel(telegram, store):
+    """A deliverer of ``store``'s outbox to the fake's channel, and its sink."""
+    sink = TelegramSink(token=telegram.token, chat_id=CHANNEL, base_url=telegram.base_url)
+    return Deliverer(store, [sink]), sink
+
+
+async def test_a_delivery_cut_short_at_stop_stays_pending_and_goes_out_once_later(tmp_path, caplog):
+    """A send whose answer never comes (Telegram took the message, the reply hangs) is cut
+    short by stop(): its alert stays pending, and the next start sends it once more (the one
+    repeat the scheduler's docstring allows), then never again."""
+    server_clock = [0.0]  # the fake's flood control; it moves when the bot restarts
+    chats = {CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}
+    title = "US widens export controls on Nvidia H20"
+    with FakeTelegram(chats=chats, clock=lambda: server_clock[0]) as telegram:
+        store = open_store(tmp_path / "cw.db")
+        item = alerting_item("c1", title, feed="Wire", destinations=("telegram",))
+        [alert_id] = record(store, "Wire", item)
+        deliverer, sink = _channel(telegram, store)
+        held = telegram.hold_next("sendMessage")
+        scheduler = Scheduler(
+            poll=lambda feed: asyncio.sleep(0),
+            deliver=deliverer.deliver_due,
+            deliver_every=60,
+            first_run_spread=0,
+        )
+        with caplog.at_level(logging.INFO):
+            scheduler.start([])
+            assert await asyncio.to_thread(held.wait, 30), "the send is in flight"
+            await scheduler.stop(grace_seconds=0.2)
+        telegram.release_held()
+        await sink.aclose()
+        assert "job_cut_short job=deliver" in caplog.text
+        [row] = deliveries(store, alert_id)
+        assert row["status"] == "pending" and row["message_id"] is None
+        store.close()
+
+        server_clock[0] += 5  # a restart takes a few seconds
+        store = open_store(tmp_path / "cw.db")
+        deliverer, sink = _channel(telegram, store)
+        try:
+            assert (await deliverer.deliver_due()).sent == 1
+            assert (await deliverer.deliver_due()).sent == 0, "sent once"
+        finally:
+            await sink.aclose()
+        [row] = deliveries(store, alert_id)
+        assert row["status"] == "sent"
+        store.close()
+    assert [m["shown_text"].split("\n")[0] for m in telegram.sent] == [title, title]
 
 
 def test_a_tick_that_fires_less_late_than_the_last_still_finds_its_feed_due():

@@ -27,6 +27,11 @@ What it mirrors from the real service (tdlib / telegram-bot-api sources):
   ``allow_sending_without_reply`` is true (then it is sent as no reply). The sent message carries
   ``reply_to_message`` like Telegram's answer, and ``sent`` records ``reply_to_message_id``,
   ``reply_parameters`` and ``disable_notification``.
+* Chats and tokens that stop working: ``kick()`` (403 ``bot was kicked from the … chat``, or in a
+  private chat ``bot was blocked by the user``), ``deactivate()`` (a user who deleted their
+  account: 403 ``user is deactivated``), ``forget()`` (a chat that no longer exists: 400
+  ``chat not found``), ``revoke()`` (a token revoked with @BotFather: every call 401
+  ``Unauthorized``).
 * Flood control: at most one message per ``per_chat_interval`` seconds to one chat,
   ``per_minute_limit`` per 60 s to a group/supergroup/channel, ``global_per_second`` per second
   overall; answers 429 ``Too Many Requests: retry after N`` with ``parameters.retry_after``.
@@ -553,6 +558,7 @@ class FakeTelegram(LoopbackServer):
                 spec["id"] = int(key)
             self.add_chat(**spec)
         self.kicked: set[int] = set()
+        self.deactivated: set[int] = set()
 
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
@@ -618,6 +624,26 @@ class FakeTelegram(LoopbackServer):
 
     def unkick(self, chat: int | str) -> None:
         self.kicked.discard(self._resolve_known(chat)["id"])
+
+    def deactivate(self, user: int) -> None:
+        """The user deleted their account: sends to their private chat get 403."""
+        chat = self._resolve_known(user)
+        if chat["type"] != "private":
+            raise ValueError(f"{user!r} is not a user's private chat")
+        self.deactivated.add(chat["id"])
+
+    def forget(self, chat: int | str) -> None:
+        """The chat no longer exists (or the bot never met it): sends get 400 chat not found."""
+        with self._lock:
+            found = self._resolve_known(chat)
+            del self.chats[found["id"]]
+            if "username" in found:
+                self._usernames.pop(found["username"].lower(), None)
+
+    def revoke(self, token: str | None = None) -> None:
+        """The token was revoked (@BotFather /revoke): every call with it gets 401."""
+        with self._lock:
+            del self.tokens[token or self.token]
 
     def delete_message(self, chat: int | str, message_id: int) -> bool:
         """The message is deleted from the chat (as by an admin): replies to it and edits of
@@ -938,6 +964,8 @@ class FakeTelegram(LoopbackServer):
             if chat["type"] == "private":
                 raise ApiError(403, "Forbidden: bot was blocked by the user")
             raise ApiError(403, f"Forbidden: bot was kicked from the {chat['type']} chat")
+        if chat["id"] in self.deactivated:
+            raise ApiError(403, "Forbidden: user is deactivated")
         return chat
 
     @staticmethod

@@ -293,7 +293,7 @@ def test_the_routing_docs_example_loads_and_routes_as_written(tmp_path):
 
     controlled = "Nvidia H200 added to the list of controlled items"
     # exec takes the regulator's own news in its 08:00 Berlin digest only (instant: false)
-    assert goes_to(controlled, "BIS press releases") == ("compliance",)
+    assert goes_to(controlled, "BIS documents") == ("compliance",)
     [exec_] = config.destinations.digests
     assert exec_.name == "exec" and exec_.digest is not None
     assert (exec_.digest.at, exec_.digest.timezone, exec_.instant) == (
@@ -301,12 +301,12 @@ def test_the_routing_docs_example_loads_and_routes_as_written(tmp_path):
         "Europe/Berlin",
         False,
     )
-    result = matcher.match(controlled, tags=tags["BIS press releases"])
+    result = matcher.match(controlled, tags=tags["BIS documents"])
     assert exec_.takes(
         rules=result.rules,
         categories=result.categories(),
-        feed="BIS press releases",
-        feed_tags=tags["BIS press releases"],
+        feed="BIS documents",
+        feed_tags=tags["BIS documents"],
     )
     assert goes_to(controlled, "Reuters Technology") == ()
     sale = "Beijing approves imports of AMD MI308 for Tencent"

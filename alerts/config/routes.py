@@ -9,6 +9,7 @@ a typo is an error at load time rather than a destination that silently never ge
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -163,15 +164,7 @@ def _telegram(c: Checker, node: Any, key: str, line: int | None) -> TelegramConf
         return c.key_line(t, k, line)
 
     chat_id = c.value(values.telegram_chat_id, t["chat_id"], f"{key}.chat_id", kl("chat_id"))
-    opts: dict[str, Any] = {}
-    if "token_env" in t:
-        opts["token_env"] = c.value(
-            values.env_name, t["token_env"], f"{key}.token_env", kl("token_env")
-        )
-    if "api_base_url" in t:
-        opts["api_base_url"] = c.value(
-            values.http_url, t["api_base_url"], f"{key}.api_base_url", kl("api_base_url")
-        )
+    opts = _read(c, t, key, line, token_env=values.env_name, api_base_url=values.http_url)
     if "admins" in t:
         admins = c.seq(t["admins"], f"{key}.admins", kl("admins"))
         ids = []
@@ -214,24 +207,29 @@ def _slack(c: Checker, node: Any, key: str, line: int | None) -> SlackConfig:
                 f"{key}.{k}",
                 kl(k),
             )
-    opts: dict[str, Any] = {
-        k: c.value(values.env_name, s[k], f"{key}.{k}", kl(k))
-        for k in ("token_env", "webhook_env")
-        if k in s
-    }
-    if app:
-        opts["channel"] = c.value(
-            values.slack_channel, s["channel"], f"{key}.channel", kl("channel")
-        )
-    if "api_base_url" in s:
-        opts["api_base_url"] = c.value(
-            values.http_url, s["api_base_url"], f"{key}.api_base_url", kl("api_base_url")
-        )
-    if "webhook_host" in s:
-        opts["webhook_host"] = c.value(
-            values.host, s["webhook_host"], f"{key}.webhook_host", kl("webhook_host")
-        )
+    opts = _read(
+        c,
+        s,
+        key,
+        line,
+        token_env=values.env_name,
+        webhook_env=values.env_name,
+        channel=values.slack_channel,
+        api_base_url=values.http_url,
+        webhook_host=values.host,
+    )
     return SlackConfig(**opts)
+
+
+def _read(
+    c: Checker, m: dict, key: str, line: int | None, **parsers: Callable[[str], Any]
+) -> dict[str, Any]:
+    """Each of these keys that ``m`` gives, read by its parser (one of ``values``)."""
+    return {
+        k: c.value(parse, m[k], f"{key}.{k}", c.key_line(m, k, line))
+        for k, parse in parsers.items()
+        if k in m
+    }
 
 
 def parse_digest(c: Checker, node: Any, key: str, line: int | None) -> DigestConfig:

@@ -21,6 +21,7 @@ from alerts.scheduler import FIRST_RUN_SPREAD_SECONDS
 from alerts.status import format_status, read_status
 from alerts.store import open_store
 from alerts.types import utcnow
+from tests.fakes.proxies import Balancer
 from tests.fakes.telegram_api import FakeTelegram
 from tests.support import CHANNEL, CHANNEL_ID, ago, rss
 
@@ -450,9 +451,14 @@ async def test_item3_commands_start_once_telegram_can_be_reached(
     /healthz and /metrics say so meanwhile."""
     chats = {CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}
     away = FakeTelegram(chats=chats).start()
-    away.close()  # the Bot API is away: nothing listens on its port
+    away.close()  # only its token and its address's shape are used
     monkeypatch.setenv("TELEGRAM_BOT_TOKEN", away.token)
-    path, _ = _setup(tmp_path, serve, away, ops=OPS)
+    # The bot reaches the Bot API through a front that, while Telegram is away, drops every
+    # connection (closing a server and binding its port again later could race another
+    # worker's port).
+    front = Balancer([]).start()
+    base_url = f"http://127.0.0.1:{front.port}/bot"
+    path, _ = _setup(tmp_path, serve, away, ops=OPS, base_url=base_url)
     back = None
     try:
         with caplog.at_level(logging.INFO, logger="chipwatch"):
@@ -469,8 +475,9 @@ async def test_item3_commands_start_once_telegram_can_be_reached(
                 _, metrics = await asyncio.to_thread(_get, base + "/metrics")
                 assert "chipwatch_commands_up 0.0" in metrics
 
-                # Telegram comes back, on the same address.
-                back = FakeTelegram(chats=chats, per_chat_interval=0.05, port=away.port).start()
+                # Telegram comes back, behind the same address.
+                back = FakeTelegram(chats=chats, per_chat_interval=0.05).start()
+                front.upstreams.append(back.port)
                 bot.telegram = back
                 await bot.wait_for(lambda: back.calls_to("getUpdates"), "the poller", timeout=40)
                 assert "Health: ok" in await bot.ask(USER, "/status")
@@ -481,6 +488,7 @@ async def test_item3_commands_start_once_telegram_can_be_reached(
     finally:
         if back is not None:
             back.close()
+        front.close()
     assert "commands_started" in caplog.text
 
 

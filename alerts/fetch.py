@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from . import USER_AGENT
+from . import USER_AGENT, tls
 from .config import PollConfig
 from .logs import add_secret, redact_credentials
 
@@ -222,6 +222,7 @@ class Fetcher:
                 max_connections=poll.concurrency, max_keepalive_connections=poll.concurrency
             ),
             proxy=proxy,
+            verify=tls.context(),
         )
 
     def _client_for(self, proxy: str | None) -> httpx.AsyncClient:

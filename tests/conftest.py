@@ -92,7 +92,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "postgres" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
     # The tests that wait longest first, so that under xdist none starts near the end.
-    items.sort(key=lambda item: item.get_closest_marker("system") is None)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("system") is None,
+            item.get_closest_marker("slow") is None,
+        )
+    )
 
 
 # What Python reports (sys.addaudithook) when a process is started, by any means.

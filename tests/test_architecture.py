@@ -14,7 +14,7 @@ from tests.support import ROOT
 # Lowest first. A module may import from lower layers, and within its own package.
 LAYERS = [
     {"alerts"},  # the package root: version and user agent
-    {"types", "errors"},
+    {"types", "errors", "tls"},  # tls: the one context every HTTP client verifies with
     {"text"},  # text as the matcher sees it: normalised words and a term's keys
     {"logs", "metrics", "healthcheck"},
     {"config"},  # values, model, load, edit

@@ -16,6 +16,7 @@ import pytest
 
 from alerts.app import run_forever
 from alerts.config import load_config
+from alerts.deliver import telegram as telegram_delivery
 from alerts.loopback import Route
 from alerts.scheduler import FIRST_RUN_SPREAD_SECONDS
 from alerts.status import format_status, read_status
@@ -64,7 +65,10 @@ ops:
 
 @pytest.fixture
 def telegram(monkeypatch):
-    # Replies come quickly one after another here; pacing is tested in test_delivery.
+    # Replies come quickly one after another here, from the bot and the fake alike (the bot
+    # reads its pace per chat when it first writes to the chat); pacing is tested in
+    # test_delivery.
+    monkeypatch.setattr(telegram_delivery, "PER_CHAT", (1, 0.06))
     with FakeTelegram(
         chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}, per_chat_interval=0.05
     ) as fake:
@@ -172,6 +176,7 @@ def _set_feed(feed_server, url, items):
     feed_server.routes[url.split(str(feed_server.port))[1]] = Route(body=rss(items).encode())
 
 
+@pytest.mark.slow
 async def test_watch_edits_the_file_keeps_comments_and_alerts_on_next_poll(
     tmp_path, serve, telegram, feed_server, caplog
 ):
@@ -264,9 +269,10 @@ async def test_item8_a_deleted_config_tells_the_admins_once_and_the_bot_goes_on(
         assert "B30A" in await bot.ask(USER, "/watchlist")
 
 
+@pytest.mark.slow
 async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram, feed_server):
     path, url = _setup(tmp_path, serve, telegram)
-    async with Bot(path, telegram) as bot:
+    async with Bot(path, telegram, interval=1, first_run_spread=0) as bot:
         assert "subscribed to term H20" in await bot.ask(USER, "/subscribe h20")
         assert "term H20" in await bot.ask(USER, "/subscriptions")
         # No rule holds for this one: the channel stays quiet, the subscriber hears of it.
@@ -295,6 +301,7 @@ async def test_private_subscription_receives_its_alert(tmp_path, serve, telegram
         assert "Unsubscribed from H20" in await bot.ask(USER, "/unsubscribe H20")
 
 
+@pytest.mark.slow
 async def test_one_bot_and_one_budget_for_the_token(tmp_path, serve, telegram):
     """The channel sink, personal chats, command replies and admin notices share one Bot and
     one 30-a-second budget: every sendMessage the fake saw was counted in that budget."""
@@ -385,6 +392,7 @@ def _notices(telegram):
     ]
 
 
+@pytest.mark.slow
 async def test_item2_a_blocked_subscriber_is_suspended_and_the_bot_stays_healthy(
     tmp_path, serve, telegram, feed_server, caplog
 ):
@@ -395,7 +403,7 @@ async def test_item2_a_blocked_subscriber_is_suspended_and_the_bot_stays_healthy
     path, url = _setup(tmp_path, serve, telegram, ops=OPS)
     telegram.add_chat(ADMIN, "private", first_name="Admin")  # the admin has sent /start
     with caplog.at_level(logging.INFO, logger="chipwatch"):
-        async with Bot(path, telegram, interval=2, first_run_spread=0) as bot:
+        async with Bot(path, telegram, interval=1, first_run_spread=0) as bot:
             base = await bot.wait_for(lambda: _ops_address(caplog.text), "the ops endpoint")
             assert "subscribed to term H20" in await bot.ask(USER, "/subscribe H20")
             telegram.kick(USER)  # the subscriber blocks the bot

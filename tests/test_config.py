@@ -184,6 +184,25 @@ def test_shipped_config_is_valid_and_summarised():
     assert "destinations: console" in result.stdout
 
 
+def test_a_file_changed_back_and_forth_loads_as_written_each_time(tmp_path):
+    """Parses are remembered by text: an edit is never answered from memory, and an invalid
+    text fails each time it is loaded, not only the first."""
+    path = tmp_path / "c.yaml"
+    one, two = (MINIMAL_WATCHLISTS + f"database: {name}.db\n" for name in ("one", "two"))
+    seen = []
+    for text in (one, two, one, "poll: [\n", two):
+        path.write_text(text, encoding="utf-8")
+        try:
+            seen.append(load_config(path, environ={}).database.name)
+        except ConfigError as exc:
+            seen.append(f"line {exc.line}")
+    assert seen == ["one.db", "two.db", "one.db", "line 2", "two.db"]
+    path.write_text("poll: [\n", encoding="utf-8")
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="invalid YAML"):
+            load_config(path, environ={})
+
+
 def test_default_rule_applies_when_rules_are_omitted(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(MINIMAL_WATCHLISTS, encoding="utf-8")

@@ -90,6 +90,7 @@ def _429s(fake):
     return [c for c in fake.calls if c["status"] == 429 and not c.get("injected")]
 
 
+@pytest.mark.slow
 async def test_burst_of_60_alerts_arrives_complete_without_429_using_digests(database, telegram):
     store = open_store(database)
     titles = [f"Nvidia export controls story {i} <{i}> & more" for i in range(60)]
@@ -109,6 +110,7 @@ async def test_burst_of_60_alerts_arrives_complete_without_429_using_digests(dat
     store.close()
 
 
+@pytest.mark.slow
 async def test_a_few_alerts_go_out_one_message_each_paced_per_chat(database, telegram):
     store = open_store(database)
     _queue(
@@ -172,6 +174,7 @@ async def test_403_pauses_destination_keeps_alerts_then_resumes(database, telegr
     store.close()
 
 
+@pytest.mark.slow
 async def test_400_is_recorded_with_reason_and_not_retried(database, telegram):
     store = open_store(database)
     _queue(store, ["Nvidia export controls bad", "Nvidia export controls good"])
@@ -203,6 +206,7 @@ async def test_hostile_headlines_are_accepted_by_a_strict_server(database, teleg
     store.close()
 
 
+@pytest.mark.slow
 async def test_slack_webhook_gets_escaped_blocks_and_honours_retry_after(database, slack):
     store = open_store(database)
     _queue(
@@ -295,6 +299,7 @@ def test_once_sends_to_telegram_and_never_logs_the_token(tmp_path, serve, telegr
         )
 
 
+@pytest.mark.slow
 def test_once_threads_a_follow_up_quietly_under_its_story_end_to_end(tmp_path, serve, telegram):
     """From two feeds to the channel: the clusterer makes the second report a follow-up, the
     pipeline records it in the story's thread, and the deliverer posts it as a quiet reply to
@@ -597,6 +602,7 @@ async def test_a_follow_up_whose_story_message_was_deleted_names_the_story(datab
     store.close()
 
 
+@pytest.mark.slow
 async def test_a_personal_subscriber_gets_the_thread_in_their_chat(database, telegram):
     telegram.add_chat(42, "private", first_name="Ann")
     telegram.add_chat(43, "private", first_name="Bob")
@@ -743,6 +749,7 @@ async def test_slack_app_follow_up_to_a_deleted_message_names_the_story(database
     store.close()
 
 
+@pytest.mark.slow
 async def test_slack_app_waits_as_a_429_tells_and_paces_itself(tmp_path, slack_api):
     store = open_store(tmp_path / "cw.db")  # about the sink: one engine will do
     _queue(store, ["Nvidia export controls A", "Nvidia export controls B"], destinations=("slack",))

@@ -46,8 +46,28 @@ def _digest_config(tmp_path, telegram: FakeTelegram, *, empty: str = "send", ext
     )
 
 
+# Pacing is tested in test_delivery; here a digest's parts and days follow one another at a
+# tenth of Telegram's pace (the fake still refuses anything faster than its own interval).
+PACE = 0.1
+
+
+@pytest.fixture
+def telegram():
+    with FakeTelegram(
+        chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "chipwatch test"}},
+        per_chat_interval=PACE / 2,
+    ) as fake:
+        yield fake
+
+
 def _sink(telegram: FakeTelegram, name: str = "exec", chat=CHANNEL) -> TelegramSink:
-    return TelegramSink(token=telegram.token, chat_id=chat, name=name, base_url=telegram.base_url)
+    return TelegramSink(
+        token=telegram.token,
+        chat_id=chat,
+        name=name,
+        base_url=telegram.base_url,
+        per_chat=(1, PACE),
+    )
 
 
 def _record(store, title: str, *, at: datetime, guid: str, feed: str = "Wire", **kw) -> int:

@@ -21,6 +21,7 @@ def test_busy_day_swallows_no_event(aggregator):
     assert r["non_events_alerted"] == []
 
 
+@pytest.mark.slow
 def test_busy_subjects_dev_set_joins_under_one_percent_wrongly():
     r = evaluate(DEV, any_subject=True)  # clustering alone: every named subject alerts
     assert r["swallowed"] == []

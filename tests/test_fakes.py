@@ -528,6 +528,7 @@ async def test_get_updates_long_poll_returns_a_pushed_command(tg, bot):
 
 
 @pytest.mark.asyncio
+@pytest.mark.slow
 async def test_get_updates_honours_timeout_when_nothing_arrives(tg, bot):
     await bot.get_updates(timeout=0)
     last = tg.pending_updates(TOKEN)[-1]["update_id"]

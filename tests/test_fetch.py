@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import ssl
 import tracemalloc
 import zlib
 from dataclasses import replace
@@ -12,12 +13,13 @@ from datetime import datetime, timedelta, timezone
 import brotli
 import pytest
 
+from alerts import tls
 from alerts.config import FeedConfig, PollConfig, load_config
 from alerts.fetch import Fetcher
 from alerts.loopback import FeedServer, Route
 from alerts.pipeline import backoff_seconds, next_interval
 from alerts.store import open_store
-from tests.support import ago, poll_cycle, rss, write_config
+from tests.support import ROOT, ago, poll_cycle, rss, write_config
 
 FEED = rss(
     [
@@ -53,6 +55,38 @@ async def test_conditional_request_gets_304_and_sends_validators(serve, feed_ser
     assert sent["If-Modified-Since"] == "Sat, 28 Nov 2026 10:00:00 GMT"
     assert sent["User-Agent"].startswith("chipwatch/")
     assert "gzip" in sent["Accept-Encoding"] and "br" in sent["Accept-Encoding"]
+
+
+TLS = ROOT / "tests" / "data" / "tls"  # a self-signed certificate for 127.0.0.1
+
+
+async def test_https_is_verified_and_an_operators_ca_file_is_honoured(monkeypatch):
+    """Every client verifies with one TLS context, made once: a server whose certificate no
+    known CA signed is refused, and the failure is the feed's; ``SSL_CERT_FILE`` (as httpx
+    reads it) trusting that certificate lets the same feed through."""
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(TLS / "loopback.pem", TLS / "loopback.key")
+    server = FeedServer()
+    server._httpd.socket = server_tls.wrap_socket(server._httpd.socket, server_side=True)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    tls.context.cache_clear()
+    try:
+        with server:
+            url = server.route("/tls.xml", Route(body=FEED)).replace("http:", "https:")
+            refused = await _fetch(url)
+            assert refused.status == "error"
+            assert (
+                refused.error.startswith("connect:")
+                and "CERTIFICATE_VERIFY_FAILED" in refused.error
+            )
+            assert server.hits("/tls.xml") == 0
+            monkeypatch.setenv("SSL_CERT_FILE", str(TLS / "loopback.pem"))
+            tls.context.cache_clear()
+            trusted = await _fetch(url)
+            assert trusted.status == "ok" and trusted.body == FEED
+    finally:
+        tls.context.cache_clear()  # the next client builds the default context again
 
 
 async def test_identical_body_is_reported_unchanged_without_parsing(serve):
@@ -106,6 +140,7 @@ async def test_oversized_body_is_refused(serve):
     assert result.status == "error" and result.error.startswith("too_large")
 
 
+@pytest.mark.slow
 async def test_slow_drip_is_cut_at_the_total_deadline(serve):
     # ~20 s to send the whole feed, each chunk well within a read timeout: only the total
     # deadline can stop it
@@ -142,6 +177,7 @@ async def test_permanent_redirect_reports_new_url_temporary_does_not(serve):
     assert (await _fetch(temporary)).moved_to is None
 
 
+@pytest.mark.slow
 async def test_per_host_limit_is_honoured():
     with FeedServer() as server:
         urls = [server.route(f"/h{i}", Route(body=FEED, delay=0.3)) for i in range(6)]
@@ -152,8 +188,12 @@ async def test_per_host_limit_is_honoured():
         assert server.peak_in_flight == 2
 
 
+@pytest.mark.slow
 async def test_a_fetch_that_waited_for_a_slot_says_how_long_in_whole_seconds(feed_server):
-    urls = [feed_server.route(f"/slot{i}", Route(body=FEED, delay=1.2)) for i in range(2)]
+    # The first holds the one slot for 1.2 s; the second, waiting for it, answers at once.
+    urls = [
+        feed_server.route(f"/slot{i}", Route(body=FEED, delay=d)) for i, d in enumerate((1.2, 0))
+    ]
     async with Fetcher(PollConfig(concurrency=1)) as fetcher:
         first, second = await asyncio.gather(
             fetcher.fetch("a", urls[0]), fetcher.fetch("b", urls[1])

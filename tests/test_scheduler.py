@@ -38,6 +38,7 @@ from tests.support import (
 )
 
 
+@pytest.mark.slow
 async def test_scheduler_never_runs_two_polls_of_one_feed_at_once():
     running, peak, polls, delivers = 0, 0, [], []
 

@@ -115,6 +115,7 @@ def test_store_migrates_once_and_refuses_a_newer_schema(database):
         open_store(database)
 
 
+@pytest.mark.slow
 def test_concurrent_openers_of_a_new_database_migrate_it_once(database):
     # The race lost only about 1 round in 50 on SQLite (two openers switching a new file to
     # WAL at once), so SQLite runs many rounds, each on a new file.

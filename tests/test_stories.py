@@ -115,6 +115,7 @@ def test_five_outlets_one_story_one_message_edited_to_list_the_others(
     assert "story_joined" in second.stderr and "similarity" in second.stderr
 
 
+@pytest.mark.slow
 def test_different_events_with_the_same_entities_stay_apart(tmp_path, serve, telegram):
     url_a = serve(
         rss(
@@ -268,6 +269,7 @@ def _poll(store, feed, title, *, story_id, new_story, clock, i=0):
     )
 
 
+@pytest.mark.slow
 async def test_quick_updates_merge_into_one_edit_and_not_modified_is_not_an_error(
     database, telegram
 ):

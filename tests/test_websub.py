@@ -457,17 +457,18 @@ async def test_a_forged_push_is_rejected_and_alerts_nothing(tmp_path, serve, tel
         store.close()
 
 
+@pytest.mark.slow
 async def test_a_lease_is_renewed_before_it_ends_across_a_restart(tmp_path, serve, telegram, hub):
-    """A 10-second lease (the config's floor is an hour: a seam on the loaded config): the bot
+    """A 5-second lease (the config's floor is an hour: a seam on the loaded config): the bot
     stops after the hub verified it, a new process on the same database renews it at 80%,
     while it is still live, with the same secret: a push after the renewal alerts."""
     feed = _Feed(hub.url)
     feed.url = serve(Route(respond=feed.respond))
     path = _write(tmp_path, [("Wire", feed.url)], telegram, _free_port())
-    async with _Bot(path, lease_seconds=10) as bot:
+    async with _Bot(path, lease_seconds=5) as bot:
         (first,) = await bot.wait_for(lambda: hub.live(feed.url), "a verified subscription")
-    assert first.lease_seconds == 10
-    async with _Bot(path, lease_seconds=10) as bot:
+    assert first.lease_seconds == 5
+    async with _Bot(path, lease_seconds=5) as bot:
         renewal = await bot.wait_for(
             lambda: [v for v in hub.verifications[1:] if v["mode"] == "subscribe"], "a renewal"
         )

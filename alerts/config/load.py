@@ -6,6 +6,7 @@ Every error names the file, the 1-based line and the dotted key (``feeds[2].url`
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -351,7 +352,15 @@ def _defined(
 
 def parse_config(text: str, *, path: Path | str) -> Config:
     """Validate config text; ``path`` names the file in errors and anchors relative paths."""
-    path = Path(path)
+    return _parse(text, Path(path))
+
+
+# Parsing is a pure function of the text and the path, and the YAML parser is slow (a tenth of
+# a second for the shipped file): a touched but unchanged file, the CLI's commands in one
+# process and the tests' many loads of one file cost one parse. A Config is frozen, and no
+# caller changes its dicts. An invalid text is not kept: it raises each time.
+@functools.lru_cache(maxsize=8)
+def _parse(text: str, path: Path) -> Config:
     c = Checker(str(path))
     try:
         doc = YAML(typ="rt", pure=True).load(text)

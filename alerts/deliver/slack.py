@@ -20,7 +20,7 @@ import httpx
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from .. import USER_AGENT
+from .. import USER_AGENT, tls
 from ..config import SLACK_API_BASE
 from ..errors import Rejected, RetryLater, Unavailable
 from ..logs import event, redact
@@ -101,6 +101,7 @@ class SlackAppSink:
             base_url=base_url,
             timeout=max(1, round(timeout)),
             retry_handlers=[],
+            ssl=tls.context(),
             user_agent_prefix=USER_AGENT,
             logger=logging.getLogger("chipwatch.slack.sdk"),
         )
@@ -217,7 +218,9 @@ class SlackSink:
     ):
         self.name = name
         self._url = webhook_url
-        self._client = httpx.AsyncClient(timeout=timeout, headers={"User-Agent": USER_AGENT})
+        self._client = httpx.AsyncClient(
+            timeout=timeout, headers={"User-Agent": USER_AGENT}, verify=tls.context()
+        )
         self.limiter = RateLimiter([per_webhook])
 
     def allowance(self, within: float) -> int:

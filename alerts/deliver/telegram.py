@@ -27,6 +27,7 @@ from telegram.error import (
 )
 from telegram.request import HTTPXRequest
 
+from .. import tls
 from ..errors import RecipientGone, Rejected, RetryLater, Unavailable
 from ..logs import redact
 from ..types import Alert
@@ -77,6 +78,7 @@ def _send_request(timeout: float) -> HTTPXRequest:
         write_timeout=timeout,
         connect_timeout=timeout,
         pool_timeout=timeout,
+        httpx_kwargs={"verify": tls.context()},
     )
 
 
@@ -102,6 +104,7 @@ class TelegramClient:
             write_timeout=timeout,
             connect_timeout=timeout,
             pool_timeout=timeout,
+            httpx_kwargs={"verify": tls.context()},
         )
         self.bot = Bot(token, base_url=base_url, request=request, get_updates_request=updates)
         self.budget = RateLimiter([overall])

@@ -5,6 +5,7 @@ fixtures."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -19,16 +20,31 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from alerts.cli import main
-from alerts.config import Config
+from alerts.config import Config, LearnedConfig, load_config
 from alerts.coordinate import Coordinator
 from alerts.fetch import Fetcher
-from alerts.match import compile_matcher
+from alerts.match import Matcher, compile_matcher
 from alerts.pipeline import CycleReport, PollContext, run_cycle
 from alerts.store import Store
 from alerts.stories import Clusterer
 from alerts.types import FeedItem, Match, MatchResult, NewItem
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def shipped_config() -> Config:
+    """The shipped config.yaml, read once per test process."""
+    return load_config(ROOT / "config.yaml", environ={})
+
+
+@functools.cache
+def shipped_matcher(learned: LearnedConfig | None = None) -> Matcher:
+    """The shipped config's matcher (its own learned section unless ``learned`` is given),
+    built once per test process: a matcher is immutable to its callers, and a build costs
+    tens of milliseconds."""
+    config = shipped_config()
+    return compile_matcher(config.watchlists, config.rules, learned or config.learned)
 
 
 def shipped_watchlists() -> str:

@@ -9,15 +9,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-from alerts.config import load_config
 from alerts.deliver.console import format_text
 from alerts.deliver.format import slack_digest, slack_payload, telegram_digest, telegram_html
-from alerts.match import compile_matcher
 from alerts.types import Alert
-from tests.support import ROOT
+from tests.support import shipped_config, shipped_matcher
 
-CONFIG = load_config(ROOT / "config.yaml")
-MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules, CONFIG.learned)
+CONFIG = shipped_config()
+MATCHER = shipped_matcher()
 TITLE = "US bans Nvidia H20 exports to China"
 SUMMARY = "The Commerce Department told Nvidia it needs a licence to ship H20 chips to China."
 

@@ -22,10 +22,19 @@ from alerts.logs import event, setup_logging
 from alerts.match import compile_matcher
 from alerts.runtime import Runtime
 from alerts.store import open_store
-from tests.support import CHANNEL, ROOT, ago, cli, rss, shipped_watchlists, write_config
+from tests.support import (
+    CHANNEL,
+    ROOT,
+    ago,
+    cli,
+    rss,
+    shipped_config,
+    shipped_watchlists,
+    write_config,
+)
 from tests.test_commands import Bot
 
-SHIPPED = load_config(ROOT / "config.yaml")
+SHIPPED = shipped_config()
 H200 = "China approves first imports of Nvidia H200 AI chips"
 
 

@@ -6,12 +6,11 @@ import json
 
 import pytest
 
-from alerts.config import load_config
 from alerts.match import compile_matcher, token_spans
-from tests.support import ROOT, cli
+from tests.support import cli, shipped_config, shipped_matcher
 
-CONFIG = load_config(ROOT / "config.yaml")
-MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
+CONFIG = shipped_config()
+MATCHER = shipped_matcher()
 
 # (id, title, category, term) — the term must be found
 FINDS = [

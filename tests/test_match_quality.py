@@ -9,13 +9,11 @@ from collections import defaultdict
 
 import pytest
 
-from alerts.config import load_config
-from alerts.match import compile_matcher
-from tests.support import ROOT
+from tests.support import ROOT, shipped_config, shipped_matcher
 
 DATA = ROOT / "tests" / "data" / "labelled_headlines.tsv"
-CONFIG = load_config(ROOT / "config.yaml")
-MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
+CONFIG = shipped_config()
+MATCHER = shipped_matcher()
 
 
 def _rows():

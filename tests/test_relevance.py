@@ -18,11 +18,11 @@ from alerts.deliver.format import why_line
 from alerts.match import compile_matcher, normalise
 from alerts.relevance import MODEL_PATH, features, read_model, shipped_model
 from alerts.types import Alert
-from tests.support import ROOT, cli, write_config
+from tests.support import ROOT, cli, shipped_config, shipped_matcher, write_config
 
-CONFIG = load_config(ROOT / "config.yaml")
-ON = compile_matcher(CONFIG.watchlists, CONFIG.rules, CONFIG.learned)
-OFF = compile_matcher(CONFIG.watchlists, CONFIG.rules, LearnedConfig(enabled=False))
+CONFIG = shipped_config()
+ON = shipped_matcher()
+OFF = shipped_matcher(LearnedConfig(enabled=False))
 # No rule holds for it (it names no chip or company), yet it is chip-trade news.
 AFFILIATES = "US 50% Rule Widens Export Curbs to Affiliates of Blacklisted Companies"
 

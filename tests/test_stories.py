@@ -10,11 +10,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from alerts.config import load_config
 from alerts.dedupe import edited_titles, title_key
 from alerts.deliver import Deliverer
 from alerts.deliver.telegram import TelegramSink
-from alerts.match import compile_matcher
 from alerts.store import open_store
 from alerts.stories import (
     CANDIDATES,
@@ -34,17 +32,18 @@ from tests.fakes.slack_webhook import FakeSlack
 from tests.support import (
     CHANNEL,
     CHANNEL_ID,
-    ROOT,
     Clock,
     ago,
     cli,
     rss,
+    shipped_config,
+    shipped_matcher,
     shipped_watchlists,
     write_config,
 )
 
-CONFIG = load_config(ROOT / "config.yaml")
-MATCHER = compile_matcher(CONFIG.watchlists, CONFIG.rules)
+CONFIG = shipped_config()
+MATCHER = shipped_matcher()
 OUTLETS = [
     ("Reuters", "China approves first imports of Nvidia H200 AI chips"),
     ("Bloomberg", "Beijing approves Nvidia H200 imports for Chinese tech giants"),

@@ -14,12 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from ..errors import ConfigError
 from . import values
 from .checker import Checker, type_name
+from .document import read_document
 from .model import (
     DEFAULT_CATEGORIES,
     DEFAULT_RULE,
@@ -355,15 +355,14 @@ def parse_config(text: str, *, path: Path | str) -> Config:
     return _parse(text, Path(path))
 
 
-# Parsing is a pure function of the text and the path, and the YAML parser is slow (a tenth of
-# a second for the shipped file): a touched but unchanged file, the CLI's commands in one
-# process and the tests' many loads of one file cost one parse. A Config is frozen, and no
-# caller changes its dicts. An invalid text is not kept: it raises each time.
+# Parsing is a pure function of the text and the path: a touched but unchanged file, the CLI's
+# commands in one process and the tests' many loads of one file cost one parse. A Config is
+# frozen, and no caller changes its dicts. An invalid text is not kept: it raises each time.
 @functools.lru_cache(maxsize=8)
 def _parse(text: str, path: Path) -> Config:
     c = Checker(str(path))
     try:
-        doc = YAML(typ="rt", pure=True).load(text)
+        doc = read_document(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None

@@ -3,9 +3,9 @@ grow by edits, momentum, and retention."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import random
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -825,7 +825,9 @@ def test_token_weights_add_up_the_same_in_any_order():
     for i in range(50):
         rarity.observe([f"w{j}" for j in range(i % 7 + 1)] + ["!restrict"])
     tokens = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "!restrict", "unseen"]
-    assert len({rarity.total(order) for order in itertools.permutations(tokens)}) == 1
+    rng = random.Random(7)  # 3,000 of the 362,880 orders: a plain sum differs in most of them
+    orders = [rng.sample(tokens, len(tokens)) for _ in range(3000)]
+    assert len({rarity.total(order) for order in orders}) == 1
 
 
 def _features(title):

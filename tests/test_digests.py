@@ -20,7 +20,7 @@ from alerts.store import open_store
 from alerts.types import Match
 from tests.fakes.slack_api import FakeSlackApi
 from tests.fakes.telegram_api import FakeTelegram, parse_html, utf16_len
-from tests.support import CHANNEL, CHANNEL_ID, alerting_item, cli, write_config
+from tests.support import CHANNEL, CHANNEL_ID, Clock, alerting_item, cli, write_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = timezone.utc
@@ -68,6 +68,18 @@ def _sink(telegram: FakeTelegram, name: str = "exec", chat=CHANNEL) -> TelegramS
         base_url=telegram.base_url,
         per_chat=(1, PACE),
     )
+
+
+def _deliverer(store, sink: TelegramSink, clock: Clock) -> Deliverer:
+    """A deliverer on ``clock``, which moves as the deliverer sleeps: a wait it is told (a
+    429's retry_after) comes due at once, where a frozen clock would wait for ever."""
+    return Deliverer(store, [sink], now=clock, sleep=clock.sleep)
+
+
+def _clock(start: datetime) -> Clock:
+    clock = Clock()
+    clock.now = start
+    return clock
 
 
 def _record(store, title: str, *, at: datetime, guid: str, feed: str = "Wire", **kw) -> int:
@@ -205,7 +217,7 @@ async def test_a_digest_of_60_stories_is_split_within_telegrams_limit_and_loses_
     store, titles = _sixty_queued(tmp_path, telegram)
     sink = _sink(telegram)
     try:
-        await Deliverer(store, [sink], now=lambda: _utc(2026, 3, 30, 6, 2)).drain(max_wait=60)
+        await _deliverer(store, sink, _clock(_utc(2026, 3, 30, 6, 2))).drain(max_wait=60)
     finally:
         await sink.aclose()
     shown = [m["shown_text"] for m in telegram.sent if m["chat_id"] == CHANNEL_ID]
@@ -242,7 +254,7 @@ async def test_a_digest_of_60_stories_goes_to_slack_as_one_message_of_sections(t
             token=slack.token, channel="#exec", base_url=slack.base_url, name="exec"
         )
         try:
-            await Deliverer(store, [sink], now=lambda: _utc(2026, 3, 30, 6, 2)).drain(max_wait=60)
+            await _deliverer(store, sink, _clock(_utc(2026, 3, 30, 6, 2))).drain(max_wait=60)
         finally:
             await sink.aclose()
         [post] = slack.posts
@@ -472,9 +484,9 @@ async def test_a_digest_that_failed_or_stopped_midway_goes_on_from_the_part_it_r
     # A process that sent the first part and died: the row says one part went out.
     store.db.execute("UPDATE digests SET sent_parts = 1")
     telegram.fail_next(status=500, method="sendMessage")  # and the next try fails
-    clock = [_utc(2026, 3, 30, 6, 2)]
+    clock = _clock(_utc(2026, 3, 30, 6, 2))
     sink = _sink(telegram)
-    deliverer = Deliverer(store, [sink], now=lambda: clock[0])
+    deliverer = _deliverer(store, sink, clock)
     try:
         await deliverer.deliver_due()
         assert not [m for m in telegram.sent if m["chat_id"] == CHANNEL_ID], "it failed"
@@ -482,7 +494,7 @@ async def test_a_digest_that_failed_or_stopped_midway_goes_on_from_the_part_it_r
             "pending",
             1,
         )
-        clock[0] += timedelta(minutes=1)  # past the backoff
+        clock.now += timedelta(minutes=1)  # past the backoff
         await deliverer.drain(max_wait=60)
     finally:
         await sink.aclose()

@@ -41,6 +41,9 @@ check: $(VENV)/.dev
 # they run afterwards, by themselves.
 TEST_WORKERS ?= 4
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --maxschedchunk 1
+# The unit tier waits more than it computes (pacing, polls, leases), and starts no PostgreSQL per
+# worker: a fifth worker saves about 2.5 s there (24.3 s against 26.6 s, the mean of five runs).
+TEST_FAST_WORKERS ?= 5
 # Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE): each
 # worker would otherwise compile the package and rewrite every test module again, about two
 # seconds of CPU apiece. __pycache__ is ignored by git.
@@ -52,7 +55,7 @@ test: check
 
 # The unit tier: no process started, no PostgreSQL (the marks in pytest.ini).
 test-fast: $(VENV)/.dev
-	$(PYTEST) -q $(PYTEST_PARALLEL) -m "not system and not postgres"
+	$(PYTEST) -q -n $(TEST_FAST_WORKERS) --maxschedchunk 1 -m "not system and not postgres"
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench_match.py

@@ -1,6 +1,7 @@
 """``config.yaml``: what a valid config is (``model``), the forms of single values such as a
-database URL or a duration (``values``), reading and checking a config with file:line: key errors
-(``load``; its ``destinations`` in ``routes``), and the ``/watch`` edits (``edit``)."""
+database URL or a duration (``values``), the YAML document with each key's line (``document``),
+reading and checking a config with file:line: key errors (``load``; its ``destinations`` in
+``routes``), and the ``/watch`` edits (``edit``)."""
 
 from .environment import check_environment, secret, unused_secrets
 from .load import load_config, parse_config

@@ -42,7 +42,7 @@ check: $(VENV)/.dev
 TEST_WORKERS ?= 4
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --maxschedchunk 1
 # The unit tier waits more than it computes (pacing, polls, leases), and starts no PostgreSQL per
-# worker: a fifth worker saves about 2.5 s there (24.3 s against 26.6 s, the mean of five runs).
+# worker: a fifth worker saves about 2.5 s there (24.3 s against 26.9 s: means of 3 and 5 runs).
 TEST_FAST_WORKERS ?= 5
 # Bytecode is cached even where the environment says not to (PYTHONDONTWRITEBYTECODE): each
 # worker would otherwise compile the package and rewrite every test module again, about two

@@ -129,3 +129,12 @@ def test_a_config_read_either_way_is_the_same_config(tmp_path, monkeypatch):
     finally:
         load._parse.cache_clear()
     assert fast == slow and fast.lines == slow.lines
+
+
+def test_a_values_line_is_where_its_text_starts():
+    """What the story vocabulary's reader needs to name a word's line: a block scalar's text
+    starts on the line after its indicator."""
+    doc = read_document("plain: a b\nblock: |\n  c d\n  e\nfolded: >-\n\n  f\n")
+    assert doc.lc.value("plain") == (0, 7)
+    assert doc.lc.value("block") == (2, 0) and doc["block"] == "c d\ne\n"
+    assert doc.lc.value("folded")[0] == 5 and doc["folded"] == "\nf"

@@ -1,8 +1,8 @@
-"""A config file's YAML document: plain mappings and lists that know the line of each key and
-item, for errors that name them. Read with libyaml (ruamel.yaml.clib) when it is installed: about
-a seventh of the time of ruamel's pure-Python round-trip reader, with the same values and lines.
-A text libyaml refuses is read again by the pure-Python reader, whose messages name the problem
-as the config errors always have."""
+"""A YAML document (config.yaml, the story vocabulary) as plain mappings and lists that know
+the line of each key, value and item, for errors that name them. Read with libyaml
+(ruamel.yaml.clib) when it is installed: about a seventh of the time of ruamel's pure-Python
+round-trip reader, with the same values and lines. A text libyaml refuses is read again by the
+pure-Python reader, whose messages name the problem as the config errors always have."""
 
 from __future__ import annotations
 
@@ -11,21 +11,27 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.constructor import SafeConstructor
-from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 
 class Lines:
-    """Where a container's keys or items start, as ``(line, column)`` from 0: what ruamel's
-    ``.lc`` gives, so that one Checker reads both kinds of document."""
+    """Where a container's keys, values or items start, as ``(line, column)`` from 0: what
+    ruamel's ``.lc`` gives, so that one Checker reads both kinds of document."""
 
-    __slots__ = ("_keys", "_items")
+    __slots__ = ("_keys", "_values", "_items")
 
     def __init__(self) -> None:
         self._keys: dict[Any, tuple[int, int]] = {}
+        self._values: dict[Any, tuple[int, int]] = {}
         self._items: list[tuple[int, int]] = []
 
     def key(self, key: Any) -> tuple[int, int]:
         return self._keys[key]
+
+    def value(self, key: Any) -> tuple[int, int]:
+        """Where the value's text starts: for a block scalar (``|`` or ``>``), the line after
+        its indicator, where ruamel's round-trip reader gives the indicator's."""
+        return self._values[key]
 
     def item(self, index: int) -> tuple[int, int]:
         return self._items[index]
@@ -49,6 +55,12 @@ def _at(node: Node) -> tuple[int, int]:
     return node.start_mark.line, node.start_mark.column
 
 
+def _text_at(node: Node) -> tuple[int, int]:
+    if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+        return node.start_mark.line + 1, 0
+    return _at(node)
+
+
 class _Constructor(SafeConstructor):
     """The safe constructor (YAML 1.2 values, merge keys, duplicate keys refused), building
     containers that keep their lines."""
@@ -58,8 +70,9 @@ class _Constructor(SafeConstructor):
         data.lc = lines = Lines()
         yield data
         data.update(self.construct_mapping(node))  # merge keys flattened into node.value first
-        for key_node, _ in node.value:
-            lines._keys[self.construct_object(key_node)] = _at(key_node)  # the last one wins
+        for key_node, value_node in node.value:  # the last of a merged key wins
+            key = self.construct_object(key_node)
+            lines._keys[key], lines._values[key] = _at(key_node), _text_at(value_node)
 
     def construct_lined_list(self, node: SequenceNode) -> Iterator[LinedList]:
         data = LinedList()

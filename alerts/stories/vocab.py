@@ -12,11 +12,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import LiteralScalarString
 
+from ..config.document import read_document
 from ..errors import ChipwatchError
 
 # Sections of words separated by spaces, and of kinds, each a list of words or of names.
@@ -98,10 +97,11 @@ class _Reader:
     def words(self, parent: Any, key: str, where: str) -> Iterator[tuple[str, int]]:
         """Each word of a space-separated list, with its line."""
         value = parent[key]
-        line = parent.lc.value(key)[0] + 1
+        line = parent.lc.value(key)[0] + 1  # where its text starts
         if not isinstance(value, str):
             raise self.fail(line, f"{where}: expected words separated by spaces")
-        first = line + 1 if isinstance(value, LiteralScalarString) else line
+        first = line + 1 if isinstance(value, LiteralScalarString) else line  # read by ruamel's
+        # round-trip reader (what libyaml refused), which gives a block's indicator line
         for n, text in enumerate(value.splitlines()):
             for word in text.split():
                 yield word, first + n
@@ -109,10 +109,10 @@ class _Reader:
     def names(self, parent: Any, key: str, where: str) -> Iterator[tuple[str, int]]:
         """Each name of a YAML list, with its line."""
         value = parent[key]
-        if not isinstance(value, CommentedSeq) or not all(isinstance(v, str) for v in value):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(parent.lc.value(key)[0] + 1, f"{where}: expected a list of names")
         for i, name in enumerate(value):
-            yield " ".join(name.split()), value.lc.item(i)[0] + 1
+            yield " ".join(name.split()), parent[key].lc.item(i)[0] + 1  # a document's list
 
     def kinds(self, name: str) -> list[_Entry]:
         """A section of kinds, each with its words (or names), in the order written."""
@@ -161,7 +161,7 @@ def load(path: Path | None = None) -> Vocabulary:
     else:
         file, text = str(path), path.read_text(encoding="utf-8")
     try:
-        doc = YAML(typ="rt", pure=True).load(text)
+        doc = read_document(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else 1

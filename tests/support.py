@@ -7,7 +7,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -23,7 +25,7 @@ from alerts.cli import main
 from alerts.config import Config, LearnedConfig, load_config
 from alerts.coordinate import Coordinator
 from alerts.fetch import Fetcher
-from alerts.match import Matcher, compile_matcher
+from alerts.match import Matcher, compile_matcher, normalise
 from alerts.pipeline import CycleReport, PollContext, run_cycle
 from alerts.store import Store
 from alerts.stories import Clusterer
@@ -70,6 +72,25 @@ class Clock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += timedelta(seconds=seconds)
+
+
+def learned_oracle(title: str) -> tuple[float, str]:
+    """The shipped model's score of ``title`` and its heaviest word or word pair, worked out
+    here from the model file's weights (not from the Opinion under test): what a learned
+    alert's why line must show."""
+    model = json.loads((ROOT / "alerts" / "relevance.json").read_text(encoding="utf-8"))
+    words = normalise(title).split()
+    cats = {m.category for m in shipped_matcher().match(title).matches}
+    pairs = zip(words, words[1:], strict=False)
+    present = {f"w:{w}" for w in words} | {f"b:{a} {b}" for a, b in pairs}
+    present |= {f"cat:{c}" for c in cats}
+    if cats & {"chips", "companies", "chip_buyers"}:
+        present.add("cat:chip_side")
+    counts = {f: sum(1 for w in words if f == f"w:{w}") or 1 for f in present}
+    weighed = {f: counts[f] * model["weights"][f] for f in present if f in model["weights"]}
+    z = model["bias"] + math.fsum(weighed.values())
+    top = max((f for f in weighed if not f.startswith("cat:")), key=lambda f: weighed[f])
+    return 1 / (1 + math.exp(-z)), top.partition(":")[2]
 
 
 CHANNEL, CHANNEL_ID = "@chipwatch_test", -1001234567890  # the fake Bot API's test channel

@@ -68,7 +68,7 @@ def telegram(monkeypatch):
     # Replies come quickly one after another here, from the bot and the fake alike (the bot
     # reads its pace per chat when it first writes to the chat); pacing is tested in
     # test_delivery.
-    monkeypatch.setattr(telegram_delivery, "PER_CHAT", (1, 0.06))
+    monkeypatch.setattr(telegram_delivery, "PER_CHAT", (1, 0.1))  # the fake: 0.05
     with FakeTelegram(
         chats={CHANNEL: {"id": CHANNEL_ID, "type": "channel", "title": "t"}}, per_chat_interval=0.05
     ) as fake:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import aiohttp
 import httpx
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from .. import USER_AGENT, tls
 from ..config import SLACK_API_BASE
@@ -94,6 +92,10 @@ class SlackAppSink:
         self.channel = channel
         self._token = token
         self._timeout = timeout
+        # Imported here: slack_sdk's async client brings aiohttp, a seventh of a second of every
+        # start (each CLI command) that only a Slack app needs.
+        from slack_sdk.web.async_client import AsyncWebClient
+
         # No retry handlers: the deliverer owns retries, so that a 429's wait holds the whole
         # destination and every failure is recorded in the outbox.
         self._client = AsyncWebClient(
@@ -127,6 +129,8 @@ class SlackAppSink:
 
     async def _call(self, method: str, limiter: RateLimiter, **args: object) -> dict:
         """One Web API call, paced; Slack's errors mapped onto the delivery error tree."""
+        import aiohttp  # loaded with the client, in __init__
+
         await limiter.acquire()
         if self._client.session is None or self._client.session.closed:
             # One connection pool for the sink (slack_sdk would open one per call).

@@ -173,11 +173,20 @@ async def _simulate(
             store, cfg.stories, now=BASE, watchlists=cfg.watchlists, follow_up=follow_up
         )
         polls = sorted({math.ceil(r.minute / step) * step for r in rows})
+        served: dict[str, bytes] = {}  # feed -> the document it served at its last poll
         async with Fetcher(cfg.poll) as fetcher:
             for t in polls:
                 clock["t"] = t
+                # Every feed at the first poll (its first-poll rules), then the feeds with news:
+                # another would answer as before, which the pipeline skips unread.
+                changed = []
+                for feed, mine in zip(cfg.feeds, groups.values(), strict=True):
+                    body = render(mine, upto=t, aggregator=aggregator)
+                    if served.get(feed.name) != body:
+                        served[feed.name] = body
+                        changed.append(feed)
                 await run_cycle(
-                    cfg.feeds,
+                    changed,
                     PollContext(
                         config=cfg,
                         store=store,

@@ -27,6 +27,7 @@ from alerts.coordinate import Coordinator
 from alerts.fetch import Fetcher
 from alerts.match import Matcher, compile_matcher, normalise
 from alerts.pipeline import CycleReport, PollContext, run_cycle
+from alerts.relevance import MODEL_PATH, features
 from alerts.store import Store
 from alerts.stories import Clusterer
 from alerts.types import FeedItem, Match, MatchResult, NewItem
@@ -62,8 +63,8 @@ def shipped_watchlists() -> str:
 class Clock:
     """A clock that moves only when it sleeps (as a deliverer or a debouncer sleeps)."""
 
-    def __init__(self) -> None:
-        self.now = datetime.now(timezone.utc)
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(timezone.utc)
         self.slept: list[float] = []
 
     def __call__(self) -> datetime:
@@ -78,16 +79,10 @@ def learned_oracle(title: str) -> tuple[float, str]:
     """The shipped model's score of ``title`` and its heaviest word or word pair, worked out
     here from the model file's weights (not from the Opinion under test): what a learned
     alert's why line must show."""
-    model = json.loads((ROOT / "alerts" / "relevance.json").read_text(encoding="utf-8"))
-    words = normalise(title).split()
+    model = json.loads(MODEL_PATH.read_text(encoding="utf-8"))
     cats = {m.category for m in shipped_matcher().match(title).matches}
-    pairs = zip(words, words[1:], strict=False)
-    present = {f"w:{w}" for w in words} | {f"b:{a} {b}" for a, b in pairs}
-    present |= {f"cat:{c}" for c in cats}
-    if cats & {"chips", "companies", "chip_buyers"}:
-        present.add("cat:chip_side")
-    counts = {f: sum(1 for w in words if f == f"w:{w}") or 1 for f in present}
-    weighed = {f: counts[f] * model["weights"][f] for f in present if f in model["weights"]}
+    found = features(normalise(title).split(), [], cats)
+    weighed = {f: v * model["weights"][f] for f, v in found.items() if f in model["weights"]}
     z = model["bias"] + math.fsum(weighed.values())
     top = max((f for f in weighed if not f.startswith("cat:")), key=lambda f: weighed[f])
     return 1 / (1 + math.exp(-z)), top.partition(":")[2]

@@ -76,12 +76,6 @@ def _deliverer(store, sink: TelegramSink, clock: Clock) -> Deliverer:
     return Deliverer(store, [sink], now=clock, sleep=clock.sleep)
 
 
-def _clock(start: datetime) -> Clock:
-    clock = Clock()
-    clock.now = start
-    return clock
-
-
 def _record(store, title: str, *, at: datetime, guid: str, feed: str = "Wire", **kw) -> int:
     [alert_id] = store.record_poll(
         feed,
@@ -217,7 +211,7 @@ async def test_a_digest_of_60_stories_is_split_within_telegrams_limit_and_loses_
     store, titles = _sixty_queued(tmp_path, telegram)
     sink = _sink(telegram)
     try:
-        await _deliverer(store, sink, _clock(_utc(2026, 3, 30, 6, 2))).drain(max_wait=60)
+        await _deliverer(store, sink, Clock(_utc(2026, 3, 30, 6, 2))).drain(max_wait=60)
     finally:
         await sink.aclose()
     shown = [m["shown_text"] for m in telegram.sent if m["chat_id"] == CHANNEL_ID]
@@ -254,7 +248,7 @@ async def test_a_digest_of_60_stories_goes_to_slack_as_one_message_of_sections(t
             token=slack.token, channel="#exec", base_url=slack.base_url, name="exec"
         )
         try:
-            await _deliverer(store, sink, _clock(_utc(2026, 3, 30, 6, 2))).drain(max_wait=60)
+            await _deliverer(store, sink, Clock(_utc(2026, 3, 30, 6, 2))).drain(max_wait=60)
         finally:
             await sink.aclose()
         [post] = slack.posts
@@ -484,7 +478,7 @@ async def test_a_digest_that_failed_or_stopped_midway_goes_on_from_the_part_it_r
     # A process that sent the first part and died: the row says one part went out.
     store.db.execute("UPDATE digests SET sent_parts = 1")
     telegram.fail_next(status=500, method="sendMessage")  # and the next try fails
-    clock = _clock(_utc(2026, 3, 30, 6, 2))
+    clock = Clock(_utc(2026, 3, 30, 6, 2))
     sink = _sink(telegram)
     deliverer = _deliverer(store, sink, clock)
     try:
